@@ -1,0 +1,65 @@
+"""The `VenueClient` protocol: what legato needs from any venue, simulated or real."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from venues.errors import VenueError
+from venues.model import (
+    AccountSnapshot,
+    AckKind,
+    BookSnapshot,
+    ExecutionReport,
+    Instrument,
+    MarketEvent,
+    NewOrder,
+    Position,
+)
+
+
+@runtime_checkable
+class VenueClient(Protocol):
+    """An async connection to one account at one venue.
+
+    `place` answers with the venue's acknowledgement, whose `ack_kind` is the venue's
+    declared `ack_semantics` (or UNKNOWN when the outcome could not be learned: resolve it
+    with `query`, never by sending again). Fills arrive on `execution_reports()`; every
+    report carries cumulative fields, so a late or repeated report is harmless.
+    """
+
+    @property
+    def venue(self) -> str: ...
+
+    @property
+    def ack_semantics(self) -> AckKind: ...
+
+    async def instruments(self) -> list[Instrument]: ...
+
+    async def order_book(self, symbol: str, depth: int = 20) -> BookSnapshot: ...
+
+    async def place(self, order: NewOrder) -> ExecutionReport: ...
+
+    async def place_batch(
+        self, orders: Sequence[NewOrder]
+    ) -> list[ExecutionReport | VenueError]: ...
+
+    async def cancel(self, symbol: str, client_order_id: str) -> ExecutionReport: ...
+
+    async def cancel_all(self, symbol: str) -> list[ExecutionReport]: ...
+
+    async def query(self, symbol: str, client_order_id: str) -> ExecutionReport: ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[ExecutionReport]: ...
+
+    async def account(self) -> AccountSnapshot: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def server_time_ns(self) -> int: ...
+
+    def execution_reports(self) -> AsyncIterator[ExecutionReport]: ...
+
+    def market_events(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,282 @@
+"""The venue vocabulary: instruments, orders, execution reports, accounts and market data."""
+
+from __future__ import annotations
+
+import enum
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+
+import msgspec
+
+
+class Side(enum.StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class InstrumentKind(enum.StrEnum):
+    SPOT = "spot"
+    PERP = "perp"
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    POST_ONLY = "POST_ONLY"  # Binance spells it GTX; the adapter translates
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_NEW = "PENDING_NEW"  # received, not yet through risk checks (RECEIPT acks)
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"  # IOC/FOK/market remainder that found no liquidity
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+class AckKind(enum.StrEnum):
+    """When a venue's answer to a new order arrives (DESIGN §6)."""
+
+    RECEIPT = "RECEIPT"  # before risk checks (FIX PendingNew)
+    ACCEPTED = "ACCEPTED"  # after risk checks, before matching (Binance ACK)
+    RESULT = "RESULT"  # after matching (Binance RESULT)
+    UNKNOWN = "UNKNOWN"  # timeout or 5xx: the order may still have been applied
+
+
+class Liquidity(enum.StrEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+class RejectReason(enum.StrEnum):
+    """Why a venue refused an order; each maps to a Binance error code in the server."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    INVALID_PRICE = "INVALID_PRICE"
+    PRICE_OFF_TICK = "PRICE_OFF_TICK"
+    QTY_OFF_LOT = "QTY_OFF_LOT"
+    BELOW_MIN_NOTIONAL = "BELOW_MIN_NOTIONAL"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
+    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
+    INVALID_CLIENT_ORDER_ID = "INVALID_CLIENT_ORDER_ID"
+    REDUCE_ONLY_WOULD_INCREASE = "REDUCE_ONLY_WOULD_INCREASE"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    INJECTED = "INJECTED"  # the venue profile's reject injection
+
+
+def _snap(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return (value / step).to_integral_value(rounding=rounding) * step
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tradable symbol and its venue rules.
+
+    `betas` maps risk factors to this instrument's exposure per unit of dollar value
+    (stETH has ETH 1.0; the index perp has its basket weights).
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    kind: InstrumentKind
+    tick: Decimal
+    lot: Decimal
+    min_notional: Decimal = Decimal(0)
+    contract_size: Decimal = Decimal(1)
+    max_qty: Decimal = Decimal(1_000_000)
+    betas: dict[str, float] = {}
+
+    def snap_price(self, price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        """Round a price onto the tick grid."""
+        return _snap(price, self.tick, rounding)
+
+    def snap_price_passive(self, price: Decimal, side: Side) -> Decimal:
+        """Round a limit price to the tick that is no more aggressive than asked."""
+        return _snap(price, self.tick, ROUND_DOWN if side is Side.BUY else ROUND_UP)
+
+    def snap_qty(self, qty: Decimal) -> Decimal:
+        """Round a quantity down onto the lot grid (never trade more than asked)."""
+        return _snap(qty, self.lot, ROUND_DOWN)
+
+    def on_tick(self, price: Decimal) -> bool:
+        return price % self.tick == 0
+
+    def on_lot(self, qty: Decimal) -> bool:
+        return qty % self.lot == 0
+
+    def notional(self, price: Decimal, qty: Decimal) -> Decimal:
+        return price * qty * self.contract_size
+
+
+class NewOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A request to place one order. Prices and quantities are on the instrument's grid."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+
+
+class Fill(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution of an order against another."""
+
+    trade_id: int
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: Liquidity
+    ts_ns: int
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue says about an order: its state after an event, with cumulative fields.
+
+    Venue timestamps are the venue's own clock (ns); map them to local time with the
+    measured venue clock offset. `venue_receive_ns` is when the venue got the request,
+    `venue_accept_ns` when it passed risk checks and reached the book.
+    """
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    order_id: int
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    status: OrderStatus
+    quantity: Decimal
+    price: Decimal | None
+    cum_filled: Decimal
+    avg_price: Decimal | None
+    cum_fee: Decimal
+    ack_kind: AckKind | None = None
+    last_fill: Fill | None = None
+    reject_reason: RejectReason | None = None
+    reject_message: str | None = None
+    venue_receive_ns: int | None = None
+    venue_accept_ns: int | None = None
+    venue_ts_ns: int = 0
+    reduce_only: bool = False
+
+    @property
+    def open_qty(self) -> Decimal:
+        if self.status.is_terminal:
+            return Decimal(0)
+        return self.quantity - self.cum_filled
+
+
+class Balance(msgspec.Struct, frozen=True, kw_only=True):
+    asset: str
+    wallet: Decimal  # deposited collateral plus realised P&L minus fees
+    available: Decimal  # what new orders can still use
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """A perpetual position (signed quantity) or a spot holding."""
+
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
+    unrealized_pnl: Decimal
+    initial_margin: Decimal
+    leverage: int
+
+
+class AccountSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An account's collateral, margin use and positions at one venue instant."""
+
+    venue: str
+    account_id: str
+    balances: list[Balance]
+    positions: list[Position]
+    margin_asset: str
+    wallet_balance: Decimal
+    unrealized_pnl: Decimal
+    position_initial_margin: Decimal
+    open_order_initial_margin: Decimal
+    available_margin: Decimal
+    ts_ns: int
+
+
+class BookSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Aggregated price levels, best first: `bids`/`asks` are (price, quantity) pairs."""
+
+    venue: str
+    symbol: str
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
+    ts_ns: int
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self.bids[0][0] if self.bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self.asks[0][0] if self.asks else None
+
+    @property
+    def mid(self) -> Decimal | None:
+        if not self.bids or not self.asks:
+            return None
+        return (self.bids[0][0] + self.asks[0][0]) / 2
+
+
+class BookTicker(msgspec.Struct, frozen=True, kw_only=True, tag="book_ticker"):
+    """Top of book at one instant."""
+
+    venue: str
+    symbol: str
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+    ts_ns: int
+
+
+class MarketTrade(msgspec.Struct, frozen=True, kw_only=True, tag="trade"):
+    """A public trade print; `aggressor` is the taker's side."""
+
+    venue: str
+    symbol: str
+    trade_id: int
+    price: Decimal
+    quantity: Decimal
+    aggressor: Side
+    ts_ns: int
+
+
+MarketEvent = BookTicker | MarketTrade

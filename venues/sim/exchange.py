@@ -1,0 +1,830 @@
+"""The simulated exchange core: books, orders, accounts and margin; pure and time-agnostic.
+
+Every call takes `now_ns` (venue time) and first brings the market up to it; nothing here
+reads a clock, sleeps or does I/O. What happens is returned and also queued on an outbox of
+`AccountReport`s and public market events, which a host (asyncio, HTTP server, backtest)
+drains and delivers with whatever latency its venue profile says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import msgspec
+
+from venues.errors import OrderRejected, UnknownOrder
+from venues.model import (
+    AccountSnapshot,
+    Balance,
+    BookSnapshot,
+    BookTicker,
+    ExecutionReport,
+    Fill,
+    Instrument,
+    InstrumentKind,
+    Liquidity,
+    MarketEvent,
+    MarketTrade,
+    NewOrder,
+    OrderStatus,
+    OrderType,
+    Position,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+from venues.sim.book import MARKET, Match, OrderBook, RestingOrder
+from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
+
+MARGIN_ASSET = "USDT"
+CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's rule
+_ZERO = Decimal(0)
+_AVG_QUANTUM = Decimal("1e-8")
+
+
+class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Maker and taker fees in basis points of notional (Binance USD-M regular tier)."""
+
+    maker_bps: float = 2.0
+    taker_bps: float = 5.0
+
+    def rate(self, liquidity: Liquidity) -> Decimal:
+        bps = self.maker_bps if liquidity is Liquidity.MAKER else self.taker_bps
+        return Decimal(str(bps)) / Decimal(10_000)
+
+
+class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An account to open: balances per asset (USDT is the margin) and default leverage."""
+
+    account_id: str
+    balances: dict[str, Decimal]
+    leverage: int = 10
+
+
+class AccountReport(msgspec.Struct, frozen=True, kw_only=True):
+    """An execution report addressed to the account that owns the order."""
+
+    account_id: str
+    report: ExecutionReport
+
+
+@dataclass(slots=True)
+class _Order:
+    order_id: int
+    account: str
+    req: NewOrder
+    inst: Instrument
+    receive_ns: int
+    accept_ns: int
+    status: OrderStatus = OrderStatus.NEW
+    cum_lots: int = 0
+    notional: Decimal = _ZERO  # sum of price × quantity filled
+    fee: Decimal = _ZERO
+    ts_ns: int = 0
+    last_fill: Fill | None = None
+    reason: RejectReason | None = None
+    message: str | None = None
+
+    @property
+    def lots(self) -> int:
+        return int(self.req.quantity / self.inst.lot)
+
+    @property
+    def open_lots(self) -> int:
+        return 0 if self.status.is_terminal else self.lots - self.cum_lots
+
+
+@dataclass(slots=True)
+class _Position:
+    qty: Decimal = _ZERO  # signed for perps, holding for spot
+    entry: Decimal = _ZERO  # average entry (perps) or average cost (spot)
+
+
+@dataclass(slots=True)
+class _Account:
+    account_id: str
+    wallet: Decimal  # margin asset: deposits + realised P&L − fees (spot cash included)
+    leverage: int
+    holdings: dict[str, Decimal] = field(default_factory=dict)  # spot assets other than USDT
+    positions: dict[str, _Position] = field(default_factory=dict)
+    trades: list[tuple[str, int, str, Side, Fill]] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class UserTrade:
+    """One of an account's fills, with the order it belongs to (Binance userTrades)."""
+
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: Side
+    fill: Fill
+
+
+class SimExchange:
+    """One simulated venue: its instruments' books, its accounts, and its market source."""
+
+    def __init__(
+        self,
+        venue: str,
+        market: MarketSource,
+        *,
+        instruments: Sequence[Instrument] | None = None,
+        fees: FeeSchedule | None = None,
+        price_band: float = 0.05,
+        start_ns: int = 0,
+    ) -> None:
+        self.venue = venue
+        self.market = market
+        self.fees = fees or FeeSchedule()
+        self.price_band = Decimal(str(price_band))
+        insts = list(instruments) if instruments is not None else market.instruments()
+        self.instruments: dict[str, Instrument] = {i.symbol: i for i in insts}
+        self.books: dict[str, OrderBook] = {s: OrderBook() for s in self.instruments}
+        self.now_ns = start_ns
+        self._accounts: dict[str, _Account] = {}
+        self._orders: dict[int, _Order] = {}
+        self._by_client: dict[tuple[str, str], int] = {}
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._outbox: list[AccountReport | MarketEvent] = []
+        self._last_trade: dict[str, Decimal] = {}
+        self.updates_applied = 0
+
+    # --- accounts ------------------------------------------------------------------
+    def open_account(self, spec: AccountSpec) -> None:
+        if spec.account_id in self._accounts:
+            raise ValueError(f"account {spec.account_id!r} already exists on {self.venue}")
+        if spec.leverage < 1:
+            raise ValueError(f"leverage must be at least 1, got {spec.leverage}")
+        balances = dict(spec.balances)
+        wallet = Decimal(balances.pop(MARGIN_ASSET, _ZERO))
+        acct = _Account(spec.account_id, wallet, spec.leverage)
+        acct.holdings = {a: Decimal(q) for a, q in balances.items()}
+        self._accounts[spec.account_id] = acct
+
+    def has_account(self, account_id: str) -> bool:
+        return account_id in self._accounts
+
+    def set_leverage(self, account_id: str, leverage: int) -> None:
+        if leverage < 1:
+            raise ValueError(f"leverage must be at least 1, got {leverage}")
+        self._account(account_id).leverage = leverage
+
+    def deposit(self, account_id: str, asset: str, amount: Decimal) -> None:
+        acct = self._account(account_id)
+        if asset == MARGIN_ASSET:
+            acct.wallet += amount
+        else:
+            acct.holdings[asset] = acct.holdings.get(asset, _ZERO) + amount
+
+    # --- market --------------------------------------------------------------------
+    def advance(self, now_ns: int) -> None:
+        """Replay the market up to `now_ns`, filling our resting orders it reaches."""
+        if now_ns <= self.now_ns:
+            return
+        touched: set[str] = set()
+        for update in self.market.updates(now_ns):
+            self.updates_applied += 1
+            symbol = update.symbol
+            book = self.books.get(symbol)
+            if book is None:
+                continue
+            if isinstance(update, DepthUpdate):
+                for price, qty in update.bids:
+                    self._maker_fills(
+                        symbol, book.set_market_level(Side.BUY, price, qty), update.ts_ns
+                    )
+                for price, qty in update.asks:
+                    self._maker_fills(
+                        symbol, book.set_market_level(Side.SELL, price, qty), update.ts_ns
+                    )
+                touched.add(symbol)
+            elif isinstance(update, TradePrint):
+                matches, _ = book.take(update.aggressor, update.qty, update.price, MARKET)
+                self._maker_fills(symbol, matches, update.ts_ns, public=False)
+                inst = self.instruments[symbol]
+                price = inst.tick * update.price
+                self._last_trade[symbol] = price
+                self._outbox.append(
+                    MarketTrade(
+                        venue=self.venue,
+                        symbol=symbol,
+                        trade_id=self._trade_id(),
+                        price=price,
+                        quantity=inst.lot * update.qty,
+                        aggressor=update.aggressor,
+                        ts_ns=update.ts_ns,
+                    )
+                )
+                touched.add(symbol)
+            elif isinstance(update, TopOfBook):
+                pass  # recorded top of book: the rebuilt book is the venue's truth
+        self.now_ns = now_ns
+        for symbol in touched:
+            ticker = self._ticker(symbol)
+            if ticker is not None:
+                self._outbox.append(ticker)
+
+    def _maker_fills(
+        self, symbol: str, matches: list[Match], ts_ns: int, *, public: bool = True
+    ) -> None:
+        """Fill participant makers that the market's own liquidity or trades reached.
+
+        `public` prints the trade on the tape; a recorded trade print is already there.
+        """
+        inst = self.instruments[symbol]
+        for m in matches:
+            if m.maker_owner == MARKET:
+                continue
+            tid = self._trade_id()
+            self._fill(self._orders[m.maker_order_id], m.price, m.qty, Liquidity.MAKER, ts_ns, tid)
+            if public:
+                self._outbox.append(
+                    MarketTrade(
+                        venue=self.venue,
+                        symbol=symbol,
+                        trade_id=tid,
+                        price=inst.tick * m.price,
+                        quantity=inst.lot * m.qty,
+                        aggressor=m.maker_side.opposite,
+                        ts_ns=ts_ns,
+                    )
+                )
+
+    def mark_price(self, symbol: str) -> Decimal | None:
+        """Mid of the book, else the source's fair price, else the last trade."""
+        book = self.books[symbol]
+        inst = self.instruments[symbol]
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            return inst.tick * (bid + ask) / 2
+        fair = self.market.fair_price(symbol, self.now_ns)
+        if fair is not None:
+            return inst.snap_price(Decimal(str(fair)))
+        return self._last_trade.get(symbol)
+
+    def book_snapshot(self, symbol: str, depth: int, now_ns: int) -> BookSnapshot:
+        inst = self._instrument(symbol)
+        self.advance(now_ns)
+        book = self.books[symbol]
+        return BookSnapshot(
+            venue=self.venue,
+            symbol=symbol,
+            ts_ns=self.now_ns,
+            bids=[(inst.tick * p, inst.lot * q) for p, q in book.depth(Side.BUY, depth)],
+            asks=[(inst.tick * p, inst.lot * q) for p, q in book.depth(Side.SELL, depth)],
+        )
+
+    def _ticker(self, symbol: str) -> BookTicker | None:
+        book = self.books[symbol]
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is None or ask is None:
+            return None
+        inst = self.instruments[symbol]
+        return BookTicker(
+            venue=self.venue,
+            symbol=symbol,
+            bid=inst.tick * bid,
+            bid_qty=inst.lot * book.level_qty(Side.BUY, bid),
+            ask=inst.tick * ask,
+            ask_qty=inst.lot * book.level_qty(Side.SELL, ask),
+            ts_ns=self.now_ns,
+        )
+
+    def notify(self, account_id: str, report: ExecutionReport) -> None:
+        """Queue a report a host made itself (a reject after a RECEIPT ack)."""
+        self._outbox.append(AccountReport(account_id=account_id, report=report))
+
+    def drain(self) -> list[AccountReport | MarketEvent]:
+        """Everything that happened since the last drain, in order."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    # --- orders --------------------------------------------------------------------
+    def place(
+        self, account_id: str, order: NewOrder, now_ns: int, receive_ns: int | None = None
+    ) -> ExecutionReport:
+        """Validate, risk-check and match one new order; returns its state afterwards.
+
+        A refused order raises `OrderRejected` and leaves the account and books untouched.
+        `receive_ns` is when the request reached the venue (defaults to `now_ns`).
+        """
+        self.advance(now_ns)
+        acct = self._account(account_id)
+        inst = self._check(acct, order)
+        o = _Order(
+            self._next_order_id,
+            account_id,
+            order,
+            inst,
+            receive_ns if receive_ns is not None else now_ns,
+            now_ns,
+            ts_ns=now_ns,
+        )
+        self._next_order_id += 1
+        self._orders[o.order_id] = o
+        self._by_client[(account_id, order.client_order_id)] = o.order_id
+        self._emit(o)
+        self._execute(o, now_ns)
+        return self._report(o)
+
+    def _execute(self, o: _Order, now_ns: int) -> None:
+        req, inst, book = o.req, o.inst, self.books[o.req.symbol]
+        limit = None if req.type is OrderType.MARKET else int(req.price / inst.tick)
+        lots = o.lots
+        if (
+            req.time_in_force is TimeInForce.FOK
+            and book.fillable(req.side, lots, limit, o.account) < lots
+        ):
+            self._finish(
+                o,
+                OrderStatus.EXPIRED,
+                now_ns,
+                RejectReason.FOK_NOT_FILLABLE,
+                "fill-or-kill order could not be filled in full at once",
+            )
+            return
+        matches, left = book.take(req.side, lots, limit, o.account)
+        for m in matches:
+            tid = self._trade_id()
+            if m.maker_owner == MARKET:
+                self.market.on_taken(req.symbol, m.maker_side, m.price, m.qty, now_ns)
+            else:
+                self._fill(
+                    self._orders[m.maker_order_id], m.price, m.qty, Liquidity.MAKER, now_ns, tid
+                )
+            self._fill(o, m.price, m.qty, Liquidity.TAKER, now_ns, tid)
+            self._outbox.append(
+                MarketTrade(
+                    venue=self.venue,
+                    symbol=req.symbol,
+                    trade_id=tid,
+                    price=inst.tick * m.price,
+                    quantity=inst.lot * m.qty,
+                    aggressor=req.side,
+                    ts_ns=now_ns,
+                )
+            )
+        if left == 0:
+            return
+        opposite = book.best_ask() if req.side is Side.BUY else book.best_bid()
+        # take() stops early only at this account's own order: self-trade prevention.
+        blocked = opposite is not None and (limit is None or book.would_cross(req.side, limit))
+        if blocked:
+            self._finish(
+                o,
+                OrderStatus.EXPIRED,
+                now_ns,
+                None,
+                "self-trade prevented: the rest would trade with this account's own resting order",
+            )
+        elif req.type is OrderType.MARKET or req.time_in_force in (
+            TimeInForce.IOC,
+            TimeInForce.FOK,
+        ):
+            self._finish(
+                o, OrderStatus.EXPIRED, now_ns, None, "no more liquidity within the order's limit"
+            )
+        else:
+            assert limit is not None
+            book.rest(RestingOrder(o.order_id, o.account, req.side, limit, left))
+
+    def cancel(
+        self, account_id: str, symbol: str, client_order_id: str, now_ns: int
+    ) -> ExecutionReport:
+        """Cancel an open order; raises `UnknownOrder` if there is none open by that id."""
+        self.advance(now_ns)
+        o = self._lookup(account_id, symbol, client_order_id)
+        if o.status.is_terminal:
+            raise UnknownOrder(
+                f"order {client_order_id!r} is already {o.status.value}; nothing to cancel",
+                venue=self.venue,
+            )
+        self.books[symbol].cancel(o.order_id)
+        self._finish(o, OrderStatus.CANCELED, now_ns, None, None)
+        return self._report(o)
+
+    def cancel_all(self, account_id: str, symbol: str, now_ns: int) -> list[ExecutionReport]:
+        self.advance(now_ns)
+        self._instrument(symbol)
+        return [
+            self.cancel(account_id, symbol, r.client_order_id, now_ns)
+            for r in self.open_orders(account_id, symbol)
+        ]
+
+    def query(self, account_id: str, symbol: str, client_order_id: str) -> ExecutionReport:
+        """The order's current state; raises `UnknownOrder` if the venue never saw it."""
+        return self._report(self._lookup(account_id, symbol, client_order_id))
+
+    def query_by_id(self, account_id: str, symbol: str, order_id: int) -> ExecutionReport:
+        o = self._orders.get(order_id)
+        if o is None or o.account != account_id or o.req.symbol != symbol:
+            raise UnknownOrder(
+                f"no order {order_id} on {symbol} for this account", venue=self.venue
+            )
+        return self._report(o)
+
+    def open_orders(self, account_id: str, symbol: str | None = None) -> list[ExecutionReport]:
+        self._account(account_id)
+        return [
+            self._report(o)
+            for o in self._orders.values()
+            if o.account == account_id
+            and not o.status.is_terminal
+            and (symbol is None or o.req.symbol == symbol)
+        ]
+
+    def user_trades(self, account_id: str, symbol: str) -> list[UserTrade]:
+        acct = self._account(account_id)
+        return [
+            UserTrade(s, oid, coid, side, f) for s, oid, coid, side, f in acct.trades if s == symbol
+        ]
+
+    # --- validation and risk -------------------------------------------------------
+    def _check(self, acct: _Account, order: NewOrder) -> Instrument:
+        def reject(reason: RejectReason, message: str) -> OrderRejected:
+            return OrderRejected(
+                message, reason=reason, venue=self.venue, client_order_id=order.client_order_id
+            )
+
+        inst = self.instruments.get(order.symbol)
+        if inst is None:
+            raise reject(
+                RejectReason.UNKNOWN_SYMBOL,
+                f"unknown symbol {order.symbol!r}; this venue lists "
+                f"{', '.join(sorted(self.instruments))}",
+            )
+        if not CLIENT_ORDER_ID.match(order.client_order_id):
+            raise reject(
+                RejectReason.INVALID_CLIENT_ORDER_ID,
+                f"client order id {order.client_order_id!r} must be 1-36 characters "
+                "from [A-Za-z0-9._:/-]",
+            )
+        if (acct.account_id, order.client_order_id) in self._by_client:
+            raise reject(
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                f"client order id {order.client_order_id!r} was already used",
+            )
+        qty = order.quantity
+        if not qty.is_finite() or qty <= 0 or qty > inst.max_qty:
+            raise reject(
+                RejectReason.INVALID_QUANTITY,
+                f"quantity {qty} must be positive and at most {inst.max_qty}",
+            )
+        if not inst.on_lot(qty):
+            raise reject(
+                RejectReason.QTY_OFF_LOT,
+                f"quantity {qty} is not a multiple of the lot size {inst.lot}",
+            )
+        if order.type is OrderType.LIMIT:
+            if order.price is None or not order.price.is_finite() or order.price <= 0:
+                raise reject(
+                    RejectReason.INVALID_PRICE,
+                    f"a limit order needs a positive price, got {order.price}",
+                )
+            if not inst.on_tick(order.price):
+                raise reject(
+                    RejectReason.PRICE_OFF_TICK,
+                    f"price {order.price} is not a multiple of the tick size {inst.tick}",
+                )
+        elif order.time_in_force in (TimeInForce.POST_ONLY, TimeInForce.FOK):
+            raise reject(
+                RejectReason.INVALID_PRICE,
+                f"time in force {order.time_in_force.value} needs a limit order",
+            )
+        mark = self.mark_price(order.symbol)
+        book = self.books[order.symbol]
+        if order.type is OrderType.LIMIT:
+            assert order.price is not None
+            price = order.price
+            if mark is not None:
+                low, high = mark * (1 - self.price_band), mark * (1 + self.price_band)
+                if not low <= price <= high:
+                    raise reject(
+                        RejectReason.INVALID_PRICE,
+                        f"price {price} is outside the band {low:.2f}-{high:.2f} "
+                        f"({self.price_band * 100}% around mark {mark})",
+                    )
+            if order.time_in_force is TimeInForce.POST_ONLY and book.would_cross(
+                order.side, int(price / inst.tick)
+            ):
+                raise reject(
+                    RejectReason.POST_ONLY_WOULD_CROSS,
+                    f"post-only order at {price} would take liquidity",
+                )
+        else:
+            price = self._walk_price(inst, order.side, qty) or mark
+            if price is None:
+                raise reject(
+                    RejectReason.INVALID_PRICE, f"no price for {order.symbol}: the book is empty"
+                )
+        notional = inst.notional(price, qty)
+        if notional < inst.min_notional:
+            raise reject(
+                RejectReason.BELOW_MIN_NOTIONAL,
+                f"notional {notional:.4f} is below the minimum {inst.min_notional} "
+                f"for {order.symbol}",
+            )
+        need, have = self._margin_need(acct, inst, order, price, qty)
+        if need > have:
+            raise reject(
+                RejectReason.INSUFFICIENT_MARGIN,
+                f"order needs {need:.2f} {self._need_asset(inst, order)} of margin "
+                f"but {have:.2f} is available",
+            )
+        return inst
+
+    def _walk_price(self, inst: Instrument, side: Side, qty: Decimal) -> Decimal | None:
+        """The worst price a market order of `qty` would reach on the current book."""
+        levels = self.books[inst.symbol].depth(side.opposite, 10_000)
+        left = int(qty / inst.lot)
+        for price, lots in levels:
+            left -= lots
+            if left <= 0:
+                return inst.tick * price
+        return inst.tick * levels[-1][0] if levels else None
+
+    def _need_asset(self, inst: Instrument, order: NewOrder) -> str:
+        if inst.kind is InstrumentKind.SPOT and order.side is Side.SELL:
+            return inst.base
+        return MARGIN_ASSET
+
+    def _margin_need(
+        self, acct: _Account, inst: Instrument, order: NewOrder, price: Decimal, qty: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """(what this order needs, what the account has available) in the needed asset."""
+        taker = self.fees.rate(Liquidity.TAKER)
+        if inst.kind is InstrumentKind.SPOT:
+            if order.side is Side.SELL:
+                held = acct.holdings.get(inst.base, _ZERO)
+                return qty, held - self._locked_base(acct.account_id, inst.base)
+            return inst.notional(price, qty) * (1 + taker), self._available(acct)
+        pos = acct.positions.get(inst.symbol, _Position()).qty
+        signed = qty * order.side.sign
+        if order.reduce_only:
+            if pos == 0 or (pos > 0) == (signed > 0) or abs(signed) > abs(pos):
+                raise OrderRejected(
+                    f"reduce-only {order.side.value} {qty} would not reduce the position {pos}",
+                    reason=RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+                    venue=self.venue,
+                    client_order_id=order.client_order_id,
+                )
+            return _ZERO, self._available(acct)
+        increase = qty if pos == 0 or (pos > 0) == (signed > 0) else max(_ZERO, qty - abs(pos))
+        need = inst.notional(price, increase) / acct.leverage + inst.notional(price, qty) * taker
+        return need, self._available(acct)
+
+    def _locked_base(self, account_id: str, asset: str) -> Decimal:
+        return sum(
+            (
+                o.inst.lot * o.open_lots
+                for o in self._open(account_id)
+                if o.inst.kind is InstrumentKind.SPOT
+                and o.inst.base == asset
+                and o.req.side is Side.SELL
+            ),
+            _ZERO,
+        )
+
+    def _open(self, account_id: str) -> list[_Order]:
+        return [
+            o for o in self._orders.values() if o.account == account_id and not o.status.is_terminal
+        ]
+
+    def _open_order_margin(self, acct: _Account) -> Decimal:
+        """Margin held for resting orders: spot buys in full; perps at 1/leverage on the
+        part of each side's open quantity that would grow the position rather than close it.
+        """
+        total = _ZERO
+        sides: dict[tuple[str, Side], tuple[Decimal, Decimal]] = {}
+        for o in self._open(acct.account_id):
+            if o.req.price is None or o.req.reduce_only:
+                continue
+            qty = o.inst.lot * o.open_lots
+            notional = o.inst.notional(o.req.price, qty)
+            if o.inst.kind is InstrumentKind.SPOT:
+                if o.req.side is Side.BUY:
+                    total += notional * (1 + self.fees.rate(Liquidity.MAKER))
+                continue
+            q, n = sides.get((o.inst.symbol, o.req.side), (_ZERO, _ZERO))
+            sides[(o.inst.symbol, o.req.side)] = (q + qty, n + notional)
+        for (symbol, side), (qty, notional) in sides.items():
+            pos = acct.positions.get(symbol, _Position()).qty
+            closes = max(_ZERO, -pos) if side is Side.BUY else max(_ZERO, pos)
+            growing = max(_ZERO, qty - closes)
+            total += notional * growing / qty / acct.leverage
+        return total
+
+    def _perp_figures(self, acct: _Account) -> tuple[Decimal, Decimal]:
+        """(unrealised P&L, position initial margin) over the account's perps."""
+        upnl = im = _ZERO
+        for symbol, p in acct.positions.items():
+            inst = self.instruments[symbol]
+            if inst.kind is not InstrumentKind.PERP or p.qty == 0:
+                continue
+            mark = self.mark_price(symbol) or p.entry
+            upnl += p.qty * (mark - p.entry) * inst.contract_size
+            im += abs(p.qty) * mark * inst.contract_size / acct.leverage
+        return upnl, im
+
+    def _available(self, acct: _Account) -> Decimal:
+        upnl, im = self._perp_figures(acct)
+        return acct.wallet + upnl - im - self._open_order_margin(acct)
+
+    # --- fills and reports ---------------------------------------------------------
+    def _fill(
+        self,
+        o: _Order,
+        price_ticks: int,
+        lots: int,
+        liquidity: Liquidity,
+        ts_ns: int,
+        trade_id: int,
+    ) -> None:
+        inst = o.inst
+        price, qty = inst.tick * price_ticks, inst.lot * lots
+        notional = inst.notional(price, qty)
+        fee = notional * self.fees.rate(liquidity)
+        o.cum_lots += lots
+        o.notional += price * qty
+        o.fee += fee
+        o.ts_ns = ts_ns
+        o.status = OrderStatus.FILLED if o.cum_lots == o.lots else OrderStatus.PARTIALLY_FILLED
+        fill = Fill(
+            trade_id=trade_id,
+            price=price,
+            quantity=qty,
+            fee=fee,
+            fee_asset=MARGIN_ASSET,
+            liquidity=liquidity,
+            ts_ns=ts_ns,
+        )
+        o.last_fill = fill
+        acct = self._accounts[o.account]
+        acct.trades.append((inst.symbol, o.order_id, o.req.client_order_id, o.req.side, fill))
+        acct.wallet -= fee
+        self._book_position(acct, inst, o.req.side, price, qty)
+        self._emit(o)
+
+    def _book_position(
+        self, acct: _Account, inst: Instrument, side: Side, price: Decimal, qty: Decimal
+    ) -> None:
+        pos = acct.positions.setdefault(inst.symbol, _Position())
+        if inst.kind is InstrumentKind.SPOT:
+            acct.wallet -= side.sign * inst.notional(price, qty)
+            if side is Side.BUY:
+                pos.entry = (pos.qty * pos.entry + qty * price) / (pos.qty + qty)
+            pos.qty += side.sign * qty
+            acct.holdings[inst.base] = acct.holdings.get(inst.base, _ZERO) + side.sign * qty
+            if pos.qty == 0:
+                pos.entry = _ZERO
+            return
+        signed = side.sign * qty
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
+            total = pos.qty + signed
+            pos.entry = (abs(pos.qty) * pos.entry + qty * price) / abs(total)
+            pos.qty = total
+            return
+        closing = min(qty, abs(pos.qty))
+        direction = 1 if pos.qty > 0 else -1
+        acct.wallet += closing * (price - pos.entry) * direction * inst.contract_size
+        pos.qty += signed
+        if pos.qty == 0:
+            pos.entry = _ZERO
+        elif (pos.qty > 0) != (direction > 0):
+            pos.entry = price  # flipped: the rest opened at this price
+
+    def _finish(
+        self,
+        o: _Order,
+        status: OrderStatus,
+        now_ns: int,
+        reason: RejectReason | None,
+        message: str | None,
+    ) -> None:
+        o.status = status
+        o.ts_ns = now_ns
+        o.reason = reason
+        o.message = message
+        o.last_fill = None
+        self._emit(o)
+
+    def _emit(self, o: _Order) -> None:
+        self._outbox.append(AccountReport(account_id=o.account, report=self._report(o)))
+
+    def _report(self, o: _Order) -> ExecutionReport:
+        inst = o.inst
+        cum = inst.lot * o.cum_lots
+        return ExecutionReport(
+            venue=self.venue,
+            symbol=inst.symbol,
+            client_order_id=o.req.client_order_id,
+            order_id=o.order_id,
+            side=o.req.side,
+            order_type=o.req.type,
+            time_in_force=o.req.time_in_force,
+            status=o.status,
+            quantity=o.req.quantity,
+            price=o.req.price,
+            cum_filled=cum,
+            avg_price=(o.notional / cum).quantize(_AVG_QUANTUM) if cum else None,
+            cum_fee=o.fee,
+            last_fill=o.last_fill,
+            reject_reason=o.reason,
+            reject_message=o.message,
+            venue_receive_ns=o.receive_ns,
+            venue_accept_ns=o.accept_ns,
+            venue_ts_ns=o.ts_ns,
+            reduce_only=o.req.reduce_only,
+        )
+
+    def _trade_id(self) -> int:
+        self._next_trade_id += 1
+        return self._next_trade_id - 1
+
+    # --- account views -------------------------------------------------------------
+    def account_snapshot(self, account_id: str, now_ns: int) -> AccountSnapshot:
+        self.advance(now_ns)
+        acct = self._account(account_id)
+        upnl, im = self._perp_figures(acct)
+        order_margin = self._open_order_margin(acct)
+        available = acct.wallet + upnl - im - order_margin
+        balances = [Balance(asset=MARGIN_ASSET, wallet=acct.wallet, available=available)]
+        for asset, held in sorted(acct.holdings.items()):
+            balances.append(
+                Balance(
+                    asset=asset, wallet=held, available=held - self._locked_base(account_id, asset)
+                )
+            )
+        return AccountSnapshot(
+            venue=self.venue,
+            account_id=account_id,
+            balances=balances,
+            positions=self.positions(account_id, now_ns),
+            margin_asset=MARGIN_ASSET,
+            wallet_balance=acct.wallet,
+            unrealized_pnl=upnl,
+            position_initial_margin=im,
+            open_order_initial_margin=order_margin,
+            available_margin=available,
+            ts_ns=self.now_ns,
+        )
+
+    def positions(self, account_id: str, now_ns: int) -> list[Position]:
+        self.advance(now_ns)
+        acct = self._account(account_id)
+        out = []
+        for symbol, p in sorted(acct.positions.items()):
+            inst = self.instruments[symbol]
+            mark = self.mark_price(symbol) or p.entry
+            perp = inst.kind is InstrumentKind.PERP
+            out.append(
+                Position(
+                    symbol=symbol,
+                    quantity=p.qty,
+                    entry_price=p.entry,
+                    mark_price=mark,
+                    unrealized_pnl=p.qty * (mark - p.entry) * inst.contract_size,
+                    initial_margin=abs(p.qty) * mark * inst.contract_size / acct.leverage
+                    if perp
+                    else _ZERO,
+                    leverage=acct.leverage if perp else 1,
+                )
+            )
+        return out
+
+    # --- lookups -------------------------------------------------------------------
+    def _account(self, account_id: str) -> _Account:
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            raise OrderRejected(
+                f"unknown account {account_id!r}",
+                reason=RejectReason.UNKNOWN_ACCOUNT,
+                venue=self.venue,
+            )
+        return acct
+
+    def _instrument(self, symbol: str) -> Instrument:
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            raise OrderRejected(
+                f"unknown symbol {symbol!r}; this venue lists "
+                f"{', '.join(sorted(self.instruments))}",
+                reason=RejectReason.UNKNOWN_SYMBOL,
+                venue=self.venue,
+            )
+        return inst
+
+    def _lookup(self, account_id: str, symbol: str, client_order_id: str) -> _Order:
+        self._account(account_id)
+        self._instrument(symbol)
+        oid = self._by_client.get((account_id, client_order_id))
+        if oid is None or self._orders[oid].req.symbol != symbol:
+            raise UnknownOrder(
+                f"no order {client_order_id!r} on {symbol} for this account", venue=self.venue
+            )
+        return self._orders[oid]

@@ -1,0 +1,94 @@
+"""What the simulated exchange needs from a market source, and the updates it yields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from venues.model import Instrument, Side
+
+
+@dataclass(slots=True, frozen=True)
+class DepthUpdate:
+    """Set background liquidity at these levels to these quantities (0 deletes).
+
+    Prices in ticks, quantities in lots of the instrument; levels not named are unchanged.
+    """
+
+    ts_ns: int
+    symbol: str
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+@dataclass(slots=True, frozen=True)
+class TradePrint:
+    """A trade by the rest of the market: a taker of `qty` lots down to `price` ticks."""
+
+    ts_ns: int
+    symbol: str
+    aggressor: Side
+    price: int
+    qty: int
+
+
+@dataclass(slots=True, frozen=True)
+class TopOfBook:
+    """A recorded best bid/ask (replay's bookTicker), kept to check the rebuilt book."""
+
+    ts_ns: int
+    symbol: str
+    bid: int
+    bid_qty: int
+    ask: int
+    ask_qty: int
+
+
+MarketUpdate = DepthUpdate | TradePrint | TopOfBook
+
+
+class MarketSource(Protocol):
+    """A market the exchange replays into its books, in time order."""
+
+    def instruments(self) -> list[Instrument]:
+        """The instruments this source drives (their tick and lot define the units)."""
+        ...
+
+    def updates(self, until_ns: int) -> Iterator[MarketUpdate]:
+        """Every update after the previous call's `until_ns`, up to and including this one."""
+        ...
+
+    def on_taken(self, symbol: str, side: Side, price: int, qty: int, now_ns: int) -> None:
+        """Our orders took `qty` lots of background liquidity resting on `side` at `price`."""
+        ...
+
+    def fair_price(self, symbol: str, now_ns: int) -> float | None:
+        """The source's own idea of the mid, if it has one (used when a book side is empty)."""
+        ...
+
+
+class ScriptedMarket:
+    """A market that replays only what a test or tool pushes into it, in time order."""
+
+    def __init__(self, instruments: list[Instrument]) -> None:
+        self._instruments = list(instruments)
+        self._pending: list[MarketUpdate] = []
+        self.taken: list[tuple[str, Side, int, int, int]] = []
+
+    def push(self, *updates: MarketUpdate) -> None:
+        self._pending.extend(updates)
+        self._pending.sort(key=lambda u: u.ts_ns)
+
+    def instruments(self) -> list[Instrument]:
+        return list(self._instruments)
+
+    def updates(self, until_ns: int) -> Iterator[MarketUpdate]:
+        while self._pending and self._pending[0].ts_ns <= until_ns:
+            yield self._pending.pop(0)
+
+    def on_taken(self, symbol: str, side: Side, price: int, qty: int, now_ns: int) -> None:
+        self.taken.append((symbol, side, price, qty, now_ns))
+
+    def fair_price(self, symbol: str, now_ns: int) -> float | None:
+        return None

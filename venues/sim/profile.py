@@ -1,0 +1,169 @@
+"""Venue profiles: latency, acknowledgement semantics, rejects, outages and rate limits."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+
+import msgspec
+
+from venues.model import AckKind
+
+NS_PER_MS = 1_000_000
+_Z99 = 2.326347874  # standard normal 99th percentile
+
+
+class Latency(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A log-normal latency given by its median and 99th percentile, in milliseconds."""
+
+    median_ms: float
+    p99_ms: float
+
+    def __post_init__(self) -> None:
+        if not (self.median_ms >= 0 and self.p99_ms >= self.median_ms):
+            raise ValueError(
+                f"latency needs 0 <= median_ms <= p99_ms, got median_ms={self.median_ms}, "
+                f"p99_ms={self.p99_ms}"
+            )
+
+    def sample_ns(self, rng: random.Random) -> int:
+        if self.median_ms == 0:
+            return 0
+        sigma = math.log(self.p99_ms / self.median_ms) / _Z99 if self.p99_ms > 0 else 0.0
+        return int(self.median_ms * math.exp(sigma * rng.gauss(0.0, 1.0)) * NS_PER_MS)
+
+
+class Outage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A window, in seconds after the venue starts, when it refuses every request."""
+
+    start_s: float
+    duration_s: float
+    mode: str = "503"  # "503": answers HTTP 503; "refuse": connections are refused
+
+
+class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a venue behaves on the wire. Presets: `colo`, `same_region`, `cross_region`.
+
+    `request` is client → venue one way, `processing` venue receive → accept (risk checks
+    and matching), `response` venue → client one way, `stream_lag` event → stream delivery.
+    """
+
+    ack: AckKind = AckKind.ACCEPTED
+    request: Latency = Latency(median_ms=4.0, p99_ms=15.0)
+    processing: Latency = Latency(median_ms=1.0, p99_ms=8.0)
+    response: Latency = Latency(median_ms=4.0, p99_ms=15.0)
+    stream_lag: Latency = Latency(median_ms=3.0, p99_ms=20.0)
+    reject_rate: float = 0.0  # share of new orders refused with reason INJECTED
+    unknown_rate: float = 0.0  # share of new orders whose answer is lost (UNKNOWN)
+    unknown_applied: float = 1.0  # of those, the share the venue still applied
+    outages: tuple[Outage, ...] = ()
+    orders_per_minute: int = 1200  # Binance USD-M default order rate limit
+    clock_offset_ms: float = 0.0  # the venue's clock minus true time, to test clock sync
+
+    def __post_init__(self) -> None:
+        for name in ("reject_rate", "unknown_rate", "unknown_applied"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if self.orders_per_minute <= 0:
+            raise ValueError(f"orders_per_minute must be positive, got {self.orders_per_minute}")
+
+
+PRESETS: dict[str, VenueProfile] = {
+    # Ack within 1–3 ms (DESIGN §10: colocated).
+    "colo": VenueProfile(
+        ack=AckKind.RESULT,
+        request=Latency(median_ms=0.4, p99_ms=1.0),
+        processing=Latency(median_ms=0.5, p99_ms=1.5),
+        response=Latency(median_ms=0.4, p99_ms=1.0),
+        stream_lag=Latency(median_ms=0.5, p99_ms=2.0),
+    ),
+    # Same cloud region: 8–15 ms median ack, p99 ~50 ms.
+    "same_region": VenueProfile(
+        ack=AckKind.ACCEPTED,
+        request=Latency(median_ms=5.0, p99_ms=20.0),
+        processing=Latency(median_ms=1.0, p99_ms=8.0),
+        response=Latency(median_ms=5.0, p99_ms=20.0),
+        stream_lag=Latency(median_ms=3.0, p99_ms=20.0),
+    ),
+    # Another continent: 150–250 ms ack.
+    "cross_region": VenueProfile(
+        ack=AckKind.ACCEPTED,
+        request=Latency(median_ms=90.0, p99_ms=120.0),
+        processing=Latency(median_ms=1.0, p99_ms=8.0),
+        response=Latency(median_ms=90.0, p99_ms=120.0),
+        stream_lag=Latency(median_ms=5.0, p99_ms=30.0),
+    ),
+}
+
+
+def preset(name: str) -> VenueProfile:
+    """A named profile; the error lists the names there are."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown venue profile preset {name!r}; known presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+class VenueConditions:
+    """A profile in motion: seeded draws of latency and faults, outages and rate limits.
+
+    Pure apart from its own seeded random state: every decision takes `now_ns` (venue time
+    since the venue started, for outages) and no clock is read.
+    """
+
+    def __init__(self, profile: VenueProfile, seed: int, started_ns: int) -> None:
+        self.profile = profile
+        self.started_ns = started_ns
+        self._rng = random.Random(seed)
+        self._sent: deque[int] = deque()
+        self._forced_outage: tuple[int, int, str] | None = None
+
+    def set_profile(self, profile: VenueProfile) -> None:
+        self.profile = profile
+
+    def latency_ns(self, which: str) -> int:
+        """A draw of `request`, `processing`, `response` or `stream_lag` latency."""
+        lat: Latency = getattr(self.profile, which)
+        return lat.sample_ns(self._rng)
+
+    def start_outage(self, now_ns: int, duration_s: float, mode: str = "503") -> None:
+        """Start an outage now (fault injection from tests and the admin API)."""
+        self._forced_outage = (now_ns, now_ns + int(duration_s * 1e9), mode)
+
+    def stop_outage(self) -> None:
+        self._forced_outage = None
+
+    def outage(self, now_ns: int) -> str | None:
+        """The outage mode in force at `now_ns`, or None when the venue is up."""
+        if self._forced_outage is not None:
+            start, end, mode = self._forced_outage
+            if start <= now_ns < end:
+                return mode
+        since_s = (now_ns - self.started_ns) / 1e9
+        for o in self.profile.outages:
+            if o.start_s <= since_s < o.start_s + o.duration_s:
+                return o.mode
+        return None
+
+    def rate_limited(self, now_ns: int) -> float | None:
+        """Count one order; seconds to wait if the per-minute limit is already spent."""
+        window = 60 * 1_000_000_000
+        while self._sent and self._sent[0] <= now_ns - window:
+            self._sent.popleft()
+        if len(self._sent) >= self.profile.orders_per_minute:
+            return (self._sent[0] + window - now_ns) / 1e9
+        self._sent.append(now_ns)
+        return None
+
+    def inject_reject(self) -> bool:
+        return self.profile.reject_rate > 0 and self._rng.random() < self.profile.reject_rate
+
+    def inject_unknown(self) -> tuple[bool, bool]:
+        """(answer lost, order still applied) for one new order."""
+        if self.profile.unknown_rate <= 0 or self._rng.random() >= self.profile.unknown_rate:
+            return False, True
+        return True, self._rng.random() < self.profile.unknown_applied
