@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
+import numpy as np
 
 from venues.model import Instrument, InstrumentKind
 
@@ -49,6 +50,7 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # Book shape, from the recorded data in shared/data and public depth studies.
     spread_ticks: int = 1
     top_of_book_usd: float = 165_000.0  # BTC perp ~2.7 BTC at the touch
+    eth_top_of_book_usd: float = 36_000.0  # ETH perp, recorded data
     depth_10bp_usd: float = 3_500_000.0  # BTC perp, each side
     depth_100bp_usd: float = 16_000_000.0
     trades_per_s: float = 62.0  # BTC perp; other instruments scale with their depth
@@ -61,18 +63,51 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 DEFAULT_CALIBRATION = Calibration()
 
 
-def _perp(symbol: str, base: str, tick: str, lot: str, min_notional: str,
-          betas: dict[str, float]) -> Instrument:
-    return Instrument(symbol=symbol, base=base, quote="USDT", kind=InstrumentKind.PERP,
-                      tick=Decimal(tick), lot=Decimal(lot), min_notional=Decimal(min_notional),
-                      betas=betas)
+def factor_covariance(cal: Calibration = DEFAULT_CALIBRATION) -> tuple[list[str], np.ndarray]:
+    """The factors' names and their annualised covariance of log returns (jumps included)."""
+    names = [f.name for f in cal.factors]
+    vols = np.array([f.vol for f in cal.factors])
+    corr = np.eye(len(names))
+    for pair, rho in cal.correlations.items():
+        a, b = pair.split("/")
+        i, j = names.index(a), names.index(b)
+        corr[i, j] = corr[j, i] = rho
+    return names, corr * np.outer(vols, vols)
 
 
-def _spot(symbol: str, base: str, tick: str, lot: str, min_notional: str,
-          betas: dict[str, float]) -> Instrument:
-    return Instrument(symbol=symbol, base=base, quote="USDT", kind=InstrumentKind.SPOT,
-                      tick=Decimal(tick), lot=Decimal(lot), min_notional=Decimal(min_notional),
-                      betas=betas)
+def exposure(inst: Instrument, names: list[str]) -> np.ndarray:
+    """An instrument's betas as a vector over the factors `names`."""
+    return np.array([inst.betas.get(n, 0.0) for n in names])
+
+
+def _perp(
+    symbol: str, base: str, tick: str, lot: str, min_notional: str, betas: dict[str, float]
+) -> Instrument:
+    return Instrument(
+        symbol=symbol,
+        base=base,
+        quote="USDT",
+        kind=InstrumentKind.PERP,
+        tick=Decimal(tick),
+        lot=Decimal(lot),
+        min_notional=Decimal(min_notional),
+        betas=betas,
+    )
+
+
+def _spot(
+    symbol: str, base: str, tick: str, lot: str, min_notional: str, betas: dict[str, float]
+) -> Instrument:
+    return Instrument(
+        symbol=symbol,
+        base=base,
+        quote="USDT",
+        kind=InstrumentKind.SPOT,
+        tick=Decimal(tick),
+        lot=Decimal(lot),
+        min_notional=Decimal(min_notional),
+        betas=betas,
+    )
 
 
 # Tick, lot and minimum notional as Binance lists them (USD-M futures and spot).
