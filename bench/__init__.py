@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs standalone and writes its figures to bench/results/."""
