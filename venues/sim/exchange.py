@@ -295,6 +295,23 @@ class SimExchange:
             ts_ns=self.now_ns,
         )
 
+    def _top(self, symbol: str) -> tuple[int | None, int, int | None, int]:
+        book = self.books[symbol]
+        bid, ask = book.best_bid(), book.best_ask()
+        return (
+            bid,
+            0 if bid is None else book.level_qty(Side.BUY, bid),
+            ask,
+            0 if ask is None else book.level_qty(Side.SELL, ask),
+        )
+
+    def _publish_top(self, symbol: str, before: tuple[int | None, int, int | None, int]) -> None:
+        """Our own orders move the top of book too: publish it when they did."""
+        if self._top(symbol) != before:
+            ticker = self._ticker(symbol)
+            if ticker is not None:
+                self._outbox.append(ticker)
+
     def notify(self, account_id: str, report: ExecutionReport) -> None:
         """Queue a report a host made itself (a reject after a RECEIPT ack)."""
         self._outbox.append(AccountReport(account_id=account_id, report=report))
@@ -328,8 +345,10 @@ class SimExchange:
         self._next_order_id += 1
         self._orders[o.order_id] = o
         self._by_client[(account_id, order.client_order_id)] = o.order_id
+        top = self._top(order.symbol)
         self._emit(o)
         self._execute(o, now_ns)
+        self._publish_top(order.symbol, top)
         return self._report(o)
 
     def _execute(self, o: _Order, now_ns: int) -> None:
@@ -404,8 +423,10 @@ class SimExchange:
                 f"order {client_order_id!r} is already {o.status.value}; nothing to cancel",
                 venue=self.venue,
             )
+        top = self._top(symbol)
         self.books[symbol].cancel(o.order_id)
         self._finish(o, OrderStatus.CANCELED, now_ns, None, None)
+        self._publish_top(symbol, top)
         return self._report(o)
 
     def cancel_all(self, account_id: str, symbol: str, now_ns: int) -> list[ExecutionReport]:
@@ -512,9 +533,14 @@ class SimExchange:
             if order.time_in_force is TimeInForce.POST_ONLY and book.would_cross(
                 order.side, int(price / inst.tick)
             ):
+                best = book.best_ask() if order.side is Side.BUY else book.best_bid()
+                assert best is not None
+                touch, where = ("ask", "below") if order.side is Side.BUY else ("bid", "above")
                 raise reject(
                     RejectReason.POST_ONLY_WOULD_CROSS,
-                    f"post-only order at {price} would take liquidity",
+                    f"post-only {order.side.value} at {price} would take liquidity: the best "
+                    f"{touch} is {inst.tick * best}; a post-only {order.side.value} must be "
+                    f"priced {where} it",
                 )
         else:
             price = self._walk_price(inst, order.side, qty) or mark
@@ -574,7 +600,20 @@ class SimExchange:
                     client_order_id=order.client_order_id,
                 )
             return _ZERO, self._available(acct)
-        increase = qty if pos == 0 or (pos > 0) == (signed > 0) else max(_ZERO, qty - abs(pos))
+        # Resting orders on the same side close the position first (as `_open_order_margin`
+        # counts them): only what they leave of it offsets this order.
+        closes = max(_ZERO, -pos) if order.side is Side.BUY else max(_ZERO, pos)
+        resting = sum(
+            (
+                o.inst.lot * o.open_lots
+                for o in self._open(acct.account_id)
+                if o.req.symbol == inst.symbol
+                and o.req.side is order.side
+                and not o.req.reduce_only
+            ),
+            _ZERO,
+        )
+        increase = max(_ZERO, qty - max(_ZERO, closes - resting))
         need = inst.notional(price, increase) / acct.leverage + inst.notional(price, qty) * taker
         return need, self._available(acct)
 
@@ -675,11 +714,15 @@ class SimExchange:
     ) -> None:
         pos = acct.positions.setdefault(inst.symbol, _Position())
         if inst.kind is InstrumentKind.SPOT:
+            # The position is the holding. A deposit's cost is unknown: it is carried at the
+            # price of the next trade in the symbol, so its P&L counts from there.
+            held = acct.holdings.get(inst.base, _ZERO)
+            if pos.entry == 0:
+                pos.entry = price
             acct.wallet -= side.sign * inst.notional(price, qty)
             if side is Side.BUY:
-                pos.entry = (pos.qty * pos.entry + qty * price) / (pos.qty + qty)
-            pos.qty += side.sign * qty
-            acct.holdings[inst.base] = acct.holdings.get(inst.base, _ZERO) + side.sign * qty
+                pos.entry = (held * pos.entry + qty * price) / (held + qty)
+            acct.holdings[inst.base] = pos.qty = held + side.sign * qty
             if pos.qty == 0:
                 pos.entry = _ZERO
             return

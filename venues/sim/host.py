@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
@@ -50,6 +51,18 @@ class _Subscription:
         self.queue: asyncio.Queue[object] = asyncio.Queue(_STREAM_QUEUE)
         self.lossy = lossy
         self.last_delivery = 0.0
+        self._due: deque[object] = deque()
+
+    def put_at(self, loop: asyncio.AbstractEventLoop, at: float, item: object) -> None:
+        """Deliver `item` at loop time `at`, but never before anything queued earlier."""
+        self.last_delivery = max(at, self.last_delivery)
+        self._due.append(item)
+        loop.call_at(self.last_delivery, self._release)
+
+    def _release(self) -> None:
+        # Timers due at the same instant may run in any order (the loop's heap is not
+        # stable), so each releases the oldest item rather than its own.
+        self.put(self._due.popleft())
 
     def put(self, item: object) -> None:
         try:
@@ -160,9 +173,7 @@ class SimVenue:
                 subs = self._market.get(event.symbol, ())
                 item = event
             for sub in subs:
-                at = max(now + self.conditions.latency_ns("stream_lag") / 1e9, sub.last_delivery)
-                sub.last_delivery = at
-                loop.call_at(at, sub.put, item)
+                sub.put_at(loop, now + self.conditions.latency_ns("stream_lag") / 1e9, item)
 
     def subscribe_account(self, account_id: str) -> _Subscription:
         sub = _Subscription(lossy=False)
@@ -205,9 +216,15 @@ class SimVenue:
         await self._sleep_ns(self.conditions.latency_ns("processing"))
         try:
             result = fn(self.now_ns())
+        except VenueError as e:
+            error: VenueError | None = e
+        else:
+            error = None
         finally:
             self._dispatch()
-        await self._sleep_ns(self.conditions.latency_ns("response"))
+        await self._sleep_ns(self.conditions.latency_ns("response"))  # refusals travel too
+        if error is not None:
+            raise error
         return result
 
     async def submit(self, account_id: str, order: NewOrder) -> ExecutionReport:
@@ -259,11 +276,17 @@ class SimVenue:
             return _pending_report(self.name, order, AckKind.UNKNOWN, received)
         try:
             final = self._place(account_id, order, received)
+        except OrderRejected as e:
+            error: OrderRejected | None = e
+        else:
+            error = None
         finally:
             self._dispatch()
-        await self._sleep_ns(self.conditions.latency_ns("response"))
-        if lost:
+        await self._sleep_ns(self.conditions.latency_ns("response"))  # refusals travel too
+        if lost:  # whatever the answer said, reject included, it never arrives
             return _pending_report(self.name, order, AckKind.UNKNOWN, received)
+        if error is not None:
+            raise error
         if ack is AckKind.RESULT:
             return msgspec.structs.replace(final, ack_kind=AckKind.RESULT)
         # ACCEPTED: the answer leaves after the risk check, before the match is known.
@@ -275,6 +298,8 @@ class SimVenue:
             avg_price=None,
             cum_fee=final.cum_fee * 0,
             last_fill=None,
+            reject_reason=None,
+            reject_message=None,
             venue_ts_ns=final.venue_accept_ns or final.venue_ts_ns,
         )
 
