@@ -174,6 +174,10 @@ class SimExchange:
             raise ValueError(f"leverage must be at least 1, got {leverage}")
         self._account(account_id).leverage = leverage
 
+    def leverage(self, account_id: str) -> int:
+        """The account's leverage (one for all its perpetuals)."""
+        return self._account(account_id).leverage
+
     def deposit(self, account_id: str, asset: str, amount: Decimal) -> None:
         acct = self._account(account_id)
         if asset == MARGIN_ASSET:

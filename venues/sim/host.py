@@ -78,8 +78,8 @@ class _Subscription:
                 )
 
 
-class _Closed:
-    """Sentinel that ends a stream."""
+class StreamClosed:
+    """Put on a subscription's queue when its stream ends (venue stopped, client closed)."""
 
 
 class SimVenue:
@@ -132,7 +132,7 @@ class SimVenue:
                 await t
         for subs in (*self._accounts.values(), *self._market.values()):
             for sub in subs:
-                sub.put(_Closed())
+                sub.put(StreamClosed())
 
     async def __aenter__(self) -> SimVenue:
         await self.start()
@@ -290,18 +290,7 @@ class SimVenue:
         if ack is AckKind.RESULT:
             return msgspec.structs.replace(final, ack_kind=AckKind.RESULT)
         # ACCEPTED: the answer leaves after the risk check, before the match is known.
-        return msgspec.structs.replace(
-            final,
-            ack_kind=AckKind.ACCEPTED,
-            status=OrderStatus.NEW,
-            cum_filled=final.cum_filled * 0,
-            avg_price=None,
-            cum_fee=final.cum_fee * 0,
-            last_fill=None,
-            reject_reason=None,
-            reject_message=None,
-            venue_ts_ns=final.venue_accept_ns or final.venue_ts_ns,
-        )
+        return accepted_view(final)
 
     def _place(self, account_id: str, order: NewOrder, received: int) -> ExecutionReport:
         if self.conditions.inject_reject():
@@ -328,6 +317,22 @@ class SimVenue:
             self.exchange.notify(account_id, rejected)
         finally:
             self._dispatch()
+
+
+def accepted_view(r: ExecutionReport) -> ExecutionReport:
+    """The order as it stood when it passed the risk checks: what an ACCEPTED answer shows."""
+    return msgspec.structs.replace(
+        r,
+        ack_kind=AckKind.ACCEPTED,
+        status=OrderStatus.NEW,
+        cum_filled=r.cum_filled * 0,
+        avg_price=None,
+        cum_fee=r.cum_fee * 0,
+        last_fill=None,
+        reject_reason=None,
+        reject_message=None,
+        venue_ts_ns=r.venue_accept_ns or r.venue_ts_ns,
+    )
 
 
 def _pending_report(venue: str, order: NewOrder, ack: AckKind, received: int) -> ExecutionReport:
@@ -424,7 +429,7 @@ class SimVenueClient:
         """This account's reports since the client was made; one consumer per client."""
         while True:
             item = await self._reports.queue.get()
-            if isinstance(item, _Closed):
+            if isinstance(item, StreamClosed):
                 return
             if isinstance(item, VenueError):
                 raise item
@@ -437,7 +442,7 @@ class SimVenueClient:
         try:
             while True:
                 item = await sub.queue.get()
-                if isinstance(item, _Closed):
+                if isinstance(item, StreamClosed):
                     return
                 yield item  # type: ignore[misc]
         finally:
@@ -445,6 +450,6 @@ class SimVenueClient:
 
     async def close(self) -> None:
         for sub in self._subs:
-            sub.put(_Closed())
+            sub.put(StreamClosed())
             self._venue.unsubscribe(sub)
         self._subs.clear()

@@ -1,0 +1,515 @@
+"""The venues configuration: which venues exist, and how each simulated one is built.
+
+`legato venues up CONFIG.toml` reads it, and the cluster configuration embeds the same
+`[venues.<name>]` tables (other top-level tables of the file are left to it). Secrets come
+from environment variables (`*_env`), or inline for simulated venues only; they are resolved
+when a venue is built, never printed, and never part of an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import tomllib
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+
+from venues.model import Instrument
+from venues.sim.calibration import REPLAY_INSTRUMENTS, SYNTHETIC_INSTRUMENTS
+from venues.sim.exchange import AccountSpec, SimExchange
+from venues.sim.host import SimVenue
+from venues.sim.market import MarketSource
+from venues.sim.profile import PRESETS, VenueProfile
+
+DEFAULT_ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SECRET_FIELDS = ("api_key", "secret")
+MAX_LEVERAGE = 125
+_SYNTHETIC_STEP_NS = 100_000_000
+_TAGS = {"kind": '"sim" or "binance_usdm"', "source": '"synthetic" or "replay"'}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the file, the field path and what is accepted."""
+
+
+class ApiCredential(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An API key, its HMAC secret and the venue account it trades for."""
+
+    api_key: str
+    secret: str
+    account_id: str
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiCredential(api_key={self.api_key!r}, secret=<hidden>, "
+            f"account_id={self.account_id!r})"
+        )
+
+
+class SyntheticMarketConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="synthetic",
+    tag_field="source",
+):
+    """Correlated synthetic prices, a pure function of (seed, origin, time): venues that share
+    the seed and origin agree on prices without talking to each other."""
+
+    seed: int = 7
+    origin: int | datetime = DEFAULT_ORIGIN  # ISO-8601 (a TOML date-time or a string) or ns
+
+    @property
+    def origin_ns(self) -> int:
+        if isinstance(self.origin, int):
+            return self.origin
+        when = self.origin if self.origin.tzinfo else self.origin.replace(tzinfo=UTC)
+        return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
+
+
+class ReplayMarketConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="replay",
+    tag_field="source",
+):
+    """Recorded Binance streams (`<kind>_<symbol>_*.gz` in `dir`) replayed from venue start."""
+
+    dir: str  # relative paths are taken from the config file's folder
+    kind: Literal["usdm", "spot"] = "usdm"
+    speed: float = 1.0
+
+
+MarketConfig = SyntheticMarketConfig | ReplayMarketConfig
+
+
+class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One venue account: its API credentials (inline or from the environment) and funding."""
+
+    account_id: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    secret: str | None = None
+    secret_env: str | None = None
+    balances: dict[str, Decimal] = msgspec.field(
+        default_factory=lambda: {"USDT": Decimal(1_000_000)}
+    )
+    leverage: int = 10
+
+    def __repr__(self) -> str:
+        return f"AccountConfig(account_id={self.account_id!r}, ...)"
+
+
+class SimVenueConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="sim",
+    tag_field="kind",
+):
+    """A simulated venue served over the Binance USD-M API."""
+
+    market: MarketConfig = SyntheticMarketConfig()
+    instruments: list[str] | None = None  # default: every instrument of the market source
+    profile: str | dict[str, Any] = "same_region"  # a preset, or a table of VenueProfile fields
+    accounts: list[AccountConfig] = []
+    port: int = 0  # 0: any free port
+    node_label: str | None = None  # default `venue=<name>`
+
+
+class BinanceUsdmConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="binance_usdm",
+    tag_field="kind",
+):
+    """A real Binance USD-M futures account; keys only ever come from the environment."""
+
+    api_key_env: str
+    secret_env: str
+    rest_url: str = "https://fapi.binance.com"
+    ws_url: str = "wss://fstream.binance.com"
+    node_label: str | None = None
+
+
+VenueConfig = SimVenueConfig | BinanceUsdmConfig
+
+
+class VenuesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every venue of a configuration file, by name."""
+
+    venues: dict[str, VenueConfig]
+
+    def node_label(self, name: str) -> str:
+        """The Ray node label (`key=value`) of the nodes near this venue."""
+        return self.venues[name].node_label or f"venue={name}"
+
+    def sim_names(self) -> list[str]:
+        return [n for n, v in self.venues.items() if isinstance(v, SimVenueConfig)]
+
+
+# --- loading ---------------------------------------------------------------------------
+def load_venues(path: str | Path) -> VenuesConfig:
+    """Read and check the `[venues.<name>]` tables of a TOML file.
+
+    Raises `ConfigError` naming the file, the field path and what would be accepted.
+    Relative replay directories are resolved against the file's folder.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such venues configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_venues(data, source=str(path), base_dir=path.parent)
+
+
+def parse_venues(
+    data: Mapping[str, Any], *, source: str = "<config>", base_dir: Path | None = None
+) -> VenuesConfig:
+    """Check already-parsed TOML data (what `load_venues` does after reading the file)."""
+    raw = data.get("venues")
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(
+            f"{source}: no venues: expected one [venues.<name>] table per venue, "
+            'e.g. [venues.alpha] with kind = "sim"'
+        )
+    for name, venue in raw.items():
+        _check_name(source, name)
+        if isinstance(venue, Mapping) and venue.get("kind") == "binance_usdm":
+            for key in _SECRET_FIELDS:
+                if key in venue:
+                    raise ConfigError(
+                        f"{source}: venues.{name}.{key}: inline secrets are accepted for "
+                        f"simulated venues only; set {key}_env to the name of an environment "
+                        "variable that holds it"
+                    )
+    venues: dict[str, VenueConfig] = {}
+    for name, table in raw.items():
+        # One venue at a time, so that an error's path names the venue (msgspec shows a
+        # dict key as `[...]`).
+        try:
+            venue: VenueConfig = msgspec.convert(table, VenueConfig)  # type: ignore[arg-type]
+        except msgspec.ValidationError as e:
+            raise ConfigError(_rephrase(source, e, ["venues", name], table)) from None
+        if isinstance(venue, SimVenueConfig):
+            venue = _check_sim(source, name, venue, base_dir)
+        venues[name] = venue
+    ports: dict[int, str] = {}
+    for name, venue in venues.items():
+        if isinstance(venue, SimVenueConfig) and venue.port:
+            other = ports.setdefault(venue.port, name)
+            if other != name:
+                raise ConfigError(
+                    f"{source}: venues.{name}.port: {venue.port} is also venues.{other}.port; "
+                    "each venue needs its own port (0: any free port)"
+                )
+    return VenuesConfig(venues=venues)
+
+
+def _check_name(source: str, name: object) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{source}: venues.{name}: a venue name is 1-64 characters from [A-Za-z0-9_-]"
+        )
+
+
+def _check_sim(
+    source: str, name: str, cfg: SimVenueConfig, base_dir: Path | None
+) -> SimVenueConfig:
+    where = f"{source}: venues.{name}"
+    market = cfg.market
+    if isinstance(market, ReplayMarketConfig):
+        directory = Path(market.dir)
+        if not directory.is_absolute() and base_dir is not None:
+            directory = (base_dir / directory).resolve()
+        if not directory.is_dir():
+            raise ConfigError(f"{where}.market.dir: {directory} is not a directory")
+        if not market.speed > 0:
+            raise ConfigError(f"{where}.market.speed: must be positive, got {market.speed}")
+        market = msgspec.structs.replace(market, dir=str(directory))
+    elif isinstance(market.origin, int) and market.origin < 0:
+        raise ConfigError(f"{where}.market.origin: must be a date-time or ns >= 0")
+    elif market.seed < 0:
+        raise ConfigError(f"{where}.market.seed: must be >= 0, got {market.seed}")
+    catalogue = _catalogue(market)
+    for i, symbol in enumerate(cfg.instruments or ()):
+        if symbol not in catalogue:
+            raise ConfigError(
+                f"{where}.instruments[{i}]: unknown instrument {symbol!r}; this market "
+                f"source has {', '.join(sorted(catalogue))}"
+            )
+    if cfg.instruments is not None and not cfg.instruments:
+        raise ConfigError(f"{where}.instruments: list at least one instrument, or leave it out")
+    try:
+        profile_from(cfg.profile)
+    except ValueError as e:
+        raise ConfigError(f"{where}.profile{_profile_path(e)}: {_profile_msg(e)}") from None
+    if not 0 <= cfg.port <= 65535:
+        raise ConfigError(f"{where}.port: must be within 0-65535 (0: any free port)")
+    seen: set[str] = set()
+    for i, acct in enumerate(cfg.accounts):
+        at = f"{where}.accounts[{i}]"
+        if acct.account_id in seen:
+            raise ConfigError(f"{at}.account_id: {acct.account_id!r} is listed twice")
+        seen.add(acct.account_id)
+        for key in _SECRET_FIELDS:
+            inline, env = getattr(acct, key), getattr(acct, f"{key}_env")
+            if (inline is None) == (env is None):
+                raise ConfigError(
+                    f"{at}: give exactly one of {key} (inline, simulator only) or {key}_env "
+                    "(the name of an environment variable)"
+                )
+        if not 1 <= acct.leverage <= MAX_LEVERAGE:
+            raise ConfigError(f"{at}.leverage: must be within 1-{MAX_LEVERAGE}")
+        for asset, amount in acct.balances.items():
+            if not amount.is_finite() or amount < 0:
+                raise ConfigError(f"{at}.balances.{asset}: must be a number >= 0")
+    return msgspec.structs.replace(cfg, market=market)
+
+
+def _catalogue(market: MarketConfig) -> dict[str, Instrument]:
+    if isinstance(market, ReplayMarketConfig):
+        return REPLAY_INSTRUMENTS[market.kind]
+    return SYNTHETIC_INSTRUMENTS
+
+
+def _rephrase(
+    source: str, error: msgspec.ValidationError, prefix: list[str | int], raw: Any
+) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.port`" for venue `a` as "FILE:
+    venues.a.port: expected int, got str", with the accepted field names for an unknown
+    field and the accepted tags for `kind` and `source`."""
+    text = str(error)
+    message, _, at = text.partition(" - at `")
+    parts = _path_parts(at.rstrip("`")) if at else []
+    parts = _name_keys(parts, raw)
+    message = message.replace("`", "")
+    field = re.match(r"Object contains unknown field (\S+)", message)
+    if field:
+        parts.append(field.group(1))
+        accepted = _accepted_fields(VenueConfig, parts[:-1], raw)  # type: ignore[arg-type]
+        message = "unknown field"
+        if accepted:
+            message += f"; accepted here: {', '.join(accepted)}"
+    elif message.startswith(("Expected", "Invalid")):
+        message = message[0].lower() + message[1:]
+    missing = re.match(r"Object missing required field (\S+)", message)
+    if missing:
+        parts.append(missing.group(1))
+        message = "required field is missing"
+    if message.startswith("invalid value") or missing:
+        tags = _TAGS.get(str(parts[-1])) if parts else None
+        if tags:
+            message += f"; accepted: {tags}"
+    return f"{source}: {_dotted([*prefix, *parts])}: {message}"
+
+
+def _name_keys(parts: list[str | int], raw: Any) -> list[str | int]:
+    """Replace msgspec's `[...]` (some key of a table) with the first key whose value does
+    not fit; good enough to point at the line to fix."""
+    out: list[str | int] = []
+    node = raw
+    for part in parts:
+        p = part
+        if p == "..." and isinstance(node, Mapping) and node:
+            bad = [k for k, v in node.items() if not isinstance(v, int | float | Decimal)]
+            p = bad[0] if bad else next(iter(node))
+        out.append(p)
+        node = (
+            node.get(p)
+            if isinstance(node, Mapping)
+            else (
+                node[p] if isinstance(node, list) and isinstance(p, int) and p < len(node) else None
+            )
+        )
+    return out
+
+
+def _path_parts(path: str) -> list[str | int]:
+    """`$.venues.a.accounts[0].x` as ["venues", "a", "accounts", 0, "x"]."""
+    out: list[str | int] = []
+    for token in re.findall(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]", path.removeprefix("$")):
+        key, index = token
+        out.append(key if key else (int(index) if index.isdigit() else index))
+    return out
+
+
+def _dotted(parts: Sequence[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _accepted_fields(root: type, parts: Sequence[str | int], raw: Any) -> list[str]:
+    """The field names of the struct at `parts` (walking the types alongside the raw data)."""
+    info: mi.Type = mi.type_info(root)
+    node: Any = raw
+    for part in [*parts, None]:
+        while isinstance(info, mi.UnionType):
+            info = _pick(info, node)
+        if isinstance(info, mi.StructType):
+            if part is None:
+                return [f.encode_name for f in info.fields]
+            info = next((f.type for f in info.fields if f.encode_name == part), mi.AnyType())
+        elif isinstance(info, mi.DictType):
+            info = info.value_type
+        elif isinstance(info, mi.ListType):
+            info = info.item_type
+        else:
+            return []
+        node = (
+            node.get(part)
+            if isinstance(node, Mapping)
+            else (
+                node[part]
+                if isinstance(node, list) and isinstance(part, int) and part < len(node)
+                else None
+            )
+        )
+    return []
+
+
+def _pick(union: mi.UnionType, node: Any) -> mi.Type:
+    """The member of a union the raw value was meant as (tagged structs by their tag)."""
+    for t in union.types:
+        if (
+            isinstance(t, mi.StructType)
+            and isinstance(node, Mapping)
+            and (t.tag is None or node.get(t.tag_field) == t.tag)
+        ):
+            return t
+    structs = [t for t in union.types if isinstance(t, mi.StructType)]
+    return structs[0] if structs and isinstance(node, Mapping) else mi.AnyType()
+
+
+# --- profiles --------------------------------------------------------------------------
+def profile_from(spec: str | Mapping[str, Any]) -> VenueProfile:
+    """A venue profile from a preset name, or a table of `VenueProfile` fields on top of an
+    optional `preset` (e.g. `{preset = "colo", ack = "ACCEPTED"}`).
+
+    Raises ValueError (a `msgspec.ValidationError` for a bad field) naming what is accepted.
+    """
+    if isinstance(spec, str):
+        return _preset(spec)
+    table = dict(spec)
+    name = table.pop("preset", None)
+    if name is not None and not isinstance(name, str):
+        raise msgspec.ValidationError("Expected `str` - at `$.preset`")
+    base = _preset(name) if name is not None else VenueProfile()
+    return msgspec.convert(msgspec.to_builtins(base) | table, VenueProfile)
+
+
+def _preset(name: str) -> VenueProfile:
+    profile = PRESETS.get(name)
+    if profile is None:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return profile
+
+
+def _profile_path(e: ValueError) -> str:
+    _, _, at = str(e).partition(" - at `")
+    parts = _path_parts(at.rstrip("`")) if at else []
+    field = re.search(r"unknown field `([^`]+)`", str(e))
+    if field:
+        parts.append(field.group(1))
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _profile_msg(e: ValueError) -> str:
+    message = str(e).partition(" - at `")[0].replace("`", "")
+    if message.startswith("Object contains unknown field"):
+        fields = ", ".join(["preset", *(f.name for f in msgspec.structs.fields(VenueProfile))])
+        return f"unknown field; accepted here: {fields}"
+    if message.startswith(("Expected", "Invalid")):
+        message = message[0].lower() + message[1:]
+    if "nvalid enum value" in message:
+        message += " (ack is one of RECEIPT, ACCEPTED, RESULT)"
+    return message
+
+
+# --- building --------------------------------------------------------------------------
+def sim_credentials(name: str, cfg: SimVenueConfig) -> dict[str, ApiCredential]:
+    """The venue's API credentials by API key, secrets resolved from the environment."""
+    out: dict[str, ApiCredential] = {}
+    for i, acct in enumerate(cfg.accounts):
+        at = f"venues.{name}.accounts[{i}]"
+        key = _secret(acct.api_key, acct.api_key_env, f"{at}.api_key_env")
+        secret = _secret(acct.secret, acct.secret_env, f"{at}.secret_env")
+        if key in out:
+            raise ConfigError(f"{at}: its API key is already used by another account")
+        out[key] = ApiCredential(api_key=key, secret=secret, account_id=acct.account_id)
+    return out
+
+
+def _secret(inline: str | None, env: str | None, where: str) -> str:
+    if inline is not None:
+        return inline
+    assert env is not None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigError(f"{where}: environment variable {env} is not set")
+    return value
+
+
+def build_market(cfg: SimVenueConfig, start_ns: int) -> MarketSource:
+    """The venue's market source, its timeline starting at `start_ns` (venue time)."""
+    from venues.sim.replay import ReplayMarket  # noqa: PLC0415 (replay's decoders load on use)
+    from venues.sim.synthetic import SyntheticMarket  # noqa: PLC0415
+
+    market = cfg.market
+    catalogue = _catalogue(market)
+    symbols = cfg.instruments or list(catalogue)
+    if isinstance(market, ReplayMarketConfig):
+        return ReplayMarket.from_dir(
+            Path(market.dir), market.kind, start_ns, symbols=symbols, speed=market.speed
+        )
+    # The synthetic market moves on a grid of steps; starting it one step early gives the
+    # venue a full book from its first request.
+    return SyntheticMarket(
+        market.seed,
+        market.origin_ns,
+        instruments=[catalogue[s] for s in symbols],
+        start_ns=start_ns - _SYNTHETIC_STEP_NS,
+        step_ns=_SYNTHETIC_STEP_NS,
+    )
+
+
+def build_sim_venue(name: str, cfg: SimVenueConfig, *, clock: Any = time.time_ns) -> SimVenue:
+    """A `SimVenue` for a configured simulated venue: exchange, market, accounts, profile.
+
+    Not started: `BinanceServer` (or `async with`) starts it.
+    """
+    profile = profile_from(cfg.profile)
+    start = clock() + int(profile.clock_offset_ms * 1_000_000)
+    market = build_market(cfg, start)
+    exchange = SimExchange(name, market, start_ns=start)
+    for acct in cfg.accounts:
+        exchange.open_account(
+            AccountSpec(
+                account_id=acct.account_id, balances=dict(acct.balances), leverage=acct.leverage
+            )
+        )
+    # The profile's draws are seeded by the venue's name: reruns behave alike.
+    return SimVenue(exchange, profile, seed=zlib.crc32(name.encode()), clock=clock)
