@@ -88,7 +88,8 @@ class RejectReason(enum.StrEnum):
     INVALID_CLIENT_ORDER_ID = "INVALID_CLIENT_ORDER_ID"
     REDUCE_ONLY_WOULD_INCREASE = "REDUCE_ONLY_WOULD_INCREASE"
     UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
-    INJECTED = "INJECTED"  # the venue profile's reject injection
+    VENUE_REFUSED = "VENUE_REFUSED"  # a refusal the venue gives no finer reason for
+    INJECTED = "INJECTED"  # the simulated venue profile's reject injection
 
 
 def _snap(value: Decimal, step: Decimal, rounding: str) -> Decimal:
