@@ -1,0 +1,92 @@
+"""The basket state machine: one table of legal transitions (DESIGN §5)."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class BasketState(enum.StrEnum):
+    PENDING = "PENDING"  # submitted, not yet validated
+    CHECKING = "CHECKING"  # spec valid; collateral being reserved on every venue
+    ARMING = "ARMING"  # collateral held; leg actors being created and armed
+    RUNNING = "RUNNING"  # fired: legs working, synchronizer and hedge active
+    UNWINDING = "UNWINDING"  # reversing filled legs back to flat (policy `unwind`)
+    RECONCILING = "RECONCILING"  # every leg confirming its orders and fills with its venue
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({BasketState.COMPLETED, BasketState.FAILED, BasketState.CANCELLED})
+
+S = BasketState
+TRANSITIONS: dict[BasketState, frozenset[BasketState]] = {
+    # Before anything is sent, any trouble ends the basket at once: nothing to undo.
+    S.PENDING: frozenset({S.CHECKING, S.FAILED, S.CANCELLED}),
+    S.CHECKING: frozenset({S.ARMING, S.FAILED, S.CANCELLED}),
+    # Arming sends nothing either; a leg that cannot be armed fails the basket cleanly.
+    S.ARMING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
+    # Running ends in reconciliation whatever happened (done, cancelled under `complete` or
+    # `hedge_and_hold`, a failure under `complete`), or unwinds first under `unwind`.
+    S.RUNNING: frozenset({S.RECONCILING, S.UNWINDING}),
+    S.UNWINDING: frozenset({S.RECONCILING}),
+    # Reconciliation decides the outcome; a venue that disagrees fails the basket.
+    S.RECONCILING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A move the table does not allow; always a bug in the caller."""
+
+    def __init__(self, basket_id: str, current: BasketState, target: BasketState) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (terminal)"
+        super().__init__(
+            f"basket {basket_id}: illegal transition {current.value} -> {target.value}; "
+            f"from {current.value} the allowed states are {allowed}"
+        )
+        self.current = current
+        self.target = target
+
+
+class StateChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A basket moved from one state to another, and why."""
+
+    basket_id: str
+    previous: BasketState
+    state: BasketState
+    reason: str
+    ts_ns: int
+
+
+class BasketLifecycle:
+    """A basket's current state and the history of how it got there."""
+
+    def __init__(self, basket_id: str, now_ns: int) -> None:
+        self.basket_id = basket_id
+        self.state = BasketState.PENDING
+        self.entered_ns = now_ns
+        self.history: list[StateChanged] = []
+
+    def can(self, target: BasketState) -> bool:
+        return target in TRANSITIONS[self.state]
+
+    def to(self, target: BasketState, now_ns: int, reason: str) -> StateChanged:
+        """Move to `target`; raises `IllegalTransition` naming both states if not allowed."""
+        if target not in TRANSITIONS[self.state]:
+            raise IllegalTransition(self.basket_id, self.state, target)
+        event = StateChanged(
+            basket_id=self.basket_id, previous=self.state, state=target, reason=reason, ts_ns=now_ns
+        )
+        self.state = target
+        self.entered_ns = now_ns
+        self.history.append(event)
+        return event

@@ -1,0 +1,93 @@
+"""The basket state machine: every legal move works, every other one raises."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from actors.lifecycle import (
+    TRANSITIONS,
+    BasketLifecycle,
+    BasketState,
+    IllegalTransition,
+)
+
+S = BasketState
+LEGAL = [(a, b) for a, targets in TRANSITIONS.items() for b in sorted(targets)]
+ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]]
+
+
+def _at(state: BasketState) -> BasketLifecycle:
+    """A lifecycle driven to `state` along legal moves (breadth-first path from PENDING)."""
+    paths = {S.PENDING: [S.PENDING]}
+    frontier = [S.PENDING]
+    while frontier:
+        nxt = []
+        for s in frontier:
+            for t in sorted(TRANSITIONS[s]):
+                if t not in paths:
+                    paths[t] = [*paths[s], t]
+                    nxt.append(t)
+        frontier = nxt
+    life = BasketLifecycle("b1", 0)
+    for i, s in enumerate(paths[state][1:], start=1):
+        life.to(s, i, "test")
+    return life
+
+
+def test_every_state_is_reachable_and_has_a_row() -> None:
+    assert set(TRANSITIONS) == set(S)
+    for s in S:
+        assert _at(s).state is s
+
+
+@pytest.mark.parametrize(("current", "target"), LEGAL)
+def test_legal_transition(current: BasketState, target: BasketState) -> None:
+    life = _at(current)
+    event = life.to(target, 1_000, "because")
+    assert life.state is target
+    assert (event.previous, event.state, event.reason, event.ts_ns) == (
+        current,
+        target,
+        "because",
+        1_000,
+    )
+    assert life.history[-1] == event
+    assert life.entered_ns == 1_000
+
+
+@pytest.mark.parametrize(("current", "target"), ILLEGAL)
+def test_illegal_transition_raises_naming_both_states(
+    current: BasketState, target: BasketState
+) -> None:
+    life = _at(current)
+    before = list(life.history)
+    with pytest.raises(IllegalTransition) as info:
+        life.to(target, 1_000, "nope")
+    message = str(info.value)
+    assert f"{current.value} -> {target.value}" in message
+    assert "b1" in message
+    assert life.state is current and life.history == before
+
+
+def test_terminal_states_have_no_exit_and_everything_can_end() -> None:
+    terminal = {s for s in S if s.is_terminal}
+    assert terminal == {S.COMPLETED, S.FAILED, S.CANCELLED}
+    for s in terminal:
+        assert not TRANSITIONS[s]
+    # From every live state some path leads to a terminal state: no basket can get stuck.
+    for s in set(S) - terminal:
+        seen, stack = set(), [s]
+        while stack:
+            x = stack.pop()
+            seen.add(x)
+            stack.extend(t for t in TRANSITIONS[x] if t not in seen)
+        assert seen & terminal, f"{s} cannot reach an end"
+
+
+def test_once_orders_may_exist_the_basket_must_reconcile() -> None:
+    # DESIGN §5.7: complete only when reconciled — no path from RUNNING skips RECONCILING.
+    for end in (S.COMPLETED, S.FAILED, S.CANCELLED):
+        assert end not in TRANSITIONS[S.RUNNING]
+        assert end not in TRANSITIONS[S.UNWINDING]
