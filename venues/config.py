@@ -29,7 +29,6 @@ from venues.sim.host import SimVenue
 from venues.sim.market import MarketSource
 from venues.sim.profile import PRESETS, VenueProfile
 
-DEFAULT_ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("api_key", "secret")
 MAX_LEVERAGE = 125
@@ -67,14 +66,37 @@ class SyntheticMarketConfig(
     the seed and origin agree on prices without talking to each other."""
 
     seed: int = 7
-    origin: int | datetime = DEFAULT_ORIGIN  # ISO-8601 (a TOML date-time or a string) or ns
+    # "start": the instant the venues of one configuration start together (they share it);
+    # or a fixed ISO-8601 date-time (TOML date-time or string) or ns since the epoch. Prices
+    # equal the calibration's at the origin; the path is built from it, so a fixed origin
+    # long ago costs start-up time.
+    # (msgspec cannot hold a date-time and a string in one union: checked by `_origin_ns`.)
+    origin: Any = "start"
 
-    @property
-    def origin_ns(self) -> int:
-        if isinstance(self.origin, int):
-            return self.origin
-        when = self.origin if self.origin.tzinfo else self.origin.replace(tzinfo=UTC)
-        return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
+    def origin_ns(self, start_ns: int) -> int:
+        """The origin in ns; `start_ns` is the shared start instant used for "start"."""
+        value = _origin_ns(self.origin)
+        return start_ns if value is None else value
+
+
+def _origin_ns(origin: object) -> int | None:
+    """A configured origin in ns, None for "start"; ValueError saying what is accepted."""
+    if origin == "start":
+        return None
+    if isinstance(origin, int) and not isinstance(origin, bool) and origin >= 0:
+        return origin
+    when = origin
+    if isinstance(origin, str):
+        try:
+            when = datetime.fromisoformat(origin)
+        except ValueError:
+            when = None
+    if not isinstance(when, datetime):
+        raise ValueError(
+            f'must be "start", an ISO-8601 date-time or ns since the epoch >= 0, got {origin!r}'
+        )
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
 
 
 class ReplayMarketConfig(
@@ -248,9 +270,12 @@ def _check_sim(
         if not market.speed > 0:
             raise ConfigError(f"{where}.market.speed: must be positive, got {market.speed}")
         market = msgspec.structs.replace(market, dir=str(directory))
-    elif isinstance(market.origin, int) and market.origin < 0:
-        raise ConfigError(f"{where}.market.origin: must be a date-time or ns >= 0")
-    elif market.seed < 0:
+    else:
+        try:
+            _origin_ns(market.origin)
+        except ValueError as e:
+            raise ConfigError(f"{where}.market.origin: {e}") from None
+    if not isinstance(market, ReplayMarketConfig) and market.seed < 0:
         raise ConfigError(f"{where}.market.seed: must be >= 0, got {market.seed}")
     catalogue = _catalogue(market)
     for i, symbol in enumerate(cfg.instruments or ()):
@@ -473,8 +498,12 @@ def _secret(inline: str | None, env: str | None, where: str) -> str:
     return value
 
 
-def build_market(cfg: SimVenueConfig, start_ns: int) -> MarketSource:
-    """The venue's market source, its timeline starting at `start_ns` (venue time)."""
+def build_market(cfg: SimVenueConfig, start_ns: int, origin_ns: int | None = None) -> MarketSource:
+    """The venue's market source, its timeline starting at `start_ns` (venue time).
+
+    `origin_ns` is the shared start of the venues built together, for a synthetic market
+    whose origin is "start" (default: `start_ns`).
+    """
     from venues.sim.replay import ReplayMarket  # noqa: PLC0415 (replay's decoders load on use)
     from venues.sim.synthetic import SyntheticMarket  # noqa: PLC0415
 
@@ -489,21 +518,26 @@ def build_market(cfg: SimVenueConfig, start_ns: int) -> MarketSource:
     # venue a full book from its first request.
     return SyntheticMarket(
         market.seed,
-        market.origin_ns,
+        market.origin_ns(start_ns if origin_ns is None else origin_ns),
         instruments=[catalogue[s] for s in symbols],
         start_ns=start_ns - _SYNTHETIC_STEP_NS,
         step_ns=_SYNTHETIC_STEP_NS,
     )
 
 
-def build_sim_venue(name: str, cfg: SimVenueConfig, *, clock: Any = time.time_ns) -> SimVenue:
+def build_sim_venue(
+    name: str, cfg: SimVenueConfig, *, clock: Any = time.time_ns, origin_ns: int | None = None
+) -> SimVenue:
     """A `SimVenue` for a configured simulated venue: exchange, market, accounts, profile.
+
+    Venues built together should share `origin_ns` (the instant they start) so that
+    synthetic markets with origin "start" agree on prices.
 
     Not started: `BinanceServer` (or `async with`) starts it.
     """
     profile = profile_from(cfg.profile)
     start = clock() + int(profile.clock_offset_ms * 1_000_000)
-    market = build_market(cfg, start)
+    market = build_market(cfg, start, origin_ns)
     exchange = SimExchange(name, market, start_ns=start)
     for acct in cfg.accounts:
         exchange.open_account(

@@ -942,7 +942,7 @@ async def test_stock_ccxt_client_drives_the_server(sim: Sim) -> None:
 def test_example_config_loads() -> None:
     cfg = load_venues(ROOT / "examples" / "venues.toml")
     assert cfg.sim_names() == ["alpha", "beta", "gamma"]
-    seeds = {(v.market.seed, v.market.origin_ns) for v in cfg.venues.values()}  # type: ignore[union-attr]
+    seeds = {(v.market.seed, v.market.origin) for v in cfg.venues.values()}  # type: ignore[union-attr]
     assert len(seeds) == 1  # one market: prices agree across the venues
     acks = {n: v.profile for n, v in cfg.venues.items()}  # type: ignore[union-attr]
     assert acks["beta"] == "same_region"
@@ -965,6 +965,10 @@ def test_example_config_loads() -> None:
             "venues.a.profile.ack",
         ),
         ('[venues.a]\nkind = "simulated"\n', "venues.a.kind: invalid value"),
+        (
+            '[venues.a]\nkind = "sim"\nmarket = { source = "synthetic", origin = "soon" }\n',
+            'venues.a.market.origin: must be "start", an ISO-8601 date-time',
+        ),
         (
             '[venues.a]\nkind = "sim"\n[[venues.a.accounts]]\naccount_id = "d"\n'
             'api_key = "k"\nsecret = "s"\nleverage = "high"\n',

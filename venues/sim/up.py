@@ -43,11 +43,12 @@ async def serve(
                 f"those are: {', '.join(config.sim_names()) or '(none)'}"
             )
     servers: dict[str, BinanceServer] = {}
+    origin = clock()  # one instant for all: synthetic markets with origin "start" agree
     try:
         for name in wanted:
             cfg = config.venues[name]
             assert isinstance(cfg, SimVenueConfig)
-            venue = build_sim_venue(name, cfg, clock=clock)
+            venue = build_sim_venue(name, cfg, clock=clock, origin_ns=origin)
             server = BinanceServer(venue, sim_credentials(name, cfg), port=cfg.port)
             try:
                 await server.start()
