@@ -224,14 +224,15 @@ class OrderBook:
         matches: list[Match] = []
         if qty > 0:
             opposite = self._sides[side.opposite]
-            while opposite.prices:
-                best = opposite.best()
-                assert best is not None
-                if not (best <= price if side is Side.BUY else best >= price):
-                    break
-                matches.extend(self._clear_crossed_level(opposite, best, side, qty, matches))
-                if opposite.best() == best:
-                    break  # participant orders remain there and the new liquidity is spent
+            crossed = [
+                p
+                for p in opposite.iter_prices()
+                if (p <= price if side is Side.BUY else p >= price)
+            ]
+            # Every crossed level is visited, even once the new liquidity is spent on
+            # participants: the background there is stale all the same.
+            for level in crossed:
+                matches.extend(self._clear_crossed_level(opposite, level, side, qty, matches))
             qty -= sum(m.qty for m in matches)
             if qty <= 0 or self.would_cross(side, price):
                 return matches
