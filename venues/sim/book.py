@@ -224,11 +224,12 @@ class OrderBook:
         matches: list[Match] = []
         if qty > 0:
             opposite = self._sides[side.opposite]
-            crossed = [
-                p
-                for p in opposite.iter_prices()
-                if (p <= price if side is Side.BUY else p >= price)
-            ]
+            # Prices are sorted: the crossed ones are a slice, found by bisection (this runs
+            # for every level of every market update, so no scan of the whole side).
+            if side is Side.BUY:
+                crossed = opposite.prices[: bisect.bisect_right(opposite.prices, price)]
+            else:
+                crossed = opposite.prices[bisect.bisect_left(opposite.prices, price) :][::-1]
             # Every crossed level is visited, even once the new liquidity is spent on
             # participants: the background there is stale all the same.
             for level in crossed:
