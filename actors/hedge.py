@@ -1,0 +1,274 @@
+"""Temporary hedges: the minimum-variance hedge, cluster-wide netting and P&L attribution.
+
+`HedgeSizer` is the arithmetic (DESIGN §5.6): with hedge instruments whose factor betas are the
+columns of B, the hedge that minimises the residual variance of exposure e is
+h = −(BᵀΣB)⁻¹BᵀΣe, in signed dollar notionals. `HedgeBook` is the state the HedgeActor's core
+holds: the newest exposure snapshot of every basket, netted into one hedge, traded with
+hysteresis, and the hedge's P&L attributed back to the baskets.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+
+import msgspec
+import numpy as np
+
+from actors.risk import RISK_HORIZON_S, Exposure, RiskModel
+from venues.model import Instrument, Side
+
+# Exposures below this many dollars on every factor count as flat.
+_DUST_USD = 1e-9
+# Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
+# the shares would be ratios of rounding errors.
+_SHARE_TOL = 1e-12
+
+
+class HedgeReason(enum.StrEnum):
+    OPEN = "OPEN"  # from flat
+    ADJUST = "ADJUST"  # resize (or flip) an open hedge
+    UNWIND = "UNWIND"  # back to flat
+
+
+class HedgeOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """Trade `notional_usd` (positive) of `symbol` towards a hedge position of `target_usd`."""
+
+    symbol: str
+    side: Side
+    notional_usd: float
+    target_usd: float  # the signed position the order aims at
+    reason: HedgeReason
+    ts_ns: int
+
+
+class HedgeSizer:
+    """The minimum-variance hedge of factor exposures with a fixed set of hedge instruments."""
+
+    def __init__(self, risk: RiskModel, hedge_instruments: Sequence[Instrument]) -> None:
+        if not hedge_instruments:
+            raise ValueError("hedge_instruments: at least one instrument is needed")
+        symbols = [i.symbol for i in hedge_instruments]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"hedge_instruments: duplicate symbols in {symbols}")
+        self.risk = risk
+        self.symbols: list[str] = symbols
+        self.betas: np.ndarray = risk.betas(hedge_instruments)  # B: factors × instruments
+        self._sigma_b = risk.covariance @ self.betas  # ΣB
+        self._gram = self.betas.T @ self._sigma_b  # BᵀΣB
+        # Instruments with linearly dependent betas (BTC perps on two venues, or the index perp
+        # next to all its constituents) make BᵀΣB singular: every solution of the normal
+        # equations hedges equally well, and lstsq picks the one of least gross notional.
+        self.full_rank = bool(np.linalg.matrix_rank(self._gram) == len(symbols))
+
+    def optimal(self, e: Exposure) -> np.ndarray:
+        """h = −(BᵀΣB)⁻¹BᵀΣe: signed dollar notionals per hedge instrument (order of `symbols`)."""
+        rhs = -(self._sigma_b.T @ self.risk.vector(e))
+        if self.full_rank:
+            return np.linalg.solve(self._gram, rhs)
+        return np.linalg.lstsq(self._gram, rhs, rcond=None)[0]
+
+    def offset(self, h: np.ndarray) -> np.ndarray:
+        """The factor exposure Bh that hedge `h` adds."""
+        return self.betas @ np.asarray(h, dtype=float)
+
+    def residual_variance(self, e: Exposure, h: np.ndarray) -> float:
+        """(e + Bh)ᵀΣ(e + Bh) in USD² per year: what is left after hedging `e` with `h`."""
+        return self.risk.variance(self.risk.vector(e) + self.offset(h))
+
+    def as_mapping(self, h: np.ndarray) -> dict[str, float]:
+        return {s: float(x) for s, x in zip(self.symbols, h, strict=True)}
+
+    def shares(
+        self, exposures: Mapping[str, Exposure], h: np.ndarray | None = None
+    ) -> dict[str, float]:
+        """Each basket's share of hedge `h` (default: the optimal hedge of their sum).
+
+        share_b = e_bᵀΣBh / e_totᵀΣBh: the covariance of basket b's exposure P&L with the
+        hedge's P&L over that of the total (an Euler allocation), so the shares sum to 1.
+        With the optimal hedge it is b's contribution to the hedged (projected) variance.
+        Shares are signed: a basket whose exposure opposes the net gets a negative share, so
+        with one hedge instrument every basket is charged exactly the P&L its own stand-alone
+        hedge would have made, and a basket that offset another is credited for it rather than
+        riding free. Empty when there is nothing the hedge offsets.
+        """
+        vecs = {b: self.risk.vector(e) for b, e in exposures.items()}
+        if not vecs:
+            return {}
+        total = sum(vecs.values())
+        g = self._sigma_b @ (self.optimal(total) if h is None else np.asarray(h, dtype=float))
+        contrib = {b: -float(v @ g) for b, v in vecs.items()}
+        denom = sum(contrib.values())
+        gross = sum(
+            math.sqrt(max(0.0, -float(v @ self._sigma_b @ self.optimal(v)))) for v in vecs.values()
+        )
+        if denom <= _SHARE_TOL * gross * gross or denom <= 0.0:
+            return {}
+        return {b: c / denom for b, c in contrib.items()}
+
+    def attribute(
+        self, pnl_usd: float, exposures: Mapping[str, Exposure], h: np.ndarray | None = None
+    ) -> dict[str, float]:
+        """Split `pnl_usd` of the hedge across baskets by `shares`; empty if nothing to split."""
+        return {b: pnl_usd * s for b, s in self.shares(exposures, h).items()}
+
+
+class HedgeBook:
+    """The cluster-wide hedge: newest exposure per basket, netted, sized, traded, attributed.
+
+    Baskets report cumulative snapshots of their factor exposure; the book keeps the highest
+    `seq` per basket, so lost, repeated or reordered deliveries are harmless. A basket that
+    reports zero exposure leaves the netting (a later, higher `seq` may bring it back); one
+    that is closed leaves for good.
+    """
+
+    def __init__(self, sizer: HedgeSizer, risk_horizon_s: float = RISK_HORIZON_S) -> None:
+        self.sizer = sizer
+        self.risk_horizon_s = risk_horizon_s
+        self._exposures: dict[str, np.ndarray] = {}
+        self._seq: dict[str, int] = {}
+        self._closed: set[str] = set()
+        # Attribution: shares in force since `_shares_ns`, ∫ share dt since the last accrual,
+        # and the last shares that were in force for a positive time.
+        self._shares: dict[str, float] = {}
+        self._last_shares: dict[str, float] = {}
+        self._shares_ns: int | None = None
+        self._weight: dict[str, float] = {}
+        self.attributed_usd: dict[str, float] = {}
+        self.unattributed_usd = 0.0
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def report(self, basket_id: str, seq: int, exposure_e: Exposure, now_ns: int) -> bool:
+        """Take basket `basket_id`'s exposure snapshot `seq`; False if stale or closed."""
+        if basket_id in self._closed or seq <= self._seq.get(basket_id, -1):
+            return False
+        e = self.sizer.risk.vector(exposure_e)
+        self._seq[basket_id] = seq
+        self._advance(now_ns)
+        if np.all(np.abs(e) < _DUST_USD):
+            self._exposures.pop(basket_id, None)
+        else:
+            self._exposures[basket_id] = e.copy()
+        self._reshare()
+        return True
+
+    def close(self, basket_id: str, now_ns: int) -> None:
+        """The basket is finished: drop its exposure and ignore whatever it sends later."""
+        self._advance(now_ns)
+        self._closed.add(basket_id)
+        self._exposures.pop(basket_id, None)
+        self._reshare()
+
+    @property
+    def baskets(self) -> dict[str, np.ndarray]:
+        """The exposure of every basket in the netting."""
+        return {b: e.copy() for b, e in self._exposures.items()}
+
+    def netted(self) -> np.ndarray:
+        """The sum of every basket's factor exposure."""
+        return sum(self._exposures.values(), np.zeros(len(self.sizer.risk.factors)))
+
+    def netted_risk_usd(self) -> float:
+        """The dollar risk of the netted exposure over `risk_horizon_s`, unhedged."""
+        return self.sizer.risk.dollar_risk(self.netted(), self.risk_horizon_s)
+
+    # -- the hedge -----------------------------------------------------------------------
+
+    def target(self, activation_usd: float = 0.0) -> dict[str, float]:
+        """The hedge (symbol → signed USD) of the netted exposure; flat below `activation_usd`.
+
+        `activation_usd` is compared with `netted_risk_usd()`: a dollar risk over the book's
+        horizon, not a notional.
+        """
+        if not self._exposures or self.netted_risk_usd() < activation_usd:
+            return dict.fromkeys(self.sizer.symbols, 0.0)
+        return self.sizer.as_mapping(self.sizer.optimal(self.netted()))
+
+    def orders(
+        self,
+        current_positions_usd: Mapping[str, float],
+        now_ns: int,
+        activation_usd: float,
+        hysteresis_usd: float,
+    ) -> list[HedgeOrder]:
+        """The trades that move the hedge from `current_positions_usd` to `target`.
+
+        An instrument trades only when |target − current| exceeds `hysteresis_usd`, unwinds
+        included, so a hedge does not churn on every small change. One exception: with no
+        basket left in the book the hedge goes flat whatever the hysteresis, since a hedge
+        with nothing to offset is pure risk. Positions in other symbols are not the book's.
+        """
+        target = self.target(activation_usd)
+        nothing_to_hedge = not self._exposures
+        out = []
+        for symbol in self.sizer.symbols:
+            current = float(current_positions_usd.get(symbol, 0.0))
+            delta = target[symbol] - current
+            if abs(delta) <= _DUST_USD:
+                continue
+            if abs(delta) <= hysteresis_usd and not nothing_to_hedge:
+                continue
+            if target[symbol] == 0.0:
+                reason = HedgeReason.UNWIND
+            elif current == 0.0:
+                reason = HedgeReason.OPEN
+            else:
+                reason = HedgeReason.ADJUST
+            out.append(
+                HedgeOrder(
+                    symbol=symbol,
+                    side=Side.BUY if delta > 0 else Side.SELL,
+                    notional_usd=abs(delta),
+                    target_usd=target[symbol],
+                    reason=reason,
+                    ts_ns=now_ns,
+                )
+            )
+        return out
+
+    # -- attribution ---------------------------------------------------------------------
+
+    def accrue(self, pnl_usd: float, now_ns: int) -> dict[str, float]:
+        """Attribute the hedge P&L (fees included) made since the previous accrual.
+
+        Exposures change at reports while P&L is marked whenever the shell marks it, so the
+        split uses each basket's share averaged over the period, weighted by time. That is
+        exact when the shell accrues at every report (before passing the report in), and a
+        time-weighted approximation otherwise. P&L over a period of no length goes by the
+        shares in force now; P&L earned while no basket was in force (the tail of an unwind)
+        goes by the last shares that were in force for some time, the baskets the hedge last
+        served (baskets closing at one instant keep their joint shares); with none ever, it is
+        kept in `unattributed_usd`.
+        """
+        self._advance(now_ns)
+        covered = sum(self._weight.values())
+        if covered > 0.0:
+            split = {b: pnl_usd * w / covered for b, w in self._weight.items()}
+        elif self._shares:
+            split = {b: pnl_usd * s for b, s in self._shares.items()}
+        elif self._last_shares:
+            split = {b: pnl_usd * s for b, s in self._last_shares.items()}
+        else:
+            split = {}
+            self.unattributed_usd += pnl_usd
+        self._weight = {}
+        for b, usd in split.items():
+            self.attributed_usd[b] = self.attributed_usd.get(b, 0.0) + usd
+        return split
+
+    def _advance(self, now_ns: int) -> None:
+        if self._shares_ns is not None and now_ns > self._shares_ns:
+            dt = float(now_ns - self._shares_ns)
+            for b, s in self._shares.items():
+                self._weight[b] = self._weight.get(b, 0.0) + s * dt
+            if self._shares:
+                self._last_shares = self._shares
+        if self._shares_ns is None or now_ns > self._shares_ns:
+            self._shares_ns = now_ns  # a clock that steps back adds no time
+
+    def _reshare(self) -> None:
+        self._shares = self.sizer.shares(self._exposures)
+        if self._shares and not self._last_shares:
+            self._last_shares = self._shares
