@@ -25,6 +25,7 @@ import msgspec
 import pytest
 import yarl
 
+from tests.support import DATA, needs_recorded_data
 from venues.config import (
     ApiCredential,
     ConfigError,
@@ -1020,10 +1021,7 @@ def test_missing_config_file_and_env_secrets(
     assert venue.exchange.has_account("d") and venue.profile.ack is AckKind.ACCEPTED
 
 
-DATA = ROOT.parent / "shared" / "data" / "binance-20240808"
-
-
-@pytest.mark.skipif(not DATA.is_dir(), reason="recorded Binance data not present")
+@needs_recorded_data
 def test_replay_venue_from_config(tmp_path: Path) -> None:
     (tmp_path / "data").symlink_to(DATA)
     path = tmp_path / "venues.toml"

@@ -18,16 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import DATA, needs_recorded_data
 from venues.model import Instrument, InstrumentKind, Side
 from venues.sim.book import OrderBook
 from venues.sim.calibration import REPLAY_INSTRUMENTS
 from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
 from venues.sim.replay import ReplayMarket
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-20240808"
 FILES = [("usdm", "BTCUSDT"), ("usdm", "ETHUSDT"), ("spot", "BTCUSDT"), ("spot", "ETHUSDT")]
 IDS = [f"{k}-{s}" for k, s in FILES]
-recorded = pytest.mark.skipif(not DATA.is_dir(), reason=f"no recorded data at {DATA}")
+recorded = needs_recorded_data
 
 
 @dataclass
