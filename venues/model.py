@@ -198,6 +198,41 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
         return self.quantity - self.cum_filled
 
 
+def pending_report(
+    order: NewOrder,
+    venue: str,
+    ack_kind: AckKind,
+    *,
+    venue_receive_ns: int | None = None,
+    venue_ts_ns: int = 0,
+) -> ExecutionReport:
+    """What is known of an order whose outcome no answer has carried yet: only what was asked.
+
+    Used for RECEIPT acks (the venue answered before its checks) and UNKNOWN outcomes (the
+    answer was lost): status PENDING_NEW, no order id, nothing filled.
+    """
+    zero = order.quantity * 0
+    return ExecutionReport(
+        venue=venue,
+        symbol=order.symbol,
+        client_order_id=order.client_order_id,
+        order_id=0,
+        side=order.side,
+        order_type=order.type,
+        time_in_force=order.time_in_force,
+        status=OrderStatus.PENDING_NEW,
+        quantity=order.quantity,
+        price=order.price,
+        cum_filled=zero,
+        avg_price=None,
+        cum_fee=zero,
+        ack_kind=ack_kind,
+        venue_receive_ns=venue_receive_ns,
+        venue_ts_ns=venue_ts_ns,
+        reduce_only=order.reduce_only,
+    )
+
+
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
     asset: str
     wallet: Decimal  # deposited collateral plus realised P&L minus fees

@@ -40,6 +40,7 @@ from venues.model import (
     MarketEvent,
     NewOrder,
     Position,
+    pending_report,
 )
 
 log = logging.getLogger(__name__)
@@ -620,7 +621,7 @@ class BinanceUsdmClient:
             self._resolve_timeout_s,
         )
         self._open.setdefault(order.client_order_id, (order.symbol, 0))  # the resync asks again
-        return parse.pending_report(order, self._venue, AckKind.UNKNOWN)
+        return pending_report(order, self._venue, AckKind.UNKNOWN)
 
     async def cancel(self, symbol: str, client_order_id: str) -> ExecutionReport:
         """Cancel one order. A cancel is idempotent: on OutcomeUnknown, send it again."""

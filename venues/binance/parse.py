@@ -264,28 +264,6 @@ def stream_report(
     )
 
 
-def pending_report(order: NewOrder, venue: str, ack_kind: AckKind) -> ExecutionReport:
-    """What is known of an order whose answer never came: only what was asked."""
-    zero = order.quantity * 0
-    return ExecutionReport(
-        venue=venue,
-        symbol=order.symbol,
-        client_order_id=order.client_order_id,
-        order_id=0,
-        side=order.side,
-        order_type=order.type,
-        time_in_force=order.time_in_force,
-        status=OrderStatus.PENDING_NEW,
-        quantity=order.quantity,
-        price=order.price,
-        cum_filled=zero,
-        avg_price=None,
-        cum_fee=zero,
-        ack_kind=ack_kind,
-        reduce_only=order.reduce_only,
-    )
-
-
 class FeeLedger:
     """Commissions per order, by trade id, from the stream and from /userTrades.
 

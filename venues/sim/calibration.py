@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 import msgspec
 import numpy as np
@@ -80,14 +81,20 @@ def exposure(inst: Instrument, names: list[str]) -> np.ndarray:
     return np.array([inst.betas.get(n, 0.0) for n in names])
 
 
-def _perp(
-    symbol: str, base: str, tick: str, lot: str, min_notional: str, betas: dict[str, float]
+def _instrument(
+    kind: InstrumentKind,
+    symbol: str,
+    base: str,
+    tick: str,
+    lot: str,
+    min_notional: str,
+    betas: dict[str, float],
 ) -> Instrument:
     return Instrument(
         symbol=symbol,
         base=base,
         quote="USDT",
-        kind=InstrumentKind.PERP,
+        kind=kind,
         tick=Decimal(tick),
         lot=Decimal(lot),
         min_notional=Decimal(min_notional),
@@ -95,19 +102,8 @@ def _perp(
     )
 
 
-def _spot(
-    symbol: str, base: str, tick: str, lot: str, min_notional: str, betas: dict[str, float]
-) -> Instrument:
-    return Instrument(
-        symbol=symbol,
-        base=base,
-        quote="USDT",
-        kind=InstrumentKind.SPOT,
-        tick=Decimal(tick),
-        lot=Decimal(lot),
-        min_notional=Decimal(min_notional),
-        betas=betas,
-    )
+_perp = partial(_instrument, InstrumentKind.PERP)
+_spot = partial(_instrument, InstrumentKind.SPOT)
 
 
 # Tick, lot and minimum notional as Binance lists them (USD-M futures and spot).

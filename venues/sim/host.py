@@ -35,6 +35,7 @@ from venues.model import (
     OrderStatus,
     Position,
     RejectReason,
+    pending_report,
 )
 from venues.sim.exchange import AccountReport, SimExchange
 from venues.sim.profile import VenueConditions, VenueProfile
@@ -336,26 +337,13 @@ def accepted_view(r: ExecutionReport) -> ExecutionReport:
 
 
 def _pending_report(venue: str, order: NewOrder, ack: AckKind, received: int) -> ExecutionReport:
-    """What a client knows of an order whose outcome the answer does not carry yet."""
-    zero = order.quantity * 0
-    return ExecutionReport(
-        venue=venue,
-        symbol=order.symbol,
-        client_order_id=order.client_order_id,
-        order_id=0,
-        side=order.side,
-        order_type=order.type,
-        time_in_force=order.time_in_force,
-        status=OrderStatus.PENDING_NEW,
-        quantity=order.quantity,
-        price=order.price,
-        cum_filled=zero,
-        avg_price=None,
-        cum_fee=zero,
-        ack_kind=ack,
+    """A pending report as this venue knows it: it received the order at `received`."""
+    return pending_report(
+        order,
+        venue,
+        ack,
         venue_receive_ns=received if ack is AckKind.RECEIPT else None,
         venue_ts_ns=received,
-        reduce_only=order.reduce_only,
     )
 
 
