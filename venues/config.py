@@ -22,7 +22,8 @@ from typing import Any, Literal
 import msgspec
 import msgspec.inspect as mi
 
-from venues.model import Instrument
+from venues.binance.client import BinanceUsdmClient
+from venues.model import AckKind, Instrument
 from venues.sim.calibration import REPLAY_INSTRUMENTS, SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
@@ -166,6 +167,12 @@ class BinanceUsdmConfig(
     secret_env: str
     rest_url: str = "https://fapi.binance.com"
     ws_url: str = "wss://fstream.binance.com"
+    # Binance now also serves the user stream under /private and market data under
+    # /public and /market; set these to use those roots (default: ws_url for all).
+    user_ws_url: str | None = None
+    public_ws_url: str | None = None
+    market_ws_url: str | None = None
+    ack: Literal["ACCEPTED", "RESULT"] = "ACCEPTED"  # newOrderRespType ACK or RESULT
     node_label: str | None = None
 
 
@@ -547,3 +554,25 @@ def build_sim_venue(
         )
     # The profile's draws are seeded by the venue's name: reruns behave alike.
     return SimVenue(exchange, profile, seed=zlib.crc32(name.encode()), clock=clock)
+
+
+def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> BinanceUsdmClient:
+    """The native adapter for a configured Binance USD-M venue, keys read from the environment.
+
+    Raises `AuthError` naming the missing environment variable (never a value). `options`
+    pass through to `BinanceUsdmClient` (timeouts, account id, ...).
+    """
+    result = AckKind.RESULT if cfg.ack == "RESULT" else AckKind.ACCEPTED
+    return BinanceUsdmClient.from_env(
+        name,
+        rest_url=cfg.rest_url,
+        ws_url=cfg.ws_url,
+        api_key_env=cfg.api_key_env,
+        secret_env=cfg.secret_env,
+        user_ws_url=cfg.user_ws_url,
+        public_ws_url=cfg.public_ws_url,
+        market_ws_url=cfg.market_ws_url,
+        ack_semantics=result,
+        resp_type="RESULT" if result is AckKind.RESULT else "ACK",
+        **options,
+    )
