@@ -1,0 +1,344 @@
+"""The child-order scheduler: one leg's TWAP slices, capped by participation and by slippage.
+
+`SliceScheduler` is the pure core a leg actor asks, at each slice instant, "what do I send
+now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and says why in
+`hold`. The decisions, in one place:
+
+- **Schedule.** TWAP on a grid of `slice_ns` from `start_ns`: the cumulative target by time t
+  is target × (t − start)/horizon, clamped to [0, 1] (`scheduled_qty`). The slice sent in
+  interval k aims at the schedule at the *end* of that interval, so the first slice goes out
+  at the start instant instead of waiting a whole interval; the quantity is that aim minus
+  what is filled and what is still open. At most one child order per interval: after a send
+  the next one is due at the next grid point (`next_due_ns`); a call that sends nothing does
+  not use up its interval, so the shell may ask again (on a book update, a mode change).
+- **Order type.** Every child order is a LIMIT **IOC**. A slice is one decision at one price:
+  it trades what the book offers up to its limit and the rest expires, so nothing rests at a
+  stale price (a resting order could outlive the slippage cap, the synchronizer's pause or a
+  shrink), there is no cancel/replace to track, and the open quantity returns to zero with
+  the venue's answer. What expires is carried to the next slice by the schedule itself. The
+  price of this choice is the taker fee on every fill (5 bp against 2 bp maker, §10): a
+  basket is paying to stay in step, which is the point of legato.
+- **Price.** `NORMAL` crosses the spread to the far touch (a buy's limit is the best ask, a
+  sell's the best bid): it takes what is displayed at the touch and no more. `CATCH_UP`
+  walks the book up to the slippage cap: the limit is the cap price itself, so the order
+  sweeps as deep as the leg's limit allows (filling at the book's prices, never worse).
+- **Slippage cap.** The arrival price is the mid at the leg's first send (DESIGN §8). No
+  limit price is ever beyond arrival × (1 ± max_slippage_bps/1e4) (above for a buy, below
+  for a sell); the cap is snapped to the tick passively so it stays inside. If the touch is
+  already beyond the cap nothing is sent and the leg reports itself blocked
+  (`Hold.SLIPPAGE_CAP`; `blocked` is what the synchronizer reads).
+- **Participation.** A slice is at most `participation_cap` × the market volume traded since
+  the previous child order (the volume keeps adding up while nothing is sent, so a skipped
+  slice is made up later within the same share). Floor, so a quiet market still trades:
+  in `NORMAL` one minimum order (one lot, or the lots that reach the minimum notional); in
+  `CATCH_UP` a regular TWAP slice (target × slice/horizon). A leg that falls behind in a
+  quiet market is put in `CATCH_UP` by the synchronizer and then keeps the TWAP pace
+  whatever the volume: holding the basket in step outranks the participation share.
+- **Catch-up size.** `NORMAL` trades at the TWAP pace: at most `NORMAL_MAX_SLICES` regular
+  slices per interval (this one and one carried), so a small shortfall (a partial fill) is
+  made up at once but a large one is not: a leader resuming after a pause does not leap to
+  the schedule past the laggard it waited for. Making up a large deficit is `CATCH_UP`'s job,
+  which the synchronizer gives to the legs that hold the basket back: it aims one interval
+  further ahead (the schedule at the end of the next interval). In either mode no child
+  order exceeds `max_child_fraction` of the target when one is given: the basket passes half
+  its band, so that no single order can carry a liquid leg out of the band before the
+  synchronizer has seen it (a whole basket behind the schedule catches up in steps it can
+  check, not in one leap of its most liquid leg).
+- **Modes.** `PAUSE` sends nothing; `STOP` sends nothing ever again (it latches: the shell
+  cancels what is still open).
+- **Rounding.** Quantities snap *down* to the lot (never trade more than asked); a slice
+  below one minimum order is not sent and carries to the next (`Hold.BELOW_MINIMUM`). When
+  what remains of the whole leg is below one minimum order the leg is done (`Hold.DONE`):
+  that dust can never be sent.
+- **Ids.** The n-th child order's id is `<basket>-<leg>-<n>` (DESIGN §7, `client_order_id`),
+  n counting sent orders from `next_n`; same inputs, same orders.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import ROUND_UP, Decimal
+
+import msgspec
+
+from actors.spec import MAX_CHILD_SEQ, MAX_CLIENT_ORDER_ID_LEN, client_order_id
+from venues.model import BookTicker, Instrument, NewOrder, OrderType, Side, TimeInForce
+
+_ZERO = Decimal(0)
+_BPS = Decimal(10_000)
+NORMAL_MAX_SLICES = 2  # regular TWAP slices a NORMAL child order may carry
+
+
+class Mode(enum.StrEnum):
+    """How a leg works its quantity; set by the synchronizer (DESIGN §5.5)."""
+
+    NORMAL = "NORMAL"  # on the schedule: one slice per interval at the far touch
+    CATCH_UP = "CATCH_UP"  # behind: an interval ahead, at least a full slice, priced to the cap
+    PAUSE = "PAUSE"  # ahead of the basket: no new child orders
+    STOP = "STOP"  # finished or cancelled: no child order ever again
+
+
+class Hold(enum.StrEnum):
+    """Why the scheduler sent nothing."""
+
+    STOPPED = "STOPPED"
+    DONE = "DONE"  # target filled, or what remains is below one minimum order
+    PAUSED = "PAUSED"
+    NOT_STARTED = "NOT_STARTED"  # before start_ns
+    NOT_DUE = "NOT_DUE"  # this interval's child order is already out
+    AHEAD = "AHEAD"  # filled plus open already meet the schedule
+    NO_BOOK = "NO_BOOK"  # no usable two-sided top of book
+    SLIPPAGE_CAP = "SLIPPAGE_CAP"  # the touch is beyond the slippage cap from arrival
+    BELOW_MINIMUM = "BELOW_MINIMUM"  # this slice is under one lot or the minimum notional
+
+    @property
+    def blocks(self) -> bool:
+        """True when the leg wants to trade and cannot (the synchronizer's `blocked`)."""
+        return self in _BLOCKING
+
+
+_BLOCKING = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP})
+
+
+class SendChildOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """Send `order`, the leg's n-th child order; the shell places it as it stands."""
+
+    leg_id: str
+    n: int
+    order: NewOrder
+    mode: Mode
+    arrival_price: Decimal  # mid at the leg's first send
+    price_cap: Decimal  # the furthest limit the slippage cap allows, on the tick grid
+    ts_ns: int
+
+
+def scheduled_fraction(now_ns: int, start_ns: int, horizon_ns: int) -> Decimal:
+    """The TWAP schedule's completion fraction at `now_ns`: (now − start)/horizon in [0, 1]."""
+    if now_ns <= start_ns:
+        return _ZERO
+    if now_ns >= start_ns + horizon_ns:
+        return Decimal(1)
+    return Decimal(now_ns - start_ns) / Decimal(horizon_ns)
+
+
+class SliceScheduler:
+    """One leg's child orders: TWAP slices, a participation cap, never beyond max slippage."""
+
+    def __init__(
+        self,
+        basket_id: str,
+        leg_id: str,
+        instrument: Instrument,
+        side: Side,
+        target_qty: Decimal,
+        start_ns: int,
+        horizon_ns: int,
+        slice_ns: int,
+        max_slippage_bps: float,
+        participation_cap: float,
+        *,
+        max_child_fraction: float | None = None,
+        arrival_price: Decimal | None = None,
+        next_n: int = 0,
+    ) -> None:
+        """`max_child_fraction` bounds each child order to that share of the target (the
+        basket passes band/2); `arrival_price` and `next_n` restore a restarted leg."""
+        if target_qty < 0:
+            raise ValueError(f"target_qty: {target_qty} is negative; a leg trades 0 or more")
+        if horizon_ns <= 0:
+            raise ValueError(f"horizon_ns: {horizon_ns} must be positive")
+        if not 0 < slice_ns <= horizon_ns:
+            raise ValueError(f"slice_ns: {slice_ns} must be in (0, horizon_ns={horizon_ns}]")
+        if not max_slippage_bps >= 0:
+            raise ValueError(f"max_slippage_bps: {max_slippage_bps} must be 0 or more")
+        if not 0 < participation_cap <= 1:
+            raise ValueError(f"participation_cap: {participation_cap} must be in (0, 1]")
+        if max_child_fraction is not None and not 0 < max_child_fraction <= 1:
+            raise ValueError(f"max_child_fraction: {max_child_fraction} must be in (0, 1]")
+        longest = client_order_id(basket_id, leg_id, MAX_CHILD_SEQ)
+        if len(longest) > MAX_CLIENT_ORDER_ID_LEN:
+            raise ValueError(
+                f"basket_id/leg_id: client order ids would reach {len(longest)} characters "
+                f"({longest!r}); venues accept at most {MAX_CLIENT_ORDER_ID_LEN}"
+            )
+        self.basket_id = basket_id
+        self.leg_id = leg_id
+        self.instrument = instrument
+        self.side = side
+        self.target_qty = target_qty
+        self.start_ns = start_ns
+        self.horizon_ns = horizon_ns
+        self.slice_ns = slice_ns
+        self.max_slippage_bps = max_slippage_bps
+        self.participation_cap = participation_cap
+        self.max_child_fraction = max_child_fraction
+        self.arrival_price = arrival_price
+        self.next_n = next_n
+        self.hold: Hold | None = None  # why the last call sent nothing; None after a send
+        self._slippage = Decimal(str(max_slippage_bps)) / _BPS
+        self._participation = Decimal(str(participation_cap))
+        self._max_child = None if max_child_fraction is None else Decimal(str(max_child_fraction))
+        self._next_due_ns = start_ns
+        self._volume = _ZERO  # market volume since the last child order
+        self._filled = _ZERO
+        self._stopped = False
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def blocked(self) -> bool:
+        """The leg wants to trade and cannot (no book, or the touch is beyond the cap)."""
+        return self.hold is not None and self.hold.blocks
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
+    def next_due_ns(self) -> int:
+        """The earliest instant the next child order may go (the shell's timer)."""
+        return self._next_due_ns
+
+    def scheduled_qty(self, now_ns: int) -> Decimal:
+        """The TWAP cumulative target at `now_ns`: target × (now − start)/horizon, clamped."""
+        return self.target_qty * scheduled_fraction(now_ns, self.start_ns, self.horizon_ns)
+
+    def price_cap(self, arrival: Decimal) -> Decimal:
+        """The furthest limit price allowed from `arrival`, snapped to the tick inside the cap."""
+        if self.side is Side.BUY:
+            cap = arrival * (1 + self._slippage)
+        else:
+            # A cap of 100 % or more would allow a sell at zero; one tick is the lowest price.
+            cap = max(arrival * (1 - self._slippage), self.instrument.tick)
+        return self.instrument.snap_price_passive(cap, self.side)
+
+    def min_order_qty(self, price: Decimal) -> Decimal:
+        """The smallest quantity a venue accepts at `price`: one lot, or the minimum notional."""
+        inst = self.instrument
+        qty = inst.lot
+        if inst.min_notional > 0 and price > 0:
+            need = inst.min_notional / (price * inst.contract_size)
+            qty = max(qty, (need / inst.lot).to_integral_value(rounding=ROUND_UP) * inst.lot)
+        return qty
+
+    # -- commands --------------------------------------------------------------------------
+    def next_slice(
+        self,
+        now_ns: int,
+        filled_qty: Decimal,
+        book: BookTicker | None,
+        traded_volume_since_last: Decimal,
+        mode: Mode,
+        open_qty: Decimal = _ZERO,
+    ) -> SendChildOrder | None:
+        """The child order to send now, or None (and `hold` says why).
+
+        `traded_volume_since_last` is the market volume printed since the previous call;
+        `open_qty` is what is still resting or in flight from earlier child orders.
+        """
+        self._volume += traded_volume_since_last
+        self._filled = filled_qty
+        if mode is Mode.STOP:
+            self._stopped = True
+        hold_or_order = self._decide(now_ns, filled_qty, open_qty, book, mode)
+        if isinstance(hold_or_order, Hold):
+            self.hold = hold_or_order
+            return None
+        self.hold = None
+        return hold_or_order
+
+    def shrink(self, new_target: Decimal, filled_qty: Decimal | None = None) -> Decimal:
+        """Cut the target (snapped down to the lot, never below filled); returns the new one.
+
+        `filled_qty` defaults to the filled quantity of the last `next_slice` call. A fill of
+        an order still in flight may still land beyond the cut target.
+        """
+        if new_target > self.target_qty:
+            raise ValueError(
+                f"new_target: {new_target} is above the current target {self.target_qty}; "
+                "shrink only cuts"
+            )
+        filled = self._filled if filled_qty is None else filled_qty
+        self._filled = filled
+        cut = max(self.instrument.snap_qty(new_target), filled)
+        self.target_qty = min(cut, self.target_qty)
+        return self.target_qty
+
+    # -- the decision ----------------------------------------------------------------------
+    def _decide(
+        self,
+        now_ns: int,
+        filled: Decimal,
+        open_qty: Decimal,
+        book: BookTicker | None,
+        mode: Mode,
+    ) -> Hold | SendChildOrder:
+        if self._stopped:
+            return Hold.STOPPED
+        if filled >= self.target_qty:
+            return Hold.DONE
+        if mode is Mode.PAUSE:
+            return Hold.PAUSED
+        if now_ns < self.start_ns:
+            return Hold.NOT_STARTED
+        if now_ns < self._next_due_ns:
+            return Hold.NOT_DUE
+        interval = (now_ns - self.start_ns) // self.slice_ns
+        interval_end = self.start_ns + (interval + 1) * self.slice_ns
+        catch_up = mode is Mode.CATCH_UP
+        aim = self.scheduled_qty(interval_end + (self.slice_ns if catch_up else 0))
+        regular = self.target_qty * self.slice_ns / self.horizon_ns
+        remaining = self.target_qty - filled - open_qty
+        deficit = aim - filled - open_qty
+        if remaining <= 0 or deficit <= 0:
+            return Hold.AHEAD
+        if book is None or book.bid <= 0 or book.ask <= 0:
+            return Hold.NO_BOOK
+
+        arrival = (
+            self.arrival_price if self.arrival_price is not None else (book.bid + book.ask) / 2
+        )
+        cap = self.price_cap(arrival)
+        buy = self.side is Side.BUY
+        touch = book.ask if buy else book.bid
+        if (touch > cap) if buy else (touch < cap):
+            return Hold.SLIPPAGE_CAP
+        limit = cap if catch_up else self.instrument.snap_price_passive(touch, self.side)
+
+        min_qty = self.min_order_qty(limit)
+        if remaining < min_qty:
+            # Dust that can never be sent ends the leg; with orders out, wait for them.
+            return Hold.DONE if open_qty <= 0 else Hold.AHEAD
+        step = deficit if catch_up else NORMAL_MAX_SLICES * regular
+        if self._max_child is not None:
+            step = min(step, self._max_child * self.target_qty)
+        # The step limits never hold a leg below one minimum order: it could never trade.
+        want = min(deficit, max(step, min_qty))
+        floor = max(min_qty, regular) if catch_up else min_qty
+        allowed = max(self._participation * self._volume, floor)
+        qty = self.instrument.snap_qty(min(want, allowed))
+        if qty < min_qty:
+            return Hold.BELOW_MINIMUM
+
+        n = self.next_n
+        order = NewOrder(
+            client_order_id=client_order_id(self.basket_id, self.leg_id, n),
+            symbol=self.instrument.symbol,
+            side=self.side,
+            type=OrderType.LIMIT,
+            quantity=qty,
+            price=limit,
+            time_in_force=TimeInForce.IOC,
+        )
+        self.arrival_price = arrival
+        self.next_n = n + 1
+        self._volume = _ZERO
+        self._next_due_ns = interval_end
+        return SendChildOrder(
+            leg_id=self.leg_id,
+            n=n,
+            order=order,
+            mode=mode,
+            arrival_price=arrival,
+            price_cap=cap,
+            ts_ns=now_ns,
+        )
