@@ -154,9 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as e:
-        # Config and file problems carry a message written for the user.
+    except OSError as e:
         print(f"legato: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        from venues.config import ConfigError
+
+        if not isinstance(e, ConfigError):
+            raise  # a bug, not the user's mistake: keep its traceback
+        print(f"legato: error: {e}", file=sys.stderr)  # names the file and the field
         return 2
 
 

@@ -1,0 +1,56 @@
+"""The `legato` command: help everywhere, results on success, one clear line on a mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def legato(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("demo",), ("venues",), ("venues", "simulate"), ("venues", "up")]
+)
+def test_every_command_has_help(args: tuple[str, ...]) -> None:
+    done = legato(*args, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: legato" in done.stdout
+
+
+def test_simulate_prints_measurements_beside_targets(tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    done = legato("venues", "simulate", "--seconds", "20", "--seed", "3", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "BTCUSDT" in done.stdout and "realised vol" in done.stdout
+    assert "correlation of 1 s returns" in done.stdout
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("venues", "simulate", "--seconds", "-5"), "must be positive"),
+        (("venues", "simulate", "--seconds", "lots"), "expected a number"),
+        (("venues", "simulate", "--replay", "/no/such/dir"), "is not a directory"),
+        (("venues", "up", "/no/such/venues.toml"), "no such venues configuration file"),
+    ],
+)
+def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message: str) -> None:
+    done = legato(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
