@@ -20,7 +20,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from typing import Any, Literal
 import msgspec
 
 from venues.config import ReplayMarketConfig, SimVenueConfig, VenuesConfig
+from venues.instants import parse_instant
 from venues.model import Instrument, InstrumentKind, Side
 from venues.sim.calibration import REPLAY_INSTRUMENTS, SYNTHETIC_INSTRUMENTS
 
@@ -279,37 +280,9 @@ def venue_instruments(config: VenuesConfig) -> dict[str, dict[str, Instrument]]:
 
 # --- loading ---------------------------------------------------------------------------
 def parse_start(value: object) -> int | Literal["now"]:
-    """A start time as legato keeps it: "now", or ns since the epoch.
-
-    Accepts "now", an int of ns >= 0, or a date-time with a zone (a TOML offset date-time,
-    a `datetime`, or an ISO-8601 string such as "2025-06-01T12:00:00Z"). A date-time without
-    a zone is refused: a start time must not depend on where the spec is read.
-    """
-    if value == "now":
-        return "now"
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{value} is before the epoch; ns since the epoch must be >= 0")
-        return value
-    when = value
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            when = None
-    if not isinstance(when, datetime):
-        raise ValueError(
-            f'{_show(value)} is not a start time; accepted: "now", an ISO-8601 date-time in '
-            'UTC such as "2025-06-01T12:00:00Z", or ns since the epoch'
-        )
-    if when.tzinfo is None:
-        raise ValueError(
-            f"{_show(value)} has no time zone; add Z (UTC) or an offset such as +00:00"
-        )
-    when = when.astimezone(UTC)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    delta = when - epoch
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    """A start time as legato keeps it: "now", or ns since the epoch (`parse_instant`)."""
+    ns = parse_instant(value, keyword="now", what="a start time")
+    return "now" if ns is None else ns
 
 
 def load_basket(source: Path | str) -> BasketSpec | RebalanceSpec:

@@ -14,7 +14,6 @@ import time
 import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from venues.binance.client import BinanceUsdmClient
+from venues.instants import parse_instant
 from venues.model import AckKind, Instrument
 from venues.sim.calibration import REPLAY_INSTRUMENTS, SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
@@ -82,22 +82,7 @@ class SyntheticMarketConfig(
 
 def _origin_ns(origin: object) -> int | None:
     """A configured origin in ns, None for "start"; ValueError saying what is accepted."""
-    if origin == "start":
-        return None
-    if isinstance(origin, int) and not isinstance(origin, bool) and origin >= 0:
-        return origin
-    when = origin
-    if isinstance(origin, str):
-        try:
-            when = datetime.fromisoformat(origin)
-        except ValueError:
-            when = None
-    if not isinstance(when, datetime):
-        raise ValueError(
-            f'must be "start", an ISO-8601 date-time or ns since the epoch >= 0, got {origin!r}'
-        )
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
+    return parse_instant(origin, keyword="start", what="an origin")
 
 
 class ReplayMarketConfig(

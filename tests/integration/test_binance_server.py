@@ -968,7 +968,7 @@ def test_example_config_loads() -> None:
         ('[venues.a]\nkind = "simulated"\n', "venues.a.kind: invalid value"),
         (
             '[venues.a]\nkind = "sim"\nmarket = { source = "synthetic", origin = "soon" }\n',
-            'venues.a.market.origin: must be "start", an ISO-8601 date-time',
+            "venues.a.market.origin: 'soon' is not an origin; accepted: \"start\", an ISO-8601",
         ),
         (
             '[venues.a]\nkind = "sim"\n[[venues.a.accounts]]\naccount_id = "d"\n'
