@@ -100,12 +100,7 @@ class RiskModel:
         self, positions_usd: Mapping[str, float], instruments: Mapping[str, Instrument]
     ) -> np.ndarray:
         """Factor dollar exposures `e = B · dollars` of signed positions keyed by symbol."""
-        missing = sorted(set(positions_usd) - set(instruments))
-        if missing:
-            raise ValueError(f"positions: no instrument definition for {missing}")
-        symbols = list(positions_usd)
-        b = self.betas(instruments[s] for s in symbols)
-        return b @ np.array([positions_usd[s] for s in symbols], dtype=float)
+        return self._mapped(positions_usd, instruments, "positions: no instrument definition for")
 
     def instrument_covariance(self, instruments: Sequence[Instrument]) -> np.ndarray:
         """Σ_instr = B Σ_f Bᵀ: the annualised covariance of the instruments' returns."""
@@ -155,12 +150,18 @@ class RiskModel:
         self, u: Mapping[str, float], instruments: Mapping[str, Instrument]
     ) -> np.ndarray:
         """Factor exposures of per-leg dollars `u` (leg id → USD), given each leg's instrument."""
-        missing = sorted(set(u) - set(instruments))
+        return self._mapped(u, instruments, "imbalance: no instrument given for legs")
+
+    def _mapped(
+        self, dollars: Mapping[str, float], instruments: Mapping[str, Instrument], missing_msg: str
+    ) -> np.ndarray:
+        """`B · dollars` for dollars and instruments under the same keys (symbols or leg ids)."""
+        missing = sorted(set(dollars) - set(instruments))
         if missing:
-            raise ValueError(f"imbalance: no instrument given for legs {missing}")
-        ids = list(u)
-        b = self.betas(instruments[i] for i in ids)
-        return b @ np.array([u[i] for i in ids], dtype=float)
+            raise ValueError(f"{missing_msg} {missing}")
+        keys = list(dollars)
+        b = self.betas(instruments[k] for k in keys)
+        return b @ np.array([dollars[k] for k in keys], dtype=float)
 
 
 # -- imbalance --------------------------------------------------------------------------------

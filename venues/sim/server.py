@@ -656,6 +656,13 @@ class Gateway:
             raise BinanceError(-1121, "Invalid symbol.")
         return inst
 
+    def optional_symbol(self, params: Params) -> str | None:
+        """The request's `symbol` if it names one (checked: -1121 if unknown), else None."""
+        symbol = params.text("symbol")
+        if symbol is not None:
+            self.instrument(symbol)
+        return symbol
+
     # --- venue calls -------------------------------------------------------------------
     async def call(self, fn: Callable[[int], T]) -> T:
         """A non-order request through the venue profile (latency, outages)."""
@@ -949,9 +956,7 @@ async def cancel_order(request: web.Request) -> web.Response:
 async def open_orders(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
-    symbol = p.text("symbol")
-    if symbol is not None:
-        gw.instrument(symbol)
+    symbol = gw.optional_symbol(p)
     reports = await gw.call(lambda now: gw.exchange.open_orders(cred.account_id, symbol))
     insts = gw.exchange.instruments
     return _json([order_json(r, insts[r.symbol], query=True) for r in reports])
@@ -1120,9 +1125,7 @@ async def account_v3(request: web.Request) -> web.Response:
 async def position_risk_v2(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
-    symbol = p.text("symbol")
-    if symbol is not None:
-        gw.instrument(symbol)
+    symbol = gw.optional_symbol(p)
     snap, _open = await _account_state(gw, cred.account_id)
     lev = _leverage(gw, cred.account_id)
     rows = []
@@ -1155,9 +1158,7 @@ async def position_risk_v2(request: web.Request) -> web.Response:
 async def position_risk_v3(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
-    symbol = p.text("symbol")
-    if symbol is not None:
-        gw.instrument(symbol)
+    symbol = gw.optional_symbol(p)
     snap, open_symbols = await _account_state(gw, cred.account_id)
     rows = []
     for inst, pos in _position_rows(gw, snap, symbol):
@@ -1218,9 +1219,7 @@ async def balance_v2(request: web.Request) -> web.Response:
 async def leverage_bracket(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     _, p = await gw.signed(request)
-    symbol = p.text("symbol")
-    if symbol is not None:
-        gw.instrument(symbol)
+    symbol = gw.optional_symbol(p)
     await gw.call(lambda now: None)
     rows = [
         {
