@@ -272,3 +272,46 @@ class HedgeBook:
         self._shares = self.sizer.shares(self._exposures)
         if self._shares and not self._last_shares:
             self._last_shares = self._shares
+
+
+class HedgeLedger:
+    """The hedge's positions and P&L per instrument, from its fills and the latest mids.
+
+    P&L = Σ position × mid + cash, where cash is what the fills paid or received less fees:
+    the figure `HedgeBook.accrue` splits between baskets, marked whenever exposures change.
+    """
+
+    def __init__(self, contract_sizes: Mapping[str, float]) -> None:
+        self.contract_sizes = dict(contract_sizes)
+        self.qty: dict[str, float] = dict.fromkeys(contract_sizes, 0.0)
+        self.mids: dict[str, float] = {}
+        self.cash_usd = 0.0
+        self.fees_usd = 0.0
+        self.orders = 0
+        self._accrued_usd = 0.0  # P&L already handed to `HedgeBook.accrue`
+
+    def fill(self, symbol: str, side: Side, qty: float, price: float, fee_usd: float) -> None:
+        """Record a hedge fill of `qty` base units at `price`."""
+        size = self.contract_sizes[symbol]
+        self.qty[symbol] += side.sign * qty
+        self.cash_usd -= side.sign * qty * price * size + fee_usd
+        self.fees_usd += fee_usd
+
+    def mark(self, mids: Mapping[str, float]) -> None:
+        self.mids.update(mids)
+
+    def positions_usd(self) -> dict[str, float]:
+        """Signed dollar position per instrument at the latest mids."""
+        return {s: q * self.mids.get(s, 0.0) * self.contract_sizes[s] for s, q in self.qty.items()}
+
+    def gross_usd(self) -> float:
+        return sum(abs(v) for v in self.positions_usd().values())
+
+    def pnl_usd(self) -> float:
+        return sum(self.positions_usd().values()) + self.cash_usd
+
+    def unaccrued_usd(self) -> float:
+        """P&L made since the last call (what to pass to `HedgeBook.accrue` now)."""
+        total = self.pnl_usd()
+        delta, self._accrued_usd = total - self._accrued_usd, total
+        return delta

@@ -38,7 +38,12 @@ class LegProgress(msgspec.Struct, frozen=True, kw_only=True):
     avg_price: Decimal | None
     open_qty: Decimal  # quantity in child orders resting or in flight
     status: LegStatus
-    ts_ns: int  # on the basket's time axis
+    ts_ns: int  # when the leg took the snapshot, on the leg's clock
+    mark_price: Decimal | None = None  # the leg's latest mid, to value its imbalance
+    fill_seen_ns: int | None = None  # when the leg last learned of a fill (leg clock)
+    first_ack: bool = False  # the leg's first child order has been acknowledged
+    blocked: bool = False  # the leg wants to trade and cannot (slippage cap, no book, venue)
+    reason: str = ""  # why the leg is blocked or failed
 
     @property
     def progress(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+import msgspec
 import numpy as np
 
 from actors.messages import LegProgress
@@ -19,6 +20,7 @@ from venues.sim.calibration import (
     DEFAULT_CALIBRATION,
     NS_PER_S,
     SECONDS_PER_YEAR,
+    SYNTHETIC_INSTRUMENTS,
     Calibration,
     exposure,
     factor_covariance,
@@ -162,6 +164,29 @@ class RiskModel:
         keys = list(dollars)
         b = self.betas(instruments[k] for k in keys)
         return b @ np.array([dollars[k] for k in keys], dtype=float)
+
+
+def with_risk_betas(
+    inst: Instrument,
+    factors: Sequence[str],
+    known: Mapping[str, Instrument] = SYNTHETIC_INSTRUMENTS,
+) -> Instrument:
+    """`inst` as a venue lists it (its trading rules, no betas) with its factor betas.
+
+    An instrument that already has betas keeps them; a symbol of `known` takes its betas
+    (stETH is ETH 1.0, the index perp its weights); otherwise an instrument whose base asset
+    is a factor is 1.0 on it. Anything else keeps no betas, and so counts as no risk: the
+    caller says so rather than guess.
+    """
+    if inst.betas:
+        return inst
+    if inst.symbol in known and known[inst.symbol].betas:
+        betas = dict(known[inst.symbol].betas)
+    elif inst.base in factors:
+        betas = {inst.base: 1.0}
+    else:
+        return inst
+    return msgspec.structs.replace(inst, betas=betas)
 
 
 # -- imbalance --------------------------------------------------------------------------------

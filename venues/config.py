@@ -561,3 +561,41 @@ def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> B
         resp_type="RESULT" if result is AckKind.RESULT else "ACK",
         **options,
     )
+
+
+def build_sim_client(
+    name: str,
+    cfg: SimVenueConfig,
+    *,
+    rest_url: str,
+    ws_url: str,
+    account_id: str | None = None,
+    **options: Any,
+) -> BinanceUsdmClient:
+    """The native adapter for a simulated venue served at `rest_url`/`ws_url`, logged in as
+    `account_id` (default: the venue's first account), acks as its profile declares.
+
+    The same client code a real Binance USD-M account uses; only the URLs and keys differ.
+    Raises `ConfigError` for an unknown account or a missing credential variable.
+    """
+    credentials = {c.account_id: c for c in sim_credentials(name, cfg).values()}
+    if not credentials:
+        raise ConfigError(f"venues.{name}.accounts: no account to trade from")
+    account = account_id or cfg.accounts[0].account_id
+    if account not in credentials:
+        raise ConfigError(
+            f"venues.{name}.accounts: no account {account!r}; accounts: {', '.join(credentials)}"
+        )
+    cred = credentials[account]
+    ack = profile_from(cfg.profile).ack
+    return BinanceUsdmClient(
+        name,
+        rest_url=rest_url,
+        ws_url=ws_url,
+        api_key=cred.api_key,
+        secret=cred.secret,
+        ack_semantics=ack,
+        resp_type="RESULT" if ack is AckKind.RESULT else "ACK",
+        account_id=account,
+        **options,
+    )

@@ -105,6 +105,7 @@ class SimVenue:
         self._market: dict[str, list[_Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[object]] = set()
+        self.orders_received = 0  # order requests that reached the venue, rejected included
 
     @property
     def name(self) -> str:
@@ -253,6 +254,7 @@ class SimVenue:
     async def _submit_received(
         self, account_id: str, order: NewOrder, received: int
     ) -> ExecutionReport:
+        self.orders_received += 1
         retry = self.conditions.rate_limited(received)
         if retry is not None:
             await self._sleep_ns(self.conditions.latency_ns("response"))

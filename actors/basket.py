@@ -1,0 +1,207 @@
+"""The running basket's coordination: the pure core a basket actor feeds with leg progress.
+
+`BasketCoordinator` takes each leg's newest `LegProgress` (times already on the basket's
+axis) and the current time, and returns what to do (DESIGN §5.4–§5.6): adjust legs (the
+synchronizer), tell the hedge about a changed imbalance, note the launch, report a failed
+leg, and say when every leg is done. The live basket actor and the backtest drive the same
+object; neither sleeps, reads a clock nor does I/O in it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+
+from actors.messages import LegProgress, LegStatus, newest
+from actors.risk import LeggingRiskIntegrator, RiskModel, imbalance_usd
+from actors.schedule import scheduled_fraction
+from actors.spec import ResolvedBasket
+from actors.sync import AdjustLeg, BasketShrunk, Synchronizer
+
+NS_PER_S = 1_000_000_000
+HEDGE_MIN_CHANGE_USD = 1.0  # an exposure change smaller than this on every factor is not news
+
+
+class Launched(msgspec.Struct, frozen=True, kw_only=True):
+    """Every leg's first child order has been acknowledged."""
+
+    ts_ns: int
+
+
+class LegFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """A leg cannot go on; `at_launch` when the basket had not launched yet."""
+
+    leg_id: str
+    reason: str
+    at_launch: bool
+    ts_ns: int
+
+
+class ExposureChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """The basket's imbalance, as factor exposures in USD, moved materially."""
+
+    seq: int
+    exposure: dict[str, float]
+    imbalance_usd: dict[str, float]  # per leg, signed
+    cause_ns: int | None  # the newest fill behind it, when a leg saw it (basket axis)
+    ts_ns: int
+
+
+class AllDone(msgspec.Struct, frozen=True, kw_only=True):
+    """Every leg reached its (possibly cut) target or stopped, with nothing open."""
+
+    ts_ns: int
+
+
+BasketEffect = AdjustLeg | BasketShrunk | Launched | LegFailed | ExposureChanged | AllDone
+
+_FINISHED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
+
+
+class BasketCoordinator:
+    """One running basket's rules (see the module docstring)."""
+
+    def __init__(
+        self,
+        basket: ResolvedBasket,
+        start_ns: int,
+        risk: RiskModel,
+        *,
+        hedge: bool = True,
+    ) -> None:
+        params = basket.params
+        self.basket = basket
+        self.start_ns = start_ns
+        self.horizon_ns = int(params.horizon_s * NS_PER_S)
+        self.risk = risk
+        self.hedge = hedge
+        self.instruments = {leg.leg_id: leg.instrument for leg in basket.legs}
+        self.legs: dict[str, LegProgress] = {
+            leg.leg_id: LegProgress(
+                basket_id=basket.basket_id,
+                leg_id=leg.leg_id,
+                seq=0,
+                side=leg.side,
+                target_qty=leg.quantity,
+                filled_qty=Decimal(0),
+                avg_price=None,
+                open_qty=Decimal(0),
+                status=LegStatus.IDLE,
+                ts_ns=start_ns,
+                mark_price=leg.price,
+            )
+            for leg in basket.legs
+        }
+        band = params.completion_band
+        self.sync = Synchronizer(
+            {leg.leg_id: leg.quantity for leg in basket.legs},
+            self.instruments,
+            band,
+            int(params.grace_s * NS_PER_S),
+            risk_limit_usd=params.band_risk_usd if band is None else None,
+            risk_of=self._risk_of if band is None else None,
+        )
+        self.synchronizing = True
+        self.integrator = LeggingRiskIntegrator(risk, self.instruments)
+        self.launched_ns: int | None = None
+        self.failed: dict[str, str] = {}
+        self.done_ns: int | None = None
+        self.shrinks: list[BasketShrunk] = []
+        self._exposure_seq = 0
+        self._last_exposure: np.ndarray | None = None
+
+    # -- inputs ------------------------------------------------------------------------------
+    def on_progress(self, p: LegProgress, now_ns: int) -> list[BasketEffect]:
+        """Take a leg's snapshot (stale ones are ignored) and decide what follows."""
+        if p.leg_id not in self.legs:
+            return []
+        kept = newest(self.legs[p.leg_id], p)
+        if kept is not p:
+            return []
+        self.legs[p.leg_id] = p
+        effects: list[BasketEffect] = []
+        if p.status is LegStatus.FAILED and p.leg_id not in self.failed:
+            self.failed[p.leg_id] = p.reason or "failed"
+            effects.append(
+                LegFailed(
+                    leg_id=p.leg_id,
+                    reason=self.failed[p.leg_id],
+                    at_launch=self.launched_ns is None,
+                    ts_ns=now_ns,
+                )
+            )
+        if self.launched_ns is None and all(leg.first_ack for leg in self.legs.values()):
+            self.launched_ns = now_ns
+            effects.append(Launched(ts_ns=now_ns))
+        return effects + self.tick(now_ns)
+
+    def tick(self, now_ns: int) -> list[BasketEffect]:
+        """The periodic step: synchronize, re-measure the imbalance, check completion."""
+        effects: list[BasketEffect] = []
+        if self.synchronizing and not self.failed:
+            blocked = {leg: p.blocked for leg, p in self.legs.items()}
+            for effect in self.sync.evaluate(
+                self.legs, self.schedule_progress(now_ns), now_ns, blocked
+            ):
+                if isinstance(effect, BasketShrunk):
+                    self.shrinks.append(effect)
+                effects.append(effect)
+        exposure = self._exposure(now_ns)
+        if exposure is not None:
+            effects.append(exposure)
+        finished = all(p.status in _FINISHED and p.open_qty <= 0 for p in self.legs.values())
+        if self.done_ns is None and finished:
+            self.done_ns = now_ns
+            effects.append(AllDone(ts_ns=now_ns))
+        return effects
+
+    def stop_synchronizing(self) -> None:
+        """Policy `complete` after a failure: the healthy legs go on at their own pace."""
+        self.synchronizing = False
+
+    # -- views -------------------------------------------------------------------------------
+    def schedule_progress(self, now_ns: int) -> float:
+        return float(scheduled_fraction(now_ns, self.start_ns, self.horizon_ns))
+
+    def prices(self) -> dict[str, float]:
+        """Dollars per unit of each leg: its mark, else its fill price, else its check price."""
+        out: dict[str, float] = {}
+        for leg in self.basket.legs:
+            p = self.legs[leg.leg_id]
+            price = p.mark_price or p.avg_price or leg.price or Decimal(0)
+            out[leg.leg_id] = float(price * leg.instrument.contract_size)
+        return out
+
+    def imbalance(self) -> dict[str, float]:
+        return imbalance_usd(list(self.legs.values()), self.prices())
+
+    def completion_skew(self) -> float:
+        p = [leg.progress for leg in self.legs.values()]
+        return max(p) - min(p)
+
+    def _risk_of(self, progress: object) -> float:
+        return self.risk.imbalance_risk_usd(
+            list(self.legs.values()), self.prices(), self.instruments
+        )
+
+    def _exposure(self, now_ns: int) -> ExposureChanged | None:
+        u = self.imbalance()
+        self.integrator.update(u, now_ns)
+        if not self.hedge:
+            return None
+        e = self.risk.leg_exposures(u, self.instruments)
+        last = self._last_exposure
+        if last is not None and np.all(np.abs(e - last) < HEDGE_MIN_CHANGE_USD):
+            return None
+        self._last_exposure = e
+        self._exposure_seq += 1
+        seen = [p.fill_seen_ns for p in self.legs.values() if p.fill_seen_ns is not None]
+        return ExposureChanged(
+            seq=self._exposure_seq,
+            exposure=self.risk.as_mapping(e),
+            imbalance_usd=u,
+            cause_ns=max(seen) if seen else None,
+            ts_ns=now_ns,
+        )

@@ -1,0 +1,328 @@
+"""One leg's child orders and fills, as the leg actor knows them and as its venue confirms them.
+
+`LegLedger` is the leg actor's pure record (DESIGN §3): every child order sent, every
+answer and stream report about it (cumulative fields, so the newest report of an order
+replaces the older ones whatever the order they arrive in), and the leg's totals: filled
+quantity, average price, fees, open quantity, rejects. `reconcile` compares that record
+with what the venue answers to a query of every client order id (DESIGN §5.7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+import msgspec
+
+from actors.messages import LegProgress, LegStatus
+from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, Side
+
+_ZERO = Decimal(0)
+
+# How far along an order is: a report never moves an order back down this scale.
+_RANK = {
+    OrderStatus.PENDING_NEW: 0,
+    OrderStatus.NEW: 1,
+    OrderStatus.PARTIALLY_FILLED: 2,
+    OrderStatus.FILLED: 3,
+    OrderStatus.CANCELED: 3,
+    OrderStatus.REJECTED: 3,
+    OrderStatus.EXPIRED: 3,
+}
+
+
+class ChildOrder(msgspec.Struct, kw_only=True):
+    """One child order: what was sent, when, and the newest state the venue gave for it.
+
+    Times: `sent_ns` and `ack_ns` on the leg's clock; `venue_receive_ns` and
+    `venue_accept_ns` on the venue's clock, as the venue stamped them.
+    """
+
+    client_order_id: str
+    n: int
+    side: Side
+    quantity: Decimal
+    price: Decimal | None
+    purpose: str  # "slice" or "unwind"
+    sent_ns: int
+    ack_ns: int | None = None
+    ack_kind: AckKind | None = None
+    venue_receive_ns: int | None = None
+    venue_accept_ns: int | None = None
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_qty: Decimal = _ZERO
+    avg_price: Decimal | None = None
+    fee: Decimal = _ZERO
+    reject: str | None = None  # "REASON: message" when the venue refused it
+    unknown: bool = False  # the outcome is not known yet (query it; never resend)
+
+    @property
+    def open_qty(self) -> Decimal:
+        if self.status.is_terminal:
+            return _ZERO
+        return self.quantity - self.filled_qty
+
+    @property
+    def notional(self) -> Decimal:
+        return self.filled_qty * self.avg_price if self.avg_price is not None else _ZERO
+
+
+class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
+    """An order on which the leg's record and the venue disagree."""
+
+    client_order_id: str
+    field: str
+    ours: str
+    venue: str
+
+
+class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of checking every child order with the venue."""
+
+    leg_id: str
+    reconciled: bool
+    orders_checked: int
+    venue_filled_qty: Decimal  # slices minus unwinds, signed along the leg's side
+    ledger_filled_qty: Decimal
+    mismatches: list[Mismatch] = []
+    still_open: list[str] = []  # orders the venue still works (the leg is not finished)
+    missing: list[str] = []  # ids the venue does not know: never reached it
+    ts_ns: int = 0
+
+
+class LegLedger:
+    """Child orders of one leg and what they add up to."""
+
+    def __init__(self, basket_id: str, leg_id: str, side: Side, target_qty: Decimal) -> None:
+        self.basket_id = basket_id
+        self.leg_id = leg_id
+        self.side = side
+        self.target_qty = target_qty
+        self.orders: dict[str, ChildOrder] = {}
+        self.seq = 0
+        self.last_fill_seen_ns: int | None = None  # when a fill last became known (leg clock)
+
+    # -- recording ---------------------------------------------------------------------------
+    def sent(self, order: NewOrder, n: int, now_ns: int, purpose: str = "slice") -> ChildOrder:
+        """Record `order` as sent at `now_ns` (before the request goes out)."""
+        if order.client_order_id in self.orders:
+            raise ValueError(
+                f"client order id {order.client_order_id} was already sent; an id is never reused"
+            )
+        child = ChildOrder(
+            client_order_id=order.client_order_id,
+            n=n,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            purpose=purpose,
+            sent_ns=now_ns,
+        )
+        self.orders[order.client_order_id] = child
+        return child
+
+    def acked(self, report: ExecutionReport, now_ns: int) -> bool:
+        """The venue's answer to the placement (its ack); True if anything changed."""
+        child = self.orders.get(report.client_order_id)
+        if child is None:
+            return False
+        if child.ack_ns is None:
+            child.ack_ns = now_ns
+            child.ack_kind = report.ack_kind
+        return self.on_report(report, now_ns)
+
+    def on_report(self, report: ExecutionReport, now_ns: int) -> bool:
+        """Take a report (ack, stream or query) about one of our orders; True if it changed
+        the order. Reports of other orders are ignored (returns False)."""
+        child = self.orders.get(report.client_order_id)
+        if child is None:
+            return False
+        if report.ack_kind is AckKind.UNKNOWN:
+            child.unknown = True
+            return False
+        before = (child.status, child.filled_qty, child.fee)
+        if report.venue_receive_ns is not None:
+            child.venue_receive_ns = child.venue_receive_ns or report.venue_receive_ns
+        if report.venue_accept_ns is not None:
+            child.venue_accept_ns = child.venue_accept_ns or report.venue_accept_ns
+        newer_fill = report.cum_filled > child.filled_qty
+        if newer_fill:
+            child.filled_qty = report.cum_filled
+            child.avg_price = report.avg_price
+            self.last_fill_seen_ns = now_ns
+        child.fee = max(child.fee, report.cum_fee)
+        if _RANK[report.status] > _RANK[child.status] or (
+            newer_fill and not child.status.is_terminal
+        ):
+            child.status = report.status
+        if report.status is OrderStatus.REJECTED and child.reject is None:
+            reason = report.reject_reason.value if report.reject_reason else "REJECTED"
+            child.reject = f"{reason}: {report.reject_message or 'refused by the venue'}"
+        child.unknown = False
+        return (child.status, child.filled_qty, child.fee) != before
+
+    def refused(self, client_order_id: str, reason: str, now_ns: int) -> None:
+        """The placement failed with an error: the order never worked."""
+        child = self.orders[client_order_id]
+        child.ack_ns = child.ack_ns or now_ns
+        child.status = OrderStatus.REJECTED
+        child.reject = reason
+        child.unknown = False
+
+    def unknown(self, client_order_id: str) -> None:
+        """The placement's outcome could not be learned: it may or may not be working."""
+        self.orders[client_order_id].unknown = True
+
+    # -- totals ------------------------------------------------------------------------------
+    def _signed(self, child: ChildOrder) -> Decimal:
+        return child.filled_qty if child.side is self.side else -child.filled_qty
+
+    @property
+    def filled_qty(self) -> Decimal:
+        """Net filled along the leg's side: slices minus what an unwind sold back."""
+        return sum((self._signed(c) for c in self.orders.values()), _ZERO)
+
+    @property
+    def slice_filled_qty(self) -> Decimal:
+        """Filled by the leg's own slices (before any unwind)."""
+        return sum(
+            (c.filled_qty for c in self.orders.values() if c.purpose == "slice"),
+            _ZERO,
+        )
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        """Volume-weighted price of the slices' fills."""
+        slices = [c for c in self.orders.values() if c.purpose == "slice" and c.filled_qty > 0]
+        qty = sum((c.filled_qty for c in slices), _ZERO)
+        if qty <= 0:
+            return None
+        return sum((c.notional for c in slices), _ZERO) / qty
+
+    @property
+    def open_qty(self) -> Decimal:
+        """Quantity still working or in flight (an order of unknown outcome counts whole)."""
+        return sum(
+            (c.quantity - c.filled_qty if c.unknown else c.open_qty for c in self.orders.values()),
+            _ZERO,
+        )
+
+    @property
+    def fees(self) -> Decimal:
+        return sum((c.fee for c in self.orders.values()), _ZERO)
+
+    @property
+    def rejects(self) -> list[str]:
+        return [f"{c.client_order_id} {c.reject}" for c in self.orders.values() if c.reject]
+
+    @property
+    def first(self) -> ChildOrder | None:
+        """The first slice sent (the launch order)."""
+        return min(
+            (c for c in self.orders.values() if c.purpose == "slice"),
+            key=lambda c: c.n,
+            default=None,
+        )
+
+    def progress(
+        self,
+        status: LegStatus,
+        now_ns: int,
+        mark: Decimal | None,
+        *,
+        blocked: bool = False,
+        reason: str = "",
+    ) -> LegProgress:
+        """The next monotonic snapshot of this leg (sequence number advanced)."""
+        self.seq += 1
+        first = self.first
+        return LegProgress(
+            basket_id=self.basket_id,
+            leg_id=self.leg_id,
+            seq=self.seq,
+            side=self.side,
+            target_qty=self.target_qty,
+            filled_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            open_qty=self.open_qty,
+            status=status,
+            ts_ns=now_ns,
+            mark_price=mark,
+            fill_seen_ns=self.last_fill_seen_ns,
+            first_ack=first is not None and first.ack_ns is not None,
+            blocked=blocked,
+            reason=reason,
+        )
+
+    # -- reconciliation ----------------------------------------------------------------------
+    def reconcile(self, venue: Mapping[str, ExecutionReport | None], now_ns: int) -> Reconciliation:
+        """Compare every child order with the venue's answer to its query (None: the venue
+        does not know the id). Reconciled when every order is terminal at the venue and
+        agrees with the record on status and filled quantity; the venue's figures then
+        replace the record's (the venue is the source of truth)."""
+        mismatches: list[Mismatch] = []
+        still_open: list[str] = []
+        missing: list[str] = []
+        venue_filled = _ZERO
+        for coid, child in self.orders.items():
+            answer = venue.get(coid)
+            if answer is None:
+                if child.filled_qty > 0 or (
+                    not child.status.is_terminal and child.status is not OrderStatus.PENDING_NEW
+                ):
+                    mismatches.append(
+                        Mismatch(
+                            client_order_id=coid,
+                            field="exists",
+                            ours=f"{child.status.value} filled {child.filled_qty}",
+                            venue="unknown order",
+                        )
+                    )
+                missing.append(coid)
+                if not child.status.is_terminal:
+                    child.status = OrderStatus.REJECTED
+                    child.reject = child.reject or "UNKNOWN_ORDER: never reached the venue"
+                child.unknown = False
+                continue
+            if not answer.status.is_terminal:
+                still_open.append(coid)
+            if answer.cum_filled != child.filled_qty:
+                mismatches.append(
+                    Mismatch(
+                        client_order_id=coid,
+                        field="filled_qty",
+                        ours=str(child.filled_qty),
+                        venue=str(answer.cum_filled),
+                    )
+                )
+            elif answer.status.is_terminal and answer.status != child.status:
+                mismatches.append(
+                    Mismatch(
+                        client_order_id=coid,
+                        field="status",
+                        ours=child.status.value,
+                        venue=answer.status.value,
+                    )
+                )
+            signed = answer.cum_filled if child.side is self.side else -answer.cum_filled
+            venue_filled += signed
+        ledger_filled = self.filled_qty
+        # The venue is the source of truth: take its figures for every order it knows.
+        for coid, answer in venue.items():
+            if answer is not None and coid in self.orders:
+                self.on_report(answer, now_ns)
+                child = self.orders[coid]
+                child.filled_qty = answer.cum_filled
+                child.avg_price = answer.avg_price
+                child.status = answer.status
+        return Reconciliation(
+            leg_id=self.leg_id,
+            reconciled=not mismatches and not still_open,
+            orders_checked=len(self.orders),
+            venue_filled_qty=venue_filled,
+            ledger_filled_qty=ledger_filled,
+            mismatches=mismatches,
+            still_open=still_open,
+            missing=missing,
+            ts_ns=now_ns,
+        )

@@ -1,0 +1,93 @@
+"""The messages between actor shells: commands (imperative) and what comes back (past tense).
+
+They live here, in an importable module, because Ray pickles them across processes
+(DESIGN §9: a struct defined in `__main__` loses its fields on the way).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from actors.spec import HedgeSpec, ResolvedLeg
+from venues.config import VenueConfig
+from venues.model import AckKind, ExecutionReport
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an actor runs: its Ray node and that node's labels."""
+
+    node_id: str
+    node_labels: dict[str, str]
+    pid: int
+
+
+class VenueEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """How a leg on the venue's node reaches the venue: its configuration and, for a
+    simulated venue, the URLs it is served at on that node's loopback."""
+
+    venue: str
+    config: VenueConfig
+    rest_url: str | None = None  # a simulated venue's server; real venues use the config
+    ws_url: str | None = None
+    account_id: str | None = None
+    epoch: str = ""  # changes whenever the venue (a simulated one) is started afresh
+    placement: Placement | None = None
+
+
+class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
+    """Prepare to work `leg`: connect, measure the venue clock, read the book."""
+
+    basket_id: str
+    leg: ResolvedLeg
+    endpoint: VenueEndpoint
+    horizon_ns: int
+    slice_ns: int
+    participation_cap: float
+    max_child_fraction: float | None
+    progress_every_ns: int = 250_000_000  # a heartbeat snapshot even when nothing changes
+
+
+class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
+    """A leg is connected and ready to fire."""
+
+    leg_id: str
+    placement: Placement
+    ack_kind: AckKind
+    venue_clock_offset_ns: int  # venue − leg
+    venue_clock_rtt_ns: int | None
+    mid: Decimal | None
+
+
+class HedgeFill(msgspec.Struct, frozen=True, kw_only=True):
+    """A hedge order as the venue finished it, with the venue actor's send time."""
+
+    report: ExecutionReport
+    sent_ns: int
+    mid: float
+
+
+class ExposureReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A basket's imbalance as factor exposures (USD), monotonic by `seq` (DESIGN §5.6)."""
+
+    basket_id: str
+    seq: int
+    hedge: HedgeSpec
+    venue_epoch: str
+    exposure: dict[str, float]
+    cause_ns: int | None  # the newest fill behind this exposure, when a leg saw it
+    ts_ns: int
+
+
+class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):
+    """What the hedge actor did for one basket."""
+
+    basket_id: str
+    orders: int
+    max_abs_position: float
+    pnl_usd: float
+    fees_usd: float
+    held: bool
+    flat: bool
+    reaction_ns: list[int]

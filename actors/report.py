@@ -1,0 +1,110 @@
+"""The basket report: what happened to a basket, leg by leg, as one JSON document.
+
+Other tools read these keys (the TCA report, dashboards, a desk's own scripts), so they only
+ever grow. Every timestamp is integer ns on the basket actor's clock (the basket's time axis);
+a leg's venue times are mapped onto it through the leg's measured clock offsets, which the
+report carries (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors.leg import ChildOrder, Mismatch
+from actors.lifecycle import BasketState, StateChanged
+from actors.messages import LegStatus
+from actors.spec import Policy
+from venues.model import AckKind, Side
+
+
+class LegReport(msgspec.Struct, kw_only=True):
+    """One leg at the end of the basket."""
+
+    leg_id: str
+    venue: str
+    symbol: str
+    side: Side
+    original_qty: Decimal  # as the basket was accepted
+    target_qty: Decimal  # after any shrink
+    filled_qty: Decimal  # net of any unwind, as the venue confirmed it
+    avg_price: Decimal | None  # of the leg's own slices
+    fees_usd: Decimal
+    status: LegStatus
+    reconciled: bool
+    child_orders: list[ChildOrder]
+    rejects: list[str]
+    mismatches: list[Mismatch] = []
+    node_id: str = ""
+    node_labels: dict[str, str] = {}
+    arrival_price: Decimal | None = None  # mid at the leg's first send
+    first_send_ns: int | None = None  # basket axis
+    first_ack_ns: int | None = None  # basket axis: when the leg got the first answer
+    first_venue_accept_ns: int | None = None  # basket axis: the venue's accept stamp, mapped
+    ack_kind: AckKind | None = None  # the venue's declared semantics
+    clock_offset_ns: int = 0  # leg clock − basket clock
+    clock_uncertainty_ns: int = 0
+    venue_clock_offset_ns: int = 0  # venue clock − leg clock
+    venue_clock_rtt_ns: int | None = None
+    unwound_qty: Decimal = Decimal(0)
+    reason: str = ""
+
+
+class HedgeReport(msgspec.Struct, kw_only=True):
+    """The cluster hedge as it concerned this basket."""
+
+    venue: str
+    instruments: list[str]
+    orders: int = 0  # hedge orders traded while the basket was in the netting
+    max_abs_position: float = 0.0  # USD, largest gross hedge position held meanwhile
+    pnl_usd: float = 0.0  # the basket's attributed share, fees included
+    fees_usd: float = 0.0  # the basket's attributed share of the hedge's fees
+    held: bool = False  # the basket still has exposure in the netting (hedge_and_hold)
+    flat_at_end: bool = True  # the hedge book was flat when the basket closed
+    reaction_ns: list[int] = []  # fill seen by a leg → hedge order sent, per hedge order
+
+
+class CollateralReport(msgspec.Struct, kw_only=True):
+    """What the collateral actor held for the basket."""
+
+    reserved: dict[str, Decimal] = {}  # USD per venue
+    holdings: dict[str, dict[str, Decimal]] = {}  # base asset per venue (spot sells)
+    released: bool = False
+    refused: list[str] = []  # the shortfalls, when the basket was refused
+
+
+class BasketReport(msgspec.Struct, kw_only=True):
+    """The whole basket: its outcome, every leg, the hedge, the collateral and the costs."""
+
+    basket_id: str
+    status: BasketState
+    policy: Policy
+    reason: str
+    submitted_ns: int
+    launched_ns: int | None
+    completed_ns: int | None
+    legs: list[LegReport]
+    hedge: HedgeReport | None
+    collateral: CollateralReport
+    tca: dict[str, Any] | None = None  # filled in by the TCA (DESIGN §8)
+    fraction: float = 1.0  # of the original basket targeted at the end (shrinks cut it)
+    launch_skew_ns: int | None = None  # first to last leg's venue accept, basket axis
+    raw_ack_skew_ns: int | None = None  # first to last leg's ack arrival: not comparable
+    history: list[StateChanged] = []
+    notes: list[str] = []
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_bytes(msgspec.json.format(self.to_json(), indent=2))
+
+
+def load_report(data: bytes | str | Path) -> BasketReport:
+    """A report from its JSON (bytes, text or a file path)."""
+    if isinstance(data, Path):
+        data = data.read_bytes()
+    return msgspec.json.decode(data, type=BasketReport)

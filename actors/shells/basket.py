@@ -1,0 +1,607 @@
+"""`BasketActor`: one per basket; owns its life from validation to the report (DESIGN §5).
+
+validate → reserve collateral → create and arm the leg actors (pinned near their venues)
+→ fire every leg at one instant of its own clock → run the `BasketCoordinator` on the legs'
+progress (synchronizer, hedge exposure) → reconcile every leg with its venue → release the
+collateral → `BasketReport`. A failure or a cancel applies the basket's policy on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import ray
+
+from actors.basket import (
+    AllDone,
+    BasketCoordinator,
+    ExposureChanged,
+    Launched,
+    LegFailed,
+)
+from actors.clock import ClockOffsetEstimator
+from actors.leg import Reconciliation
+from actors.lifecycle import BasketLifecycle, BasketState
+from actors.margin import LegNeed, Refused, Reserved
+from actors.messages import LegProgress
+from actors.protocol import ArmLeg, ExposureReport, HedgeStatement, LegArmed, VenueEndpoint
+from actors.report import BasketReport, CollateralReport, HedgeReport, LegReport
+from actors.risk import RiskModel
+from actors.shells.leg import LegActor
+from actors.spec import (
+    BasketSpec,
+    Policy,
+    RebalanceSpec,
+    ResolvedBasket,
+    SpecError,
+    validate,
+)
+from actors.sync import AdjustLeg, BasketShrunk
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+S = BasketState
+
+
+class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a basket actor places and drives its legs; the engine fills these in."""
+
+    namespace: str = "legato"
+    labels: dict[str, dict[str, str]] = {}  # venue → label selector; empty: run anywhere
+    fire_lead_ms: float = 50.0  # fire_at this far ahead of the moment every leg is armed
+    arm_timeout_s: float = 60.0  # a leg not armed by then (no node with its label): fail
+    clock_pings: int = 5
+    tick_ms: float = 100.0  # the coordinator's periodic step
+    unwind_deadline_s: float = 30.0
+    leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
+
+
+class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A live view of a basket, for progress displays."""
+
+    basket_id: str
+    state: BasketState
+    reason: str
+    legs: list[LegProgress]
+    schedule_progress: float
+    hedge_position_usd: float
+    ts_ns: int
+
+
+class BasketActor:
+    """One basket (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: BasketSpec | RebalanceSpec,
+        venues: dict[str, Any],
+        endpoints: dict[str, VenueEndpoint],
+        collateral: Any,
+        hedger: Any,
+        options: BasketOptions | None = None,
+    ) -> None:
+        self.spec = spec
+        self.basket_id = spec.basket_id
+        self.venues = venues
+        self.endpoints = endpoints
+        self.collateral = collateral
+        self.hedger = hedger
+        self.options = options or BasketOptions()
+        self.submitted_ns = time.time_ns()
+        self.lifecycle = BasketLifecycle(self.basket_id, self.submitted_ns)
+        self.reason = ""
+        self.resolved: ResolvedBasket | None = None
+        self.risk = RiskModel.from_calibration()
+        self.core: BasketCoordinator | None = None
+        self.legs: dict[str, Any] = {}
+        self.armed: dict[str, LegArmed] = {}
+        self.clocks: dict[str, ClockOffsetEstimator] = {}
+        self.reserved: Reserved | None = None
+        self.refused: Refused | None = None
+        self.released = False
+        self.hedge_statement: HedgeStatement | None = None
+        self.reconciliations: dict[str, Reconciliation] = {}
+        self.notes: list[str] = []
+        self.launched_ns: int | None = None
+        self.completed_ns: int | None = None
+        self._wake = asyncio.Event()
+        self._cancel: str | None = None
+        self._failure: str | None = None
+        self._failure_soft: str | None = None  # a leg failed under policy `complete`
+        self._hedge_tasks: set[asyncio.Task[None]] = set()
+        self._hedge_position = 0.0
+        self._prepared: asyncio.Task[ResolvedBasket] | None = None
+
+    # -- the driver's calls ------------------------------------------------------------------
+    async def prepare(self) -> ResolvedBasket:
+        """Validate the spec against the venues' instruments and prices (DESIGN §5.1).
+
+        Raises `SpecError` listing every mistake; nothing is ever sent for such a basket.
+        """
+        if self._prepared is None:
+            self._prepared = asyncio.ensure_future(self._validate())
+        return await asyncio.shield(self._prepared)
+
+    async def run(self) -> BasketReport:
+        """Execute the basket to its end and return the report; never raises for a basket
+        that fails (the report says why), only for a bug."""
+        try:
+            await self._life()
+        except Exception as e:  # a bug: still stop the legs and say so in the report
+            log.exception("basket %s: unexpected error", self.basket_id)
+            self._failure = self._failure or f"internal error: {e!r}"
+            await self._stop_legs()
+            self._finish(S.FAILED, self._failure)
+        finally:
+            await self._release()
+            await self._close_legs()
+        return await self._report()
+
+    def cancel(self, reason: str = "cancelled by the user") -> BasketState:
+        """Stop the basket: no new child orders; the policy decides what happens to fills."""
+        if not self.lifecycle.state.is_terminal and self._cancel is None:
+            self._cancel = reason
+            self._wake.set()
+        return self.lifecycle.state
+
+    def status(self) -> BasketStatus:
+        core = self.core
+        now = time.time_ns()
+        return BasketStatus(
+            basket_id=self.basket_id,
+            state=self.lifecycle.state,
+            reason=self.reason,
+            legs=[] if core is None else list(core.legs.values()),
+            schedule_progress=0.0 if core is None else core.schedule_progress(now),
+            hedge_position_usd=self._hedge_position,
+            ts_ns=now,
+        )
+
+    def on_progress(self, p: LegProgress) -> None:
+        """A leg's snapshot; its times are mapped onto the basket's clock here."""
+        core = self.core
+        if core is None:
+            return
+        offset = self._offset(p.leg_id)
+        mapped = msgspec.structs.replace(
+            p,
+            ts_ns=p.ts_ns - offset,
+            fill_seen_ns=None if p.fill_seen_ns is None else p.fill_seen_ns - offset,
+        )
+        try:
+            self._apply(core.on_progress(mapped, time.time_ns()))
+        except Exception:  # a fire-and-forget call: its error would vanish unseen
+            log.exception("basket %s: progress of leg %s", self.basket_id, p.leg_id)
+
+    # -- the life ----------------------------------------------------------------------------
+    def _to(self, state: BasketState, reason: str) -> None:
+        self.lifecycle.to(state, time.time_ns(), reason)
+        self.reason = reason
+        log.info("basket %s: %s (%s)", self.basket_id, state.value, reason)
+
+    def _finish(self, state: BasketState, reason: str) -> None:
+        if self.lifecycle.state.is_terminal:
+            return
+        if not self.lifecycle.can(state):
+            # From RUNNING or UNWINDING the way to an end goes through reconciliation.
+            self._to(S.RECONCILING, "ending: " + reason)
+        self._to(state, reason)
+        self.completed_ns = time.time_ns()
+
+    async def _life(self) -> None:
+        self._to(S.CHECKING, "validating and reserving collateral")
+        try:
+            basket = await self.prepare()
+        except SpecError as e:
+            self._finish(S.FAILED, str(e))
+            return
+        if self._cancel is not None:
+            self._finish(S.CANCELLED, self._cancel)
+            return
+        if not await self._reserve(basket):
+            return
+        self._to(S.ARMING, "creating and arming the leg actors")
+        if not await self._arm(basket):
+            return
+        if self._cancel is not None:
+            self._finish(S.CANCELLED, self._cancel)
+            return
+        await self._fire(basket)
+        await self._work()
+        await self._end()
+
+    async def _validate(self) -> ResolvedBasket:
+        spec = self.spec
+        listed = await asyncio.gather(*(v.instruments.remote() for v in self.venues.values()))
+        instruments = dict(zip(self.venues, listed, strict=True))
+        wanted: dict[str, set[str]] = {}
+        if isinstance(spec, BasketSpec):
+            for leg in spec.legs:
+                wanted.setdefault(leg.venue, set()).add(leg.symbol)
+        else:
+            for symbol in spec.targets:
+                venue = spec.venues.get(symbol, spec.venue)
+                if venue is not None:
+                    wanted.setdefault(venue, set()).add(symbol)
+        wanted = {
+            v: {s for s in syms if s in instruments.get(v, {})}
+            for v, syms in wanted.items()
+            if v in self.venues
+        }
+        names = sorted(wanted)
+        mids = await asyncio.gather(*(self.venues[v].mids.remote(sorted(wanted[v])) for v in names))
+        prices = {(v, s): p for v, m in zip(names, mids, strict=True) for s, p in m.items()}
+        positions: dict[tuple[str, str], Decimal] = {}
+        if isinstance(spec, RebalanceSpec):
+            held = await asyncio.gather(*(self.venues[v].positions.remote() for v in names))
+            positions = {(v, s): q for v, h in zip(names, held, strict=True) for s, q in h.items()}
+        resolved = validate(spec, instruments, prices, positions)
+        self.resolved = resolved
+        self.notes.extend(resolved.notes)
+        return resolved
+
+    async def _reserve(self, basket: ResolvedBasket) -> bool:
+        leverage = {
+            v: await self.venues[v].leverage.remote() for v in {leg.venue for leg in basket.legs}
+        }
+        needs = []
+        for leg in basket.legs:
+            assert leg.price is not None
+            slip = Decimal(str(leg.max_slippage_bps)) / Decimal(10_000)
+            worst = leg.price * (1 + slip)  # the notional, and so the margin, at its largest
+            needs.append(
+                LegNeed(
+                    venue=leg.venue,
+                    instrument=leg.instrument,
+                    side=leg.side,
+                    qty=leg.quantity,
+                    price=worst,
+                    leverage=leverage[leg.venue],
+                )
+            )
+        venues = {v: self.venues[v] for v in leverage}
+        result = await self.collateral.reserve.remote(self.basket_id, needs, venues)
+        if isinstance(result, Refused):
+            self.refused = result
+            self._finish(S.FAILED, result.reason)
+            return False
+        self.reserved = result
+        return True
+
+    async def _arm(self, basket: ResolvedBasket) -> bool:
+        params = basket.params
+        band = params.completion_band
+        opts = self.options
+        for leg in basket.legs:
+            selector = opts.labels.get(leg.venue)
+            actor_opts: dict[str, Any] = {
+                "num_cpus": 0,
+                "max_restarts": 0,
+                "max_task_retries": 0,
+                "max_concurrency": 1000,
+            }
+            if selector:
+                actor_opts["label_selector"] = dict(selector)
+            self.legs[leg.leg_id] = _LegActor.options(**actor_opts).remote(
+                leg.venue, opts.leg_clock_offsets_ns.get(leg.leg_id, 0)
+            )
+
+        async def arm_one(leg_id: str) -> LegArmed:
+            leg = basket.leg(leg_id)
+            cmd = ArmLeg(
+                basket_id=basket.basket_id,
+                leg=leg,
+                endpoint=self.endpoints[leg.venue],
+                horizon_ns=int(params.horizon_s * NS),
+                slice_ns=int(min(params.slice_s, params.horizon_s) * NS),
+                participation_cap=params.participation_cap,
+                max_child_fraction=None
+                if band is None
+                else max(band / 2, params.slice_s / params.horizon_s),
+            )
+            armed = await self.legs[leg_id].arm.remote(cmd, ray.get_runtime_context().current_actor)
+            await self._measure_clock(leg_id)
+            return armed
+
+        ids = list(self.legs)
+        try:
+            armed = await asyncio.wait_for(
+                asyncio.gather(*(arm_one(i) for i in ids)), opts.arm_timeout_s
+            )
+        except TimeoutError:
+            waiting = [
+                f"{leg.leg_id} on {leg.venue} (label {opts.labels.get(leg.venue) or 'none'})"
+                for leg in basket.legs
+            ]
+            self._finish(
+                S.FAILED,
+                f"legs not armed within {opts.arm_timeout_s:g} s: no node could take "
+                f"{', '.join(waiting)}; nothing was sent",
+            )
+            return False
+        except Exception as e:
+            self._finish(S.FAILED, f"a leg could not be armed: {_short(e)}; nothing was sent")
+            return False
+        self.armed = dict(zip(ids, armed, strict=True))
+        return True
+
+    async def _measure_clock(self, leg_id: str) -> None:
+        est = self.clocks.setdefault(leg_id, ClockOffsetEstimator())
+        for _ in range(max(1, self.options.clock_pings)):
+            t_send = time.time_ns()
+            remote = await self.legs[leg_id].ping.remote()
+            est.add_sample(t_send, remote, time.time_ns())
+
+    def _offset(self, leg_id: str) -> int:
+        est = self.clocks.get(leg_id)
+        return est.offset_ns if est is not None and est.ready else 0
+
+    async def _fire(self, basket: ResolvedBasket) -> None:
+        now = time.time_ns()
+        worst_rtt = max((c.best.rtt_ns for c in self.clocks.values() if c.ready), default=0)
+        lead = max(int(self.options.fire_lead_ms * 1e6), 4 * worst_rtt)
+        fire_at = max(now + lead, basket.params.start_ns(now))
+        self.core = BasketCoordinator(
+            basket,
+            fire_at,
+            self.risk,
+            hedge=basket.hedge is not None and basket.hedge.enabled,
+        )
+        self._to(S.RUNNING, f"fired: every leg sends at {fire_at} (basket clock)")
+        await asyncio.gather(
+            *(leg.fire.remote(fire_at + self._offset(i)) for i, leg in self.legs.items())
+        )
+
+    async def _work(self) -> None:
+        core = self.core
+        assert core is not None
+        tick = self.options.tick_ms / 1e3
+        while core.done_ns is None:
+            if self._cancel is not None or self._failure is not None:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), tick)
+            self._apply(core.tick(time.time_ns()))
+
+    def _apply(self, effects: list[Any]) -> None:
+        for effect in effects:
+            match effect:
+                case AdjustLeg():
+                    self.legs[effect.leg_id].adjust.remote(effect)
+                case BasketShrunk():
+                    self.notes.append(effect.reason)
+                case Launched():
+                    self.launched_ns = effect.ts_ns
+                case LegFailed():
+                    self._on_leg_failed(effect)
+                case ExposureChanged():
+                    self._send_exposure(effect)
+                case AllDone():
+                    self._wake.set()
+                case _:
+                    raise AssertionError(f"unexpected effect {effect!r}")
+
+    def _on_leg_failed(self, event: LegFailed) -> None:
+        basket = self.resolved
+        assert basket is not None and self.core is not None
+        what = "at launch" if event.at_launch else "while running"
+        reason = f"leg {event.leg_id} failed {what}: {event.reason}"
+        if basket.policy is Policy.COMPLETE and not event.at_launch:
+            self.notes.append(reason + "; the other legs go on (policy complete)")
+            self.core.stop_synchronizing()
+            self._failure_soft = reason
+            return
+        if self._failure is None:
+            self._failure = reason
+        self._wake.set()
+
+    def _send_exposure(self, e: ExposureChanged) -> None:
+        basket = self.resolved
+        if basket is None or basket.hedge is None or not basket.hedge.enabled:
+            return
+        hedge_venue = basket.hedge.venue
+        report = ExposureReport(
+            basket_id=self.basket_id,
+            seq=e.seq,
+            hedge=basket.hedge,
+            venue_epoch=self.endpoints[hedge_venue].epoch,
+            exposure=e.exposure,
+            cause_ns=e.cause_ns,
+            ts_ns=e.ts_ns,
+        )
+        self.hedger.report.remote(report, self.venues[hedge_venue])
+
+    async def _end(self) -> None:
+        basket = self.resolved
+        assert basket is not None
+        failure = self._failure
+        cancel = self._cancel
+        if failure is None and cancel is None:
+            self._to(S.RECONCILING, "every leg done; confirming with the venues")
+            await self._reconcile()
+            if self._failure_soft is not None:
+                self._finish(S.FAILED, self._failure_soft)
+            elif all(r.reconciled for r in self.reconciliations.values()):
+                self._finish(S.COMPLETED, "every leg reconciled with its venue")
+            else:
+                self._finish(S.FAILED, self._disagreement())
+            await self._close_hedge(hold=False)
+            return
+        reason = failure or cancel or ""
+        end = S.FAILED if failure is not None else S.CANCELLED
+        await self._stop_legs()
+        if basket.policy is Policy.UNWIND:
+            self._to(S.UNWINDING, f"{reason}; unwinding every filled leg (policy unwind)")
+            left = await asyncio.gather(
+                *(leg.unwind.remote(self.options.unwind_deadline_s) for leg in self.legs.values())
+            )
+            stuck = [i for i, q in zip(self.legs, left, strict=True) if q != 0]
+            if stuck:
+                reason += f"; unwind incomplete on {', '.join(stuck)}"
+        self._to(S.RECONCILING, f"{reason}; confirming with the venues")
+        await self._reconcile()
+        hold = basket.policy is Policy.HEDGE_AND_HOLD and self._imbalanced()
+        await self._close_hedge(hold=hold)
+        if hold:
+            reason += "; the hedge is held for an operator (policy hedge_and_hold)"
+        self._finish(end, reason)
+
+    def _imbalanced(self) -> bool:
+        core = self.core
+        return core is not None and any(abs(u) > 1.0 for u in core.imbalance().values())
+
+    def _disagreement(self) -> str:
+        parts = []
+        for leg_id, r in self.reconciliations.items():
+            if not r.reconciled:
+                what = [
+                    f"{m.client_order_id} {m.field} ours {m.ours} venue {m.venue}"
+                    for m in r.mismatches
+                ]
+                what += [f"{c} still open" for c in r.still_open]
+                parts.append(f"leg {leg_id}: " + "; ".join(what))
+        return "the venues disagree with the legs' records: " + " | ".join(parts)
+
+    async def _reconcile(self) -> None:
+        results = await asyncio.gather(
+            *(leg.reconcile.remote() for leg in self.legs.values()), return_exceptions=True
+        )
+        for leg_id, r in zip(self.legs, results, strict=True):
+            if isinstance(r, Reconciliation):
+                self.reconciliations[leg_id] = r
+            else:
+                self.notes.append(f"leg {leg_id}: reconciliation failed: {_short(r)}")
+
+    async def _stop_legs(self) -> None:
+        if self.legs:
+            await asyncio.gather(
+                *(leg.stop.remote() for leg in self.legs.values()), return_exceptions=True
+            )
+
+    async def _close_hedge(self, hold: bool) -> None:
+        basket = self.resolved
+        if basket is None or basket.hedge is None or not basket.hedge.enabled or self.core is None:
+            return
+        venue = basket.hedge.venue
+        try:
+            self.hedge_statement = await self.hedger.close.remote(
+                self.basket_id, basket.hedge, self.endpoints[venue].epoch, self.venues[venue], hold
+            )
+        except Exception as e:
+            self.notes.append(f"hedge: closing failed: {_short(e)}")
+
+    async def _release(self) -> None:
+        if self.reserved is not None and not self.released:
+            try:
+                await self.collateral.release.remote(self.basket_id)
+                self.released = True
+            except Exception as e:
+                self.notes.append(f"collateral: release failed: {_short(e)}")
+
+    async def _close_legs(self) -> None:
+        if self.legs:
+            await asyncio.gather(
+                *(leg.close.remote() for leg in self.legs.values()), return_exceptions=True
+            )
+
+    # -- the report --------------------------------------------------------------------------
+    async def _report(self) -> BasketReport:
+        basket = self.resolved
+        legs: list[LegReport] = []
+        if self.legs:
+            got = await asyncio.gather(
+                *(leg.report.remote() for leg in self.legs.values()), return_exceptions=True
+            )
+            for leg_id, r in zip(self.legs, got, strict=True):
+                if isinstance(r, LegReport):
+                    legs.append(self._on_basket_axis(leg_id, r))
+                else:
+                    self.notes.append(f"leg {leg_id}: no report: {_short(r)}")
+        for actor in self.legs.values():
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
+        acks = [leg.first_ack_ns for leg in legs if leg.first_ack_ns]
+        full = len(legs) > 1 and len(accepts) == len(legs)
+        st = self.hedge_statement
+        hedge = None
+        if basket is not None and basket.hedge is not None:
+            hedge = HedgeReport(
+                venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
+            )
+            if st is not None:
+                hedge.orders = st.orders
+                hedge.max_abs_position = st.max_abs_position
+                hedge.pnl_usd = st.pnl_usd
+                hedge.fees_usd = st.fees_usd
+                hedge.held = st.held
+                hedge.flat_at_end = st.flat
+                hedge.reaction_ns = st.reaction_ns
+        collateral = CollateralReport(released=self.released)
+        if self.reserved is not None:
+            collateral.reserved = dict(self.reserved.needs)
+            collateral.holdings = {v: dict(h) for v, h in self.reserved.holdings.items()}
+        if self.refused is not None:
+            collateral.refused = [s.message for s in self.refused.shortfalls]
+            collateral.refused += [
+                f"venue {v}: no account figure" for v in self.refused.unknown_venues
+            ]
+        return BasketReport(
+            basket_id=self.basket_id,
+            status=self.lifecycle.state,
+            policy=basket.policy if basket is not None else self.spec.policy,
+            reason=self.reason,
+            submitted_ns=self.submitted_ns,
+            launched_ns=self.launched_ns,
+            completed_ns=self.completed_ns,
+            legs=legs,
+            hedge=hedge,
+            collateral=collateral,
+            fraction=1.0 if self.core is None else float(self.core.sync.fraction),
+            launch_skew_ns=(max(accepts) - min(accepts)) if full else None,
+            raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
+            history=list(self.lifecycle.history),
+            notes=list(self.notes),
+        )
+
+    def _on_basket_axis(self, leg_id: str, r: LegReport) -> LegReport:
+        """Map a leg's times (leg clock) and its venue's (venue clock) onto the basket's."""
+        offset = self._offset(leg_id)
+        est = self.clocks.get(leg_id)
+        reconciled = self.reconciliations.get(leg_id)
+
+        def leg_time(t: int | None) -> int | None:
+            return None if t is None else t - offset
+
+        def venue_time(t: int | None) -> int | None:
+            return None if t is None else t - r.venue_clock_offset_ns - offset
+
+        for child in r.child_orders:
+            child.sent_ns = child.sent_ns - offset
+            child.ack_ns = leg_time(child.ack_ns)
+            child.venue_receive_ns = venue_time(child.venue_receive_ns)
+            child.venue_accept_ns = venue_time(child.venue_accept_ns)
+        r.first_send_ns = leg_time(r.first_send_ns)
+        r.first_ack_ns = leg_time(r.first_ack_ns)
+        r.first_venue_accept_ns = venue_time(r.first_venue_accept_ns)
+        r.clock_offset_ns = offset
+        r.clock_uncertainty_ns = est.uncertainty_ns if est is not None and est.ready else 0
+        if reconciled is not None:
+            r.reconciled = reconciled.reconciled
+        return r
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
+
+
+_LegActor = ray.remote(LegActor)

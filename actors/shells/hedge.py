@@ -1,0 +1,238 @@
+"""`HedgeActor`: the cluster's one hedger (named, detached, in the `legato` namespace).
+
+Every basket with a hedge section sends its imbalance here as factor exposures, a monotonic
+snapshot per change (DESIGN §5.6). Baskets that hedge with the same instruments on the same
+venue share one desk: a `HedgeBook` nets their exposures, sizes the minimum-variance hedge,
+trades it through the venue's `VenueActor` with hysteresis, and attributes its P&L back to
+the baskets; a `HedgeLedger` keeps its positions and P&L. A basket that closes leaves the
+netting, and a desk with no basket left goes flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer
+from actors.protocol import ExposureReport, HedgeStatement
+from actors.risk import RiskModel
+from actors.spec import HedgeSpec
+from venues.model import Instrument
+
+log = logging.getLogger(__name__)
+
+MARK_EVERY_S = 0.5  # how often a desk re-marks its positions at the venue's mids
+CLOSE_TIMEOUT_S = 15.0  # how long closing a basket waits for the hedge trades it causes
+
+
+class _BasketStats(msgspec.Struct, kw_only=True):
+    orders: int = 0
+    max_abs_position: float = 0.0
+    fees_usd: float = 0.0
+    reaction_ns: list[int] = []
+    pending_cause_ns: int | None = None  # the newest fill not yet answered by a hedge order
+    answered_ns: int = 0  # the newest fill a hedge order already answered
+    spec: HedgeSpec | None = None
+    closed: bool = False
+
+
+class _Desk:
+    """One hedge venue and instrument set, shared by the baskets that hedge with it."""
+
+    def __init__(
+        self, key: tuple[str, str, tuple[str, ...]], venue: Any, instruments: list[Instrument]
+    ) -> None:
+        self.key = key
+        self.venue = venue
+        self.instruments = instruments
+        self.book = HedgeBook(HedgeSizer(RiskModel.from_calibration(), instruments))
+        self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
+        self.stats: dict[str, _BasketStats] = {}
+        self.lots = {i.symbol: float(i.lot) for i in instruments}
+        self.closing: set[str] = set()  # closed baskets whose unwind trades are under way
+        self.n = 0
+        self.dirty = False
+        self.trader: asyncio.Task[None] | None = None
+        self.marker: asyncio.Task[None] | None = None
+
+    @property
+    def epoch(self) -> str:
+        return self.key[1]
+
+    def active(self) -> list[str]:
+        """The baskets a trade now serves: those in the netting, and those just closed."""
+        return [b for b, s in self.stats.items() if not s.closed or b in self.closing]
+
+    def limits(self) -> tuple[float, float]:
+        """Activation and hysteresis: the most sensitive of the baskets in the netting."""
+        specs = [s.spec for b, s in self.stats.items() if s.spec is not None and not s.closed]
+        if not specs:
+            return (0.0, 0.0)
+        return (min(s.activation_usd for s in specs), min(s.hysteresis_usd for s in specs))
+
+    def quantity(self, order: HedgeOrder) -> Decimal | None:
+        """The order's size in base units, to the nearest lot; an unwind to flat closes the
+        position exactly. None before the first mark (the venue actor sizes it then)."""
+        symbol = order.symbol
+        lot = Decimal(str(self.lots[symbol]))
+        if order.target_usd == 0.0:
+            return Decimal(str(abs(self.ledger.qty[symbol]))).quantize(lot)
+        mid = self.ledger.mids.get(symbol)
+        if not mid:
+            return None
+        raw = order.notional_usd / (mid * self.ledger.contract_sizes[symbol])
+        return (Decimal(str(raw)) / lot).to_integral_value() * lot
+
+    def flat(self) -> bool:
+        return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())
+
+
+class HedgeActor:
+    """The cluster's hedger (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._desks: dict[tuple[str, str, tuple[str, ...]], _Desk] = {}
+
+    async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any) -> _Desk:
+        key = (spec.venue, epoch, tuple(sorted(spec.instruments)))
+        desk = self._desks.get(key)
+        if desk is None:
+            listed = await venue.instruments.remote()
+            instruments = [listed[s] for s in key[2]]
+            desk = self._desks.setdefault(key, _Desk(key, venue, instruments))
+            if desk.marker is None:
+                desk.marker = asyncio.create_task(self._mark_loop(desk))
+        return desk
+
+    async def _mark_loop(self, desk: _Desk) -> None:
+        while True:
+            try:
+                mids = await desk.venue.mids.remote([i.symbol for i in desk.instruments])
+                desk.ledger.mark({s: float(m) for s, m in mids.items()})
+            except Exception as e:  # the venue actor went away: keep the last marks
+                log.warning("hedge desk %s: marking failed: %s", desk.key[0], e)
+            await asyncio.sleep(MARK_EVERY_S)
+
+    # -- from the baskets --------------------------------------------------------------------
+    async def report(self, r: ExposureReport, venue: Any) -> None:
+        """Take a basket's exposure snapshot and trade the desk towards its new target."""
+        desk = await self._desk(r.hedge, r.venue_epoch, venue)
+        now = time.time_ns()
+        desk.book.accrue(desk.ledger.unaccrued_usd(), now)
+        if not desk.book.report(r.basket_id, r.seq, r.exposure, now):
+            return  # stale, repeated or from a closed basket
+        stats = desk.stats.setdefault(r.basket_id, _BasketStats())
+        stats.spec = r.hedge
+        if r.cause_ns is not None and r.cause_ns > stats.answered_ns:
+            stats.pending_cause_ns = r.cause_ns
+        self._kick(desk)
+
+    async def close(
+        self, basket_id: str, spec: HedgeSpec, epoch: str, venue: Any, hold: bool = False
+    ) -> HedgeStatement:
+        """The basket is finished: leave the netting (unless `hold`), let the desk trade what
+        that changes, and say what the hedge did for the basket."""
+        desk = await self._desk(spec, epoch, venue)
+        stats = desk.stats.setdefault(basket_id, _BasketStats(spec=spec))
+        if not hold:
+            now = time.time_ns()
+            desk.book.accrue(desk.ledger.unaccrued_usd(), now)
+            desk.book.close(basket_id, now)
+            stats.closed = True
+            desk.closing.add(basket_id)
+            self._kick(desk)
+            await self._quiet(desk)
+            desk.closing.discard(basket_id)
+            desk.book.accrue(desk.ledger.unaccrued_usd(), time.time_ns())
+        return HedgeStatement(
+            basket_id=basket_id,
+            orders=stats.orders,
+            max_abs_position=stats.max_abs_position,
+            pnl_usd=desk.book.attributed_usd.get(basket_id, 0.0),
+            fees_usd=stats.fees_usd,
+            held=hold,
+            flat=desk.flat(),
+            reaction_ns=list(stats.reaction_ns),
+        )
+
+    def positions(self) -> dict[str, dict[str, float]]:
+        """Every desk's positions in USD, by hedge venue/instrument."""
+        out: dict[str, dict[str, float]] = {}
+        for desk in self._desks.values():
+            out.setdefault(desk.key[0], {}).update(desk.ledger.positions_usd())
+        return out
+
+    def position_of(self, basket_id: str) -> float:
+        """Gross USD hedge position of the desk(s) a basket is in (0 when in none)."""
+        return sum(
+            desk.ledger.gross_usd()
+            for desk in self._desks.values()
+            if basket_id in desk.book.baskets
+        )
+
+    # -- trading -----------------------------------------------------------------------------
+    def _kick(self, desk: _Desk) -> None:
+        if desk.trader is not None and not desk.trader.done():
+            desk.dirty = True
+            return
+        desk.trader = asyncio.create_task(self._trade(desk))
+
+    async def _quiet(self, desk: _Desk) -> None:
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while desk.trader is not None and not desk.trader.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("hedge desk %s: still trading after %ss", desk.key[0], CLOSE_TIMEOUT_S)
+                return
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(desk.trader), left)
+
+    async def _trade(self, desk: _Desk) -> None:
+        for _ in range(20):  # bounded: each round trades what the newest exposures ask
+            desk.dirty = False
+            activation, hysteresis = desk.limits()
+            orders = desk.book.orders(
+                desk.ledger.positions_usd(), time.time_ns(), activation, hysteresis
+            )
+            for order in orders:
+                try:
+                    await self._execute(desk, order)
+                except Exception as e:
+                    log.warning("hedge desk %s: order failed: %s", desk.key[0], e)
+            if not desk.dirty:
+                return
+
+    async def _execute(self, desk: _Desk, order: HedgeOrder) -> None:
+        coid = f"lgh-{desk.epoch[:10]}-{desk.n}"
+        desk.n += 1
+        involved = desk.active()
+        fill = await desk.venue.hedge.remote(
+            coid, order.symbol, order.side, desk.quantity(order), order.notional_usd
+        )
+        if fill is None:
+            return
+        r = fill.report
+        qty = float(r.cum_filled)
+        fee = float(r.cum_fee)
+        if qty > 0 and r.avg_price is not None:
+            desk.ledger.fill(order.symbol, order.side, qty, float(r.avg_price), fee)
+        desk.ledger.mark({order.symbol: fill.mid})
+        shares = desk.book.sizer.shares(desk.book.baskets) or {
+            b: 1.0 / len(involved) for b in involved
+        }
+        gross = desk.ledger.gross_usd()
+        for b in involved:
+            stats = desk.stats[b]
+            stats.orders += 1
+            stats.fees_usd += fee * shares.get(b, 0.0)
+            stats.max_abs_position = max(stats.max_abs_position, gross)
+            if stats.pending_cause_ns is not None:
+                stats.reaction_ns.append(fill.sent_ns - stats.pending_cause_ns)
+                stats.answered_ns = stats.pending_cause_ns
+                stats.pending_cause_ns = None

@@ -1,0 +1,513 @@
+"""`LegActor`: one per leg, on a node near its venue; slices the leg into child orders.
+
+The shell owns the leg's venue connection and its timers; the decisions are the
+`SliceScheduler`'s (what to send, when, at what price) and the record is the `LegLedger`'s
+(what was sent and what the venue said). It tells the basket how far it is with monotonic
+`LegProgress` snapshots, sent whenever something changes and as a heartbeat.
+
+Order-sending methods run at most once: the actor is created with `max_task_retries=0`, and
+every child order has a deterministic client order id, so a retried call could never send a
+second order for the same slice anyway (the venue would refuse the duplicate id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from decimal import Decimal
+from typing import Any
+
+from actors.leg import LegLedger, Reconciliation
+from actors.messages import LegProgress, LegStatus
+from actors.protocol import ArmLeg, LegArmed, Placement
+from actors.report import LegReport
+from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler
+from actors.shells import here
+from actors.shells.venue import client_for
+from actors.spec import ResolvedLeg, client_order_id
+from actors.sync import AdjustLeg
+from venues.binance.client import BinanceUsdmClient
+from venues.errors import (
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    UnknownOrder,
+    VenueError,
+    VenueUnavailable,
+)
+from venues.model import (
+    BookTicker,
+    ExecutionReport,
+    MarketTrade,
+    NewOrder,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+log = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+SPIN_NS = 2_000_000  # the last 2 ms before fire_at are waited out without the event loop timer
+MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row the leg gives up (FAILED)
+UNWIND_SLIPPAGE_BPS = Decimal(100)  # an unwind crosses this far through the mid to get out
+SETTLE_TIMEOUT_S = 10.0  # how long reconciliation waits for in-flight orders to finish
+
+
+class LegActor:
+    """One leg of one basket (see the module docstring)."""
+
+    def __init__(self, venue: str, clock_offset_ns: int = 0) -> None:
+        self.venue = venue
+        # A test hook (DESIGN §6): a node whose clock is off by a known amount.
+        self._offset = clock_offset_ns
+        self._cmd: ArmLeg | None = None
+        self._leg: ResolvedLeg | None = None
+        self._client: BinanceUsdmClient | None = None
+        self._basket: Any = None
+        self._ledger: LegLedger | None = None
+        self._sched: SliceScheduler | None = None
+        self._book: BookTicker | None = None
+        self._volume = _ZERO
+        self._mode = Mode.NORMAL
+        self._status = LegStatus.IDLE
+        self._reason = ""
+        self._blocked = False
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._run_task: asyncio.Task[None] | None = None
+        self._fired_ns: int | None = None  # when the timer went off (leg clock)
+        self._fire_at_ns: int | None = None  # when the first order should reach the venue
+        self._rejects_in_row = 0
+        self._next_n = 0
+        self._original_qty = _ZERO
+        self._unwound = _ZERO
+        self._arrival: Decimal | None = None
+        self._reconciliation: Reconciliation | None = None
+        self._placement: Placement | None = None
+
+    def now_ns(self) -> int:
+        return time.time_ns() + self._offset
+
+    # -- basics ------------------------------------------------------------------------------
+    def ping(self) -> int:
+        """This leg's clock, for the basket's offset estimate (DESIGN §6)."""
+        return self.now_ns()
+
+    def placement(self) -> Placement:
+        return here()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def _l(self) -> LegLedger:
+        assert self._ledger is not None, "arm() first"
+        return self._ledger
+
+    # -- arm ---------------------------------------------------------------------------------
+    async def arm(self, cmd: ArmLeg, basket: Any) -> LegArmed:
+        """Connect to the venue, measure its clock, follow the book and our order reports."""
+        if self._cmd is not None:
+            raise RuntimeError(f"leg {self._cmd.leg.leg_id} is already armed")
+        self._cmd = cmd
+        self._leg = leg = cmd.leg
+        self._basket = basket
+        self._original_qty = leg.quantity
+        self._ledger = LegLedger(cmd.basket_id, leg.leg_id, leg.side, leg.quantity)
+        client = client_for(cmd.endpoint, timeout_s=10.0, resolve_timeout_s=3.0)
+        await client.start()
+        self._client = client
+        self._spawn(self._follow_reports(), f"{leg.leg_id}-reports")
+        self._spawn(self._follow_market(), f"{leg.leg_id}-market")
+        book = await client.order_book(leg.symbol, 5)
+        if book.best_bid is not None and book.best_ask is not None:
+            self._book = BookTicker(
+                venue=leg.venue,
+                symbol=leg.symbol,
+                bid=book.best_bid,
+                bid_qty=book.bids[0][1],
+                ask=book.best_ask,
+                ask_qty=book.asks[0][1],
+                ts_ns=book.ts_ns,
+            )
+        self._status = LegStatus.ARMED
+        self._placement = here()
+        return LegArmed(
+            leg_id=leg.leg_id,
+            placement=self._placement,
+            ack_kind=client.ack_semantics,
+            venue_clock_offset_ns=client.clock_offset_ns,
+            venue_clock_rtt_ns=client.clock_rtt_ns,
+            mid=book.mid,
+        )
+
+    async def _follow_reports(self) -> None:
+        assert self._client is not None
+        while True:
+            try:
+                async for report in self._client.execution_reports():
+                    if self._l.on_report(report, self.now_ns()):
+                        self._changed()
+                return
+            except VenueError as e:  # the stream overflowed: settle by query, then go on
+                log.warning("leg %s: execution reports: %s", self._l.leg_id, e)
+                await self._settle_by_query()
+
+    async def _follow_market(self) -> None:
+        assert self._client is not None and self._leg is not None
+        async for event in self._client.market_events([self._leg.symbol]):
+            if isinstance(event, BookTicker):
+                self._book = event
+            elif isinstance(event, MarketTrade):
+                self._volume += event.quantity
+            self._wake.set()
+
+    # -- fire and run ------------------------------------------------------------------------
+    def fire(self, fire_at_ns: int) -> None:
+        """Have the first child order reach the venue at `fire_at_ns` of this leg's clock,
+        then work the leg.
+
+        The order leaves one estimated one-way trip earlier (half the venue's minimum round
+        trip): legs on a colocated and on a cross-region venue then arrive together, and the
+        launch skew measured at the venues is bounded by clock and latency error rather than
+        by the latency itself (DESIGN §5.4).
+        """
+        cmd = self._cmd
+        if cmd is None or self._run_task is not None or self._client is None:
+            raise RuntimeError("fire() needs an armed leg that has not fired yet")
+        leg = cmd.leg
+        self._fire_at_ns = fire_at_ns
+        fire_at_ns -= (self._client.clock_rtt_ns or 0) // 2
+        self._sched = SliceScheduler(
+            cmd.basket_id,
+            leg.leg_id,
+            leg.instrument,
+            leg.side,
+            leg.quantity,
+            start_ns=fire_at_ns,
+            horizon_ns=cmd.horizon_ns,
+            slice_ns=cmd.slice_ns,
+            max_slippage_bps=leg.max_slippage_bps,
+            participation_cap=cmd.participation_cap,
+            max_child_fraction=cmd.max_child_fraction,
+        )
+        self._run_task = self._spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
+
+    async def _wait_until(self, t_ns: int) -> None:
+        """Sleep on the loop until just before `t_ns`, then spin out the rest: the loop's
+        timer alone is late by up to a millisecond, which would show as launch skew."""
+        while (left := t_ns - self.now_ns()) > SPIN_NS:
+            await asyncio.sleep((left - SPIN_NS) / 1e9)
+        while self.now_ns() < t_ns:
+            pass
+
+    async def _run(self, fire_at_ns: int) -> None:
+        sched = self._sched
+        assert sched is not None
+        await self._wait_until(fire_at_ns)
+        fired = self.now_ns()
+        self._status = LegStatus.WORKING
+        try:
+            while True:
+                now = self.now_ns()
+                volume, self._volume = self._volume, _ZERO
+                mode = self._mode
+                child = sched.next_slice(
+                    now, self._l.filled_qty, self._book, volume, mode, self._l.open_qty
+                )
+                if self._fired_ns is None:
+                    self._fired_ns = fired
+                if child is not None:
+                    await self._send(child)
+                    if self._status is LegStatus.FAILED:
+                        return
+                else:
+                    self._blocked = sched.blocked
+                    if sched.hold is Hold.SLIPPAGE_CAP:
+                        self._reason = "the touch is beyond the slippage cap from arrival"
+                    elif sched.hold is Hold.NO_BOOK:
+                        self._reason = "no two-sided book"
+                    if sched.hold in (Hold.DONE, Hold.STOPPED) and self._l.open_qty <= 0:
+                        self._status = LegStatus.DONE
+                        self._publish()
+                        return
+                if self._mode is Mode.PAUSE and self._status is LegStatus.WORKING:
+                    self._status = LegStatus.PAUSED
+                elif self._mode is not Mode.PAUSE and self._status is LegStatus.PAUSED:
+                    self._status = LegStatus.WORKING
+                self._publish()
+                await self._sleep_until_due(sched)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must not leave the basket waiting forever
+            log.exception("leg %s failed", self._l.leg_id)
+            self._fail(f"leg actor error: {e!r}")
+
+    async def _sleep_until_due(self, sched: SliceScheduler) -> None:
+        cmd = self._cmd
+        assert cmd is not None
+        due = max(sched.next_due_ns, self.now_ns() + 1_000_000)
+        timeout = min(due - self.now_ns(), cmd.progress_every_ns) / 1e9
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
+        # A wake-up for a book tick or a report should not re-decide more often than the
+        # interval allows: the scheduler says NOT_DUE cheaply, so just go round.
+
+    def _fail(self, reason: str) -> None:
+        self._status = LegStatus.FAILED
+        self._reason = reason
+        self._mode = Mode.STOP
+        self._publish()
+
+    async def _send(self, child: SendChildOrder) -> None:
+        assert self._client is not None
+        if self._arrival is None:
+            self._arrival = child.arrival_price
+        self._next_n = max(self._next_n, child.n + 1)
+        await self._place(child.order, child.n, "slice")
+
+    async def _place(self, order: NewOrder, n: int, purpose: str) -> ExecutionReport | None:
+        assert self._client is not None
+        ledger = self._l
+        first = not ledger.orders
+        ledger.sent(order, n, self.now_ns(), purpose)
+        self._publish()
+        try:
+            report = await self._client.place(order)
+        except OrderRejected as e:
+            ledger.refused(order.client_order_id, f"{e.reason.value}: {e.message}", self.now_ns())
+            self._rejects_in_row += 1
+            if first:
+                self._fail(f"first order {order.client_order_id} rejected: {e.message}")
+            elif self._rejects_in_row >= MAX_CONSECUTIVE_REJECTS:
+                self._fail(f"{self._rejects_in_row} orders in a row rejected; last: {e.message}")
+            return None
+        except OutcomeUnknown:
+            ledger.unknown(order.client_order_id)  # settled by query later; never resent
+            self._spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
+            return None
+        except (VenueUnavailable, RateLimited) as e:
+            # Nothing reached the book: the order is known to be refused at the door.
+            ledger.refused(order.client_order_id, f"VENUE_UNAVAILABLE: {e.message}", self.now_ns())
+            self._blocked = True
+            self._reason = e.message
+            if first:
+                self._fail(f"first order {order.client_order_id} not accepted: {e.message}")
+            return None
+        self._rejects_in_row = 0
+        ledger.acked(report, self.now_ns())
+        if report.status.value == "REJECTED" and first:
+            self._fail(f"first order {order.client_order_id} rejected: {report.reject_message}")
+        self._changed()
+        return report
+
+    async def _settle_by_query(self) -> None:
+        """Ask the venue about every order that may still change."""
+        assert self._client is not None and self._leg is not None
+        for coid, child in list(self._l.orders.items()):
+            if child.status.is_terminal and not child.unknown:
+                continue
+            try:
+                report = await self._client.query(self._leg.symbol, coid)
+            except UnknownOrder:
+                self._l.refused(coid, "UNKNOWN_ORDER: never reached the venue", self.now_ns())
+            except VenueError as e:
+                log.warning("leg %s: query %s: %s", self._l.leg_id, coid, e)
+                continue
+            else:
+                self._l.on_report(report, self.now_ns())
+        self._changed()
+
+    def _changed(self) -> None:
+        # A first child order the venue refused on its stream (RECEIPT venues) fails the leg.
+        first = self._l.first
+        if (
+            first is not None
+            and first.reject is not None
+            and first.filled_qty == 0
+            and self._status in (LegStatus.WORKING, LegStatus.ARMED)
+            and len(self._l.orders) == 1
+        ):
+            self._fail(f"first order {first.client_order_id} rejected: {first.reject}")
+            return
+        self._publish()
+        self._wake.set()
+
+    def _mark(self) -> Decimal | None:
+        book = self._book
+        return None if book is None else (book.bid + book.ask) / 2
+
+    def _publish(self) -> None:
+        if self._basket is None or self._ledger is None:
+            return
+        snapshot = self._ledger.progress(
+            self._status,
+            self.now_ns(),
+            self._mark(),
+            blocked=self._blocked or self._status is LegStatus.FAILED,
+            reason=self._reason,
+        )
+        self._basket.on_progress.remote(snapshot)
+
+    def progress(self) -> LegProgress:
+        return self._l.progress(self._status, self.now_ns(), self._mark(), reason=self._reason)
+
+    # -- commands from the basket ------------------------------------------------------------
+    def adjust(self, adj: AdjustLeg) -> None:
+        """Obey the synchronizer: a new mode, and perhaps a smaller target."""
+        if self._mode is Mode.STOP:
+            return
+        self._mode = adj.mode
+        if adj.target_qty is not None and self._sched is not None:
+            new = self._sched.shrink(adj.target_qty, self._l.filled_qty)
+            self._l.target_qty = new
+        self._wake.set()
+
+    async def stop(self, reason: str = "stopped by the basket") -> LegProgress:
+        """Send nothing more; wait (bounded) for the orders in flight to finish."""
+        self._mode = Mode.STOP
+        if self._status not in (LegStatus.FAILED, LegStatus.DONE):
+            self._reason = self._reason or reason
+        self._wake.set()
+        if self._run_task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._run_task), SETTLE_TIMEOUT_S)
+        await self._settled(SETTLE_TIMEOUT_S)
+        if self._status not in (LegStatus.FAILED,):
+            self._status = LegStatus.DONE
+        self._publish()
+        return self.progress()
+
+    async def _settled(self, timeout_s: float) -> None:
+        """Wait until no order is open; past half the time, ask the venue."""
+        deadline = time.monotonic() + timeout_s
+        asked = False
+        while self._ledger is not None and self._l.open_qty > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if not asked and left < timeout_s / 2:
+                asked = True
+                await self._settle_by_query()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(left, 0.2))
+
+    async def unwind(self, deadline_s: float = 30.0) -> Decimal:
+        """Trade the leg's net fill back to zero (policy `unwind`); returns what remains.
+
+        IOC limits `UNWIND_SLIPPAGE_BPS` through the mid, repeated until flat or out of time.
+        """
+        await self.stop("unwinding")
+        leg = self._leg
+        if leg is None or self._client is None:
+            return _ZERO
+        inst = leg.instrument
+        back = Side.SELL if leg.side is Side.BUY else Side.BUY
+        away = UNWIND_SLIPPAGE_BPS / Decimal(10_000)
+        deadline = time.monotonic() + deadline_s
+        attempts = 0
+        while time.monotonic() < deadline and attempts < 50:
+            remaining = inst.snap_qty(self._l.filled_qty)
+            if remaining <= 0:
+                break
+            mid = self._mark()
+            if mid is None:
+                await asyncio.sleep(0.05)
+                attempts += 1
+                continue
+            raw = mid * (1 + away) if back is Side.BUY else mid * (1 - away)
+            order = NewOrder(
+                client_order_id=client_order_id(self._l.basket_id, leg.leg_id, self._next_n),
+                symbol=leg.symbol,
+                side=back,
+                type=OrderType.LIMIT,
+                quantity=remaining,
+                price=inst.snap_price_passive(raw, back),
+                time_in_force=TimeInForce.IOC,
+            )
+            n = self._next_n
+            self._next_n += 1
+            await self._place(order, n, "unwind")
+            await self._settled(SETTLE_TIMEOUT_S)
+            attempts += 1
+        self._unwound = self._l.slice_filled_qty - self._l.filled_qty
+        self._publish()
+        return self._l.filled_qty
+
+    async def reconcile(self, attempts: int = 3) -> Reconciliation:
+        """Confirm every child order with the venue (DESIGN §5.7); the venue's figures win."""
+        assert self._client is not None and self._leg is not None
+        await self._settled(SETTLE_TIMEOUT_S)
+        result: Reconciliation | None = None
+        for attempt in range(attempts):
+            answers: dict[str, ExecutionReport | None] = {}
+            for coid in self._l.orders:
+                try:
+                    answers[coid] = await self._client.query(self._leg.symbol, coid)
+                except UnknownOrder:
+                    answers[coid] = None
+            result = self._l.reconcile(answers, self.now_ns())
+            if result.reconciled:
+                break
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.3)  # a stream report may still be on its way
+        assert result is not None
+        self._reconciliation = result
+        if result.reconciled and self._status is not LegStatus.FAILED:
+            self._status = LegStatus.RECONCILED
+        self._publish()
+        return result
+
+    def report(self) -> LegReport:
+        """The leg as it ended, times on this leg's clock (the basket maps them)."""
+        leg = self._leg
+        assert leg is not None and self._client is not None
+        ledger = self._l
+        first = ledger.first
+        rec = self._reconciliation
+        return LegReport(
+            leg_id=leg.leg_id,
+            venue=leg.venue,
+            symbol=leg.symbol,
+            side=leg.side,
+            original_qty=self._original_qty,
+            target_qty=ledger.target_qty,
+            filled_qty=ledger.filled_qty,
+            avg_price=ledger.avg_price,
+            fees_usd=ledger.fees,
+            status=self._status,
+            reconciled=rec is not None and rec.reconciled,
+            child_orders=list(ledger.orders.values()),
+            rejects=ledger.rejects,
+            mismatches=[] if rec is None else rec.mismatches,
+            node_id="" if self._placement is None else self._placement.node_id,
+            node_labels={} if self._placement is None else self._placement.node_labels,
+            arrival_price=self._arrival,
+            first_send_ns=None if first is None else first.sent_ns,
+            first_ack_ns=None if first is None else first.ack_ns,
+            first_venue_accept_ns=None if first is None else first.venue_accept_ns,
+            ack_kind=self._client.ack_semantics,
+            venue_clock_offset_ns=self._client.clock_offset_ns,
+            venue_clock_rtt_ns=self._client.clock_rtt_ns,
+            unwound_qty=self._unwound,
+            reason=self._reason,
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,290 @@
+"""`VenueActor`: one per venue, on a node near it; serves a simulated venue and is the
+cluster's account-level gateway to any venue (balances, positions, quotes, hedge orders).
+
+Leg actors do not trade through it: each opens its own connection to the venue from the
+same node (DESIGN §4). For a simulated venue the actor runs the Binance-compatible server on
+that node's loopback, so the legs pinned next to it reach it as they would reach a real venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from decimal import Decimal
+
+import ray
+
+from actors.protocol import HedgeFill, Placement, VenueEndpoint
+from actors.risk import RiskModel, with_risk_betas
+from actors.shells import here
+from venues.binance.client import BinanceUsdmClient
+from venues.config import (
+    BinanceUsdmConfig,
+    SimVenueConfig,
+    VenueConfig,
+    build_binance_client,
+    build_sim_client,
+    build_sim_venue,
+    sim_credentials,
+)
+from venues.errors import VenueError
+from venues.model import (
+    AccountSnapshot,
+    BookTicker,
+    ExecutionReport,
+    Instrument,
+    NewOrder,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+)
+from venues.sim.server import BinanceServer
+
+log = logging.getLogger(__name__)
+
+HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
+_FINAL_TIMEOUT_S = 5.0
+
+
+def client_for(endpoint: VenueEndpoint, **options: object) -> BinanceUsdmClient:
+    """A venue client for `endpoint`, from the node the caller runs on."""
+    cfg = endpoint.config
+    if isinstance(cfg, SimVenueConfig):
+        if endpoint.rest_url is None or endpoint.ws_url is None:
+            raise ValueError(f"venue {endpoint.venue}: the simulated venue is not served yet")
+        return build_sim_client(
+            endpoint.venue,
+            cfg,
+            rest_url=endpoint.rest_url,
+            ws_url=endpoint.ws_url,
+            account_id=endpoint.account_id,
+            **options,
+        )
+    return build_binance_client(endpoint.venue, cfg, **options)
+
+
+class VenueActor:
+    """The venue's gateway on its node (see the module docstring)."""
+
+    def __init__(self, name: str, config: VenueConfig, origin_ns: int | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.origin_ns = origin_ns
+        self.epoch = uuid.uuid4().hex[:12]
+        self._server: BinanceServer | None = None
+        self._client: BinanceUsdmClient | None = None
+        self._endpoint: VenueEndpoint | None = None
+        self._instruments: dict[str, Instrument] = {}
+        self._tops: dict[str, BookTicker] = {}
+        self._reports: dict[str, ExecutionReport] = {}
+        self._final: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> VenueEndpoint:
+        """Serve the venue (simulated) and connect; idempotent. Returns how to reach it."""
+        async with self._started:
+            if self._endpoint is not None:
+                return self._endpoint
+            cfg = self.config
+            if isinstance(cfg, SimVenueConfig):
+                venue = build_sim_venue(self.name, cfg, origin_ns=self.origin_ns)
+                # Port 0: several venues (and several clusters) share a machine; legs learn
+                # the port from the endpoint. `port` in the file is for `legato venues up`.
+                server = BinanceServer(venue, sim_credentials(self.name, cfg), port=0)
+                await server.start()
+                self._server = server
+                endpoint = VenueEndpoint(
+                    venue=self.name,
+                    config=cfg,
+                    rest_url=server.rest_url,
+                    ws_url=server.ws_url,
+                    account_id=cfg.accounts[0].account_id if cfg.accounts else None,
+                    epoch=self.epoch,
+                    placement=here(),
+                )
+            else:
+                assert isinstance(cfg, BinanceUsdmConfig)
+                endpoint = VenueEndpoint(
+                    venue=self.name, config=cfg, epoch=self.epoch, placement=here()
+                )
+            client = client_for(endpoint, timeout_s=10.0)
+            await client.start()
+            self._client = client
+            # The venue lists trading rules; the risk model knows what each instrument is.
+            factors = RiskModel.from_calibration().factors
+            listed = [with_risk_betas(i, factors) for i in await client.instruments()]
+            self._instruments = {i.symbol: i for i in listed}
+            unknown = [i.symbol for i in listed if not i.betas]
+            if unknown:
+                log.warning("%s: no risk factor known for %s", self.name, ", ".join(unknown))
+            self._spawn(self._follow_reports())
+            self._spawn(self._follow_market(list(self._instruments)))
+            self._endpoint = endpoint
+            return endpoint
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.close()
+        if self._server is not None:
+            await self._server.stop()
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow_reports(self) -> None:
+        assert self._client is not None
+        while True:
+            try:
+                async for report in self._client.execution_reports():
+                    self._remember(report)
+                return
+            except VenueError as e:
+                log.warning("%s: execution reports: %s", self.name, e)
+                await asyncio.sleep(0.1)
+
+    async def _follow_market(self, symbols: list[str]) -> None:
+        assert self._client is not None
+        async for event in self._client.market_events(symbols):
+            if isinstance(event, BookTicker):
+                self._tops[event.symbol] = event
+
+    def _remember(self, report: ExecutionReport) -> None:
+        old = self._reports.get(report.client_order_id)
+        if old is None or report.cum_filled >= old.cum_filled:
+            self._reports[report.client_order_id] = report
+        if report.status.is_terminal and report.client_order_id in self._final:
+            self._final[report.client_order_id].set()
+
+    @property
+    def client(self) -> BinanceUsdmClient:
+        if self._client is None:
+            raise RuntimeError(f"venue {self.name}: start() first")
+        return self._client
+
+    # -- queries -----------------------------------------------------------------------------
+    def endpoint(self) -> VenueEndpoint | None:
+        return self._endpoint
+
+    def placement(self) -> Placement:
+        return here()
+
+    def instruments(self) -> dict[str, Instrument]:
+        return dict(self._instruments)
+
+    async def quotes(self, symbols: list[str]) -> dict[str, BookTicker]:
+        """The newest top of book of each symbol (asked of the venue when not yet streamed)."""
+        out: dict[str, BookTicker] = {}
+        for symbol in symbols:
+            top = self._tops.get(symbol)
+            if top is None:
+                book = await self.client.order_book(symbol, 5)
+                if book.best_bid is None or book.best_ask is None:
+                    continue
+                top = BookTicker(
+                    venue=self.name,
+                    symbol=symbol,
+                    bid=book.best_bid,
+                    bid_qty=book.bids[0][1],
+                    ask=book.best_ask,
+                    ask_qty=book.asks[0][1],
+                    ts_ns=book.ts_ns,
+                )
+            out[symbol] = top
+        return out
+
+    async def mids(self, symbols: list[str]) -> dict[str, Decimal]:
+        return {s: (t.bid + t.ask) / 2 for s, t in (await self.quotes(symbols)).items()}
+
+    async def account(self) -> AccountSnapshot:
+        return await self.client.account()
+
+    async def positions(self) -> dict[str, Decimal]:
+        """Signed position per symbol (perps) or holding (spot, as the base asset's balance)."""
+        positions: list[Position] = await self.client.positions()
+        return {p.symbol: p.quantity for p in positions}
+
+    def leverage(self) -> int:
+        """The account leverage the venue was configured with (1 when unknown: safest)."""
+        cfg = self.config
+        if isinstance(cfg, SimVenueConfig) and cfg.accounts:
+            return cfg.accounts[0].leverage
+        return 1
+
+    def orders_received(self) -> int:
+        """Order requests the simulated venue has received (-1: not a simulated venue)."""
+        return self._server.venue.orders_received if self._server is not None else -1
+
+    def sim_order_times(self, symbol: str, client_order_id: str) -> tuple[int | None, int | None]:
+        """A simulated venue's own ns receive and accept times of an order (the wire carries
+        milliseconds); (None, None) for a real venue or an unknown order."""
+        if self._server is None or self._endpoint is None or self._endpoint.account_id is None:
+            return (None, None)
+        try:
+            r = self._server.venue.exchange.query(
+                self._endpoint.account_id, symbol, client_order_id
+            )
+        except VenueError:
+            return (None, None)
+        return (r.venue_receive_ns, r.venue_accept_ns)
+
+    # -- hedge orders ------------------------------------------------------------------------
+    async def hedge(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        qty: Decimal | None,
+        notional_usd: float,
+    ) -> HedgeFill | None:
+        """Trade `qty` of `symbol` now (or, without it, about `notional_usd` at the newest
+        mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid. Waits for the final state
+        (fills arrive on the stream at an ACCEPTED venue). None when the size rounds to
+        nothing or under the venue's minimum."""
+        inst = self._instruments[symbol]
+        top = (await self.quotes([symbol]))[symbol]
+        mid = (top.bid + top.ask) / 2
+        if qty is None:
+            qty = Decimal(str(notional_usd)) / (mid * inst.contract_size)
+        qty = inst.snap_qty(qty)
+        if qty <= 0 or inst.notional(mid, qty) < inst.min_notional:
+            return None
+        away = HEDGE_PROTECTION_BPS / Decimal(10_000)
+        raw = mid * (1 + away) if side is Side.BUY else mid * (1 - away)
+        order = NewOrder(
+            client_order_id=client_order_id,
+            symbol=symbol,
+            side=side,
+            type=OrderType.LIMIT,
+            quantity=qty,
+            price=inst.snap_price_passive(raw, side),
+            time_in_force=TimeInForce.IOC,
+        )
+        done = self._final.setdefault(client_order_id, asyncio.Event())
+        sent_ns = time.time_ns()
+        report = await self.client.place(order)
+        self._remember(report)
+        final = self._reports[client_order_id]
+        if not final.status.is_terminal:
+            try:
+                await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
+            except TimeoutError:
+                self._remember(await self.client.query(symbol, client_order_id))
+            final = self._reports[client_order_id]
+        self._final.pop(client_order_id, None)
+        return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
+
+
+VenueActorHandle = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(VenueActor)

@@ -1,0 +1,351 @@
+"""`Engine`: the driver API. Connect to (or start) Ray, bring up the venues and the cluster
+singletons, submit baskets, watch them, get their reports (DESIGN §1).
+
+```python
+from cluster import Engine
+with Engine.start("examples/venues.toml") as engine:
+    handle = engine.submit("examples/synthetic_eth.toml")
+    report = handle.result(timeout=300)
+```
+
+Placement: every venue has a node label (`venue=<name>` unless its config says otherwise).
+When the cluster has nodes with those label keys, each venue actor and each leg actor is
+pinned with `label_selector` to a node carrying its venue's label, and a venue whose label
+no node carries is an error at once. When no node carries any of them (a laptop, the
+embedded default), everything runs wherever Ray puts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from actors.lifecycle import BasketState
+from actors.protocol import VenueEndpoint
+from actors.report import BasketReport
+from actors.shells import COLLATERAL_NAME, HEDGE_NAME, NAMESPACE, venue_actor_name
+from actors.shells.basket import BasketActor, BasketOptions, BasketStatus
+from actors.shells.collateral import CollateralActor
+from actors.shells.hedge import HedgeActor
+from actors.shells.venue import VenueActor
+from actors.spec import BasketSpec, RebalanceSpec, ResolvedBasket, SpecError, load_basket
+from venues.config import VenuesConfig, load_venues
+
+Placement = Literal["auto", "labels", "anywhere"]
+_START_TIMEOUT_S = 60.0
+
+
+class EngineError(RuntimeError):
+    """The engine cannot do what was asked (a cluster, venue or basket problem, said plainly)."""
+
+
+_Venue = ray.remote(VenueActor)
+_Basket = ray.remote(BasketActor)
+_Collateral = ray.remote(CollateralActor)
+_Hedge = ray.remote(HedgeActor)
+
+
+def _selector(label: str) -> dict[str, str]:
+    key, _, value = label.partition("=")
+    return {key.strip(): value.strip()}
+
+
+def _alive_node_labels() -> list[dict[str, str]]:
+    return [dict(n.get("Labels") or {}) for n in ray.nodes() if n.get("Alive")]
+
+
+class BasketHandle:
+    """A submitted basket: watch it, cancel it, wait for its report."""
+
+    def __init__(self, basket: ResolvedBasket, actor: Any, run_ref: Any) -> None:
+        self.basket = basket
+        self.basket_id = basket.basket_id
+        self._actor = actor
+        self._run = run_ref
+        self._report: BasketReport | None = None
+
+    def status(self) -> BasketStatus:
+        return ray.get(self._actor.status.remote())
+
+    def progress(
+        self, every_s: float = 0.5, timeout: float | None = None
+    ) -> Iterator[BasketStatus]:
+        """Live snapshots of the basket until it ends (or `timeout` seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                snapshot = self.status()
+            except RayActorError:
+                return  # finished and gone
+            yield snapshot
+            if snapshot.state.is_terminal:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            ready, _ = ray.wait([self._run], timeout=every_s)
+            if ready:
+                yield msgspec.structs.replace(snapshot, state=self.result().status)
+                return
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        with contextlib.suppress(RayActorError):
+            ray.get(self._actor.cancel.remote(reason))
+
+    def result(self, timeout: float | None = None) -> BasketReport:
+        """The basket's report once it has ended; `TimeoutError` if not within `timeout` s."""
+        if self._report is None:
+            try:
+                self._report = ray.get(self._run, timeout=timeout)
+            except GetTimeoutError:
+                raise TimeoutError(
+                    f"basket {self.basket_id} still running after {timeout} s"
+                ) from None
+        return self._report
+
+
+class Engine:
+    """Venues, singletons and baskets on one Ray cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: VenuesConfig,
+        *,
+        namespace: str,
+        labels: dict[str, dict[str, str]],
+        venues: dict[str, Any],
+        endpoints: dict[str, VenueEndpoint],
+        owned_venues: list[Any],
+        collateral: Any,
+        hedger: Any,
+        started_ray: bool,
+        basket_options: BasketOptions,
+    ) -> None:
+        self.config = config
+        self.namespace = namespace
+        self.labels = labels
+        self.venues = venues
+        self.endpoints = endpoints
+        self._owned_venues = owned_venues
+        self.collateral = collateral
+        self.hedger = hedger
+        self._started_ray = started_ray
+        self.basket_options = basket_options
+        self.handles: dict[str, BasketHandle] = {}
+        self._closed = False
+
+    # -- start -------------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        venues: str | Path | VenuesConfig,
+        *,
+        address: str | None = None,
+        namespace: str = NAMESPACE,
+        placement: Placement = "auto",
+        num_cpus: int | None = None,
+        basket_options: BasketOptions | None = None,
+    ) -> Engine:
+        """Connect to Ray (`address`: "auto", "ray://…"; None: the running instance, or a new
+        local one), start the venues of `venues`, ensure the singletons exist."""
+        config = venues if isinstance(venues, VenuesConfig) else load_venues(venues)
+        started = False
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=address,
+                    namespace=namespace,
+                    num_cpus=num_cpus if address is None else None,
+                    include_dashboard=False,
+                    log_to_driver=True,
+                )
+            except ConnectionError as e:
+                raise EngineError(f"cannot connect to the Ray cluster at {address}: {e}") from None
+            started = address is None
+        labels = cls._placement(config, placement)
+        origin = time.time_ns()
+        handles: dict[str, Any] = {}
+        owned: list[Any] = []
+        for name, cfg in config.venues.items():
+            actor_name = venue_actor_name(name)
+            opts: dict[str, Any] = {
+                "name": actor_name,
+                "namespace": namespace,
+                "num_cpus": 0,
+                "max_restarts": 0,
+                "max_task_retries": 0,
+                "max_concurrency": 1000,
+            }
+            if name in labels:
+                opts["label_selector"] = labels[name]
+            try:
+                handles[name] = ray.get_actor(actor_name, namespace=namespace)
+            except ValueError:
+                handles[name] = _Venue.options(**opts).remote(name, cfg, origin)
+                owned.append(handles[name])
+        refs = {name: h.start.remote() for name, h in handles.items()}
+        endpoints: dict[str, VenueEndpoint] = {}
+        try:
+            for name, ref in refs.items():
+                endpoints[name] = ray.get(ref, timeout=_START_TIMEOUT_S)
+        except GetTimeoutError:
+            cls._kill(owned)
+            raise EngineError(
+                f"venue {name} did not start within {_START_TIMEOUT_S:g} s"
+                + (f" (needs a node with label {labels[name]})" if name in labels else "")
+            ) from None
+        except RayTaskError as e:
+            cls._kill(owned)
+            raise EngineError(f"venue {name} failed to start: {_cause(e)}") from None
+        singleton = {
+            "namespace": namespace,
+            "lifetime": "detached",
+            "get_if_exists": True,
+            "num_cpus": 0,
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "max_concurrency": 1000,
+        }
+        collateral = _Collateral.options(name=COLLATERAL_NAME, **singleton).remote()
+        hedger = _Hedge.options(name=HEDGE_NAME, **singleton).remote()
+        return cls(
+            config,
+            namespace=namespace,
+            labels=labels,
+            venues=handles,
+            endpoints=endpoints,
+            owned_venues=owned,
+            collateral=collateral,
+            hedger=hedger,
+            started_ray=started,
+            basket_options=basket_options or BasketOptions(),
+        )
+
+    @staticmethod
+    def _placement(config: VenuesConfig, placement: Placement) -> dict[str, dict[str, str]]:
+        """The label selector of every venue, or {} when nothing is pinned."""
+        wanted = {name: _selector(config.node_label(name)) for name in config.venues}
+        if placement == "anywhere":
+            return {}
+        nodes = _alive_node_labels()
+        keys = {k for sel in wanted.values() for k in sel}
+        if placement == "auto" and not any(k in labels for labels in nodes for k in keys):
+            return {}
+        missing = [
+            f"{name} (label {next(iter(sel))}={next(iter(sel.values()))})"
+            for name, sel in wanted.items()
+            if not any(all(labels.get(k) == v for k, v in sel.items()) for labels in nodes)
+        ]
+        if missing:
+            carried = sorted(
+                {f"{k}={v}" for labels in nodes for k, v in labels.items() if k in keys}
+            )
+            raise EngineError(
+                f"no node carries the label of venue {', '.join(missing)}; the cluster's nodes "
+                f"carry {', '.join(carried) or 'no venue labels'}. Start a node near the venue "
+                "with `ray start --labels venue=<name>`."
+            )
+        return wanted
+
+    # -- baskets -----------------------------------------------------------------------------
+    def submit(
+        self,
+        spec: str | Path | BasketSpec | RebalanceSpec,
+        *,
+        options: BasketOptions | None = None,
+    ) -> BasketHandle:
+        """Validate and start a basket (a TOML path, TOML text, or a spec object).
+
+        Raises `SpecError` listing every mistake (nothing is sent), `EngineError` when a
+        basket with the same id is still running.
+        """
+        if self._closed:
+            raise EngineError("the engine is shut down")
+        if not isinstance(spec, BasketSpec | RebalanceSpec):
+            spec = load_basket(spec)
+        name = f"legato-basket-{spec.basket_id}"
+        with contextlib.suppress(ValueError):
+            ray.get_actor(name, namespace=self.namespace)
+            raise EngineError(
+                f"basket_id: {spec.basket_id!r} is still running; a basket id names one "
+                "basket (and its client order ids): choose another"
+            )
+        actor = _Basket.options(
+            name=name,
+            namespace=self.namespace,
+            num_cpus=0,
+            max_restarts=0,
+            max_task_retries=0,
+            max_concurrency=1000,
+        ).remote(
+            spec,
+            self.venues,
+            self.endpoints,
+            self.collateral,
+            self.hedger,
+            options or self.basket_options,
+        )
+        try:
+            resolved = ray.get(actor.prepare.remote(), timeout=_START_TIMEOUT_S)
+        except RayTaskError as e:
+            ray.kill(actor, no_restart=True)
+            cause = e.cause if isinstance(e.cause, Exception) else None
+            if isinstance(cause, SpecError):
+                raise cause from None
+            raise EngineError(f"basket {spec.basket_id}: cannot be checked: {_cause(e)}") from None
+        handle = BasketHandle(resolved, actor, actor.run.remote())
+        self.handles[spec.basket_id] = handle
+        return handle
+
+    def baskets(self) -> dict[str, BasketState]:
+        """The state of every basket this engine submitted."""
+        out: dict[str, BasketState] = {}
+        for basket_id, handle in self.handles.items():
+            if handle._report is not None:
+                out[basket_id] = handle._report.status
+                continue
+            try:
+                out[basket_id] = handle.status().state
+            except RayActorError:
+                out[basket_id] = handle.result().status
+        return out
+
+    def venue_stat(self, venue: str, method: str, *args: Any) -> Any:
+        """Call a read-only method of a venue actor (tests and tools)."""
+        return ray.get(getattr(self.venues[venue], method).remote(*args))
+
+    # -- stop --------------------------------------------------------------------------------
+    @staticmethod
+    def _kill(actors: list[Any]) -> None:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.get(actor.stop.remote(), timeout=10)
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+
+    def shutdown(self) -> None:
+        """Stop what this engine started (its venues; Ray itself if it started it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._kill(self._owned_venues)
+        if self._started_ray:
+            ray.shutdown()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _cause(e: RayTaskError) -> str:
+    cause = e.cause if isinstance(e.cause, BaseException) else e
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__
