@@ -195,6 +195,14 @@ class SpecError(ValueError):
         lines = "\n".join(f"  {e}" for e in self.errors)
         super().__init__(f"{head}invalid {what}, {n} error{'' if n == 1 else 's'}:\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses process boundaries (Ray) whole, with its field errors, not as one string.
+        return (_spec_error, (self.errors, self.source, self.basket_id))
+
+
+def _spec_error(errors: list[FieldError], source: str | None, basket_id: str | None) -> SpecError:
+    return SpecError(errors, source=source, basket_id=basket_id)
+
 
 # --- the resolved basket ---------------------------------------------------------------
 class ResolvedLeg(msgspec.Struct, frozen=True, kw_only=True):

@@ -151,8 +151,12 @@ class BasketActor:
             self._wake.set()
         return self.lifecycle.state
 
-    def status(self) -> BasketStatus:
+    async def status(self) -> BasketStatus:
         core = self.core
+        basket = self.resolved
+        if basket is not None and basket.hedge is not None and basket.hedge.enabled:
+            with contextlib.suppress(Exception):
+                self._hedge_position = await self.hedger.position_of.remote(self.basket_id)
         now = time.time_ns()
         return BasketStatus(
             basket_id=self.basket_id,

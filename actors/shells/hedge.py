@@ -212,6 +212,9 @@ class HedgeActor:
         coid = f"lgh-{desk.epoch[:10]}-{desk.n}"
         desk.n += 1
         involved = desk.active()
+        # The fills this order answers are those known before it leaves, not any that a
+        # report brings while it is on its way.
+        causes = {b: desk.stats[b].pending_cause_ns for b in involved}
         fill = await desk.venue.hedge.remote(
             coid, order.symbol, order.side, desk.quantity(order), order.notional_usd
         )
@@ -232,7 +235,9 @@ class HedgeActor:
             stats.orders += 1
             stats.fees_usd += fee * shares.get(b, 0.0)
             stats.max_abs_position = max(stats.max_abs_position, gross)
-            if stats.pending_cause_ns is not None:
-                stats.reaction_ns.append(fill.sent_ns - stats.pending_cause_ns)
-                stats.answered_ns = stats.pending_cause_ns
-                stats.pending_cause_ns = None
+            cause = causes[b]
+            if cause is not None:
+                stats.reaction_ns.append(fill.sent_ns - cause)
+                stats.answered_ns = max(stats.answered_ns, cause)
+                if stats.pending_cause_ns == cause:
+                    stats.pending_cause_ns = None

@@ -1,0 +1,328 @@
+"""Baskets end to end on a real local Ray: venue, leg, basket, collateral and hedge actors
+against simulated venues served over the Binance USD-M API on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from actors.lifecycle import BasketState
+from actors.messages import LegStatus
+from actors.spec import Policy, SpecError, load_basket
+from cluster.engine import BasketHandle, Engine
+from tests.cluster.conftest import NAMESPACE
+from venues.config import parse_venues
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+D = Decimal
+
+# Three venues on one synthetic market: alpha colocated (RESULT acks), beta in the region
+# (ACCEPTED: fills arrive on the stream), gamma answering on receipt (RECEIPT).
+VENUES = """
+[venues.alpha]
+kind = "sim"
+market = {{ source = "synthetic", seed = 7 }}
+instruments = ["BTCUSDT", "ETHUSDT", "IDXUSDT"]
+profile = {{ preset = "colo", ack = "RESULT" }}
+[[venues.alpha.accounts]]
+account_id = "desk"
+api_key = "test-alpha-key"
+secret = "test-alpha-secret"
+balances = {{ USDT = 2_000_000 }}
+leverage = 10
+
+[venues.beta]
+kind = "sim"
+market = {{ source = "synthetic", seed = 7 }}
+instruments = ["STETHUSDT", "ETHUSDT"]
+profile = {beta_profile}
+[[venues.beta.accounts]]
+account_id = "desk"
+api_key = "test-beta-key"
+secret = "test-beta-secret"
+balances = {{ USDT = 1_000_000, STETH = 100 }}
+leverage = 5
+
+[venues.gamma]
+kind = "sim"
+market = {{ source = "synthetic", seed = 7 }}
+instruments = ["BTCUSDT", "SOLUSDT"]
+profile = {{ preset = "same_region", ack = "RECEIPT", reject_rate = {gamma_rejects} }}
+[[venues.gamma.accounts]]
+account_id = "desk"
+api_key = "test-gamma-key"
+secret = "test-gamma-secret"
+balances = {{ USDT = {gamma_usdt} }}
+leverage = 3
+"""
+
+# The synthetic ETH basket of examples/synthetic_eth.toml, a hundred times smaller and
+# over seconds instead of minutes: long ETH perp on alpha and stETH on beta, short BTC on
+# gamma, beta-neutral (1.04 dollars of BTC per dollar of ETH).
+SYNTH_ETH = """
+kind = "basket"
+basket_id = "{basket_id}"
+policy = "{policy}"
+[params]
+horizon_s = 4
+max_slippage_bps = 25
+participation_cap = 1.0
+band = 0.05
+slice_s = 0.5
+grace_s = 20
+[[legs]]
+leg_id = "eth"
+venue = "alpha"
+symbol = "ETHUSDT"
+side = "BUY"
+notional_usd = 9000
+[[legs]]
+leg_id = "steth"
+venue = "beta"
+symbol = "STETHUSDT"
+side = "BUY"
+notional_usd = {steth_usd}
+max_slippage_bps = 40
+[[legs]]
+leg_id = "btc"
+venue = "gamma"
+symbol = "BTCUSDT"
+side = "SELL"
+notional_usd = {btc_usd}
+[hedge]
+venue = "alpha"
+instruments = ["IDXUSDT"]
+activation_usd = {activation}
+hysteresis_usd = 20
+"""
+
+
+def venues(
+    *, beta_profile: str = '"same_region"', gamma_rejects: float = 0.0, gamma_usdt: int = 500_000
+) -> object:
+    text = VENUES.format(
+        beta_profile=beta_profile, gamma_rejects=gamma_rejects, gamma_usdt=gamma_usdt
+    )
+    import tomllib  # noqa: PLC0415
+
+    return parse_venues(tomllib.loads(text), source="test venues")
+
+
+def synth_eth(
+    basket_id: str,
+    *,
+    policy: str = "hedge_and_hold",
+    steth_usd: int = 1000,
+    activation: float = 10_000,
+) -> object:
+    eth_usd = 9000 + steth_usd  # ETH exposure of the two long legs
+    text = SYNTH_ETH.format(
+        basket_id=basket_id,
+        policy=policy,
+        steth_usd=steth_usd,
+        btc_usd=round(eth_usd * 1.04),
+        activation=activation,
+    )
+    return load_basket(text)
+
+
+@pytest.fixture
+def make_engine() -> Iterator[object]:
+    started: list[Engine] = []
+
+    def make(config: object) -> Engine:
+        engine = Engine.start(config, namespace=NAMESPACE)  # type: ignore[arg-type]
+        started.append(engine)
+        return engine
+
+    yield make
+    for engine in started:
+        engine.shutdown()
+
+
+def positions(engine: Engine) -> dict[str, dict[str, Decimal]]:
+    return {v: engine.venue_stat(v, "positions") for v in engine.venues}
+
+
+def watch(handle: BasketHandle, timeout: float = 90.0) -> list[object]:
+    """Every status snapshot until the basket ends (bounded in time)."""
+    return list(handle.progress(every_s=0.1, timeout=timeout))
+
+
+def test_synthetic_eth_basket_completes_with_every_leg_reconciled(make_engine) -> None:
+    engine = make_engine(venues())
+    handle = engine.submit(synth_eth("t-synth"))
+    report = handle.result(timeout=120)
+
+    assert report.status is BasketState.COMPLETED, report.reason
+    assert report.launched_ns is not None and report.submitted_ns < report.launched_ns
+    assert report.completed_ns is not None and report.launched_ns < report.completed_ns
+    legs = {leg.leg_id: leg for leg in report.legs}
+    assert set(legs) == {"eth", "steth", "btc"}
+    for leg in legs.values():
+        assert leg.reconciled and leg.status is LegStatus.RECONCILED, leg
+        assert not leg.mismatches
+        # Filled to the target, short of it by less than one minimum order (dust).
+        assert 0 <= leg.target_qty - leg.filled_qty < leg.target_qty * D("0.01"), leg
+        # The filled quantity is the sum of the child orders the venue confirmed.
+        assert leg.filled_qty == sum(c.filled_qty for c in leg.child_orders)
+        assert leg.child_orders and leg.first_send_ns is not None
+        assert leg.first_venue_accept_ns is not None
+    assert {leg.ack_kind.value for leg in legs.values()} == {"RESULT", "ACCEPTED", "RECEIPT"}
+    # The venues' own records: fresh accounts, so the positions are the basket's fills.
+    held = positions(engine)
+    assert held["alpha"]["ETHUSDT"] == legs["eth"].filled_qty
+    assert held["beta"]["STETHUSDT"] == 100 + legs["steth"].filled_qty  # spot: 100 held before
+    assert held["gamma"]["BTCUSDT"] == -legs["btc"].filled_qty
+    assert report.collateral.released and set(report.collateral.reserved) == {
+        "alpha",
+        "beta",
+        "gamma",
+    }
+    assert report.policy is Policy.HEDGE_AND_HOLD
+    # The report is JSON with the keys other tools read.
+    doc = msgspec.json.decode(report.to_json())
+    for key in ("basket_id", "status", "policy", "submitted_ns", "launched_ns", "completed_ns"):
+        assert key in doc
+    for key in ("leg_id", "target_qty", "filled_qty", "avg_price", "reconciled", "node_id"):
+        assert key in doc["legs"][0]
+    assert {"orders", "max_abs_position", "pnl_usd", "fees_usd"} <= set(doc["hedge"])
+
+
+def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
+    make_engine,
+) -> None:
+    # beta is a cross-region venue (150-250 ms) and stETH's book is thin: its leg lags.
+    engine = make_engine(venues(beta_profile='"cross_region"'))
+    handle = engine.submit(synth_eth("t-hedge", steth_usd=3000, activation=5))
+    seen = watch(handle)
+    report = handle.result(timeout=60)
+
+    assert report.status is BasketState.COMPLETED, report.reason
+    hedged_while_lagging = [
+        s
+        for s in seen
+        if s.hedge_position_usd > 0
+        and s.state is BasketState.RUNNING
+        and {leg.leg_id: leg.progress for leg in s.legs}["steth"]
+        < max(leg.progress for leg in s.legs)
+    ]
+    assert hedged_while_lagging, "the hedge never held a position while stETH lagged"
+    assert report.hedge is not None
+    assert report.hedge.orders > 0 and report.hedge.max_abs_position > 0
+    assert report.hedge.flat_at_end
+    assert report.hedge.reaction_ns and all(r > 0 for r in report.hedge.reaction_ns)
+    # Flat at the venue too: the hedge instrument's position is gone.
+    assert positions(engine)["alpha"].get("IDXUSDT", D(0)) == 0
+
+
+def test_rebalance_60_40_ends_within_one_percent_of_its_weights(make_engine) -> None:
+    engine = make_engine(venues())
+    spec = load_basket(
+        """
+        kind = "rebalance"
+        basket_id = "t-rebal"
+        venue = "alpha"
+        total_usd = 50_000
+        [targets]
+        BTCUSDT = 0.6
+        ETHUSDT = 0.4
+        [params]
+        horizon_s = 3
+        slice_s = 0.5
+        participation_cap = 1.0
+        band = 0.05
+        """
+    )
+    report = engine.submit(spec).result(timeout=120)
+    assert report.status is BasketState.COMPLETED, report.reason
+
+    held = positions(engine)["alpha"]
+    mids = engine.venue_stat("alpha", "mids", ["BTCUSDT", "ETHUSDT"])
+    value = {s: held[s] * mids[s] for s in ("BTCUSDT", "ETHUSDT")}
+    total = sum(value.values())
+    assert abs(total - 50_000) / 50_000 < D("0.01"), value
+    assert abs(value["BTCUSDT"] / total - D("0.6")) < D("0.01"), value
+    assert abs(value["ETHUSDT"] / total - D("0.4")) < D("0.01"), value
+
+
+def test_leg_rejected_at_launch_under_unwind_leaves_every_venue_flat(make_engine) -> None:
+    # gamma refuses every order: the BTC leg's first order is rejected (on the stream,
+    # gamma acks on receipt) while the other legs' first orders may already have filled.
+    engine = make_engine(venues(gamma_rejects=1.0))
+    report = engine.submit(synth_eth("t-reject", policy="unwind")).result(timeout=120)
+
+    assert report.status is BasketState.FAILED
+    assert "btc" in report.reason and "rejected" in report.reason, report.reason
+    states = [change.state for change in report.history]
+    assert BasketState.UNWINDING in states and BasketState.RECONCILING in states
+    btc = next(leg for leg in report.legs if leg.leg_id == "btc")
+    assert btc.rejects and btc.filled_qty == 0
+    held = positions(engine)
+    assert all(q == 0 for q in held["alpha"].values()), held
+    assert held["beta"].get("STETHUSDT", D(100)) == 100, held
+    assert all(q == 0 for q in held["gamma"].values()), held
+    for leg in report.legs:
+        assert leg.filled_qty == 0 and leg.reconciled, leg
+
+
+def test_insufficient_collateral_rejects_the_basket_before_any_order(make_engine) -> None:
+    engine = make_engine(venues(gamma_usdt=100))
+    report = engine.submit(synth_eth("t-collateral")).result(timeout=60)
+
+    assert report.status is BasketState.FAILED
+    assert "gamma" in report.reason and "short" in report.reason, report.reason
+    assert report.collateral.refused and "gamma" in report.collateral.refused[0]
+    assert report.launched_ns is None and report.legs == []
+    assert {v: engine.venue_stat(v, "orders_received") for v in engine.venues} == {
+        "alpha": 0,
+        "beta": 0,
+        "gamma": 0,
+    }
+
+
+def test_a_bad_basket_is_refused_in_the_driver_with_every_mistake(make_engine) -> None:
+    engine = make_engine(venues())
+    spec = msgspec.structs.replace(
+        synth_eth("t-bad"),
+        legs=[
+            msgspec.structs.replace(leg, symbol="DOGEUSDT") if leg.leg_id == "eth" else leg
+            for leg in synth_eth("t-bad").legs
+        ],
+    )
+    with pytest.raises(SpecError) as info:
+        engine.submit(spec)
+    assert any(e.path == "legs[0].symbol" for e in info.value.errors), info.value
+    assert "DOGEUSDT" in str(info.value)
+    assert engine.venue_stat("alpha", "orders_received") == 0
+
+
+def test_cancelling_a_running_basket_stops_it_and_unwinds(make_engine) -> None:
+    engine = make_engine(venues())
+    spec = synth_eth("t-cancel", policy="unwind")
+    spec = msgspec.structs.replace(
+        spec, params=msgspec.structs.replace(spec.params, horizon_s=30, grace_s=60)
+    )
+    handle = engine.submit(spec)
+    filling = next(
+        (
+            s
+            for s in handle.progress(every_s=0.05, timeout=60)
+            if s.state is BasketState.RUNNING and any(leg.filled_qty > 0 for leg in s.legs)
+        ),
+        None,
+    )
+    assert filling is not None, "the basket never started filling"
+    handle.cancel()
+    report = handle.result(timeout=120)
+
+    assert report.status is BasketState.CANCELLED, report.reason
+    assert sum(leg.unwound_qty for leg in report.legs) > 0
+    held = positions(engine)
+    assert all(q == 0 for q in held["alpha"].values()), held
+    assert held["beta"].get("STETHUSDT", D(100)) == 100, held
+    assert all(q == 0 for q in held["gamma"].values()), held
