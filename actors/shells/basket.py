@@ -398,10 +398,10 @@ class BasketActor:
         assert basket is not None and self.core is not None
         what = "at launch" if event.at_launch else "while running"
         reason = f"leg {event.leg_id} failed {what}: {event.reason}"
-        if basket.policy is Policy.COMPLETE and not event.at_launch:
+        if basket.policy is Policy.COMPLETE:
             self.notes.append(reason + "; the other legs go on (policy complete)")
             self.core.stop_synchronizing()
-            self._failure_soft = reason
+            self._failure_soft = self._failure_soft or reason
             return
         if self._failure is None:
             self._failure = reason
@@ -431,13 +431,16 @@ class BasketActor:
         if failure is None and cancel is None:
             self._to(S.RECONCILING, "every leg done; confirming with the venues")
             await self._reconcile()
+            # Under `complete` a failed leg leaves the others out of step: keep them hedged.
+            hold = self._failure_soft is not None and self._imbalanced()
+            await self._close_hedge(hold=hold)
             if self._failure_soft is not None:
-                self._finish(S.FAILED, self._failure_soft)
+                held = "; the hedge is held for an operator" if hold else ""
+                self._finish(S.FAILED, self._failure_soft + held)
             elif all(r.reconciled for r in self.reconciliations.values()):
                 self._finish(S.COMPLETED, "every leg reconciled with its venue")
             else:
                 self._finish(S.FAILED, self._disagreement())
-            await self._close_hedge(hold=False)
             return
         reason = failure or cancel or ""
         end = S.FAILED if failure is not None else S.CANCELLED

@@ -326,3 +326,22 @@ def test_cancelling_a_running_basket_stops_it_and_unwinds(make_engine) -> None:
     assert all(q == 0 for q in held["alpha"].values()), held
     assert held["beta"].get("STETHUSDT", D(100)) == 100, held
     assert all(q == 0 for q in held["gamma"].values()), held
+
+
+def test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge(make_engine) -> None:
+    # gamma refuses every order: under `complete` the ETH and stETH legs still finish, which
+    # leaves the basket long ETH with no BTC short: the hedge keeps it covered.
+    engine = make_engine(venues(gamma_rejects=1.0))
+    report = engine.submit(synth_eth("t-complete", policy="complete", activation=5)).result(
+        timeout=120
+    )
+
+    assert report.status is BasketState.FAILED
+    assert "btc" in report.reason and "held" in report.reason, report.reason
+    legs = {leg.leg_id: leg for leg in report.legs}
+    assert legs["btc"].filled_qty == 0 and legs["btc"].rejects
+    for leg_id in ("eth", "steth"):
+        leg = legs[leg_id]
+        assert leg.reconciled and leg.target_qty - leg.filled_qty < leg.target_qty * D("0.01")
+    assert report.hedge is not None and report.hedge.held and not report.hedge.flat_at_end
+    assert positions(engine)["alpha"].get("IDXUSDT", D(0)) != 0
