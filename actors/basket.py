@@ -16,7 +16,7 @@ import numpy as np
 
 from actors.messages import LegProgress, LegStatus, newest
 from actors.risk import LeggingRiskIntegrator, RiskModel, imbalance_usd
-from actors.schedule import scheduled_fraction
+from actors.schedule import Mode, scheduled_fraction
 from actors.spec import ResolvedBasket
 from actors.sync import AdjustLeg, BasketShrunk, Synchronizer
 
@@ -157,9 +157,26 @@ class BasketCoordinator:
             effects.append(AllDone(ts_ns=now_ns))
         return effects
 
-    def stop_synchronizing(self) -> None:
-        """Policy `complete` after a failure: the healthy legs go on at their own pace."""
+    def stop_synchronizing(self, now_ns: int) -> list[AdjustLeg]:
+        """Policy `complete` after a failure: the healthy legs go on at their own pace.
+
+        Returns the adjustments that release the legs the synchronizer was holding (paused
+        or catching up): with no synchronizer left nobody else would."""
         self.synchronizing = False
+        out = []
+        for leg, mode in self.sync.modes.items():
+            if mode is not Mode.NORMAL and leg not in self.failed:
+                self.sync.modes[leg] = Mode.NORMAL
+                out.append(
+                    AdjustLeg(
+                        leg_id=leg,
+                        mode=Mode.NORMAL,
+                        target_qty=None,
+                        reason="the synchronizer stopped: a leg failed (policy complete)",
+                        ts_ns=now_ns,
+                    )
+                )
+        return out
 
     # -- views -------------------------------------------------------------------------------
     def schedule_progress(self, now_ns: int) -> float:

@@ -126,6 +126,10 @@ class LegLedger:
         child = self.orders.get(report.client_order_id)
         if child is None:
             return False
+        if report.ack_kind is AckKind.UNKNOWN:
+            # No answer is not an acknowledgement: the order may never have reached the venue.
+            child.unknown = True
+            return False
         if child.ack_ns is None:
             child.ack_ns = now_ns
             child.ack_kind = report.ack_kind

@@ -400,7 +400,7 @@ class BasketActor:
         reason = f"leg {event.leg_id} failed {what}: {event.reason}"
         if basket.policy is Policy.COMPLETE:
             self.notes.append(reason + "; the other legs go on (policy complete)")
-            self.core.stop_synchronizing()
+            self._apply(self.core.stop_synchronizing(time.time_ns()))
             self._failure_soft = self._failure_soft or reason
             return
         if self._failure is None:

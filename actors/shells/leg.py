@@ -39,6 +39,7 @@ from venues.errors import (
     VenueUnavailable,
 )
 from venues.model import (
+    AckKind,
     BookTicker,
     ExecutionReport,
     MarketTrade,
@@ -174,7 +175,7 @@ class LegActor:
         """Have the first child order reach the venue at `fire_at_ns` of this leg's clock,
         then work the leg.
 
-        The order leaves one estimated one-way trip earlier (half the venue's minimum round
+        The order leaves one estimated one-way trip earlier (half the venue's median round
         trip): legs on a colocated and on a cross-region venue then arrive together, and the
         launch skew measured at the venues is bounded by clock and latency error rather than
         by the latency itself (DESIGN §5.4).
@@ -184,7 +185,7 @@ class LegActor:
             raise RuntimeError("fire() needs an armed leg that has not fired yet")
         leg = cmd.leg
         self._fire_at_ns = fire_at_ns
-        fire_at_ns -= (self._client.clock_rtt_ns or 0) // 2
+        fire_at_ns -= (self._client.typical_rtt_ns or 0) // 2
         self._sched = SliceScheduler(
             cmd.basket_id,
             leg.leg_id,
@@ -304,6 +305,8 @@ class LegActor:
             return None
         self._rejects_in_row = 0
         ledger.acked(report, self.now_ns())
+        if report.ack_kind is AckKind.UNKNOWN:  # the answer was lost: ask, never resend
+            self._spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
         if report.status.value == "REJECTED" and first:
             self._fail(f"first order {order.client_order_id} rejected: {report.reject_message}")
         self._changed()

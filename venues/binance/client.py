@@ -170,6 +170,7 @@ class BinanceUsdmClient:
 
         self._offset_ns = 0
         self._rtt_ns: int | None = None
+        self._rtt_median_ns: int | None = None
         self._clock_epoch = 0
         self._clock_lock = asyncio.Lock()
 
@@ -229,6 +230,12 @@ class BinanceUsdmClient:
     def clock_rtt_ns(self) -> int | None:
         """Round trip of the sample the offset came from (its error is at most half)."""
         return self._rtt_ns
+
+    @property
+    def typical_rtt_ns(self) -> int | None:
+        """The median round trip of the last clock measurement: what a request usually
+        takes there and back (the minimum is what it takes at best)."""
+        return self._rtt_median_ns
 
     @property
     def stream_connected(self) -> bool:
@@ -418,6 +425,7 @@ class BinanceUsdmClient:
         """Measure the venue clock against the local one; keep the minimum-round-trip
         sample: offset = server − (send + receive) / 2. Returns the offset in ns."""
         best: tuple[int, int] | None = None
+        rtts: list[int] = []
         for _ in range(samples or self._clock_samples):
             sent_wall = time.time_ns()
             sent = time.monotonic_ns()
@@ -427,10 +435,12 @@ class BinanceUsdmClient:
             # The venue truncates to the millisecond: its true time is half a ms later on
             # average.
             offset = parse.ms_to_ns(server_ms) + _HALF_MS_NS - (sent_wall + rtt // 2)
+            rtts.append(rtt)
             if best is None or rtt < best[1]:
                 best = (offset, rtt)
         assert best is not None
         self._offset_ns, self._rtt_ns = best
+        self._rtt_median_ns = sorted(rtts)[len(rtts) // 2]
         self._clock_epoch += 1
         log.info(
             "%s: venue clock offset %.3f ms (round trip %.3f ms)",
