@@ -37,16 +37,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def scaled_spec(basket_id: str) -> object:
     spec = load_basket(ROOT / "examples" / "synthetic_eth.toml")
-    legs = [
-        msgspec.structs.replace(leg, notional_usd=leg.notional_usd / 10) for leg in spec.legs
-    ]
+    legs = [msgspec.structs.replace(leg, notional_usd=leg.notional_usd / 10) for leg in spec.legs]
     params = msgspec.structs.replace(
         spec.params, horizon_s=6.0, slice_s=0.5, participation_cap=1.0, grace_s=30.0
     )
     hedge = msgspec.structs.replace(spec.hedge, activation_usd=5.0, hysteresis_usd=20.0)
-    return msgspec.structs.replace(
-        spec, basket_id=basket_id, legs=legs, params=params, hedge=hedge
-    )
+    return msgspec.structs.replace(spec, basket_id=basket_id, legs=legs, params=params, hedge=hedge)
 
 
 def pct(values: list[float], q: float) -> float:
