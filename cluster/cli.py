@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_VENUES = REPO_ROOT / "examples" / "venues.toml"
+DEMO_BASKET = REPO_ROOT / "examples" / "synthetic_eth_quick.toml"
 
 
 def default_data_dir() -> Path:
@@ -65,21 +68,90 @@ def cmd_venues_up(args: argparse.Namespace) -> int:
     return run_up(Path(args.config))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from venues.sim import showcase
+def _run_basket(
+    basket: str | Path,
+    venues: str | Path,
+    *,
+    address: str | None,
+    json_path: str | None,
+    progress: bool,
+    every_s: float,
+) -> int:
+    """Submit one basket, show its progress, print its summary; 0 if it completed."""
+    from actors.lifecycle import BasketState
+    from actors.spec import SpecError, load_basket
+    from cluster import present
+    from cluster.engine import Engine, EngineError
 
-    print("legato demo: the simulated venues (the basket engine is not built yet)\n")
-    results = {"synthetic": showcase.synthetic(args.seconds, args.seed)}
-    print(showcase.format_result(results["synthetic"]))
-    data = default_data_dir()
-    if data.is_dir():
-        print()
-        results["replay"] = showcase.replay(float("inf"), data, "usdm")
-        print(showcase.format_result(results["replay"]))
-    else:
-        print(f"\n(recorded data not found at {data}; set LEGATO_DATA_DIR to replay it)")
-    _write_json(args.json, results)
-    return 0
+    try:
+        spec = load_basket(Path(basket))
+    except SpecError as e:
+        raise UserError(str(e)) from None
+    try:
+        engine = Engine.start(venues, address=address)
+    except EngineError as e:
+        raise UserError(str(e)) from None
+    with engine:
+        try:
+            handle = engine.submit(spec)
+        except (SpecError, EngineError) as e:
+            raise UserError(str(e)) from None
+        try:
+            _show_progress(handle, progress, every_s, present)
+        except KeyboardInterrupt:
+            print("\nlegato: cancelling the basket (Ctrl-C again does not wait)", file=sys.stderr)
+            handle.cancel("cancelled from the terminal")
+        report = handle.result()
+    print(present.summary(report))
+    if json_path:
+        report.write(json_path)
+        print(f"wrote {json_path}")
+    return 0 if report.status is BasketState.COMPLETED else 1
+
+
+def _show_progress(handle: object, tty: bool, every_s: float, present: object) -> None:
+    drawn = 0
+    last_plain = 0.0
+    for status in handle.progress(every_s=0.25 if tty else every_s):  # type: ignore[attr-defined]
+        if tty:
+            lines = present.status_lines(status)  # type: ignore[attr-defined]
+            if drawn:
+                sys.stdout.write(f"\x1b[{drawn}F")  # back to the top of the block
+            sys.stdout.write("".join(f"{line}\x1b[K\n" for line in lines))
+            sys.stdout.flush()
+            drawn = len(lines)
+        else:
+            now = time.monotonic()
+            if now - last_plain >= every_s or status.state.is_terminal:
+                print(present.status_line(status), flush=True)  # type: ignore[attr-defined]
+                last_plain = now
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    progress = not args.no_progress and sys.stdout.isatty()
+    return _run_basket(
+        args.basket,
+        args.venues,
+        address=args.address,
+        json_path=args.json,
+        progress=progress,
+        every_s=args.every,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print(
+        "legato demo: the synthetic ETH basket (long ETH perp on alpha, long stETH on beta, "
+        "short BTC perp on gamma) on three simulated venues, on a local Ray\n"
+    )
+    return _run_basket(
+        DEMO_BASKET,
+        DEMO_VENUES,
+        address=None,
+        json_path=args.json,
+        progress=not args.no_progress and sys.stdout.isatty(),
+        every_s=2.0,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,19 +163,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the embedded default on this machine",
-        description="Run the embedded default: simulated venues on this "
-        "machine, no cluster and no credentials.",
+        help="run a basket on simulated venues on this machine",
+        description="The embedded default: a local Ray, three simulated venues "
+        "(examples/venues.toml: colocated, same-region, cross-region) and the synthetic ETH "
+        "basket (examples/synthetic_eth_quick.toml), with live progress and the report. "
+        "No cluster and no credentials needed. (`legato venues simulate` shows the markets.)",
     )
-    demo.add_argument(
-        "--seconds",
-        type=_positive(float),
-        default=300.0,
-        help="simulated seconds of synthetic market (default 300)",
-    )
-    demo.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
-    demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    demo.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress display")
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="execute a basket and print its report",
+        description="Submit BASKET.toml to the engine, show its progress (bars on a terminal, "
+        "a plain line every few seconds otherwise, as in Ray job logs) and print its report. "
+        "Exit status 0 only if the basket completed.",
+    )
+    run.add_argument("basket", metavar="BASKET.toml", help="the basket (docs/basket.md)")
+    run.add_argument(
+        "--venues",
+        metavar="VENUES.toml",
+        default=str(DEMO_VENUES),
+        help="the venues configuration (default examples/venues.toml)",
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        help='a Ray cluster ("auto", "ray://host:10001"); default: $RAY_ADDRESS or a local Ray',
+    )
+    run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    run.add_argument(
+        "--every",
+        type=_positive(float),
+        default=5.0,
+        help="seconds between progress lines when not on a terminal (default 5)",
+    )
+    run.set_defaults(func=cmd_run)
 
     venues = sub.add_parser(
         "venues", help="simulated venues", description="Run and inspect simulated venues."

@@ -18,6 +18,7 @@ embedded default), everything runs wherever Ray puts it.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,17 +158,20 @@ class Engine:
         config = venues if isinstance(venues, VenuesConfig) else load_venues(venues)
         started = False
         if not ray.is_initialized():
+            # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
+            joining = address is not None or bool(os.environ.get("RAY_ADDRESS"))
             try:
                 ray.init(
                     address=address,
                     namespace=namespace,
-                    num_cpus=num_cpus if address is None else None,
-                    include_dashboard=False,
+                    num_cpus=None if joining else num_cpus,
+                    include_dashboard=False if not joining else None,
                     log_to_driver=True,
                 )
-            except ConnectionError as e:
-                raise EngineError(f"cannot connect to the Ray cluster at {address}: {e}") from None
-            started = address is None
+            except (ConnectionError, ValueError) as e:
+                where = address or os.environ.get("RAY_ADDRESS")
+                raise EngineError(f"cannot connect to the Ray cluster at {where}: {e}") from None
+            started = not joining
         labels = cls._placement(config, placement)
         origin = time.time_ns()
         handles: dict[str, Any] = {}
