@@ -23,7 +23,7 @@ def legato(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [(), ("demo",), ("venues",), ("venues", "simulate"), ("venues", "up")]
+    "args", [(), ("demo",), ("run",), ("venues",), ("venues", "simulate"), ("venues", "up")]
 )
 def test_every_command_has_help(args: tuple[str, ...]) -> None:
     done = legato(*args, "--help")
@@ -47,6 +47,9 @@ def test_simulate_prints_measurements_beside_targets(tmp_path: Path) -> None:
         (("venues", "simulate", "--seconds", "lots"), "expected a number"),
         (("venues", "simulate", "--replay", "/no/such/dir"), "is not a directory"),
         (("venues", "up", "/no/such/venues.toml"), "no such venues configuration file"),
+        (("run", "/no/such/basket.toml"), "cannot read /no/such/basket.toml"),
+        (("run", "examples/pair_cross_venue.toml", "--venues", "/no/such/v.toml"), "no such"),
+        (("run", "examples/venues.toml"), "invalid basket"),  # a venues file is no basket
     ],
 )
 def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message: str) -> None:
