@@ -293,7 +293,10 @@ class Engine:
             self.endpoints,
             self.collateral,
             self.hedger,
-            options or self.basket_options,
+            # Legs go where their venues are: the engine's placement, whatever the options say.
+            msgspec.structs.replace(
+                options or self.basket_options, labels=self.labels, namespace=self.namespace
+            ),
         )
         try:
             resolved = ray.get(actor.prepare.remote(), timeout=_START_TIMEOUT_S)
