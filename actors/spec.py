@@ -111,7 +111,8 @@ class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class HedgeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Temporary hedges while legs lag: instruments on one venue, traded once the imbalance's
-    dollar exposure passes `activation_usd`, resized only by changes of `hysteresis_usd`."""
+    one-day dollar risk (1σ, netted over the baskets hedging alike) passes `activation_usd`,
+    resized only by changes of `hysteresis_usd`."""
 
     venue: str
     instruments: list[str]

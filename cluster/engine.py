@@ -29,7 +29,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.lifecycle import BasketState
-from actors.protocol import VenueEndpoint
+from actors.protocol import HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
 from actors.shells import COLLATERAL_NAME, HEDGE_NAME, NAMESPACE, venue_actor_name
 from actors.shells.basket import BasketActor, BasketOptions, BasketStatus
@@ -322,6 +322,11 @@ class Engine:
             except RayActorError:
                 out[basket_id] = handle.result().status
         return out
+
+    def release_hedge(self, basket_id: str) -> list[HedgeStatement]:
+        """Let go of the hedge a finished basket holds (policy `hedge_and_hold`, or
+        `complete` after a failure): the hedge actor trades it away."""
+        return ray.get(self.hedger.release.remote(basket_id))
 
     def venue_stat(self, venue: str, method: str, *args: Any) -> Any:
         """Call a read-only method of a venue actor (tests and tools)."""

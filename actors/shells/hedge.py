@@ -161,6 +161,17 @@ class HedgeActor:
             reaction_ns=list(stats.reaction_ns),
         )
 
+    async def release(self, basket_id: str) -> list[HedgeStatement]:
+        """An operator lets go of a basket's held hedge (policy `hedge_and_hold`): its
+        exposure leaves every desk it is in, which trade accordingly."""
+        out = []
+        for desk in list(self._desks.values()):
+            stats = desk.stats.get(basket_id)
+            if stats is None or stats.spec is None or basket_id not in desk.book.baskets:
+                continue
+            out.append(await self.close(basket_id, stats.spec, desk.epoch, desk.venue))
+        return out
+
     def positions(self) -> dict[str, dict[str, float]]:
         """Every desk's positions in USD, by hedge venue/instrument."""
         out: dict[str, dict[str, float]] = {}

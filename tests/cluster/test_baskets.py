@@ -345,3 +345,7 @@ def test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge(make_e
         assert leg.reconciled and leg.target_qty - leg.filled_qty < leg.target_qty * D("0.01")
     assert report.hedge is not None and report.hedge.held and not report.hedge.flat_at_end
     assert positions(engine)["alpha"].get("IDXUSDT", D(0)) != 0
+    # The operator lets go: the hedge is traded away.
+    (statement,) = engine.release_hedge("t-complete")
+    assert statement.flat and not statement.held
+    assert positions(engine)["alpha"].get("IDXUSDT", D(0)) == 0
