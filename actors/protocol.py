@@ -57,6 +57,7 @@ class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
     ack_kind: AckKind
     venue_clock_offset_ns: int  # venue − leg
     venue_clock_rtt_ns: int | None
+    venue_typical_rtt_ns: int | None  # median round trip: the leg sends this/2 before fire_at
     mid: Decimal | None
 
 

@@ -350,7 +350,10 @@ class BasketActor:
     async def _fire(self, basket: ResolvedBasket) -> None:
         now = time.time_ns()
         worst_rtt = max((c.best.rtt_ns for c in self.clocks.values() if c.ready), default=0)
-        lead = max(int(self.options.fire_lead_ms * 1e6), 4 * worst_rtt)
+        # Far enough ahead that every leg hears of it in time, and that a leg on a distant
+        # venue can still send one one-way trip early.
+        head_start = max((a.venue_typical_rtt_ns or 0) // 2 for a in self.armed.values())
+        lead = max(int(self.options.fire_lead_ms * 1e6), 4 * worst_rtt) + head_start
         fire_at = max(now + lead, basket.params.start_ns(now))
         self.core = BasketCoordinator(
             basket,

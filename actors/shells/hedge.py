@@ -36,8 +36,11 @@ class _BasketStats(msgspec.Struct, kw_only=True):
     max_abs_position: float = 0.0
     fees_usd: float = 0.0
     reaction_ns: list[int] = []
-    pending_cause_ns: int | None = None  # the newest fill not yet answered by a hedge order
-    answered_ns: int = 0  # the newest fill a hedge order already answered
+    # The fill behind the newest report, while that report is what the desk trades on: a
+    # hedge order then answers that fill. A report that brings no newer fill (a price move)
+    # clears it, so an order it causes is not timed from an older fill.
+    pending_cause_ns: int | None = None
+    seen_cause_ns: int = 0  # the newest fill any report carried
     spec: HedgeSpec | None = None
     closed: bool = False
 
@@ -129,8 +132,10 @@ class HedgeActor:
             return  # stale, repeated or from a closed basket
         stats = desk.stats.setdefault(r.basket_id, _BasketStats())
         stats.spec = r.hedge
-        if r.cause_ns is not None and r.cause_ns > stats.answered_ns:
-            stats.pending_cause_ns = r.cause_ns
+        if r.cause_ns is not None and r.cause_ns > stats.seen_cause_ns:
+            stats.pending_cause_ns = stats.seen_cause_ns = r.cause_ns
+        else:
+            stats.pending_cause_ns = None
         self._kick(desk)
 
     async def close(
@@ -249,6 +254,5 @@ class HedgeActor:
             cause = causes[b]
             if cause is not None:
                 stats.reaction_ns.append(fill.sent_ns - cause)
-                stats.answered_ns = max(stats.answered_ns, cause)
                 if stats.pending_cause_ns == cause:
                     stats.pending_cause_ns = None

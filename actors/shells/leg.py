@@ -146,6 +146,7 @@ class LegActor:
             ack_kind=client.ack_semantics,
             venue_clock_offset_ns=client.clock_offset_ns,
             venue_clock_rtt_ns=client.clock_rtt_ns,
+            venue_typical_rtt_ns=client.typical_rtt_ns,
             mid=book.mid,
         )
 
