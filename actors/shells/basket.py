@@ -29,7 +29,7 @@ from actors.clock import ClockOffsetEstimator
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import LegNeed, Refused, Reserved
-from actors.messages import LegProgress
+from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg, ExposureReport, HedgeStatement, LegArmed, VenueEndpoint
 from actors.report import BasketReport, CollateralReport, HedgeReport, LegReport
 from actors.risk import RiskModel
@@ -60,6 +60,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     clock_pings: int = 5
     tick_ms: float = 100.0  # the coordinator's periodic step
     unwind_deadline_s: float = 30.0
+    leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: it is lost
     leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
 
 
@@ -115,9 +116,11 @@ class BasketActor:
         self._cancel: str | None = None
         self._failure: str | None = None
         self._failure_soft: str | None = None  # a leg failed under policy `complete`
-        self._hedge_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._hedge_position = 0.0
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
+        self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
+        self._probing: set[str] = set()
 
     # -- the driver's calls ------------------------------------------------------------------
     async def prepare(self) -> ResolvedBasket:
@@ -173,6 +176,7 @@ class BasketActor:
         core = self.core
         if core is None:
             return
+        self._heard[p.leg_id] = time.monotonic()
         offset = self._offset(p.leg_id)
         mapped = msgspec.structs.replace(
             p,
@@ -286,6 +290,8 @@ class BasketActor:
         for leg in basket.legs:
             selector = opts.labels.get(leg.venue)
             actor_opts: dict[str, Any] = {
+                "name": f"legato-leg-{basket.basket_id}-{leg.leg_id}",
+                "namespace": opts.namespace,
                 "num_cpus": 0,
                 "max_restarts": 0,
                 "max_task_retries": 0,
@@ -370,6 +376,7 @@ class BasketActor:
         core = self.core
         assert core is not None
         tick = self.options.tick_ms / 1e3
+        fired = time.monotonic()
         while core.done_ns is None:
             if self._cancel is not None or self._failure is not None:
                 return
@@ -377,6 +384,40 @@ class BasketActor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
             self._apply(core.tick(time.time_ns()))
+            self._check_silence(fired)
+
+    def _check_silence(self, since: float) -> None:
+        """Ping the legs that have gone quiet; one that does not answer is lost."""
+        core = self.core
+        assert core is not None
+        now = time.monotonic()
+        for leg_id in self.legs:
+            quiet = now - self._heard.get(leg_id, since)
+            finished = core.legs[leg_id].status in (LegStatus.DONE, LegStatus.FAILED)
+            if quiet > self.options.leg_silence_s and not finished and leg_id not in self._probing:
+                self._probing.add(leg_id)
+                task = asyncio.ensure_future(self._probe(leg_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _probe(self, leg_id: str) -> None:
+        try:
+            await asyncio.wait_for(self.legs[leg_id].ping.remote(), self.options.leg_silence_s)
+        except Exception as e:  # the actor (or its node) is gone, or hangs
+            core = self.core
+            assert core is not None
+            last = core.legs[leg_id]
+            lost = msgspec.structs.replace(
+                last,
+                seq=last.seq + 1,
+                status=LegStatus.FAILED,
+                blocked=True,
+                reason=f"leg actor lost ({_short(e) or type(e).__name__})",
+                ts_ns=time.time_ns(),
+            )
+            self._apply(core.on_progress(lost, time.time_ns()))
+        finally:
+            self._probing.discard(leg_id)
 
     def _apply(self, effects: list[Any]) -> None:
         for effect in effects:
@@ -440,7 +481,9 @@ class BasketActor:
             if self._failure_soft is not None:
                 held = "; the hedge is held for an operator" if hold else ""
                 self._finish(S.FAILED, self._failure_soft + held)
-            elif all(r.reconciled for r in self.reconciliations.values()):
+            elif len(self.reconciliations) == len(self.legs) and all(
+                r.reconciled for r in self.reconciliations.values()
+            ):
                 self._finish(S.COMPLETED, "every leg reconciled with its venue")
             else:
                 self._finish(S.FAILED, self._disagreement())
@@ -451,9 +494,14 @@ class BasketActor:
         if basket.policy is Policy.UNWIND:
             self._to(S.UNWINDING, f"{reason}; unwinding every filled leg (policy unwind)")
             left = await asyncio.gather(
-                *(leg.unwind.remote(self.options.unwind_deadline_s) for leg in self.legs.values())
+                *(leg.unwind.remote(self.options.unwind_deadline_s) for leg in self.legs.values()),
+                return_exceptions=True,
             )
-            stuck = [i for i, q in zip(self.legs, left, strict=True) if q != 0]
+            stuck = [
+                f"{i} ({_short(q)})" if isinstance(q, BaseException) else f"{i} ({q} left)"
+                for i, q in zip(self.legs, left, strict=True)
+                if isinstance(q, BaseException) or q != 0
+            ]
             if stuck:
                 reason += f"; unwind incomplete on {', '.join(stuck)}"
         self._to(S.RECONCILING, f"{reason}; confirming with the venues")
@@ -535,6 +583,7 @@ class BasketActor:
                     legs.append(self._on_basket_axis(leg_id, r))
                 else:
                     self.notes.append(f"leg {leg_id}: no report: {_short(r)}")
+                    legs.append(self._last_known(leg_id))
         for actor in self.legs.values():
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
@@ -580,6 +629,30 @@ class BasketActor:
             raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
             history=list(self.lifecycle.history),
             notes=list(self.notes),
+        )
+
+    def _last_known(self, leg_id: str) -> LegReport:
+        """A lost leg as its last snapshot showed it: not reconciled, orders unknown here."""
+        basket = self.resolved
+        assert basket is not None
+        leg = basket.leg(leg_id)
+        last = self.core.legs[leg_id] if self.core is not None else None
+        return LegReport(
+            leg_id=leg_id,
+            venue=leg.venue,
+            symbol=leg.symbol,
+            side=leg.side,
+            original_qty=leg.quantity,
+            target_qty=leg.quantity if last is None else last.target_qty,
+            filled_qty=Decimal(0) if last is None else last.filled_qty,
+            avg_price=None if last is None else last.avg_price,
+            fees_usd=Decimal(0),
+            status=LegStatus.FAILED,
+            reconciled=False,
+            child_orders=[],
+            rejects=[],
+            reason=(last.reason if last is not None and last.reason else "leg actor lost")
+            + "; figures from its last snapshot, its orders are at the venue",
         )
 
     def _on_basket_axis(self, leg_id: str, r: LegReport) -> LegReport:

@@ -349,3 +349,34 @@ def test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge(make_e
     (statement,) = engine.release_hedge("t-complete")
     assert statement.flat and not statement.held
     assert positions(engine)["alpha"].get("IDXUSDT", D(0)) == 0
+
+
+def test_a_lost_leg_actor_fails_the_basket_and_the_others_unwind(make_engine) -> None:
+    import ray  # noqa: PLC0415
+
+    engine = make_engine(venues())
+    spec = synth_eth("t-lost", policy="unwind")
+    spec = msgspec.structs.replace(
+        spec, params=msgspec.structs.replace(spec.params, horizon_s=30, grace_s=60)
+    )
+    handle = engine.submit(spec)
+    filling = next(
+        (
+            s
+            for s in handle.progress(every_s=0.05, timeout=60)
+            if s.state is BasketState.RUNNING and any(leg.filled_qty > 0 for leg in s.legs)
+        ),
+        None,
+    )
+    assert filling is not None, "the basket never started filling"
+    ray.kill(ray.get_actor("legato-leg-t-lost-steth", namespace=NAMESPACE), no_restart=True)
+    report = handle.result(timeout=120)
+
+    assert report.status is BasketState.FAILED
+    assert "steth" in report.reason and "lost" in report.reason, report.reason
+    legs = {leg.leg_id: leg for leg in report.legs}
+    assert set(legs) == {"eth", "steth", "btc"}
+    assert not legs["steth"].reconciled and legs["steth"].status is LegStatus.FAILED
+    held = positions(engine)
+    assert all(q == 0 for q in held["alpha"].values()), held  # the live legs unwound
+    assert all(q == 0 for q in held["gamma"].values()), held

@@ -1,0 +1,169 @@
+"""A basket submitted as a Ray job to a real multi-process cluster on this machine.
+
+`ray start --head` and two `ray start --address` workers, each labelled with a venue, token
+authentication on, all on 127.0.0.1 in their own temp dir; then `ray job submit --working-dir
+. -- legato run …`, as docs/deploy.md tells a user to. The Ray processes are started in their
+own sessions and stopped by those sessions' pids, never with `ray stop` (which would stop
+every Ray on the machine, this test session's included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.lifecycle import BasketState
+from actors.report import load_report
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+VENUES = ("alpha", "beta", "gamma")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process of session `sid` (what one `ray start` left running)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces) start after the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid:
+            out.append(int(entry.name))
+    return out
+
+
+def stop_sessions(sids: list[int], timeout_s: float = 15.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for sid in sids:
+            for pid in session_pids(sid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(session_pids(s) for s in sids):
+            time.sleep(0.1)  # bounded wait for processes to exit after a signal
+        if not any(session_pids(s) for s in sids):
+            return
+
+
+class RayCluster:
+    def __init__(self, env: dict[str, str], dashboard: str, tmp: Path) -> None:
+        self.env = env
+        self.dashboard = dashboard
+        self.tmp = tmp
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    tmp = Path(tempfile.mkdtemp(prefix="lgj", dir="/tmp"))  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env |= {
+        "RAY_TMPDIR": str(tmp),
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+    }
+    gcs, dash = free_port(), free_port()
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    commands = [
+        [
+            "--head",
+            "--port",
+            str(gcs),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dash),
+            "--labels",
+            f"venue={VENUES[0]}",
+        ],
+        *(["--address", f"127.0.0.1:{gcs}", "--labels", f"venue={v}"] for v in VENUES[1:]),
+    ]
+    sids: list[int] = []
+    try:
+        for args in commands:
+            proc = subprocess.Popen(
+                [str(BIN / "ray"), "start", *args, *common],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            sids.append(proc.pid)
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, f"ray start {' '.join(args)} failed:\n{out[-3000:]}"
+        yield RayCluster(env, f"http://127.0.0.1:{dash}", tmp)
+    finally:
+        stop_sessions(sids)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_basket_submitted_as_a_ray_job_completes_with_legs_on_their_venue_nodes(
+    ray_cluster: RayCluster,
+) -> None:
+    report_path = ray_cluster.tmp / "report.json"
+    submit = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        ray_cluster.dashboard,
+        "--working-dir",
+        str(ROOT),
+        "--",
+        "legato",
+        "run",
+        "examples/synthetic_eth_quick.toml",
+        "--json",
+        str(report_path),
+        "--every",
+        "2",
+    ]
+    # The job server answers before its agent is up on a busy machine: until then it
+    # refuses submissions (nothing is created), so asking again is safe. Bounded.
+    deadline = time.monotonic() + 90
+    while True:
+        done = subprocess.run(
+            submit,
+            env=ray_cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        log = done.stdout + done.stderr
+        if "No available agent to submit job" not in log or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)  # between bounded retries of a refused submission
+    assert done.returncode == 0, f"the job failed:\n{log[-4000:]}"
+    assert "synth-eth-quick RUNNING" in log  # progress lines in the job's log
+    assert "basket synth-eth-quick: COMPLETED" in log
+    report = load_report(report_path)
+    assert report.status is BasketState.COMPLETED
+    assert {leg.venue for leg in report.legs} == set(VENUES)
+    for leg in report.legs:
+        assert leg.node_labels.get("venue") == leg.venue, (leg.leg_id, leg.node_labels)
+        assert leg.reconciled
+    assert len({leg.node_id for leg in report.legs}) == 3
