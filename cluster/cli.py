@@ -139,6 +139,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _connect(address: str | None) -> None:
+    import ray
+
+    from cluster.engine import EngineError, check_reachable
+
+    where = address or os.environ.get("RAY_ADDRESS")
+    if not where:
+        raise UserError(
+            "no cluster to ask: give --address (e.g. 127.0.0.1:6379) or set RAY_ADDRESS; "
+            "a basket run by `legato run` without a cluster lives only in that process"
+        )
+    try:
+        check_reachable(where)
+    except EngineError as e:
+        raise UserError(str(e)) from None
+    try:
+        ray.init(address=where, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, ValueError) as e:
+        raise UserError(f"cannot connect to the Ray cluster at {where}: {e}") from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import ray
+
+    from cluster import present
+
+    _connect(args.address)
+    prefix = "legato-basket-"
+    names = sorted(
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(prefix) and a["namespace"] == args.namespace
+    )
+    if not names:
+        print(f"no basket running in namespace {args.namespace!r}")
+        return 0
+    for name in names:
+        try:
+            actor = ray.get_actor(name, namespace=args.namespace)
+            status = ray.get(actor.status.remote(), timeout=10)
+        except Exception:  # it ended between the listing and the call
+            continue
+        print("\n".join(present.status_lines(status)))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    import ray
+
+    _connect(args.address)
+    try:
+        actor = ray.get_actor(f"legato-basket-{args.basket_id}", namespace=args.namespace)
+    except ValueError:
+        raise UserError(
+            f"no basket {args.basket_id!r} is running in namespace {args.namespace!r} "
+            "(`legato status` lists them)"
+        ) from None
+    state = ray.get(actor.cancel.remote("cancelled with legato cancel"), timeout=10)
+    print(f"basket {args.basket_id}: cancel requested (it was {state.value}); its policy applies")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "legato demo: the synthetic ETH basket (long ETH perp on alpha, long stETH on beta, "
@@ -201,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines when not on a terminal (default 5)",
     )
     run.set_defaults(func=cmd_run)
+
+    for name, helptext, func in (
+        ("status", "list the running baskets of a cluster and their progress", cmd_status),
+        ("cancel", "cancel a running basket (its failure policy applies)", cmd_cancel),
+    ):
+        cmd = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
+        if name == "cancel":
+            cmd.add_argument("basket_id", metavar="BASKET_ID", help="the basket's id")
+        cmd.add_argument(
+            "--address", metavar="ADDR", help="the Ray cluster (default: $RAY_ADDRESS)"
+        )
+        cmd.add_argument(
+            "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
+        )
+        cmd.set_defaults(func=func)
 
     venues = sub.add_parser(
         "venues", help="simulated venues", description="Run and inspect simulated venues."

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,27 @@ _Venue = ray.remote(VenueActor)
 _Basket = ray.remote(BasketActor)
 _Collateral = ray.remote(CollateralActor)
 _Hedge = ray.remote(HedgeActor)
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail at once, saying so, when nothing listens at a cluster address (`host:port` or
+    `ray://host:port`); Ray itself would keep retrying for minutes. "auto" is left to Ray."""
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(
+            f"address: {address!r} is not a Ray cluster address; accepted: host:port, "
+            "ray://host:port or auto"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise EngineError(
+            f"cannot connect to the Ray cluster at {address}: nothing answers there "
+            f"({e.strerror or e}); is `ray start --head` running?"
+        ) from None
 
 
 def _selector(label: str) -> dict[str, str]:
@@ -91,8 +113,11 @@ class BasketHandle:
             if deadline is not None and time.monotonic() > deadline:
                 return
             ready, _ = ray.wait([self._run], timeout=every_s)
-            if ready:
-                yield msgspec.structs.replace(snapshot, state=self.result().status)
+            if ready:  # the basket ended: one last look, with the legs as they ended
+                try:
+                    yield self.status()
+                except RayActorError:
+                    yield msgspec.structs.replace(snapshot, state=self.result().status)
                 return
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
@@ -160,6 +185,8 @@ class Engine:
         if not ray.is_initialized():
             # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
             joining = address is not None or bool(os.environ.get("RAY_ADDRESS"))
+            if address is not None:
+                check_reachable(address)
             try:
                 ray.init(
                     address=address,

@@ -380,3 +380,32 @@ def test_a_lost_leg_actor_fails_the_basket_and_the_others_unwind(make_engine) ->
     held = positions(engine)
     assert all(q == 0 for q in held["alpha"].values()), held  # the live legs unwound
     assert all(q == 0 for q in held["gamma"].values()), held
+
+
+def test_a_real_venue_without_its_keys_is_refused_at_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tomllib  # noqa: PLC0415
+
+    from cluster.engine import EngineError  # noqa: PLC0415
+
+    # The venue's actor reads the keys where it runs: neither variable is set there.
+    monkeypatch.delenv("LEGATO_TEST_MISSING_KEY", raising=False)
+    config = parse_venues(
+        tomllib.loads(
+            """
+            [venues.live]
+            kind = "binance_usdm"
+            rest_url = "http://127.0.0.1:9"
+            ws_url = "ws://127.0.0.1:9"
+            api_key_env = "LEGATO_TEST_MISSING_KEY"
+            secret_env = "LEGATO_TEST_MISSING_SECRET"
+            """
+        ),
+        source="test",
+    )
+    with pytest.raises(EngineError) as info:
+        Engine.start(config, namespace=NAMESPACE)
+    message = str(info.value)
+    assert "live" in message and "LEGATO_TEST_MISSING_KEY" in message
+    assert "Traceback" not in message

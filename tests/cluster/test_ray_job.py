@@ -68,10 +68,21 @@ def stop_sessions(sids: list[int], timeout_s: float = 15.0) -> None:
 
 
 class RayCluster:
-    def __init__(self, env: dict[str, str], dashboard: str, tmp: Path) -> None:
+    def __init__(self, env: dict[str, str], dashboard: str, gcs: str, tmp: Path) -> None:
         self.env = env
         self.dashboard = dashboard
+        self.gcs = gcs
         self.tmp = tmp
+
+    def legato(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "legato"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +114,20 @@ def ray_cluster() -> Iterator[RayCluster]:
     sids: list[int] = []
     try:
         for args in commands:
+            # Every agent port of its own: the defaults (52365, …) may be held by another Ray
+            # on this machine, such as this test session's, and an agent that cannot bind
+            # leaves the job server with nobody to run jobs.
+            ports = [
+                f"--{name}={free_port()}"
+                for name in (
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "metrics-export-port",
+                    "runtime-env-agent-port",
+                )
+            ]
             proc = subprocess.Popen(
-                [str(BIN / "ray"), "start", *args, *common],
+                [str(BIN / "ray"), "start", *args, *common, *ports],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -114,7 +137,7 @@ def ray_cluster() -> Iterator[RayCluster]:
             sids.append(proc.pid)
             out, _ = proc.communicate(timeout=120)
             assert proc.returncode == 0, f"ray start {' '.join(args)} failed:\n{out[-3000:]}"
-        yield RayCluster(env, f"http://127.0.0.1:{dash}", tmp)
+        yield RayCluster(env, f"http://127.0.0.1:{dash}", f"127.0.0.1:{gcs}", tmp)
     finally:
         stop_sessions(sids)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -167,3 +190,13 @@ def test_a_basket_submitted_as_a_ray_job_completes_with_legs_on_their_venue_node
         assert leg.node_labels.get("venue") == leg.venue, (leg.leg_id, leg.node_labels)
         assert leg.reconciled
     assert len({leg.node_id for leg in report.legs}) == 3
+
+
+def test_status_and_cancel_reach_the_cluster(ray_cluster: RayCluster) -> None:
+    done = ray_cluster.legato("status", "--address", ray_cluster.gcs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no basket running" in done.stdout
+    done = ray_cluster.legato("cancel", "nope", "--address", ray_cluster.gcs)
+    assert done.returncode == 2
+    assert "no basket 'nope' is running" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -23,7 +23,17 @@ def legato(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [(), ("demo",), ("run",), ("venues",), ("venues", "simulate"), ("venues", "up")]
+    "args",
+    [
+        (),
+        ("demo",),
+        ("run",),
+        ("status",),
+        ("cancel",),
+        ("venues",),
+        ("venues", "simulate"),
+        ("venues", "up"),
+    ],
 )
 def test_every_command_has_help(args: tuple[str, ...]) -> None:
     done = legato(*args, "--help")
@@ -50,6 +60,10 @@ def test_simulate_prints_measurements_beside_targets(tmp_path: Path) -> None:
         (("run", "/no/such/basket.toml"), "cannot read /no/such/basket.toml"),
         (("run", "examples/pair_cross_venue.toml", "--venues", "/no/such/v.toml"), "no such"),
         (("run", "examples/venues.toml"), "invalid basket"),  # a venues file is no basket
+        (("status", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("cancel", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("status", "--address", "nowhere"), "not a Ray cluster address"),
+        (("run", "examples/pair_cross_venue.toml", "--address", "127.0.0.1:1"), "nothing answers"),
     ],
 )
 def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message: str) -> None:
