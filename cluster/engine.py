@@ -32,13 +32,14 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from actors.lifecycle import BasketState
 from actors.protocol import HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
-from actors.shells import COLLATERAL_NAME, HEDGE_NAME, NAMESPACE, venue_actor_name
+from actors.shells import COLLATERAL_NAME, HEDGE_NAME, venue_actor_name
 from actors.shells.basket import BasketActor, BasketOptions, BasketStatus
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
 from actors.shells.venue import VenueActor
 from actors.spec import BasketSpec, RebalanceSpec, ResolvedBasket, SpecError, load_basket
-from venues.config import VenuesConfig, load_venues
+from cluster.config import ClusterConfig, load_cluster
+from venues.config import VenuesConfig
 
 Placement = Literal["auto", "labels", "anywhere"]
 _START_TIMEOUT_S = 60.0
@@ -170,17 +171,30 @@ class Engine:
     @classmethod
     def start(
         cls,
-        venues: str | Path | VenuesConfig,
+        venues: str | Path | VenuesConfig | ClusterConfig,
         *,
         address: str | None = None,
-        namespace: str = NAMESPACE,
-        placement: Placement = "auto",
+        namespace: str | None = None,
+        placement: Placement | None = None,
         num_cpus: int | None = None,
         basket_options: BasketOptions | None = None,
     ) -> Engine:
         """Connect to Ray (`address`: "auto", "ray://…"; None: the running instance, or a new
-        local one), start the venues of `venues`, ensure the singletons exist."""
-        config = venues if isinstance(venues, VenuesConfig) else load_venues(venues)
+        local one), start the venues of `venues`, ensure the singletons exist.
+
+        `venues` is a configuration file (its `[venues.*]` and `[engine]` tables), or the
+        parsed configuration; `namespace`, `placement` and `basket_options` override what
+        its `[engine]` table says.
+        """
+        if isinstance(venues, str | Path):
+            venues = load_cluster(venues)
+        if isinstance(venues, VenuesConfig):
+            venues = ClusterConfig(venues=venues)
+        settings = venues.engine
+        config = venues.venues
+        namespace = namespace or settings.namespace
+        placement = placement or settings.placement
+        basket_options = basket_options or settings.basket_options()
         started = False
         if not ray.is_initialized():
             # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
@@ -255,7 +269,7 @@ class Engine:
             collateral=collateral,
             hedger=hedger,
             started_ray=started,
-            basket_options=basket_options or BasketOptions(),
+            basket_options=basket_options,
         )
 
     @staticmethod
