@@ -93,6 +93,7 @@ class BasketReport(msgspec.Struct, kw_only=True):
     fraction: float = 1.0  # of the original basket targeted at the end (shrinks cut it)
     launch_skew_ns: int | None = None  # first to last leg's venue accept, basket axis
     raw_ack_skew_ns: int | None = None  # first to last leg's ack arrival: not comparable
+    venue_nodes: dict[str, dict[str, str]] = {}  # venue → labels of the node its actor ran on
     history: list[StateChanged] = []
     notes: list[str] = []
 

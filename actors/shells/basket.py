@@ -627,6 +627,11 @@ class BasketActor:
             fraction=1.0 if self.core is None else float(self.core.sync.fraction),
             launch_skew_ns=(max(accepts) - min(accepts)) if full else None,
             raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
+            venue_nodes={
+                v: {"node_id": e.placement.node_id, **e.placement.node_labels}
+                for v, e in self.endpoints.items()
+                if e.placement is not None and (basket is None or v in _venues_of(basket))
+            },
             history=list(self.lifecycle.history),
             notes=list(self.notes),
         )
@@ -680,6 +685,11 @@ class BasketActor:
         if reconciled is not None:
             r.reconciled = reconciled.reconciled
         return r
+
+
+def _venues_of(basket: ResolvedBasket) -> set[str]:
+    hedge = {basket.hedge.venue} if basket.hedge is not None else set()
+    return {leg.venue for leg in basket.legs} | hedge
 
 
 def _short(e: BaseException) -> str:

@@ -190,6 +190,12 @@ def test_a_basket_submitted_as_a_ray_job_completes_with_legs_on_their_venue_node
         assert leg.node_labels.get("venue") == leg.venue, (leg.leg_id, leg.node_labels)
         assert leg.reconciled
     assert len({leg.node_id for leg in report.legs}) == 3
+    # The simulated venues ran on their labelled nodes too, each next to its legs.
+    for venue, node in report.venue_nodes.items():
+        assert node.get("venue") == venue, (venue, node)
+    assert {leg.node_id for leg in report.legs} == {
+        report.venue_nodes[leg.venue]["node_id"] for leg in report.legs
+    }
 
 
 def test_status_and_cancel_reach_the_cluster(ray_cluster: RayCluster) -> None:
