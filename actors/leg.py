@@ -259,11 +259,15 @@ class LegLedger:
         )
 
     # -- reconciliation ----------------------------------------------------------------------
-    def reconcile(self, venue: Mapping[str, ExecutionReport | None], now_ns: int) -> Reconciliation:
+    def reconcile(
+        self, venue: Mapping[str, ExecutionReport | None], now_ns: int, *, adopt: bool = True
+    ) -> Reconciliation:
         """Compare every child order with the venue's answer to its query (None: the venue
         does not know the id). Reconciled when every order is terminal at the venue and
         agrees with the record on status and filled quantity; the venue's figures then
-        replace the record's (the venue is the source of truth)."""
+        replace the record's (the venue is the source of truth). With `adopt=False` the record
+        is left as it is, so that a later look can still tell a real disagreement from a
+        report that was on its way."""
         mismatches: list[Mismatch] = []
         still_open: list[str] = []
         missing: list[str] = []
@@ -311,6 +315,8 @@ class LegLedger:
             signed = answer.cum_filled if child.side is self.side else -answer.cum_filled
             venue_filled += signed
         ledger_filled = self.filled_qty
+        if not adopt:  # a first look: the record may still catch up on its own (stream lag)
+            venue = {}
         # The venue is the source of truth: take its figures for every order it knows.
         for coid, answer in venue.items():
             if answer is not None and coid in self.orders:

@@ -196,7 +196,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             f"no basket {args.basket_id!r} is running in namespace {args.namespace!r} "
             "(`legato status` lists them)"
         ) from None
-    state = ray.get(actor.cancel.remote("cancelled with legato cancel"), timeout=10)
+    try:
+        state = ray.get(actor.cancel.remote("cancelled with legato cancel"), timeout=10)
+    except Exception as e:  # it ended (or its driver went) between the lookup and the call
+        raise UserError(
+            f"basket {args.basket_id}: could not be reached ({type(e).__name__})"
+        ) from None
     print(f"basket {args.basket_id}: cancel requested (it was {state.value}); its policy applies")
     return 0
 

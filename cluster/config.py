@@ -30,6 +30,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tick_ms: float = 100.0  # the basket's periodic coordination step
     unwind_deadline_s: float = 30.0  # how long policy `unwind` keeps trying
     leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: lost
+    min_overrun_s: float = 60.0  # how long past horizon + grace a basket may run on
 
     def basket_options(self) -> BasketOptions:
         return BasketOptions(
@@ -39,6 +40,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             tick_ms=self.tick_ms,
             unwind_deadline_s=self.unwind_deadline_s,
             leg_silence_s=self.leg_silence_s,
+            min_overrun_s=self.min_overrun_s,
         )
 
 
@@ -80,7 +82,7 @@ def parse_cluster(
         engine = msgspec.convert(raw, EngineSettings)
     except msgspec.ValidationError as e:
         raise ConfigError(_explain(source, e)) from None
-    for name in ("fire_lead_ms", "arm_timeout_s", "tick_ms", "unwind_deadline_s", "leg_silence_s"):
+    for name in EngineSettings.__struct_fields__[2:]:  # every figure after the two names
         value = getattr(engine, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: engine.{name}: {value} is not a number > 0")

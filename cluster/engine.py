@@ -134,6 +134,9 @@ class BasketHandle:
                 raise TimeoutError(
                     f"basket {self.basket_id} still running after {timeout} s"
                 ) from None
+            # The basket is over: its actor (and its name, its memory) goes.
+            with contextlib.suppress(Exception):
+                ray.kill(self._actor, no_restart=True)
         return self._report
 
 
@@ -347,6 +350,13 @@ class Engine:
             if isinstance(cause, SpecError):
                 raise cause from None
             raise EngineError(f"basket {spec.basket_id}: cannot be checked: {_cause(e)}") from None
+        except (GetTimeoutError, RayActorError) as e:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            raise EngineError(
+                f"basket {spec.basket_id}: its actor did not answer within "
+                f"{_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
+            ) from None
         handle = BasketHandle(resolved, actor, actor.run.remote())
         self.handles[spec.basket_id] = handle
         return handle

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 S = BasketState
+LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it is lost
 
 
 class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +62,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     tick_ms: float = 100.0  # the coordinator's periodic step
     unwind_deadline_s: float = 30.0
     leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: it is lost
+    min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
     leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
 
 
@@ -137,9 +139,14 @@ class BasketActor:
         that fails (the report says why), only for a bug."""
         try:
             await self._life()
-        except Exception as e:  # a bug: still stop the legs and say so in the report
+        except Exception as e:  # a bug: still apply the policy and say so in the report
             log.exception("basket %s: unexpected error", self.basket_id)
             self._failure = self._failure or f"internal error: {e!r}"
+            if self.lifecycle.state is S.RUNNING and self.resolved is not None:
+                try:
+                    await self._end()
+                except Exception:
+                    log.exception("basket %s: ending after an error", self.basket_id)
             await self._stop_legs()
             self._finish(S.FAILED, self._failure)
         finally:
@@ -326,6 +333,7 @@ class BasketActor:
                 asyncio.gather(*(arm_one(i) for i in ids)), opts.arm_timeout_s
             )
         except TimeoutError:
+            self._abandon_legs()
             waiting = [
                 f"{leg.leg_id} on {leg.venue} (label {opts.labels.get(leg.venue) or 'none'})"
                 for leg in basket.legs
@@ -337,10 +345,19 @@ class BasketActor:
             )
             return False
         except Exception as e:
+            self._abandon_legs()
             self._finish(S.FAILED, f"a leg could not be armed: {_short(e)}; nothing was sent")
             return False
         self.armed = dict(zip(ids, armed, strict=True))
         return True
+
+    def _abandon_legs(self) -> None:
+        """Legs that never armed sent nothing: stop them (some may never have been placed
+        on a node) rather than wait on them."""
+        for actor in self.legs.values():
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        self.legs = {}
 
     async def _measure_clock(self, leg_id: str) -> None:
         est = self.clocks.setdefault(leg_id, ClockOffsetEstimator())
@@ -377,8 +394,19 @@ class BasketActor:
         assert core is not None
         tick = self.options.tick_ms / 1e3
         fired = time.monotonic()
+        params = core.basket.params
+        # A basket in step but slow as a whole carries on past its horizon (the synchronizer
+        # does not shrink it), but not for ever: past this it fails and its policy applies.
+        overrun_s = max(self.options.min_overrun_s, params.horizon_s)
+        deadline_ns = core.start_ns + int((params.horizon_s + params.grace_s + overrun_s) * NS)
         while core.done_ns is None:
             if self._cancel is not None or self._failure is not None:
+                return
+            if time.time_ns() > deadline_ns:
+                self._failure = (
+                    f"not done {overrun_s + params.grace_s:g} s after its horizon of "
+                    f"{params.horizon_s:g} s"
+                )
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -506,15 +534,24 @@ class BasketActor:
                 reason += f"; unwind incomplete on {', '.join(stuck)}"
         self._to(S.RECONCILING, f"{reason}; confirming with the venues")
         await self._reconcile()
-        hold = basket.policy is Policy.HEDGE_AND_HOLD and self._imbalanced()
+        # Whatever the policy, legs left out of step keep their hedge (DESIGN §5.8).
+        hold = self._imbalanced()
         await self._close_hedge(hold=hold)
-        if hold:
-            reason += "; the hedge is held for an operator (policy hedge_and_hold)"
+        if hold and basket.hedge is not None and basket.hedge.enabled:
+            reason += "; the legs are out of step: the hedge is held for an operator"
         self._finish(end, reason)
 
     def _imbalanced(self) -> bool:
+        """Are the legs out of step by more than a dollar, by the venues' own figures where
+        the legs were reconciled (their last snapshots may still be on their way)?"""
         core = self.core
-        return core is not None and any(abs(u) > 1.0 for u in core.imbalance().values())
+        if core is None:
+            return False
+        for leg_id, r in self.reconciliations.items():
+            core.legs[leg_id] = msgspec.structs.replace(
+                core.legs[leg_id], filled_qty=r.venue_filled_qty
+            )
+        return any(abs(u) > 1.0 for u in core.imbalance().values())
 
     def _disagreement(self) -> str:
         parts = []
@@ -530,7 +567,11 @@ class BasketActor:
 
     async def _reconcile(self) -> None:
         results = await asyncio.gather(
-            *(leg.reconcile.remote() for leg in self.legs.values()), return_exceptions=True
+            *(
+                asyncio.wait_for(_ref(leg.reconcile.remote()), LEG_CALL_TIMEOUT_S)
+                for leg in self.legs.values()
+            ),
+            return_exceptions=True,
         )
         for leg_id, r in zip(self.legs, results, strict=True):
             if isinstance(r, Reconciliation):
@@ -566,9 +607,14 @@ class BasketActor:
 
     async def _close_legs(self) -> None:
         if self.legs:
-            await asyncio.gather(
-                *(leg.close.remote() for leg in self.legs.values()), return_exceptions=True
-            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(leg.close.remote() for leg in self.legs.values()),
+                        return_exceptions=True,
+                    ),
+                    LEG_CALL_TIMEOUT_S,
+                )
 
     # -- the report --------------------------------------------------------------------------
     async def _report(self) -> BasketReport:
@@ -576,7 +622,11 @@ class BasketActor:
         legs: list[LegReport] = []
         if self.legs:
             got = await asyncio.gather(
-                *(leg.report.remote() for leg in self.legs.values()), return_exceptions=True
+                *(
+                    asyncio.wait_for(_ref(leg.report.remote()), LEG_CALL_TIMEOUT_S)
+                    for leg in self.legs.values()
+                ),
+                return_exceptions=True,
             )
             for leg_id, r in zip(self.legs, got, strict=True):
                 if isinstance(r, LegReport):
@@ -596,7 +646,9 @@ class BasketActor:
             hedge = HedgeReport(
                 venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
             )
-            if st is not None:
+            if st is None:
+                hedge.flat_at_end = False  # not known: say so rather than claim it
+            else:
                 hedge.orders = st.orders
                 hedge.max_abs_position = st.max_abs_position
                 hedge.pnl_usd = st.pnl_usd
@@ -685,6 +737,11 @@ class BasketActor:
         if reconciled is not None:
             r.reconciled = reconciled.reconciled
         return r
+
+
+async def _ref(ref: Any) -> Any:
+    """An ObjectRef as a coroutine (so that `asyncio.wait_for` can bound it)."""
+    return await ref
 
 
 def _venues_of(basket: ResolvedBasket) -> set[str]:

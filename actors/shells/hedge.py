@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -49,9 +50,14 @@ class _Desk:
     """One hedge venue and instrument set, shared by the baskets that hedge with it."""
 
     def __init__(
-        self, key: tuple[str, str, tuple[str, ...]], venue: Any, instruments: list[Instrument]
+        self,
+        key: tuple[str, str, tuple[str, ...]],
+        venue: Any,
+        instruments: list[Instrument],
+        tag: str,
     ) -> None:
         self.key = key
+        self.tag = tag
         self.venue = venue
         self.instruments = instruments
         self.book = HedgeBook(HedgeSizer(RiskModel.from_calibration(), instruments))
@@ -101,6 +107,9 @@ class HedgeActor:
 
     def __init__(self) -> None:
         self._desks: dict[tuple[str, str, tuple[str, ...]], _Desk] = {}
+        # Hedge client order ids must never repeat on a venue: this actor's own tag, and
+        # each desk's number, go into every one.
+        self._tag = uuid.uuid4().hex[:8]
 
     async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any) -> _Desk:
         key = (spec.venue, epoch, tuple(sorted(spec.instruments)))
@@ -108,7 +117,8 @@ class HedgeActor:
         if desk is None:
             listed = await venue.instruments.remote()
             instruments = [listed[s] for s in key[2]]
-            desk = self._desks.setdefault(key, _Desk(key, venue, instruments))
+            tag = f"{self._tag}{len(self._desks)}"
+            desk = self._desks.setdefault(key, _Desk(key, venue, instruments, tag))
             if desk.marker is None:
                 desk.marker = asyncio.create_task(self._mark_loop(desk))
         return desk
@@ -225,7 +235,7 @@ class HedgeActor:
                 return
 
     async def _execute(self, desk: _Desk, order: HedgeOrder) -> None:
-        coid = f"lgh-{desk.epoch[:10]}-{desk.n}"
+        coid = f"lgh-{desk.tag}-{desk.n}"
         desk.n += 1
         involved = desk.active()
         # The fills this order answers are those known before it leaves, not any that a

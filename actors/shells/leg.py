@@ -6,8 +6,8 @@ The shell owns the leg's venue connection and its timers; the decisions are the
 `LegProgress` snapshots, sent whenever something changes and as a heartbeat.
 
 Order-sending methods run at most once: the actor is created with `max_task_retries=0`, and
-every child order has a deterministic client order id, so a retried call could never send a
-second order for the same slice anyway (the venue would refuse the duplicate id).
+every child order has a deterministic client order id, and an order whose answer was lost is
+settled by querying that id, never by sending it again.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ class LegActor:
         self._run_task: asyncio.Task[None] | None = None
         self._fired_ns: int | None = None  # when the timer went off (leg clock)
         self._fire_at_ns: int | None = None  # when the first order should reach the venue
+        self._published: tuple[object, ...] = ()  # what the last snapshot said
+        self._adjusted_ns = 0  # basket time of the newest adjustment applied
+        self._published_ns = 0
         self._rejects_in_row = 0
         self._next_n = 0
         self._original_qty = _ZERO
@@ -244,7 +247,7 @@ class LegActor:
                     self._status = LegStatus.PAUSED
                 elif self._mode is not Mode.PAUSE and self._status is LegStatus.PAUSED:
                     self._status = LegStatus.WORKING
-                self._publish()
+                self._publish(only_if_changed=True)
                 await self._sleep_until_due(sched)
         except asyncio.CancelledError:
             raise
@@ -349,9 +352,30 @@ class LegActor:
         book = self._book
         return None if book is None else (book.bid + book.ask) / 2
 
-    def _publish(self) -> None:
+    def _publish(self, *, only_if_changed: bool = False) -> None:
+        """Send the basket a snapshot. `only_if_changed`: skip it when nothing the basket
+        reads has changed since the last one and the heartbeat is not due (the run loop
+        wakes on every book tick)."""
         if self._basket is None or self._ledger is None:
             return
+        ledger = self._ledger
+        state = (
+            self._status,
+            ledger.filled_qty,
+            ledger.open_qty,
+            ledger.target_qty,
+            self._blocked,
+            ledger.first is not None and ledger.first.ack_ns is not None,
+        )
+        now = self.now_ns()
+        if (
+            only_if_changed
+            and state == self._published
+            and self._cmd is not None
+            and now - self._published_ns < self._cmd.progress_every_ns
+        ):
+            return
+        self._published, self._published_ns = state, now
         snapshot = self._ledger.progress(
             self._status,
             self.now_ns(),
@@ -366,13 +390,16 @@ class LegActor:
 
     # -- commands from the basket ------------------------------------------------------------
     def adjust(self, adj: AdjustLeg) -> None:
-        """Obey the synchronizer: a new mode, and perhaps a smaller target."""
-        if self._mode is Mode.STOP:
+        """Obey the synchronizer: a new mode, and perhaps a smaller target. Calls may arrive
+        out of order: an adjustment older than the last one applied is dropped."""
+        if self._mode is Mode.STOP or adj.ts_ns < self._adjusted_ns:
             return
+        self._adjusted_ns = adj.ts_ns
+        sched = self._sched
+        if adj.target_qty is not None and sched is not None and adj.target_qty < sched.target_qty:
+            # Targets only ever shrink; a cut older than one applied cannot get here.
+            self._l.target_qty = sched.shrink(adj.target_qty, self._l.filled_qty)
         self._mode = adj.mode
-        if adj.target_qty is not None and self._sched is not None:
-            new = self._sched.shrink(adj.target_qty, self._l.filled_qty)
-            self._l.target_qty = new
         self._wake.set()
 
     async def stop(self, reason: str = "stopped by the basket") -> LegProgress:
@@ -460,7 +487,8 @@ class LegActor:
                     answers[coid] = await self._client.query(self._leg.symbol, coid)
                 except UnknownOrder:
                     answers[coid] = None
-            result = self._l.reconcile(answers, self.now_ns())
+            final = attempt + 1 == attempts
+            result = self._l.reconcile(answers, self.now_ns(), adopt=final)
             if result.reconciled:
                 break
             if attempt + 1 < attempts:

@@ -28,10 +28,15 @@ def parse(extra: str) -> object:
     return parse_cluster(tomllib.loads(head + VENUE + tables), source="c.toml")
 
 
-def test_the_example_file_loads_with_its_engine_settings() -> None:
-    config = load_cluster(ROOT / "examples" / "venues.toml")
+def test_the_example_file_loads_with_its_engine_settings(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "venues.toml"
+    config = load_cluster(example)
     assert set(config.venues.venues) == {"alpha", "beta", "gamma"}
     assert config.engine == EngineSettings()  # the example spells out the defaults
+    # ...and they are read from it: change one in a copy and the configuration follows.
+    copy = tmp_path / "venues.toml"
+    copy.write_text(example.read_text().replace("tick_ms = 100", "tick_ms = 250"))
+    assert load_cluster(copy).engine.tick_ms == 250
 
 
 def test_engine_settings_become_the_baskets_options() -> None:

@@ -535,3 +535,19 @@ def test_a_lost_answer_is_not_an_acknowledgement() -> None:
     assert child.unknown and child.ack_ns is None and child.ack_kind is None
     assert lg.progress(LegStatus.WORKING, 201, None).first_ack is False
     assert lg.open_qty == D(1)
+
+
+def test_a_first_look_that_disagrees_leaves_the_record_to_catch_up() -> None:
+    # adopt=False (the leg's first looks): a disagreement is reported and the record kept,
+    # so that a second look still sees it; only the final look adopts the venue's figures.
+    lg = ledger()
+    o = order(1, qty="2")
+    lg.sent(o, 1, 100)
+    lg.acked(report(o, OrderStatus.FILLED, "1", "2600", ack_kind=AckKind.RESULT), 200)
+    venue = {o.client_order_id: report(o, OrderStatus.FILLED, "2", "2600")}
+    first = lg.reconcile(venue, 300, adopt=False)
+    assert not first.reconciled and lg.filled_qty == D(1)
+    again = lg.reconcile(venue, 400, adopt=False)
+    assert not again.reconciled and [m.field for m in again.mismatches] == ["filled_qty"]
+    final = lg.reconcile(venue, 500)
+    assert not final.reconciled and lg.filled_qty == D(2)
