@@ -230,9 +230,21 @@ class HedgeActor:
                 try:
                     await self._execute(desk, order)
                 except Exception as e:
-                    log.warning("hedge desk %s: order failed: %s", desk.key[0], e)
+                    # The order may have filled all the same: take the positions from the
+                    # venue (the hedge instruments are the desk's own there) before going on.
+                    log.warning("hedge desk %s: order failed: %s; resyncing", desk.key[0], e)
+                    await self._resync(desk)
             if not desk.dirty:
                 return
+
+    async def _resync(self, desk: _Desk) -> None:
+        try:
+            held = await desk.venue.positions.remote()
+        except Exception as e:
+            log.warning("hedge desk %s: cannot read positions: %s", desk.key[0], e)
+            return
+        for i in desk.instruments:
+            desk.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
 
     async def _execute(self, desk: _Desk, order: HedgeOrder) -> None:
         coid = f"lgh-{desk.tag}-{desk.n}"

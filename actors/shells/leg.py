@@ -107,8 +107,14 @@ class LegActor:
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
         return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A background task that dies (a stream, a settle) must not die unseen.
+            log.error("leg task %s failed: %r", task.get_name(), task.exception())
 
     @property
     def _l(self) -> LegLedger:
@@ -448,6 +454,10 @@ class LegActor:
         deadline = time.monotonic() + deadline_s
         attempts = 0
         while time.monotonic() < deadline and attempts < 50:
+            if self._l.open_qty > 0:
+                # An order whose outcome is still unknown may yet fill: sending more could
+                # overshoot flat. Stop here; what is left is reported.
+                break
             remaining = inst.snap_qty(self._l.filled_qty)
             if remaining <= 0:
                 break

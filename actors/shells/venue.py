@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import ray
 
@@ -142,7 +143,12 @@ class VenueActor:
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: background task failed: %r", self.name, task.exception())
 
     async def _follow_reports(self) -> None:
         assert self._client is not None
