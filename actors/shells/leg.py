@@ -227,6 +227,8 @@ class LegActor:
         self._status = LegStatus.WORKING
         try:
             while True:
+                if self._status is LegStatus.FAILED:  # failed by a report meanwhile
+                    return
                 now = self.now_ns()
                 volume, self._volume = self._volume, _ZERO
                 mode = self._mode
@@ -340,16 +342,21 @@ class LegActor:
         self._changed()
 
     def _changed(self) -> None:
-        # A first child order the venue refused on its stream (RECEIPT venues) fails the leg.
+        # Refusals that arrive on the stream (a RECEIPT venue answers before its checks, so
+        # later orders may already be out): the first order refused fails the leg at once,
+        # as do MAX_CONSECUTIVE_REJECTS refusals in a row.
+        working = self._status in (LegStatus.WORKING, LegStatus.PAUSED, LegStatus.ARMED)
         first = self._l.first
-        if (
-            first is not None
-            and first.reject is not None
-            and first.filled_qty == 0
-            and self._status in (LegStatus.WORKING, LegStatus.ARMED)
-            and len(self._l.orders) == 1
-        ):
+        if working and first is not None and first.reject is not None:
             self._fail(f"first order {first.client_order_id} rejected: {first.reject}")
+            return
+        latest = sorted(self._l.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
+        if (
+            working
+            and len(latest) == MAX_CONSECUTIVE_REJECTS
+            and all(c.reject is not None for c in latest)
+        ):
+            self._fail(f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}")
             return
         self._publish()
         self._wake.set()
