@@ -21,6 +21,7 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.protocol import Placement
 from actors.report import BasketReport
+from tests.cluster.test_baskets import VENUES as BASKET_VENUES
 
 # The child's whole life: a head node and one labelled 1-CPU node per venue, Ray started and
 # stopped, a basket run. Normally ~25 s on 2 cores.
@@ -30,44 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 VENUE_NAMES = ("alpha", "beta", "gamma")
 
-# Three venues on one synthetic market (as in test_baskets), each with its own node.
-VENUES = """
-[venues.alpha]
-kind = "sim"
-market = { source = "synthetic", seed = 7 }
-instruments = ["BTCUSDT", "ETHUSDT"]
-profile = { preset = "colo", ack = "RESULT" }
-[[venues.alpha.accounts]]
-account_id = "desk"
-api_key = "test-alpha-key"
-secret = "test-alpha-secret"
-balances = { USDT = 2_000_000 }
-leverage = 10
-
-[venues.beta]
-kind = "sim"
-market = { source = "synthetic", seed = 7 }
-instruments = ["STETHUSDT", "ETHUSDT"]
-profile = "same_region"
-[[venues.beta.accounts]]
-account_id = "desk"
-api_key = "test-beta-key"
-secret = "test-beta-secret"
-balances = { USDT = 1_000_000, STETH = 100 }
-leverage = 5
-
-[venues.gamma]
-kind = "sim"
-market = { source = "synthetic", seed = 7 }
-instruments = ["BTCUSDT", "SOLUSDT"]
-profile = { preset = "same_region", ack = "RECEIPT" }
-[[venues.gamma.accounts]]
-account_id = "desk"
-api_key = "test-gamma-key"
-secret = "test-gamma-secret"
-balances = { USDT = 500_000 }
-leverage = 3
-"""
+# The three venues of test_baskets, each with its own node here.
+VENUES = BASKET_VENUES.format(beta_profile='"same_region"', gamma_rejects=0.0, gamma_usdt=500_000)
 
 # The same venues and one more that no node of the child's cluster is labelled for.
 UNLABELLED = (
