@@ -290,6 +290,21 @@ class BookSnapshot(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return (self.bids[0][0] + self.asks[0][0]) / 2
 
+    def top(self) -> BookTicker | None:
+        """The top of this book as a `BookTicker`; None unless both sides have a level."""
+        if not self.bids or not self.asks:
+            return None
+        (bid, bid_qty), (ask, ask_qty) = self.bids[0], self.asks[0]
+        return BookTicker(
+            venue=self.venue,
+            symbol=self.symbol,
+            bid=bid,
+            bid_qty=bid_qty,
+            ask=ask,
+            ask_qty=ask_qty,
+            ts_ns=self.ts_ns,
+        )
+
 
 class BookTicker(msgspec.Struct, frozen=True, kw_only=True, tag="book_ticker"):
     """Top of book at one instant."""

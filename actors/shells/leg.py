@@ -137,16 +137,7 @@ class LegActor:
         self._spawn(self._follow_reports(), f"{leg.leg_id}-reports")
         self._spawn(self._follow_market(), f"{leg.leg_id}-market")
         book = await client.order_book(leg.symbol, 5)
-        if book.best_bid is not None and book.best_ask is not None:
-            self._book = BookTicker(
-                venue=leg.venue,
-                symbol=leg.symbol,
-                bid=book.best_bid,
-                bid_qty=book.bids[0][1],
-                ask=book.best_ask,
-                ask_qty=book.asks[0][1],
-                ts_ns=book.ts_ns,
-            )
+        self._book = book.top() or self._book
         self._status = LegStatus.ARMED
         self._placement = here()
         return LegArmed(

@@ -196,18 +196,9 @@ class VenueActor:
         for symbol in symbols:
             top = self._tops.get(symbol)
             if top is None:
-                book = await self.client.order_book(symbol, 5)
-                if book.best_bid is None or book.best_ask is None:
+                top = (await self.client.order_book(symbol, 5)).top()
+                if top is None:
                     continue
-                top = BookTicker(
-                    venue=self.name,
-                    symbol=symbol,
-                    bid=book.best_bid,
-                    bid_qty=book.bids[0][1],
-                    ask=book.best_ask,
-                    ask_qty=book.asks[0][1],
-                    ts_ns=book.ts_ns,
-                )
             out[symbol] = top
         return out
 

@@ -153,6 +153,19 @@ def watch(handle: BasketHandle, timeout: float = 90.0) -> list[object]:
     return list(handle.progress(every_s=0.1, timeout=timeout))
 
 
+def wait_until_filling(handle: BasketHandle) -> None:
+    """Block until the basket runs and some leg has a fill (bounded: 60 s)."""
+    filling = next(
+        (
+            s
+            for s in handle.progress(every_s=0.05, timeout=60)
+            if s.state is BasketState.RUNNING and any(leg.filled_qty > 0 for leg in s.legs)
+        ),
+        None,
+    )
+    assert filling is not None, "the basket never started filling"
+
+
 def test_synthetic_eth_basket_completes_with_every_leg_reconciled(make_engine) -> None:
     engine = make_engine(venues())
     handle = engine.submit(synth_eth("t-synth"))
@@ -308,15 +321,7 @@ def test_cancelling_a_running_basket_stops_it_and_unwinds(make_engine) -> None:
         spec, params=msgspec.structs.replace(spec.params, horizon_s=30, grace_s=60)
     )
     handle = engine.submit(spec)
-    filling = next(
-        (
-            s
-            for s in handle.progress(every_s=0.05, timeout=60)
-            if s.state is BasketState.RUNNING and any(leg.filled_qty > 0 for leg in s.legs)
-        ),
-        None,
-    )
-    assert filling is not None, "the basket never started filling"
+    wait_until_filling(handle)
     handle.cancel()
     report = handle.result(timeout=120)
 
@@ -360,15 +365,7 @@ def test_a_lost_leg_actor_fails_the_basket_and_the_others_unwind(make_engine) ->
         spec, params=msgspec.structs.replace(spec.params, horizon_s=30, grace_s=60)
     )
     handle = engine.submit(spec)
-    filling = next(
-        (
-            s
-            for s in handle.progress(every_s=0.05, timeout=60)
-            if s.state is BasketState.RUNNING and any(leg.filled_qty > 0 for leg in s.legs)
-        ),
-        None,
-    )
-    assert filling is not None, "the basket never started filling"
+    wait_until_filling(handle)
     ray.kill(ray.get_actor("legato-leg-t-lost-steth", namespace=NAMESPACE), no_restart=True)
     report = handle.result(timeout=120)
 
