@@ -55,6 +55,7 @@ class ChildOrder(msgspec.Struct, kw_only=True):
     fee: Decimal = _ZERO
     reject: str | None = None  # "REASON: message" when the venue refused it
     unknown: bool = False  # the outcome is not known yet (query it; never resend)
+    mid: Decimal | None = None  # the venue's mid when the order was sent (spread paid)
 
     @property
     def open_qty(self) -> Decimal:
@@ -103,8 +104,16 @@ class LegLedger:
         self.last_fill_seen_ns: int | None = None  # when a fill last became known (leg clock)
 
     # -- recording ---------------------------------------------------------------------------
-    def sent(self, order: NewOrder, n: int, now_ns: int, purpose: str = "slice") -> ChildOrder:
-        """Record `order` as sent at `now_ns` (before the request goes out)."""
+    def sent(
+        self,
+        order: NewOrder,
+        n: int,
+        now_ns: int,
+        purpose: str = "slice",
+        mid: Decimal | None = None,
+    ) -> ChildOrder:
+        """Record `order` as sent at `now_ns` (before the request goes out), with the mid
+        the leg saw then."""
         if order.client_order_id in self.orders:
             raise ValueError(
                 f"client order id {order.client_order_id} was already sent; an id is never reused"
@@ -117,6 +126,7 @@ class LegLedger:
             price=order.price,
             purpose=purpose,
             sent_ns=now_ns,
+            mid=mid,
         )
         self.orders[order.client_order_id] = child
         return child

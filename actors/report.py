@@ -51,6 +51,13 @@ class LegReport(msgspec.Struct, kw_only=True):
     venue_clock_rtt_ns: int | None = None
     unwound_qty: Decimal = Decimal(0)
     reason: str = ""
+    contract_size: Decimal = Decimal(1)  # USD value of one unit is price × this
+    decision_price: Decimal | None = None  # mid when the basket was accepted (DESIGN §8)
+    end_price: Decimal | None = None  # mid when the leg's report was taken
+    market_vwap: Decimal | None = None  # of the venue's public trades over the leg's life
+    market_volume: Decimal = Decimal(0)  # the quantity those trades add up to
+    venue_clock_uncertainty_ns: int | None = None  # ± on venue_clock_offset_ns
+    venue_clock_drift_ppm: float | None = None  # fitted once the samples span enough time
 
 
 class HedgeReport(msgspec.Struct, kw_only=True):
@@ -65,6 +72,35 @@ class HedgeReport(msgspec.Struct, kw_only=True):
     held: bool = False  # the basket still has exposure in the netting (hedge_and_hold)
     flat_at_end: bool = True  # the hedge book was flat when the basket closed
     reaction_ns: list[int] = []  # fill seen by a leg → hedge order sent, per hedge order
+
+
+class TimelinePoint(msgspec.Struct, frozen=True, array_like=True):
+    """The basket at one instant of its run; lists follow `Timeline.legs`."""
+
+    ts_ns: int  # basket axis
+    schedule: float  # fraction of the basket the schedule called for by now
+    progress: list[float]  # each leg's filled / target
+    imbalance_usd: list[float]  # each leg's signed dollars out of step (DESIGN §5.5)
+    hedge_usd: float  # gross USD of the hedge desk(s) the basket is in, last known
+
+
+class Timeline(msgspec.Struct, kw_only=True):
+    """The basket's path, sampled on the coordinator's ticks, with what it takes to value it.
+
+    `covariance_per_s` is the covariance of the legs' returns per second (legs' order), so
+    `uᵀ Σ u · dt` is the variance in USD² that an imbalance u held for dt seconds exposes
+    the basket to; `betas` are the legs' market (first factor) betas. Long runs are thinned
+    to at most `MAX_TIMELINE_POINTS` evenly spaced points.
+    """
+
+    legs: list[str]
+    band: float | None  # the completion band, when the basket has one
+    betas: list[float] = []
+    covariance_per_s: list[list[float]] = []
+    points: list[TimelinePoint] = []
+
+
+MAX_TIMELINE_POINTS = 4_000
 
 
 class CollateralReport(msgspec.Struct, kw_only=True):
@@ -94,6 +130,7 @@ class BasketReport(msgspec.Struct, kw_only=True):
     launch_skew_ns: int | None = None  # first to last leg's venue accept, basket axis
     raw_ack_skew_ns: int | None = None  # first to last leg's ack arrival: not comparable
     venue_nodes: dict[str, dict[str, str]] = {}  # venue → labels of the node its actor ran on
+    timeline: Timeline | None = None
     history: list[StateChanged] = []
     notes: list[str] = []
 
