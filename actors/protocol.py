@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import msgspec
 
+from actors.risk import RiskSettings
 from actors.spec import HedgeSpec, ResolvedLeg
 from venues.config import VenueConfig
 from venues.model import AckKind, ExecutionReport
@@ -79,6 +80,9 @@ class ExposureReport(msgspec.Struct, frozen=True, kw_only=True):
     exposure: dict[str, float]
     cause_ns: int | None  # the newest fill behind this exposure, when a leg saw it
     ts_ns: int
+    risk: RiskSettings = msgspec.field(
+        default_factory=RiskSettings
+    )  # the model it was measured with
 
 
 class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):

@@ -166,21 +166,90 @@ class RiskModel:
         return b @ np.array([dollars[k] for k in keys], dtype=float)
 
 
+class RiskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The risk model as a configuration gives it (`[risk]`, docs/deploy.md).
+
+    `factors` maps each factor to its annualised volatility, `correlations` pairs of them
+    ("BTC/ETH") to a correlation (unlisted pairs: 0), and `betas` instrument symbols to
+    their factor betas (beyond the default: an instrument whose base asset is a factor has
+    beta 1.0 on it). The defaults are the calibration of DESIGN §10.
+    """
+
+    factors: dict[str, float] = msgspec.field(
+        default_factory=lambda: {f.name: f.vol for f in DEFAULT_CALIBRATION.factors}
+    )
+    correlations: dict[str, float] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_CALIBRATION.correlations)
+    )
+    betas: dict[str, dict[str, float]] = {}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Every mistake as (field path, what is wrong and what is accepted)."""
+        out: list[tuple[str, str]] = []
+        if not self.factors:
+            out.append(("factors", "empty; name at least one factor, e.g. BTC = 0.5"))
+        for name, vol in self.factors.items():
+            if not (math.isfinite(vol) and vol > 0):
+                out.append((f"factors.{name}", f"{vol} is not an annual volatility > 0"))
+        for pair, rho in self.correlations.items():
+            a, sep, b = pair.partition("/")
+            if not sep or a not in self.factors or b not in self.factors or a == b:
+                out.append(
+                    (
+                        f'correlations."{pair}"',
+                        f"expected two different factors as 'A/B', from {sorted(self.factors)}",
+                    )
+                )
+            elif not (math.isfinite(rho) and -1 <= rho <= 1):
+                out.append((f'correlations."{pair}"', f"{rho} is not a correlation in [-1, 1]"))
+        for symbol, betas in self.betas.items():
+            for factor, beta in betas.items():
+                if factor not in self.factors:
+                    out.append(
+                        (
+                            f"betas.{symbol}.{factor}",
+                            f"unknown factor; the model has {sorted(self.factors)}",
+                        )
+                    )
+                elif not math.isfinite(beta):
+                    out.append((f"betas.{symbol}.{factor}", f"{beta} is not a number"))
+        if not out:
+            try:
+                self.model()
+            except ValueError as e:
+                out.append(("correlations", f"the matrix they make is not valid: {e}"))
+        return out
+
+    def model(self) -> RiskModel:
+        names = list(self.factors)
+        vols = np.array([self.factors[n] for n in names], dtype=float)
+        corr = np.eye(len(names))
+        for pair, rho in self.correlations.items():
+            a, _, b = pair.partition("/")
+            i, j = names.index(a), names.index(b)
+            corr[i, j] = corr[j, i] = rho
+        return RiskModel(names, corr * np.outer(vols, vols))
+
+
 def with_risk_betas(
     inst: Instrument,
     factors: Sequence[str],
     known: Mapping[str, Instrument] = SYNTHETIC_INSTRUMENTS,
+    configured: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Instrument:
     """`inst` as a venue lists it (its trading rules, no betas) with its factor betas.
 
-    An instrument that already has betas keeps them; a symbol of `known` takes its betas
-    (stETH is ETH 1.0, the index perp its weights); otherwise an instrument whose base asset
-    is a factor is 1.0 on it. Anything else keeps no betas, and so counts as no risk: the
-    caller says so rather than guess.
+    An instrument that already has betas keeps them; else the betas `configured` for its
+    symbol (`[risk.betas]`), else those of the same symbol in `known` (stETH is ETH 1.0,
+    the index perp its weights); otherwise an instrument whose base asset is a factor is
+    1.0 on it. Anything else keeps no betas, and so counts as no risk: the caller says so
+    rather than guess.
     """
     if inst.betas:
         return inst
-    if inst.symbol in known and known[inst.symbol].betas:
+    if configured and inst.symbol in configured:
+        betas = dict(configured[inst.symbol])
+    elif inst.symbol in known and known[inst.symbol].betas:
         betas = dict(known[inst.symbol].betas)
     elif inst.base in factors:
         betas = {inst.base: 1.0}

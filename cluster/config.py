@@ -1,8 +1,9 @@
-"""The cluster configuration: the venues file, plus the engine's settings in `[engine]`.
+"""The cluster configuration: the venues file, plus the engine's settings, the default
+hedge and the risk model.
 
 One TOML file serves `legato venues up` (which reads its `[venues.<name>]` tables) and the
-engine (which also reads `[engine]`). Any other top-level table is a mistake and is named as
-one. docs/deploy.md documents the settings.
+engine (which also reads `[engine]`, `[hedge]` and `[risk]`). Any other top-level table is a
+mistake and is named as one. docs/deploy.md documents the settings.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from actors.risk import RiskSettings
 from actors.shells.basket import BasketOptions
+from actors.spec import HedgeSpec
 from venues.config import ConfigError, VenuesConfig, parse_venues
 
-TABLES = ("venues", "engine")
+TABLES = ("venues", "engine", "hedge", "risk")
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +50,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
     venues: VenuesConfig
     engine: EngineSettings = EngineSettings()
+    hedge: HedgeSpec | None = None  # for baskets that name no [hedge] of their own
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
     source: str = "<config>"
 
 
@@ -86,18 +91,70 @@ def parse_cluster(
         value = getattr(engine, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: engine.{name}: {value} is not a number > 0")
-    return ClusterConfig(venues=venues, engine=engine, source=source)
+    hedge = _hedge(data, source, venues)
+    risk = _table(data, "risk", RiskSettings, source)
+    assert isinstance(risk, RiskSettings)
+    problems = risk.problems()
+    if problems:
+        field, what = problems[0]
+        raise ConfigError(f"{source}: risk.{field}: {what}")
+    return ClusterConfig(venues=venues, engine=engine, hedge=hedge, risk=risk, source=source)
 
 
-def _explain(source: str, error: msgspec.ValidationError) -> str:
-    message, _, at = str(error).partition(" - at `$.")
-    field = at.rstrip("`")
+def _table(data: dict[str, Any], name: str, kind: type, source: str) -> Any:
+    raw = data.get(name, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {name}: expected a table [{name}], got {type(raw).__name__}")
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_explain(source, e, name, kind)) from None
+
+
+def _hedge(data: dict[str, Any], source: str, venues: VenuesConfig) -> HedgeSpec | None:
+    """`[hedge]`: the hedge of every basket that names none (its instruments are checked
+    against the venue's listing when a basket is validated)."""
+    if "hedge" not in data:
+        return None
+    hedge = _table(data, "hedge", HedgeSpec, source)
+    assert isinstance(hedge, HedgeSpec)
+    if hedge.venue not in venues.venues:
+        raise ConfigError(
+            f"{source}: hedge.venue: {hedge.venue!r} is not a venue of this file; "
+            f"accepted: {', '.join(sorted(venues.venues))}"
+        )
+    if not hedge.instruments:
+        raise ConfigError(
+            f'{source}: hedge.instruments: empty; list at least one, e.g. ["IDXUSDT"]'
+        )
+    for name in ("activation_usd", "hysteresis_usd"):
+        value = getattr(hedge, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{source}: hedge.{name}: {value} is not a number of USD ≥ 0")
+    return hedge
+
+
+def _explain(
+    source: str, error: msgspec.ValidationError, table: str = "engine", kind: type = EngineSettings
+) -> str:
+    message, _, at = str(error).partition(" - at `$")
+    field = at.rstrip("`").lstrip(".")
     message = message.replace("`", "")
+    if field.endswith("[...]"):  # msgspec does not name a dict's key: say which values
+        field = field.removesuffix("[...]")
+        message = "each value: " + message[0].lower() + message[1:]
+    where = f"{table}.{field}" if field else table
     if message.startswith("Object contains unknown field"):
-        field = message.rsplit(" ", 1)[-1]
-        accepted = ", ".join(EngineSettings.__struct_fields__)
-        return f"{source}: engine.{field}: unknown field; accepted here: {accepted}"
+        unknown = message.rsplit(" ", 1)[-1]
+        where = f"{where}.{unknown}"
+        if not field:
+            accepted = ", ".join(kind.__struct_fields__)
+            return f"{source}: {where}: unknown field; accepted here: {accepted}"
+        return f"{source}: {where}: unknown field"
+    if message.startswith("Object missing required field"):
+        missing = message.rsplit(" ", 1)[-1]
+        return f"{source}: {where}.{missing}: required, and missing"
     message = message[0].lower() + message[1:]
-    if field == "placement":
+    if where == "engine.placement":
         return f"{source}: engine.placement: {message}; accepted: auto, labels, anywhere"
-    return f"{source}: engine.{field}: {message}"
+    return f"{source}: {where}: {message}"

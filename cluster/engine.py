@@ -37,7 +37,14 @@ from actors.shells.basket import BasketActor, BasketOptions, BasketStatus
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
 from actors.shells.venue import VenueActor
-from actors.spec import BasketSpec, RebalanceSpec, ResolvedBasket, SpecError, load_basket
+from actors.spec import (
+    BasketSpec,
+    HedgeSpec,
+    RebalanceSpec,
+    ResolvedBasket,
+    SpecError,
+    load_basket,
+)
 from cluster.config import ClusterConfig, load_cluster
 from venues.config import VenuesConfig
 
@@ -156,6 +163,7 @@ class Engine:
         hedger: Any,
         started_ray: bool,
         basket_options: BasketOptions,
+        default_hedge: HedgeSpec | None = None,
     ) -> None:
         self.config = config
         self.namespace = namespace
@@ -167,6 +175,7 @@ class Engine:
         self.hedger = hedger
         self._started_ray = started_ray
         self.basket_options = basket_options
+        self.default_hedge = default_hedge
         self.handles: dict[str, BasketHandle] = {}
         self._closed = False
 
@@ -195,9 +204,12 @@ class Engine:
             venues = ClusterConfig(venues=venues)
         settings = venues.engine
         config = venues.venues
+        risk = venues.risk
         namespace = namespace or settings.namespace
         placement = placement or settings.placement
-        basket_options = basket_options or settings.basket_options()
+        basket_options = basket_options or msgspec.structs.replace(
+            settings.basket_options(), risk=risk
+        )
         started = False
         if not ray.is_initialized():
             # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
@@ -235,7 +247,7 @@ class Engine:
             try:
                 handles[name] = ray.get_actor(actor_name, namespace=namespace)
             except ValueError:
-                handles[name] = _Venue.options(**opts).remote(name, cfg, origin)
+                handles[name] = _Venue.options(**opts).remote(name, cfg, origin, risk)
                 owned.append(handles[name])
         refs = {name: h.start.remote() for name, h in handles.items()}
         endpoints: dict[str, VenueEndpoint] = {}
@@ -273,6 +285,7 @@ class Engine:
             hedger=hedger,
             started_ray=started,
             basket_options=basket_options,
+            default_hedge=venues.hedge,
         )
 
     @staticmethod
@@ -317,6 +330,8 @@ class Engine:
             raise EngineError("the engine is shut down")
         if not isinstance(spec, BasketSpec | RebalanceSpec):
             spec = load_basket(spec)
+        if spec.hedge is None and self.default_hedge is not None:
+            spec = msgspec.structs.replace(spec, hedge=self.default_hedge)  # the config's [hedge]
         name = f"legato-basket-{spec.basket_id}"
         with contextlib.suppress(ValueError):
             ray.get_actor(name, namespace=self.namespace)

@@ -22,7 +22,7 @@ import msgspec
 
 from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer
 from actors.protocol import ExposureReport, HedgeStatement
-from actors.risk import RiskModel
+from actors.risk import RiskSettings
 from actors.spec import HedgeSpec
 from venues.model import Instrument
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MARK_EVERY_S = 0.5  # how often a desk re-marks its positions at the venue's mids
 CLOSE_TIMEOUT_S = 15.0  # how long closing a basket waits for the hedge trades it causes
+
+DeskKey = tuple[str, str, tuple[str, ...], bytes]  # venue, epoch, instruments, risk model
 
 
 class _BasketStats(msgspec.Struct, kw_only=True):
@@ -43,6 +45,7 @@ class _BasketStats(msgspec.Struct, kw_only=True):
     pending_cause_ns: int | None = None
     seen_cause_ns: int = 0  # the newest fill any report carried
     spec: HedgeSpec | None = None
+    risk: RiskSettings | None = None
     closed: bool = False
 
 
@@ -51,16 +54,17 @@ class _Desk:
 
     def __init__(
         self,
-        key: tuple[str, str, tuple[str, ...]],
+        key: DeskKey,
         venue: Any,
         instruments: list[Instrument],
         tag: str,
+        risk: RiskSettings,
     ) -> None:
         self.key = key
         self.tag = tag
         self.venue = venue
         self.instruments = instruments
-        self.book = HedgeBook(HedgeSizer(RiskModel.from_calibration(), instruments))
+        self.book = HedgeBook(HedgeSizer(risk.model(), instruments))
         self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
         self.stats: dict[str, _BasketStats] = {}
         self.lots = {i.symbol: float(i.lot) for i in instruments}
@@ -106,19 +110,21 @@ class HedgeActor:
     """The cluster's hedger (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._desks: dict[tuple[str, str, tuple[str, ...]], _Desk] = {}
+        self._desks: dict[DeskKey, _Desk] = {}
         # Hedge client order ids must never repeat on a venue: this actor's own tag, and
         # each desk's number, go into every one.
         self._tag = uuid.uuid4().hex[:8]
 
-    async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any) -> _Desk:
-        key = (spec.venue, epoch, tuple(sorted(spec.instruments)))
+    async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any, risk: RiskSettings) -> _Desk:
+        # Baskets net in one desk only when they value risk alike: same venue, venue
+        # incarnation, instruments and risk model.
+        key = (spec.venue, epoch, tuple(sorted(spec.instruments)), msgspec.json.encode(risk))
         desk = self._desks.get(key)
         if desk is None:
             listed = await venue.instruments.remote()
             instruments = [listed[s] for s in key[2]]
             tag = f"{self._tag}{len(self._desks)}"
-            desk = self._desks.setdefault(key, _Desk(key, venue, instruments, tag))
+            desk = self._desks.setdefault(key, _Desk(key, venue, instruments, tag, risk))
             if desk.marker is None:
                 desk.marker = asyncio.create_task(self._mark_loop(desk))
         return desk
@@ -135,13 +141,14 @@ class HedgeActor:
     # -- from the baskets --------------------------------------------------------------------
     async def report(self, r: ExposureReport, venue: Any) -> None:
         """Take a basket's exposure snapshot and trade the desk towards its new target."""
-        desk = await self._desk(r.hedge, r.venue_epoch, venue)
+        desk = await self._desk(r.hedge, r.venue_epoch, venue, r.risk)
         now = time.time_ns()
         desk.book.accrue(desk.ledger.unaccrued_usd(), now)
         if not desk.book.report(r.basket_id, r.seq, r.exposure, now):
             return  # stale, repeated or from a closed basket
         stats = desk.stats.setdefault(r.basket_id, _BasketStats())
         stats.spec = r.hedge
+        stats.risk = r.risk
         if r.cause_ns is not None and r.cause_ns > stats.seen_cause_ns:
             stats.pending_cause_ns = stats.seen_cause_ns = r.cause_ns
         else:
@@ -149,12 +156,19 @@ class HedgeActor:
         self._kick(desk)
 
     async def close(
-        self, basket_id: str, spec: HedgeSpec, epoch: str, venue: Any, hold: bool = False
+        self,
+        basket_id: str,
+        spec: HedgeSpec,
+        epoch: str,
+        venue: Any,
+        hold: bool = False,
+        risk: RiskSettings | None = None,
     ) -> HedgeStatement:
         """The basket is finished: leave the netting (unless `hold`), let the desk trade what
         that changes, and say what the hedge did for the basket."""
-        desk = await self._desk(spec, epoch, venue)
-        stats = desk.stats.setdefault(basket_id, _BasketStats(spec=spec))
+        risk = risk or RiskSettings()
+        desk = await self._desk(spec, epoch, venue, risk)
+        stats = desk.stats.setdefault(basket_id, _BasketStats(spec=spec, risk=risk))
         if not hold:
             now = time.time_ns()
             desk.book.accrue(desk.ledger.unaccrued_usd(), now)
@@ -184,7 +198,9 @@ class HedgeActor:
             stats = desk.stats.get(basket_id)
             if stats is None or stats.spec is None or basket_id not in desk.book.baskets:
                 continue
-            out.append(await self.close(basket_id, stats.spec, desk.epoch, desk.venue))
+            out.append(
+                await self.close(basket_id, stats.spec, desk.epoch, desk.venue, risk=stats.risk)
+            )
         return out
 
     def positions(self) -> dict[str, dict[str, float]]:

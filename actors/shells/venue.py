@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
-from actors.risk import RiskModel, with_risk_betas
+from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
 from venues.binance.client import BinanceUsdmClient
 from venues.config import (
@@ -71,10 +71,17 @@ def client_for(endpoint: VenueEndpoint, **options: object) -> BinanceUsdmClient:
 class VenueActor:
     """The venue's gateway on its node (see the module docstring)."""
 
-    def __init__(self, name: str, config: VenueConfig, origin_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: VenueConfig,
+        origin_ns: int | None = None,
+        risk: RiskSettings | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.origin_ns = origin_ns
+        self.risk = risk or RiskSettings()
         self.epoch = uuid.uuid4().hex[:12]
         self._server: BinanceServer | None = None
         self._client: BinanceUsdmClient | None = None
@@ -118,8 +125,11 @@ class VenueActor:
             await client.start()
             self._client = client
             # The venue lists trading rules; the risk model knows what each instrument is.
-            factors = RiskModel.from_calibration().factors
-            listed = [with_risk_betas(i, factors) for i in await client.instruments()]
+            factors = list(self.risk.factors)
+            listed = [
+                with_risk_betas(i, factors, configured=self.risk.betas)
+                for i in await client.instruments()
+            ]
             self._instruments = {i.symbol: i for i in listed}
             unknown = [i.symbol for i in listed if not i.betas]
             if unknown:

@@ -1,14 +1,18 @@
-"""The cluster configuration: the venues file plus `[engine]`, every mistake named."""
+"""The cluster configuration: the venues file plus `[engine]`, `[hedge]` and `[risk]`, every
+mistake named."""
 
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from actors.risk import RiskSettings, with_risk_betas
 from cluster.config import EngineSettings, load_cluster, parse_cluster
 from venues.config import ConfigError
+from venues.model import Instrument, InstrumentKind
 
 ROOT = Path(__file__).resolve().parents[2]
 VENUE = """
@@ -53,7 +57,28 @@ def test_without_an_engine_table_the_defaults_apply() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[risk]\nvol = 1\n", "c.toml: risk: unknown table or key; accepted at the top level"),
+        ("[hedging]\nvol = 1\n", "c.toml: hedging: unknown table or key; accepted at the top"),
+        ("[risk]\nvol = 1\n", "c.toml: risk.vol: unknown field; accepted here: factors,"),
+        ("[risk.factors]\nBTC = -0.5\n", "risk.factors.BTC: -0.5 is not an annual volatility > 0"),
+        ('[risk.factors]\nBTC = "high"\n', "risk.factors: each value: expected float, got str"),
+        (
+            '[risk.correlations]\n"BTC/XRP" = 0.5\n',
+            "risk.correlations.\"BTC/XRP\": expected two different factors as 'A/B', from",
+        ),
+        ('[risk.correlations]\n"BTC/ETH" = 1.5\n', "1.5 is not a correlation in [-1, 1]"),
+        (
+            '[risk.correlations]\n"BTC/ETH" = 0.99\n"ETH/SOL" = 0.99\n"BTC/SOL" = -0.99\n',
+            "risk.correlations: the matrix they make is not valid",
+        ),
+        ("[risk.betas]\nX = { DOGE = 1.0 }\n", "risk.betas.X.DOGE: unknown factor; the model has"),
+        ('[hedge]\nvenue = "zeta"\ninstruments = ["IDXUSDT"]\n', "hedge.venue: 'zeta' is not a"),
+        ('[hedge]\nvenue = "alpha"\n', "c.toml: hedge.instruments: required, and missing"),
+        ('[hedge]\nvenue = "alpha"\ninstruments = []\n', "hedge.instruments: empty"),
+        (
+            '[hedge]\nvenue = "alpha"\ninstruments = ["I"]\nactivation_usd = -5\n',
+            "hedge.activation_usd: -5.0 is not a number of USD ≥ 0",
+        ),
+        ('[hedge]\nvenue = "alpha"\ninstruments = ["I"]\nsize = 1\n', "hedge.size: unknown"),
         ("[engine]\nfire_lead = 5\n", "c.toml: engine.fire_lead: unknown field; accepted here:"),
         ('[engine]\nplacement = "near"\n', "engine.placement: invalid enum value 'near'"),
         ('[engine]\ntick_ms = "fast"\n', "engine.tick_ms: expected float, got str"),
@@ -70,3 +95,36 @@ def test_mistakes_name_the_file_the_field_and_what_is_accepted(extra: str, messa
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_cluster(tmp_path / "none.toml")
+
+
+def test_the_example_names_a_default_hedge_and_spells_out_the_default_risk_model() -> None:
+    config = load_cluster(ROOT / "examples" / "venues.toml")
+    assert config.hedge is not None and config.hedge.venue == "alpha"
+    assert config.hedge.instruments == ["IDXUSDT"]
+    assert config.risk.factors == RiskSettings().factors
+    assert config.risk.correlations == RiskSettings().correlations
+    assert config.risk.betas["IDXUSDT"] == {"BTC": 0.5, "ETH": 0.3, "SOL": 0.2}
+
+
+def test_a_risk_table_becomes_the_model_the_baskets_and_venues_use() -> None:
+    config = parse(
+        '[risk.factors]\nBTC = 0.4\nETH = 0.8\n[risk.correlations]\n"BTC/ETH" = 0.5\n'
+        "[risk.betas]\nSTETHUSDT = { ETH = 0.9 }\n"
+    )
+    model = config.risk.model()
+    assert model.factors == ["BTC", "ETH"]
+    assert model.covariance[0, 0] == pytest.approx(0.4**2)
+    assert model.covariance[0, 1] == pytest.approx(0.5 * 0.4 * 0.8)
+    listed = Instrument(
+        symbol="STETHUSDT",
+        base="STETH",
+        quote="USDT",
+        kind=InstrumentKind.SPOT,
+        tick=Decimal("0.01"),
+        lot=Decimal("0.0001"),
+    )
+    # The configured beta wins over the built-in 1.0 for stETH.
+    assert with_risk_betas(listed, model.factors, configured=config.risk.betas).betas == {
+        "ETH": 0.9
+    }
+    assert parse("").risk == RiskSettings() and parse("").hedge is None
