@@ -336,3 +336,21 @@ def _fit_line(points: list[tuple[int, float, float]], ref_ns: int) -> _Fit:
     slope = sum(c * y for c, y in zip(cs, ys, strict=True))
     bound = sum(abs(c) * u for c, u in zip(cs, us, strict=True))
     return _Fit(slope, bound, len(points))
+
+
+def remote_to_local(
+    t_remote_ns: int,
+    offset_ns: int,
+    at_ns: int,
+    drift_ppm: float | None = None,
+    resolution_ns: int = 0,
+) -> int:
+    """Local time of a remote clock reading, from a reported `ClockEstimate`'s figures:
+    `remote = local + offset_ns + drift·(local − at_ns)`; a reading truncated to
+    `resolution_ns` is centred in its tick (as the estimator centred its samples)."""
+    remote = t_remote_ns + resolution_ns // 2
+    slope = (drift_ppm or 0.0) * 1e-6
+    # local = remote − offset − slope·(local − at); solved exactly for local, with the
+    # large absolute times kept in integers (a float loses ~256 ns at today's epoch).
+    plain = remote - offset_ns
+    return plain - round(slope * (plain - at_ns) / (1 + slope))

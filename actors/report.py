@@ -14,11 +14,13 @@ from typing import Any
 
 import msgspec
 
+from actors.basket import BasketCoordinator
 from actors.leg import ChildOrder, Mismatch
 from actors.lifecycle import BasketState, StateChanged
 from actors.messages import LegStatus
 from actors.spec import Policy
 from venues.model import AckKind, Side
+from venues.sim.calibration import SECONDS_PER_YEAR
 
 
 class LegReport(msgspec.Struct, kw_only=True):
@@ -35,7 +37,7 @@ class LegReport(msgspec.Struct, kw_only=True):
     fees_usd: Decimal
     status: LegStatus
     reconciled: bool
-    child_orders: list[ChildOrder]
+    child_orders: list[ChildOrder]  # their times mapped onto the basket axis, like all here
     rejects: list[str]
     mismatches: list[Mismatch] = []
     node_id: str = ""
@@ -58,6 +60,7 @@ class LegReport(msgspec.Struct, kw_only=True):
     market_volume: Decimal = Decimal(0)  # the quantity those trades add up to
     venue_clock_uncertainty_ns: int | None = None  # ± on venue_clock_offset_ns
     venue_clock_drift_ppm: float | None = None  # fitted once the samples span enough time
+    venue_clock_at_ns: int | None = None  # leg clock: where venue_clock_offset_ns holds
 
 
 class HedgeReport(msgspec.Struct, kw_only=True):
@@ -101,6 +104,59 @@ class Timeline(msgspec.Struct, kw_only=True):
 
 
 MAX_TIMELINE_POINTS = 4_000
+
+
+class TimelineRecorder:
+    """Samples a running basket into its `Timeline`, thinning long runs.
+
+    Past `max_points`, every other point is dropped and the spacing between kept points
+    doubles, so a basket of any length keeps an evenly spaced path of bounded size.
+    """
+
+    def __init__(self, max_points: int = MAX_TIMELINE_POINTS) -> None:
+        if max_points < 2:
+            raise ValueError(f"max_points must be ≥ 2, got {max_points}")
+        self.max_points = max_points
+        self.timeline: Timeline | None = None
+        self._spacing_ns = 0
+
+    def start(self, core: BasketCoordinator) -> None:
+        """Begin the path of a basket about to run (its legs, band and risk figures)."""
+        instruments = [leg.instrument for leg in core.basket.legs]
+        cov = core.risk.instrument_covariance(instruments) / SECONDS_PER_YEAR
+        self.timeline = Timeline(
+            legs=[leg.leg_id for leg in core.basket.legs],
+            band=core.basket.params.completion_band,
+            betas=[float(b) for b in core.risk.market_betas(instruments)],
+            covariance_per_s=cov.tolist(),
+        )
+
+    def add(
+        self, core: BasketCoordinator, now_ns: int, hedge_usd: float, *, force: bool = False
+    ) -> None:
+        """A point for `now_ns`, unless it is closer than the spacing to the last one
+        (`force`: keep it anyway, as the path's last point)."""
+        tl = self.timeline
+        if tl is None:
+            self.start(core)
+            tl = self.timeline
+            assert tl is not None
+        points = tl.points
+        if points and not force and now_ns - points[-1].ts_ns < self._spacing_ns:
+            return
+        u = core.imbalance()
+        points.append(
+            TimelinePoint(
+                ts_ns=now_ns,
+                schedule=core.schedule_progress(now_ns),
+                progress=[core.legs[leg].progress for leg in tl.legs],
+                imbalance_usd=[u.get(leg, 0.0) for leg in tl.legs],
+                hedge_usd=hedge_usd,
+            )
+        )
+        if len(points) > self.max_points:
+            del points[1::2]
+            self._spacing_ns = max(2 * self._spacing_ns, points[1].ts_ns - points[0].ts_ns)
 
 
 class CollateralReport(msgspec.Struct, kw_only=True):

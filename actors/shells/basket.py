@@ -25,15 +25,22 @@ from actors.basket import (
     Launched,
     LegFailed,
 )
-from actors.clock import ClockOffsetEstimator
+from actors.clock import ClockOffsetEstimator, remote_to_local
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import LegNeed, Refused, Reserved
 from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg, ExposureReport, HedgeStatement, LegArmed, VenueEndpoint
-from actors.report import BasketReport, CollateralReport, HedgeReport, LegReport
-from actors.risk import RiskModel
-from actors.shells.leg import LegActor
+from actors.report import (
+    BasketReport,
+    CollateralReport,
+    HedgeReport,
+    LegReport,
+    TimelineRecorder,
+)
+from actors.risk import RiskSettings
+from actors.shells.leg import VENUE_TICK_NS, LegActor
+from actors.shells.metrics import BasketMetrics
 from actors.spec import (
     BasketSpec,
     Policy,
@@ -43,12 +50,14 @@ from actors.spec import (
     validate,
 )
 from actors.sync import AdjustLeg, BasketShrunk
+from actors.tca import basket_tca
 
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 S = BasketState
 LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it is lost
+CLOCK_EVERY_S = 1.0  # while running, each leg's clock is pinged again this often
 
 
 class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +73,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: it is lost
     min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
     leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)  # the config's [risk]
 
 
 class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +86,7 @@ class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
     schedule_progress: float
     hedge_position_usd: float
     ts_ns: int
+    band: float | None = None  # the completion band: max − min leg completion allowed
 
 
 class BasketActor:
@@ -101,7 +112,7 @@ class BasketActor:
         self.lifecycle = BasketLifecycle(self.basket_id, self.submitted_ns)
         self.reason = ""
         self.resolved: ResolvedBasket | None = None
-        self.risk = RiskModel.from_calibration()
+        self.risk = self.options.risk.model()
         self.core: BasketCoordinator | None = None
         self.legs: dict[str, Any] = {}
         self.armed: dict[str, LegArmed] = {}
@@ -123,6 +134,10 @@ class BasketActor:
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
         self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
         self._probing: set[str] = set()
+        self._pinging: set[str] = set()
+        self._hedge_poll: asyncio.Future[None] | None = None
+        self.timeline = TimelineRecorder()
+        self.metrics = BasketMetrics(self.basket_id)
 
     # -- the driver's calls ------------------------------------------------------------------
     async def prepare(self) -> ResolvedBasket:
@@ -176,6 +191,7 @@ class BasketActor:
             schedule_progress=0.0 if core is None else core.schedule_progress(now),
             hedge_position_usd=self._hedge_position,
             ts_ns=now,
+            band=None if basket is None else basket.params.completion_band,
         )
 
     def on_progress(self, p: LegProgress) -> None:
@@ -184,11 +200,12 @@ class BasketActor:
         if core is None:
             return
         self._heard[p.leg_id] = time.monotonic()
-        offset = self._offset(p.leg_id)
         mapped = msgspec.structs.replace(
             p,
-            ts_ns=p.ts_ns - offset,
-            fill_seen_ns=None if p.fill_seen_ns is None else p.fill_seen_ns - offset,
+            ts_ns=self._from_leg(p.leg_id, p.ts_ns),
+            fill_seen_ns=None
+            if p.fill_seen_ns is None
+            else self._from_leg(p.leg_id, p.fill_seen_ns),
         )
         try:
             self._apply(core.on_progress(mapped, time.time_ns()))
@@ -359,16 +376,38 @@ class BasketActor:
                 ray.kill(actor, no_restart=True)
         self.legs = {}
 
-    async def _measure_clock(self, leg_id: str) -> None:
+    async def _measure_clock(self, leg_id: str, pings: int | None = None) -> None:
+        """Ping a leg's clock; the minimum round trip bounds the offset (DESIGN §6)."""
         est = self.clocks.setdefault(leg_id, ClockOffsetEstimator())
-        for _ in range(max(1, self.options.clock_pings)):
+        for _ in range(max(1, pings or self.options.clock_pings)):
             t_send = time.time_ns()
             remote = await self.legs[leg_id].ping.remote()
             est.add_sample(t_send, remote, time.time_ns())
 
-    def _offset(self, leg_id: str) -> int:
+    def _track_clocks(self) -> None:
+        """One more ping per leg, in the background, so offsets and drift stay measured
+        while the basket runs (a leg whose ping fails is the silence check's business)."""
+        for leg_id in self.legs:
+            if leg_id in self._pinging:
+                continue
+            self._pinging.add(leg_id)
+            task = asyncio.ensure_future(self._ping_clock(leg_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda t, leg=leg_id: self._pinging.discard(leg))
+
+    async def _ping_clock(self, leg_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._measure_clock(leg_id, pings=1), LEG_CALL_TIMEOUT_S)
+
+    def _from_leg(self, leg_id: str, t_leg_ns: int) -> int:
+        """A leg-clock time on the basket's axis."""
         est = self.clocks.get(leg_id)
-        return est.offset_ns if est is not None and est.ready else 0
+        return est.to_local(t_leg_ns) if est is not None and est.ready else t_leg_ns
+
+    def _to_leg(self, leg_id: str, t_ns: int) -> int:
+        est = self.clocks.get(leg_id)
+        return est.to_remote(t_ns) if est is not None and est.ready else t_ns
 
     async def _fire(self, basket: ResolvedBasket) -> None:
         now = time.time_ns()
@@ -384,9 +423,10 @@ class BasketActor:
             self.risk,
             hedge=basket.hedge is not None and basket.hedge.enabled,
         )
+        self.timeline.start(self.core)
         self._to(S.RUNNING, f"fired: every leg sends at {fire_at} (basket clock)")
         await asyncio.gather(
-            *(leg.fire.remote(fire_at + self._offset(i)) for i, leg in self.legs.items())
+            *(leg.fire.remote(self._to_leg(i, fire_at)) for i, leg in self.legs.items())
         )
 
     async def _work(self) -> None:
@@ -399,6 +439,7 @@ class BasketActor:
         # does not shrink it), but not for ever: past this it fails and its policy applies.
         overrun_s = max(self.options.min_overrun_s, params.horizon_s)
         deadline_ns = core.start_ns + int((params.horizon_s + params.grace_s + overrun_s) * NS)
+        clock_due = fired + CLOCK_EVERY_S
         while core.done_ns is None:
             if self._cancel is not None or self._failure is not None:
                 return
@@ -411,8 +452,35 @@ class BasketActor:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
-            self._apply(core.tick(time.time_ns()))
+            now = time.time_ns()
+            self._apply(core.tick(now))
+            self._sample(now)
             self._check_silence(fired)
+            if time.monotonic() >= clock_due:
+                clock_due = time.monotonic() + CLOCK_EVERY_S
+                self._track_clocks()
+
+    def _sample(self, now_ns: int) -> None:
+        """Add the basket's state now to its timeline, and ask after the hedge for the
+        next point (the answer is not awaited: a busy hedge must not slow the ticks)."""
+        core = self.core
+        assert core is not None
+        self.timeline.add(core, now_ns, self._hedge_position)
+        self.metrics.observe(core, self._hedge_position)
+        basket = self.resolved
+        hedged = basket is not None and basket.hedge is not None and basket.hedge.enabled
+        if hedged and self._hedge_poll is None:
+            self._hedge_poll = asyncio.ensure_future(self._poll_hedge())
+
+    async def _poll_hedge(self) -> None:
+        try:
+            self._hedge_position = await asyncio.wait_for(
+                self.hedger.position_of.remote(self.basket_id), LEG_CALL_TIMEOUT_S
+            )
+        except Exception as e:
+            log.debug("basket %s: hedge position: %s", self.basket_id, _short(e))
+        finally:
+            self._hedge_poll = None
 
     def _check_silence(self, since: float) -> None:
         """Ping the legs that have gone quiet; one that does not answer is lost."""
@@ -492,12 +560,15 @@ class BasketActor:
             exposure=e.exposure,
             cause_ns=e.cause_ns,
             ts_ns=e.ts_ns,
+            risk=self.options.risk,
         )
         self.hedger.report.remote(report, self.venues[hedge_venue])
 
     async def _end(self) -> None:
         basket = self.resolved
         assert basket is not None
+        if self.core is not None:  # the path's last point: where the legs stopped
+            self.timeline.add(self.core, time.time_ns(), self._hedge_position, force=True)
         failure = self._failure
         cancel = self._cancel
         if failure is None and cancel is None:
@@ -592,7 +663,12 @@ class BasketActor:
         venue = basket.hedge.venue
         try:
             self.hedge_statement = await self.hedger.close.remote(
-                self.basket_id, basket.hedge, self.endpoints[venue].epoch, self.venues[venue], hold
+                self.basket_id,
+                basket.hedge,
+                self.endpoints[venue].epoch,
+                self.venues[venue],
+                hold,
+                self.options.risk,
             )
         except Exception as e:
             self.notes.append(f"hedge: closing failed: {_short(e)}")
@@ -665,7 +741,7 @@ class BasketActor:
             collateral.refused += [
                 f"venue {v}: no account figure" for v in self.refused.unknown_venues
             ]
-        return BasketReport(
+        report = BasketReport(
             basket_id=self.basket_id,
             status=self.lifecycle.state,
             policy=basket.policy if basket is not None else self.spec.policy,
@@ -686,7 +762,15 @@ class BasketActor:
             },
             history=list(self.lifecycle.history),
             notes=list(self.notes),
+            timeline=self.timeline.timeline,
         )
+        try:
+            report.tca = basket_tca(report)
+        except Exception as e:  # the analysis must never cost the user the report itself
+            log.exception("basket %s: TCA", self.basket_id)
+            report.notes.append(f"TCA could not be computed: {e!r}")
+        self.metrics.finished(report)
+        return report
 
     def _last_known(self, leg_id: str) -> LegReport:
         """A lost leg as its last snapshot showed it: not reconciled, orders unknown here."""
@@ -710,30 +794,46 @@ class BasketActor:
             rejects=[],
             reason=(last.reason if last is not None and last.reason else "leg actor lost")
             + "; figures from its last snapshot, its orders are at the venue",
+            contract_size=leg.instrument.contract_size,
+            decision_price=leg.price,
+            end_price=None if last is None else last.mark_price,
         )
 
     def _on_basket_axis(self, leg_id: str, r: LegReport) -> LegReport:
-        """Map a leg's times (leg clock) and its venue's (venue clock) onto the basket's."""
-        offset = self._offset(leg_id)
+        """Map a leg's times (leg clock) and its venue's (venue clock) onto the basket's,
+        each through the offset measured nearest it, drift included (DESIGN §6)."""
         est = self.clocks.get(leg_id)
         reconciled = self.reconciliations.get(leg_id)
 
         def leg_time(t: int | None) -> int | None:
-            return None if t is None else t - offset
+            return None if t is None else self._from_leg(leg_id, t)
 
         def venue_time(t: int | None) -> int | None:
-            return None if t is None else t - r.venue_clock_offset_ns - offset
+            if t is None:
+                return None
+            on_leg = remote_to_local(
+                t,
+                r.venue_clock_offset_ns,
+                r.venue_clock_at_ns if r.venue_clock_at_ns is not None else t,
+                r.venue_clock_drift_ppm,
+                VENUE_TICK_NS,
+            )
+            return self._from_leg(leg_id, on_leg)
 
         for child in r.child_orders:
-            child.sent_ns = child.sent_ns - offset
+            child.sent_ns = self._from_leg(leg_id, child.sent_ns)
             child.ack_ns = leg_time(child.ack_ns)
             child.venue_receive_ns = venue_time(child.venue_receive_ns)
             child.venue_accept_ns = venue_time(child.venue_accept_ns)
         r.first_send_ns = leg_time(r.first_send_ns)
         r.first_ack_ns = leg_time(r.first_ack_ns)
         r.first_venue_accept_ns = venue_time(r.first_venue_accept_ns)
-        r.clock_offset_ns = offset
-        r.clock_uncertainty_ns = est.uncertainty_ns if est is not None and est.ready else 0
+        if est is not None and est.ready:
+            at = self.launched_ns or est.latest_ns
+            r.clock_offset_ns = est.offset_at(at)
+            r.clock_uncertainty_ns = est.uncertainty_at(at)
+        if self.resolved is not None:
+            r.decision_price = self.resolved.leg(leg_id).price
         if reconciled is not None:
             r.reconciled = reconciled.reconciled
         return r

@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
 
+from actors.clock import ClockEstimate, ClockOffsetEstimator
 from actors.leg import LegLedger, Reconciliation
 from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg, LegArmed, Placement
@@ -56,6 +57,9 @@ SPIN_NS = 2_000_000  # the last 2 ms before fire_at are waited out without the e
 MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row the leg gives up (FAILED)
 UNWIND_SLIPPAGE_BPS = Decimal(100)  # an unwind crosses this far through the mid to get out
 SETTLE_TIMEOUT_S = 10.0  # how long reconciliation waits for in-flight orders to finish
+VENUE_CLOCK_PINGS = 8  # server-time exchanges when arming; the narrowest bounds the offset
+VENUE_CLOCK_EVERY_S = 2.0  # then one more this often, so drift is tracked over the basket
+VENUE_TICK_NS = 1_000_000  # Binance stamps times in milliseconds
 
 
 class LegActor:
@@ -92,6 +96,9 @@ class LegActor:
         self._arrival: Decimal | None = None
         self._reconciliation: Reconciliation | None = None
         self._placement: Placement | None = None
+        self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
+        self._market_notional = _ZERO  # public trades over the leg's life, for market VWAP
+        self._market_qty = _ZERO
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset
@@ -134,6 +141,9 @@ class LegActor:
         client = client_for(cmd.endpoint, timeout_s=10.0, resolve_timeout_s=3.0)
         await client.start()
         self._client = client
+        for _ in range(VENUE_CLOCK_PINGS):
+            await self._sample_venue_clock()
+        self._spawn(self._track_venue_clock(), f"{leg.leg_id}-clock")
         self._spawn(self._follow_reports(), f"{leg.leg_id}-reports")
         self._spawn(self._follow_market(), f"{leg.leg_id}-market")
         book = await client.order_book(leg.symbol, 5)
@@ -144,11 +154,29 @@ class LegActor:
             leg_id=leg.leg_id,
             placement=self._placement,
             ack_kind=client.ack_semantics,
-            venue_clock_offset_ns=client.clock_offset_ns,
-            venue_clock_rtt_ns=client.clock_rtt_ns,
+            venue_clock_offset_ns=self._venue_clock.offset_ns,
+            venue_clock_rtt_ns=self._venue_clock.best.rtt_ns,
             venue_typical_rtt_ns=client.typical_rtt_ns,
             mid=book.mid,
         )
+
+    async def _sample_venue_clock(self) -> None:
+        """One server-time exchange, on this leg's own clock (which may be off from true
+        time on its node: the offset measured is venue − leg, whatever the node's error)."""
+        assert self._client is not None
+        t_send = self.now_ns()
+        remote = await self._client.server_time_ns()
+        self._venue_clock.add_sample(t_send, remote, self.now_ns())
+
+    async def _track_venue_clock(self) -> None:
+        """Keep measuring the venue clock while the leg lives (DESIGN §6: continuous,
+        drift-aware). A failed exchange is skipped; the venue's errors show elsewhere."""
+        while True:
+            await asyncio.sleep(VENUE_CLOCK_EVERY_S)
+            try:
+                await self._sample_venue_clock()
+            except VenueError as e:
+                log.debug("leg %s: venue clock sample: %s", self.venue, e)
 
     async def _follow_reports(self) -> None:
         assert self._client is not None
@@ -169,6 +197,12 @@ class LegActor:
                 self._book = event
             elif isinstance(event, MarketTrade):
                 self._volume += event.quantity
+                if self._fired_ns is not None and self._status in (
+                    LegStatus.WORKING,
+                    LegStatus.PAUSED,
+                ):
+                    self._market_notional += event.price * event.quantity
+                    self._market_qty += event.quantity
             self._wake.set()
 
     # -- fire and run ------------------------------------------------------------------------
@@ -282,7 +316,7 @@ class LegActor:
         assert self._client is not None
         ledger = self._l
         first = not ledger.orders
-        ledger.sent(order, n, self.now_ns(), purpose)
+        ledger.sent(order, n, self.now_ns(), purpose, mid=self._mark())
         self._publish()
         try:
             report = await self._client.place(order)
@@ -515,6 +549,11 @@ class LegActor:
         ledger = self._l
         first = ledger.first
         rec = self._reconciliation
+        # The venue's offset where it matters most: at the leg's first venue stamp.
+        clock: ClockEstimate | None = None
+        if self._venue_clock.ready:
+            at = first.sent_ns if first is not None else None
+            clock = self._venue_clock.estimate(at)
         return LegReport(
             leg_id=leg.leg_id,
             venue=leg.venue,
@@ -537,10 +576,17 @@ class LegActor:
             first_ack_ns=None if first is None else first.ack_ns,
             first_venue_accept_ns=None if first is None else first.venue_accept_ns,
             ack_kind=self._client.ack_semantics,
-            venue_clock_offset_ns=self._client.clock_offset_ns,
-            venue_clock_rtt_ns=self._client.clock_rtt_ns,
+            venue_clock_offset_ns=clock.offset_ns if clock else 0,
+            venue_clock_rtt_ns=self._venue_clock.best.rtt_ns if clock else None,
+            venue_clock_uncertainty_ns=clock.uncertainty_ns if clock else None,
+            venue_clock_drift_ppm=clock.drift_ppm if clock else None,
+            venue_clock_at_ns=clock.at_ns if clock else None,
             unwound_qty=self._unwound,
             reason=self._reason,
+            contract_size=leg.instrument.contract_size,
+            end_price=self._mark(),
+            market_vwap=self._market_notional / self._market_qty if self._market_qty else None,
+            market_volume=self._market_qty,
         )
 
     async def close(self) -> None:

@@ -12,9 +12,11 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.messages import LegStatus
 from actors.spec import Policy, SpecError, load_basket
+from cluster.config import ClusterConfig, parse_cluster
 from cluster.engine import BasketHandle, Engine
 from tests.cluster.conftest import NAMESPACE
 from venues.config import parse_venues
+from venues.sim.calibration import SECONDS_PER_YEAR
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -112,6 +114,15 @@ def venues(
     return parse_venues(tomllib.loads(text), source="test venues")
 
 
+def with_tables(tables: str) -> ClusterConfig:
+    """The test venues plus cluster tables ([hedge], [risk], [engine])."""
+    import textwrap  # noqa: PLC0415
+    import tomllib  # noqa: PLC0415
+
+    text = VENUES.format(beta_profile='"same_region"', gamma_rejects=0.0, gamma_usdt=500_000)
+    return parse_cluster(tomllib.loads(textwrap.dedent(tables) + text), source="test config")
+
+
 def synth_eth(
     basket_id: str,
     *,
@@ -142,6 +153,20 @@ def make_engine() -> Iterator[object]:
     yield make
     for engine in started:
         engine.shutdown()
+
+
+TCA_KEYS = (
+    "gross_notional_usd",
+    "shortfall_usd",
+    "shortfall_bps",
+    "launch_skew_ns",
+    "max_completion_skew",
+    "time_outside_band_s",
+    "peak_imbalance_usd",
+    "legging_risk_usd",
+    "hedge_cost_usd",
+    "hedge_reaction_ns",
+)
 
 
 def positions(engine: Engine) -> dict[str, dict[str, Decimal]]:
@@ -204,6 +229,24 @@ def test_synthetic_eth_basket_completes_with_every_leg_reconciled(make_engine) -
     for key in ("leg_id", "target_qty", "filled_qty", "avg_price", "reconciled", "node_id"):
         assert key in doc["legs"][0]
     assert {"orders", "max_abs_position", "pnl_usd", "fees_usd"} <= set(doc["hedge"])
+    # The cost analysis, for the basket, from its own fills and path.
+    tca = doc["tca"]
+    for key in TCA_KEYS:
+        assert key in tca, key
+    assert tca["gross_notional_usd"] == pytest.approx(
+        sum(float(leg.original_qty * leg.decision_price) for leg in report.legs), rel=1e-9
+    )
+    parts = tca["parts"]
+    assert tca["shortfall_usd"] == pytest.approx(sum(parts.values()), abs=1e-6)
+    for leg in tca["legs"]:
+        s = leg["shortfall"]
+        assert s["total_usd"] == pytest.approx(
+            s["delay_usd"] + s["execution_usd"] + s["opportunity_usd"] + s["fees_usd"], abs=1e-9
+        )
+    # Taker fees alone are 5 bp: the basket cannot have cost less than a few bp.
+    assert tca["shortfall_bps"] > 1
+    assert report.timeline is not None and len(report.timeline.points) > 10
+    assert report.timeline.legs == ["eth", "steth", "btc"]
 
 
 def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
@@ -234,7 +277,20 @@ def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
 
 
 def test_rebalance_60_40_ends_within_one_percent_of_its_weights(make_engine) -> None:
-    engine = make_engine(venues())
+    # The configuration's [hedge] and [risk] apply to a basket that names no hedge.
+    config = with_tables(
+        """
+        [hedge]
+        venue = "alpha"
+        instruments = ["IDXUSDT"]
+        activation_usd = 50_000
+        [risk.factors]
+        BTC = 0.4
+        ETH = 0.6
+        SOL = 0.8
+        """
+    )
+    engine = make_engine(config)
     spec = load_basket(
         """
         kind = "rebalance"
@@ -251,8 +307,16 @@ def test_rebalance_60_40_ends_within_one_percent_of_its_weights(make_engine) -> 
         band = 0.05
         """
     )
-    report = engine.submit(spec).result(timeout=120)
+    handle = engine.submit(spec)
+    assert handle.basket.hedge == config.hedge  # the default hedge, as validated
+    report = handle.result(timeout=120)
     assert report.status is BasketState.COMPLETED, report.reason
+    assert report.hedge is not None and report.hedge.instruments == ["IDXUSDT"]
+    # The legs' risk figures come from the configured model: BTC at 40 % a year.
+    assert report.timeline is not None
+    btc = report.timeline.legs.index(next(leg.leg_id for leg in report.legs if "BTC" in leg.symbol))
+    per_year = report.timeline.covariance_per_s[btc][btc] * SECONDS_PER_YEAR
+    assert per_year == pytest.approx(0.4**2)
 
     held = positions(engine)["alpha"]
     mids = engine.venue_stat("alpha", "mids", ["BTCUSDT", "ETHUSDT"])
