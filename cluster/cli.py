@@ -8,8 +8,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from actors.report import BasketReport
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_VENUES = REPO_ROOT / "examples" / "venues.toml"
@@ -74,10 +78,12 @@ def _run_basket(
     *,
     address: str | None,
     json_path: str | None,
+    png_path: str | None,
+    html_path: str | None,
     progress: bool,
     every_s: float,
 ) -> int:
-    """Submit one basket, show its progress, print its summary; 0 if it completed."""
+    """Submit one basket, show its progress, print its report; 0 if it completed."""
     from actors.lifecycle import BasketState
     from actors.spec import SpecError, load_basket
     from cluster import present
@@ -102,11 +108,30 @@ def _run_basket(
             print("\nlegato: cancelling the basket (Ctrl-C again does not wait)", file=sys.stderr)
             handle.cancel("cancelled from the terminal")
         report = handle.result()
-    print(present.summary(report))
-    if json_path:
+    _show_report(report, png_path, html_path, json_path=json_path)
+    return 0 if report.status is BasketState.COMPLETED else 1
+
+
+def _show_report(
+    report: BasketReport,
+    png_path: str | None,
+    html_path: str | None,
+    *,
+    json_path: str | None = None,
+) -> None:
+    """Print the report's summary; write it as JSON, its chart and its HTML page where asked."""
+    from cluster import render
+
+    print(render.summary(report))
+    if json_path:  # first: a chart that cannot be written must not cost the report itself
         report.write(json_path)
         print(f"wrote {json_path}")
-    return 0 if report.status is BasketState.COMPLETED else 1
+    if png_path:
+        render.chart_png(report, png_path)
+        print(f"wrote {png_path}")
+    if html_path:
+        render.write_html(report, html_path)
+        print(f"wrote {html_path}")
 
 
 def _show_progress(handle: object, tty: bool, every_s: float, present: object) -> None:
@@ -134,9 +159,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.venues,
         address=args.address,
         json_path=args.json,
+        png_path=args.png,
+        html_path=args.html,
         progress=progress,
         every_s=args.every,
     )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from actors.report import load_report
+
+    path = Path(args.report)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        report = load_report(data)
+    except msgspec.DecodeError as e:  # ValidationError too: it names the bad field's path
+        what = " ".join(str(e).split())
+        raise UserError(f"{path} is not a basket report: {what}") from None
+    _show_report(report, args.png, args.html)
+    return 0
 
 
 def _connect(address: str | None) -> None:
@@ -216,8 +260,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         DEMO_VENUES,
         address=None,
         json_path=args.json,
+        png_path=args.png,
+        html_path=args.html,
         progress=not args.no_progress and sys.stdout.isatty(),
         every_s=2.0,
+    )
+
+
+def _report_outputs(cmd: argparse.ArgumentParser, json: bool = True) -> None:
+    if json:
+        cmd.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    cmd.add_argument(
+        "--png", metavar="PATH", help="also draw the basket's path (completion, imbalance, hedge)"
+    )
+    cmd.add_argument(
+        "--html", metavar="PATH", help="also write the report as a self-contained HTML page"
     )
 
 
@@ -236,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         "basket (examples/synthetic_eth_quick.toml), with live progress and the report. "
         "No cluster and no credentials needed. (`legato venues simulate` shows the markets.)",
     )
-    demo.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    _report_outputs(demo)
     demo.add_argument("--no-progress", action="store_true", help="no live progress display")
     demo.set_defaults(func=cmd_demo)
 
@@ -259,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help='a Ray cluster ("auto", "ray://host:10001"); default: $RAY_ADDRESS or a local Ray',
     )
-    run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    _report_outputs(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument(
         "--every",
@@ -268,6 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines when not on a terminal (default 5)",
     )
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser(
+        "report",
+        help="print a basket report's summary; draw its chart",
+        description="Read REPORT.json (written by `legato run --json`, or by "
+        "BasketReport.write) and print its summary: outcome, cost, legs, integrity, hedge and "
+        "operations (docs/report.md). --png and --html also write its chart and an HTML page.",
+    )
+    report.add_argument("report", metavar="REPORT.json", help="a basket report")
+    _report_outputs(report, json=False)
+    report.set_defaults(func=cmd_report)
 
     for name, helptext, func in (
         ("status", "list the running baskets of a cluster and their progress", cmd_status),

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster import render
+from tests.unit.test_render import PNG_MAGIC, completed_report
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,3 +74,46 @@ def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message:
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_report_has_help_and_run_and_demo_offer_the_chart() -> None:
+    done = legato("report", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: legato report" in done.stdout
+    for command in ("run", "demo"):
+        done = legato(command, "--help")
+        assert "--png PATH" in done.stdout and "--html PATH" in done.stdout
+
+
+def test_report_prints_the_summary_and_writes_png_and_html(tmp_path: Path) -> None:
+    report = completed_report()
+    path = tmp_path / "report.json"
+    report.write(path)
+    png, page = tmp_path / "chart.png", tmp_path / "report.html"
+    done = legato("report", str(path), "--png", str(png), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    assert render.summary(report) in done.stdout
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    assert "<svg" in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        (b'{"basket_id": "b1"}', "is not a basket report: Object missing required field"),
+        (b"not json", "is not a basket report: JSON is malformed"),
+        (b"[1, 2]", "is not a basket report: Expected `object`, got `array`"),
+    ],
+)
+def test_report_of_a_missing_or_foreign_file_is_one_line(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "report.json"
+    if content is not None:
+        path.write_bytes(content)
+    done = legato("report", str(path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert str(path) in line and message in line
