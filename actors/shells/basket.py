@@ -135,7 +135,7 @@ class BasketActor:
         self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
         self._probing: set[str] = set()
         self._pinging: set[str] = set()
-        self._hedge_poll: asyncio.Future[None] | None = None
+        self._hedge_poll: asyncio.Task[None] | None = None
         self.timeline = TimelineRecorder()
         self.metrics = BasketMetrics(self.basket_id)
 
@@ -167,6 +167,8 @@ class BasketActor:
         finally:
             await self._release()
             await self._close_legs()
+            for task in list(self._tasks):  # probes, clock pings, hedge polls: all moot now
+                task.cancel()
         return await self._report()
 
     def cancel(self, reason: str = "cancelled by the user") -> BasketState:
@@ -470,7 +472,9 @@ class BasketActor:
         basket = self.resolved
         hedged = basket is not None and basket.hedge is not None and basket.hedge.enabled
         if hedged and self._hedge_poll is None:
-            self._hedge_poll = asyncio.ensure_future(self._poll_hedge())
+            self._hedge_poll = task = asyncio.ensure_future(self._poll_hedge())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _poll_hedge(self) -> None:
         try:
