@@ -41,6 +41,7 @@ from actors.report import (
 from actors.risk import RiskSettings
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
+from actors.shells.tasks import BackgroundTasks
 from actors.spec import (
     BasketSpec,
     Policy,
@@ -129,7 +130,7 @@ class BasketActor:
         self._cancel: str | None = None
         self._failure: str | None = None
         self._failure_soft: str | None = None  # a leg failed under policy `complete`
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(f"basket {self.basket_id}")
         self._hedge_position = 0.0
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
         self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
@@ -167,8 +168,7 @@ class BasketActor:
         finally:
             await self._release()
             await self._close_legs()
-            for task in list(self._tasks):  # probes, clock pings, hedge polls: all moot now
-                task.cancel()
+            await self._tasks.cancel_all()  # probes, clock pings, hedge polls: all moot now
         return await self._report()
 
     def cancel(self, reason: str = "cancelled by the user") -> BasketState:
@@ -393,9 +393,7 @@ class BasketActor:
             if leg_id in self._pinging:
                 continue
             self._pinging.add(leg_id)
-            task = asyncio.ensure_future(self._ping_clock(leg_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = self._tasks.spawn(self._ping_clock(leg_id), f"ping-{leg_id}")
             task.add_done_callback(lambda t, leg=leg_id: self._pinging.discard(leg))
 
     async def _ping_clock(self, leg_id: str) -> None:
@@ -472,9 +470,7 @@ class BasketActor:
         basket = self.resolved
         hedged = basket is not None and basket.hedge is not None and basket.hedge.enabled
         if hedged and self._hedge_poll is None:
-            self._hedge_poll = task = asyncio.ensure_future(self._poll_hedge())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._hedge_poll = self._tasks.spawn(self._poll_hedge(), "hedge-poll")
 
     async def _poll_hedge(self) -> None:
         try:
@@ -496,9 +492,7 @@ class BasketActor:
             finished = core.legs[leg_id].status in (LegStatus.DONE, LegStatus.FAILED)
             if quiet > self.options.leg_silence_s and not finished and leg_id not in self._probing:
                 self._probing.add(leg_id)
-                task = asyncio.ensure_future(self._probe(leg_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._probe(leg_id), f"probe-{leg_id}")
 
     async def _probe(self, leg_id: str) -> None:
         try:

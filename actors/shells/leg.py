@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +26,7 @@ from actors.protocol import ArmLeg, LegArmed, Placement
 from actors.report import LegReport
 from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler
 from actors.shells import here
+from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
 from actors.spec import ResolvedLeg, client_order_id
 from actors.sync import AdjustLeg
@@ -82,7 +82,7 @@ class LegActor:
         self._reason = ""
         self._blocked = False
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(f"leg on {venue}")
         self._run_task: asyncio.Task[None] | None = None
         self._fired_ns: int | None = None  # when the timer went off (leg clock)
         self._fire_at_ns: int | None = None  # when the first order should reach the venue
@@ -111,18 +111,6 @@ class LegActor:
     def placement(self) -> Placement:
         return here()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A background task that dies (a stream, a settle) must not die unseen.
-            log.error("leg task %s failed: %r", task.get_name(), task.exception())
-
     @property
     def _l(self) -> LegLedger:
         assert self._ledger is not None, "arm() first"
@@ -143,9 +131,9 @@ class LegActor:
         self._client = client
         for _ in range(VENUE_CLOCK_PINGS):
             await self._sample_venue_clock()
-        self._spawn(self._track_venue_clock(), f"{leg.leg_id}-clock")
-        self._spawn(self._follow_reports(), f"{leg.leg_id}-reports")
-        self._spawn(self._follow_market(), f"{leg.leg_id}-market")
+        self._tasks.spawn(self._track_venue_clock(), f"{leg.leg_id}-clock")
+        self._tasks.spawn(self._follow_reports(), f"{leg.leg_id}-reports")
+        self._tasks.spawn(self._follow_market(), f"{leg.leg_id}-market")
         book = await client.order_book(leg.symbol, 5)
         self._book = book.top() or self._book
         self._status = LegStatus.ARMED
@@ -234,7 +222,7 @@ class LegActor:
             participation_cap=cmd.participation_cap,
             max_child_fraction=cmd.max_child_fraction,
         )
-        self._run_task = self._spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
+        self._run_task = self._tasks.spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
 
     async def _wait_until(self, t_ns: int) -> None:
         """Sleep on the loop until just before `t_ns`, then spin out the rest: the loop's
@@ -330,7 +318,7 @@ class LegActor:
             return None
         except OutcomeUnknown:
             ledger.unknown(order.client_order_id)  # settled by query later; never resent
-            self._spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
+            self._tasks.spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
             return None
         except (VenueUnavailable, RateLimited) as e:
             # Nothing reached the book: the order is known to be refused at the door.
@@ -343,7 +331,7 @@ class LegActor:
         self._rejects_in_row = 0
         ledger.acked(report, self.now_ns())
         if report.ack_kind is AckKind.UNKNOWN:  # the answer was lost: ask, never resend
-            self._spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
+            self._tasks.spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
         if report.status.value == "REJECTED" and first:
             self._fail(f"first order {order.client_order_id} rejected: {report.reject_message}")
         self._changed()
@@ -590,10 +578,6 @@ class LegActor:
         )
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel_all()
         if self._client is not None:
             await self._client.close()

@@ -9,18 +9,17 @@ that node's loopback, so the legs pinned next to it reach it as they would reach
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from decimal import Decimal
-from typing import Any
 
 import ray
 
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
+from actors.shells.tasks import BackgroundTasks
 from venues.binance.client import BinanceUsdmClient
 from venues.config import (
     BinanceUsdmConfig,
@@ -90,7 +89,7 @@ class VenueActor:
         self._tops: dict[str, BookTicker] = {}
         self._reports: dict[str, ExecutionReport] = {}
         self._final: dict[str, asyncio.Event] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(f"venue {name}")
         self._started = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -134,31 +133,17 @@ class VenueActor:
             unknown = [i.symbol for i in listed if not i.betas]
             if unknown:
                 log.warning("%s: no risk factor known for %s", self.name, ", ".join(unknown))
-            self._spawn(self._follow_reports())
-            self._spawn(self._follow_market(list(self._instruments)))
+            self._tasks.spawn(self._follow_reports(), f"{self.name}-reports")
+            self._tasks.spawn(self._follow_market(list(self._instruments)), f"{self.name}-market")
             self._endpoint = endpoint
             return endpoint
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel_all()
         if self._client is not None:
             await self._client.close()
         if self._server is not None:
             await self._server.stop()
-
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-
-    def _reap(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)  # type: ignore[arg-type]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task failed: %r", self.name, task.exception())
 
     async def _follow_reports(self) -> None:
         assert self._client is not None
