@@ -70,7 +70,11 @@ class BasketCoordinator:
         risk: RiskModel,
         *,
         hedge: bool = True,
+        synchronize: bool = True,
     ) -> None:
+        """`hedge`: report exposure changes; `synchronize`: run the synchronizer (without it
+        every leg keeps its own pace, as the backtest's `independent` and `sequential` modes
+        execute)."""
         params = basket.params
         self.basket = basket
         self.start_ns = start_ns
@@ -103,7 +107,7 @@ class BasketCoordinator:
             risk_limit_usd=params.band_risk_usd if band is None else None,
             risk_of=self._risk_of if band is None else None,
         )
-        self.synchronizing = True
+        self.synchronizing = synchronize
         self.integrator = LeggingRiskIntegrator(risk, self.instruments)
         self.launched_ns: int | None = None
         self.failed: dict[str, str] = {}

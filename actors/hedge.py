@@ -12,15 +12,17 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 import msgspec
 import numpy as np
 
 from actors.risk import RISK_HORIZON_S, Exposure, RiskModel
-from venues.model import Instrument, Side
+from venues.model import Instrument, NewOrder, OrderType, Side, TimeInForce
 
 # Exposures below this many dollars on every factor count as flat.
 _DUST_USD = 1e-9
+HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.
 _SHARE_TOL = 1e-12
@@ -315,3 +317,45 @@ class HedgeLedger:
         total = self.pnl_usd()
         delta, self._accrued_usd = total - self._accrued_usd, total
         return delta
+
+
+def hedge_quantity(
+    order: HedgeOrder, lot: Decimal, held_qty: float, mid: float | None, contract_size: float
+) -> Decimal | None:
+    """A hedge order's size in base units, to the nearest lot; an unwind to flat closes the
+    held position exactly. None without a mid (the venue sizes it from `notional_usd` then)."""
+    if order.target_usd == 0.0:
+        return Decimal(str(abs(held_qty))).quantize(lot)
+    if not mid:
+        return None
+    raw = order.notional_usd / (mid * contract_size)
+    return (Decimal(str(raw)) / lot).to_integral_value() * lot
+
+
+def hedge_limit_order(
+    client_order_id: str,
+    inst: Instrument,
+    side: Side,
+    qty: Decimal | None,
+    notional_usd: float,
+    mid: Decimal,
+) -> NewOrder | None:
+    """The hedge trade as the venue gets it: an IOC limit `HEDGE_PROTECTION_BPS` through the
+    mid, `qty` (or about `notional_usd` at the mid) on the lot grid. None when it rounds to
+    nothing or under the venue's minimum notional."""
+    if qty is None:
+        qty = Decimal(str(notional_usd)) / (mid * inst.contract_size)
+    qty = inst.snap_qty(qty)
+    if qty <= 0 or inst.notional(mid, qty) < inst.min_notional:
+        return None
+    away = HEDGE_PROTECTION_BPS / Decimal(10_000)
+    raw = mid * (1 + away) if side is Side.BUY else mid * (1 - away)
+    return NewOrder(
+        client_order_id=client_order_id,
+        symbol=inst.symbol,
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=qty,
+        price=inst.snap_price_passive(raw, side),
+        time_in_force=TimeInForce.IOC,
+    )

@@ -18,6 +18,7 @@ from actors.messages import LegProgress, LegStatus
 from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, Side
 
 _ZERO = Decimal(0)
+MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row a leg gives up (FAILED)
 
 # How far along an order is: a report never moves an order back down this scale.
 _RANK = {

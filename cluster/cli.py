@@ -166,6 +166,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from actors.backtest import BacktestError, check_venues, compare, parse_modes, results_table
+    from actors.spec import SpecError, load_basket
+    from cluster.config import load_cluster
+
+    try:
+        modes = parse_modes(args.compare)
+        spec = load_basket(Path(args.basket))
+        cluster = load_cluster(args.venues)
+        replay = None
+        if args.replay:
+            replay = Path(args.replay)
+            if not replay.is_dir():
+                raise UserError(f"--replay: {replay} is not a directory of recorded data")
+        config = check_venues(cluster.venues, replay)
+        if spec.hedge is None and cluster.hedge is not None:
+            spec = msgspec.structs.replace(spec, hedge=cluster.hedge)  # the config's [hedge]
+
+        def progress(r: object) -> None:
+            if args.quiet:
+                return
+            m = r.metrics()  # type: ignore[attr-defined]
+            risk = m["legging_risk_usd"]
+            print(
+                f"  seed {r.seed:3d} {r.mode.value:12s} {r.report.status.value:10s} "  # type: ignore[attr-defined]
+                f"legging risk ${risk if risk is not None else float('nan'):,.2f}  "
+                f"shortfall {m['shortfall_bps'] or 0:.2f} bp",
+                flush=True,
+            )
+
+        print(
+            f"legato backtest: {spec.basket_id} on {args.venues}"
+            + (f" replaying {replay}" if replay else "")
+            + f", {args.seeds} seed(s), modes {', '.join(m.value for m in modes)}",
+            flush=True,
+        )
+        doc = compare(spec, config, modes, args.seeds, risk=cluster.risk, progress=progress)
+    except (SpecError, BacktestError) as e:
+        raise UserError(str(e)) from None
+    print()
+    print(results_table(doc))
+    print(
+        f"\n{doc['market_events']:,} market events in {doc['wall_s']:.1f} s: "
+        f"{doc['events_per_s']:,.0f} events/s"
+    )
+    _write_json(args.json, doc)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from actors.report import load_report
 
@@ -325,6 +374,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines when not on a terminal (default 5)",
     )
     run.set_defaults(func=cmd_run)
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="replay a basket through legato's cores on simulated time, per execution mode",
+        description="Run BASKET.toml on the simulated venues of VENUES.toml (synthetic, or "
+        "--replay of recorded data) through the same pure cores as the actors, on simulated "
+        "time with no Ray, once per seed and execution mode, and print per mode the mean and "
+        "p95 of legging risk, peak imbalance, shortfall, completion time and hedge cost "
+        "(docs/backtest.md). Deterministic per seed.",
+    )
+    backtest.add_argument("basket", metavar="BASKET.toml", help="the basket (docs/basket.md)")
+    backtest.add_argument(
+        "--venues",
+        metavar="VENUES.toml",
+        default=str(DEMO_VENUES),
+        help="the venues configuration (default examples/venues.toml); simulated venues only",
+    )
+    backtest.add_argument(
+        "--seeds", type=_positive(int), default=20, help="runs per mode, seeds 0..N-1 (default 20)"
+    )
+    backtest.add_argument(
+        "--replay", metavar="DIR", help="every venue replays the recorded data in DIR"
+    )
+    backtest.add_argument(
+        "--compare",
+        metavar="MODES",
+        default="coordinated,independent,sequential",
+        help="execution modes, comma-separated (default coordinated,independent,sequential)",
+    )
+    backtest.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
+    backtest.add_argument("--quiet", action="store_true", help="no line per run")
+    backtest.set_defaults(func=cmd_backtest)
 
     report = sub.add_parser(
         "report",

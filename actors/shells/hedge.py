@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer
+from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer, hedge_quantity
 from actors.protocol import ExposureReport, HedgeStatement
 from actors.risk import RiskSettings
 from actors.spec import HedgeSpec
@@ -93,14 +93,13 @@ class _Desk:
         """The order's size in base units, to the nearest lot; an unwind to flat closes the
         position exactly. None before the first mark (the venue actor sizes it then)."""
         symbol = order.symbol
-        lot = Decimal(str(self.lots[symbol]))
-        if order.target_usd == 0.0:
-            return Decimal(str(abs(self.ledger.qty[symbol]))).quantize(lot)
-        mid = self.ledger.mids.get(symbol)
-        if not mid:
-            return None
-        raw = order.notional_usd / (mid * self.ledger.contract_sizes[symbol])
-        return (Decimal(str(raw)) / lot).to_integral_value() * lot
+        return hedge_quantity(
+            order,
+            Decimal(str(self.lots[symbol])),
+            self.ledger.qty[symbol],
+            self.ledger.mids.get(symbol),
+            self.ledger.contract_sizes[symbol],
+        )
 
     def flat(self) -> bool:
         return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())

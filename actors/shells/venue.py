@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import ray
 
+from actors.hedge import hedge_limit_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
@@ -36,17 +37,13 @@ from venues.model import (
     BookTicker,
     ExecutionReport,
     Instrument,
-    NewOrder,
-    OrderType,
     Position,
     Side,
-    TimeInForce,
 )
 from venues.sim.server import BinanceServer
 
 log = logging.getLogger(__name__)
 
-HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
 _FINAL_TIMEOUT_S = 5.0
 
 
@@ -248,22 +245,9 @@ class VenueActor:
         inst = self._instruments[symbol]
         top = (await self.quotes([symbol]))[symbol]
         mid = (top.bid + top.ask) / 2
-        if qty is None:
-            qty = Decimal(str(notional_usd)) / (mid * inst.contract_size)
-        qty = inst.snap_qty(qty)
-        if qty <= 0 or inst.notional(mid, qty) < inst.min_notional:
+        order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
+        if order is None:
             return None
-        away = HEDGE_PROTECTION_BPS / Decimal(10_000)
-        raw = mid * (1 + away) if side is Side.BUY else mid * (1 - away)
-        order = NewOrder(
-            client_order_id=client_order_id,
-            symbol=symbol,
-            side=side,
-            type=OrderType.LIMIT,
-            quantity=qty,
-            price=inst.snap_price_passive(raw, side),
-            time_in_force=TimeInForce.IOC,
-        )
         done = self._final.setdefault(client_order_id, asyncio.Event())
         sent_ns = time.time_ns()
         report = await self.client.place(order)

@@ -1,0 +1,1316 @@
+"""The discrete-event backtest: a basket through the actors' pure cores on simulated time.
+
+What runs is what the actors run (DESIGN §3): each leg's `SliceScheduler` and `LegLedger`,
+the basket's `BasketCoordinator` (synchronizer, imbalance, completion) and
+`TimelineRecorder`, the hedge desk's `HedgeBook`/`HedgeSizer`/`HedgeLedger`, the venues'
+`SimExchange` with their market source (synthetic or replayed) and their `VenueConditions`
+(latency, ack semantics, outages, injected rejects, rate limits), and `basket_tca` for the
+figures. What the shells do with Ray and sockets is replaced by events on one simulated clock:
+
+- every message between actors (progress, adjustments, exposure, hedge orders) takes one draw
+  of `ray_call`, a Ray actor call's one-way time as measured on the development machine;
+- an order takes the venue profile's request, processing and response draws, and its
+  answer is what the profile's ack semantics show (RECEIPT, ACCEPTED, RESULT); execution
+  reports and market data reach the legs after the profile's stream lag;
+- the venues advance their market every `market_step_ms`, as the in-process venue does.
+
+Clocks are exact in a backtest: every time is on the one simulated axis, so the venues'
+`clock_offset_ms` is not applied (the live engine measures and removes it, DESIGN §6). The
+backtest starts flat and does not simulate the collateral actor's reservation (each
+venue's exchange still checks its own margin on every order). A failed basket stops its
+legs and ends: its policy's unwind is not traded here, and the report says so.
+
+Modes (the `--compare` of `legato backtest`):
+- `coordinated`: legato — a synchronised launch (each leg sends half its venue's median
+  round trip early), the synchronizer, and the basket's hedge;
+- `independent`: every leg on its own TWAP from the same start, no synchronizer, no hedge,
+  no launch compensation (how most systems execute);
+- `sequential`: leg after leg in the basket's order, each over horizon / number of legs,
+  the next starting when the previous is done; no synchronizer, no hedge.
+
+One seed fixes everything: the synthetic market's seed is the venue's configured seed plus
+the run's, a replayed market starts a seed-dependent stretch into its recording, and every
+latency draw comes from generators seeded by the seed (and the venue's name).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from actors.basket import AllDone, BasketCoordinator, ExposureChanged, Launched, LegFailed
+from actors.hedge import (
+    HedgeBook,
+    HedgeLedger,
+    HedgeOrder,
+    HedgeSizer,
+    hedge_limit_order,
+    hedge_quantity,
+)
+from actors.leg import MAX_CONSECUTIVE_REJECTS, LegLedger
+from actors.lifecycle import BasketLifecycle, BasketState
+from actors.messages import LegProgress, LegStatus
+from actors.report import (
+    BasketReport,
+    CollateralReport,
+    HedgeReport,
+    LegReport,
+    TimelineRecorder,
+)
+from actors.risk import RiskModel, RiskSettings, with_risk_betas
+from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler
+from actors.spec import (
+    BasketSpec,
+    HedgeSpec,
+    Policy,
+    RebalanceSpec,
+    ResolvedBasket,
+    ResolvedLeg,
+    validate,
+)
+from actors.sync import AdjustLeg, BasketShrunk
+from actors.tca import basket_tca
+from venues.config import (
+    ReplayMarketConfig,
+    SimVenueConfig,
+    SyntheticMarketConfig,
+    VenuesConfig,
+    build_market,
+    profile_from,
+)
+from venues.errors import OrderRejected, RateLimited, VenueError, VenueUnavailable
+from venues.model import (
+    AckKind,
+    BookTicker,
+    ExecutionReport,
+    Instrument,
+    MarketTrade,
+    NewOrder,
+    OrderStatus,
+    RejectReason,
+    pending_report,
+)
+from venues.sim.exchange import AccountReport, AccountSpec, SimExchange
+from venues.sim.host import accepted_view
+from venues.sim.profile import Latency, VenueConditions
+
+NS = 1_000_000_000
+MS = 1_000_000
+_ZERO = Decimal(0)
+SIM_EPOCH_NS = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z: synthetic runs start here
+SYNTHETIC_WARMUP_NS = 1 * NS  # the synthetic venues run this long before the basket arrives
+REPLAY_WARMUP_NS = 10 * NS  # a replayed book is rebuilt from its snapshot within seconds
+REPLAY_STRIDE_NS = 37 * NS  # seed s starts s strides into the recording (wrapping round)
+SETTLE_LIMIT_NS = 10 * NS  # a finishing basket waits at most this long for orders in flight
+HEDGE_ROUNDS = 20  # as the hedge actor: bounded re-evaluations per trading burst
+
+
+class ExecutionMode(enum.StrEnum):
+    """How the backtest executes the basket (module docstring)."""
+
+    COORDINATED = "coordinated"
+    INDEPENDENT = "independent"
+    SEQUENTIAL = "sequential"
+
+
+class BacktestError(ValueError):
+    """A backtest that cannot run as asked; the message names the input and what is accepted."""
+
+
+class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The engine's figures the backtest plays by (defaults: the engine's own)."""
+
+    tick_ms: float = 100.0  # the basket's coordination step (engine `tick_ms`)
+    fire_lead_ms: float = 50.0  # legs fire this far after the basket is accepted
+    progress_every_ms: float = 250.0  # a leg's heartbeat snapshot
+    market_step_ms: float = 5.0  # venues advance their market this often
+    ray_call: Latency = Latency(median_ms=0.7, p99_ms=3.0)  # one actor call, one way
+    min_overrun_s: float = 60.0  # engine `min_overrun_s`: a basket this late past horizon fails
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    """One basket run: its report (TCA included) and what the run cost."""
+
+    mode: ExecutionMode
+    seed: int
+    report: BasketReport
+    fire_ns: int
+    done_ns: int | None
+    market_events: int
+    wall_s: float
+
+    @property
+    def completion_s(self) -> float | None:
+        """From the launch instant to the moment every leg was done."""
+        return None if self.done_ns is None else (self.done_ns - self.fire_ns) / NS
+
+    def metrics(self) -> dict[str, float | None]:
+        """The figures `legato backtest` compares across modes."""
+        tca = self.report.tca or {}
+        return {
+            "legging_risk_usd": tca.get("legging_risk_usd"),
+            "peak_imbalance_usd": tca.get("peak_imbalance_usd"),
+            "shortfall_bps": tca.get("shortfall_bps"),
+            "completion_s": self.completion_s,
+            "hedge_cost_usd": tca.get("hedge_cost_usd"),
+        }
+
+
+METRICS = (
+    "legging_risk_usd",
+    "peak_imbalance_usd",
+    "shortfall_bps",
+    "completion_s",
+    "hedge_cost_usd",
+)
+
+
+# -- the simulated clock -------------------------------------------------------------------
+class _Loop:
+    """Events in time order; ties in the order they were scheduled."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now = now_ns
+        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._n = 0
+
+    def at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> None:
+        self._n += 1
+        heapq.heappush(self._heap, (max(t_ns, self.now), self._n, fn, args))
+
+    def after(self, dt_ns: int, fn: Callable[..., None], *args: Any) -> None:
+        self.at(self.now + dt_ns, fn, *args)
+
+    def run(self, done: Callable[[], bool], until_ns: int) -> None:
+        heap = self._heap
+        while heap and not done():
+            t, _, fn, args = heapq.heappop(heap)
+            if t > until_ns:
+                self.now = until_ns
+                return
+            self.now = t
+            fn(*args)
+
+
+# -- a venue -------------------------------------------------------------------------------
+Answer = ExecutionReport | VenueError
+
+
+class _Venue:
+    """One simulated venue: its exchange, its profile in motion, and its subscribers."""
+
+    def __init__(
+        self,
+        loop: _Loop,
+        name: str,
+        exchange: SimExchange,
+        conditions: VenueConditions,
+        account_id: str,
+        step_ns: int,
+    ) -> None:
+        self.loop = loop
+        self.name = name
+        self.exchange = exchange
+        self.conditions = conditions
+        self.profile = conditions.profile
+        self.account_id = account_id
+        self.step_ns = step_ns
+        self.stream: dict[str, Callable[[ExecutionReport], None]] = {}  # client order id →
+        self.listeners: dict[str, list[_Leg]] = {}
+        self._account_due = 0
+        self._market_due: dict[str, int] = {}
+        self.running = True
+
+    @property
+    def typical_rtt_ns(self) -> int:
+        """The median round trip of an order request, as a leg would measure it."""
+        p = self.profile
+        return int((p.request.median_ms + p.response.median_ms) * MS)
+
+    def latency(self, which: str) -> int:
+        return self.conditions.latency_ns(which)
+
+    def start(self) -> None:
+        self.loop.at(self.loop.now, self._step)
+
+    def _step(self) -> None:
+        if not self.running:
+            return
+        self.exchange.advance(self.loop.now)
+        self.dispatch()
+        self.loop.after(self.step_ns, self._step)
+
+    def mid(self, symbol: str) -> Decimal | None:
+        return self.exchange.book_snapshot(symbol, 1, self.loop.now).mid
+
+    def dispatch(self) -> None:
+        """Deliver what the exchange did: reports to their order's owner, market data to
+        the legs of its symbol (one book ticker and the trades' sum per step), each stream
+        in order after its stream lag."""
+        events = self.exchange.drain()
+        if not events:
+            return
+        now = self.loop.now
+        market: dict[str, list[Any]] = {}
+        for event in events:
+            if isinstance(event, AccountReport):
+                handler = self.stream.get(event.report.client_order_id)
+                if handler is not None:
+                    self._account_due = max(self._account_due, now + self.latency("stream_lag"))
+                    self.loop.at(self._account_due, handler, event.report)
+            elif isinstance(event, BookTicker):
+                market.setdefault(event.symbol, [None, _ZERO, _ZERO])[0] = event
+            elif isinstance(event, MarketTrade):
+                entry = market.setdefault(event.symbol, [None, _ZERO, _ZERO])
+                entry[1] += event.quantity
+                entry[2] += event.quantity * event.price
+        for symbol, (ticker, qty, notional) in market.items():
+            legs = self.listeners.get(symbol)
+            if not legs:
+                continue
+            due = max(self._market_due.get(symbol, 0), now + self.latency("stream_lag"))
+            self._market_due[symbol] = due
+            for leg in legs:
+                self.loop.at(due, leg.on_market, ticker, qty, notional)
+
+    # -- orders ----------------------------------------------------------------------------
+    def submit(
+        self,
+        order: NewOrder,
+        on_answer: Callable[[Answer], None],
+        on_stream: Callable[[ExecutionReport], None],
+    ) -> None:
+        """Send `order` (it leaves now); `on_answer` gets the venue's answer or its refusal,
+        `on_stream` every execution report of it."""
+        self.stream[order.client_order_id] = on_stream
+        self.loop.after(self.latency("request"), self._arrive, order, on_answer)
+
+    def query(self, symbol: str, client_order_id: str) -> ExecutionReport | None:
+        try:
+            return self.exchange.query(self.account_id, symbol, client_order_id)
+        except VenueError:
+            return None
+
+    def _respond(self, on_answer: Callable[[Answer], None], answer: Answer) -> None:
+        self.loop.after(self.latency("response"), on_answer, answer)
+
+    def _arrive(self, order: NewOrder, on_answer: Callable[[Answer], None]) -> None:
+        received = self.loop.now
+        c = self.conditions
+        mode = c.outage(received)
+        if mode is not None:
+            kind = "refused the connection" if mode == "refuse" else "answered 503"
+            error = VenueUnavailable(f"venue {self.name} is in an outage: it {kind}", code=503)
+            self._respond(on_answer, error)
+            return
+        retry = c.rate_limited(received)
+        if retry is not None:
+            limit = self.profile.orders_per_minute
+            msg = f"order rate limit of {limit}/min reached on {self.name}"
+            self._respond(on_answer, RateLimited(msg, venue=self.name, retry_after_s=retry))
+            return
+        lost, applied = c.inject_unknown()
+        if self.profile.ack is AckKind.RECEIPT and not lost:
+            self.loop.after(self.latency("processing"), self._process_later, order, received)
+            self._respond(on_answer, self._pending(order, AckKind.RECEIPT, received))
+            return
+        self.loop.after(
+            self.latency("processing"), self._process, order, received, on_answer, lost, applied
+        )
+
+    def _pending(self, order: NewOrder, ack: AckKind, received: int) -> ExecutionReport:
+        return pending_report(
+            order,
+            self.name,
+            ack,
+            venue_receive_ns=received if ack is AckKind.RECEIPT else None,
+            venue_ts_ns=received,
+        )
+
+    def _place(self, order: NewOrder, received: int) -> ExecutionReport:
+        if self.conditions.inject_reject():
+            raise OrderRejected(
+                f"order {order.client_order_id} rejected by {self.name} (injected reject)",
+                reason=RejectReason.INJECTED,
+                venue=self.name,
+                client_order_id=order.client_order_id,
+            )
+        return self.exchange.place(self.account_id, order, self.loop.now, receive_ns=received)
+
+    def _process(
+        self,
+        order: NewOrder,
+        received: int,
+        on_answer: Callable[[Answer], None],
+        lost: bool,
+        applied: bool,
+    ) -> None:
+        if lost and not applied:
+            self._respond(on_answer, self._pending(order, AckKind.UNKNOWN, received))
+            return
+        answer: Answer
+        try:
+            final = self._place(order, received)
+        except OrderRejected as e:
+            answer = e
+        else:
+            if self.profile.ack is AckKind.RESULT:
+                answer = msgspec.structs.replace(final, ack_kind=AckKind.RESULT)
+            else:
+                answer = accepted_view(final)
+        finally:
+            self.dispatch()
+        if lost:  # whatever the answer said, it never arrives
+            answer = self._pending(order, AckKind.UNKNOWN, received)
+        self._respond(on_answer, answer)
+
+    def _process_later(self, order: NewOrder, received: int) -> None:
+        try:
+            self._place(order, received)
+        except OrderRejected as e:
+            rejected = msgspec.structs.replace(
+                self._pending(order, AckKind.RECEIPT, received),
+                status=OrderStatus.REJECTED,
+                reject_reason=e.reason,
+                reject_message=e.message,
+                venue_ts_ns=self.loop.now,
+            )
+            self.exchange.notify(self.account_id, rejected)
+        finally:
+            self.dispatch()
+
+
+# -- a leg ---------------------------------------------------------------------------------
+_MARKET_HOLDS = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP, Hold.BELOW_MINIMUM})
+
+
+class _Leg:
+    """The leg actor's run loop (actors/shells/leg.py) as simulated events."""
+
+    def __init__(
+        self,
+        run: _Run,
+        leg: ResolvedLeg,
+        venue: _Venue,
+        *,
+        horizon_ns: int,
+        slice_ns: int,
+        participation_cap: float,
+        max_child_fraction: float | None,
+        head_start_ns: int,
+    ) -> None:
+        self.run = run
+        self.loop = run.loop
+        self.leg = leg
+        self.venue = venue
+        self.ledger = LegLedger(run.basket.basket_id, leg.leg_id, leg.side, leg.quantity)
+        self.horizon_ns = horizon_ns
+        self.slice_ns = slice_ns
+        self.participation_cap = participation_cap
+        self.max_child_fraction = max_child_fraction
+        self.head_start_ns = head_start_ns
+        self.sched: SliceScheduler | None = None
+        self.book: BookTicker | None = None
+        self.volume = _ZERO
+        self.mode = Mode.NORMAL
+        self.status = LegStatus.ARMED
+        self.reason = ""
+        self.blocked = False
+        self.busy = False  # an order is on its way: the loop awaits its answer
+        self.arrival: Decimal | None = None
+        self.rejects_in_row = 0
+        self.adjusted_ns = 0
+        self.market_notional = _ZERO
+        self.market_qty = _ZERO
+        self._timer = 0
+        self._published: tuple[object, ...] = ()
+        self._published_ns = 0
+        self.progress_every_ns = int(run.settings.progress_every_ms * MS)
+        venue.listeners.setdefault(leg.symbol, []).append(self)
+
+    # -- start and loop --------------------------------------------------------------------
+    def fire(self, fire_at_ns: int) -> None:
+        """Send the first child order to reach the venue at `fire_at_ns` (it leaves one
+        estimated one-way trip early, as the leg actor does)."""
+        leg = self.leg
+        start = fire_at_ns - self.head_start_ns
+        self.sched = SliceScheduler(
+            self.run.basket.basket_id,
+            leg.leg_id,
+            leg.instrument,
+            leg.side,
+            leg.quantity,
+            start_ns=start,
+            horizon_ns=self.horizon_ns,
+            slice_ns=self.slice_ns,
+            max_slippage_bps=leg.max_slippage_bps,
+            participation_cap=self.participation_cap,
+            max_child_fraction=self.max_child_fraction,
+        )
+        self.loop.at(start, self._go)
+
+    def _go(self) -> None:
+        if self.status is LegStatus.ARMED:
+            self.status = LegStatus.WORKING
+        self.step()
+
+    def step(self) -> None:
+        sched = self.sched
+        if sched is None or self.busy or self.status in (LegStatus.FAILED, LegStatus.DONE):
+            return
+        if self.status is LegStatus.ARMED:
+            return
+        now = self.loop.now
+        volume, self.volume = self.volume, _ZERO
+        ledger = self.ledger
+        child = sched.next_slice(
+            now, ledger.filled_qty, self.book, volume, self.mode, ledger.open_qty
+        )
+        if child is not None:
+            self._send(child)
+            return
+        self.blocked = sched.blocked
+        if sched.hold is Hold.SLIPPAGE_CAP:
+            self.reason = "the touch is beyond the slippage cap from arrival"
+        elif sched.hold is Hold.NO_BOOK:
+            self.reason = "no two-sided book"
+        if sched.hold in (Hold.DONE, Hold.STOPPED) and ledger.open_qty <= 0:
+            self.status = LegStatus.DONE
+            self.publish()
+            return
+        if self.mode is Mode.PAUSE and self.status is LegStatus.WORKING:
+            self.status = LegStatus.PAUSED
+        elif self.mode is not Mode.PAUSE and self.status is LegStatus.PAUSED:
+            self.status = LegStatus.WORKING
+        self.publish(only_if_changed=True)
+        due = max(sched.next_due_ns, now + MS)
+        self._arm_timer(min(due, now + self.progress_every_ns))
+
+    def _arm_timer(self, t_ns: int) -> None:
+        self._timer += 1
+        self.loop.at(t_ns, self._on_timer, self._timer)
+
+    def _on_timer(self, n: int) -> None:
+        if n == self._timer:
+            self.step()
+
+    def on_market(self, ticker: BookTicker | None, qty: Decimal, notional: Decimal) -> None:
+        if ticker is not None:
+            self.book = ticker
+        self.volume += qty
+        if self.status in (LegStatus.WORKING, LegStatus.PAUSED):
+            self.market_qty += qty
+            self.market_notional += notional
+            # The live loop wakes on every tick; only these holds can end with the market.
+            sched = self.sched
+            if sched is not None and sched.hold in _MARKET_HOLDS:
+                self.step()
+
+    # -- orders ----------------------------------------------------------------------------
+    def _send(self, child: SendChildOrder) -> None:
+        if self.arrival is None:
+            self.arrival = child.arrival_price
+        order = child.order
+        first = not self.ledger.orders
+        self.ledger.sent(order, child.n, self.loop.now, "slice", mid=self.mark())
+        self.publish()
+        self.busy = True
+        self.venue.submit(order, lambda a: self._answered(order, first, a), self._on_report)
+
+    def _answered(self, order: NewOrder, first: bool, answer: Answer) -> None:
+        self.busy = False
+        ledger = self.ledger
+        now = self.loop.now
+        coid = order.client_order_id
+        if isinstance(answer, OrderRejected):
+            ledger.refused(coid, f"{answer.reason.value}: {answer.message}", now)
+            self.rejects_in_row += 1
+            if first:
+                self._fail(f"first order {coid} rejected: {answer.message}")
+            elif self.rejects_in_row >= MAX_CONSECUTIVE_REJECTS:
+                self._fail(
+                    f"{self.rejects_in_row} orders in a row rejected; last: {answer.message}"
+                )
+        elif isinstance(answer, VenueError):
+            ledger.refused(coid, f"VENUE_UNAVAILABLE: {answer.message}", now)
+            self.blocked = True
+            self.reason = answer.message
+            if first:
+                self._fail(f"first order {coid} not accepted: {answer.message}")
+        else:
+            self.rejects_in_row = 0
+            ledger.acked(answer, now)
+            if answer.ack_kind is AckKind.UNKNOWN:  # ask, never resend
+                self.loop.after(self.venue.typical_rtt_ns, self._settle_by_query)
+            if answer.status is OrderStatus.REJECTED and first:
+                self._fail(f"first order {coid} rejected: {answer.reject_message}")
+            self._changed()
+        self.step()
+
+    def _on_report(self, report: ExecutionReport) -> None:
+        if self.ledger.on_report(report, self.loop.now):
+            self._changed()
+            self.step()
+
+    def _settle_by_query(self) -> None:
+        for coid, child in list(self.ledger.orders.items()):
+            if child.status.is_terminal and not child.unknown:
+                continue
+            report = self.venue.query(self.leg.symbol, coid)
+            if report is None:
+                self.ledger.refused(coid, "UNKNOWN_ORDER: never reached the venue", self.loop.now)
+            else:
+                self.ledger.on_report(report, self.loop.now)
+        self._changed()
+        self.step()
+
+    def _changed(self) -> None:
+        working = self.status in (LegStatus.WORKING, LegStatus.PAUSED, LegStatus.ARMED)
+        first = self.ledger.first
+        if working and first is not None and first.reject is not None:
+            self._fail(f"first order {first.client_order_id} rejected: {first.reject}")
+            return
+        latest = sorted(self.ledger.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
+        if (
+            working
+            and len(latest) == MAX_CONSECUTIVE_REJECTS
+            and all(c.reject is not None for c in latest)
+        ):
+            self._fail(f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}")
+            return
+        self.publish()
+
+    def _fail(self, reason: str) -> None:
+        self.status = LegStatus.FAILED
+        self.reason = reason
+        self.mode = Mode.STOP
+        self.publish()
+
+    def mark(self) -> Decimal | None:
+        book = self.book
+        return None if book is None else (book.bid + book.ask) / 2
+
+    def publish(self, *, only_if_changed: bool = False) -> None:
+        ledger = self.ledger
+        state = (
+            self.status,
+            ledger.filled_qty,
+            ledger.open_qty,
+            ledger.target_qty,
+            self.blocked,
+            ledger.first is not None and ledger.first.ack_ns is not None,
+        )
+        now = self.loop.now
+        if (
+            only_if_changed
+            and state == self._published
+            and now - self._published_ns < self.progress_every_ns
+        ):
+            return
+        self._published, self._published_ns = state, now
+        snapshot = ledger.progress(
+            self.status,
+            now,
+            self.mark(),
+            blocked=self.blocked or self.status is LegStatus.FAILED,
+            reason=self.reason,
+        )
+        self.run.to_basket(snapshot)
+
+    # -- from the basket -------------------------------------------------------------------
+    def adjust(self, adj: AdjustLeg) -> None:
+        if self.mode is Mode.STOP or adj.ts_ns < self.adjusted_ns:
+            return
+        self.adjusted_ns = adj.ts_ns
+        sched = self.sched
+        if adj.target_qty is not None and sched is not None and adj.target_qty < sched.target_qty:
+            self.ledger.target_qty = sched.shrink(adj.target_qty, self.ledger.filled_qty)
+        self.mode = adj.mode
+        self.step()
+
+    def stop(self, reason: str) -> None:
+        self.mode = Mode.STOP
+        if self.status not in (LegStatus.FAILED, LegStatus.DONE):
+            self.reason = self.reason or reason
+            self.status = LegStatus.DONE
+        self._timer += 1  # no more wake-ups
+
+    def report(self, decision_price: Decimal | None, reconciled: bool) -> LegReport:
+        leg = self.leg
+        ledger = self.ledger
+        first = ledger.first
+        return LegReport(
+            leg_id=leg.leg_id,
+            venue=leg.venue,
+            symbol=leg.symbol,
+            side=leg.side,
+            original_qty=leg.quantity,
+            target_qty=ledger.target_qty,
+            filled_qty=ledger.filled_qty,
+            avg_price=ledger.avg_price,
+            fees_usd=ledger.fees,
+            status=self.status,
+            reconciled=reconciled,
+            child_orders=list(ledger.orders.values()),
+            rejects=ledger.rejects,
+            arrival_price=self.arrival,
+            first_send_ns=None if first is None else first.sent_ns,
+            first_ack_ns=None if first is None else first.ack_ns,
+            first_venue_accept_ns=None if first is None else first.venue_accept_ns,
+            ack_kind=self.venue.profile.ack,
+            reason=self.reason,
+            contract_size=leg.instrument.contract_size,
+            decision_price=decision_price,
+            end_price=self.mark(),
+            market_vwap=self.market_notional / self.market_qty if self.market_qty else None,
+            market_volume=self.market_qty,
+        )
+
+
+# -- the hedge desk ------------------------------------------------------------------------
+class _Desk:
+    """The hedge actor's desk for this basket (actors/shells/hedge.py) as simulated events;
+    its orders go through the hedge venue's actor, one Ray call away."""
+
+    def __init__(self, run: _Run, spec: HedgeSpec, venue: _Venue, instruments: list[Instrument]):
+        self.run = run
+        self.loop = run.loop
+        self.spec = spec
+        self.venue = venue
+        self.instruments = {i.symbol: i for i in instruments}
+        self.book = HedgeBook(HedgeSizer(run.risk, instruments))
+        self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
+        self.trading = False
+        self.dirty = False
+        self.closing = False
+        self.n = 0
+        self.orders = 0
+        self.fees_usd = 0.0
+        self.max_abs_position = 0.0
+        self.reaction_ns: list[int] = []
+        self.pending_cause_ns: int | None = None
+        self.seen_cause_ns = 0
+        self.on_idle: Callable[[], None] | None = None
+
+    def _mark(self) -> None:
+        mids = {s: self.venue.mid(s) for s in self.instruments}
+        self.ledger.mark({s: float(m) for s, m in mids.items() if m is not None})
+
+    def gross_usd(self) -> float:
+        return self.ledger.gross_usd()
+
+    def report(self, e: ExposureChanged) -> None:
+        now = self.loop.now
+        self._mark()
+        self.book.accrue(self.ledger.unaccrued_usd(), now)
+        if not self.book.report(self.run.basket.basket_id, e.seq, e.exposure, now):
+            return
+        if e.cause_ns is not None and e.cause_ns > self.seen_cause_ns:
+            self.pending_cause_ns = self.seen_cause_ns = e.cause_ns
+        else:
+            self.pending_cause_ns = None
+        self._kick()
+
+    def close(self, on_idle: Callable[[], None]) -> None:
+        now = self.loop.now
+        self._mark()
+        self.book.accrue(self.ledger.unaccrued_usd(), now)
+        self.book.close(self.run.basket.basket_id, now)
+        self.closing = True
+        self.on_idle = on_idle
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.trading:
+            self.dirty = True
+            return
+        self.trading = True
+        self._round(0)
+
+    def _round(self, k: int) -> None:
+        self.dirty = False
+        self._mark()
+        limits = (
+            (0.0, 0.0) if self.closing else (self.spec.activation_usd, self.spec.hysteresis_usd)
+        )
+        orders = self.book.orders(self.ledger.positions_usd(), self.loop.now, *limits)
+        self._next(orders, k)
+
+    def _next(self, orders: list[HedgeOrder], k: int) -> None:
+        if orders:
+            order = orders.pop(0)
+            # The hedge actor asks the hedge venue's actor to trade: one Ray call.
+            self.loop.after(self.run.ray_ns(), self._execute, order, orders, k)
+            return
+        if self.dirty and k + 1 < HEDGE_ROUNDS:
+            self._round(k + 1)
+            return
+        self.trading = False
+        if self.closing and self.on_idle is not None:
+            self._mark()
+            self.book.accrue(self.ledger.unaccrued_usd(), self.loop.now)
+            done, self.on_idle = self.on_idle, None
+            done()
+
+    def _execute(self, order: HedgeOrder, rest: list[HedgeOrder], k: int) -> None:
+        symbol = order.symbol
+        inst = self.instruments[symbol]
+        mid = self.venue.mid(symbol)
+        qty = hedge_quantity(
+            order,
+            inst.lot,
+            self.ledger.qty[symbol],
+            self.ledger.mids.get(symbol),
+            float(inst.contract_size),
+        )
+        coid = f"lgh-bt-{self.n}"
+        self.n += 1
+        new = (
+            None
+            if mid is None
+            else hedge_limit_order(coid, inst, order.side, qty, order.notional_usd, mid)
+        )
+        if new is None:
+            self._next(rest, k)
+            return
+        cause = self.pending_cause_ns
+        if cause is not None:
+            self.reaction_ns.append(self.loop.now - cause)
+            self.pending_cause_ns = None
+        finished = [False]
+
+        def final(report: ExecutionReport) -> None:
+            if finished[0] or not report.status.is_terminal:
+                return
+            finished[0] = True
+            # The venue actor hands the fill back to the hedge actor: one Ray call.
+            self.loop.after(self.run.ray_ns(), self._filled, order, report, rest, k)
+
+        def answered(answer: Answer) -> None:
+            if isinstance(answer, VenueError):
+                finished[0] = True
+                self.loop.after(self.run.ray_ns(), self._next, rest, k)
+            elif answer.status.is_terminal and answer.ack_kind is AckKind.RESULT:
+                final(answer)
+
+        self.venue.submit(new, answered, final)
+
+    def _filled(
+        self, order: HedgeOrder, r: ExecutionReport, rest: list[HedgeOrder], k: int
+    ) -> None:
+        qty = float(r.cum_filled)
+        fee = float(r.cum_fee)
+        if qty > 0 and r.avg_price is not None:
+            self.ledger.fill(order.symbol, order.side, qty, float(r.avg_price), fee)
+        self._mark()
+        self.orders += 1
+        self.fees_usd += fee
+        self.max_abs_position = max(self.max_abs_position, self.ledger.gross_usd())
+        self._next(rest, k)
+
+
+# -- one run -------------------------------------------------------------------------------
+class _Run:
+    """One basket, one mode, one seed, from acceptance to its report."""
+
+    def __init__(
+        self,
+        basket: ResolvedBasket,
+        venues: dict[str, _Venue],
+        loop: _Loop,
+        mode: ExecutionMode,
+        seed: int,
+        risk: RiskModel,
+        settings: BacktestSettings,
+    ) -> None:
+        self.basket = basket
+        self.venues = venues
+        self.loop = loop
+        self.mode = mode
+        self.risk = risk
+        self.settings = settings
+        self._rng = random.Random(seed * 7_919 + 1)
+        self.accepted_ns = loop.now
+        self.lifecycle = BasketLifecycle(basket.basket_id, loop.now)
+        self.lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
+        self.lifecycle.to(BasketState.ARMING, loop.now, "legs armed (simulated)")
+        params = basket.params
+        coordinated = mode is ExecutionMode.COORDINATED
+        hedged = coordinated and basket.hedge is not None and basket.hedge.enabled
+        n = len(basket.legs)
+        horizon_ns = int(params.horizon_s * NS)
+        leg_horizon_ns = horizon_ns // n if mode is ExecutionMode.SEQUENTIAL else horizon_ns
+        slice_ns = int(min(params.slice_s, params.horizon_s) * NS)
+        band = params.completion_band
+        self.legs: dict[str, _Leg] = {}
+        for leg in basket.legs:
+            venue = venues[leg.venue]
+            self.legs[leg.leg_id] = _Leg(
+                self,
+                leg,
+                venue,
+                horizon_ns=leg_horizon_ns,
+                slice_ns=min(slice_ns, leg_horizon_ns),
+                participation_cap=params.participation_cap,
+                max_child_fraction=(
+                    max(band / 2, params.slice_s / params.horizon_s)
+                    if coordinated and band is not None
+                    else None
+                ),
+                head_start_ns=venue.typical_rtt_ns // 2 if coordinated else 0,
+            )
+        lead = int(settings.fire_lead_ms * MS)
+        if coordinated:
+            lead += max(leg.head_start_ns for leg in self.legs.values())
+        self.fire_ns = loop.now + lead
+        self.core = BasketCoordinator(
+            basket, self.fire_ns, risk, hedge=hedged, synchronize=coordinated
+        )
+        self.timeline = TimelineRecorder()
+        self.timeline.start(self.core)
+        self.desk: _Desk | None = None
+        if hedged and basket.hedge is not None:
+            self.desk = _Desk(
+                self, basket.hedge, venues[basket.hedge.venue], basket.hedge_instruments
+            )
+        self.launched_ns: int | None = None
+        self.done_ns: int | None = None
+        self.failure: str | None = None
+        self.failure_soft: str | None = None
+        self.ending = False
+        self.finished = False
+        self.notes: list[str] = []
+        self.reconciled: dict[str, bool] = {}
+        self._queue = list(self.legs)  # sequential: legs still to start
+        overrun = max(settings.min_overrun_s, params.horizon_s)
+        self.deadline_ns = self.fire_ns + int((params.horizon_s + params.grace_s + overrun) * NS)
+
+    def ray_ns(self) -> int:
+        return self.settings.ray_call.sample_ns(self._rng)
+
+    # -- the life --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.lifecycle.to(BasketState.RUNNING, self.loop.now, f"fired at {self.fire_ns}")
+        if self.mode is ExecutionMode.SEQUENTIAL:
+            self._start_next(self.fire_ns)
+        else:
+            for leg in self.legs.values():
+                # The basket's fire call reaches each leg well inside the lead.
+                leg.fire(self.fire_ns)
+        self.loop.at(self.fire_ns, self._tick)
+
+    def _start_next(self, at_ns: int) -> None:
+        if self._queue:
+            self.legs[self._queue.pop(0)].fire(at_ns)
+
+    def to_basket(self, p: LegProgress) -> None:
+        self.loop.after(self.ray_ns(), self._on_progress, p)
+
+    def _on_progress(self, p: LegProgress) -> None:
+        if self.finished:
+            return
+        before = self.core.legs[p.leg_id].status
+        self._apply(self.core.on_progress(p, self.loop.now))
+        after = self.core.legs[p.leg_id].status
+        if (
+            self.mode is ExecutionMode.SEQUENTIAL
+            and after is LegStatus.DONE
+            and before is not LegStatus.DONE
+            and not self.ending
+        ):
+            self.loop.after(self.ray_ns(), self._start_next, self.loop.now)
+
+    def _tick(self) -> None:
+        if self.ending:
+            return
+        now = self.loop.now
+        self._apply(self.core.tick(now))
+        self.timeline.add(self.core, now, self.desk.gross_usd() if self.desk else 0.0)
+        if self.ending:
+            return
+        if now > self.deadline_ns:
+            params = self.basket.params
+            self.failure = f"not done {self.deadline_ns - self.fire_ns} ns after launch"
+            self.failure = (
+                f"not done {(self.deadline_ns - self.fire_ns) / NS - params.horizon_s:g} s "
+                f"after its horizon of {params.horizon_s:g} s"
+            )
+            self._end()
+            return
+        self.loop.after(int(self.settings.tick_ms * MS), self._tick)
+
+    def _apply(self, effects: Sequence[Any]) -> None:
+        for e in effects:
+            match e:
+                case AdjustLeg():
+                    self.loop.after(self.ray_ns(), self.legs[e.leg_id].adjust, e)
+                case BasketShrunk():
+                    self.notes.append(e.reason)
+                case Launched():
+                    self.launched_ns = e.ts_ns
+                case LegFailed():
+                    self._on_leg_failed(e)
+                case ExposureChanged():
+                    if self.desk is not None:
+                        self.loop.after(self.ray_ns(), self.desk.report, e)
+                case AllDone():
+                    if not self.ending:
+                        self.done_ns = e.ts_ns
+                        self._end()
+                case _:
+                    raise AssertionError(f"unexpected effect {e!r}")
+
+    def _on_leg_failed(self, e: LegFailed) -> None:
+        what = "at launch" if e.at_launch else "while running"
+        reason = f"leg {e.leg_id} failed {what}: {e.reason}"
+        if self.basket.policy is Policy.COMPLETE:
+            self.notes.append(reason + "; the other legs go on (policy complete)")
+            self._apply(self.core.stop_synchronizing(self.loop.now))
+            self.failure_soft = self.failure_soft or reason
+            return
+        if self.failure is None:
+            self.failure = reason
+            self.notes.append(
+                f"{reason}; the backtest stops the legs here (the policy "
+                f"{self.basket.policy.value}'s trades are not simulated)"
+            )
+            self._end()
+
+    def _end(self) -> None:
+        """Stop the legs, let what is in flight land, reconcile, close the hedge."""
+        if self.ending:
+            return
+        self.ending = True
+        if self.failure is not None:
+            for leg in self.legs.values():
+                leg.stop("stopped: " + self.failure)
+        self._settle_deadline = self.loop.now + SETTLE_LIMIT_NS
+        self._settle()
+
+    def _settle(self) -> None:
+        open_legs = [leg for leg in self.legs.values() if leg.busy or leg.ledger.open_qty > 0]
+        if open_legs and self.loop.now < self._settle_deadline:
+            self.loop.after(int(self.settings.tick_ms * MS), self._settle)
+            return
+        self.timeline.add(
+            self.core, self.loop.now, self.desk.gross_usd() if self.desk else 0.0, force=True
+        )
+        self.lifecycle.to(BasketState.RECONCILING, self.loop.now, "confirming with the venues")
+        for leg_id, leg in self.legs.items():
+            answers = {coid: leg.venue.query(leg.leg.symbol, coid) for coid in leg.ledger.orders}
+            result = leg.ledger.reconcile(answers, self.loop.now)
+            self.reconciled[leg_id] = result.reconciled
+            if result.reconciled and leg.status is LegStatus.DONE:
+                leg.status = LegStatus.RECONCILED
+        if self.desk is not None:
+            self.desk.close(self._finish)
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        now = self.loop.now
+        if self.failure is not None:
+            state, reason = BasketState.FAILED, self.failure
+        elif self.failure_soft is not None:
+            state, reason = BasketState.FAILED, self.failure_soft
+        elif all(self.reconciled.values()):
+            state, reason = BasketState.COMPLETED, "every leg reconciled with its venue"
+        else:
+            state, reason = BasketState.FAILED, "a leg's record disagrees with its venue"
+        self.lifecycle.to(state, now, reason)
+        self.state, self.reason = state, reason
+        self.completed_ns = now
+        self.finished = True
+        for venue in self.venues.values():
+            venue.running = False
+
+    # -- the report ------------------------------------------------------------------------
+    def report(self) -> BasketReport:
+        basket = self.basket
+        legs = [
+            leg.report(basket.leg(leg_id).price, self.reconciled.get(leg_id, False))
+            for leg_id, leg in self.legs.items()
+        ]
+        accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
+        acks = [leg.first_ack_ns for leg in legs if leg.first_ack_ns]
+        hedge = None
+        if basket.hedge is not None:
+            hedge = HedgeReport(
+                venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
+            )
+            if self.desk is not None:
+                d = self.desk
+                hedge.orders = d.orders
+                hedge.max_abs_position = d.max_abs_position
+                hedge.pnl_usd = d.book.attributed_usd.get(basket.basket_id, 0.0)
+                hedge.fees_usd = d.fees_usd
+                hedge.flat_at_end = all(
+                    abs(q) < float(d.instruments[s].lot) / 2 for s, q in d.ledger.qty.items()
+                )
+                hedge.reaction_ns = list(d.reaction_ns)
+        finished = getattr(self, "finished", False)
+        report = BasketReport(
+            basket_id=basket.basket_id,
+            status=self.state if finished else self.lifecycle.state,
+            policy=basket.policy,
+            reason=self.reason if finished else "the simulation ended first",
+            submitted_ns=self.accepted_ns,
+            launched_ns=self.launched_ns,
+            completed_ns=getattr(self, "completed_ns", None),
+            legs=legs,
+            hedge=hedge,
+            collateral=CollateralReport(),
+            fraction=float(self.core.sync.fraction),
+            launch_skew_ns=(max(accepts) - min(accepts))
+            if len(legs) > 1 and len(accepts) == len(legs)
+            else None,
+            raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
+            history=list(self.lifecycle.history),
+            notes=list(basket.notes) + self.notes,
+            timeline=self.timeline.timeline,
+        )
+        report.tca = basket_tca(report)
+        return report
+
+
+# -- building a run ------------------------------------------------------------------------
+def check_venues(config: VenuesConfig, replay: Path | None = None) -> VenuesConfig:
+    """The venues as the backtest runs them: simulated only; with `replay`, every venue
+    replays that directory (a replay venue keeps its kind, a synthetic one becomes USD-M)."""
+    venues: dict[str, Any] = {}
+    for name, cfg in config.venues.items():
+        if not isinstance(cfg, SimVenueConfig):
+            raise BacktestError(
+                f"venues.{name}: kind {getattr(cfg, 'kind', type(cfg).__name__)!r}; the backtest "
+                'runs simulated venues only (kind = "sim")'
+            )
+        if not cfg.accounts:
+            raise BacktestError(f"venues.{name}.accounts: no account to trade from")
+        if replay is not None:
+            kind = cfg.market.kind if isinstance(cfg.market, ReplayMarketConfig) else "usdm"
+            market = ReplayMarketConfig(dir=str(replay), kind=kind)
+            venues[name] = msgspec.structs.replace(cfg, market=market)
+        else:
+            venues[name] = cfg
+    return msgspec.structs.replace(config, venues=venues)
+
+
+def _seeded(cfg: SimVenueConfig, seed: int) -> SimVenueConfig:
+    market = cfg.market
+    if isinstance(market, SyntheticMarketConfig):
+        return msgspec.structs.replace(
+            cfg, market=msgspec.structs.replace(market, seed=market.seed + seed)
+        )
+    return cfg
+
+
+def _build_venues(
+    config: VenuesConfig, seed: int, loop: _Loop, settings: BacktestSettings, horizon_s: float
+) -> tuple[dict[str, _Venue], int]:
+    """Every venue at `loop.now`, and the instant the basket arrives."""
+    start = loop.now
+    venues: dict[str, _Venue] = {}
+    spans: list[int] = []
+    for name, raw in config.venues.items():
+        assert isinstance(raw, SimVenueConfig)
+        cfg = _seeded(raw, seed)
+        try:
+            market = build_market(cfg, start, origin_ns=start)
+        except (ValueError, OSError) as e:
+            raise BacktestError(f"venues.{name}.market: {e}") from None
+        if isinstance(cfg.market, ReplayMarketConfig):
+            spans.append(market.duration_ns)  # type: ignore[attr-defined]
+        exchange = SimExchange(name, market, start_ns=start)
+        for acct in cfg.accounts:
+            exchange.open_account(
+                AccountSpec(
+                    account_id=acct.account_id, balances=dict(acct.balances), leverage=acct.leverage
+                )
+            )
+        conditions = VenueConditions(
+            profile_from(cfg.profile), zlib.crc32(name.encode()) + seed * 1_000_003, start
+        )
+        venues[name] = _Venue(
+            loop,
+            name,
+            exchange,
+            conditions,
+            cfg.accounts[0].account_id,
+            int(settings.market_step_ms * MS),
+        )
+    if not spans:
+        return venues, start + SYNTHETIC_WARMUP_NS
+    # A replayed market: each seed starts its own stretch of the recording, leaving room for
+    # the basket to run past its horizon.
+    usable = min(spans) - REPLAY_WARMUP_NS - int(2 * horizon_s * NS)
+    if usable <= 0:
+        raise BacktestError(
+            f"params.horizon_s: {horizon_s:g} s needs a recording of at least "
+            f"{(REPLAY_WARMUP_NS / NS + 2 * horizon_s):g} s; the replay holds "
+            f"{min(spans) / NS:.0f} s"
+        )
+    return venues, start + REPLAY_WARMUP_NS + (seed * REPLAY_STRIDE_NS) % usable
+
+
+def run_once(
+    spec: BasketSpec | RebalanceSpec,
+    config: VenuesConfig,
+    mode: ExecutionMode,
+    seed: int,
+    *,
+    risk: RiskSettings | None = None,
+    settings: BacktestSettings | None = None,
+) -> RunResult:
+    """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
+
+    Raises `SpecError` for a basket the venues refuse (nothing runs), `BacktestError` for
+    venues the backtest cannot simulate.
+    """
+    settings = settings or BacktestSettings()
+    risk = risk or RiskSettings()
+    model = risk.model()
+    wall = time.perf_counter()
+    loop = _Loop(SIM_EPOCH_NS)
+    horizon_s = getattr(spec.params, "horizon_s", 0.0)
+    venues, accepted = _build_venues(config, seed, loop, settings, horizon_s)
+    factors = list(risk.factors)
+    instruments: dict[str, dict[str, Instrument]] = {}
+    prices: dict[tuple[str, str], Decimal] = {}
+    for name, venue in venues.items():
+        venue.exchange.advance(accepted)
+        venue.exchange.drain()
+        listed = venue.exchange.instruments.values()
+        instruments[name] = {
+            i.symbol: with_risk_betas(i, factors, configured=risk.betas) for i in listed
+        }
+        for symbol in instruments[name]:
+            mid = venue.exchange.book_snapshot(symbol, 1, accepted).mid
+            if mid is not None:
+                prices[(name, symbol)] = mid
+    basket = validate(spec, instruments, prices, {})
+    loop.now = accepted
+    for venue in venues.values():
+        venue.start()
+    run = _Run(basket, venues, loop, mode, seed, model, settings)
+    run.start()
+    loop.run(lambda: run.finished, run.deadline_ns + SETTLE_LIMIT_NS + 60 * NS)
+    if not run.finished:
+        run.notes.append("the simulation's time limit ended the run")
+    events = sum(v.exchange.updates_applied for v in venues.values())
+    report = run.report()
+    return RunResult(
+        mode=mode,
+        seed=seed,
+        report=report,
+        fire_ns=run.fire_ns,
+        done_ns=run.done_ns,
+        market_events=events,
+        wall_s=time.perf_counter() - wall,
+    )
+
+
+def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """{mean, p50, p95, n} of the values that exist."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "p50": None, "p95": None, "n": 0}
+    a = np.asarray(xs, dtype=float)
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "n": len(xs),
+    }
+
+
+def compare(
+    spec: BasketSpec | RebalanceSpec,
+    config: VenuesConfig,
+    modes: Sequence[ExecutionMode],
+    seeds: int,
+    *,
+    risk: RiskSettings | None = None,
+    settings: BacktestSettings | None = None,
+    progress: Callable[[RunResult], None] | None = None,
+) -> dict[str, Any]:
+    """Every mode over seeds 0..seeds−1: the JSON document of `legato backtest`."""
+    if seeds < 1:
+        raise BacktestError(f"seeds: {seeds}; at least 1")
+    if not modes:
+        raise BacktestError("compare: no mode; give one or more of " + _mode_names())
+    runs: dict[ExecutionMode, list[RunResult]] = {m: [] for m in modes}
+    for seed in range(seeds):
+        for mode in modes:
+            r = run_once(spec, config, mode, seed, risk=risk, settings=settings)
+            runs[mode].append(r)
+            if progress is not None:
+                progress(r)
+    all_runs = [r for rs in runs.values() for r in rs]
+    events = sum(r.market_events for r in all_runs)
+    wall = sum(r.wall_s for r in all_runs)
+    out: dict[str, Any] = {"basket_id": spec.basket_id, "seeds": seeds, "modes": {}}
+    for mode, rs in runs.items():
+        metrics = [r.metrics() for r in rs]
+        entry: dict[str, Any] = {k: summarize([m[k] for m in metrics]) for k in METRICS}
+        entry["completed"] = sum(r.report.status is BasketState.COMPLETED for r in rs)
+        entry["runs"] = len(rs)
+        failures = sorted(
+            {r.report.reason for r in rs if r.report.status is not BasketState.COMPLETED}
+        )
+        entry["failures"] = failures
+        out["modes"][mode.value] = entry
+    out["market_events"] = events
+    out["wall_s"] = wall
+    out["events_per_s"] = events / wall if wall > 0 else None
+    return out
+
+
+def parse_modes(text: str) -> list[ExecutionMode]:
+    """`coordinated,independent,sequential` → modes; BacktestError naming what is accepted."""
+    out: list[ExecutionMode] = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            mode = ExecutionMode(part)
+        except ValueError:
+            raise BacktestError(
+                f"--compare: unknown mode {part!r}; accepted: {_mode_names()}"
+            ) from None
+        if mode not in out:
+            out.append(mode)
+    if not out:
+        raise BacktestError(f"--compare: no mode; accepted: {_mode_names()}")
+    return out
+
+
+def _mode_names() -> str:
+    return ", ".join(m.value for m in ExecutionMode)
+
+
+def results_table(doc: Mapping[str, Any]) -> str:
+    """The comparison as a markdown table: each figure's mean and p95 per mode."""
+    header = (
+        "| mode | legging risk $ (mean / p95) | peak imbalance $ | shortfall bp "
+        "| completion s | hedge cost $ | completed |"
+    )
+    lines = [header, "|" + "---|" * 7]
+    for mode, m in doc["modes"].items():
+        cells = [mode]
+        for key in METRICS:
+            s = m[key]
+            # + 0.0: a cost of -0.0 (no hedge) reads as 0.00
+            cells.append(
+                "–" if s["mean"] is None else f"{s['mean'] + 0.0:,.2f} / {s['p95'] + 0.0:,.2f}"
+            )
+        cells.append(f"{m['completed']}/{m['runs']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
