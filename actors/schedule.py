@@ -22,6 +22,11 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   sell's the best bid): it takes what is displayed at the touch and no more. `CATCH_UP`
   walks the book up to the slippage cap: the limit is the cap price itself, so the order
   sweeps as deep as the leg's limit allows (filling at the book's prices, never worse).
+- **Latency buffer.** A leg's book is as old as its venue's one-way trip when its order
+  arrives, so a limit at the far touch misses whenever the touch moved meanwhile (an IOC then
+  expires unfilled and the leg falls behind its partners). `latency_buffer_bps` moves a
+  `NORMAL` limit that far through the touch (`LATENCY_SIGMAS` standard deviations of the
+  price over the trip, `latency_buffer_bps()`); the order still fills at the book's prices.
 - **Slippage cap.** The arrival price is the mid at the leg's first send (DESIGN §8). No
   limit price is ever beyond arrival × (1 ± max_slippage_bps/1e4) (above for a buy, below
   for a sell); the cap is snapped to the tick passively so it stays inside. If the touch is
@@ -57,6 +62,7 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
 from __future__ import annotations
 
 import enum
+import math
 from decimal import ROUND_UP, Decimal
 
 import msgspec
@@ -67,6 +73,17 @@ from venues.model import BookTicker, Instrument, NewOrder, OrderType, Side, Time
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
 NORMAL_MAX_SLICES = 2  # regular TWAP slices a NORMAL child order may carry
+LATENCY_SIGMAS = 2.0  # a NORMAL limit allows this many σ of price move over the venue trip
+_SECONDS_PER_YEAR = 365.0 * 24 * 3600
+
+
+def latency_buffer_bps(vol_annual: float, one_way_ns: int) -> float:
+    """`LATENCY_SIGMAS` standard deviations of a price of annual volatility `vol_annual` over
+    `one_way_ns`, in bp: how far a limit goes through the touch so that the touch's move while
+    the order travels does not leave it unfilled."""
+    if vol_annual <= 0 or one_way_ns <= 0:
+        return 0.0
+    return LATENCY_SIGMAS * vol_annual * math.sqrt(one_way_ns / 1e9 / _SECONDS_PER_YEAR) * 1e4
 
 
 class Mode(enum.StrEnum):
@@ -140,6 +157,7 @@ class SliceScheduler:
         max_child_fraction: float | None = None,
         arrival_price: Decimal | None = None,
         next_n: int = 0,
+        latency_buffer_bps: float = 0.0,
     ) -> None:
         """`max_child_fraction` bounds each child order to that share of the target (the
         basket passes band/2); `arrival_price` and `next_n` restore a restarted leg."""
@@ -153,6 +171,8 @@ class SliceScheduler:
             raise ValueError(f"max_slippage_bps: {max_slippage_bps} must be 0 or more")
         if not 0 < participation_cap <= 1:
             raise ValueError(f"participation_cap: {participation_cap} must be in (0, 1]")
+        if not latency_buffer_bps >= 0:
+            raise ValueError(f"latency_buffer_bps: {latency_buffer_bps} must be 0 or more")
         if max_child_fraction is not None and not 0 < max_child_fraction <= 1:
             raise ValueError(f"max_child_fraction: {max_child_fraction} must be in (0, 1]")
         longest = client_order_id(basket_id, leg_id, MAX_CHILD_SEQ)
@@ -177,6 +197,7 @@ class SliceScheduler:
         self.hold: Hold | None = None  # why the last call sent nothing; None after a send
         self._slippage = Decimal(str(max_slippage_bps)) / _BPS
         self._participation = Decimal(str(participation_cap))
+        self._buffer = Decimal(str(latency_buffer_bps)) / _BPS
         self._max_child = None if max_child_fraction is None else Decimal(str(max_child_fraction))
         self._next_due_ns = start_ns
         self._volume = _ZERO  # market volume since the last child order
@@ -302,7 +323,12 @@ class SliceScheduler:
         touch = book.ask if buy else book.bid
         if (touch > cap) if buy else (touch < cap):
             return Hold.SLIPPAGE_CAP
-        limit = cap if catch_up else self.instrument.snap_price_passive(touch, self.side)
+        if catch_up:
+            limit = cap
+        else:
+            through = touch * (1 + self._buffer) if buy else touch * (1 - self._buffer)
+            through = min(through, cap) if buy else max(through, cap)
+            limit = self.instrument.snap_price_passive(through, self.side)
 
         min_qty = self.min_order_qty(limit)
         if remaining < min_qty:

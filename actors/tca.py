@@ -248,6 +248,63 @@ def legging_risk_usd(timeline: Timeline | None) -> float | None:
     return math.sqrt(float(rate @ dt))
 
 
+def fill_path_risk(report: BasketReport) -> dict[str, float | None]:
+    """Legging risk and peak gross imbalance on the fills' own times: the exposure the basket
+    actually held, rather than the basket's view of it on its ticks (the timeline).
+
+    Each child order's fill counts from its venue accept time (every child order is an IOC:
+    it fills as it is accepted; else its ack, else its send), on the basket axis. u_i is leg
+    i's fills beyond the slowest leg's completion, valued at the decision price; held until
+    the next fill, and the last until the basket's last timeline point. Σ per second is the
+    timeline's. None without a timeline covariance to value it with.
+    """
+    tl = report.timeline
+    if tl is None or not tl.covariance_per_s:
+        return {"legging_risk_usd": None, "peak_imbalance_usd": None}
+    legs = {leg.leg_id: leg for leg in report.legs}
+    if any(leg_id not in legs for leg_id in tl.legs):
+        return {"legging_risk_usd": None, "peak_imbalance_usd": None}
+    ordered = [legs[leg_id] for leg_id in tl.legs]
+    target = np.array([float(leg.original_qty) for leg in ordered])
+    value = np.array(
+        [
+            leg.side.sign
+            * float((leg.decision_price or leg.avg_price or Decimal(0)) * leg.contract_size)
+            for leg in ordered
+        ]
+    )
+    events: list[tuple[int, int, float]] = []
+    for i, leg in enumerate(ordered):
+        for c in leg.child_orders:
+            if c.filled_qty <= 0:
+                continue
+            t = c.venue_accept_ns or c.ack_ns or c.sent_ns
+            q = float(c.filled_qty) if c.side is leg.side else -float(c.filled_qty)
+            events.append((t, i, q))
+    if not events:
+        return {"legging_risk_usd": 0.0, "peak_imbalance_usd": 0.0}
+    events.sort()
+    cov = np.asarray(tl.covariance_per_s, dtype=float)
+    end = max(events[-1][0], tl.points[-1].ts_ns if tl.points else events[-1][0])
+    filled = np.zeros(len(ordered))
+    safe = np.where(target > 0, target, 1.0)
+    variance = 0.0
+    peak = 0.0
+    k = 0
+    while k < len(events):
+        t = events[k][0]
+        while k < len(events) and events[k][0] == t:  # fills at one instant move together
+            filled[events[k][1]] += events[k][2]
+            k += 1
+        progress = np.where(target > 0, filled / safe, np.inf)
+        slowest = float(progress.min()) if np.isfinite(progress).any() else 0.0
+        u = (filled - slowest * target) * value
+        peak = max(peak, float(np.abs(u).sum()))
+        until = events[k][0] if k < len(events) else end
+        variance += max(float(u @ cov @ u), 0.0) * (until - t) / 1e9
+    return {"legging_risk_usd": math.sqrt(variance), "peak_imbalance_usd": peak}
+
+
 def peak_imbalances(timeline: Timeline | None) -> dict[str, float | None]:
     """The largest gross, net and beta-weighted imbalance the basket reached, in USD.
 
@@ -374,6 +431,7 @@ def basket_tca(report: BasketReport) -> dict[str, Any]:
     hedge = report.hedge
     hedge_cost = -hedge.pnl_usd if hedge is not None else 0.0
     peaks = peak_imbalances(report.timeline)
+    fills = fill_path_risk(report)
     skew = completion_skew(report.timeline)
     acks = ack_latencies(report.legs)
     accepts = accept_latencies(report.legs)
@@ -394,6 +452,8 @@ def basket_tca(report: BasketReport) -> dict[str, Any]:
         "peak_imbalance_usd": peaks["gross"],
         "peak_net_imbalance_usd": peaks["net"],
         "peak_beta_imbalance_usd": peaks["beta"],
+        "fill_legging_risk_usd": fills["legging_risk_usd"],
+        "fill_peak_imbalance_usd": fills["peak_imbalance_usd"],
         "legging_risk_usd": legging_risk_usd(report.timeline),
         "hedge_activations": hedge_activations(report.timeline),
         "hedge_orders": hedge.orders if hedge is not None else 0,

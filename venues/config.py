@@ -24,7 +24,11 @@ import msgspec.inspect as mi
 from venues.binance.client import BinanceUsdmClient
 from venues.instants import parse_instant
 from venues.model import AckKind, Instrument
-from venues.sim.calibration import REPLAY_INSTRUMENTS, SYNTHETIC_INSTRUMENTS
+from venues.sim.calibration import (
+    DEFAULT_CALIBRATION,
+    REPLAY_INSTRUMENTS,
+    SYNTHETIC_INSTRUMENTS,
+)
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
 from venues.sim.market import MarketSource
@@ -73,6 +77,9 @@ class SyntheticMarketConfig(
     # long ago costs start-up time.
     # (msgspec cannot hold a date-time and a string in one union: checked by `_origin_ns`.)
     origin: Any = "start"
+    # Every book's depth (touch, 10 bp, 100 bp) times this: 0.05 is a thin book, 1.0 the
+    # calibration (DESIGN §10). Prices do not depend on it.
+    depth_scale: float = 1.0
 
     def origin_ns(self, start_ns: int) -> int:
         """The origin in ns; `start_ns` is the shared start instant used for "start"."""
@@ -269,6 +276,11 @@ def _check_sim(
             raise ConfigError(f"{where}.market.origin: {e}") from None
     if not isinstance(market, ReplayMarketConfig) and market.seed < 0:
         raise ConfigError(f"{where}.market.seed: must be >= 0, got {market.seed}")
+    if not isinstance(market, ReplayMarketConfig) and not 0 < market.depth_scale <= 100:
+        raise ConfigError(
+            f"{where}.market.depth_scale: must be within (0, 100] (1.0: the calibrated "
+            f"depth), got {market.depth_scale}"
+        )
     catalogue = _catalogue(market)
     for i, symbol in enumerate(cfg.instruments or ()):
         if symbol not in catalogue:
@@ -508,12 +520,23 @@ def build_market(cfg: SimVenueConfig, start_ns: int, origin_ns: int | None = Non
         )
     # The synthetic market moves on a grid of steps; starting it one step early gives the
     # venue a full book from its first request.
+    cal = DEFAULT_CALIBRATION
+    if market.depth_scale != 1.0:
+        x = market.depth_scale
+        cal = msgspec.structs.replace(
+            cal,
+            top_of_book_usd=cal.top_of_book_usd * x,
+            eth_top_of_book_usd=cal.eth_top_of_book_usd * x,
+            depth_10bp_usd=cal.depth_10bp_usd * x,
+            depth_100bp_usd=cal.depth_100bp_usd * x,
+        )
     return SyntheticMarket(
         market.seed,
         market.origin_ns(start_ns if origin_ns is None else origin_ns),
         instruments=[catalogue[s] for s in symbols],
         start_ns=start_ns - _SYNTHETIC_STEP_NS,
         step_ns=_SYNTHETIC_STEP_NS,
+        calibration=cal,
     )
 
 
