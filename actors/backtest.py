@@ -1196,8 +1196,14 @@ def run_once(
     *,
     risk: RiskSettings | None = None,
     settings: BacktestSettings | None = None,
+    start_ns: int | None = None,
+    arrive_ns: int | None = None,
 ) -> RunResult:
     """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
+
+    `start_ns` is when the venues start (default `SIM_EPOCH_NS`), `arrive_ns` when the basket
+    is accepted (default: the seed's instant after the warm-up): together with a synthetic
+    market of fixed origin they replay a live run's market exactly.
 
     Raises `SpecError` for a basket the venues refuse (nothing runs), `BacktestError` for
     venues the backtest cannot simulate.
@@ -1206,9 +1212,13 @@ def run_once(
     risk = risk or RiskSettings()
     model = risk.model()
     wall = time.perf_counter()
-    loop = _Loop(SIM_EPOCH_NS)
+    loop = _Loop(SIM_EPOCH_NS if start_ns is None else start_ns)
     horizon_s = getattr(spec.params, "horizon_s", 0.0)
     venues, accepted = _build_venues(config, seed, loop, settings, horizon_s)
+    if arrive_ns is not None:
+        if arrive_ns < loop.now:
+            raise BacktestError(f"arrive_ns: {arrive_ns} is before the venues start ({loop.now})")
+        accepted = arrive_ns
     factors = list(risk.factors)
     instruments: dict[str, dict[str, Instrument]] = {}
     prices: dict[tuple[str, str], Decimal] = {}

@@ -1,0 +1,146 @@
+"""The backtest comparison on bench/scenarios/, and the backtest's speed on the replay files.
+
+For each scenario, `legato backtest`'s comparison (actors.backtest.compare) of coordinated,
+independent and sequential execution over SEEDS seeds; the laggard sweep runs the same pair
+with its slow venue at 10, 50, 200 and 500 ms. Speed: market events applied per second of
+wall time, over every run of the spot-vs-perp replay (the recorded Binance files), with
+decode-only throughput of the same files as the baseline in the same run.
+
+Writes bench/results/backtest.json and backtest.md. `--seeds N` (default 20; 10 for the
+longer scenarios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.backtest import ExecutionMode, check_venues, compare
+from actors.spec import load_basket
+from bench.common import ROOT, table, write
+from cluster.config import load_cluster
+from venues.sim.replay import ReplayMarket
+
+SCENARIOS = ROOT / "bench" / "scenarios"
+MODES = list(ExecutionMode)
+SWEEP_MS = (10, 50, 200, 500)
+
+
+def run(basket: Path, venues: Path, seeds: int) -> dict[str, Any]:
+    cluster = load_cluster(venues)
+    spec = load_basket(basket)
+    if spec.hedge is None and cluster.hedge is not None:
+        import msgspec  # noqa: PLC0415
+
+        spec = msgspec.structs.replace(spec, hedge=cluster.hedge)
+    t = time.monotonic()
+    doc = compare(spec, check_venues(cluster.venues), MODES, seeds, risk=cluster.risk)
+    print(f"  {basket.relative_to(ROOT)}: {time.monotonic() - t:.0f} s", flush=True)
+    return doc
+
+
+def decode_rate(directory: Path) -> float:
+    """Decode-only replay throughput (records/s) of both kinds' BTC files: the floor of any
+    replay consumer."""
+    n, t = 0, time.perf_counter()
+    for kind in ("spot", "usdm"):
+        market = ReplayMarket.from_dir(directory, kind, 0, symbols=["BTCUSDT"])
+        n += sum(1 for _ in market.records())
+    return n / (time.perf_counter() - t)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    args = parser.parse_args()
+    seeds, few = args.seeds, max(2, args.seeds // 2)
+    results: dict[str, Any] = {"seeds": seeds, "scenarios": {}}
+    lag = SCENARIOS / "laggard"
+    for ms in SWEEP_MS:
+        results["scenarios"][f"laggard_{ms}ms"] = run(
+            lag / "pair.toml", lag / f"venues_{ms}ms.toml", seeds
+        )
+    others = {
+        "thin_book": ("thin_book/pair.toml", "thin_book/venues.toml", seeds),
+        "outage": ("outage/pair.toml", "outage/venues.toml", seeds),
+        "rebalance_60_40": ("rebalance_60_40/rebalance.toml", "rebalance_60_40/venues.toml", few),
+        "spot_perp_replay": ("spot_perp_replay/basis.toml", "spot_perp_replay/venues.toml", few),
+    }
+    for name, (basket, venues, n) in others.items():
+        results["scenarios"][name] = run(SCENARIOS / basket, SCENARIOS / venues, n)
+    replay = results["scenarios"]["spot_perp_replay"]
+    data = Path(
+        load_cluster(SCENARIOS / "spot_perp_replay/venues.toml").venues.venues["spot"].market.dir
+    )
+    results["speed"] = {
+        "events_per_s": replay["events_per_s"],
+        "market_events": replay["market_events"],
+        "decode_only_records_per_s": decode_rate(data),
+    }
+    rows = []
+    for name, doc in results["scenarios"].items():
+        for mode, m in doc["modes"].items():
+            rows.append(
+                [
+                    name,
+                    mode,
+                    m["legging_risk_usd"]["mean"],
+                    m["legging_risk_usd"]["p95"],
+                    m["peak_imbalance_usd"]["mean"],
+                    m["shortfall_bps"]["mean"],
+                    m["completion_s"]["mean"],
+                    m["hedge_cost_usd"]["mean"],
+                    f"{m['completed']}/{m['runs']}",
+                ]
+            )
+    ratio_rows = []
+    for ms in SWEEP_MS:
+        doc = results["scenarios"][f"laggard_{ms}ms"]["modes"]
+        c, i = doc["coordinated"], doc["independent"]
+        ratio = c["legging_risk_usd"]["mean"] / i["legging_risk_usd"]["mean"]
+        extra = c["shortfall_bps"]["mean"] - i["shortfall_bps"]["mean"]
+        ratio_rows.append([f"{ms} ms", ratio, extra])
+    results["laggard_ratios"] = {
+        r[0]: {"risk_ratio": r[1], "extra_shortfall_bps": r[2]} for r in ratio_rows
+    }
+    md = "\n\n".join(
+        [
+            "### Backtest: execution modes per scenario (means over seeds; legging risk also p95)",
+            table(
+                [
+                    "scenario",
+                    "mode",
+                    "legging risk $",
+                    "p95",
+                    "peak imbalance $",
+                    "shortfall bp",
+                    "completion s",
+                    "hedge cost $",
+                    "completed",
+                ],
+                rows,
+            ),
+            "### Laggard sweep: coordinated against independent",
+            table(["laggard round trip", "legging risk ratio", "extra shortfall bp"], ratio_rows),
+            "### Backtest speed on the replay files",
+            table(
+                ["figure", "events/s"],
+                [
+                    ["backtest, spot-vs-perp replay (all runs)", results["speed"]["events_per_s"]],
+                    [
+                        "baseline: decode only, same files",
+                        results["speed"]["decode_only_records_per_s"],
+                    ],
+                ],
+            ),
+        ]
+    )
+    write("backtest", results, md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
