@@ -243,8 +243,11 @@ def test_synthetic_eth_basket_completes_with_every_leg_reconciled(make_engine) -
         assert s["total_usd"] == pytest.approx(
             s["delay_usd"] + s["execution_usd"] + s["opportunity_usd"] + s["fees_usd"], abs=1e-9
         )
-    # Taker fees alone are 5 bp: the basket cannot have cost less than a few bp.
-    assert tca["shortfall_bps"] > 1
+    # Every child order is an IOC taking liquidity: the fees are the 5 bp taker fee on the
+    # gross notional, whatever the market did (its moves can make the total less, or even
+    # negative, when prices went our way).
+    fees_bps = parts["fees_usd"] / tca["gross_notional_usd"] * 1e4
+    assert 4.5 < fees_bps < 5.5
     assert report.timeline is not None and len(report.timeline.points) > 10
     assert report.timeline.legs == ["eth", "steth", "btc"]
 
