@@ -589,17 +589,9 @@ class _Leg:
 
     def _changed(self) -> None:
         working = self.status in (LegStatus.WORKING, LegStatus.PAUSED, LegStatus.ARMED)
-        first = self.ledger.first
-        if working and first is not None and first.reject is not None:
-            self._fail(f"first order {first.client_order_id} rejected: {first.reject}")
-            return
-        latest = sorted(self.ledger.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
-        if (
-            working
-            and len(latest) == MAX_CONSECUTIVE_REJECTS
-            and all(c.reject is not None for c in latest)
-        ):
-            self._fail(f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}")
+        reason = self.ledger.give_up_reason() if working else None
+        if reason is not None:
+            self._fail(reason)
             return
         self.publish()
 
@@ -905,6 +897,8 @@ class _Run:
         self.failure_soft: str | None = None
         self.ending = False
         self.finished = False
+        self.reason = "the simulation ended first"  # until the run finishes
+        self.completed_ns: int | None = None
         self.notes: list[str] = []
         self.reconciled: dict[str, bool] = {}
         self._queue = list(self.legs)  # sequential: legs still to start
@@ -956,7 +950,6 @@ class _Run:
             return
         if now > self.deadline_ns:
             params = self.basket.params
-            self.failure = f"not done {self.deadline_ns - self.fire_ns} ns after launch"
             self.failure = (
                 f"not done {(self.deadline_ns - self.fire_ns) / NS - params.horizon_s:g} s "
                 f"after its horizon of {params.horizon_s:g} s"
@@ -1044,7 +1037,7 @@ class _Run:
         else:
             state, reason = BasketState.FAILED, "a leg's record disagrees with its venue"
         self.lifecycle.to(state, now, reason)
-        self.state, self.reason = state, reason
+        self.reason = reason
         self.completed_ns = now
         self.finished = True
         for venue in self.venues.values():
@@ -1074,15 +1067,14 @@ class _Run:
                     abs(q) < float(d.instruments[s].lot) / 2 for s, q in d.ledger.qty.items()
                 )
                 hedge.reaction_ns = list(d.reaction_ns)
-        finished = getattr(self, "finished", False)
         report = BasketReport(
             basket_id=basket.basket_id,
-            status=self.state if finished else self.lifecycle.state,
+            status=self.lifecycle.state,
             policy=basket.policy,
-            reason=self.reason if finished else "the simulation ended first",
+            reason=self.reason,
             submitted_ns=self.accepted_ns,
             launched_ns=self.launched_ns,
-            completed_ns=getattr(self, "completed_ns", None),
+            completed_ns=self.completed_ns,
             legs=legs,
             hedge=hedge,
             collateral=CollateralReport(),

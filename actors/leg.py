@@ -230,6 +230,18 @@ class LegLedger:
     def rejects(self) -> list[str]:
         return [f"{c.client_order_id} {c.reject}" for c in self.orders.values() if c.reject]
 
+    def give_up_reason(self) -> str | None:
+        """Why the leg must stop sending, from its refusals: its first order refused, or the
+        last `MAX_CONSECUTIVE_REJECTS` in a row (refusals that arrive on the stream, after
+        later orders went out, count too). None while the leg may go on."""
+        first = self.first
+        if first is not None and first.reject is not None:
+            return f"first order {first.client_order_id} rejected: {first.reject}"
+        latest = sorted(self.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
+        if len(latest) == MAX_CONSECUTIVE_REJECTS and all(c.reject is not None for c in latest):
+            return f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}"
+        return None
+
     @property
     def first(self) -> ChildOrder | None:
         """The first slice sent (the launch order)."""

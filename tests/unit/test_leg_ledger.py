@@ -551,3 +551,24 @@ def test_a_first_look_that_disagrees_leaves_the_record_to_catch_up() -> None:
     assert not again.reconciled and [m.field for m in again.mismatches] == ["filled_qty"]
     final = lg.reconcile(venue, 500)
     assert not final.reconciled and lg.filled_qty == D(2)
+
+
+def test_a_leg_gives_up_on_its_first_refusal_or_on_five_in_a_row() -> None:
+    first_refused = ledger()
+    first_refused.sent(order(0), 0, 1)
+    first_refused.sent(order(1), 1, 2)
+    assert first_refused.give_up_reason() is None
+    first_refused.refused("b1-eth-0", "INSUFFICIENT_MARGIN: no margin", 3)
+    assert first_refused.give_up_reason() == (
+        "first order b1-eth-0 rejected: INSUFFICIENT_MARGIN: no margin"
+    )
+
+    streak = ledger()
+    filled(streak, 0, "1", "2600")
+    for n in range(1, 6):
+        streak.sent(order(n), n, n * MS)
+    for n in range(1, 5):
+        streak.refused(f"b1-eth-{n}", "INJECTED: no", 8 * MS)
+    assert streak.give_up_reason() is None  # four in a row after a fill: go on
+    streak.refused("b1-eth-5", "INJECTED: last", 9 * MS)
+    assert streak.give_up_reason() == "5 orders in a row rejected: INJECTED: last"
