@@ -257,21 +257,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     import ray
 
     from cluster import present
+    from cluster.engine import running_baskets
 
     _connect(args.address)
-    prefix = "legato-basket-"
-    names = sorted(
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(prefix) and a["namespace"] == args.namespace
-    )
-    if not names:
+    # The registry knows every live basket, those on unnamed warm-pool actors included.
+    running = running_baskets(args.namespace)
+    if not running:
         print(f"no basket running in namespace {args.namespace!r}")
         return 0
-    for name in names:
+    for basket_id in sorted(running):
         try:
-            actor = ray.get_actor(name, namespace=args.namespace)
-            status = ray.get(actor.status.remote(), timeout=10)
+            status = ray.get(running[basket_id].status.remote(), timeout=10)
         except Exception:  # it ended between the listing and the call
             continue
         print("\n".join(present.status_lines(status)))
@@ -281,14 +277,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     import ray
 
+    from cluster.engine import running_baskets
+
     _connect(args.address)
-    try:
-        actor = ray.get_actor(f"legato-basket-{args.basket_id}", namespace=args.namespace)
-    except ValueError:
+    actor = running_baskets(args.namespace).get(args.basket_id)
+    if actor is None:
         raise UserError(
             f"no basket {args.basket_id!r} is running in namespace {args.namespace!r} "
             "(`legato status` lists them)"
-        ) from None
+        )
     try:
         state = ray.get(actor.cancel.remote("cancelled with legato cancel"), timeout=10)
     except Exception as e:  # it ended (or its driver went) between the lookup and the call

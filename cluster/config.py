@@ -29,22 +29,43 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     namespace: str = "legato"  # the Ray namespace of the singletons and named actors
     placement: Literal["auto", "labels", "anywhere"] = "auto"
     fire_lead_ms: float = 50.0  # how far ahead of arming the legs fire, at least
+    warm_fire_lead_ms: float = 20.0  # the same when every leg comes from the warm pool
     arm_timeout_s: float = 60.0  # a leg not armed by then fails its basket (nothing sent)
     tick_ms: float = 100.0  # the basket's periodic coordination step
     unwind_deadline_s: float = 30.0  # how long policy `unwind` keeps trying
     leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: lost
     min_overrun_s: float = 60.0  # how long past horizon + grace a basket may run on
+    # The warm pool (docs/deploy.md): actors kept ready for the next baskets. 0: cold.
+    warm_legs_per_venue: int = 0  # connected leg actors per venue
+    warm_baskets: int = 0  # idle basket actors
 
     def basket_options(self) -> BasketOptions:
         return BasketOptions(
             namespace=self.namespace,
             fire_lead_ms=self.fire_lead_ms,
+            warm_fire_lead_ms=self.warm_fire_lead_ms,
             arm_timeout_s=self.arm_timeout_s,
             tick_ms=self.tick_ms,
             unwind_deadline_s=self.unwind_deadline_s,
             leg_silence_s=self.leg_silence_s,
             min_overrun_s=self.min_overrun_s,
         )
+
+
+POOL_FIELDS = ("warm_legs_per_venue", "warm_baskets")
+MAX_WARM = 100  # per venue, or baskets: beyond it a typo (each actor holds 50-90 MB)
+
+
+def check_pool(settings: EngineSettings, where: str) -> None:
+    """The warm pool's sizes are whole numbers from 0 to `MAX_WARM`; `ConfigError` names the
+    field (after `where`) and what is accepted."""
+    for name in POOL_FIELDS:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WARM:
+            raise ConfigError(
+                f"{where}{name}: {value!r} is not accepted; a whole number from 0 (no warm "
+                f"pool) to {MAX_WARM}"
+            )
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,8 +110,9 @@ def parse_cluster(
         raise ConfigError(_explain(source, e)) from None
     for name in EngineSettings.__struct_fields__[2:]:  # every figure after the two names
         value = getattr(engine, name)
-        if not (math.isfinite(value) and value > 0):
+        if name not in POOL_FIELDS and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: engine.{name}: {value} is not a number > 0")
+    check_pool(engine, f"{source}: engine.")
     hedge = _hedge(data, source, venues)
     risk = _table(data, "risk", RiskSettings, source)
     assert isinstance(risk, RiskSettings)
@@ -157,4 +179,6 @@ def _explain(
     message = message[0].lower() + message[1:]
     if where == "engine.placement":
         return f"{source}: engine.placement: {message}; accepted: auto, labels, anywhere"
+    if where.removeprefix("engine.") in POOL_FIELDS:
+        return f"{source}: {where}: {message}; accepted: a whole number from 0 to {MAX_WARM}"
     return f"{source}: {where}: {message}"

@@ -21,7 +21,8 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,13 @@ from actors.lifecycle import BasketState
 from actors.protocol import HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
 from actors.shells import COLLATERAL_NAME, HEDGE_NAME, venue_actor_name
-from actors.shells.basket import BasketActor, BasketOptions, BasketStatus
+from actors.shells.basket import (
+    REGISTRY_NAME,
+    BasketActor,
+    BasketOptions,
+    BasketRegistry,
+    BasketStatus,
+)
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
 from actors.shells.venue import VenueActor
@@ -45,7 +52,8 @@ from actors.spec import (
     SpecError,
     load_basket,
 )
-from cluster.config import ClusterConfig, load_cluster
+from cluster.config import ClusterConfig, check_pool, load_cluster
+from cluster.pool import WarmPool
 from venues.config import VenuesConfig
 
 Placement = Literal["auto", "labels", "anywhere"]
@@ -60,6 +68,21 @@ _Venue = ray.remote(VenueActor)
 _Basket = ray.remote(BasketActor)
 _Collateral = ray.remote(CollateralActor)
 _Hedge = ray.remote(HedgeActor)
+_Registry = ray.remote(BasketRegistry)
+
+
+def _basket_actor_options(namespace: str, name: str | None = None) -> dict[str, Any]:
+    """How every basket actor is created, for a basket or for the warm pool."""
+    opts: dict[str, Any] = {
+        "namespace": namespace,
+        "num_cpus": 0,
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        "max_concurrency": 1000,
+    }
+    if name is not None:
+        opts["name"] = name
+    return opts
 
 
 def check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -92,18 +115,41 @@ def _alive_node_labels() -> list[dict[str, str]]:
     return [dict(n.get("Labels") or {}) for n in ray.nodes() if n.get("Alive")]
 
 
+def running_baskets(namespace: str) -> dict[str, Any]:
+    """The live basket actors of a namespace by basket id, those from a warm pool (which
+    have no name) included: what `legato status` and `legato cancel` look for. Needs a
+    connected Ray; {} when no engine ever ran in the namespace."""
+    try:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
+    except ValueError:
+        return {}
+    return ray.get(registry.running.remote(), timeout=_START_TIMEOUT_S)
+
+
 class BasketHandle:
     """A submitted basket: watch it, cancel it, wait for its report."""
 
-    def __init__(self, basket: ResolvedBasket, actor: Any, run_ref: Any) -> None:
+    def __init__(
+        self,
+        basket: ResolvedBasket,
+        actor: Any,
+        run_ref: Any,
+        *,
+        warm_basket: bool = False,
+        warm_legs: dict[str, Any] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self.basket = basket
         self.basket_id = basket.basket_id
-        self._actor = actor
+        self.actor = actor
+        self.warm_basket = warm_basket  # its basket actor came from the warm pool
+        self.warm_legs = dict(warm_legs or {})  # leg id → the pool's leg actor it runs on
         self._run = run_ref
+        self._on_end = on_end
         self._report: BasketReport | None = None
 
     def status(self) -> BasketStatus:
-        return ray.get(self._actor.status.remote())
+        return ray.get(self.actor.status.remote())
 
     def progress(
         self, every_s: float = 0.5, timeout: float | None = None
@@ -130,7 +176,7 @@ class BasketHandle:
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
         with contextlib.suppress(RayActorError):
-            ray.get(self._actor.cancel.remote(reason))
+            ray.get(self.actor.cancel.remote(reason))
 
     def result(self, timeout: float | None = None) -> BasketReport:
         """The basket's report once it has ended; `TimeoutError` if not within `timeout` s."""
@@ -141,9 +187,13 @@ class BasketHandle:
                 raise TimeoutError(
                     f"basket {self.basket_id} still running after {timeout} s"
                 ) from None
-            # The basket is over: its actor (and its name, its memory) goes.
-            with contextlib.suppress(Exception):
-                ray.kill(self._actor, no_restart=True)
+            # The basket is over: its actor (and its name, its memory) goes, and so do the
+            # pool's legs it ran on (the basket ended them; this is in case it died first).
+            for actor in (self.actor, *self.warm_legs.values()):
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
+            if self._on_end is not None:
+                self._on_end()
         return self._report
 
 
@@ -163,7 +213,10 @@ class Engine:
         hedger: Any,
         started_ray: bool,
         basket_options: BasketOptions,
+        registry: Any,
         default_hedge: HedgeSpec | None = None,
+        warm_legs_per_venue: int = 0,
+        warm_baskets: int = 0,
     ) -> None:
         self.config = config
         self.namespace = namespace
@@ -177,6 +230,17 @@ class Engine:
         self.basket_options = basket_options
         self.default_hedge = default_hedge
         self.handles: dict[str, BasketHandle] = {}
+        self.registry = registry
+        self.pool: WarmPool | None = None
+        if warm_legs_per_venue or warm_baskets:
+            self.pool = WarmPool(
+                legs_per_venue=warm_legs_per_venue,
+                baskets=warm_baskets,
+                namespace=namespace,
+                labels=labels,
+                endpoints=endpoints,
+                make_basket=self._idle_basket_actor,
+            )
         self._closed = False
 
     # -- start -------------------------------------------------------------------------------
@@ -190,19 +254,27 @@ class Engine:
         placement: Placement | None = None,
         num_cpus: int | None = None,
         basket_options: BasketOptions | None = None,
+        warm_legs_per_venue: int | None = None,
+        warm_baskets: int | None = None,
     ) -> Engine:
         """Connect to Ray (`address`: "auto", "ray://…"; None: the running instance, or a new
-        local one), start the venues of `venues`, ensure the singletons exist.
+        local one), start the venues of `venues`, ensure the singletons exist, and start
+        filling the warm pool when it has a size.
 
         `venues` is a configuration file (its `[venues.*]` and `[engine]` tables), or the
-        parsed configuration; `namespace`, `placement` and `basket_options` override what
-        its `[engine]` table says.
+        parsed configuration; `namespace`, `placement`, `basket_options`,
+        `warm_legs_per_venue` and `warm_baskets` override what its `[engine]` table says.
         """
         if isinstance(venues, str | Path):
             venues = load_cluster(venues)
         if isinstance(venues, VenuesConfig):
             venues = ClusterConfig(venues=venues)
         settings = venues.engine
+        sizes = {"warm_legs_per_venue": warm_legs_per_venue, "warm_baskets": warm_baskets}
+        sizes = {k: v for k, v in sizes.items() if v is not None}
+        if sizes:
+            settings = msgspec.structs.replace(settings, **sizes)
+            check_pool(settings, "Engine.start: ")
         config = venues.venues
         risk = venues.risk
         namespace = namespace or settings.namespace
@@ -274,6 +346,14 @@ class Engine:
         }
         collateral = _Collateral.options(name=COLLATERAL_NAME, **singleton).remote()
         hedger = _Hedge.options(name=HEDGE_NAME, **singleton).remote()
+        registry = _Registry.options(name=REGISTRY_NAME, **singleton).remote()
+        try:  # every submission asks it first: have it up before the first one
+            ray.get(registry.__ray_ready__.remote(), timeout=_START_TIMEOUT_S)
+        except GetTimeoutError:
+            cls._kill(owned)
+            raise EngineError(
+                f"the basket registry ({REGISTRY_NAME}) did not start within {_START_TIMEOUT_S:g} s"
+            ) from None
         return cls(
             config,
             namespace=namespace,
@@ -286,6 +366,9 @@ class Engine:
             started_ray=started,
             basket_options=basket_options,
             default_hedge=venues.hedge,
+            registry=registry,
+            warm_legs_per_venue=settings.warm_legs_per_venue,
+            warm_baskets=settings.warm_baskets,
         )
 
     @staticmethod
@@ -324,7 +407,8 @@ class Engine:
         """Validate and start a basket (a TOML path, TOML text, or a spec object).
 
         Raises `SpecError` listing every mistake (nothing is sent), `EngineError` when a
-        basket with the same id is still running.
+        basket with the same id is still running. With a warm pool, the basket runs on a
+        pooled basket actor and pooled leg actors where it has them.
         """
         if self._closed:
             raise EngineError("the engine is shut down")
@@ -332,49 +416,93 @@ class Engine:
             spec = load_basket(spec)
         if spec.hedge is None and self.default_hedge is not None:
             spec = msgspec.structs.replace(spec, hedge=self.default_hedge)  # the config's [hedge]
-        name = f"legato-basket-{spec.basket_id}"
-        with contextlib.suppress(ValueError):
-            ray.get_actor(name, namespace=self.namespace)
-            raise EngineError(
-                f"basket_id: {spec.basket_id!r} is still running; a basket id names one "
-                "basket (and its client order ids): choose another"
-            )
-        actor = _Basket.options(
-            name=name,
-            namespace=self.namespace,
-            num_cpus=0,
-            max_restarts=0,
-            max_task_retries=0,
-            max_concurrency=1000,
-        ).remote(
-            spec,
-            self.venues,
-            self.endpoints,
-            self.collateral,
-            self.hedger,
-            # Legs go where their venues are: the engine's placement, whatever the options say.
-            msgspec.structs.replace(
-                options or self.basket_options, labels=self.labels, namespace=self.namespace
-            ),
+        # Legs go where their venues are: the engine's placement, whatever the options say.
+        options = msgspec.structs.replace(
+            options or self.basket_options, labels=self.labels, namespace=self.namespace
         )
+        taken = self.pool.take_basket() if self.pool is not None else None
+        if taken is not None:
+            actor = taken
+        else:
+            # A cold basket actor keeps its name (`legato status` and `legato cancel` find
+            # it by it); the registry below is what refuses a second basket of an id.
+            try:
+                actor = _Basket.options(
+                    **_basket_actor_options(self.namespace, f"legato-basket-{spec.basket_id}")
+                ).remote(spec, self.venues, self.endpoints, self.collateral, self.hedger, options)
+            except ValueError:  # the name is taken: a basket of this id runs
+                raise self._still_running(spec.basket_id) from None
+        token = uuid.uuid4().hex
+        # The id is claimed while the basket is checked (checking sends nothing): one wait,
+        # not two, before the basket runs.
+        claimed = self.registry.claim.remote(spec.basket_id, token, actor)
+        checked = actor.assign.remote(spec, options) if taken else actor.prepare.remote()
         try:
-            resolved = ray.get(actor.prepare.remote(), timeout=_START_TIMEOUT_S)
+            free = ray.get(claimed, timeout=_START_TIMEOUT_S)
+        except (GetTimeoutError, RayActorError) as e:
+            _kill_now(actor)
+            raise EngineError(
+                f"basket {spec.basket_id}: the basket registry ({REGISTRY_NAME}) did not "
+                f"answer within {_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
+            ) from None
+        if not free:
+            _kill_now(actor)
+            raise self._still_running(spec.basket_id)
+
+        def release() -> None:
+            with contextlib.suppress(Exception):
+                self.registry.release.remote(spec.basket_id, token)
+
+        try:
+            resolved = ray.get(checked, timeout=_START_TIMEOUT_S)
         except RayTaskError as e:
-            ray.kill(actor, no_restart=True)
+            _kill_now(actor)
+            release()
             cause = e.cause if isinstance(e.cause, Exception) else None
             if isinstance(cause, SpecError):
                 raise cause from None
             raise EngineError(f"basket {spec.basket_id}: cannot be checked: {_cause(e)}") from None
         except (GetTimeoutError, RayActorError) as e:
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+            _kill_now(actor)
+            release()
             raise EngineError(
                 f"basket {spec.basket_id}: its actor did not answer within "
                 f"{_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
             ) from None
-        handle = BasketHandle(resolved, actor, actor.run.remote())
+        legs: dict[str, Any] = {}
+        if self.pool is not None:
+            # A leg whose node clock a test skews needs an actor created with that skew.
+            legs = self.pool.take_legs(
+                {
+                    leg.leg_id: leg.venue
+                    for leg in resolved.legs
+                    if leg.leg_id not in options.leg_clock_offsets_ns
+                }
+            )
+        handle = BasketHandle(
+            resolved,
+            actor,
+            actor.run.remote(legs),
+            warm_basket=taken is not None,
+            warm_legs=legs,
+            on_end=release,
+        )
         self.handles[spec.basket_id] = handle
         return handle
+
+    @staticmethod
+    def _still_running(basket_id: str) -> EngineError:
+        return EngineError(
+            f"basket_id: {basket_id!r} is still running; a basket id names one "
+            "basket (and its client order ids): choose another"
+        )
+
+    def _idle_basket_actor(self) -> Any:
+        """A basket actor for the warm pool: it knows the engine's venues and singletons,
+        and waits for `assign` to give it a basket."""
+        return _Basket.options(**_basket_actor_options(self.namespace)).remote(
+            None, self.venues, self.endpoints, self.collateral, self.hedger, self.basket_options
+        )
 
     def baskets(self) -> dict[str, BasketState]:
         """The state of every basket this engine submitted."""
@@ -408,10 +536,13 @@ class Engine:
                 ray.kill(actor, no_restart=True)
 
     def shutdown(self) -> None:
-        """Stop what this engine started (its venues; Ray itself if it started it)."""
+        """Stop what this engine started (its warm pool's idle actors, its venues; Ray
+        itself if it started it)."""
         if self._closed:
             return
         self._closed = True
+        if self.pool is not None:
+            self.pool.shutdown()
         self._kill(self._owned_venues)
         if self._started_ray:
             ray.shutdown()
@@ -421,6 +552,11 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _kill_now(actor: Any) -> None:
+    with contextlib.suppress(Exception):
+        ray.kill(actor, no_restart=True)
 
 
 def _cause(e: RayTaskError) -> str:

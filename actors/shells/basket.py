@@ -38,7 +38,7 @@ from actors.report import (
     LegReport,
     TimelineRecorder,
 )
-from actors.risk import RiskSettings
+from actors.risk import RiskModel, RiskSettings
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
 from actors.shells.tasks import BackgroundTasks
@@ -52,6 +52,7 @@ from actors.spec import (
 )
 from actors.sync import AdjustLeg, BasketShrunk
 from actors.tca import basket_tca
+from venues.model import Instrument
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,28 @@ NS = 1_000_000_000
 S = BasketState
 LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it is lost
 CLOCK_EVERY_S = 1.0  # while running, each leg's clock is pinged again this often
+REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespace
+REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
+
+
+def leg_actor_options(
+    namespace: str, selector: dict[str, str] | None, *, name: str | None = None
+) -> dict[str, Any]:
+    """How every leg actor is created, for a basket or for the warm pool: no CPU (it waits
+    on its venue), never restarted nor retried (its methods send orders), near its venue
+    when the venue has a label selector."""
+    opts: dict[str, Any] = {
+        "namespace": namespace,
+        "num_cpus": 0,
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        "max_concurrency": 1000,
+    }
+    if name is not None:
+        opts["name"] = name
+    if selector:
+        opts["label_selector"] = dict(selector)
+    return opts
 
 
 class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +90,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str = "legato"
     labels: dict[str, dict[str, str]] = {}  # venue → label selector; empty: run anywhere
     fire_lead_ms: float = 50.0  # fire_at this far ahead of the moment every leg is armed
+    warm_fire_lead_ms: float = 20.0  # the same when every leg came warm from the pool
     arm_timeout_s: float = 60.0  # a leg not armed by then (no node with its label): fail
     clock_pings: int = 5
     tick_ms: float = 100.0  # the coordinator's periodic step
@@ -93,27 +117,32 @@ class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
 class BasketActor:
     """One basket (see the module docstring)."""
 
+    # Set once the actor has its basket (at creation, or by `assign` from the warm pool).
+    basket_id: str
+    submitted_ns: int
+    lifecycle: BasketLifecycle
+    risk: RiskModel
+    metrics: BasketMetrics
+    _tasks: BackgroundTasks
+
     def __init__(
         self,
-        spec: BasketSpec | RebalanceSpec,
+        spec: BasketSpec | RebalanceSpec | None,
         venues: dict[str, Any],
         endpoints: dict[str, VenueEndpoint],
         collateral: Any,
         hedger: Any,
         options: BasketOptions | None = None,
     ) -> None:
-        self.spec = spec
-        self.basket_id = spec.basket_id
+        """A basket actor for `spec`; or, with `spec=None`, one the engine's warm pool keeps
+        idle until `assign` gives it a basket."""
         self.venues = venues
         self.endpoints = endpoints
         self.collateral = collateral
         self.hedger = hedger
         self.options = options or BasketOptions()
-        self.submitted_ns = time.time_ns()
-        self.lifecycle = BasketLifecycle(self.basket_id, self.submitted_ns)
         self.reason = ""
         self.resolved: ResolvedBasket | None = None
-        self.risk = self.options.risk.model()
         self.core: BasketCoordinator | None = None
         self.legs: dict[str, Any] = {}
         self.armed: dict[str, LegArmed] = {}
@@ -127,18 +156,81 @@ class BasketActor:
         self.launched_ns: int | None = None
         self.completed_ns: int | None = None
         self._wake = asyncio.Event()
+        self._assigned = asyncio.Event()
         self._cancel: str | None = None
         self._failure: str | None = None
         self._failure_soft: str | None = None  # a leg failed under policy `complete`
-        self._tasks = BackgroundTasks(f"basket {self.basket_id}")
         self._hedge_position = 0.0
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
         self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
         self._probing: set[str] = set()
         self._pinging: set[str] = set()
         self._hedge_poll: asyncio.Task[None] | None = None
+        self._warm: dict[str, Any] = {}  # leg id → a warm leg actor from the pool, until armed
+        self._from_pool: set[str] = set()  # the legs that run on warm leg actors
+        self._leverage: dict[str, int] = {}  # per venue, read when validating
+        self._listed: tuple[dict[str, dict[str, Instrument]], dict[str, int]] | None = None
         self.timeline = TimelineRecorder()
+        self._spec: BasketSpec | RebalanceSpec | None = None
+        if spec is not None:
+            self._assign(spec, self.options)
+
+    def _assign(self, spec: BasketSpec | RebalanceSpec, options: BasketOptions) -> None:
+        self._spec = spec
+        self.basket_id = spec.basket_id
+        self.options = options
+        self.submitted_ns = time.time_ns()
+        self.lifecycle = BasketLifecycle(self.basket_id, self.submitted_ns)
+        self.risk = options.risk.model()
+        self._tasks = BackgroundTasks(f"basket {self.basket_id}")
         self.metrics = BasketMetrics(self.basket_id)
+        self._assigned.set()
+
+    @property
+    def spec(self) -> BasketSpec | RebalanceSpec:
+        if self._spec is None:
+            raise RuntimeError("this basket actor has no basket yet: assign() one first")
+        return self._spec
+
+    # -- a warm pool's basket actor ----------------------------------------------------------
+    async def warm(self) -> None:
+        """Open the Ray connections a basket needs first (venues, collateral, hedge) and
+        read the venues' listings, so that a basket given to this actor later does not pay
+        for them. A venue actor's listing is read once, when it starts, and this actor
+        lives within the engine that started them."""
+        listed, _, _ = await asyncio.gather(
+            self._listings(), self.collateral.snapshot.remote(), self.hedger.position_of.remote("")
+        )
+        self._listed = listed
+
+    async def _listings(self) -> tuple[dict[str, dict[str, Instrument]], dict[str, int]]:
+        """Each venue's instruments and account leverage."""
+        names = list(self.venues)
+        listed, leverage = await asyncio.gather(
+            asyncio.gather(*(self.venues[v].instruments.remote() for v in names)),
+            asyncio.gather(*(self.venues[v].leverage.remote() for v in names)),
+        )
+        return dict(zip(names, listed, strict=True)), dict(zip(names, leverage, strict=True))
+
+    async def idle(self) -> None:
+        """Returns once the actor has a basket. The warm pool keeps this call pending on
+        every idle basket actor: should the actor die, the call fails at once in the
+        pool's process, which then knows not to hand it out."""
+        await self._assigned.wait()
+
+    async def assign(
+        self, spec: BasketSpec | RebalanceSpec, options: BasketOptions | None = None
+    ) -> ResolvedBasket:
+        """Take on `spec` (an idle actor from the warm pool) and `prepare` it, in one call;
+        then `run` as for an actor created for it."""
+        if self._spec is not None:
+            raise RuntimeError(f"this basket actor already runs basket {self.basket_id}")
+        self._assign(spec, options or self.options)
+        return await self.prepare()
+
+    def alive(self) -> str:
+        """The basket this actor runs ("" when idle): for the basket registry."""
+        return "" if self._spec is None else self.basket_id
 
     # -- the driver's calls ------------------------------------------------------------------
     async def prepare(self) -> ResolvedBasket:
@@ -150,9 +242,13 @@ class BasketActor:
             self._prepared = asyncio.ensure_future(self._validate())
         return await asyncio.shield(self._prepared)
 
-    async def run(self) -> BasketReport:
+    async def run(self, legs: dict[str, Any] | None = None) -> BasketReport:
         """Execute the basket to its end and return the report; never raises for a basket
-        that fails (the report says why), only for a bug."""
+        that fails (the report says why), only for a bug.
+
+        `legs`: warm leg actors from the engine's pool, by leg id (connected to their
+        venue already); the other legs get leg actors created for them."""
+        self._warm = dict(legs or {})
         try:
             await self._life()
         except Exception as e:  # a bug: still apply the policy and say so in the report
@@ -167,6 +263,8 @@ class BasketActor:
             self._finish(S.FAILED, self._failure)
         finally:
             await self._release()
+            # Warm legs the basket never got to arm sent nothing: they go with it.
+            _kill(list(self._warm.values()))
             await self._close_legs()
             await self._tasks.cancel_all()  # probes, clock pings, hedge polls: all moot now
         return await self._report()
@@ -239,10 +337,22 @@ class BasketActor:
         if self._cancel is not None:
             self._finish(S.CANCELLED, self._cancel)
             return
+        # A basket whose every leg came warm from the pool arms them while its collateral
+        # is reserved: arming sends nothing (it opens the leg's market stream, reads its
+        # book and measures its clock), and takes about as long as the reservation.
+        early = bool(self._warm) and set(self._warm) == {leg.leg_id for leg in basket.legs}
+        arming = self._tasks.spawn(self._arm(basket), "arm") if early else None
         if not await self._reserve(basket):
+            if arming is not None:
+                arming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await arming
+                self._abandon_legs()
             return
         self._to(S.ARMING, "creating and arming the leg actors")
-        if not await self._arm(basket):
+        failed = await (arming if arming is not None else self._arm(basket))
+        if failed is not None:
+            self._finish(S.FAILED, failed)
             return
         if self._cancel is not None:
             self._finish(S.CANCELLED, self._cancel)
@@ -253,8 +363,9 @@ class BasketActor:
 
     async def _validate(self) -> ResolvedBasket:
         spec = self.spec
-        listed = await asyncio.gather(*(v.instruments.remote() for v in self.venues.values()))
-        instruments = dict(zip(self.venues, listed, strict=True))
+        # The accounts' leverage comes along (the reservation needs it): one trip, not two;
+        # none for a warm basket actor, which read both ahead.
+        instruments, self._leverage = self._listed or await self._listings()
         wanted: dict[str, set[str]] = {}
         if isinstance(spec, BasketSpec):
             for leg in spec.legs:
@@ -282,9 +393,7 @@ class BasketActor:
         return resolved
 
     async def _reserve(self, basket: ResolvedBasket) -> bool:
-        leverage = {
-            v: await self.venues[v].leverage.remote() for v in {leg.venue for leg in basket.legs}
-        }
+        leverage = {leg.venue: self._leverage[leg.venue] for leg in basket.legs}
         needs = []
         for leg in basket.legs:
             assert leg.price is not None
@@ -309,23 +418,24 @@ class BasketActor:
         self.reserved = result
         return True
 
-    async def _arm(self, basket: ResolvedBasket) -> bool:
+    async def _arm(self, basket: ResolvedBasket) -> str | None:
+        """Create (or take the pool's) leg actors and arm them, measuring their clocks;
+        None once every leg is armed, else why not (they are abandoned: nothing was sent)."""
         params = basket.params
         band = params.completion_band
         opts = self.options
         for leg in basket.legs:
-            selector = opts.labels.get(leg.venue)
-            actor_opts: dict[str, Any] = {
-                "name": f"legato-leg-{basket.basket_id}-{leg.leg_id}",
-                "namespace": opts.namespace,
-                "num_cpus": 0,
-                "max_restarts": 0,
-                "max_task_retries": 0,
-                "max_concurrency": 1000,
-            }
-            if selector:
-                actor_opts["label_selector"] = dict(selector)
-            self.legs[leg.leg_id] = _LegActor.options(**actor_opts).remote(
+            warm = self._warm.pop(leg.leg_id, None)
+            if warm is not None:
+                self.legs[leg.leg_id] = warm
+                self._from_pool.add(leg.leg_id)
+                continue
+            actor_opts = leg_actor_options(
+                opts.namespace,
+                opts.labels.get(leg.venue),
+                name=f"legato-leg-{basket.basket_id}-{leg.leg_id}",
+            )
+            self.legs[leg.leg_id] = RemoteLegActor.options(**actor_opts).remote(
                 leg.venue, opts.leg_clock_offsets_ns.get(leg.leg_id, 0)
             )
 
@@ -342,10 +452,18 @@ class BasketActor:
                 if band is None
                 else max(band / 2, params.slice_s / params.horizon_s),
             )
-            armed = await self.legs[leg_id].arm.remote(cmd, ray.get_runtime_context().current_actor)
+            arm = self.legs[leg_id].arm.remote(cmd, myself)
+            if leg_id in self._from_pool:
+                # Connected already: arming is a book request, and the pings go meanwhile.
+                armed, _ = await asyncio.gather(arm, self._measure_clock(leg_id))
+                return armed
+            # After a cold arm, so that these pings and the leg's own exchanges with its
+            # venue's clock do not share its event loop and widen each other's round trips.
+            armed = await arm
             await self._measure_clock(leg_id)
             return armed
 
+        myself = ray.get_runtime_context().current_actor
         ids = list(self.legs)
         try:
             armed = await asyncio.wait_for(
@@ -357,25 +475,20 @@ class BasketActor:
                 f"{leg.leg_id} on {leg.venue} (label {opts.labels.get(leg.venue) or 'none'})"
                 for leg in basket.legs
             ]
-            self._finish(
-                S.FAILED,
+            return (
                 f"legs not armed within {opts.arm_timeout_s:g} s: no node could take "
-                f"{', '.join(waiting)}; nothing was sent",
+                f"{', '.join(waiting)}; nothing was sent"
             )
-            return False
         except Exception as e:
             self._abandon_legs()
-            self._finish(S.FAILED, f"a leg could not be armed: {_short(e)}; nothing was sent")
-            return False
+            return f"a leg could not be armed: {_short(e)}; nothing was sent"
         self.armed = dict(zip(ids, armed, strict=True))
-        return True
+        return None
 
     def _abandon_legs(self) -> None:
         """Legs that never armed sent nothing: stop them (some may never have been placed
         on a node) rather than wait on them."""
-        for actor in self.legs.values():
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+        _kill(list(self.legs.values()))
         self.legs = {}
 
     async def _measure_clock(self, leg_id: str, pings: int | None = None) -> None:
@@ -415,7 +528,18 @@ class BasketActor:
         # Far enough ahead that every leg hears of it in time, and that a leg on a distant
         # venue can still send one one-way trip early.
         head_start = max((a.venue_typical_rtt_ns or 0) // 2 for a in self.armed.values())
-        lead = max(int(self.options.fire_lead_ms * 1e6), 4 * worst_rtt) + head_start
+        # The floor covers the one fire call to each leg (a Ray call: ~0.7 ms at p50, 2-5
+        # ms at p99 here) at the leg's busiest moment. A leg created for this basket has
+        # just started: its process, venue client, streams and clock exchanges all began
+        # within the last second or so, and their work can still hold up its event loop
+        # when the call lands (measured on a loaded 2-core machine: once ~40 ms late):
+        # 50 ms. A warm leg's process and connection have been idle for seconds, arming it
+        # only opened its market stream (measured: the call lands 0.4-2 ms after it is
+        # made): 20 ms, still several times the call's p99. On a loaded node the measured
+        # round trips raise both (`4 * worst_rtt`).
+        warm = bool(self.armed) and self._from_pool == set(self.armed)
+        floor = self.options.warm_fire_lead_ms if warm else self.options.fire_lead_ms
+        lead = max(int(floor * 1e6), 4 * worst_rtt) + head_start
         fire_at = max(now + lead, basket.params.start_ns(now))
         self.core = BasketCoordinator(
             basket,
@@ -708,9 +832,7 @@ class BasketActor:
                 else:
                     self.notes.append(f"leg {leg_id}: no report: {_short(r)}")
                     legs.append(self._last_known(leg_id))
-        for actor in self.legs.values():
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+        _kill(list(self.legs.values()))
         accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
         acks = [leg.first_ack_ns for leg in legs if leg.first_ack_ns]
         full = len(legs) > 1 and len(accepts) == len(legs)
@@ -837,6 +959,68 @@ class BasketActor:
         return r
 
 
+class BasketRegistry:
+    """Which basket ids are taken in a namespace, and by which basket actor (a named,
+    detached singleton, `REGISTRY_NAME`).
+
+    A basket id starts every client order id, so two live baskets must never share one.
+    The actor's name used to say so, but an actor from the warm pool was created before its
+    basket was known and has no name to tell; every submission claims its id here instead.
+    A claim is refused while the holder lives; a holder that died (its driver gone with it)
+    is found out when someone else claims the id.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, Any]] = {}  # basket id → (claim token, actor)
+        self._lock = asyncio.Lock()
+
+    async def claim(self, basket_id: str, token: str, actor: Any) -> bool:
+        """Take `basket_id` for `actor` (`token` identifies this claim); False while another
+        live basket actor holds it."""
+        async with self._lock:  # two claims of one id must not both see the holder dead
+            held = self._held.get(basket_id)
+            if held is not None and held[0] != token and await _alive(held[1]):
+                return False
+            self._held[basket_id] = (token, actor)
+            return True
+
+    def release(self, basket_id: str, token: str) -> None:
+        """Give the id back (only the claim that holds it can)."""
+        held = self._held.get(basket_id)
+        if held is not None and held[0] == token:
+            del self._held[basket_id]
+
+    async def running(self) -> dict[str, Any]:
+        """The live basket actors by basket id (for `legato status` and `cancel`)."""
+        held = dict(self._held)
+        alive = await asyncio.gather(*(_alive(actor) for _, actor in held.values()))
+        out = {}
+        for (basket_id, claim), up in zip(held.items(), alive, strict=True):
+            if up:
+                out[basket_id] = claim[1]
+            elif self._held.get(basket_id) == claim:  # dead, and not claimed anew meanwhile
+                del self._held[basket_id]
+        return out
+
+
+async def _alive(actor: Any) -> bool:
+    """Does the actor answer? One that does not within the time is taken as alive: a busy
+    basket must not lose its id to a newcomer."""
+    try:
+        await asyncio.wait_for(_ref(actor.alive.remote()), REGISTRY_PROBE_S)
+    except TimeoutError:
+        return True
+    except Exception:  # the actor died (RayActorError), or it is no basket actor at all
+        return False
+    return True
+
+
+def _kill(actors: list[Any]) -> None:
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+
+
 async def _ref(ref: Any) -> Any:
     """An ObjectRef as a coroutine (so that `asyncio.wait_for` can bound it)."""
     return await ref
@@ -852,4 +1036,4 @@ def _short(e: BaseException) -> str:
     return text[-1] if text else type(e).__name__
 
 
-_LegActor = ray.remote(LegActor)
+RemoteLegActor = ray.remote(LegActor)

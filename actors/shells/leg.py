@@ -8,12 +8,17 @@ The shell owns the leg's venue connection and its timers; the decisions are the
 Order-sending methods run at most once: the actor is created with `max_task_retries=0`, and
 every child order has a deterministic client order id, and an order whose answer was lost is
 settled by querying that id, never by sending it again.
+
+A leg actor may be created ahead of any basket and warmed up (`connect`: the venue client
+started, the venue clock measured and tracked) by the engine's warm pool; `arm` then only
+does what is particular to the leg (its symbol's market stream and book).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from decimal import Decimal
@@ -22,7 +27,7 @@ from typing import Any
 from actors.clock import ClockEstimate, ClockOffsetEstimator
 from actors.leg import LegLedger, Reconciliation
 from actors.messages import LegProgress, LegStatus
-from actors.protocol import ArmLeg, LegArmed, Placement
+from actors.protocol import ArmLeg, LegArmed, Placement, VenueEndpoint
 from actors.report import LegReport
 from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler
 from actors.shells import here
@@ -83,6 +88,10 @@ class LegActor:
         self._blocked = False
         self._wake = asyncio.Event()
         self._tasks = BackgroundTasks(f"leg on {venue}")
+        self._endpoint: VenueEndpoint | None = None  # what the client is connected to
+        self._connection: list[asyncio.Task[None]] = []  # the connection's own tasks
+        self._connecting = asyncio.Lock()
+        self._taken = asyncio.Event()  # armed (or closed): no longer idle in a warm pool
         self._run_task: asyncio.Task[None] | None = None
         self._fired_ns: int | None = None  # when the timer went off (leg clock)
         self._fire_at_ns: int | None = None  # when the first order should reach the venue
@@ -116,23 +125,65 @@ class LegActor:
         assert self._ledger is not None, "arm() first"
         return self._ledger
 
-    # -- arm ---------------------------------------------------------------------------------
+    # -- warm up and arm ----------------------------------------------------------------------
+    async def connect(self, endpoint: VenueEndpoint) -> None:
+        """Start the venue client, measure the venue clock and keep tracking it: all the
+        arming that does not depend on the leg. The warm pool calls it ahead of any basket;
+        `arm` calls it too, and it does nothing when already connected to `endpoint`."""
+        async with self._connecting:
+            if self._client is not None and self._endpoint == endpoint:
+                return
+            await self._disconnect()  # a venue started afresh (new epoch): a new connection
+            client = client_for(endpoint, timeout_s=10.0, resolve_timeout_s=3.0)
+            await client.start()
+            self._client, self._endpoint = client, endpoint
+            self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
+            try:
+                for _ in range(VENUE_CLOCK_PINGS):
+                    await self._sample_venue_clock()
+            except BaseException:  # not connected after all: the next call starts afresh
+                await self._disconnect()
+                raise
+            # The basket's handle comes with `arm`, and Ray loads its class's module to
+            # rebuild it: 50-100 ms of imports on a small machine, done here while idle.
+            importlib.import_module("actors.shells.basket")
+            self._connection = [
+                self._tasks.spawn(self._track_venue_clock(), f"{self.venue}-clock"),
+                # The account's order reports flow from now on (other baskets' orders on the
+                # same account too): read them, or an idle connection's queue would overflow.
+                self._tasks.spawn(self._follow_reports(), f"{self.venue}-reports"),
+            ]
+
+    async def _disconnect(self) -> None:
+        for task in self._connection:
+            task.cancel()
+        for task in self._connection:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._connection = []
+        if self._client is not None:
+            await self._client.close()
+        self._client, self._endpoint = None, None
+
+    async def idle(self) -> None:
+        """Returns once the leg is armed or closed. The warm pool keeps this call pending
+        on every idle leg: should the actor die, the call fails at once in the pool's
+        process, which then knows, without asking, not to hand the leg out."""
+        await self._taken.wait()
+
     async def arm(self, cmd: ArmLeg, basket: Any) -> LegArmed:
-        """Connect to the venue, measure its clock, follow the book and our order reports."""
+        """Connect to the venue (unless warm already), follow the leg's book and trades."""
         if self._cmd is not None:
             raise RuntimeError(f"leg {self._cmd.leg.leg_id} is already armed")
+        self._taken.set()
         self._cmd = cmd
         self._leg = leg = cmd.leg
         self._basket = basket
         self._original_qty = leg.quantity
         self._ledger = LegLedger(cmd.basket_id, leg.leg_id, leg.side, leg.quantity)
-        client = client_for(cmd.endpoint, timeout_s=10.0, resolve_timeout_s=3.0)
-        await client.start()
-        self._client = client
-        for _ in range(VENUE_CLOCK_PINGS):
-            await self._sample_venue_clock()
-        self._tasks.spawn(self._track_venue_clock(), f"{leg.leg_id}-clock")
-        self._tasks.spawn(self._follow_reports(), f"{leg.leg_id}-reports")
+        await self.connect(cmd.endpoint)
+        client = self._client
+        assert client is not None
         self._tasks.spawn(self._follow_market(), f"{leg.leg_id}-market")
         book = await client.order_book(leg.symbol, 5)
         self._book = book.top() or self._book
@@ -167,16 +218,19 @@ class LegActor:
                 log.debug("leg %s: venue clock sample: %s", self.venue, e)
 
     async def _follow_reports(self) -> None:
-        assert self._client is not None
+        client = self._client
+        assert client is not None
         while True:
             try:
-                async for report in self._client.execution_reports():
-                    if self._l.on_report(report, self.now_ns()):
+                async for report in client.execution_reports():
+                    # Before arming nothing is ours: the account's other orders pass by.
+                    if self._ledger is not None and self._ledger.on_report(report, self.now_ns()):
                         self._changed()
                 return
             except VenueError as e:  # the stream overflowed: settle by query, then go on
-                log.warning("leg %s: execution reports: %s", self._l.leg_id, e)
-                await self._settle_by_query()
+                log.warning("leg on %s: execution reports: %s", self.venue, e)
+                if self._ledger is not None:
+                    await self._settle_by_query()
 
     async def _follow_market(self) -> None:
         assert self._client is not None and self._leg is not None
@@ -578,6 +632,7 @@ class LegActor:
         )
 
     async def close(self) -> None:
+        self._taken.set()
         await self._tasks.cancel_all()
         if self._client is not None:
             await self._client.close()

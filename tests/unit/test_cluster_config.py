@@ -54,6 +54,15 @@ def test_without_an_engine_table_the_defaults_apply() -> None:
     assert parse("").engine == EngineSettings()
 
 
+def test_the_warm_pool_is_off_unless_sized() -> None:
+    assert EngineSettings().warm_legs_per_venue == 0 and EngineSettings().warm_baskets == 0
+    config = parse("[engine]\nwarm_legs_per_venue = 2\nwarm_baskets = 3\nwarm_fire_lead_ms = 15\n")
+    assert config.engine.warm_legs_per_venue == 2 and config.engine.warm_baskets == 3
+    # The warm legs' fire lead travels to the baskets; the cold one stays as it was.
+    options = config.engine.basket_options()
+    assert options.warm_fire_lead_ms == 15 and options.fire_lead_ms == 50
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -84,6 +93,19 @@ def test_without_an_engine_table_the_defaults_apply() -> None:
         ('[engine]\ntick_ms = "fast"\n', "engine.tick_ms: expected float, got str"),
         ("[engine]\narm_timeout_s = -1\n", "engine.arm_timeout_s: -1.0 is not a number > 0"),
         ('engine = "yes"\n', "engine: expected a table [engine], got str"),
+        (
+            "[engine]\nwarm_baskets = -1\n",
+            "c.toml: engine.warm_baskets: -1 is not accepted; a whole number from 0 (no warm "
+            "pool) to 100",
+        ),
+        ("[engine]\nwarm_legs_per_venue = 101\n", "engine.warm_legs_per_venue: 101 is not"),
+        (
+            "[engine]\nwarm_legs_per_venue = 1.5\n",
+            "engine.warm_legs_per_venue: expected int, got float; accepted: a whole number "
+            "from 0 to 100",
+        ),
+        ("[engine]\nwarm_baskets = true\n", "engine.warm_baskets: expected int, got bool"),
+        ("[engine]\nwarm_fire_lead_ms = 0\n", "engine.warm_fire_lead_ms: 0.0 is not a number > 0"),
     ],
 )
 def test_mistakes_name_the_file_the_field_and_what_is_accepted(extra: str, message: str) -> None:
