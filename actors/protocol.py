@@ -48,6 +48,9 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     participation_cap: float
     max_child_fraction: float | None
     progress_every_ns: int = 250_000_000  # a heartbeat snapshot even when nothing changes
+    # The instrument's annualised volatility under the basket's risk model: with the venue's
+    # round trip it sets how far a limit goes through the touch (`latency_buffer_bps`).
+    vol_annual: float = 0.0
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):

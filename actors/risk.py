@@ -109,6 +109,12 @@ class RiskModel:
         b = self.betas(instruments)
         return b.T @ self.covariance @ b
 
+    def volatility(self, instrument: Instrument) -> float:
+        """The instrument's annualised volatility (0 for one without factor betas)."""
+        if not instrument.betas:
+            return 0.0
+        return math.sqrt(max(float(self.instrument_covariance([instrument])[0, 0]), 0.0))
+
     def market_betas(
         self, instruments: Sequence[Instrument], market: str | None = None
     ) -> np.ndarray:

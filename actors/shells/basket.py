@@ -448,6 +448,7 @@ class BasketActor:
                 horizon_ns=int(params.horizon_s * NS),
                 slice_ns=int(min(params.slice_s, params.horizon_s) * NS),
                 participation_cap=params.participation_cap,
+                vol_annual=self.risk.volatility(leg.instrument),
                 max_child_fraction=None
                 if band is None
                 else max(band / 2, params.slice_s / params.horizon_s),
@@ -638,7 +639,9 @@ class BasketActor:
             self._probing.discard(leg_id)
 
     def _apply(self, effects: list[Any]) -> None:
-        for effect in effects:
+        # The hedge hears first: every Ray call made before its own (the legs' adjustments)
+        # would delay it, and the exposure is what is at risk meanwhile.
+        for effect in sorted(effects, key=lambda e: not isinstance(e, ExposureChanged)):
             match effect:
                 case AdjustLeg():
                     self.legs[effect.leg_id].adjust.remote(effect)

@@ -25,11 +25,11 @@ from decimal import Decimal
 from typing import Any
 
 from actors.clock import ClockEstimate, ClockOffsetEstimator
-from actors.leg import LegLedger, Reconciliation
+from actors.leg import MAX_CONSECUTIVE_REJECTS, LegLedger, Reconciliation
 from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg, LegArmed, Placement, VenueEndpoint
 from actors.report import LegReport
-from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler
+from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
 from actors.shells import here
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
@@ -58,8 +58,12 @@ from venues.model import (
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-SPIN_NS = 2_000_000  # the last 2 ms before fire_at are waited out without the event loop timer
-MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row the leg gives up (FAILED)
+# The last 5 ms before fire_at are waited out without the event loop's timer (late by up
+# to a millisecond): a blocking sleep to SPIN_TAIL_NS before it, then a spin. A spin of
+# the whole 5 ms would, with eight legs on two cores, keep each other's processes off the
+# cores at the very instant they must send.
+SPIN_NS = 5_000_000
+SPIN_TAIL_NS = 150_000
 UNWIND_SLIPPAGE_BPS = Decimal(100)  # an unwind crosses this far through the mid to get out
 SETTLE_TIMEOUT_S = 10.0  # how long reconciliation waits for in-flight orders to finish
 VENUE_CLOCK_PINGS = 8  # server-time exchanges when arming; the narrowest bounds the offset
@@ -189,15 +193,28 @@ class LegActor:
         self._book = book.top() or self._book
         self._status = LegStatus.ARMED
         self._placement = here()
+        # A first snapshot now: the handle's first call costs more than the next ones, and
+        # the next one is the launch order's.
+        self._publish()
         return LegArmed(
             leg_id=leg.leg_id,
             placement=self._placement,
             ack_kind=client.ack_semantics,
             venue_clock_offset_ns=self._venue_clock.offset_ns,
             venue_clock_rtt_ns=self._venue_clock.best.rtt_ns,
-            venue_typical_rtt_ns=client.typical_rtt_ns,
+            venue_typical_rtt_ns=self._typical_rtt_ns(),
             mid=book.mid,
         )
+
+    def _typical_rtt_ns(self) -> int:
+        """The median round trip of this leg's own venue-clock exchanges (those of the
+        clock window, refreshed every `VENUE_CLOCK_EVERY_S`): what a request to the venue
+        usually takes there and back, from this process as it is now. The client's own
+        figure, from its start, before any."""
+        rtts = sorted(sample.rtt_ns for sample in self._venue_clock.samples)
+        if rtts:
+            return rtts[len(rtts) // 2]
+        return (self._client.typical_rtt_ns if self._client is not None else None) or 0
 
     async def _sample_venue_clock(self) -> None:
         """One server-time exchange, on this leg's own clock (which may be off from true
@@ -256,13 +273,18 @@ class LegActor:
         trip): legs on a colocated and on a cross-region venue then arrive together, and the
         launch skew measured at the venues is bounded by clock and latency error rather than
         by the latency itself (DESIGN §5.4).
+
+        Every NORMAL slice's limit goes `latency_buffer_bps` through the touch: the price's
+        move, at the instrument's volatility, over the book's age when the order lands (the
+        book came one trip ago, the order takes another: about a round trip).
         """
         cmd = self._cmd
         if cmd is None or self._run_task is not None or self._client is None:
             raise RuntimeError("fire() needs an armed leg that has not fired yet")
         leg = cmd.leg
         self._fire_at_ns = fire_at_ns
-        fire_at_ns -= (self._client.typical_rtt_ns or 0) // 2
+        rtt = self._typical_rtt_ns()
+        fire_at_ns -= rtt // 2
         self._sched = SliceScheduler(
             cmd.basket_id,
             leg.leg_id,
@@ -275,14 +297,18 @@ class LegActor:
             max_slippage_bps=leg.max_slippage_bps,
             participation_cap=cmd.participation_cap,
             max_child_fraction=cmd.max_child_fraction,
+            latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, rtt),
         )
         self._run_task = self._tasks.spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
 
     async def _wait_until(self, t_ns: int) -> None:
-        """Sleep on the loop until just before `t_ns`, then spin out the rest: the loop's
-        timer alone is late by up to a millisecond, which would show as launch skew."""
+        """Sleep on the loop until `SPIN_NS` before `t_ns`, then block the loop in the
+        kernel's sleep until `SPIN_TAIL_NS` before and spin out the rest: the loop's timer
+        alone is late by up to a millisecond, which would show as launch skew."""
         while (left := t_ns - self.now_ns()) > SPIN_NS:
             await asyncio.sleep((left - SPIN_NS) / 1e9)
+        if (left := t_ns - self.now_ns() - SPIN_TAIL_NS) > 0:
+            time.sleep(left / 1e9)  # blocks the loop: it has nothing more urgent now
         while self.now_ns() < t_ns:
             pass
 
@@ -359,7 +385,12 @@ class LegActor:
         ledger = self._l
         first = not ledger.orders
         ledger.sent(order, n, self.now_ns(), purpose, mid=self._mark())
-        self._publish()
+        if first:
+            # The launch order leaves first: the snapshot (a Ray call) goes once the request
+            # is on its way and the loop waits on the venue.
+            asyncio.get_running_loop().call_soon(self._publish)
+        else:
+            self._publish()
         try:
             report = await self._client.place(order)
         except OrderRejected as e:
@@ -410,20 +441,10 @@ class LegActor:
 
     def _changed(self) -> None:
         # Refusals that arrive on the stream (a RECEIPT venue answers before its checks, so
-        # later orders may already be out): the first order refused fails the leg at once,
-        # as do MAX_CONSECUTIVE_REJECTS refusals in a row.
+        # later orders may already be out) count as those answered at once do.
         working = self._status in (LegStatus.WORKING, LegStatus.PAUSED, LegStatus.ARMED)
-        first = self._l.first
-        if working and first is not None and first.reject is not None:
-            self._fail(f"first order {first.client_order_id} rejected: {first.reject}")
-            return
-        latest = sorted(self._l.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
-        if (
-            working
-            and len(latest) == MAX_CONSECUTIVE_REJECTS
-            and all(c.reject is not None for c in latest)
-        ):
-            self._fail(f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}")
+        if working and (reason := self._l.give_up_reason()) is not None:
+            self._fail(reason)
             return
         self._publish()
         self._wake.set()

@@ -48,6 +48,17 @@ def test_calibration_gives_the_design_vols_and_correlations() -> None:
     assert RISK.covariance[0, 1] / (vols[0] * vols[1]) == pytest.approx(0.8)
 
 
+def test_an_instruments_volatility_comes_through_its_betas() -> None:
+    # BTC and ETH load one factor each: their vols are the factors'; no betas, no vol.
+    for symbol in (BTC, ETH):
+        (factor,) = INST[symbol].betas
+        i = RISK.factors.index(factor)
+        assert RISK.volatility(INST[symbol]) == pytest.approx(math.sqrt(RISK.covariance[i, i]))
+    half = msgspec.structs.replace(INST[ETH], betas={f: b / 2 for f, b in INST[ETH].betas.items()})
+    assert RISK.volatility(half) == pytest.approx(RISK.volatility(INST[ETH]) / 2)
+    assert RISK.volatility(msgspec.structs.replace(INST[ETH], betas={})) == 0.0
+
+
 def test_exposures_map_dollars_through_betas() -> None:
     e = RISK.exposures({"IDXUSDT": 1_000.0, "STETHUSDT": 100.0, BTC: -200.0}, INST)
     assert e == pytest.approx([500.0 - 200.0, 300.0 + 100.0, 200.0])
