@@ -103,6 +103,7 @@ class LegLedger:
         self.orders: dict[str, ChildOrder] = {}
         self.seq = 0
         self.last_fill_seen_ns: int | None = None  # when a fill last became known (leg clock)
+        self._newest_slice: ChildOrder | None = None
 
     # -- recording ---------------------------------------------------------------------------
     def sent(
@@ -130,6 +131,8 @@ class LegLedger:
             mid=mid,
         )
         self.orders[order.client_order_id] = child
+        if purpose == "slice" and (self._newest_slice is None or n > self._newest_slice.n):
+            self._newest_slice = child
         return child
 
     def acked(self, report: ExecutionReport, now_ns: int) -> bool:
@@ -221,6 +224,17 @@ class LegLedger:
             (c.quantity - c.filled_qty if c.unknown else c.open_qty for c in self.orders.values()),
             _ZERO,
         )
+
+    @property
+    def missed_qty(self) -> Decimal:
+        """What the newest slice left unfilled when the venue ended it at the book (an IOC
+        that expired, or a cancel). Zero while it works or is unknown, when it filled, and
+        when it was refused (`REJECTED`): that order never reached the book, and sending it
+        again would only repeat the refusal."""
+        newest = self._newest_slice
+        if newest is None or newest.status not in (OrderStatus.EXPIRED, OrderStatus.CANCELED):
+            return _ZERO
+        return newest.quantity - newest.filled_qty
 
     @property
     def fees(self) -> Decimal:

@@ -8,9 +8,10 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   is target × (t − start)/horizon, clamped to [0, 1] (`scheduled_qty`). The slice sent in
   interval k aims at the schedule at the *end* of that interval, so the first slice goes out
   at the start instant instead of waiting a whole interval; the quantity is that aim minus
-  what is filled and what is still open. At most one child order per interval: after a send
-  the next one is due at the next grid point (`next_due_ns`); a call that sends nothing does
-  not use up its interval, so the shell may ask again (on a book update, a mode change).
+  what is filled and what is still open. One child order per interval (and the resends of
+  a synchronized leg, below): after a send the next one is due at the next grid point
+  (`next_due_ns`); a call that sends nothing does not use up its interval, so the shell may
+  ask again (on a book update, a mode change).
 - **Order type.** Every child order is a LIMIT **IOC**. A slice is one decision at one price:
   it trades what the book offers up to its limit and the rest expires, so nothing rests at a
   stale price (a resting order could outlive the slippage cap, the synchronizer's pause or a
@@ -49,6 +50,19 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   its band, so that no single order can carry a liquid leg out of the band before the
   synchronizer has seen it (a whole basket behind the schedule catches up in steps it can
   check, not in one leap of its most liquid leg).
+- **Legs in step.** A leg of a basket the synchronizer keeps in step (`synchronized`) sends
+  its slices at the same venue instants as its partners, and a slice one leg misses while
+  the others fill is naked exposure until it is made up. So such a leg, unlike a lone TWAP:
+  - *launches in ratio*: its first child order is one regular slice whatever the volume
+    seen so far (the participation floor of `CATCH_UP`). The volume since arming depends on
+    how early the leg starts (its venue's head start), and a launch sized by it would leave
+    the legs out of ratio for the first seconds;
+  - *sends a missed slice again at once*: when the interval's IOC expired unfilled or
+    partly filled at the venue (`missed_qty`, never a refusal: that order never reached the
+    book), the rest goes again in the same interval, up to `MAX_RESENDS` times, as soon as
+    the leg holds a newer book than the one the miss was priced on (`Hold.MISSED` until
+    then). It is not capped by participation again: that share already allowed it. Waiting
+    for the next interval instead held the partners' fills naked for a whole slice.
 - **Modes.** `PAUSE` sends nothing; `STOP` sends nothing ever again (it latches: the shell
   cancels what is still open).
 - **Rounding.** Quantities snap *down* to the lot (never trade more than asked); a slice
@@ -74,6 +88,7 @@ _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
 NORMAL_MAX_SLICES = 2  # regular TWAP slices a NORMAL child order may carry
 LATENCY_SIGMAS = 2.0  # a NORMAL limit allows this many σ of price move over the venue trip
+MAX_RESENDS = 2  # `synchronized`: times one interval's missed slice is sent again
 _SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
@@ -107,6 +122,7 @@ class Hold(enum.StrEnum):
     NO_BOOK = "NO_BOOK"  # no usable two-sided top of book
     SLIPPAGE_CAP = "SLIPPAGE_CAP"  # the touch is beyond the slippage cap from arrival
     BELOW_MINIMUM = "BELOW_MINIMUM"  # this slice is under one lot or the minimum notional
+    MISSED = "MISSED"  # this interval's IOC missed: sent again on the next book
 
     @property
     def blocks(self) -> bool:
@@ -115,6 +131,15 @@ class Hold(enum.StrEnum):
 
 
 _BLOCKING = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP})
+
+
+class _Priced(msgspec.Struct, frozen=True, kw_only=True):
+    """A child order's prices (arrival, slippage cap, limit) and the book they come from."""
+
+    book: BookTicker
+    arrival: Decimal
+    cap: Decimal
+    limit: Decimal
 
 
 class SendChildOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,9 +183,12 @@ class SliceScheduler:
         arrival_price: Decimal | None = None,
         next_n: int = 0,
         latency_buffer_bps: float = 0.0,
+        synchronized: bool = False,
     ) -> None:
         """`max_child_fraction` bounds each child order to that share of the target (the
-        basket passes band/2); `arrival_price` and `next_n` restore a restarted leg."""
+        basket passes band/2); `arrival_price` and `next_n` restore a restarted leg;
+        `synchronized` marks a leg of a basket kept in step (the module docstring's
+        **Legs in step**: a launch slice in ratio, a missed slice sent again at once)."""
         if target_qty < 0:
             raise ValueError(f"target_qty: {target_qty} is negative; a leg trades 0 or more")
         if horizon_ns <= 0:
@@ -194,6 +222,7 @@ class SliceScheduler:
         self.max_child_fraction = max_child_fraction
         self.arrival_price = arrival_price
         self.next_n = next_n
+        self.synchronized = synchronized
         self.hold: Hold | None = None  # why the last call sent nothing; None after a send
         self._slippage = Decimal(str(max_slippage_bps)) / _BPS
         self._participation = Decimal(str(participation_cap))
@@ -203,6 +232,8 @@ class SliceScheduler:
         self._volume = _ZERO  # market volume since the last child order
         self._filled = _ZERO
         self._stopped = False
+        self._priced_on: BookTicker | None = None  # the book the last child order was priced on
+        self._resends = 0  # missed slices sent again in this interval
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -250,17 +281,20 @@ class SliceScheduler:
         traded_volume_since_last: Decimal,
         mode: Mode,
         open_qty: Decimal = _ZERO,
+        missed_qty: Decimal = _ZERO,
     ) -> SendChildOrder | None:
         """The child order to send now, or None (and `hold` says why).
 
         `traded_volume_since_last` is the market volume printed since the previous call;
-        `open_qty` is what is still resting or in flight from earlier child orders.
+        `open_qty` is what is still resting or in flight from earlier child orders;
+        `missed_qty` what the newest child order left unfilled when the venue ended it
+        without refusing it (`LegLedger.missed_qty`: an IOC that expired at the book).
         """
         self._volume += traded_volume_since_last
         self._filled = filled_qty
         if mode is Mode.STOP:
             self._stopped = True
-        hold_or_order = self._decide(now_ns, filled_qty, open_qty, book, mode)
+        hold_or_order = self._decide(now_ns, filled_qty, open_qty, missed_qty, book, mode)
         if isinstance(hold_or_order, Hold):
             self.hold = hold_or_order
             return None
@@ -290,6 +324,7 @@ class SliceScheduler:
         now_ns: int,
         filled: Decimal,
         open_qty: Decimal,
+        missed_qty: Decimal,
         book: BookTicker | None,
         mode: Mode,
     ) -> Hold | SendChildOrder:
@@ -302,7 +337,10 @@ class SliceScheduler:
         if now_ns < self.start_ns:
             return Hold.NOT_STARTED
         if now_ns < self._next_due_ns:
-            return Hold.NOT_DUE
+            resend = self.synchronized and missed_qty > 0 and open_qty <= 0
+            if not resend or self._resends >= MAX_RESENDS:
+                return Hold.NOT_DUE
+            return self._resend(now_ns, filled, missed_qty, book, mode)
         interval = (now_ns - self.start_ns) // self.slice_ns
         interval_end = self.start_ns + (interval + 1) * self.slice_ns
         catch_up = mode is Mode.CATCH_UP
@@ -312,25 +350,10 @@ class SliceScheduler:
         deficit = aim - filled - open_qty
         if remaining <= 0 or deficit <= 0:
             return Hold.AHEAD
-        if book is None or book.bid <= 0 or book.ask <= 0:
-            return Hold.NO_BOOK
-
-        arrival = (
-            self.arrival_price if self.arrival_price is not None else (book.bid + book.ask) / 2
-        )
-        cap = self.price_cap(arrival)
-        buy = self.side is Side.BUY
-        touch = book.ask if buy else book.bid
-        if (touch > cap) if buy else (touch < cap):
-            return Hold.SLIPPAGE_CAP
-        if catch_up:
-            limit = cap
-        else:
-            through = touch * (1 + self._buffer) if buy else touch * (1 - self._buffer)
-            through = min(through, cap) if buy else max(through, cap)
-            limit = self.instrument.snap_price_passive(through, self.side)
-
-        min_qty = self.min_order_qty(limit)
+        priced = self._price(book, mode)
+        if isinstance(priced, Hold):
+            return priced
+        min_qty = self.min_order_qty(priced.limit)
         if remaining < min_qty:
             # Dust that can never be sent ends the leg; with orders out, wait for them.
             return Hold.DONE if open_qty <= 0 else Hold.AHEAD
@@ -339,12 +362,64 @@ class SliceScheduler:
             step = min(step, self._max_child * self.target_qty)
         # The step limits never hold a leg below one minimum order: it could never trade.
         want = min(deficit, max(step, min_qty))
-        floor = max(min_qty, regular) if catch_up else min_qty
+        if remaining - want < min_qty:
+            # Nor leave it less than one: that dust could never be sent (lot rounding of
+            # slices capped at one regular slice adds up to it by the end).
+            want = remaining
+        launch = self.synchronized and self.arrival_price is None
+        floor = max(min_qty, regular) if catch_up or launch else min_qty
         allowed = max(self._participation * self._volume, floor)
         qty = self.instrument.snap_qty(min(want, allowed))
         if qty < min_qty:
             return Hold.BELOW_MINIMUM
+        self._volume = _ZERO
+        self._next_due_ns = interval_end
+        self._resends = 0
+        return self._order(now_ns, qty, priced, mode)
 
+    def _resend(
+        self,
+        now_ns: int,
+        filled: Decimal,
+        missed: Decimal,
+        book: BookTicker | None,
+        mode: Mode,
+    ) -> Hold | SendChildOrder:
+        """The missed part of this interval's slice again, priced on a newer book than the
+        one it missed at (the venue's answer can come before the book that shows why it
+        missed, and the same price would miss again). The participation share already
+        allowed the quantity (it did not trade), so it is not capped again."""
+        if book is not None and book == self._priced_on:
+            return Hold.MISSED
+        priced = self._price(book, mode)
+        if isinstance(priced, Hold):
+            return priced
+        qty = self.instrument.snap_qty(min(missed, self.target_qty - filled))
+        if qty < self.min_order_qty(priced.limit):
+            return Hold.NOT_DUE  # too small to send again: the next slice carries it
+        self._resends += 1
+        return self._order(now_ns, qty, priced, mode)
+
+    def _price(self, book: BookTicker | None, mode: Mode) -> Hold | _Priced:
+        """The prices of a child order sent now, or why none can be priced."""
+        if book is None or book.bid <= 0 or book.ask <= 0:
+            return Hold.NO_BOOK
+        arrival = (
+            self.arrival_price if self.arrival_price is not None else (book.bid + book.ask) / 2
+        )
+        cap = self.price_cap(arrival)
+        buy = self.side is Side.BUY
+        touch = book.ask if buy else book.bid
+        if (touch > cap) if buy else (touch < cap):
+            return Hold.SLIPPAGE_CAP
+        if mode is Mode.CATCH_UP:
+            return _Priced(book=book, arrival=arrival, cap=cap, limit=cap)
+        through = touch * (1 + self._buffer) if buy else touch * (1 - self._buffer)
+        through = min(through, cap) if buy else max(through, cap)
+        limit = self.instrument.snap_price_passive(through, self.side)
+        return _Priced(book=book, arrival=arrival, cap=cap, limit=limit)
+
+    def _order(self, now_ns: int, qty: Decimal, priced: _Priced, mode: Mode) -> SendChildOrder:
         n = self.next_n
         order = NewOrder(
             client_order_id=client_order_id(self.basket_id, self.leg_id, n),
@@ -352,19 +427,18 @@ class SliceScheduler:
             side=self.side,
             type=OrderType.LIMIT,
             quantity=qty,
-            price=limit,
+            price=priced.limit,
             time_in_force=TimeInForce.IOC,
         )
-        self.arrival_price = arrival
+        self.arrival_price = priced.arrival
+        self._priced_on = priced.book
         self.next_n = n + 1
-        self._volume = _ZERO
-        self._next_due_ns = interval_end
         return SendChildOrder(
             leg_id=self.leg_id,
             n=n,
             order=order,
             mode=mode,
-            arrival_price=arrival,
-            price_cap=cap,
+            arrival_price=priced.arrival,
+            price_cap=priced.cap,
             ts_ns=now_ns,
         )

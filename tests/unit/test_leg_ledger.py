@@ -323,6 +323,43 @@ def test_a_refused_placement_is_a_reject_and_nothing_open() -> None:
     assert lg.rejects == ["b1-eth-1 VENUE_UNAVAILABLE: 503"]
 
 
+def test_missed_qty_is_what_the_newest_slice_left_at_the_book() -> None:
+    lg = ledger()
+    assert lg.missed_qty == 0
+    a = order(1, "1")
+    lg.sent(a, 1, 1)
+    assert lg.missed_qty == 0  # still working
+    lg.on_report(report(a, OrderStatus.EXPIRED, "0.3", "2600"), 2)
+    assert lg.missed_qty == D("0.7")  # an IOC that took 0.3 and expired
+    # An unwind is not a slice: it changes nothing.
+    lg.sent(order(2, "0.1", Side.SELL), 2, 3, "unwind")
+    assert lg.missed_qty == D("0.7")
+    # The newest slice counts: filled whole, nothing missed.
+    filled(lg, 3, "0.7", "2601")
+    assert lg.missed_qty == 0
+    # A cancel at the venue is a miss too.
+    c = order(4, "0.5")
+    lg.sent(c, 4, 5)
+    lg.on_report(report(c, OrderStatus.CANCELED), 6)
+    assert lg.missed_qty == D("0.5")
+
+
+def test_a_refused_or_unknown_slice_is_not_missed() -> None:
+    lg = ledger()
+    a = order(1, "1")
+    lg.sent(a, 1, 1)
+    lg.refused(a.client_order_id, "VENUE_UNAVAILABLE: 503", 2)
+    assert lg.missed_qty == 0  # never reached the book
+    b = order(2, "1")
+    lg.sent(b, 2, 3)
+    lg.on_report(report(b, OrderStatus.REJECTED, reject_reason=RejectReason.INSUFFICIENT_MARGIN), 4)
+    assert lg.missed_qty == 0
+    c = order(3, "1")
+    lg.sent(c, 3, 5)
+    lg.unknown(c.client_order_id)
+    assert lg.missed_qty == 0
+
+
 def test_rejects_name_the_order_and_the_venue_reason() -> None:
     lg = ledger()
     a, b, c = order(1), order(2), order(3)

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, scheduled_fraction
+from actors.schedule import (
+    MAX_RESENDS,
+    Hold,
+    Mode,
+    SendChildOrder,
+    SliceScheduler,
+    scheduled_fraction,
+)
 from actors.spec import MAX_CLIENT_ORDER_ID_LEN
 from venues.model import BookTicker, Instrument, OrderType, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
@@ -39,9 +46,20 @@ def scheduler(
     slice_s: int = 10,
     bps: float = 25.0,
     cap: float = 0.1,
+    synchronized: bool = False,
 ) -> SliceScheduler:
     return SliceScheduler(
-        "b1", "eth", inst, side, D(target), 0, horizon_s * SECOND, slice_s * SECOND, bps, cap
+        "b1",
+        "eth",
+        inst,
+        side,
+        D(target),
+        0,
+        horizon_s * SECOND,
+        slice_s * SECOND,
+        bps,
+        cap,
+        synchronized=synchronized,
     )
 
 
@@ -393,3 +411,110 @@ def test_the_schedule_follows_the_cut_target() -> None:
     child = sched.next_slice(at(40), D("0.16"), ETH_BOOK, FLOOD, Mode.NORMAL)
     assert child is not None
     assert child.order.quantity == D("0.09")  # 0.5 × 50 % − 0.16
+
+
+# -- legs in step -----------------------------------------------------------------------------
+
+
+def test_a_synchronized_leg_launches_with_a_full_slice_whatever_the_volume() -> None:
+    lone = scheduler(target="1").next_slice(0, ZERO, ETH_BOOK, ZERO, Mode.NORMAL)
+    assert lone is not None and lone.order.quantity == D("0.010")  # one minimum order
+    sched = scheduler(target="1", synchronized=True)
+    launch = sched.next_slice(0, ZERO, ETH_BOOK, ZERO, Mode.NORMAL)
+    assert launch is not None and launch.order.quantity == D("0.1")  # one regular slice
+    # Only the launch: later slices take their share of the volume again.
+    later = sched.next_slice(at(10), D("0.1"), ETH_BOOK, D("0.2"), Mode.NORMAL)
+    assert later is not None and later.order.quantity == D("0.02")
+
+
+def test_a_restarted_synchronized_leg_does_not_launch_again() -> None:
+    sched = SliceScheduler(
+        "b1", "eth", ETH, Side.BUY, D(1), 0, at(100), at(10), 25.0, 0.1,
+        arrival_price=D("2000"), next_n=3, synchronized=True,
+    )  # fmt: skip
+    child = sched.next_slice(at(30), D("0.3"), ETH_BOOK, ZERO, Mode.NORMAL)
+    assert child is not None and child.order.quantity == D("0.010")
+
+
+def test_a_synchronized_leg_sends_a_missed_slice_again_on_the_next_book() -> None:
+    sched = scheduler(target="1", synchronized=True)
+    first = sched.next_slice(0, ZERO, ETH_BOOK, FLOOD, Mode.NORMAL)
+    assert first is not None and first.order.quantity == D("0.1")
+    # The IOC took 0.04 and the rest expired; the answer came before the book that moved.
+    missed = D("0.06")
+    assert sched.next_slice(at(0.001), D("0.04"), ETH_BOOK, ZERO, Mode.NORMAL, ZERO, missed) is None
+    assert sched.hold is Hold.MISSED
+    assert not sched.blocked
+    moved = book("2000.50", "2000.51")
+    again = sched.next_slice(at(0.002), D("0.04"), moved, ZERO, Mode.NORMAL, ZERO, missed)
+    assert again is not None
+    # The rest, at the new touch, not capped by participation (no volume since the send).
+    assert again.order.quantity == missed
+    assert again.order.price == D("2000.51")
+    assert again.n == first.n + 1
+    # The interval's slot is still the one the first order used.
+    assert sched.next_due_ns == at(10)
+
+
+def test_a_missed_slice_is_sent_again_only_when_it_is_over_and_only_so_often() -> None:
+    sched = scheduler(target="1", synchronized=True)
+    assert sched.next_slice(0, ZERO, ETH_BOOK, FLOOD, Mode.NORMAL) is not None
+    books = [book(f"20{k:02d}.00", f"20{k:02d}.01") for k in range(1, 10)]
+    # Something still open (the venue has not ended the order): nothing yet.
+    assert sched.next_slice(1, ZERO, books[0], ZERO, Mode.NORMAL, D("0.1"), D("0.1")) is None
+    assert sched.hold is Hold.NOT_DUE
+    sent = 0
+    for k, b in enumerate(books, start=2):
+        child = sched.next_slice(k, ZERO, b, ZERO, Mode.NORMAL, ZERO, D("0.1"))
+        if child is not None:
+            sent += 1
+    assert sent == MAX_RESENDS
+    assert sched.hold is Hold.NOT_DUE
+    # The next interval's slice carries what is still missing, and may be resent again.
+    nxt = sched.next_slice(at(10), ZERO, books[0], FLOOD, Mode.NORMAL, ZERO, D("0.1"))
+    assert nxt is not None and nxt.order.quantity == D("0.2")
+    assert sched.next_slice(at(10) + 1, ZERO, books[1], ZERO, Mode.NORMAL, ZERO, D("0.2"))
+
+
+def test_a_missed_slice_is_not_resent_by_a_lone_leg_nor_while_paused() -> None:
+    lone = scheduler(target="1")
+    assert lone.next_slice(0, ZERO, ETH_BOOK, FLOOD, Mode.NORMAL) is not None
+    moved = book("2001.00", "2001.01")
+    assert lone.next_slice(1, ZERO, moved, ZERO, Mode.NORMAL, ZERO, D("0.1")) is None
+    assert lone.hold is Hold.NOT_DUE
+    sched = scheduler(target="1", synchronized=True)
+    assert sched.next_slice(0, ZERO, ETH_BOOK, FLOOD, Mode.NORMAL) is not None
+    assert sched.next_slice(1, ZERO, moved, ZERO, Mode.PAUSE, ZERO, D("0.1")) is None
+    assert sched.hold is Hold.PAUSED
+
+
+def test_a_resend_never_goes_past_the_cut_target_nor_beyond_the_cap() -> None:
+    sched = scheduler(target="1", synchronized=True)
+    assert sched.next_slice(0, ZERO, ETH_BOOK, FLOOD, Mode.NORMAL) is not None
+    sched.shrink(D("0.05"), filled_qty=D("0.02"))
+    moved = book("2001.00", "2001.01")
+    child = sched.next_slice(1, D("0.02"), moved, ZERO, Mode.CATCH_UP, ZERO, D("0.08"))
+    assert child is not None
+    assert child.order.quantity == D("0.03")
+    assert child.order.price == child.price_cap  # priced as its mode prices
+    beyond = book("2010.00", "2010.01")  # more than 25 bp above the 2000.005 arrival
+    assert sched.next_slice(2, D("0.02"), beyond, ZERO, Mode.NORMAL, ZERO, D("0.03")) is None
+    assert sched.hold is Hold.SLIPPAGE_CAP
+
+
+def test_slices_capped_at_one_regular_slice_still_end_on_the_target() -> None:
+    # 4 over 12 slices is 0.3333… a slice, snapped down to 0.333 by the lot and capped there
+    # (max_child_fraction = 1/12): the lot rounding must not strand 0.004 of dust at the end.
+    sched = SliceScheduler(
+        "b1", "eth", ETH, Side.BUY, D(4), 0, at(12), at(1), 25.0, 1.0,
+        max_child_fraction=1 / 12, synchronized=True,
+    )  # fmt: skip
+    filled = ZERO
+    for k in range(14):
+        child = sched.next_slice(at(k), filled, ETH_BOOK, FLOOD, Mode.NORMAL)
+        if child is not None:
+            assert child.order.quantity <= D("0.333") + sched.min_order_qty(D(2000))
+            filled += child.order.quantity
+    assert filled == 4
+    assert sched.next_slice(at(14), filled, ETH_BOOK, FLOOD, Mode.NORMAL) is None
+    assert sched.hold is Hold.DONE
