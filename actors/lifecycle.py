@@ -10,6 +10,7 @@ import msgspec
 class BasketState(enum.StrEnum):
     PENDING = "PENDING"  # submitted, not yet validated
     CHECKING = "CHECKING"  # spec valid; collateral being reserved on every venue
+    QUEUED = "QUEUED"  # collateral held; waiting for its turn to arm (engine `max_arming`)
     ARMING = "ARMING"  # collateral held; leg actors being created and armed
     RUNNING = "RUNNING"  # fired: legs working, synchronizer and hedge active
     UNWINDING = "UNWINDING"  # reversing filled legs back to flat (policy `unwind`)
@@ -29,7 +30,9 @@ S = BasketState
 TRANSITIONS: dict[BasketState, frozenset[BasketState]] = {
     # Before anything is sent, any trouble ends the basket at once: nothing to undo.
     S.PENDING: frozenset({S.CHECKING, S.FAILED, S.CANCELLED}),
-    S.CHECKING: frozenset({S.ARMING, S.FAILED, S.CANCELLED}),
+    S.CHECKING: frozenset({S.ARMING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    # Too many baskets arming at once: in line, still with nothing sent.
+    S.QUEUED: frozenset({S.ARMING, S.FAILED, S.CANCELLED}),
     # Arming sends nothing either; a leg that cannot be armed fails the basket cleanly.
     S.ARMING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
     # Running ends in reconciliation whatever happened (done, cancelled under `complete` or

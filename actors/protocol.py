@@ -51,6 +51,9 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     # The instrument's annualised volatility under the basket's risk model: with the venue's
     # round trip it sets how far a limit goes through the touch (`latency_buffer_bps`).
     vol_annual: float = 0.0
+    # Worked in step with other legs (SliceScheduler(synchronized=)): the launch order is
+    # one regular slice whatever the volume, and a slice the venue expired is sent again.
+    synchronized: bool = False
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):

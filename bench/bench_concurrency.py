@@ -38,7 +38,12 @@ so each size's memory is its own. Every wait is bounded. Writes
 bench/results/concurrency.{json,md} and exits non-zero when any basket fails to complete.
 `--sizes 1 5` runs other sizes, `--horizon` another horizon, `--start-in S` starts every
 basket of a size at one instant S seconds after the first submit, `--arm-timeout S` gives the
-legs longer to arm, `--out NAME` writes bench/results/NAME.*. Takes about 5 minutes.
+legs longer to arm, `--warm N` gives the engine a warm pool of N basket actors and N leg
+actors per venue (filled before the first size and again before each size, outside its
+measurements: the idle engine's memory then includes the pool), `--max-arming K` lets K
+baskets arm at once and `--max-running K` arm or run at once (default: the config's),
+`--out NAME` writes bench/results/NAME.*.
+Takes about 5 minutes.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ PSS_MAX_LOAD = 0.05  # of one core: the PSS sampler backs off to stay under this
 END_SLACK_S = 90.0
 CANCEL_WAIT_S = 30.0  # for the report of a basket cancelled at the bound
 GONE_TIMEOUT_S = 60.0  # for the previous size's actor processes to exit
+POOL_FILL_TIMEOUT_S = 600.0  # for the warm pool to be full (a large pool on two cores: minutes)
 MS = 1e6
 MIB = 2**20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -439,7 +445,8 @@ def peak_running(reports: Iterable[BasketReport]) -> int:
 # Engine.submit), a state entered (DESIGN §5, from the report's history), or "launched".
 PHASES: dict[str, tuple[str, str, str]] = {
     "start": ("submit", "CHECKING", "the basket actor's process started, the spec validated"),
-    "collateral": ("CHECKING", "ARMING", "collateral reserved on every venue"),
+    "collateral": ("CHECKING", "QUEUED", "collateral reserved on every venue"),
+    "queue": ("QUEUED", "ARMING", "waiting for a turn to arm (`max_arming`); 0 if none"),
     "arm": ("ARMING", "RUNNING", "leg actors started and armed, clocks measured, fired"),
     "launch": ("RUNNING", "launched", "every leg's first order acknowledged"),
     "run": ("RUNNING", "RECONCILING", "the schedule (start, horizon) and its tail"),
@@ -454,6 +461,8 @@ def phases(submit_ns: int, report: BasketReport) -> dict[str, float]:
         at.setdefault(change.state.value, change.ts_ns)
     if report.launched_ns is not None:
         at["launched"] = report.launched_ns
+    if "ARMING" in at:  # a basket that did not wait for its turn queued for no time
+        at.setdefault("QUEUED", at["ARMING"])
     return {
         name: (at[b] - at[a]) / 1e9 for name, (a, b, _) in PHASES.items() if a in at and b in at
     }
@@ -508,7 +517,21 @@ def markdown(results: dict[str, Any]) -> str:
         f"## Concurrent 3-leg baskets on one machine (`bench_concurrency`)\n\n"
         f"`examples/synthetic_eth_quick.toml` over {results['horizon_s']:g} s on "
         f"`examples/venues.toml`, N baskets submitted at once into one engine (local Ray, "
-        f"num_cpus=2); the 1-basket row is the baseline. Run took {results['run_s']:.0f} s."
+        f"num_cpus=2); the 1-basket row is the baseline. Warm pool: "
+        + (
+            f"{results['warm']} basket actors and {results['warm']} leg actors per venue, "
+            "full before each size"
+            if results.get("warm")
+            else "none (every basket starts its own actors)"
+        )
+        + f"; at most {results.get('max_arming', '–')} baskets arming at once, "
+        + (
+            f"{results['max_running']} arming or running"
+            if results.get("max_running")
+            else "no limit on those running"
+        )
+        + "; arm timeout "
+        f"{results['arm_timeout_s']:g} s. Run took {results['run_s']:.0f} s."
     )
     main = table(
         [
@@ -634,6 +657,14 @@ def print_size(s: dict[str, Any]) -> None:
         print(f"    {basket}: {why}", flush=True)
 
 
+def wait_pool_full(engine: Engine) -> float:
+    """Wait (bounded) until the engine's warm pool, if it has one, is full; seconds waited."""
+    t0 = time.monotonic()
+    if engine.pool is not None and not engine.pool.wait_full(POOL_FILL_TIMEOUT_S):
+        print(f"  warm pool not full after {POOL_FILL_TIMEOUT_S:g} s: {engine.pool.stats()}")
+    return time.monotonic() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
@@ -651,12 +682,34 @@ def main() -> int:
         default=None,
         help="seconds a basket waits for its legs to arm (default: the config's [engine])",
     )
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="a warm pool of this many basket actors and leg actors per venue (default: none)",
+    )
+    parser.add_argument(
+        "--max-arming",
+        type=int,
+        default=None,
+        help="baskets arming at once (default: the config's [engine])",
+    )
+    parser.add_argument(
+        "--max-running",
+        type=int,
+        default=None,
+        help="baskets arming or running at once, 0: no limit (default: the config's [engine])",
+    )
     parser.add_argument("--out", default="concurrency", help="bench/results/<OUT>.{json,md}")
     args = parser.parse_args()
     config = load_cluster(ROOT / "examples" / "venues.toml")
     options = msgspec.structs.replace(config.engine.basket_options(), risk=config.risk)
     if args.arm_timeout is not None:
         options = msgspec.structs.replace(options, arm_timeout_s=args.arm_timeout)
+    if args.max_arming is not None:
+        options = msgspec.structs.replace(options, max_arming=args.max_arming)
+    if args.max_running is not None:
+        options = msgspec.structs.replace(options, max_running=args.max_running)
     t0 = time.monotonic()
     # A Ray of our own, always: with address=None ray.init would join a cluster that someone
     # else on this machine started with `ray start`, and the memory would be theirs too.
@@ -672,8 +725,18 @@ def main() -> int:
     try:
         with (
             SessionMonitor(root) as monitor,
-            Engine.start(config, namespace=NAMESPACE, num_cpus=2, basket_options=options) as engine,
+            Engine.start(
+                config,
+                namespace=NAMESPACE,
+                num_cpus=2,
+                basket_options=options,
+                warm_legs_per_venue=args.warm,
+                warm_baskets=args.warm,
+            ) as engine,
         ):
+            fill_s = wait_pool_full(engine)
+            if engine.pool is not None:
+                print(f"warm pool full after {fill_s:.0f} s: {engine.pool.stats()}", flush=True)
             with monitor.window() as idle:
                 time.sleep(1.0)  # a few samples of the idle engine
             idle_actors = basket_processes(root)
@@ -686,6 +749,7 @@ def main() -> int:
                 waited, left = wait_actors_gone(root, idle_actors, GONE_TIMEOUT_S)
                 if left:
                     print(f"  {left} actor processes of the previous size still up", flush=True)
+                wait_pool_full(engine)
                 with monitor.window() as used:
                     run = run_size(engine, n, args.horizon, args.start_in, options)
                 s = figures(run, used, idle)
@@ -699,6 +763,9 @@ def main() -> int:
         "horizon_s": args.horizon,
         "start_in_s": args.start_in,
         "arm_timeout_s": options.arm_timeout_s,
+        "max_arming": options.max_arming,
+        "max_running": options.max_running,
+        "warm": args.warm,
         "venues": "examples/venues.toml",
         "basket": "examples/synthetic_eth_quick.toml",
         "run_s": time.monotonic() - t0,

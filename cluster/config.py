@@ -30,7 +30,9 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     placement: Literal["auto", "labels", "anywhere"] = "auto"
     fire_lead_ms: float = 50.0  # how far ahead of arming the legs fire, at least
     warm_fire_lead_ms: float = 20.0  # the same when every leg comes from the warm pool
-    arm_timeout_s: float = 60.0  # a leg not armed by then fails its basket (nothing sent)
+    arm_timeout_s: float = 60.0  # legs not armed this long after arming began: fail, nothing sent
+    max_arming: int = 4  # baskets arming at once in the namespace; the others wait (QUEUED)
+    max_running: int = 0  # baskets arming or running at once (0: no limit); the others wait
     tick_ms: float = 100.0  # the basket's periodic coordination step
     unwind_deadline_s: float = 30.0  # how long policy `unwind` keeps trying
     leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: lost
@@ -45,6 +47,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             fire_lead_ms=self.fire_lead_ms,
             warm_fire_lead_ms=self.warm_fire_lead_ms,
             arm_timeout_s=self.arm_timeout_s,
+            max_arming=self.max_arming,
+            max_running=self.max_running,
             tick_ms=self.tick_ms,
             unwind_deadline_s=self.unwind_deadline_s,
             leg_silence_s=self.leg_silence_s,
@@ -110,7 +114,12 @@ def parse_cluster(
         raise ConfigError(_explain(source, e)) from None
     for name in EngineSettings.__struct_fields__[2:]:  # every figure after the two names
         value = getattr(engine, name)
-        if name not in POOL_FIELDS and not (math.isfinite(value) and value > 0):
+        if name in POOL_FIELDS:
+            continue
+        if name == "max_running":  # 0: no limit
+            if value < 0:
+                raise ConfigError(f"{source}: engine.{name}: {value} is not 0 (no limit) or more")
+        elif not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{source}: engine.{name}: {value} is not a number > 0")
     check_pool(engine, f"{source}: engine.")
     hedge = _hedge(data, source, venues)

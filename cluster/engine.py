@@ -53,7 +53,7 @@ from actors.spec import (
     load_basket,
 )
 from cluster.config import ClusterConfig, check_pool, load_cluster
-from cluster.pool import WarmPool
+from cluster.pool import BASKET, WarmPool
 from venues.config import VenuesConfig
 
 Placement = Literal["auto", "labels", "anywhere"]
@@ -429,7 +429,15 @@ class Engine:
             try:
                 actor = _Basket.options(
                     **_basket_actor_options(self.namespace, f"legato-basket-{spec.basket_id}")
-                ).remote(spec, self.venues, self.endpoints, self.collateral, self.hedger, options)
+                ).remote(
+                    spec,
+                    self.venues,
+                    self.endpoints,
+                    self.collateral,
+                    self.hedger,
+                    options,
+                    self.registry,
+                )
             except ValueError:  # the name is taken: a basket of this id runs
                 raise self._still_running(spec.basket_id) from None
         token = uuid.uuid4().hex
@@ -479,10 +487,14 @@ class Engine:
                     if leg.leg_id not in options.leg_clock_offsets_ns
                 }
             )
+        run = actor.run.remote(legs)
+        if self.pool is not None and (taken is not None or legs):
+            lent = [BASKET] if taken is not None else []
+            self.pool.lend(run, lent + [resolved.leg(i).venue for i in legs])
         handle = BasketHandle(
             resolved,
             actor,
-            actor.run.remote(legs),
+            run,
             warm_basket=taken is not None,
             warm_legs=legs,
             on_end=release,
@@ -501,7 +513,13 @@ class Engine:
         """A basket actor for the warm pool: it knows the engine's venues and singletons,
         and waits for `assign` to give it a basket."""
         return _Basket.options(**_basket_actor_options(self.namespace)).remote(
-            None, self.venues, self.endpoints, self.collateral, self.hedger, self.basket_options
+            None,
+            self.venues,
+            self.endpoints,
+            self.collateral,
+            self.hedger,
+            self.basket_options,
+            self.registry,
         )
 
     def baskets(self) -> dict[str, BasketState]:

@@ -7,7 +7,10 @@ its venue (client start and eight venue-clock exchanges: over a second to a dist
 before it can fire. The pool keeps, per venue, `legs_per_venue` leg actors that are already
 connected and tracking their venue's clock, and `baskets` idle basket actors that have
 already reached the venues and singletons once. `Engine.submit` takes from it; what it
-takes is replaced in the background.
+takes is replaced in the background once the basket it went to has ended. Like a
+connection pool's size, the pool's size counts the actors it lent out: a burst as large as
+the pool runs without the pool starting a new process under it (each costs about a core
+second, and its memory), and the pool never holds more than its size.
 
 All Ray calls of the pool are made here, by the engine's process: a control loop on a
 thread compares what the pool holds with what it should hold and creates what is missing;
@@ -50,6 +53,8 @@ class PoolStats(msgspec.Struct, frozen=True, kw_only=True):
     warming_legs: dict[str, int]  # per venue: created, still connecting
     ready_baskets: int
     warming_baskets: int
+    lent_legs: dict[str, int]  # per venue: handed out, their basket still running
+    lent_baskets: int
     created: int  # actors the pool created
     handed_out: int  # actors it gave to baskets
     dead: int  # actors found dead, or failed to warm up, and never handed out
@@ -68,6 +73,7 @@ class _Member:
 class _Slots:
     want: int
     members: list[_Member] = field(default_factory=list)
+    lent: list[Any] = field(default_factory=list)  # a basket's run ref per actor lent out
     taken_at: float = float("-inf")  # monotonic time of the newest take
     failures: int = 0  # warm-ups failed in a row
     retry_at: float = float("-inf")
@@ -133,6 +139,15 @@ class WarmPool:
             self._handed_out += 1
             return member
 
+    def lend(self, run: Any, keys: list[str]) -> None:
+        """The actors just taken for `keys` (a venue per leg, `BASKET`) went to the basket
+        whose `run` ref this is: they count against the pool's size until it ends."""
+        with self._lock:
+            for key in keys:
+                slots = self._slots.get(key)
+                if slots is not None:
+                    slots.lent.append(run)
+
     # -- state -------------------------------------------------------------------------------
     def stats(self) -> PoolStats:
         with self._lock:
@@ -145,6 +160,8 @@ class WarmPool:
                 warming_legs={v: sum(not m.ready for m in s.members) for v, s in legs.items()},
                 ready_baskets=sum(m.ready for m in baskets.members),
                 warming_baskets=sum(not m.ready for m in baskets.members),
+                lent_legs={v: len(s.lent) for v, s in legs.items()},
+                lent_baskets=len(baskets.lent),
                 created=self._created,
                 handed_out=self._handed_out,
                 dead=self._dead,
@@ -191,13 +208,20 @@ class WarmPool:
                 self._reap(key, slots)
                 if now < max(slots.retry_at, slots.taken_at + REFILL_AFTER_S):
                     continue
-                for _ in range(slots.want - len(slots.members)):
+                for _ in range(slots.want - len(slots.members) - len(slots.lent)):
                     slots.members.append(self._create(key))
                     self._created += 1
 
     def _reap(self, key: str, slots: _Slots) -> None:
         """Drop the members that died; mark those whose warm-up finished as ready (or drop
-        them if it failed). Local checks only: `ray.wait` with a zero timeout asks nobody."""
+        them if it failed); free the places of lent actors whose basket ended. Local checks
+        only: `ray.wait` with a zero timeout asks nobody."""
+        if slots.lent:
+            runs = list(dict.fromkeys(slots.lent))  # a basket with two legs on a venue: twice
+            ended, _ = ray.wait(runs, num_returns=len(runs), timeout=0, fetch_local=False)
+            if ended:
+                over = set(ended)
+                slots.lent = [run for run in slots.lent if run not in over]
         if not slots.members:
             return
         idle = [m.idle for m in slots.members]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from venues.errors import VenueError
+from venues.errors import VenueError, VenueUnavailable
 from venues.model import (
     AccountSnapshot,
     AckKind,
@@ -63,3 +63,23 @@ class VenueClient(Protocol):
     def market_events(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]: ...
 
     async def close(self) -> None: ...
+
+
+async def take_samples(sample: Callable[[], Awaitable[object]], wanted: int) -> int:
+    """Await `sample()` until it has succeeded `wanted` times (clock exchanges with a
+    venue). A `VenueUnavailable` (a busy venue's timeout) is taken again, up to `wanted`
+    failures in all; past that the samples taken do, and with none the last error is
+    raised. Returns how many succeeded."""
+    taken = failed = 0
+    while taken < wanted:
+        try:
+            await sample()
+        except VenueUnavailable:
+            failed += 1
+            if failed > wanted:
+                if taken:
+                    break
+                raise
+            continue
+        taken += 1
+    return taken

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import ray
 
+from actors.admission import Admission, AdmissionQueue, Limits
 from actors.basket import (
     AllDone,
     BasketCoordinator,
@@ -60,6 +61,9 @@ NS = 1_000_000_000
 S = BasketState
 LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it is lost
 CLOCK_EVERY_S = 1.0  # while running, each leg's clock is pinged again this often
+HEDGE_POLL_EVERY_S = 0.5  # while running, the hedge desk's position is asked this often
+LEASE_SLACK_S = 30.0  # a turn to arm (a place to run) is taken back this long past its end
+PROBE_ATTEMPTS = 3  # pings, each `leg_silence_s` long, a quiet leg gets before it is lost
 REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespace
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
 
@@ -91,7 +95,9 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, dict[str, str]] = {}  # venue → label selector; empty: run anywhere
     fire_lead_ms: float = 50.0  # fire_at this far ahead of the moment every leg is armed
     warm_fire_lead_ms: float = 20.0  # the same when every leg came warm from the pool
-    arm_timeout_s: float = 60.0  # a leg not armed by then (no node with its label): fail
+    arm_timeout_s: float = 60.0  # legs not armed this long after arming began: fail
+    max_arming: int = 4  # baskets of the namespace arming at once; the others wait (QUEUED)
+    max_running: int = 0  # baskets arming or running at once (0: no limit); the others wait
     clock_pings: int = 5
     tick_ms: float = 100.0  # the coordinator's periodic step
     unwind_deadline_s: float = 30.0
@@ -133,13 +139,16 @@ class BasketActor:
         collateral: Any,
         hedger: Any,
         options: BasketOptions | None = None,
+        registry: Any = None,
     ) -> None:
         """A basket actor for `spec`; or, with `spec=None`, one the engine's warm pool keeps
-        idle until `assign` gives it a basket."""
+        idle until `assign` gives it a basket. `registry`: the namespace's `BasketRegistry`,
+        which takes the baskets' turns to arm (None: the basket arms at once)."""
         self.venues = venues
         self.endpoints = endpoints
         self.collateral = collateral
         self.hedger = hedger
+        self.registry = registry
         self.options = options or BasketOptions()
         self.reason = ""
         self.resolved: ResolvedBasket | None = None
@@ -152,6 +161,7 @@ class BasketActor:
         self.released = False
         self.hedge_statement: HedgeStatement | None = None
         self.reconciliations: dict[str, Reconciliation] = {}
+        self._unreconciled: dict[str, str] = {}  # leg id → why it could not be reconciled
         self.notes: list[str] = []
         self.launched_ns: int | None = None
         self.completed_ns: int | None = None
@@ -166,6 +176,10 @@ class BasketActor:
         self._probing: set[str] = set()
         self._pinging: set[str] = set()
         self._hedge_poll: asyncio.Task[None] | None = None
+        self._hedge_poll_due = 0.0  # monotonic time of the next hedge position poll
+        self._in_line = False  # asked the registry for a turn to arm, not yet given back
+        self._admitted = False  # has (or had) a place with the registry, not yet given back
+        self._arming: dict[str, str] = {}  # leg id → how far its arming got (`_arm`)
         self._warm: dict[str, Any] = {}  # leg id → a warm leg actor from the pool, until armed
         self._from_pool: set[str] = set()  # the legs that run on warm leg actors
         self._leverage: dict[str, int] = {}  # per venue, read when validating
@@ -262,6 +276,8 @@ class BasketActor:
             await self._stop_legs()
             self._finish(S.FAILED, self._failure)
         finally:
+            self._leave_line()
+            self._end_place()
             await self._release()
             # Warm legs the basket never got to arm sent nothing: they go with it.
             _kill(list(self._warm.values()))
@@ -337,10 +353,13 @@ class BasketActor:
         if self._cancel is not None:
             self._finish(S.CANCELLED, self._cancel)
             return
+        admission = await self._queue_to_arm(basket)
         # A basket whose every leg came warm from the pool arms them while its collateral
-        # is reserved: arming sends nothing (it opens the leg's market stream, reads its
-        # book and measures its clock), and takes about as long as the reservation.
-        early = bool(self._warm) and set(self._warm) == {leg.leg_id for leg in basket.legs}
+        # is reserved (when its turn to arm has come): arming sends nothing (it opens the
+        # leg's market stream, reads its book and measures its clock), and takes about as
+        # long as the reservation.
+        warm = bool(self._warm) and set(self._warm) == {leg.leg_id for leg in basket.legs}
+        early = warm and admission.admitted
         arming = self._tasks.spawn(self._arm(basket), "arm") if early else None
         if not await self._reserve(basket):
             if arming is not None:
@@ -349,6 +368,11 @@ class BasketActor:
                     await arming
                 self._abandon_legs()
             return
+        if not admission.admitted:
+            self._to(S.QUEUED, _in_line(admission))
+            if not await self._await_turn():
+                self._finish(S.CANCELLED, self._cancel or "cancelled while queued")
+                return
         self._to(S.ARMING, "creating and arming the leg actors")
         failed = await (arming if arming is not None else self._arm(basket))
         if failed is not None:
@@ -358,8 +382,79 @@ class BasketActor:
             self._finish(S.CANCELLED, self._cancel)
             return
         await self._fire(basket)
+        self._leave_line()  # fired: the next basket's turn (a failure gives it in `run`)
         await self._work()
         await self._end()
+
+    # -- the turn to arm ---------------------------------------------------------------------
+    async def _queue_to_arm(self, basket: ResolvedBasket) -> Admission:
+        """Ask the registry for a turn to arm (at most `max_arming` baskets arm at once,
+        and `max_running` arm or run). Without a registry, or when it does not answer, the
+        basket arms at once: the queue spares a busy machine, it must never stop a basket."""
+        opts = self.options
+        now = Admission(admitted=True, arming=0, running=0, ahead=0)
+        if self.registry is None:
+            return now
+        params = basket.params
+        # A place is held until the basket ends: its start, horizon, grace and overrun,
+        # then stopping, unwinding and reconciling (each bounded).
+        clock = time.time_ns()
+        start_s = max(0.0, (params.start_ns(clock) - clock) / NS)
+        run_s = (
+            start_s
+            + params.horizon_s
+            + params.grace_s
+            + max(opts.min_overrun_s, params.horizon_s)
+            + opts.unwind_deadline_s
+            + 3 * LEG_CALL_TIMEOUT_S
+        )
+        limits = Limits(
+            max_arming=opts.max_arming,
+            max_running=opts.max_running,
+            arm_lease_ns=int((opts.arm_timeout_s + LEASE_SLACK_S) * NS),
+            run_lease_ns=int((run_s + LEASE_SLACK_S) * NS),
+        )
+        self._in_line = self._admitted = True
+        try:
+            return await asyncio.wait_for(
+                _ref(self.registry.queue_to_arm.remote(self.basket_id, limits)),
+                REGISTRY_PROBE_S,
+            )
+        except Exception as e:
+            log.warning("basket %s: no turn to arm from the registry (%s)", self.basket_id, e)
+            return now
+
+    async def _await_turn(self) -> bool:
+        """Wait in line until the basket's turn to arm (True), or a cancel (False)."""
+        assert self.registry is not None
+        turn = asyncio.ensure_future(_ref(self.registry.await_turn.remote(self.basket_id)))
+        try:
+            while self._cancel is None:
+                self._wake.clear()
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({turn, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if turn.done():
+                    if turn.exception() is not None:  # the registry is gone: arm anyway
+                        log.warning("basket %s: waiting to arm: %s", self.basket_id, turn)
+                    return True
+            return False
+        finally:
+            turn.cancel()
+
+    def _leave_line(self) -> None:
+        """Give back the turn to arm (once; harmless without one): the next basket's."""
+        if self._in_line and self.registry is not None:
+            self._in_line = False
+            with contextlib.suppress(Exception):
+                self.registry.armed.remote(self.basket_id)
+
+    def _end_place(self) -> None:
+        """The basket is over: give back its place (or its place in line)."""
+        if self._admitted and self.registry is not None:
+            self._admitted = False
+            with contextlib.suppress(Exception):
+                self.registry.ended.remote(self.basket_id)
 
     async def _validate(self) -> ResolvedBasket:
         spec = self.spec
@@ -449,42 +544,87 @@ class BasketActor:
                 slice_ns=int(min(params.slice_s, params.horizon_s) * NS),
                 participation_cap=params.participation_cap,
                 vol_annual=self.risk.volatility(leg.instrument),
+                synchronized=True,  # kept in step with its partners by this basket
                 max_child_fraction=None
                 if band is None
                 else max(band / 2, params.slice_s / params.horizon_s),
             )
-            arm = self.legs[leg_id].arm.remote(cmd, myself)
+            actor = self.legs[leg_id]
             if leg_id in self._from_pool:
                 # Connected already: arming is a book request, and the pings go meanwhile.
-                armed, _ = await asyncio.gather(arm, self._measure_clock(leg_id))
+                stage[leg_id] = "started"
+                armed, _ = await asyncio.gather(
+                    self._armed(leg_id, actor.arm.remote(cmd, myself)),
+                    self._measure_clock(leg_id),
+                )
                 return armed
+            # A cold leg answers its first call once Ray has started its process.
+            started = actor.ping.remote()
+            arm = actor.arm.remote(cmd, myself)
+            await started
+            stage[leg_id] = "started"
             # After a cold arm, so that these pings and the leg's own exchanges with its
             # venue's clock do not share its event loop and widen each other's round trips.
-            armed = await arm
+            armed = await self._armed(leg_id, arm)
             await self._measure_clock(leg_id)
             return armed
 
         myself = ray.get_runtime_context().current_actor
         ids = list(self.legs)
+        stage = self._arming
+        stage.update(dict.fromkeys(ids, "created"))
         try:
             armed = await asyncio.wait_for(
                 asyncio.gather(*(arm_one(i) for i in ids)), opts.arm_timeout_s
             )
         except TimeoutError:
             self._abandon_legs()
-            waiting = [
-                f"{leg.leg_id} on {leg.venue} (label {opts.labels.get(leg.venue) or 'none'})"
-                for leg in basket.legs
-            ]
-            return (
-                f"legs not armed within {opts.arm_timeout_s:g} s: no node could take "
-                f"{', '.join(waiting)}; nothing was sent"
-            )
+            return self._not_armed(basket)
         except Exception as e:
             self._abandon_legs()
             return f"a leg could not be armed: {_short(e)}; nothing was sent"
         self.armed = dict(zip(ids, armed, strict=True))
         return None
+
+    async def _armed(self, leg_id: str, arm: Any) -> LegArmed:
+        armed = await arm
+        self._arming[leg_id] = "armed"
+        return armed
+
+    def _not_armed(self, basket: ResolvedBasket) -> str:
+        """Why the legs did not all arm in time, by how far each got."""
+        opts = self.options
+        stage = self._arming
+        by: dict[str, list[str]] = {}
+        for leg in basket.legs:
+            by.setdefault(stage.get(leg.leg_id, "created"), []).append(
+                f"{leg.leg_id} on {leg.venue}"
+            )
+        parts = []
+        if by.get("created"):
+            labels = {
+                f"{k}={v}"
+                for leg in basket.legs
+                if stage.get(leg.leg_id, "created") == "created"
+                for k, v in (opts.labels.get(leg.venue) or {}).items()
+            }
+            where = (
+                f"no node with label {', '.join(sorted(labels))} took it"
+                if labels
+                else "Ray had not started its worker process (a busy machine)"
+            )
+            parts.append(f"{', '.join(by['created'])} not started: {where}")
+        if by.get("started"):
+            parts.append(
+                f"{', '.join(by['started'])} started but not armed: its venue connection or "
+                "venue-clock measurement had not finished (a slow venue or a busy machine)"
+            )
+        if by.get("armed"):
+            parts.append(f"{', '.join(by['armed'])} armed, its clock still being measured")
+        return (
+            f"legs not armed within {opts.arm_timeout_s:g} s of the start of arming: "
+            f"{'; '.join(parts)}; nothing was sent"
+        )
 
     def _abandon_legs(self) -> None:
         """Legs that never armed sent nothing: stop them (some may never have been placed
@@ -594,7 +734,11 @@ class BasketActor:
         self.metrics.observe(core, self._hedge_position)
         basket = self.resolved
         hedged = basket is not None and basket.hedge is not None and basket.hedge.enabled
-        if hedged and self._hedge_poll is None:
+        # The desk's position changes when it trades, a few times a second at most: asked
+        # on every tick, twenty baskets kept the hedge actor answering 200 calls a second.
+        due = time.monotonic() >= self._hedge_poll_due
+        if hedged and self._hedge_poll is None and due:
+            self._hedge_poll_due = time.monotonic() + HEDGE_POLL_EVERY_S
             self._hedge_poll = self._tasks.spawn(self._poll_hedge(), "hedge-poll")
 
     async def _poll_hedge(self) -> None:
@@ -620,8 +764,22 @@ class BasketActor:
                 self._tasks.spawn(self._probe(leg_id), f"probe-{leg_id}")
 
     async def _probe(self, leg_id: str) -> None:
+        asked = time.monotonic()
         try:
-            await asyncio.wait_for(self.legs[leg_id].ping.remote(), self.options.leg_silence_s)
+            # A dead actor fails the ping at once; one that is slow to answer is most often
+            # a busy machine's: it is asked again before it is taken for lost (a snapshot
+            # meanwhile says it lives).
+            for attempt in range(PROBE_ATTEMPTS):
+                try:
+                    await asyncio.wait_for(
+                        _ref(self.legs[leg_id].ping.remote()), self.options.leg_silence_s
+                    )
+                    return
+                except TimeoutError:
+                    if self._heard.get(leg_id, asked) > asked:
+                        return
+                    if attempt + 1 == PROBE_ATTEMPTS:
+                        raise
         except Exception as e:  # the actor (or its node) is gone, or hangs
             core = self.core
             assert core is not None
@@ -694,6 +852,7 @@ class BasketActor:
         assert basket is not None
         if self.core is not None:  # the path's last point: where the legs stopped
             self.timeline.add(self.core, time.time_ns(), self._hedge_position, force=True)
+            self.metrics.observe(self.core, self._hedge_position, force=True)
         failure = self._failure
         cancel = self._cancel
         if failure is None and cancel is None:
@@ -759,6 +918,8 @@ class BasketActor:
                 ]
                 what += [f"{c} still open" for c in r.still_open]
                 parts.append(f"leg {leg_id}: " + "; ".join(what))
+        for leg_id, why in self._unreconciled.items():
+            parts.append(f"leg {leg_id}: not confirmed with its venue ({why})")
         return "the venues disagree with the legs' records: " + " | ".join(parts)
 
     async def _reconcile(self) -> None:
@@ -773,6 +934,7 @@ class BasketActor:
             if isinstance(r, Reconciliation):
                 self.reconciliations[leg_id] = r
             else:
+                self._unreconciled[leg_id] = f"reconciliation failed: {_short(r)}"
                 self.notes.append(f"leg {leg_id}: reconciliation failed: {_short(r)}")
 
     async def _stop_legs(self) -> None:
@@ -964,18 +1126,77 @@ class BasketActor:
 
 class BasketRegistry:
     """Which basket ids are taken in a namespace, and by which basket actor (a named,
-    detached singleton, `REGISTRY_NAME`).
+    detached singleton, `REGISTRY_NAME`); and which baskets may arm now.
 
     A basket id starts every client order id, so two live baskets must never share one.
     The actor's name used to say so, but an actor from the warm pool was created before its
     basket was known and has no name to tell; every submission claims its id here instead.
     A claim is refused while the holder lives; a holder that died (its driver gone with it)
     is found out when someone else claims the id.
+
+    Every basket also asks here for its turn to arm (`AdmissionQueue`): at most its
+    engine's `max_arming` baskets of the namespace arm at once (and `max_running` arm or
+    run), the others wait in line (QUEUED).
     """
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[str, Any]] = {}  # basket id → (claim token, actor)
         self._lock = asyncio.Lock()
+        self._queue = AdmissionQueue()
+        self._turns: dict[str, asyncio.Event] = {}  # basket id → set when its turn comes
+        self._expiry: asyncio.TimerHandle | None = None
+
+    # -- the turn to arm ---------------------------------------------------------------------
+    async def queue_to_arm(self, basket_id: str, limits: Limits) -> Admission:
+        """Ask for a turn to arm: admitted now, or the place in line (then `await_turn`).
+        The turn is held until `armed`, the place until `ended` (each within its lease)."""
+        answer = self._queue.ask(basket_id, limits, time.time_ns())
+        self._on_queue_change()
+        return answer
+
+    async def await_turn(self, basket_id: str) -> Admission:
+        """Returns when the basket's turn to arm has come (at once if it has, or if the
+        basket is not in line)."""
+        while basket_id in self._queue.waiting:
+            turn = self._turns.setdefault(basket_id, asyncio.Event())
+            await turn.wait()
+        self._turns.pop(basket_id, None)
+        return self._queue.where(basket_id)
+
+    async def armed(self, basket_id: str) -> None:
+        """The basket armed, or failed to: the next one's turn to arm."""
+        self._queue.armed(basket_id, time.time_ns())
+        self._on_queue_change()
+
+    async def ended(self, basket_id: str) -> None:
+        """The basket ended (or left the line): its place goes to the next."""
+        self._queue.ended(basket_id, time.time_ns())
+        waiting = self._turns.pop(basket_id, None)
+        if waiting is not None:  # left the line: its `await_turn` returns
+            waiting.set()
+        self._on_queue_change()
+
+    def admission_queue(self) -> dict[str, list[str]]:
+        """The baskets arming, running and waiting, in order (for tools and tests)."""
+        q = self._queue
+        return {"arming": q.arming, "running": q.running, "waiting": q.waiting}
+
+    def _on_queue_change(self) -> None:
+        for basket_id in self._queue.arming + self._queue.running:  # wake their `await_turn`
+            if basket_id in self._turns:
+                self._turns[basket_id].set()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expiry = self._queue.next_expiry_ns
+        if expiry is not None and self._queue.waiting:
+            delay = max(0.0, (expiry - time.time_ns()) / NS)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._queue.expire(time.time_ns())
+        self._on_queue_change()
 
     async def claim(self, basket_id: str, token: str, actor: Any) -> bool:
         """Take `basket_id` for `actor` (`token` identifies this claim); False while another
@@ -1004,6 +1225,21 @@ class BasketRegistry:
             elif self._held.get(basket_id) == claim:  # dead, and not claimed anew meanwhile
                 del self._held[basket_id]
         return out
+
+
+def _in_line(a: Admission) -> str:
+    """What a QUEUED basket waits for, in words."""
+    limits = a.limits
+    assert limits is not None
+    running = (
+        f", {a.arming + a.running} arming or running (at most {limits.max_running})"
+        if limits.max_running
+        else ""
+    )
+    return (
+        f"waiting for a turn to arm: {a.arming} baskets arming (at most {limits.max_arming} "
+        f"at once){running}, {a.ahead} ahead of this one"
+    )
 
 
 async def _alive(actor: Any) -> bool:

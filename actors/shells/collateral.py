@@ -4,6 +4,12 @@ Before a basket sends anything it asks here for collateral on every venue it tou
 actor refreshes those venues' account figures and reserves all or nothing in its
 `MarginBook` (DESIGN §4, §5.2). The book's methods are synchronous, so two baskets asking at
 once are served one after the other and never promised the same margin twice.
+
+Baskets submitted together ask together: one account read per venue is in flight at a time,
+and every reservation that arrives meanwhile waits for that read rather than sending its
+own. A venue whose account cannot be read (down, or too busy to answer) is asked again a
+few times; if it still does not answer, the basket is refused, saying so, and nothing is
+reserved: a promise on a figure nobody could read would be a guess.
 """
 
 from __future__ import annotations
@@ -15,12 +21,17 @@ from typing import Any
 
 from actors.margin import LegNeed, MarginBook, MarginBookSnapshot, Refused, Reserved
 
+ACCOUNT_ATTEMPTS = 3  # account reads of a venue before a reservation gives up on it
+ACCOUNT_TIMEOUT_S = 12.0  # one read (the venue client's own request timeout is 10 s)
+ACCOUNT_RETRY_S = 0.5  # the pause before the second read, doubling after each failure
+
 
 class CollateralActor:
     """The margin book behind a Ray actor (see the module docstring)."""
 
     def __init__(self) -> None:
         self.book = MarginBook()
+        self._reading: dict[str, asyncio.Future[str | None]] = {}  # venue → the read in flight
 
     async def reserve(
         self,
@@ -29,13 +40,56 @@ class CollateralActor:
         venues: Mapping[str, Any],
     ) -> Reserved | Refused:
         """Refresh the account of every venue in `venues` (name → VenueActor) and reserve
-        what `needs` ask, on every venue or on none."""
+        what `needs` ask, on every venue or on none. `Refused` when the shortfall is real,
+        and when a venue's account could not be read (its `unknown_venues`)."""
         names = sorted(venues)
-        snapshots = await asyncio.gather(*(venues[n].account.remote() for n in names))
+        failures = await asyncio.gather(*(self._refresh(n, venues[n]) for n in names))
+        unread = {n: why for n, why in zip(names, failures, strict=True) if why is not None}
         now = time.time_ns()
-        for snapshot in snapshots:
-            self.book.update_from_snapshot(snapshot, now)
+        if unread:
+            what = "; ".join(
+                f"venue {n} did not report its account ({why}) in {ACCOUNT_ATTEMPTS} attempts"
+                for n, why in sorted(unread.items())
+            )
+            return Refused(
+                basket_id=basket_id,
+                shortfalls=[],
+                transfers=[],
+                missing={},
+                unknown_venues=sorted(unread),
+                reason=f"basket {basket_id}: collateral not reserved: {what}; nothing was "
+                "reserved or sent: submit it again once the venue answers",
+                ts_ns=now,
+            )
         return self.book.reserve_legs(basket_id, needs, now)
+
+    async def _refresh(self, name: str, venue: Any) -> str | None:
+        """The venue's account read into the book: None, or why it could not be read.
+        Joins the read already in flight for the venue, if there is one."""
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(name, venue))
+            self._reading[name] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(name, None))
+        return await asyncio.shield(reading)
+
+    async def _read(self, name: str, venue: Any) -> str | None:
+        pause = ACCOUNT_RETRY_S
+        why = ""
+        for attempt in range(ACCOUNT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(pause)
+                pause *= 2
+            try:
+                snapshot = await asyncio.wait_for(_ref(venue.account.remote()), ACCOUNT_TIMEOUT_S)
+            except TimeoutError:
+                why = f"no answer within {ACCOUNT_TIMEOUT_S:g} s"
+            except Exception as e:  # the venue's error (or its actor's death), said plainly
+                why = _short(e)
+            else:
+                self.book.update_from_snapshot(snapshot, time.time_ns())
+                return None
+        return why
 
     def release(self, basket_id: str) -> Reserved | None:
         """Give back what the basket holds (harmless if it holds nothing)."""
@@ -43,3 +97,16 @@ class CollateralActor:
 
     def snapshot(self) -> MarginBookSnapshot:
         return self.book.snapshot(time.time_ns())
+
+
+async def _ref(ref: Any) -> Any:
+    """An ObjectRef (or any awaitable) as a coroutine, for `asyncio.wait_for`."""
+    return await ref
+
+
+def _short(e: BaseException) -> str:
+    """An error in one line, a Ray task error's by its cause."""
+    cause = getattr(e, "cause", None)
+    e = cause if isinstance(cause, BaseException) else e
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__

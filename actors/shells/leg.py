@@ -36,7 +36,10 @@ from actors.shells.venue import client_for
 from actors.spec import ResolvedLeg, client_order_id
 from actors.sync import AdjustLeg
 from venues.binance.client import BinanceUsdmClient
+from venues.binance.parse import STALE_TIMESTAMP
+from venues.client import take_samples
 from venues.errors import (
+    AuthError,
     OrderRejected,
     OutcomeUnknown,
     RateLimited,
@@ -69,6 +72,13 @@ SETTLE_TIMEOUT_S = 10.0  # how long reconciliation waits for in-flight orders to
 VENUE_CLOCK_PINGS = 8  # server-time exchanges when arming; the narrowest bounds the offset
 VENUE_CLOCK_EVERY_S = 2.0  # then one more this often, so drift is tracked over the basket
 VENUE_TICK_NS = 1_000_000  # Binance stamps times in milliseconds
+# Holds that only time (the next slice, the start), a command (a mode change, a shrink) or
+# an order report can end: a leg in one of them sleeps through book ticks and trades.
+_TIMED_HOLDS = frozenset(
+    {Hold.NOT_DUE, Hold.NOT_STARTED, Hold.AHEAD, Hold.PAUSED, Hold.DONE, Hold.STOPPED}
+)
+# Holds that wait on a command or a report alone: no timer but the heartbeat.
+_WAITING_HOLDS = frozenset({Hold.PAUSED, Hold.DONE, Hold.STOPPED})
 
 
 class LegActor:
@@ -100,6 +110,7 @@ class LegActor:
         self._fired_ns: int | None = None  # when the timer went off (leg clock)
         self._fire_at_ns: int | None = None  # when the first order should reach the venue
         self._published: tuple[object, ...] = ()  # what the last snapshot said
+        self._publish_due = False  # a snapshot is scheduled (`_publish_soon`)
         self._adjusted_ns = 0  # basket time of the newest adjustment applied
         self._published_ns = 0
         self._rejects_in_row = 0
@@ -143,8 +154,8 @@ class LegActor:
             self._client, self._endpoint = client, endpoint
             self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
             try:
-                for _ in range(VENUE_CLOCK_PINGS):
-                    await self._sample_venue_clock()
+                # A busy venue leaves a sample unanswered now and then: it is taken again.
+                await take_samples(self._sample_venue_clock, VENUE_CLOCK_PINGS)
             except BaseException:  # not connected after all: the next call starts afresh
                 await self._disconnect()
                 raise
@@ -262,7 +273,12 @@ class LegActor:
                 ):
                     self._market_notional += event.price * event.quantity
                     self._market_qty += event.quantity
-            self._wake.set()
+            # Most of the time the next decision waits on the clock or on a command: the
+            # book is read when it is taken. Only a hold the market can end is woken (a
+            # leg follows 10-120 events a second).
+            sched = self._sched
+            if sched is not None and sched.hold is not None and sched.hold not in _TIMED_HOLDS:
+                self._wake.set()
 
     # -- fire and run ------------------------------------------------------------------------
     def fire(self, fire_at_ns: int) -> None:
@@ -298,6 +314,7 @@ class LegActor:
             participation_cap=cmd.participation_cap,
             max_child_fraction=cmd.max_child_fraction,
             latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, rtt),
+            synchronized=cmd.synchronized,
         )
         self._run_task = self._tasks.spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
 
@@ -325,8 +342,15 @@ class LegActor:
                 now = self.now_ns()
                 volume, self._volume = self._volume, _ZERO
                 mode = self._mode
+                ledger = self._l
                 child = sched.next_slice(
-                    now, self._l.filled_qty, self._book, volume, mode, self._l.open_qty
+                    now,
+                    ledger.filled_qty,
+                    self._book,
+                    volume,
+                    mode,
+                    ledger.open_qty,
+                    ledger.missed_qty,
                 )
                 if self._fired_ns is None:
                     self._fired_ns = fired
@@ -359,8 +383,16 @@ class LegActor:
     async def _sleep_until_due(self, sched: SliceScheduler) -> None:
         cmd = self._cmd
         assert cmd is not None
-        due = max(sched.next_due_ns, self.now_ns() + 1_000_000)
-        timeout = min(due - self.now_ns(), cmd.progress_every_ns) / 1e9
+        now = self.now_ns()
+        if sched.hold in _WAITING_HOLDS:
+            due = now + cmd.progress_every_ns  # woken by the command or report that ends it
+        elif sched.hold is Hold.AHEAD:
+            # The schedule moves on at the next grid point (or a fill or shrink wakes it).
+            done = (now - sched.start_ns) // sched.slice_ns + 1
+            due = max(sched.next_due_ns, sched.start_ns + done * sched.slice_ns)
+        else:
+            due = max(sched.next_due_ns, now + 1_000_000)
+        timeout = min(due - now, cmd.progress_every_ns) / 1e9
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
@@ -405,8 +437,11 @@ class LegActor:
             ledger.unknown(order.client_order_id)  # settled by query later; never resent
             self._tasks.spawn(self._settle_by_query(), f"{ledger.leg_id}-settle")
             return None
-        except (VenueUnavailable, RateLimited) as e:
-            # Nothing reached the book: the order is known to be refused at the door.
+        except (VenueUnavailable, RateLimited, AuthError) as e:
+            if isinstance(e, AuthError) and e.code != STALE_TIMESTAMP:
+                raise
+            # Nothing reached the book: the order is known to be refused at the door (a
+            # request that reached a busy venue past its receive window is one, twice).
             ledger.refused(order.client_order_id, f"VENUE_UNAVAILABLE: {e.message}", self.now_ns())
             self._blocked = True
             self._reason = e.message
@@ -446,8 +481,19 @@ class LegActor:
         if working and (reason := self._l.give_up_reason()) is not None:
             self._fail(reason)
             return
-        self._publish()
+        self._publish_soon()
         self._wake.set()
+
+    def _publish_soon(self) -> None:
+        """One snapshot once the reports read together are all in (an order's NEW and
+        FILLED often come in one read): one Ray call rather than one per report."""
+        if not self._publish_due:
+            self._publish_due = True
+            asyncio.get_running_loop().call_soon(self._publish_now)
+
+    def _publish_now(self) -> None:
+        self._publish_due = False
+        self._publish()
 
     def _mark(self) -> Decimal | None:
         book = self._book

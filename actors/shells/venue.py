@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import ray
 
@@ -40,7 +41,9 @@ from venues.model import (
     Position,
     Side,
 )
-from venues.sim.server import BinanceServer
+
+if TYPE_CHECKING:
+    from venues.sim.server import BinanceServer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ class VenueActor:
                 return self._endpoint
             cfg = self.config
             if isinstance(cfg, SimVenueConfig):
+                # Imported here: leg actors import this module for `client_for`, and the
+                # server (aiohttp's web side) is ~50 ms and some MB they do not need.
+                from venues.sim.server import BinanceServer  # noqa: PLC0415
+
                 venue = build_sim_venue(self.name, cfg, origin_ns=self.origin_ns)
                 # Port 0: several venues (and several clusters) share a machine; legs learn
                 # the port from the endpoint. `port` in the file is for `legato venues up`.

@@ -17,7 +17,7 @@ from ray.exceptions import RayActorError
 from actors.lifecycle import BasketState
 from actors.spec import load_basket
 from cluster.engine import Engine, EngineError, running_baskets
-from cluster.pool import BASKET
+from cluster.pool import BASKET, LOOP_EVERY_S, REFILL_AFTER_S
 from tests.cluster.conftest import NAMESPACE
 from venues.config import ConfigError, VenuesConfig, parse_venues
 
@@ -149,6 +149,32 @@ def test_a_basket_runs_on_the_pooled_actors_and_the_pool_refills(engine: Engine)
     # What the basket ran on ended with it.
     used = [basket_actor, *handle.warm_legs.values()]
     assert eventually(lambda: all(dead(a) for a in used), 30)
+
+
+def test_what_the_pool_lent_counts_against_its_size_until_the_basket_ends(
+    engine: Engine,
+) -> None:
+    pool = engine.pool
+    assert pool is not None
+    before = pool.stats()
+    handle = engine.submit(pair("t-lent", horizon_s=5))
+    assert handle.warm_basket and set(handle.warm_legs) == {"long", "short"}
+    lent = pool.stats()
+    assert (lent.lent_baskets, lent.lent_legs) == (1, {"alpha": 1, "beta": 1})
+    # Past the refill delay, while the basket runs, no process is started to replace what
+    # it took: a burst as large as the pool gets the machine to itself.
+    assert eventually(lambda: handle.status().state is BasketState.RUNNING, 30)
+    time.sleep(REFILL_AFTER_S + 5 * LOOP_EVERY_S)
+    assert handle.status().state is BasketState.RUNNING
+    during = pool.stats()
+    assert during.created == before.created, during
+    assert (during.ready_baskets, during.ready_legs) == (0, {"alpha": 1, "beta": 1})
+    assert handle.result(timeout=60).status is BasketState.COMPLETED
+    # Its basket over, the places are free: the pool fills them again.
+    assert pool.wait_full(60), pool.stats()
+    after = pool.stats()
+    assert after.created - before.created == 3
+    assert (after.lent_baskets, after.lent_legs) == (0, {"alpha": 0, "beta": 0})
 
 
 def test_a_dead_pooled_actor_is_never_handed_out(engine: Engine) -> None:

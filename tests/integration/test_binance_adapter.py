@@ -219,6 +219,40 @@ async def test_reference_data_book_and_clock(env: Env) -> None:
         assert abs(await client.server_time_ns() - time.time_ns()) < 1_000_000_000
 
 
+def failing_clock(client: BinanceUsdmClient, fail: set[int]) -> list[int]:
+    """Make the `fail`-th server-time requests (counting from 1) time out; the list counts
+    every server-time request made."""
+    calls: list[int] = []
+    public = client._public
+
+    async def flaky(path: str, params: dict[str, str] | None = None) -> bytes:
+        if path == "/fapi/v1/time":
+            calls.append(len(calls) + 1)
+            if calls[-1] in fail:
+                raise VenueUnavailable("GET /fapi/v1/time failed after sending (TimeoutError)")
+        return await public(path, params)
+
+    client._public = flaky  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_clock_sample_the_venue_does_not_answer_is_taken_again(env: Env) -> None:
+    client = env.client(clock_samples=3)
+    calls = failing_clock(client, fail={1, 3})
+    async with client:  # start() measures the clock
+        assert len(calls) == 5  # three samples, two of them taken twice
+        assert client.clock_rtt_ns is not None
+        assert abs(client.clock_offset_ns) <= client.clock_rtt_ns + 1_000_000
+
+
+async def test_a_venue_that_answers_no_clock_sample_fails_the_start(env: Env) -> None:
+    client = env.client(clock_samples=2)
+    calls = failing_clock(client, fail=set(range(1, 100)))
+    with pytest.raises(VenueUnavailable, match="fapi/v1/time"):
+        await client.start()
+    assert len(calls) == 3  # two samples to take: two failures are taken again, a third ends it
+
+
 @pytest.mark.parametrize("api", ["v2", "v3"])
 async def test_account_and_positions(env: Env, api: str) -> None:
     async with env.client(account_api=api) as client:

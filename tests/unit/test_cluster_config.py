@@ -3,6 +3,7 @@ mistake named."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +49,23 @@ def test_engine_settings_become_the_baskets_options() -> None:
     assert config.engine.namespace == "desk1" and config.engine.placement == "labels"
     options = config.engine.basket_options()
     assert options.arm_timeout_s == 5 and options.namespace == "desk1"
+
+
+def test_max_arming_is_a_whole_number_of_baskets_from_one() -> None:
+    assert parse("[engine]\nmax_arming = 2\n").engine.basket_options().max_arming == 2
+    with pytest.raises(ConfigError, match=re.escape("engine.max_arming: 0 is not a number > 0")):
+        parse("[engine]\nmax_arming = 0\n")
+    with pytest.raises(ConfigError, match=re.escape("engine.max_arming: expected int")):
+        parse("[engine]\nmax_arming = 1.5\n")
+
+
+def test_max_running_is_off_by_default_and_never_negative() -> None:
+    assert EngineSettings().max_running == 0
+    assert parse("[engine]\nmax_running = 8\n").engine.basket_options().max_running == 8
+    with pytest.raises(
+        ConfigError, match=re.escape("engine.max_running: -1 is not 0 (no limit) or more")
+    ):
+        parse("[engine]\nmax_running = -1\n")
 
 
 def test_without_an_engine_table_the_defaults_apply() -> None:

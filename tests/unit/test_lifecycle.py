@@ -91,3 +91,11 @@ def test_once_orders_may_exist_the_basket_must_reconcile() -> None:
     for end in (S.COMPLETED, S.FAILED, S.CANCELLED):
         assert end not in TRANSITIONS[S.RUNNING]
         assert end not in TRANSITIONS[S.UNWINDING]
+
+
+def test_a_queued_basket_has_sent_nothing_and_can_still_end_cleanly() -> None:
+    # A basket waits in QUEUED with its collateral held and no leg armed: it goes on to
+    # arm, or ends at once (a cancel, a failure) with nothing to reconcile.
+    assert TRANSITIONS[S.QUEUED] == {S.ARMING, S.FAILED, S.CANCELLED}
+    assert S.QUEUED in TRANSITIONS[S.CHECKING] and S.ARMING in TRANSITIONS[S.CHECKING]
+    assert not any(S.QUEUED in TRANSITIONS[s] for s in S if s is not S.CHECKING)

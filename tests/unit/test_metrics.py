@@ -14,6 +14,7 @@ from actors.lifecycle import BasketState
 from actors.messages import LegStatus
 from actors.shells import metrics as m
 from actors.spec import Policy
+from tests.unit.test_basket_core import coordinator
 from venues.model import AckKind, OrderStatus, Side
 
 MS = 1_000_000
@@ -129,3 +130,19 @@ def test_a_broken_exporter_is_logged_once_and_never_raises(monkeypatch, caplog) 
     exporter.finished(report())
     exporter.finished(report())
     assert [rec.levelname for rec in caplog.records] == ["WARNING"]
+
+
+def test_gauges_are_set_at_most_once_per_interval(recorder, monkeypatch) -> None:
+    core, _, _ = coordinator()
+    clock = [100.0]
+    monkeypatch.setattr(m.time, "monotonic", lambda: clock[0])
+    exporter = m.BasketMetrics("b")
+    exporter.observe(core, 0.0)
+    exporter.observe(core, 0.0)  # the next tick, 100 ms later: skipped
+    clock[0] += m.GAUGE_EVERY_S / 2
+    exporter.observe(core, 0.0)
+    assert len(recorder.made["legato_basket_hedge_usd"].values) == 1
+    clock[0] += m.GAUGE_EVERY_S
+    exporter.observe(core, 5.0)
+    exporter.observe(core, 7.0, force=True)  # the basket's last word goes out regardless
+    assert [v for v, _ in recorder.made["legato_basket_hedge_usd"].values] == [0.0, 5.0, 7.0]

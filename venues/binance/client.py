@@ -22,6 +22,7 @@ import msgspec
 from yarl import URL
 
 from venues.binance import parse, wire
+from venues.client import take_samples
 from venues.errors import (
     AuthError,
     OrderRejected,
@@ -423,10 +424,15 @@ class BinanceUsdmClient:
     # --- clock -----------------------------------------------------------------------------
     async def sync_clock(self, samples: int | None = None) -> int:
         """Measure the venue clock against the local one; keep the minimum-round-trip
-        sample: offset = server − (send + receive) / 2. Returns the offset in ns."""
+        sample: offset = server − (send + receive) / 2. Returns the offset in ns.
+
+        A sample the venue does not answer (a busy venue times out now and then) is taken
+        again (`take_samples`); only a venue that answers none fails the measurement."""
         best: tuple[int, int] | None = None
         rtts: list[int] = []
-        for _ in range(samples or self._clock_samples):
+
+        async def sample() -> None:
+            nonlocal best
             sent_wall = time.time_ns()
             sent = time.monotonic_ns()
             body = await self._public("/fapi/v1/time")
@@ -438,6 +444,8 @@ class BinanceUsdmClient:
             rtts.append(rtt)
             if best is None or rtt < best[1]:
                 best = (offset, rtt)
+
+        await take_samples(sample, samples or self._clock_samples)
         assert best is not None
         self._offset_ns, self._rtt_ns = best
         self._rtt_median_ns = sorted(rtts)[len(rtts) // 2]

@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -58,6 +59,10 @@ NS_PER_MS = 1_000_000
 DEFAULT_RECV_WINDOW_MS = 5_000
 MAX_RECV_WINDOW_MS = 60_000
 MAX_BATCH = 5
+# Stream messages rendered and encoded once for every connection that carries them: an
+# account's order report goes to every client of the account (every leg on the venue), a
+# book ticker to every client following the symbol. Bounded: the oldest are forgotten.
+_RENDERED_MAX = 4096
 MAX_PARAMS = 64
 MAX_LEVERAGE = 125
 MAX_PRICE = Decimal(1_000_000_000)
@@ -604,10 +609,33 @@ class Gateway:
     listen_keys: dict[str, str] = field(default_factory=dict)  # listen key -> account
     key_of: dict[str, str] = field(default_factory=dict)  # account -> listen key
     sockets: dict[web.WebSocketResponse, str | None] = field(default_factory=dict)
+    # (id of the item, the stream's rendering, combined) -> (the item, its encoded messages)
+    rendered: OrderedDict[tuple[int, Any, bool], tuple[object, list[str]]] = field(
+        default_factory=OrderedDict
+    )
 
     @property
     def exchange(self) -> SimExchange:
         return self.venue.exchange
+
+    def messages(self, item: object, source: Source, combined: bool) -> list[str]:
+        """The stream messages of `item` as `source` renders them, encoded: computed for
+        the first connection that sends them, reused by the others (the same item object
+        goes to every subscriber; the entry keeps it alive, so its id is not reused)."""
+        key = (id(item), source.style, combined)
+        hit = self.rendered.get(key)
+        if hit is not None and hit[0] is item:
+            return hit[1]
+        texts = [
+            msgspec.json.encode(
+                {"stream": stream, "data": payload} if combined else payload
+            ).decode()
+            for stream, payload in source.render(item, self.venue.now_ns())
+        ]
+        self.rendered[key] = (item, texts)
+        if len(self.rendered) > _RENDERED_MAX:
+            self.rendered.popitem(last=False)
+        return texts
 
     # --- authentication ----------------------------------------------------------------
     def credential(self, request: web.Request) -> ApiCredential:
@@ -1286,7 +1314,14 @@ async def close_listen_key(request: web.Request) -> web.Response:
     return _json({})
 
 
-Source = tuple[Any, Callable[[object, int], list[tuple[str, dict[str, Any]]]]]
+@dataclass(frozen=True)
+class Source:
+    """One stream a connection carries: the venue subscription it reads, how an item
+    becomes messages, and `style`, equal for every connection that renders items alike."""
+
+    sub: Any
+    render: Callable[[object, int], list[tuple[str, dict[str, Any]]]]
+    style: Any
 
 
 def _user_source(gw: Gateway, key: str, account: str) -> Source:
@@ -1302,7 +1337,7 @@ def _user_source(gw: Gateway, key: str, account: str) -> Source:
             out.append((key, account_update(snap, item.symbol, item.last_fill.ts_ns, now)))
         return out
 
-    return gw.venue.subscribe_account(account), render
+    return Source(gw.venue.subscribe_account(account), render, ("user", key, account))
 
 
 def _market_source(gw: Gateway, streams: Sequence[str]) -> Source:
@@ -1335,7 +1370,7 @@ def _market_source(gw: Gateway, streams: Sequence[str]) -> Source:
         return out
 
     symbols = sorted({s for s, _ in wanted})
-    return gw.venue.subscribe_market(symbols), render
+    return Source(gw.venue.subscribe_market(symbols), render, tuple(sorted(wanted.items())))
 
 
 async def raw_stream(request: web.Request) -> web.StreamResponse:
@@ -1376,11 +1411,11 @@ async def _serve_ws(
             sources.append(_user_source(gw, owner, account))
         await ws.prepare(request)
     except BaseException:
-        for sub, _ in sources:
-            gw.venue.unsubscribe(sub)
+        for source in sources:
+            gw.venue.unsubscribe(source.sub)
         raise
     gw.sockets[ws] = owner
-    pumps = [asyncio.create_task(_pump(ws, gw, sub, render, combined)) for sub, render in sources]
+    pumps = [asyncio.create_task(_pump(ws, gw, source, combined)) for source in sources]
     try:
         async for msg in ws:  # clients have nothing to say; read to notice close and pings
             if msg.type is WSMsgType.ERROR:
@@ -1391,21 +1426,15 @@ async def _serve_ws(
         for task in pumps:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for sub, _ in sources:
-            gw.venue.unsubscribe(sub)
+        for source in sources:
+            gw.venue.unsubscribe(source.sub)
         gw.sockets.pop(ws, None)
     return ws
 
 
-async def _pump(
-    ws: web.WebSocketResponse,
-    gw: Gateway,
-    sub: Any,
-    render: Callable[[object, int], list[tuple[str, dict[str, Any]]]],
-    combined: bool,
-) -> None:
+async def _pump(ws: web.WebSocketResponse, gw: Gateway, source: Source, combined: bool) -> None:
     while True:
-        item = await sub.queue.get()
+        item = await source.sub.queue.get()
         if isinstance(item, VenueError):  # the stream overflowed: the client resyncs
             await ws.close(code=1011, message=b"stream overflowed; resync by query")
             return
@@ -1413,9 +1442,8 @@ async def _pump(
             await ws.close(code=1001, message=b"venue stopped")
             return
         try:
-            for stream, payload in render(item, gw.venue.now_ns()):
-                body = {"stream": stream, "data": payload} if combined else payload
-                await ws.send_str(msgspec.json.encode(body).decode())
+            for text in gw.messages(item, source, combined):
+                await ws.send_str(text)
         except ConnectionError:  # the client went away; the reader side cleans up
             await ws.close()
             return
