@@ -40,9 +40,11 @@ def _queues(book: OrderBook) -> Queues:
     """Every level's queue in priority order.
 
     Queue order is what these tests are about and the book has no public query for it, so
-    this one helper reads the book's private levels; it also checks they hold what
-    `orders()` holds, each order once and at its own side and price.
+    this one helper reads the book's private levels (after `orders()`, which queues the
+    background of levels that had none); it also checks they hold what `orders()` holds,
+    each order once and at its own side and price.
     """
+    orders = list(book.orders())
     out: Queues = {}
     seen: list[int] = []
     for side in Side:
@@ -55,7 +57,7 @@ def _queues(book: OrderBook) -> Queues:
             out[side][price] = [
                 (None if o.owner == MARKET else o.order_id, o.owner, o.qty) for o in queue
             ]
-    assert sorted(seen) == sorted(o.order_id for o in book.orders())
+    assert sorted(seen) == sorted(o.order_id for o in orders)
     return out
 
 
@@ -366,6 +368,50 @@ class BookMachine(RuleBasedStateMachine):
         assert book.total_qty() == total - filled - stale - had_here + rests
         self._stamp()
 
+    @rule(side=SIDES, levels=st.lists(st.tuples(PRICES, st.integers(0, 8)), max_size=6))
+    def market_levels(self, side: Side, levels: list[tuple[int, int]]) -> None:
+        """A whole depth update: the same queues and matches as one level after another."""
+        matches = self.book.set_market_levels(side, levels)
+        expected = [m for price, qty in levels for m in self.ref.set_market_level(side, price, qty)]
+        assert [_match_key(m) for m in matches] == expected
+        self._stamp()
+
+    @rule(
+        side=SIDES,
+        levels=st.lists(st.tuples(PRICES, st.integers(0, 8)), min_size=1, max_size=6),
+        taker=st.sampled_from((*OWNERS, MARKET)),
+        taker_side=SIDES,
+        qty=QTYS,
+        limit=st.none() | PRICES,
+    )
+    def market_levels_then_taker(
+        self,
+        side: Side,
+        levels: list[tuple[int, int]],
+        taker: str,
+        taker_side: Side,
+        qty: int,
+        limit: int | None,
+    ) -> None:
+        """A taker straight after a depth update: it meets levels that never had a queue
+        (the invariant's `orders()` gives every level one)."""
+        book = self.book
+        book.set_market_levels(side, levels)
+        for price, lots in levels:
+            self.ref.set_market_level(side, price, lots)
+        # Read before anything lays the whole book out again (as `orders()` does).
+        expected = self.ref.snapshot()
+        for s in Side:
+            totals = {p: sum(q for _, _, q in queue) for p, queue in expected[s].items()}
+            best = max(totals, default=None) if s is BUY else min(totals, default=None)
+            assert book.depth(s, 1) == ([] if best is None else [(best, totals[best])])
+            for price, _ in levels:
+                assert book.level_qty(s, price) == totals.get(price, 0)
+        matches, left = book.take(taker_side, qty, limit, taker)
+        assert [_match_key(m) for m in matches] == self.ref.take(taker_side, qty, limit, taker)[0]
+        assert sum(m.qty for m in matches) + left == qty
+        self._stamp()
+
     @rule(side=SIDES)
     def clear_market(self, side: Side) -> None:
         participants = {o.order_id: o.qty for o in self.book.orders() if o.owner != MARKET}
@@ -382,6 +428,19 @@ class BookMachine(RuleBasedStateMachine):
 
 BookMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 TestBookMachine = BookMachine.TestCase
+
+
+class DeferringBookMachine(BookMachine):
+    """The same steps on a book that sets aside all background beyond its best level as
+    soon as a side holds more than two: its answers must not change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book = OrderBook(defer_after=2, keep=1)
+
+
+DeferringBookMachine.TestCase.settings = BookMachine.TestCase.settings
+TestDeferringBookMachine = DeferringBookMachine.TestCase
 
 
 # --- examples ------------------------------------------------------------------------

@@ -10,16 +10,19 @@ import json
 import statistics
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import Literal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import DATA, needs_recorded_data
 from venues.model import Instrument, InstrumentKind, Side
+from venues.sim import replay
 from venues.sim.book import OrderBook
 from venues.sim.calibration import REPLAY_INSTRUMENTS
 from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
@@ -324,7 +327,8 @@ def test_speed_ten_replays_ten_times_faster():
     ten_s = list(real.updates(10 * 10**9))
     one_s = list(fast.updates(5_000 + 10**9))
     assert [u.ts_ns for u in one_s] == [5_000 + u.ts_ns // 10 for u in ten_s]
-    assert [replace(u, ts_ns=0) for u in one_s] == [replace(u, ts_ns=0) for u in ten_s]
+    untimed = [msgspec.structs.replace(u, ts_ns=0) for u in one_s]
+    assert untimed == [msgspec.structs.replace(u, ts_ns=0) for u in ten_s]
 
 
 # --- parsing quirks on a hand-written recording -------------------------------------
@@ -422,3 +426,62 @@ def test_bad_arguments_name_what_is_accepted(tiny: ReplayMarket, tmp_path: Path)
         ReplayMarket.from_dir(tmp_path, "coinm", start_ns=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"'XYZUSDT'.*have \[\]"):
         ReplayMarket.from_dir(tmp_path, "spot", start_ns=0)
+
+
+def test_next_ns_is_when_the_next_depth_update_or_trade_plays(tiny: ReplayMarket):
+    """The exchange skips `updates` calls before `next_ns`; bookTickers can wait for one."""
+    assert tiny.next_ns() == 100
+    list(tiny.updates(100))
+    assert tiny.next_ns() == 2100  # the bookTicker at 1100 waits
+    list(tiny.updates(7100))
+    assert tiny.next_ns() == 8100  # a bookTicker alone is left: it plays at its own time
+    list(tiny.updates(8100))
+    assert tiny.next_ns() is None
+
+
+# --- reading in bulk, and the decoded chunks kept ------------------------------------
+@recorded
+@pytest.mark.parametrize(("kind", "symbol"), [("usdm", "BTCUSDT"), ("spot", "BTCUSDT")])
+def test_bulk_and_line_by_line_reading_agree(
+    kind: Literal["usdm", "spot"], symbol: str, monkeypatch: pytest.MonkeyPatch
+):
+    """After the snapshot a recording is read a chunk at a time in bulk; kept decoded (the
+    default), or read line by line, it replays the same records."""
+
+    def records(cached: bool) -> list:
+        market = ReplayMarket.from_dir(DATA, kind, 0, symbols=[symbol], cached=cached)
+        return list(market.records())
+
+    bulk = records(cached=False)
+    assert bulk == records(cached=True)
+    monkeypatch.setattr(replay._Decoder, "_bulk", lambda self, lines: None)
+    assert bulk == records(cached=False)
+
+
+def _trade(recv: int, trade_id: int, price: str = "10.00") -> str:
+    return (
+        f'{recv} {{"stream":"xyzusdt@trade","data":{{"e":"trade","E":3,"s":"XYZUSDT",'
+        f'"t":{trade_id},"p":"{price}","q":"0.5","T":3,"m":true,"M":true}}}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_trade(10_500, 99, price="ten"), "Expected `float`"),
+        (_trade(9_999, 99), r"receive time goes back \(9999 < 10025\)"),
+        (_trade(10_500, 99).replace("@trade", "@aggTrade"), "unknown stream xyzusdt@aggTrade"),
+    ],
+)
+def test_a_bad_line_read_in_bulk_is_named(
+    bad: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(replay, "_CHUNK_BYTES", 400)  # a few lines a chunk: bulk after the first
+    lines = LINES[:4] + [_trade(10_000 + i, 100 + i) for i in range(40)]
+    lines.insert(30, bad)
+    path = tmp_path / "spot_xyzusdt_20240808.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    market = ReplayMarket({"XYZUSDT": path}, [XYZ], start_ns=0, cached=False)
+    with pytest.raises(ValueError, match=rf"{path}:31: .*{message}"):
+        list(market.records())

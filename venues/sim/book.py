@@ -8,8 +8,9 @@ ahead of what arrives after — the queue model falls out of price-time priority
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from venues.model import Side
@@ -41,38 +42,103 @@ class Match:
 
 
 class _Side:
-    """One side of the book: price levels, each a FIFO queue of resting orders."""
+    """One side of the book: price levels, each a FIFO queue of resting orders.
 
-    __slots__ = ("levels", "prices", "side", "totals")
+    Two economies for background liquidity, which a recorded futures book updates
+    thousands of times a second, mostly far from the touch where no order goes:
+
+    - a level that only ever held background has no queue: its total is one background
+      order, made into a `RestingOrder` only when something needs it as one (a taker
+      reaches it, an order joins it, `orders()`);
+    - background levels behind the `edge` (the best `keep` levels when it was set, see
+      `OrderBook`) wait in `far`, a plain dict, outside the sorted levels. Whatever looks
+      past the edge (a best price with nothing left before it, a walk down the book, a
+      crossing price) brings them in first, so no query sees the difference.
+    """
+
+    __slots__ = ("edge", "far", "keys", "levels", "side", "sign", "totals")
 
     def __init__(self, side: Side) -> None:
         self.side = side
-        self.levels: dict[int, deque[RestingOrder]] = {}
-        self.totals: dict[int, int] = {}
-        self.prices: list[int] = []  # ascending
+        self.sign = side.sign
+        self.levels: dict[int, deque[RestingOrder]] = {}  # the levels with a queue
+        self.totals: dict[int, int] = {}  # every level's lots, but those in `far`
+        # The prices as sign × price, ascending: the best is last on both sides. The book
+        # changes most near its touch, and a level added or removed there moves the fewest
+        # list entries.
+        self.keys: list[int] = []
+        # Background levels whose key is below `edge` and that have no entry in `totals`;
+        # `best` and `iter_prices` bring them in once no key is left at or above the edge.
+        self.far: dict[int, int] = {}
+        self.edge: float = -math.inf
 
     def best(self) -> int | None:
-        if not self.prices:
-            return None
-        return self.prices[-1] if self.side is Side.BUY else self.prices[0]
+        keys = self.keys
+        if self.far and (not keys or keys[-1] < self.edge):
+            self.reveal()
+        return keys[-1] * self.sign if keys else None
 
     def iter_prices(self) -> Iterator[int]:
-        """Prices best first."""
-        return reversed(self.prices) if self.side is Side.BUY else iter(self.prices)
+        """Prices best first (the levels beyond the edge come in once it is reached)."""
+        keys, sign = self.keys, self.sign
+        i = len(keys) - 1
+        while i >= 0 and keys[i] >= self.edge:
+            yield keys[i] * sign
+            i -= 1
+        if self.far:
+            last = keys[i + 1] if i + 1 < len(keys) else None
+            self.reveal()
+            i = (len(keys) if last is None else bisect.bisect_left(keys, last)) - 1
+        while i >= 0:
+            yield keys[i] * sign
+            i -= 1
 
-    def queue(self, price: int) -> deque[RestingOrder]:
-        q = self.levels.get(price)
-        if q is None:
-            q = self.levels[price] = deque()
-            self.totals[price] = 0
-            bisect.insort(self.prices, price)
-        return q
+    def crossed(self, price: int) -> list[int]:
+        """Prices, best first, that a taker on the other side with limit `price` reaches."""
+        sign, keys = self.sign, self.keys
+        if self.far and price * sign < self.edge:
+            self.reveal()
+        return [k * sign for k in reversed(keys[bisect.bisect_left(keys, price * sign) :])]
+
+    def defer(self, keep: int) -> None:
+        """Background levels beyond the best `keep` levels wait in `far` from now on."""
+        keys = self.keys
+        if len(keys) <= keep or keys[-keep] <= self.edge:
+            return
+        edge = keys[-keep]
+        cut = len(keys) - keep
+        sign, levels, totals, far = self.sign, self.levels, self.totals, self.far
+        kept = []  # levels with a queue (orders in them) stay in the book proper
+        for k in keys[:cut]:
+            price = k * sign
+            if price in levels:
+                kept.append(k)
+            else:
+                far[price] = totals.pop(price)
+        keys[:cut] = kept
+        self.edge = edge
+
+    def reveal(self) -> None:
+        """Every level waiting beyond the edge into the book proper; no edge until the next
+        `defer`."""
+        if self.far:
+            self.totals.update(self.far)
+            self.keys.extend(p * self.sign for p in self.far)
+            self.keys.sort()
+            self.far.clear()
+        self.edge = -math.inf
+
+    def promote(self, price: int) -> None:
+        """One level waiting beyond the edge (if it is) into the book proper."""
+        lots = self.far.pop(price, None)
+        if lots is not None:
+            self.totals[price] = lots
+            bisect.insort(self.keys, price * self.sign)
 
     def drop_level(self, price: int) -> None:
-        del self.levels[price]
+        self.levels.pop(price, None)
         del self.totals[price]
-        i = bisect.bisect_left(self.prices, price)
-        del self.prices[i]
+        del self.keys[bisect.bisect_left(self.keys, price * self.sign)]
 
     def crosses(self, price: int, limit: int | None) -> bool:
         """Whether a resting price on this side is acceptable to a taker with `limit`."""
@@ -86,12 +152,19 @@ class OrderBook:
 
     The book never holds a crossed state: `take` matches before anything rests, and
     `set_market_level` fills crossed participant orders before the liquidity rests.
+
+    `defer_after`, `keep`: once a side holds more than `defer_after` levels, background
+    beyond its best `keep` levels waits outside the sorted levels (`_Side`); it changes
+    what the book costs, not what it does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, defer_after: int = 512, keep: int = 128) -> None:
+        if not 0 < keep <= defer_after:
+            raise ValueError(f"need 0 < keep <= defer_after, got {keep} and {defer_after}")
         self._sides = {Side.BUY: _Side(Side.BUY), Side.SELL: _Side(Side.SELL)}
         self._orders: dict[int, RestingOrder] = {}
         self._market_ids = -1  # background liquidity takes negative ids
+        self._defer_after, self._keep = defer_after, keep
 
     # --- queries -------------------------------------------------------------------
     def best_bid(self) -> int | None:
@@ -101,7 +174,9 @@ class OrderBook:
         return self._sides[Side.SELL].best()
 
     def level_qty(self, side: Side, price: int) -> int:
-        return self._sides[side].totals.get(price, 0)
+        s = self._sides[side]
+        lots = s.totals.get(price)
+        return s.far.get(price, 0) if lots is None else lots
 
     def depth(self, side: Side, levels: int) -> list[tuple[int, int]]:
         """Aggregated (price, qty) levels, best first."""
@@ -127,10 +202,15 @@ class OrderBook:
         return self._orders.get(order_id)
 
     def orders(self) -> Iterator[RestingOrder]:
+        """Every resting order, background included (each level's background queued)."""
+        for s in self._sides.values():
+            s.reveal()
+            for price in s.totals:
+                self._queue(s, price)
         return iter(self._orders.values())
 
     def total_qty(self) -> int:
-        return sum(sum(s.totals.values()) for s in self._sides.values())
+        return sum(sum(s.totals.values()) + sum(s.far.values()) for s in self._sides.values())
 
     def would_cross(self, side: Side, price: int) -> bool:
         """Whether a limit order at `price` would take liquidity at once."""
@@ -146,7 +226,11 @@ class OrderBook:
         for price in s.iter_prices():
             if got >= qty or not s.crosses(price, limit):
                 break
-            for o in s.levels[price]:
+            queue = s.levels.get(price)
+            if queue is None:  # background alone
+                got += s.totals[price]
+                continue
+            for o in queue:
                 if owner != MARKET and o.owner == owner:
                     return got
                 got += o.qty
@@ -164,12 +248,23 @@ class OrderBook:
         book_side = self._sides[side.opposite]
         matches: list[Match] = []
         left = qty
-        while left > 0 and book_side.prices:
+        while left > 0:
             price = book_side.best()
-            assert price is not None
-            if not book_side.crosses(price, limit):
+            if price is None or not book_side.crosses(price, limit):
                 break
-            queue = book_side.levels[price]
+            queue = book_side.levels.get(price)
+            if queue is None:  # background alone: one order, never made into one
+                lots = book_side.totals[price]
+                traded = min(left, lots)
+                left -= traded
+                self._market_ids -= 1
+                done = traded == lots
+                matches.append(Match(self._market_ids, MARKET, book_side.side, price, traded, done))
+                if done:
+                    book_side.drop_level(price)
+                else:
+                    book_side.totals[price] = lots - traded
+                continue
             while left > 0 and queue:
                 maker = queue[0]
                 if owner != MARKET and maker.owner == owner:
@@ -196,7 +291,7 @@ class OrderBook:
                 f"order {order.order_id} at {order.price} would cross the book; match it first"
             )
         s = self._sides[order.side]
-        s.queue(order.price).append(order)
+        self._queue(s, order.price).append(order)
         s.totals[order.price] += order.qty
         self._orders[order.order_id] = order
 
@@ -224,27 +319,22 @@ class OrderBook:
         matches: list[Match] = []
         if qty > 0:
             opposite = self._sides[side.opposite]
-            # Prices are sorted: the crossed ones are a slice, found by bisection (this runs
-            # for every level of every market update, so no scan of the whole side).
-            if side is Side.BUY:
-                crossed = opposite.prices[: bisect.bisect_right(opposite.prices, price)]
-            else:
-                crossed = opposite.prices[bisect.bisect_left(opposite.prices, price) :][::-1]
             # Every crossed level is visited, even once the new liquidity is spent on
             # participants: the background there is stale all the same.
-            for level in crossed:
+            for level in opposite.crossed(price):
                 matches.extend(self._clear_crossed_level(opposite, level, side, qty, matches))
             qty -= sum(m.qty for m in matches)
             if qty <= 0 or self.would_cross(side, price):
                 return matches
         s = self._sides[side]
-        queue = s.levels.get(price)
+        s.promote(price)
+        queue = self._queue(s, price) if price in s.totals else None
         current = s.totals.get(price, 0) - self._participant_qty(queue)
         if qty == current:
             return matches
         if qty > current:
             add = qty - current
-            queue = s.queue(price)
+            queue = self._queue(s, price)
             if queue and queue[-1].owner == MARKET:
                 queue[-1].qty += add
             else:
@@ -272,12 +362,73 @@ class OrderBook:
             s.drop_level(price)
         return matches
 
+    def set_market_levels(self, side: Side, levels: Iterable[tuple[int, int]]) -> list[Match]:
+        """`set_market_level` for each (price, qty) in turn; the matches of all of them.
+
+        A depth update is mostly levels that hold background alone and cross nothing: those
+        are set in place here (replay and synthetic markets send thousands a second), the
+        rest go through `set_market_level`.
+        """
+        s = self._sides[side]
+        if len(s.keys) > self._defer_after:
+            s.defer(self._keep)
+        queues, totals, keys, sign, orders = s.levels, s.totals, s.keys, s.sign, self._orders
+        far, edge = s.far, s.edge
+        opposite = self._sides[side.opposite]
+        lo, hi = self._crossing(side, opposite)
+        out: list[Match] = []
+        for price, qty in levels:
+            # Beyond the edge it waits. (It cannot cross: the edge is behind this side's best,
+            # and the book is never crossed.)
+            if price * sign < edge and price not in totals:
+                if qty > 0:
+                    far[price] = qty
+                else:
+                    far.pop(price, None)
+                continue
+            if qty > 0 and lo <= price <= hi:
+                out += self.set_market_level(side, price, qty)
+                lo, hi = self._crossing(side, opposite)
+                edge = s.edge
+                continue
+            queue = queues.get(price)
+            if queue is None:  # background alone, or no level
+                if qty > 0:
+                    if totals.get(price) is None:
+                        bisect.insort(keys, price * sign)
+                    totals[price] = qty
+                elif price in totals:
+                    del totals[price]
+                    del keys[bisect.bisect_left(keys, price * sign)]
+            elif len(queue) == 1 and (o := queue[0]).owner == MARKET:
+                if qty > 0:
+                    o.qty = totals[price] = qty
+                else:
+                    del orders[o.order_id], queues[price], totals[price]
+                    del keys[bisect.bisect_left(keys, price * sign)]
+            else:
+                out += self.set_market_level(side, price, qty)
+                lo, hi = self._crossing(side, opposite)
+                edge = s.edge
+        return out
+
+    @staticmethod
+    def _crossing(side: Side, opposite: _Side) -> tuple[float, float]:
+        """The prices at which liquidity on `side` would cross the opposite side's best."""
+        best = opposite.best()
+        if best is None:
+            return math.inf, -math.inf
+        return (best, math.inf) if side is Side.BUY else (-math.inf, best)
+
     def _clear_crossed_level(
         self, opposite: _Side, price: int, taker_side: Side, qty: int, done: list[Match]
     ) -> list[Match]:
         """At one crossed level: drop stale background, fill participants from `qty`."""
         budget = qty - sum(m.qty for m in done)
-        queue = opposite.levels[price]
+        queue = opposite.levels.get(price)
+        if queue is None:  # background alone: stale, gone
+            opposite.drop_level(price)
+            return []
         out: list[Match] = []
         for o in list(queue):
             if o.owner == MARKET:
@@ -300,6 +451,25 @@ class OrderBook:
             opposite.drop_level(price)
         return out
 
+    def _queue(self, s: _Side, price: int) -> deque[RestingOrder]:
+        """The level's queue, made if the level has none: background alone becomes one
+        background order, and a new level an empty queue."""
+        queue = s.levels.get(price)
+        if queue is not None:
+            return queue
+        s.promote(price)
+        queue = s.levels[price] = deque()
+        lots = s.totals.get(price)
+        if lots is None:
+            s.totals[price] = 0
+            bisect.insort(s.keys, price * s.sign)
+        else:
+            self._market_ids -= 1
+            o = RestingOrder(self._market_ids, MARKET, s.side, price, lots)
+            queue.append(o)
+            self._orders[o.order_id] = o
+        return queue
+
     @staticmethod
     def _participant_qty(queue: deque[RestingOrder] | None) -> int:
         if not queue:
@@ -309,7 +479,7 @@ class OrderBook:
     def clear_market(self, side: Side) -> None:
         """Remove all background liquidity on one side (before a full snapshot)."""
         s = self._sides[side]
-        for price in list(s.prices):
-            current = s.totals[price] - self._participant_qty(s.levels[price])
+        for price in list(s.iter_prices()):
+            current = s.totals[price] - self._participant_qty(s.levels.get(price))
             if current:
                 self.set_market_level(side, price, 0)

@@ -8,6 +8,7 @@ drains and delivers with whatever latency its venue profile says.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -190,43 +191,51 @@ class SimExchange:
         """Replay the market up to `now_ns`, filling our resting orders it reaches."""
         if now_ns <= self.now_ns:
             return
-        touched: set[str] = set()
+        due = self.market.next_ns()
+        if due is None or due > now_ns:  # nothing to apply: most calls, at a 5 ms cadence
+            self.now_ns = now_ns
+            return
+        books = self.books
+        # Ordered, unlike a set of strings (hashed differently in every process): tickers go
+        # out in the order their symbols were first touched, so a backtest replays exactly.
+        touched: dict[str, None] = {}
+        n = 0
         for update in self.market.updates(now_ns):
-            self.updates_applied += 1
+            n += 1
+            if type(update) is TopOfBook:
+                continue  # recorded top of book: the rebuilt book is the venue's truth
             symbol = update.symbol
-            book = self.books.get(symbol)
+            book = books.get(symbol)
             if book is None:
                 continue
-            if isinstance(update, DepthUpdate):
-                for price, qty in update.bids:
-                    self._maker_fills(
-                        symbol, book.set_market_level(Side.BUY, price, qty), update.ts_ns
+            match update:
+                case DepthUpdate(bids=bids, asks=asks):
+                    if matches := book.set_market_levels(Side.BUY, bids):
+                        self._maker_fills(symbol, matches, update.ts_ns)
+                    if matches := book.set_market_levels(Side.SELL, asks):
+                        self._maker_fills(symbol, matches, update.ts_ns)
+                case TradePrint(aggressor=aggressor, price=ticks, qty=lots):
+                    matches, _ = book.take(aggressor, lots, ticks, MARKET)
+                    if matches:
+                        self._maker_fills(symbol, matches, update.ts_ns, public=False)
+                    inst = self.instruments[symbol]
+                    price = inst.tick * ticks
+                    self._last_trade[symbol] = price
+                    self._outbox.append(
+                        MarketTrade(
+                            venue=self.venue,
+                            symbol=symbol,
+                            trade_id=self._trade_id(),
+                            price=price,
+                            quantity=inst.lot * lots,
+                            aggressor=aggressor,
+                            ts_ns=update.ts_ns,
+                        )
                     )
-                for price, qty in update.asks:
-                    self._maker_fills(
-                        symbol, book.set_market_level(Side.SELL, price, qty), update.ts_ns
-                    )
-                touched.add(symbol)
-            elif isinstance(update, TradePrint):
-                matches, _ = book.take(update.aggressor, update.qty, update.price, MARKET)
-                self._maker_fills(symbol, matches, update.ts_ns, public=False)
-                inst = self.instruments[symbol]
-                price = inst.tick * update.price
-                self._last_trade[symbol] = price
-                self._outbox.append(
-                    MarketTrade(
-                        venue=self.venue,
-                        symbol=symbol,
-                        trade_id=self._trade_id(),
-                        price=price,
-                        quantity=inst.lot * update.qty,
-                        aggressor=update.aggressor,
-                        ts_ns=update.ts_ns,
-                    )
-                )
-                touched.add(symbol)
-            elif isinstance(update, TopOfBook):
-                pass  # recorded top of book: the rebuilt book is the venue's truth
+                case _:
+                    continue
+            touched[symbol] = None
+        self.updates_applied += n
         self.now_ns = now_ns
         for symbol in touched:
             ticker = self._ticker(symbol)
@@ -324,6 +333,16 @@ class SimExchange:
         """Everything that happened since the last drain, in order."""
         out, self._outbox = self._outbox, []
         return out
+
+    def quiet_until(self) -> float:
+        """Before this time `advance` would apply nothing and `drain` return nothing, as
+        things stand (-inf: there is something to drain). A host that polls every few ms can
+        skip both until then; the exchange's `now_ns` lags meanwhile, but every call that
+        reads it advances first."""
+        if self._outbox:
+            return -math.inf
+        due = self.market.next_ns()
+        return math.inf if due is None else due
 
     # --- orders --------------------------------------------------------------------
     def place(

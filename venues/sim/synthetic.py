@@ -357,6 +357,13 @@ class SyntheticMarket:
             self._pending, self._pi = self._trades(self._next, t), 0
             self._next += 1
 
+    def next_ns(self) -> int | None:
+        """The next trade print's or grid step's time (a step's ladder may not move)."""
+        step = self.origin_ns + self._next * self.step_ns
+        if self._pi < len(self._pending):
+            return min(self._pending[self._pi].ts_ns, step)
+        return step
+
     def _step(self, book: _Book, t: int) -> DepthUpdate | None:
         bid = math.floor(self._value(book.col, t) / book.tick - book.spread / 2 + 0.5)
         if bid == book.bid and not book.dirty:
