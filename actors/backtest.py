@@ -12,7 +12,8 @@ figures. What the shells do with Ray and sockets is replaced by events on one si
 - an order takes the venue profile's request, processing and response draws, and its
   answer is what the profile's ack semantics show (RECEIPT, ACCEPTED, RESULT); execution
   reports and market data reach the legs after the profile's stream lag;
-- the venues advance their market every `market_step_ms`, as the in-process venue does.
+- the venues advance their market every `market_step_ms`, as the in-process venue does (a
+  step with nothing due is only counted, in its place: `_Loop.every`).
 
 Clocks are exact in a backtest: every time is on the one simulated axis, so the venues'
 `clock_offset_ms` is not applied (the live engine measures and removes it, DESIGN §6). The
@@ -35,15 +36,18 @@ latency draw comes from generators seeded by the seed (and the venue's name).
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import heapq
+import math
 import random
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -179,25 +183,69 @@ METRICS = (
 
 
 # -- the simulated clock -------------------------------------------------------------------
+class _Periodic(Protocol):
+    """Work the loop runs every period (a venue's market step)."""
+
+    def idle(self, t_ns: int) -> bool:
+        """Whether a run at `t_ns` would do nothing at all (as things stand)."""
+        ...
+
+    def step(self) -> bool:
+        """One run at the loop's time; False stops it (no more runs)."""
+        ...
+
+
 class _Loop:
-    """Events in time order; ties in the order they were scheduled."""
+    """Events in time order; ties in the order they were scheduled.
+
+    A periodic task (`every`) keeps the order of an event that reschedules itself at the
+    end of each run, without a heap entry per run: a venue steps every 5 ms, and most of
+    its steps find nothing to do.
+    """
 
     def __init__(self, now_ns: int) -> None:
         self.now = now_ns
         self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._n = 0
+        self._tasks: list[list[Any]] = []  # heap of [next run's time, its number, period, task]
 
     def at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> None:
         self._n += 1
         heapq.heappush(self._heap, (max(t_ns, self.now), self._n, fn, args))
 
     def after(self, dt_ns: int, fn: Callable[..., None], *args: Any) -> None:
-        self.at(self.now + dt_ns, fn, *args)
+        # `at(now + dt_ns)` written out: tens of thousands of calls a run.
+        self._n += 1
+        heapq.heappush(self._heap, (self.now + max(dt_ns, 0), self._n, fn, args))
+
+    def every(self, period_ns: int, task: _Periodic) -> None:
+        """Run `task` now and every `period_ns` after, until a run returns False: in the
+        order, and numbering later events, exactly as `at(now, f)` with `f` ending in
+        `after(period_ns, f)` would. A run that `task.idle` says would do nothing is only
+        counted, not made."""
+        self._n += 1
+        heapq.heappush(self._tasks, [self.now, self._n, period_ns, task])
 
     def run(self, done: Callable[[], bool], until_ns: int) -> None:
-        heap = self._heap
-        while heap and not done():
-            t, _, fn, args = heapq.heappop(heap)
+        heap, tasks, pop = self._heap, self._tasks, heapq.heappop
+        while (heap or tasks) and not done():
+            if tasks:
+                first = tasks[0]
+                t = first[0]
+                if not heap or t < heap[0][0] or (t == heap[0][0] and first[1] < heap[0][1]):
+                    if t > until_ns:
+                        self.now = until_ns
+                        return
+                    self.now = t
+                    task = first[3]
+                    if not task.idle(t) and not task.step():
+                        pop(tasks)
+                        continue
+                    self._n += 1  # where the run would have rescheduled itself
+                    first[0], first[1] = t + first[2], self._n
+                    heapq.heapreplace(tasks, first)
+                    continue
+            t, _, fn, args = pop(heap)
             if t > until_ns:
                 self.now = until_ns
                 return
@@ -223,7 +271,9 @@ class _Venue:
     ) -> None:
         self.loop = loop
         self.name = name
-        self.exchange = exchange
+        self._exchange = exchange
+        self._quiet = -math.inf  # no step is idle before this (see `idle`)
+        self._stale = True
         self.conditions = conditions
         self.profile = conditions.profile
         self.account_id = account_id
@@ -250,15 +300,32 @@ class _Venue:
     def latency(self, which: str) -> int:
         return self.conditions.latency_ns(which)
 
-    def start(self) -> None:
-        self.loop.at(self.loop.now, self._step)
+    @property
+    def exchange(self) -> SimExchange:
+        """The venue's exchange. Whoever uses it may change what the next step finds."""
+        self._stale = True
+        return self._exchange
 
-    def _step(self) -> None:
+    def start(self) -> None:
+        self.loop.every(self.step_ns, self)
+
+    def idle(self, t_ns: int) -> bool:
+        """Whether the step at `t_ns` has nothing to apply or deliver (most steps of a
+        replay, nearly all of a synthetic market); known without asking the exchange again
+        until something uses it."""
         if not self.running:
-            return
+            return False
+        if self._stale:
+            self._quiet, self._stale = self._exchange.quiet_until(), False
+        return t_ns < self._quiet
+
+    def step(self) -> bool:
+        """The market step: advance the exchange to now and deliver what it did."""
+        if not self.running:
+            return False
         self.exchange.advance(self.loop.now)
         self.dispatch()
-        self.loop.after(self.step_ns, self._step)
+        return True
 
     def mid(self, symbol: str) -> Decimal | None:
         return self.exchange.book_snapshot(symbol, 1, self.loop.now).mid
@@ -401,7 +468,7 @@ class _Venue:
 
 
 # -- a leg ---------------------------------------------------------------------------------
-_MARKET_HOLDS = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP, Hold.BELOW_MINIMUM})
+_MARKET_HOLDS = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP, Hold.BELOW_MINIMUM, Hold.MISSED})
 
 
 class _Leg:
@@ -419,6 +486,7 @@ class _Leg:
         max_child_fraction: float | None,
         head_start_ns: int,
         latency_buffer_bps: float,
+        synchronized: bool,
     ) -> None:
         self.run = run
         self.loop = run.loop
@@ -431,6 +499,7 @@ class _Leg:
         self.max_child_fraction = max_child_fraction
         self.head_start_ns = head_start_ns
         self.latency_buffer_bps = latency_buffer_bps
+        self.synchronized = synchronized
         self.sched: SliceScheduler | None = None
         self.book: BookTicker | None = None
         self.volume = _ZERO
@@ -447,6 +516,7 @@ class _Leg:
         self._timer = 0
         self._published: tuple[object, ...] = ()
         self._published_ns = 0
+        self._first_acked = False
         self.progress_every_ns = int(run.settings.progress_every_ms * MS)
         venue.listeners.setdefault(leg.symbol, []).append(self)
 
@@ -469,6 +539,7 @@ class _Leg:
             participation_cap=self.participation_cap,
             max_child_fraction=self.max_child_fraction,
             latency_buffer_bps=self.latency_buffer_bps,
+            synchronized=self.synchronized,
         )
         self.loop.at(start, self._go)
 
@@ -486,9 +557,9 @@ class _Leg:
         now = self.loop.now
         volume, self.volume = self.volume, _ZERO
         ledger = self.ledger
-        child = sched.next_slice(
-            now, ledger.filled_qty, self.book, volume, self.mode, ledger.open_qty
-        )
+        filled, open_qty = ledger.filled_qty, ledger.open_qty
+        missed = ledger.missed_qty
+        child = sched.next_slice(now, filled, self.book, volume, self.mode, open_qty, missed)
         if child is not None:
             self._send(child)
             return
@@ -497,7 +568,7 @@ class _Leg:
             self.reason = "the touch is beyond the slippage cap from arrival"
         elif sched.hold is Hold.NO_BOOK:
             self.reason = "no two-sided book"
-        if sched.hold in (Hold.DONE, Hold.STOPPED) and ledger.open_qty <= 0:
+        if sched.hold in (Hold.DONE, Hold.STOPPED) and open_qty <= 0:
             self.status = LegStatus.DONE
             self.publish()
             return
@@ -505,7 +576,8 @@ class _Leg:
             self.status = LegStatus.PAUSED
         elif self.mode is not Mode.PAUSE and self.status is LegStatus.PAUSED:
             self.status = LegStatus.WORKING
-        self.publish(only_if_changed=True)
+        # The ledger has not changed since `next_slice`: its sums are still these.
+        self.publish(only_if_changed=True, totals=(filled, open_qty))
         due = max(sched.next_due_ns, now + MS)
         self._arm_timer(min(due, now + self.progress_every_ns))
 
@@ -605,15 +677,24 @@ class _Leg:
         book = self.book
         return None if book is None else (book.bid + book.ask) / 2
 
-    def publish(self, *, only_if_changed: bool = False) -> None:
+    def publish(
+        self, *, only_if_changed: bool = False, totals: tuple[Decimal, Decimal] | None = None
+    ) -> None:
+        """Send the basket a snapshot (`only_if_changed`: unless it would say what the last
+        one did, less than a heartbeat ago). `totals`: the ledger's filled and open
+        quantities, when the caller has them."""
         ledger = self.ledger
+        filled, open_qty = totals or (ledger.filled_qty, ledger.open_qty)
+        if not self._first_acked:  # once acked, for good: no need to look again
+            first = ledger.first
+            self._first_acked = first is not None and first.ack_ns is not None
         state = (
             self.status,
-            ledger.filled_qty,
-            ledger.open_qty,
+            filled,
+            open_qty,
             ledger.target_qty,
             self.blocked,
-            ledger.first is not None and ledger.first.ack_ns is not None,
+            self._first_acked,
         )
         now = self.loop.now
         if (
@@ -874,8 +955,9 @@ class _Run:
                 ),
                 head_start_ns=venue.typical_rtt_ns // 2 if coordinated else 0,
                 latency_buffer_bps=latency_buffer_bps(
-                    _vol(risk, leg.instrument), venue.book_age_ns
+                    risk.volatility(leg.instrument), venue.book_age_ns
                 ),
+                synchronized=coordinated,
             )
         lead = int(settings.fire_lead_ms * MS)
         if coordinated:
@@ -1091,13 +1173,6 @@ class _Run:
         return report
 
 
-def _vol(risk: RiskModel, inst: Instrument) -> float:
-    """The instrument's annual volatility under the risk model (0 without betas)."""
-    if not inst.betas:
-        return 0.0
-    return float(np.sqrt(max(risk.instrument_covariance([inst])[0, 0], 0.0)))
-
-
 # -- building a run ------------------------------------------------------------------------
 def check_venues(config: VenuesConfig, replay: Path | None = None) -> VenuesConfig:
     """The venues as the backtest runs them: simulated only; with `replay`, every venue
@@ -1180,6 +1255,22 @@ def _build_venues(
     return venues, start + REPLAY_WARMUP_NS + (seed * REPLAY_STRIDE_NS) % usable
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for a while: a run makes hundreds of thousands of
+    short-lived objects, so the collector would sweep the process's whole heap (all the runs
+    before, in a benchmark) again and again while freeing almost nothing refcounting does not.
+    The cycles a run leaves are collected after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@_collector_paused()
 def run_once(
     spec: BasketSpec | RebalanceSpec,
     config: VenuesConfig,

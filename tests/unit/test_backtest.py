@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import msgspec
@@ -10,6 +11,7 @@ import pytest
 from actors.backtest import (
     BacktestError,
     ExecutionMode,
+    _Loop,
     check_venues,
     compare,
     parse_modes,
@@ -132,3 +134,58 @@ def test_a_basket_longer_than_the_recording_is_refused(laggard) -> None:
     )
     with pytest.raises(BacktestError, match=r"params\.horizon_s: 3600 s needs a recording"):
         run_once(spec, check_venues(cluster.venues), ExecutionMode.COORDINATED, 0)
+
+
+class _Stepper:
+    """A periodic task for the loop test: busy at some steps, stopped after `last_ns`."""
+
+    def __init__(self, loop: _Loop, name: str, busy: set[int], last_ns: int, log: list) -> None:
+        self.loop, self.name, self.busy, self.last_ns, self.log = loop, name, busy, last_ns, log
+
+    def idle(self, t_ns: int) -> bool:
+        return t_ns <= self.last_ns and t_ns not in self.busy
+
+    def step(self) -> bool:
+        now = self.loop.now
+        if now > self.last_ns:
+            return False
+        self.log.append((now, self.name))
+        # What a busy step does: schedule events, some of them tied with later steps.
+        self.loop.after(5 * (now % 3), self.log.append, (now, f"{self.name} made at"))
+        return True
+
+    def rescheduling(self) -> None:
+        """The same task as an event that reschedules itself at the end of each run."""
+        if self.loop.now > self.last_ns:
+            return
+        if not self.idle(self.loop.now):
+            self.step()
+        self.loop.after(5, self.rescheduling)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_periodic_task_keeps_the_order_of_an_event_rescheduling_itself(seed: int) -> None:
+    """`_Loop.every` skips the idle runs of a venue's step, and every event still runs in
+    the order (ties included) it would with the step an event rescheduling itself."""
+    rng = random.Random(seed)
+
+    def simulate(periodic: bool) -> list:
+        loop, log = _Loop(0), []
+        steppers = [
+            _Stepper(loop, name, {5 * rng_k for rng_k in busy}, 600, log)
+            for name, busy in (("a", busy_a), ("b", busy_b))
+        ]
+        for s in steppers:
+            if periodic:
+                loop.every(5, s)
+            else:
+                loop.at(0, s.rescheduling)
+        for t, k in events:  # other events, many of them on the steps' 5 ns grid
+            loop.at(t, log.append, (t, f"event {k}"))
+        loop.run(lambda: len(log) > 400, 1_000)
+        return log
+
+    busy_a = set(rng.sample(range(121), 30))
+    busy_b = set(rng.sample(range(121), 30))
+    events = [(rng.randrange(0, 200) * rng.choice((1, 5)), k) for k in range(60)]
+    assert simulate(periodic=True) == simulate(periodic=False)
