@@ -40,6 +40,7 @@ from actors.shells.basket import (
     BasketOptions,
     BasketRegistry,
     BasketStatus,
+    actor_options,
 )
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
@@ -69,20 +70,6 @@ _Basket = ray.remote(BasketActor)
 _Collateral = ray.remote(CollateralActor)
 _Hedge = ray.remote(HedgeActor)
 _Registry = ray.remote(BasketRegistry)
-
-
-def _basket_actor_options(namespace: str, name: str | None = None) -> dict[str, Any]:
-    """How every basket actor is created, for a basket or for the warm pool."""
-    opts: dict[str, Any] = {
-        "namespace": namespace,
-        "num_cpus": 0,
-        "max_restarts": 0,
-        "max_task_retries": 0,
-        "max_concurrency": 1000,
-    }
-    if name is not None:
-        opts["name"] = name
-    return opts
 
 
 def check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -428,7 +415,7 @@ class Engine:
             # it by it); the registry below is what refuses a second basket of an id.
             try:
                 actor = _Basket.options(
-                    **_basket_actor_options(self.namespace, f"legato-basket-{spec.basket_id}")
+                    **actor_options(self.namespace, name=f"legato-basket-{spec.basket_id}")
                 ).remote(
                     spec,
                     self.venues,
@@ -512,7 +499,7 @@ class Engine:
     def _idle_basket_actor(self) -> Any:
         """A basket actor for the warm pool: it knows the engine's venues and singletons,
         and waits for `assign` to give it a basket."""
-        return _Basket.options(**_basket_actor_options(self.namespace)).remote(
+        return _Basket.options(**actor_options(self.namespace)).remote(
             None,
             self.venues,
             self.endpoints,

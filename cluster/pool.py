@@ -33,7 +33,7 @@ import msgspec
 import ray
 
 from actors.protocol import VenueEndpoint
-from actors.shells.basket import RemoteLegActor, leg_actor_options
+from actors.shells.basket import RemoteLegActor, actor_options
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class WarmPool:
             actor = self._make_basket()
             return _Member(key, actor, actor.warm.remote(), actor.idle.remote())
         actor = RemoteLegActor.options(
-            **leg_actor_options(self.namespace, self.labels.get(key))
+            **actor_options(self.namespace, self.labels.get(key))
         ).remote(key)
         return _Member(key, actor, actor.connect.remote(self.endpoints[key]), actor.idle.remote())
 

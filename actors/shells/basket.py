@@ -68,12 +68,12 @@ REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespac
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
 
 
-def leg_actor_options(
-    namespace: str, selector: dict[str, str] | None, *, name: str | None = None
+def actor_options(
+    namespace: str, selector: dict[str, str] | None = None, *, name: str | None = None
 ) -> dict[str, Any]:
-    """How every leg actor is created, for a basket or for the warm pool: no CPU (it waits
-    on its venue), never restarted nor retried (its methods send orders), near its venue
-    when the venue has a label selector."""
+    """How every basket and leg actor is created, for a basket or for the warm pool: no
+    CPU (it waits on venues and calls), never restarted nor retried (its methods send
+    orders), and, for a leg whose venue has a label selector, near its venue."""
     opts: dict[str, Any] = {
         "namespace": namespace,
         "num_cpus": 0,
@@ -525,7 +525,7 @@ class BasketActor:
                 self.legs[leg.leg_id] = warm
                 self._from_pool.add(leg.leg_id)
                 continue
-            actor_opts = leg_actor_options(
+            actor_opts = actor_options(
                 opts.namespace,
                 opts.labels.get(leg.venue),
                 name=f"legato-leg-{basket.basket_id}-{leg.leg_id}",
