@@ -29,7 +29,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     namespace: str = "legato"  # the Ray namespace of the singletons and named actors
     placement: Literal["auto", "labels", "anywhere"] = "auto"
     fire_lead_ms: float = 50.0  # how far ahead of arming the legs fire, at least
-    warm_fire_lead_ms: float = 20.0  # the same when every leg comes from the warm pool
+    warm_fire_lead_ms: float = 15.0  # the same when every leg comes from the warm pool
     arm_timeout_s: float = 60.0  # legs not armed this long after arming began: fail, nothing sent
     max_arming: int = 4  # baskets arming at once in the namespace; the others wait (QUEUED)
     max_running: int = 0  # baskets arming or running at once (0: no limit); the others wait
