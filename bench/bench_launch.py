@@ -23,7 +23,11 @@ latency (`{preset = "colo"}`: RESULT acks), funded accounts and no injected faul
    actor) and a bare loopback TCP round trip between the same two actors (asyncio echo
    server on 127.0.0.1:0), the two costs that path is built of.
 
-Beside the launch rows, a *venue floor* per size: the same four venues rebuilt in one actor
+Beside the launch rows, a *machine floor* per size: as many Ray worker processes as legs,
+each waiting for one instant exactly as a leg waits for `fire_at` (`actors.shells.leg.
+wait_until`) and stamping when it woke, with no venue, network or order in between: the
+skew this machine's scheduler adds by itself to processes that must act at one instant.
+And a *venue floor* per size: the same four venues rebuilt in one actor
 and handed every order at one instant (no sender, no HTTP): the skew the venues' simulated
 latency adds by itself (the colo profile's request and processing draws, slept on a loop
 whose timers have a millisecond's resolution), which no launch mechanism can remove.
@@ -52,6 +56,7 @@ import ray
 from actors.lifecycle import BasketState
 from actors.protocol import VenueEndpoint
 from actors.report import BasketReport
+from actors.shells.leg import wait_until
 from actors.shells.venue import client_for
 from actors.spec import BasketSpec, ExecutionParams, HedgeSpec, LegSpec
 from bench.bench_basket import scaled_spec
@@ -193,6 +198,16 @@ class Shooter:
 
 
 @ray.remote(num_cpus=0)
+class Waker:
+    """One leg's stand-in for the machine floor: a Ray worker process that, given an
+    instant, waits for it as a leg waits for `fire_at` and says when it woke."""
+
+    async def wake_at(self, t_ns: int) -> int:
+        await wait_until(t_ns)
+        return time.time_ns()
+
+
+@ray.remote(num_cpus=0)
 class Echo:
     """The far end of the bare round trips: a trivial method, and a TCP echo server."""
 
@@ -308,6 +323,10 @@ class Skews:
         self.send: list[float] = []
         self.wall_s: list[float] = []  # per launch, for the time budget
 
+    def add_wakes(self, wakes: Sequence[int]) -> None:
+        """The machine floor's: wake times only, counted as send times."""
+        self.send.append(spread_ms(wakes))
+
     def add(self, times: Sequence[tuple[int, int]], sends: Sequence[int] | None = None) -> None:
         self.accept.append(spread_ms([a for _, a in times]))
         self.receive.append(spread_ms([r for r, _ in times]))
@@ -400,6 +419,17 @@ def baseline(engine: Engine, shooters: list[Any], n: int, reps: int, way: str, r
     return skews
 
 
+def machine_floor(wakers: list[Any], n: int, reps: int) -> Skews:
+    """`reps` times, the first `n` wakers told one instant 50 ms ahead (well past the
+    call's p99), each waking for it as a leg does."""
+    skews = Skews()
+    for _ in range(reps):
+        t = time.time_ns() + 50_000_000
+        skews.add_wakes(ray.get([w.wake_at.remote(t) for w in wakers[:n]]))
+        time.sleep(0.02)
+    return skews
+
+
 def floor(config: VenuesConfig, n: int, reps: int, run: str) -> Skews:
     skews = Skews()
     actor = VenueFloor.remote()
@@ -446,7 +476,7 @@ def verdicts(
         "fill_to_hedge_p50": reaction["p50"],
         "fill_to_hedge_p99": reaction["p99"],
     }
-    return {
+    out = {
         name: {
             "target_ms": TARGETS[name],
             "measured_ms": v,
@@ -454,6 +484,12 @@ def verdicts(
         }
         for name, v in measured.items()
     }
+    # What no launch mechanism removes on this machine, beside the launch target.
+    out["launch_skew_8_legs_p99"]["floors_p99_ms"] = {
+        "machine": launch[8, "machine floor"]["send_ms"]["p99"],
+        "venue": launch[8, "venue floor"]["accept_ms"]["p99"],
+    }
+    return out
 
 
 def markdown_of(
@@ -469,7 +505,7 @@ def markdown_of(
             [
                 n,
                 way,
-                a["n"],
+                max(a["n"], sd["n"]),
                 a["p50"],
                 a["p99"],
                 a["max"],
@@ -487,8 +523,11 @@ def markdown_of(
             "## Launch skew (ms): first to last leg's first order, at the venues",
             table(header, rows),
             "`accept`/`receive`: the venues' own accept and receive stamps; `send`: the senders' "
-            "own send stamps. `venue floor`: the same venues handed every order at one instant "
-            "(no sender, no network): the part of the skew the venues' simulated latency adds.",
+            "own send stamps. `machine floor`: as many Ray worker processes as legs waiting for "
+            "one instant as a leg waits for `fire_at`, nothing sent: their wake times' skew "
+            "(under send), what the machine's scheduler adds by itself. `venue floor`: the same "
+            "venues handed every order at one instant (no sender, no network): the part of the "
+            "skew the venues' simulated latency adds.",
             "## Fill → hedge order sent, beside bare round trips (ms)",
             table(["figure", "n", "p50", "p99", "max"], lat_rows),
             "## Issue 7's targets",
@@ -552,10 +591,13 @@ def main() -> int:
         with Engine.start(config, namespace=NAMESPACE, **pool) as engine:
             shooters = [Shooter.remote(engine.endpoints[v], s) for v, s in slots(max(SIZES))]
             ray.get([s.start.remote() for s in shooters])
+            wakers = [Waker.remote() for _ in range(max(SIZES))]
+            ray.get([w.wake_at.remote(0) for w in wakers])  # their processes started
             phases["start"] = time.monotonic() - t0
             for n in SIZES:
                 print(f"launch skew, {n} legs", flush=True)
                 t = time.monotonic()
+                skews[n, "machine floor"] = machine_floor(wakers, n, args.reps)
                 skews[n, "venue floor"] = floor(config, n, args.reps, run)
                 skews[n, "synchronised"] = synchronised(
                     engine,
@@ -569,8 +611,8 @@ def main() -> int:
                     skews[n, way] = baseline(engine, shooters, n, args.reps, way, run)
                 phases[f"{n} legs"] = time.monotonic() - t
             ray.get([s.close.remote() for s in shooters])
-            for s in shooters:
-                ray.kill(s)
+            for actor in shooters + wakers:
+                ray.kill(actor)
             print("fill -> hedge order sent", flush=True)
             t = time.monotonic()
             reactions = hedge_reactions(engine, args.hedge_baskets, run, failures)

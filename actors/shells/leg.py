@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +80,19 @@ _TIMED_HOLDS = frozenset(
 )
 # Holds that wait on a command or a report alone: no timer but the heartbeat.
 _WAITING_HOLDS = frozenset({Hold.PAUSED, Hold.DONE, Hold.STOPPED})
+
+
+async def wait_until(t_ns: int, now_ns: Callable[[], int] = time.time_ns) -> None:
+    """Return at `t_ns` of the clock `now_ns`: asleep on the event loop until `SPIN_NS`
+    before it, then blocking the loop in the kernel's sleep until `SPIN_TAIL_NS` before, and
+    spinning out the rest. The loop's timer alone is late by up to a millisecond, which
+    would show as launch skew."""
+    while (left := t_ns - now_ns()) > SPIN_NS:
+        await asyncio.sleep((left - SPIN_NS) / 1e9)
+    if (left := t_ns - now_ns() - SPIN_TAIL_NS) > 0:
+        time.sleep(left / 1e9)  # blocks the loop: it has nothing more urgent now
+    while now_ns() < t_ns:
+        pass
 
 
 class LegActor:
@@ -318,21 +332,10 @@ class LegActor:
         )
         self._run_task = self._tasks.spawn(self._run(fire_at_ns), f"{leg.leg_id}-run")
 
-    async def _wait_until(self, t_ns: int) -> None:
-        """Sleep on the loop until `SPIN_NS` before `t_ns`, then block the loop in the
-        kernel's sleep until `SPIN_TAIL_NS` before and spin out the rest: the loop's timer
-        alone is late by up to a millisecond, which would show as launch skew."""
-        while (left := t_ns - self.now_ns()) > SPIN_NS:
-            await asyncio.sleep((left - SPIN_NS) / 1e9)
-        if (left := t_ns - self.now_ns() - SPIN_TAIL_NS) > 0:
-            time.sleep(left / 1e9)  # blocks the loop: it has nothing more urgent now
-        while self.now_ns() < t_ns:
-            pass
-
     async def _run(self, fire_at_ns: int) -> None:
         sched = self._sched
         assert sched is not None
-        await self._wait_until(fire_at_ns)
+        await wait_until(fire_at_ns, self.now_ns)
         fired = self.now_ns()
         self._status = LegStatus.WORKING
         try:
