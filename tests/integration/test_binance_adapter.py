@@ -13,6 +13,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from tests.support import until as wait_for_condition
 from venues.binance import BinanceUsdmClient
 from venues.client import VenueClient
 from venues.config import ApiCredential
@@ -184,19 +185,8 @@ class Reader:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = WAIT_S) -> None:
-    """Wait until `check()` holds, polling; fails after `timeout` seconds."""
-
-    async def poll() -> None:
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(poll(), timeout)
+async def until(condition: Callable[[], Any], timeout: float = WAIT_S) -> float:
+    return await wait_for_condition(condition, timeout)
 
 
 # --- reference data, clock and account -------------------------------------------------

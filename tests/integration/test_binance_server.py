@@ -26,6 +26,7 @@ import pytest
 import yarl
 
 from tests.support import DATA, needs_recorded_data
+from tests.support import until as wait_for_condition
 from venues.config import (
     ApiCredential,
     ConfigError,
@@ -200,12 +201,8 @@ async def sim() -> AsyncIterator[Sim]:
         yield s
 
 
-async def until(cond: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Wait for a condition the venue's loop makes true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+async def until(condition: Callable[[], Any], timeout: float = WAIT_S) -> float:
+    return await wait_for_condition(condition, timeout)
 
 
 async def receive(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import until as wait_for_condition
 from venues.errors import (
     OrderRejected,
     RateLimited,
@@ -125,19 +125,7 @@ class Reader:
 
 
 async def until(condition: Callable[[], Any], timeout: float = WAIT_S) -> float:
-    """Poll `condition` (sync or async) until it holds; seconds it took. Fails after `timeout`."""
-    start = time.monotonic()
-
-    async def holds() -> bool:
-        result = condition()
-        return bool(await result) if inspect.isawaitable(result) else bool(result)
-
-    async def poll() -> None:
-        while not await holds():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
-    return time.monotonic() - start
+    return await wait_for_condition(condition, timeout)
 
 
 _READERS: list[Reader] = []
