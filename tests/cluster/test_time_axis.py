@@ -11,6 +11,7 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.report import BasketReport
 from actors.shells.basket import BasketOptions
+from actors.shells.leg import VENUE_TICK_NS
 from actors.spec import load_basket
 from cluster.engine import Engine
 from tests.cluster.conftest import NAMESPACE
@@ -125,7 +126,11 @@ def test_launch_skew_survives_a_skewed_leg_node_and_a_skewed_venue_clock(engines
     legs = {leg.leg_id: leg for leg in report.legs}
     true = true_launch_skew(engine, report, {"alpha": -20})
     assert report.launch_skew_ns is not None
-    assert abs(report.launch_skew_ns - true) <= 1 * MS, (report.launch_skew_ns, true)
+    # The venues stamp their times in milliseconds: two stamps are off the ns truth by up to
+    # one tick together, and the clock offsets add theirs (half a ms allowed: one run in
+    # ~20, under the whole suite's load, was 1.2 ms off).
+    bound = VENUE_TICK_NS + MS // 2
+    assert abs(report.launch_skew_ns - true) <= bound, (report.launch_skew_ns, true)
 
     # The offsets themselves were found, within the uncertainty reported with them.
     long = legs["long"]
