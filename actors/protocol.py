@@ -24,6 +24,15 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
 
 
+class InboxAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an actor takes events by a direct stream: a port on its node's loopback, and
+    the token a connection must open with (`actors.shells.channel`)."""
+
+    node_id: str
+    port: int
+    token: bytes
+
+
 class VenueEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     """How a leg on the venue's node reaches the venue: its configuration and, for a
     simulated venue, the URLs it is served at on that node's loopback."""
@@ -54,6 +63,8 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     # Worked in step with other legs (SliceScheduler(synchronized=)): the launch order is
     # one regular slice whatever the volume, and a slice the venue expired is sent again.
     synchronized: bool = False
+    # The basket's inbox for this leg's progress, when it takes events by a direct stream.
+    progress_inbox: InboxAddress | None = None
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,6 +40,7 @@ from actors.report import (
     TimelineRecorder,
 )
 from actors.risk import RiskModel, RiskSettings
+from actors.shells.channel import Inbox, Outbox
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
 from actors.shells.tasks import BackgroundTasks
@@ -185,6 +186,10 @@ class BasketActor:
         self._leverage: dict[str, int] = {}  # per venue, read when validating
         self._listed: tuple[dict[str, dict[str, Instrument]], dict[str, int]] | None = None
         self.timeline = TimelineRecorder()
+        # The event path (`actors.shells.channel`): the legs' progress comes in by a direct
+        # stream when they share this node; the exposure goes out to the hedge desk so.
+        self._progress_inbox: Inbox[LegProgress] | None = None
+        self._exposure: Outbox[ExposureReport] | None = None
         self._spec: BasketSpec | RebalanceSpec | None = None
         if spec is not None:
             self._assign(spec, self.options)
@@ -283,6 +288,7 @@ class BasketActor:
             _kill(list(self._warm.values()))
             await self._close_legs()
             await self._tasks.cancel_all()  # probes, clock pings, hedge polls: all moot now
+            await self._close_channels()
         return await self._report()
 
     def cancel(self, reason: str = "cancelled by the user") -> BasketState:
@@ -551,6 +557,7 @@ class BasketActor:
                 max_child_fraction=None
                 if band is None
                 else max(band / 2, params.slice_s / params.horizon_s),
+                progress_inbox=inbox,
             )
             actor = self.legs[leg_id]
             if leg_id in self._from_pool:  # connected already: arming is a book request
@@ -573,12 +580,17 @@ class BasketActor:
 
         myself = ray.get_runtime_context().current_actor
         node = ray.get_runtime_context().get_node_id()
+        self._progress_inbox = Inbox(LegProgress, self.on_progress, f"basket {self.basket_id}")
+        inbox = await self._progress_inbox.start(node)
         ids = list(self.legs)
         stage = self._arming
         stage.update(dict.fromkeys(ids, "created"))
         try:
-            armed = await asyncio.wait_for(
-                asyncio.gather(*(arm_one(i) for i in ids)), opts.arm_timeout_s
+            armed, _ = await asyncio.wait_for(
+                asyncio.gather(
+                    asyncio.gather(*(arm_one(i) for i in ids)), self._open_exposure(basket, node)
+                ),
+                opts.arm_timeout_s,
             )
         except TimeoutError:
             self._abandon_legs()
@@ -588,6 +600,31 @@ class BasketActor:
             return f"a leg could not be armed: {_short(e)}; nothing was sent"
         self.armed = dict(zip(ids, armed, strict=True))
         return None
+
+    async def _open_exposure(self, basket: ResolvedBasket, node: str) -> None:
+        """Open the basket's desk with the hedge actor, and its direct stream there when the
+        hedge actor shares this node (else each exposure is a Ray call)."""
+        hedge = basket.hedge
+        if hedge is None or not hedge.enabled:
+            return
+        venue = self.venues[hedge.venue]
+        self._exposure = Outbox(
+            lambda r: self.hedger.report.remote(r, venue), f"basket {self.basket_id} exposure"
+        )
+        try:
+            inbox = await self.hedger.connect.remote(
+                hedge, self.endpoints[hedge.venue].epoch, venue, self.options.risk
+            )
+        except Exception as e:  # the desk opens on the first report instead
+            log.warning("basket %s: hedge desk: %s", self.basket_id, _short(e))
+            return
+        await self._exposure.open(inbox, node)
+
+    async def _close_channels(self) -> None:
+        if self._exposure is not None:
+            self._exposure.close()
+        if self._progress_inbox is not None:
+            await self._progress_inbox.close()
 
     async def _armed(self, leg_id: str, arm: Any) -> LegArmed:
         armed = await arm
@@ -849,6 +886,7 @@ class BasketActor:
         basket = self.resolved
         if basket is None or basket.hedge is None or not basket.hedge.enabled:
             return
+        assert self._exposure is not None  # opened when arming
         hedge_venue = basket.hedge.venue
         report = ExposureReport(
             basket_id=self.basket_id,
@@ -860,7 +898,7 @@ class BasketActor:
             ts_ns=e.ts_ns,
             risk=self.options.risk,
         )
-        self.hedger.report.remote(report, self.venues[hedge_venue])
+        self._exposure.send(report)
 
     async def _end(self) -> None:
         basket = self.resolved

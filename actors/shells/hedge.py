@@ -1,11 +1,13 @@
 """`HedgeActor`: the cluster's one hedger (named, detached, in the `legato` namespace).
 
 Every basket with a hedge section sends its imbalance here as factor exposures, a monotonic
-snapshot per change (DESIGN §5.6). Baskets that hedge with the same instruments on the same
-venue share one desk: a `HedgeBook` nets their exposures, sizes the minimum-variance hedge,
-trades it through the venue's `VenueActor` with hysteresis, and attributes its P&L back to
-the baskets; a `HedgeLedger` keeps its positions and P&L. A basket that closes leaves the
-netting, and a desk with no basket left goes flat.
+snapshot per change (DESIGN §5.6), by a direct stream from the same node
+(`actors.shells.channel`), else by `report`. Baskets that hedge with the same instruments on
+the same venue share one desk: a `HedgeBook` nets their exposures, sizes the minimum-variance
+hedge, trades it with hysteresis (by a connection of its own when the venue's actor shares
+this node, else through that `VenueActor`), and attributes its P&L back to the baskets; a
+`HedgeLedger` keeps its positions and P&L. A basket that closes leaves the netting, and a
+desk with no basket left goes flat.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ import logging
 import time
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
+import ray
+from ray.exceptions import RayActorError
 
 from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer, hedge_quantity
-from actors.protocol import ExposureReport, HedgeStatement
+from actors.protocol import ExposureReport, HedgeFill, HedgeStatement, InboxAddress, VenueEndpoint
 from actors.risk import RiskSettings
+from actors.shells.channel import Inbox
+from actors.shells.venue import VenueGateway
 from actors.spec import HedgeSpec
-from venues.model import Instrument
+from venues.model import Instrument, Side
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,66 @@ class _BasketStats(msgspec.Struct, kw_only=True):
     closed: bool = False
 
 
+class Trader(Protocol):
+    """How a desk reaches its venue: `VenueGateway` (its own connection, on the venue's
+    node) or `_ViaVenueActor` (a Ray call to the venue's actor)."""
+
+    async def hedge(
+        self, client_order_id: str, symbol: str, side: Side, qty: Decimal | None, notional: float
+    ) -> HedgeFill | None: ...
+
+    async def mids(self, symbols: list[str]) -> dict[str, Decimal]: ...
+
+    async def positions(self) -> dict[str, Decimal]: ...
+
+    async def stop(self) -> None: ...
+
+
+class _ViaVenueActor:
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    async def hedge(
+        self, client_order_id: str, symbol: str, side: Side, qty: Decimal | None, notional: float
+    ) -> HedgeFill | None:
+        fill: HedgeFill | None = await self.actor.hedge.remote(
+            client_order_id, symbol, side, qty, notional
+        )
+        return fill
+
+    async def mids(self, symbols: list[str]) -> dict[str, Decimal]:
+        mids: dict[str, Decimal] = await self.actor.mids.remote(symbols)
+        return mids
+
+    async def positions(self) -> dict[str, Decimal]:
+        held: dict[str, Decimal] = await self.actor.positions.remote()
+        return held
+
+    async def stop(self) -> None:
+        pass
+
+
+async def _trader(venue: Any, symbols: list[str], risk: RiskSettings) -> Trader:
+    """A desk's own connection to its venue when the venue's actor shares this node (the
+    hedge order then leaves this process: no Ray call on the fill → hedge path); else the
+    venue actor, which is near the venue (DESIGN §4)."""
+    endpoint: VenueEndpoint | None = await venue.endpoint.remote()
+    placement = None if endpoint is None else endpoint.placement
+    if endpoint is not None and placement is not None and placement.node_id == _node():
+        gateway = VenueGateway(endpoint, risk)
+        try:
+            await gateway.start(symbols)
+            return gateway
+        except Exception as e:  # its credentials, say: the venue actor has them
+            log.warning("hedge desk %s: own connection failed (%s)", endpoint.venue, e)
+            await gateway.stop()
+    return _ViaVenueActor(venue)
+
+
+def _node() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
 class _Desk:
     """One hedge venue and instrument set, shared by the baskets that hedge with it."""
 
@@ -56,6 +122,7 @@ class _Desk:
         self,
         key: DeskKey,
         venue: Any,
+        trader: Trader,
         instruments: list[Instrument],
         tag: str,
         risk: RiskSettings,
@@ -63,6 +130,7 @@ class _Desk:
         self.key = key
         self.tag = tag
         self.venue = venue
+        self.trader = trader
         self.instruments = instruments
         self.book = HedgeBook(HedgeSizer(risk.model(), instruments))
         self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
@@ -71,7 +139,7 @@ class _Desk:
         self.closing: set[str] = set()  # closed baskets whose unwind trades are under way
         self.n = 0
         self.dirty = False
-        self.trader: asyncio.Task[None] | None = None
+        self.trading: asyncio.Task[None] | None = None
         self.marker: asyncio.Task[None] | None = None
 
     @property
@@ -105,42 +173,79 @@ class _Desk:
         return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())
 
 
+def _desk_key(spec: HedgeSpec, epoch: str, risk: RiskSettings) -> DeskKey:
+    # Baskets net in one desk only when they value risk alike: same venue, venue
+    # incarnation, instruments and risk model.
+    return (spec.venue, epoch, tuple(sorted(spec.instruments)), msgspec.json.encode(risk))
+
+
 class HedgeActor:
     """The cluster's hedger (see the module docstring)."""
 
     def __init__(self) -> None:
         self._desks: dict[DeskKey, _Desk] = {}
+        # Exposures from baskets on this node stream in here (`actors.shells.channel`).
+        self._inbox = Inbox(ExposureReport, self._streamed, "hedge desk")
         # Hedge client order ids must never repeat on a venue: this actor's own tag, and
         # each desk's number, go into every one.
         self._tag = uuid.uuid4().hex[:8]
+        self._opened = 0  # desks opened (retired ones too): their numbers never repeat
 
     async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any, risk: RiskSettings) -> _Desk:
-        # Baskets net in one desk only when they value risk alike: same venue, venue
-        # incarnation, instruments and risk model.
-        key = (spec.venue, epoch, tuple(sorted(spec.instruments)), msgspec.json.encode(risk))
+        key = _desk_key(spec, epoch, risk)
         desk = self._desks.get(key)
         if desk is None:
             listed = await venue.instruments.remote()
             instruments = [listed[s] for s in key[2]]
-            tag = f"{self._tag}{len(self._desks)}"
-            desk = self._desks.setdefault(key, _Desk(key, venue, instruments, tag, risk))
-            if desk.marker is None:
-                desk.marker = asyncio.create_task(self._mark_loop(desk))
+            trader = await _trader(venue, [i.symbol for i in instruments], risk)
+            desk = self._desks.get(key)
+            if desk is not None:  # another basket's call opened it meanwhile
+                await trader.stop()
+                return desk
+            # Numbered after the awaits, so that two desks opened at once differ.
+            tag = f"{self._tag}{self._opened}"
+            self._opened += 1
+            desk = self._desks[key] = _Desk(key, venue, trader, instruments, tag, risk)
+            desk.marker = asyncio.create_task(self._mark_loop(desk))
         return desk
 
     async def _mark_loop(self, desk: _Desk) -> None:
         while True:
             try:
+                # Asked of the venue actor even when the desk trades by its own connection:
+                # the answer also says the venue still runs.
                 mids = await desk.venue.mids.remote([i.symbol for i in desk.instruments])
                 desk.ledger.mark({s: float(m) for s, m in mids.items()})
-            except Exception as e:  # the venue actor went away: keep the last marks
+            except RayActorError:  # the venue is gone (its engine stopped): so is the desk
+                log.info("hedge desk %s: its venue actor is gone; desk closed", desk.key[0])
+                self._desks.pop(desk.key, None)
+                await desk.trader.stop()
+                return
+            except Exception as e:  # the venue actor is busy or failing: keep the last marks
                 log.warning("hedge desk %s: marking failed: %s", desk.key[0], e)
             await asyncio.sleep(MARK_EVERY_S)
 
     # -- from the baskets --------------------------------------------------------------------
+    async def connect(
+        self, spec: HedgeSpec, epoch: str, venue: Any, risk: RiskSettings
+    ) -> InboxAddress:
+        """Open the desk a basket will hedge with; return where its exposure may stream
+        (from the same node; from elsewhere it comes by `report`)."""
+        await self._desk(spec, epoch, venue, risk)
+        return await self._inbox.start(_node())
+
     async def report(self, r: ExposureReport, venue: Any) -> None:
         """Take a basket's exposure snapshot and trade the desk towards its new target."""
-        desk = await self._desk(r.hedge, r.venue_epoch, venue, r.risk)
+        self._take(await self._desk(r.hedge, r.venue_epoch, venue, r.risk), r)
+
+    def _streamed(self, r: ExposureReport) -> None:
+        desk = self._desks.get(_desk_key(r.hedge, r.venue_epoch, r.risk))
+        if desk is None:  # `connect` opens it first, and desks live as long as this actor
+            log.error("hedge: an exposure of basket %s for no open desk", r.basket_id)
+            return
+        self._take(desk, r)
+
+    def _take(self, desk: _Desk, r: ExposureReport) -> None:
         now = time.time_ns()
         desk.book.accrue(desk.ledger.unaccrued_usd(), now)
         if not desk.book.report(r.basket_id, r.seq, r.exposure, now):
@@ -209,6 +314,16 @@ class HedgeActor:
             out.setdefault(desk.key[0], {}).update(desk.ledger.positions_usd())
         return out
 
+    def routes(self) -> dict[str, str]:
+        """How each desk reaches its venue: "own connection" (the venue's actor shares
+        this node) or "venue actor" (a Ray call to it), by venue and instruments."""
+        return {
+            f"{desk.key[0]} {','.join(desk.key[2])}": "own connection"
+            if isinstance(desk.trader, VenueGateway)
+            else "venue actor"
+            for desk in self._desks.values()
+        }
+
     def position_of(self, basket_id: str) -> float:
         """Gross USD hedge position of the desk(s) a basket is in (0 when in none)."""
         return sum(
@@ -219,20 +334,20 @@ class HedgeActor:
 
     # -- trading -----------------------------------------------------------------------------
     def _kick(self, desk: _Desk) -> None:
-        if desk.trader is not None and not desk.trader.done():
+        if desk.trading is not None and not desk.trading.done():
             desk.dirty = True
             return
-        desk.trader = asyncio.create_task(self._trade(desk))
+        desk.trading = asyncio.create_task(self._trade(desk))
 
     async def _quiet(self, desk: _Desk) -> None:
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
-        while desk.trader is not None and not desk.trader.done():
+        while desk.trading is not None and not desk.trading.done():
             left = deadline - time.monotonic()
             if left <= 0:
                 log.warning("hedge desk %s: still trading after %ss", desk.key[0], CLOSE_TIMEOUT_S)
                 return
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(desk.trader), left)
+                await asyncio.wait_for(asyncio.shield(desk.trading), left)
 
     async def _trade(self, desk: _Desk) -> None:
         for _ in range(20):  # bounded: each round trades what the newest exposures ask
@@ -254,7 +369,7 @@ class HedgeActor:
 
     async def _resync(self, desk: _Desk) -> None:
         try:
-            held = await desk.venue.positions.remote()
+            held = await desk.trader.positions()
         except Exception as e:
             log.warning("hedge desk %s: cannot read positions: %s", desk.key[0], e)
             return
@@ -268,7 +383,7 @@ class HedgeActor:
         # The fills this order answers are those known before it leaves, not any that a
         # report brings while it is on its way.
         causes = {b: desk.stats[b].pending_cause_ns for b in involved}
-        fill = await desk.venue.hedge.remote(
+        fill = await desk.trader.hedge(
             coid, order.symbol, order.side, desk.quantity(order), order.notional_usd
         )
         if fill is None:

@@ -32,6 +32,7 @@ from actors.protocol import ArmLeg, LegArmed, Placement, VenueEndpoint
 from actors.report import LegReport
 from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
 from actors.shells import here
+from actors.shells.channel import Outbox
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
 from actors.spec import ResolvedLeg, client_order_id
@@ -100,12 +101,12 @@ class LegActor:
 
     def __init__(self, venue: str, clock_offset_ns: int = 0) -> None:
         self.venue = venue
-        # A test hook (DESIGN §6): a node whose clock is off by a known amount.
+        # A test hook
         self._offset = clock_offset_ns
         self._cmd: ArmLeg | None = None
         self._leg: ResolvedLeg | None = None
         self._client: BinanceUsdmClient | None = None
-        self._basket: Any = None
+        self._progress: Outbox[LegProgress] | None = None  # to the basket (`_publish`)
         self._ledger: LegLedger | None = None
         self._sched: SliceScheduler | None = None
         self._book: BookTicker | None = None
@@ -207,7 +208,7 @@ class LegActor:
         self._taken.set()
         self._cmd = cmd
         self._leg = leg = cmd.leg
-        self._basket = basket
+        self._progress = Outbox(basket.on_progress.remote, f"leg {leg.leg_id} progress")
         self._original_qty = leg.quantity
         self._ledger = LegLedger(cmd.basket_id, leg.leg_id, leg.side, leg.quantity)
         await self.connect(cmd.endpoint)
@@ -218,6 +219,7 @@ class LegActor:
         self._book = book.top() or self._book
         self._status = LegStatus.ARMED
         self._placement = here()
+        await self._progress.open(cmd.progress_inbox, self._placement.node_id)
         # A first snapshot now: the handle's first call costs more than the next ones, and
         # the next one is the launch order's.
         self._publish()
@@ -506,7 +508,7 @@ class LegActor:
         """Send the basket a snapshot. `only_if_changed`: skip it when nothing the basket
         reads has changed since the last one and the heartbeat is not due (the run loop
         wakes on every book tick)."""
-        if self._basket is None or self._ledger is None:
+        if self._progress is None or self._ledger is None:
             return
         ledger = self._ledger
         state = (
@@ -533,7 +535,7 @@ class LegActor:
             blocked=self._blocked or self._status is LegStatus.FAILED,
             reason=self._reason,
         )
-        self._basket.on_progress.remote(snapshot)
+        self._progress.send(snapshot)
 
     def progress(self) -> LegProgress:
         return self._l.progress(self._status, self.now_ns(), self._mark(), reason=self._reason)
@@ -703,6 +705,8 @@ class LegActor:
 
     async def close(self) -> None:
         self._taken.set()
+        if self._progress is not None:
+            self._progress.close()
         await self._tasks.cancel_all()
         if self._client is not None:
             await self._client.close()

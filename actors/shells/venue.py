@@ -2,8 +2,10 @@
 cluster's account-level gateway to any venue (balances, positions, quotes, hedge orders).
 
 Leg actors do not trade through it: each opens its own connection to the venue from the
-same node (DESIGN §4). For a simulated venue the actor runs the Binance-compatible server on
-that node's loopback, so the legs pinned next to it reach it as they would reach a real venue.
+same node (DESIGN §4). Nor does a hedge desk on the venue actor's node: it opens a
+`VenueGateway` of its own, the connection this actor keeps. For a simulated venue the actor
+runs the Binance-compatible server on that node's loopback, so the legs pinned next to it
+reach it as they would reach a real venue.
 """
 
 from __future__ import annotations
@@ -67,6 +69,128 @@ def client_for(endpoint: VenueEndpoint, **options: object) -> BinanceUsdmClient:
     return build_binance_client(endpoint.venue, cfg, **options)
 
 
+class VenueGateway:
+    """A connection to a venue's account from this process: its listing (with risk betas),
+    the newest top of book of the symbols it follows, every report of the account's orders,
+    and hedge orders. The venue actor keeps one; so does a hedge desk on the venue's node."""
+
+    def __init__(self, endpoint: VenueEndpoint, risk: RiskSettings) -> None:
+        self.name = endpoint.venue
+        self.endpoint = endpoint
+        self.risk = risk
+        self.instruments: dict[str, Instrument] = {}
+        self._client: BinanceUsdmClient | None = None
+        self._tops: dict[str, BookTicker] = {}
+        self._reports: dict[str, ExecutionReport] = {}
+        self._final: dict[str, asyncio.Event] = {}
+        self._tasks = BackgroundTasks(f"venue {self.name}")
+
+    async def start(self, symbols: list[str] | None = None) -> None:
+        """Connect, read the listing, and follow the account's reports and the market of
+        `symbols` (every listed one when None)."""
+        client = client_for(self.endpoint, timeout_s=10.0)
+        await client.start()
+        self._client = client
+        # The venue lists trading rules; the risk model knows what each instrument is.
+        factors = list(self.risk.factors)
+        listed = [
+            with_risk_betas(i, factors, configured=self.risk.betas)
+            for i in await client.instruments()
+        ]
+        self.instruments = {i.symbol: i for i in listed}
+        unknown = [i.symbol for i in listed if not i.betas]
+        if unknown:
+            log.warning("%s: no risk factor known for %s", self.name, ", ".join(unknown))
+        self._tasks.spawn(self._follow_reports(), f"{self.name}-reports")
+        followed = list(self.instruments) if symbols is None else symbols
+        self._tasks.spawn(self._follow_market(followed), f"{self.name}-market")
+
+    async def stop(self) -> None:
+        await self._tasks.cancel_all()
+        if self._client is not None:
+            await self._client.close()
+
+    async def _follow_reports(self) -> None:
+        while True:
+            try:
+                async for report in self.client.execution_reports():
+                    self._remember(report)
+                return
+            except VenueError as e:
+                log.warning("%s: execution reports: %s", self.name, e)
+                await asyncio.sleep(0.1)
+
+    async def _follow_market(self, symbols: list[str]) -> None:
+        async for event in self.client.market_events(symbols):
+            if isinstance(event, BookTicker):
+                self._tops[event.symbol] = event
+
+    def _remember(self, report: ExecutionReport) -> None:
+        old = self._reports.get(report.client_order_id)
+        if old is None or report.cum_filled >= old.cum_filled:
+            self._reports[report.client_order_id] = report
+        if report.status.is_terminal and report.client_order_id in self._final:
+            self._final[report.client_order_id].set()
+
+    @property
+    def client(self) -> BinanceUsdmClient:
+        if self._client is None:
+            raise RuntimeError(f"venue {self.name}: start() first")
+        return self._client
+
+    async def quotes(self, symbols: list[str]) -> dict[str, BookTicker]:
+        """The newest top of book of each symbol (asked of the venue when not yet streamed)."""
+        out: dict[str, BookTicker] = {}
+        for symbol in symbols:
+            top = self._tops.get(symbol)
+            if top is None:
+                top = (await self.client.order_book(symbol, 5)).top()
+                if top is None:
+                    continue
+            out[symbol] = top
+        return out
+
+    async def mids(self, symbols: list[str]) -> dict[str, Decimal]:
+        return {s: (t.bid + t.ask) / 2 for s, t in (await self.quotes(symbols)).items()}
+
+    async def positions(self) -> dict[str, Decimal]:
+        """Signed position per symbol (perps) or holding (spot, as the base asset's balance)."""
+        positions: list[Position] = await self.client.positions()
+        return {p.symbol: p.quantity for p in positions}
+
+    async def hedge(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        qty: Decimal | None,
+        notional_usd: float,
+    ) -> HedgeFill | None:
+        """Trade `qty` of `symbol` now (or, without it, about `notional_usd` at the newest
+        mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid. Waits for the final state
+        (fills arrive on the stream at an ACCEPTED venue). None when the size rounds to
+        nothing or under the venue's minimum."""
+        inst = self.instruments[symbol]
+        top = (await self.quotes([symbol]))[symbol]
+        mid = (top.bid + top.ask) / 2
+        order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
+        if order is None:
+            return None
+        done = self._final.setdefault(client_order_id, asyncio.Event())
+        sent_ns = time.time_ns()
+        report = await self.client.place(order)
+        self._remember(report)
+        final = self._reports[client_order_id]
+        if not final.status.is_terminal:
+            try:
+                await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
+            except TimeoutError:
+                self._remember(await self.client.query(symbol, client_order_id))
+            final = self._reports[client_order_id]
+        self._final.pop(client_order_id, None)
+        return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
+
+
 class VenueActor:
     """The venue's gateway on its node (see the module docstring)."""
 
@@ -83,13 +207,8 @@ class VenueActor:
         self.risk = risk or RiskSettings()
         self.epoch = uuid.uuid4().hex[:12]
         self._server: BinanceServer | None = None
-        self._client: BinanceUsdmClient | None = None
+        self._gateway: VenueGateway | None = None
         self._endpoint: VenueEndpoint | None = None
-        self._instruments: dict[str, Instrument] = {}
-        self._tops: dict[str, BookTicker] = {}
-        self._reports: dict[str, ExecutionReport] = {}
-        self._final: dict[str, asyncio.Event] = {}
-        self._tasks = BackgroundTasks(f"venue {name}")
         self._started = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -124,60 +243,23 @@ class VenueActor:
                 endpoint = VenueEndpoint(
                     venue=self.name, config=cfg, epoch=self.epoch, placement=here()
                 )
-            client = client_for(endpoint, timeout_s=10.0)
-            await client.start()
-            self._client = client
-            # The venue lists trading rules; the risk model knows what each instrument is.
-            factors = list(self.risk.factors)
-            listed = [
-                with_risk_betas(i, factors, configured=self.risk.betas)
-                for i in await client.instruments()
-            ]
-            self._instruments = {i.symbol: i for i in listed}
-            unknown = [i.symbol for i in listed if not i.betas]
-            if unknown:
-                log.warning("%s: no risk factor known for %s", self.name, ", ".join(unknown))
-            self._tasks.spawn(self._follow_reports(), f"{self.name}-reports")
-            self._tasks.spawn(self._follow_market(list(self._instruments)), f"{self.name}-market")
+            gateway = VenueGateway(endpoint, self.risk)
+            await gateway.start()
+            self._gateway = gateway
             self._endpoint = endpoint
             return endpoint
 
     async def stop(self) -> None:
-        await self._tasks.cancel_all()
-        if self._client is not None:
-            await self._client.close()
+        if self._gateway is not None:
+            await self._gateway.stop()
         if self._server is not None:
             await self._server.stop()
 
-    async def _follow_reports(self) -> None:
-        assert self._client is not None
-        while True:
-            try:
-                async for report in self._client.execution_reports():
-                    self._remember(report)
-                return
-            except VenueError as e:
-                log.warning("%s: execution reports: %s", self.name, e)
-                await asyncio.sleep(0.1)
-
-    async def _follow_market(self, symbols: list[str]) -> None:
-        assert self._client is not None
-        async for event in self._client.market_events(symbols):
-            if isinstance(event, BookTicker):
-                self._tops[event.symbol] = event
-
-    def _remember(self, report: ExecutionReport) -> None:
-        old = self._reports.get(report.client_order_id)
-        if old is None or report.cum_filled >= old.cum_filled:
-            self._reports[report.client_order_id] = report
-        if report.status.is_terminal and report.client_order_id in self._final:
-            self._final[report.client_order_id].set()
-
     @property
-    def client(self) -> BinanceUsdmClient:
-        if self._client is None:
+    def gateway(self) -> VenueGateway:
+        if self._gateway is None:
             raise RuntimeError(f"venue {self.name}: start() first")
-        return self._client
+        return self._gateway
 
     # -- queries -----------------------------------------------------------------------------
     def endpoint(self) -> VenueEndpoint | None:
@@ -187,30 +269,19 @@ class VenueActor:
         return here()
 
     def instruments(self) -> dict[str, Instrument]:
-        return dict(self._instruments)
+        return dict(self.gateway.instruments) if self._gateway is not None else {}
 
     async def quotes(self, symbols: list[str]) -> dict[str, BookTicker]:
-        """The newest top of book of each symbol (asked of the venue when not yet streamed)."""
-        out: dict[str, BookTicker] = {}
-        for symbol in symbols:
-            top = self._tops.get(symbol)
-            if top is None:
-                top = (await self.client.order_book(symbol, 5)).top()
-                if top is None:
-                    continue
-            out[symbol] = top
-        return out
+        return await self.gateway.quotes(symbols)
 
     async def mids(self, symbols: list[str]) -> dict[str, Decimal]:
-        return {s: (t.bid + t.ask) / 2 for s, t in (await self.quotes(symbols)).items()}
+        return await self.gateway.mids(symbols)
 
     async def account(self) -> AccountSnapshot:
-        return await self.client.account()
+        return await self.gateway.client.account()
 
     async def positions(self) -> dict[str, Decimal]:
-        """Signed position per symbol (perps) or holding (spot, as the base asset's balance)."""
-        positions: list[Position] = await self.client.positions()
-        return {p.symbol: p.quantity for p in positions}
+        return await self.gateway.positions()
 
     def leverage(self) -> int:
         """The account leverage the venue was configured with (1 when unknown: safest)."""
@@ -245,29 +316,8 @@ class VenueActor:
         qty: Decimal | None,
         notional_usd: float,
     ) -> HedgeFill | None:
-        """Trade `qty` of `symbol` now (or, without it, about `notional_usd` at the newest
-        mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid. Waits for the final state
-        (fills arrive on the stream at an ACCEPTED venue). None when the size rounds to
-        nothing or under the venue's minimum."""
-        inst = self._instruments[symbol]
-        top = (await self.quotes([symbol]))[symbol]
-        mid = (top.bid + top.ask) / 2
-        order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
-        if order is None:
-            return None
-        done = self._final.setdefault(client_order_id, asyncio.Event())
-        sent_ns = time.time_ns()
-        report = await self.client.place(order)
-        self._remember(report)
-        final = self._reports[client_order_id]
-        if not final.status.is_terminal:
-            try:
-                await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
-            except TimeoutError:
-                self._remember(await self.client.query(symbol, client_order_id))
-            final = self._reports[client_order_id]
-        self._final.pop(client_order_id, None)
-        return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
+        """`VenueGateway.hedge`, for a hedge desk on another node."""
+        return await self.gateway.hedge(client_order_id, symbol, side, qty, notional_usd)
 
 
 VenueActorHandle = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(VenueActor)

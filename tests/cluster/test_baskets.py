@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+import ray
 
 from actors.lifecycle import BasketState
 from actors.messages import LegStatus
@@ -277,6 +278,8 @@ def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
     assert report.hedge.reaction_ns and all(r > 0 for r in report.hedge.reaction_ns)
     # Flat at the venue too: the hedge instrument's position is gone.
     assert positions(engine)["alpha"].get("IDXUSDT", D(0)) == 0
+    # One machine: the desk trades by its own connection, not through the venue's actor.
+    assert ray.get(engine.hedger.routes.remote()) == {"alpha IDXUSDT": "own connection"}
 
 
 def test_rebalance_60_40_ends_within_one_percent_of_its_weights(make_engine) -> None:
