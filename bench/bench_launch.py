@@ -21,7 +21,10 @@ latency (`{preset = "colo"}`: RESULT acks), funded accounts and no injected faul
    bench_basket: activation $5, hysteresis $20), from `BasketReport.hedge.reaction_ns`;
    beside it a bare Ray actor round trip (async actor → trivial method of a `num_cpus=0`
    actor) and a bare loopback TCP round trip between the same two actors (asyncio echo
-   server on 127.0.0.1:0), the two costs that path is built of.
+   server on 127.0.0.1:0), back to back; and one event's trip between the same two actors
+   when they sleep between events (20 ms apart, as between fills), through legato's own
+   event stream (`actors.shells.channel`) and through the Ray call it falls back to: the
+   cost of each hop of that path.
 
 Beside the launch rows, a *machine floor* per size: as many Ray worker processes as legs,
 each waiting for one instant exactly as a leg waits for `fire_at` (`actors.shells.leg.
@@ -54,8 +57,10 @@ from typing import Any
 import ray
 
 from actors.lifecycle import BasketState
-from actors.protocol import VenueEndpoint
+from actors.messages import LegProgress, LegStatus
+from actors.protocol import InboxAddress, VenueEndpoint
 from actors.report import BasketReport
+from actors.shells.channel import Inbox, Outbox
 from actors.shells.leg import wait_until
 from actors.shells.venue import client_for
 from actors.spec import BasketSpec, ExecutionParams, HedgeSpec, LegSpec
@@ -77,6 +82,7 @@ BASKETS = [10, 10, 20]
 BASKET_TIMEOUT_S = 180.0
 LEG_USD = Decimal(300)  # above every minimum notional; the slice fills at the touch
 FLOOR_QTY = {"BTCUSDT": Decimal("0.005"), "ETHUSDT": Decimal("0.1")}  # about LEG_USD each
+IDLE_GAP_S = 0.02  # between the idle one-way events: the far end's loop is asleep by then
 # Issue 7's targets, in ms: launch skew p99 for 8 legs; fill → hedge order sent p50 and p99.
 TARGETS = {"launch_skew_8_legs_p99": 1.0, "fill_to_hedge_p50": 2.0, "fill_to_hedge_p99": 10.0}
 
@@ -213,9 +219,24 @@ class Echo:
 
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
+        self.inbox: Inbox[LegProgress] | None = None
+        self.one_way_ns: list[int] = []
 
     def ping(self) -> None:
         return None
+
+    async def open_inbox(self) -> InboxAddress:
+        """legato's event inbox (`actors.shells.channel`): each event's trip is taken when
+        it is delivered."""
+        self.inbox = Inbox(LegProgress, self.stamp, "bench inbox")
+        return await self.inbox.start(ray.get_runtime_context().get_node_id())
+
+    def stamp(self, p: LegProgress) -> None:
+        self.one_way_ns.append(time.time_ns() - p.ts_ns)
+
+    def taken(self) -> list[int]:
+        out, self.one_way_ns = self.one_way_ns, []
+        return out
 
     async def serve(self) -> int:
         async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -237,6 +258,22 @@ class Prober:
             await echo.ping.remote()
             out.append(time.perf_counter_ns() - t0)
         return out
+
+    async def one_way(
+        self, echo: Any, inbox: InboxAddress | None, n: int, gap_s: float
+    ) -> tuple[int, int]:
+        """`n` events, `gap_s` apart (the far end asleep in between, as a basket between
+        two fills), through legato's `Outbox`: down the stream to `inbox`, or, without one,
+        by the Ray call. Returns (sent direct, sent by call)."""
+        outbox: Outbox[LegProgress] = Outbox(echo.stamp.remote, "bench outbox")
+        await outbox.open(inbox, ray.get_runtime_context().get_node_id())
+        try:
+            for seq in range(n):
+                await asyncio.sleep(gap_s)
+                outbox.send(bench_progress(seq, time.time_ns()))
+        finally:
+            outbox.close()
+        return (outbox.direct, outbox.called)
 
     async def socket_rtt(self, port: int, n: int) -> list[int]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -455,6 +492,42 @@ def hedge_reactions(engine: Engine, baskets: int, run: str, failures: list[str])
     return out
 
 
+def bench_progress(seq: int, ts_ns: int) -> LegProgress:
+    zero = Decimal(0)
+    return LegProgress(
+        basket_id="bench",
+        leg_id="leg",
+        seq=seq,
+        side=Side.BUY,
+        target_qty=Decimal(1),
+        filled_qty=zero,
+        avg_price=None,
+        open_qty=zero,
+        status=LegStatus.WORKING,
+        ts_ns=ts_ns,
+    )
+
+
+def idle_one_way(n: int, gap_s: float = IDLE_GAP_S) -> tuple[list[float], list[float]]:
+    """One event's trip (ms) between two actors that sleep between events: (legato's event
+    stream, the Ray call it falls back to)."""
+    echo, prober = Echo.remote(), Prober.remote()
+    inbox = ray.get(echo.open_inbox.remote())
+    out = []
+    for address in (inbox, None):
+        direct, called = ray.get(prober.one_way.remote(echo, address, n, gap_s))
+        assert (direct, called) == ((n, 0) if address is not None else (0, n)), (direct, called)
+        deadline = time.monotonic() + 30.0  # the calls' results may still be on their way
+        taken: list[int] = []
+        while len(taken) < n and time.monotonic() < deadline:
+            taken += ray.get(echo.taken.remote())
+            time.sleep(0.05)
+        out.append([ms(x) for x in taken])
+    for actor in (echo, prober):
+        ray.kill(actor)
+    return out[0], out[1]
+
+
 def bare_round_trips(n: int) -> tuple[list[float], list[float]]:
     """(Ray actor call, loopback TCP) round trips in ms, between the same two actors."""
     echo, prober = Echo.remote(), Prober.remote()
@@ -556,6 +629,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=100, help="baseline launches per size and way")
     parser.add_argument("--hedge-baskets", type=int, default=3)
     parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument(
+        "--idle-events", type=int, default=300, help=f"events {IDLE_GAP_S * 1e3:g} ms apart"
+    )
     parser.add_argument("--quick", action="store_true", help="a few of each (a smoke test)")
     parser.add_argument(
         "--warm-legs",
@@ -567,6 +643,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.baskets, args.reps, args.hedge_baskets, args.round_trips = [2] * 3, 10, 1, 200
+        args.idle_events = 20
     baskets = dict(zip(SIZES, args.baskets, strict=True))
     run = uuid.uuid4().hex[:6]  # basket and order ids never repeat across runs
     failures: list[str] = []
@@ -617,6 +694,7 @@ def main() -> int:
             t = time.monotonic()
             reactions = hedge_reactions(engine, args.hedge_baskets, run, failures)
             ray_rtt, socket_rtt = bare_round_trips(args.round_trips)
+            stream_one_way, call_one_way = idle_one_way(args.idle_events)
             phases["hedge and round trips"] = time.monotonic() - t
             load["end"] = os.getloadavg()[0]
     finally:
@@ -628,6 +706,8 @@ def main() -> int:
         "fill → hedge order sent": summary(reactions),
         "bare Ray actor round trip": summary(ray_rtt),
         "bare loopback TCP round trip": summary(socket_rtt),
+        "one event between idle actors: legato's stream": summary(stream_one_way),
+        "one event between idle actors: Ray call": summary(call_one_way),
     }
     targets = verdicts(launch, latency["fill → hedge order sent"])
     line = (
@@ -643,6 +723,7 @@ def main() -> int:
             "baseline_launches_per_size_and_way": args.reps,
             "hedge_baskets": args.hedge_baskets,
             "round_trips": args.round_trips,
+            "idle_events": args.idle_events,
         },
         "launch_skew": {f"{n}_legs_{way.replace(' ', '_')}": r for (n, way), r in launch.items()},
         "latency": latency,
