@@ -31,7 +31,14 @@ from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import LegNeed, Refused, Reserved
 from actors.messages import LegProgress, LegStatus
-from actors.protocol import ArmLeg, ExposureReport, HedgeStatement, LegArmed, VenueEndpoint
+from actors.protocol import (
+    ArmLeg,
+    ExposureReport,
+    HedgeStatement,
+    InboxAddress,
+    LegArmed,
+    VenueEndpoint,
+)
 from actors.report import (
     BasketReport,
     CollateralReport,
@@ -581,7 +588,11 @@ class BasketActor:
         myself = ray.get_runtime_context().current_actor
         node = ray.get_runtime_context().get_node_id()
         self._progress_inbox = Inbox(LegProgress, self.on_progress, f"basket {self.basket_id}")
-        inbox = await self._progress_inbox.start(node)
+        inbox: InboxAddress | None = None
+        try:
+            inbox = await self._progress_inbox.start(node)
+        except OSError as e:  # no loopback port: the legs' progress comes by Ray calls
+            log.warning("basket %s: no event inbox: %s", self.basket_id, e)
         ids = list(self.legs)
         stage = self._arming
         stage.update(dict.fromkeys(ids, "created"))

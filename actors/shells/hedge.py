@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorDiedError
 
 from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer, hedge_quantity
 from actors.protocol import ExposureReport, HedgeFill, HedgeStatement, InboxAddress, VenueEndpoint
@@ -63,8 +63,6 @@ class Trader(Protocol):
         self, client_order_id: str, symbol: str, side: Side, qty: Decimal | None, notional: float
     ) -> HedgeFill | None: ...
 
-    async def mids(self, symbols: list[str]) -> dict[str, Decimal]: ...
-
     async def positions(self) -> dict[str, Decimal]: ...
 
     async def stop(self) -> None: ...
@@ -81,10 +79,6 @@ class _ViaVenueActor:
             client_order_id, symbol, side, qty, notional
         )
         return fill
-
-    async def mids(self, symbols: list[str]) -> dict[str, Decimal]:
-        mids: dict[str, Decimal] = await self.actor.mids.remote(symbols)
-        return mids
 
     async def positions(self) -> dict[str, Decimal]:
         held: dict[str, Decimal] = await self.actor.positions.remote()
@@ -216,7 +210,7 @@ class HedgeActor:
                 # the answer also says the venue still runs.
                 mids = await desk.venue.mids.remote([i.symbol for i in desk.instruments])
                 desk.ledger.mark({s: float(m) for s, m in mids.items()})
-            except RayActorError:  # the venue is gone (its engine stopped): so is the desk
+            except ActorDiedError:  # the venue is gone (its engine stopped): so is the desk
                 log.info("hedge desk %s: its venue actor is gone; desk closed", desk.key[0])
                 self._desks.pop(desk.key, None)
                 await desk.trader.stop()
@@ -240,7 +234,8 @@ class HedgeActor:
 
     def _streamed(self, r: ExposureReport) -> None:
         desk = self._desks.get(_desk_key(r.hedge, r.venue_epoch, r.risk))
-        if desk is None:  # `connect` opens it first, and desks live as long as this actor
+        # `connect` opens the desk first; only one whose venue actor died is closed since.
+        if desk is None:
             log.error("hedge: an exposure of basket %s for no open desk", r.basket_id)
             return
         self._take(desk, r)

@@ -101,7 +101,7 @@ class LegActor:
 
     def __init__(self, venue: str, clock_offset_ns: int = 0) -> None:
         self.venue = venue
-        # A test hook
+        # A test hook (DESIGN §6): a node whose clock is off by a known amount.
         self._offset = clock_offset_ns
         self._cmd: ArmLeg | None = None
         self._leg: ResolvedLeg | None = None
