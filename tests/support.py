@@ -39,3 +39,13 @@ async def until(condition: Callable[[], Any], timeout: float) -> float:
 
     await asyncio.wait_for(poll(), timeout)
     return time.monotonic() - start
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Poll `condition` until it holds or the time is up (for code outside an event loop)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -16,6 +16,7 @@ from actors.spec import Policy, SpecError, load_basket
 from cluster.config import ClusterConfig, parse_cluster
 from cluster.engine import BasketHandle, Engine
 from tests.cluster.conftest import NAMESPACE
+from tests.support import eventually
 from venues.config import parse_venues
 from venues.sim.calibration import SECONDS_PER_YEAR
 
@@ -280,6 +281,10 @@ def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
     assert positions(engine)["alpha"].get("IDXUSDT", D(0)) == 0
     # One machine: the desk trades by its own connection, not through the venue's actor.
     assert ray.get(engine.hedger.routes.remote()) == {"alpha IDXUSDT": "own connection"}
+    # Once the venues stop with their engine, the desk (and its connection) is retired.
+    hedger = engine.hedger
+    engine.shutdown()
+    assert eventually(lambda: ray.get(hedger.routes.remote()) == {}, timeout_s=15.0)
 
 
 def test_rebalance_60_40_ends_within_one_percent_of_its_weights(make_engine) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import msgspec
 import pytest
@@ -19,6 +19,7 @@ from actors.spec import load_basket
 from cluster.engine import Engine, EngineError, running_baskets
 from cluster.pool import BASKET, LOOP_EVERY_S, REFILL_AFTER_S
 from tests.cluster.conftest import NAMESPACE
+from tests.support import eventually
 from venues.config import ConfigError, VenuesConfig, parse_venues
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -82,16 +83,6 @@ def venues() -> VenuesConfig:
 
 def pair(basket_id: str, horizon_s: float = 1.5) -> object:
     return load_basket(PAIR.format(basket_id=basket_id, horizon_s=horizon_s))
-
-
-def eventually(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    """Poll `condition` until it holds or the time is up."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def dead(actor: object) -> bool:
