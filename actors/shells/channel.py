@@ -54,7 +54,6 @@ class Inbox(Generic[T]):
         self._token = secrets.token_bytes(TOKEN_BYTES)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self.delivered = 0
 
     async def start(self, node_id: str) -> InboxAddress:
         """Serve on 127.0.0.1 (an ephemeral port); idempotent. Returns how to reach it."""
@@ -99,7 +98,6 @@ class Inbox(Generic[T]):
                     self._deliver(msg)
                 except Exception:  # one bad event must not end the stream
                     log.exception("%s: delivering an event", self.name)
-                self.delivered += 1
         except (asyncio.IncompleteReadError, ConnectionError):
             return  # the sender went away
         finally:
