@@ -2,11 +2,16 @@
 
 For each scenario, `legato backtest`'s comparison (actors.backtest.compare) of coordinated,
 independent and sequential execution over SEEDS seeds; the laggard sweep runs the same pair
-with its slow venue at 10, 50, 200 and 500 ms. Speed: market events (the updates the venues'
-market sources yielded, docs/backtest.md) per second of wall time, over every run of the
-spot-vs-perp replay (the recorded Binance files) and over every run of the synthetic
-scenarios, with decode-only throughput of the same files (uncached, from the gzip files to
-records) as the baseline in the same run.
+with its slow venue at 10, 50, 200 and 500 ms, and again, coordinated and independent only,
+with that venue *steady*: its request and response trips at their median every time. The
+difference between the two ratios is what the slow venue's jitter costs: coordinated legs
+aim each slice at the slow venue's median trip, and no schedule can aim one order's trip
+more closely than its spread.
+
+Speed: market events (the updates the venues' market sources yielded, docs/backtest.md) per
+second of wall time, over every run of the spot-vs-perp replay (the recorded Binance files)
+and over every run of the synthetic scenarios, with decode-only throughput of the same files
+(uncached, from the gzip files to records) as the baseline in the same run.
 
 Writes bench/results/backtest.json and backtest.md. `--seeds N` (default 20; 10 for the
 longer scenarios).
@@ -20,27 +25,57 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from actors.backtest import ExecutionMode, check_venues, compare
 from actors.spec import load_basket
 from bench.common import ROOT, table, write
 from cluster.config import load_cluster
+from venues.config import VenuesConfig
 from venues.sim.replay import ReplayMarket
 
 SCENARIOS = ROOT / "bench" / "scenarios"
 MODES = list(ExecutionMode)
 SWEEP_MS = (10, 50, 200, 500)
+LAGGARD = "slow"  # the sweep's slow venue (bench/scenarios/laggard/venues_*ms.toml)
+PAIR_MODES = [ExecutionMode.COORDINATED, ExecutionMode.INDEPENDENT]
 
 
-def run(basket: Path, venues: Path, seeds: int) -> dict[str, Any]:
+def steady(venues: VenuesConfig, name: str) -> VenuesConfig:
+    """`venues` with venue `name`'s request and response trips at their median every time
+    (p99 = median): its delay without its jitter."""
+    cfg = venues.venues[name]
+    profile = cfg.profile
+    trips = ("request", "response")
+    if not isinstance(profile, dict) or not all(isinstance(profile.get(t), dict) for t in trips):
+        raise ValueError(
+            f"venue {name}: its profile must give request and response latencies as tables "
+            f"(median_ms, p99_ms), not {profile!r}"
+        )
+    fixed = dict(profile)
+    for trip in trips:
+        median = profile[trip]["median_ms"]
+        fixed[trip] = {"median_ms": median, "p99_ms": median}
+    table_ = {**venues.venues, name: msgspec.structs.replace(cfg, profile=fixed)}
+    return msgspec.structs.replace(venues, venues=table_)
+
+
+def run(
+    basket: Path,
+    venues: Path,
+    seeds: int,
+    modes: list[ExecutionMode] = MODES,
+    steady_venue: str | None = None,
+) -> dict[str, Any]:
     cluster = load_cluster(venues)
     spec = load_basket(basket)
     if spec.hedge is None and cluster.hedge is not None:
-        import msgspec  # noqa: PLC0415
-
         spec = msgspec.structs.replace(spec, hedge=cluster.hedge)
+    config = cluster.venues if steady_venue is None else steady(cluster.venues, steady_venue)
     t = time.monotonic()
-    doc = compare(spec, check_venues(cluster.venues), MODES, seeds, risk=cluster.risk)
-    print(f"  {basket.relative_to(ROOT)}: {time.monotonic() - t:.0f} s", flush=True)
+    doc = compare(spec, check_venues(config), modes, seeds, risk=cluster.risk)
+    what = "" if steady_venue is None else f" ({steady_venue} steady)"
+    print(f"  {basket.relative_to(ROOT)}{what}: {time.monotonic() - t:.0f} s", flush=True)
     return doc
 
 
@@ -61,9 +96,13 @@ def main() -> int:
     seeds, few = args.seeds, max(2, args.seeds // 2)
     results: dict[str, Any] = {"seeds": seeds, "scenarios": {}}
     lag = SCENARIOS / "laggard"
+    steady_sweep: dict[int, dict[str, Any]] = {}
     for ms in SWEEP_MS:
         results["scenarios"][f"laggard_{ms}ms"] = run(
             lag / "pair.toml", lag / f"venues_{ms}ms.toml", seeds
+        )
+        steady_sweep[ms] = run(
+            lag / "pair.toml", lag / f"venues_{ms}ms.toml", seeds, PAIR_MODES, LAGGARD
         )
     others = {
         "thin_book": ("thin_book/pair.toml", "thin_book/venues.toml", seeds),
@@ -108,9 +147,27 @@ def main() -> int:
         c, i = doc["coordinated"], doc["independent"]
         ratio = c["legging_risk_usd"]["mean"] / i["legging_risk_usd"]["mean"]
         extra = c["shortfall_bps"]["mean"] - i["shortfall_bps"]["mean"]
-        ratio_rows.append([f"{ms} ms", ratio, extra])
+        still = steady_sweep[ms]["modes"]
+        sc, si = still["coordinated"], still["independent"]
+        ratio_rows.append(
+            [
+                f"{ms} ms",
+                ratio,
+                extra,
+                sc["legging_risk_usd"]["mean"] / si["legging_risk_usd"]["mean"],
+                sc["legging_risk_usd"]["mean"],
+                si["legging_risk_usd"]["mean"],
+            ]
+        )
     results["laggard_ratios"] = {
-        r[0]: {"risk_ratio": r[1], "extra_shortfall_bps": r[2]} for r in ratio_rows
+        r[0]: {
+            "risk_ratio": r[1],
+            "extra_shortfall_bps": r[2],
+            "steady_risk_ratio": r[3],
+            "steady_coordinated_risk_usd": r[4],
+            "steady_independent_risk_usd": r[5],
+        }
+        for r in ratio_rows
     }
     md = "\n\n".join(
         [
@@ -130,7 +187,21 @@ def main() -> int:
                 rows,
             ),
             "### Laggard sweep: coordinated against independent",
-            table(["laggard round trip", "legging risk ratio", "extra shortfall bp"], ratio_rows),
+            table(
+                [
+                    "laggard round trip",
+                    "legging risk ratio",
+                    "extra shortfall bp",
+                    "ratio, laggard steady",
+                    "coordinated $, steady",
+                    "independent $, steady",
+                ],
+                ratio_rows,
+            ),
+            "*Steady*: the slow venue's request and response trips at their median every time "
+            "(no jitter), coordinated and independent over the same seeds. The gap between "
+            "the two ratios is the jitter's: coordinated legs aim each slice at the slow "
+            "venue's median trip, and one order's trip cannot be aimed more closely.",
             "### Backtest speed (market events per second of wall time)",
             table(
                 ["figure", "events/s"],

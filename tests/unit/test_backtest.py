@@ -19,6 +19,7 @@ from actors.backtest import (
 )
 from actors.lifecycle import BasketState
 from actors.spec import load_basket
+from bench.bench_backtest import steady
 from cluster.config import load_cluster
 from venues.config import BinanceUsdmConfig
 
@@ -80,6 +81,27 @@ def test_coordinated_launch_lands_the_legs_together_and_independent_does_not(lag
     # apart; sent half a round trip early, within the latency's jitter.
     assert independent.launch_skew_ns > 50_000_000
     assert coordinated.launch_skew_ns < 40_000_000
+
+
+def test_the_laggards_jitter_is_what_coordinated_legging_risk_is_left_with(laggard) -> None:
+    """bench_backtest's steady sweep: the same slow venue with every trip at its median."""
+    spec, venues, risk = laggard
+    still = steady(venues, "slow")
+    assert still.venues["slow"].profile["request"] == {"median_ms": 100, "p99_ms": 100}
+    assert still.venues["fast"] == venues.venues["fast"]
+    for seed in range(3):
+        jittery, calm = (
+            run_once(spec, check_venues(v), ExecutionMode.COORDINATED, seed, risk=risk).metrics()[
+                "legging_risk_usd"
+            ]
+            for v in (venues, still)
+        )
+        assert calm < 0.8 * jittery, (seed, calm, jittery)
+
+
+def test_a_preset_profile_cannot_be_made_steady(laggard) -> None:
+    with pytest.raises(ValueError, match="venue fast: its profile must give request and response"):
+        steady(laggard[1], "fast")
 
 
 def test_the_comparison_document_has_every_figure_per_mode(laggard) -> None:
