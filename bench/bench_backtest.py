@@ -141,22 +141,22 @@ def main() -> int:
                     f"{m['completed']}/{m['runs']}",
                 ]
             )
+
+    def mean(doc: dict[str, Any], mode: str, figure: str = "legging_risk_usd") -> float:
+        return float(doc["modes"][mode][figure]["mean"])
+
     ratio_rows = []
     for ms in SWEEP_MS:
-        doc = results["scenarios"][f"laggard_{ms}ms"]["modes"]
-        c, i = doc["coordinated"], doc["independent"]
-        ratio = c["legging_risk_usd"]["mean"] / i["legging_risk_usd"]["mean"]
-        extra = c["shortfall_bps"]["mean"] - i["shortfall_bps"]["mean"]
-        still = steady_sweep[ms]["modes"]
-        sc, si = still["coordinated"], still["independent"]
+        doc, still = results["scenarios"][f"laggard_{ms}ms"], steady_sweep[ms]
         ratio_rows.append(
             [
                 f"{ms} ms",
-                ratio,
-                extra,
-                sc["legging_risk_usd"]["mean"] / si["legging_risk_usd"]["mean"],
-                sc["legging_risk_usd"]["mean"],
-                si["legging_risk_usd"]["mean"],
+                mean(doc, "coordinated") / mean(doc, "independent"),
+                mean(doc, "coordinated", "shortfall_bps")
+                - mean(doc, "independent", "shortfall_bps"),
+                mean(still, "coordinated") / mean(still, "independent"),
+                mean(still, "coordinated"),
+                mean(still, "independent"),
             ]
         )
     results["laggard_ratios"] = {
