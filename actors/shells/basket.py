@@ -191,6 +191,9 @@ class BasketActor:
         self._warm: dict[str, Any] = {}  # leg id → a warm leg actor from the pool, until armed
         self._from_pool: set[str] = set()  # the legs that run on warm leg actors
         self._leverage: dict[str, int] = {}  # per venue, read when validating
+        # The collateral actor's account reads this basket started while it was checked
+        # (`CollateralActor.refresh`): an ObjectRef of their numbers, for the reservation.
+        self._account_reads: Any = None
         self._listed: tuple[dict[str, dict[str, Instrument]], dict[str, int]] | None = None
         self.timeline = TimelineRecorder()
         # The event path (`actors.shells.channel`): the legs' progress comes in by a direct
@@ -220,13 +223,14 @@ class BasketActor:
 
     # -- a warm pool's basket actor ----------------------------------------------------------
     async def warm(self) -> None:
-        """Open the Ray connections a basket needs first (venues, collateral, hedge) and
-        read the venues' listings, so that a basket given to this actor later does not pay
-        for them. A venue actor's listing is read once, when it starts, and this actor
-        lives within the engine that started them."""
-        listed, _, _ = await asyncio.gather(
-            self._listings(), self.collateral.snapshot.remote(), self.hedger.position_of.remote("")
-        )
+        """Open the Ray connections a basket needs first (venues, collateral, hedge, the
+        registry) and read the venues' listings, so that a basket given to this actor later
+        does not pay for them. A venue actor's listing is read once, when it starts, and
+        this actor lives within the engine that started them."""
+        calls = [self.collateral.snapshot.remote(), self.hedger.position_of.remote("")]
+        if self.registry is not None:
+            calls.append(self.registry.admission_queue.remote())
+        listed, *_ = await asyncio.gather(self._listings(), *calls)
         self._listed = listed
 
     async def _listings(self) -> tuple[dict[str, dict[str, Instrument]], dict[str, int]]:
@@ -275,6 +279,12 @@ class BasketActor:
         `legs`: warm leg actors from the engine's pool, by leg id (connected to their
         venue already); the other legs get leg actors created for them."""
         self._warm = dict(legs or {})
+        # A first call between two processes costs several ms each way (this process finds
+        # the leg's actor; the leg takes in this actor's handle): paid now, while the basket
+        # is checked and its collateral reserved, rather than by the arm calls.
+        myself = ray.get_runtime_context().current_actor
+        for leg in self._warm.values():
+            leg.expect.remote(myself)
         try:
             await self._life()
         except Exception as e:  # a bug: still apply the policy and say so in the report
@@ -492,7 +502,11 @@ class BasketActor:
             if v in self.venues
         }
         names = sorted(wanted)
-        mids = await asyncio.gather(*(self.venues[v].mids.remote(sorted(wanted[v])) for v in names))
+        asked = [self.venues[v].mids.remote(sorted(wanted[v])) for v in names]
+        # The reservation will need these venues' accounts: their reads start now, while
+        # the basket is checked, rather than after.
+        self._account_reads = self.collateral.refresh.remote({v: self.venues[v] for v in names})
+        mids = await asyncio.gather(*asked)
         prices = {(v, s): p for v, m in zip(names, mids, strict=True) for s, p in m.items()}
         positions: dict[tuple[str, str], Decimal] = {}
         if isinstance(spec, RebalanceSpec):
@@ -521,7 +535,13 @@ class BasketActor:
                 )
             )
         venues = {v: self.venues[v] for v in leverage}
-        result = await self.collateral.reserve.remote(self.basket_id, needs, venues)
+        fresh = None
+        if self._account_reads is not None:
+            try:
+                fresh = await self._account_reads
+            except Exception as e:  # the reservation reads the accounts itself
+                log.warning("basket %s: early account reads: %s", self.basket_id, _short(e))
+        result = await self.collateral.reserve.remote(self.basket_id, needs, venues, fresh)
         if isinstance(result, Refused):
             self.refused = result
             self._finish(S.FAILED, result.reason)

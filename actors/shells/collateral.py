@@ -10,6 +10,13 @@ and every reservation that arrives meanwhile waits for that read rather than sen
 own. A venue whose account cannot be read (down, or too busy to answer) is asked again a
 few times; if it still does not answer, the basket is refused, saying so, and nothing is
 reserved: a promise on a figure nobody could read would be a guess.
+
+A basket asks for its reads early: `refresh` starts them (or joins the ones in flight) while
+the basket is still being checked, and answers at once with each read's number. Its
+`reserve` then passes those numbers as `fresh`, and a venue whose account was read since
+needs no read of its own: the figure is as new as one read when the basket was submitted,
+and the reservation no longer waits a venue round trip. Without `fresh`, a reservation
+reads every venue (joining a read in flight) as before.
 """
 
 from __future__ import annotations
@@ -32,19 +39,38 @@ class CollateralActor:
     def __init__(self) -> None:
         self.book = MarginBook()
         self._reading: dict[str, asyncio.Future[str | None]] = {}  # venue → the read in flight
+        # Reads are numbered per venue as they start; `_read_ok` is the number of the newest
+        # read that succeeded (its figures are the book's).
+        self._started: dict[str, int] = {}
+        self._read_ok: dict[str, int] = {}
+
+    async def refresh(self, venues: Mapping[str, Any]) -> dict[str, int]:
+        """Start reading the accounts of `venues` (name → VenueActor), joining any read in
+        flight, and answer at once: each venue's read number, for `reserve(fresh=...)`."""
+        numbers = {}
+        for name in sorted(venues):
+            self._start_read(name, venues[name])
+            numbers[name] = self._started[name]
+        return numbers
 
     async def reserve(
         self,
         basket_id: str,
         needs: list[LegNeed],
         venues: Mapping[str, Any],
+        fresh: Mapping[str, int] | None = None,
     ) -> Reserved | Refused:
         """Refresh the account of every venue in `venues` (name → VenueActor) and reserve
         what `needs` ask, on every venue or on none. `Refused` when the shortfall is real,
-        and when a venue's account could not be read (its `unknown_venues`)."""
-        names = sorted(venues)
-        failures = await asyncio.gather(*(self._refresh(n, venues[n]) for n in names))
-        unread = {n: why for n, why in zip(names, failures, strict=True) if why is not None}
+        and when a venue's account could not be read (its `unknown_venues`).
+
+        `fresh`: read numbers from `refresh`; a venue whose read of that number (or a
+        newer one) succeeded is not read again."""
+        fresh = fresh or {}
+        # A venue read since the basket asked (`refresh`) needs no read of its own.
+        stale = [n for n in sorted(venues) if n not in fresh or self._read_ok.get(n, 0) < fresh[n]]
+        failures = await asyncio.gather(*(self._refresh(n, venues[n]) for n in stale))
+        unread = {n: why for n, why in zip(stale, failures, strict=True) if why is not None}
         now = time.time_ns()
         if unread:
             what = "; ".join(
@@ -66,14 +92,19 @@ class CollateralActor:
     async def _refresh(self, name: str, venue: Any) -> str | None:
         """The venue's account read into the book: None, or why it could not be read.
         Joins the read already in flight for the venue, if there is one."""
+        return await asyncio.shield(self._start_read(name, venue))
+
+    def _start_read(self, name: str, venue: Any) -> asyncio.Future[str | None]:
+        """The venue's read in flight, started now if there is none."""
         reading = self._reading.get(name)
         if reading is None:
-            reading = asyncio.ensure_future(self._read(name, venue))
+            number = self._started[name] = self._started.get(name, 0) + 1
+            reading = asyncio.ensure_future(self._read(name, venue, number))
             self._reading[name] = reading
             reading.add_done_callback(lambda _: self._reading.pop(name, None))
-        return await asyncio.shield(reading)
+        return reading
 
-    async def _read(self, name: str, venue: Any) -> str | None:
+    async def _read(self, name: str, venue: Any, number: int) -> str | None:
         pause = ACCOUNT_RETRY_S
         why = ""
         for attempt in range(ACCOUNT_ATTEMPTS):
@@ -88,6 +119,7 @@ class CollateralActor:
                 why = _short(e)
             else:
                 self.book.update_from_snapshot(snapshot, time.time_ns())
+                self._read_ok[name] = max(self._read_ok.get(name, 0), number)
                 return None
         return why
 

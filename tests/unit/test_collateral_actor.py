@@ -106,3 +106,49 @@ async def test_a_venue_that_never_answers_refuses_the_basket_saying_so() -> None
     # All or nothing: beta, which answered, holds nothing for the basket either.
     assert actor.book.reservation("b") is None
     assert actor.book.reserved("beta") == 0
+
+
+async def test_a_basket_that_asked_early_reserves_on_that_read_without_another() -> None:
+    actor = c.CollateralActor()
+    alpha, beta = StubVenue("alpha"), StubVenue("beta")
+    venues = {"alpha": alpha, "beta": beta}
+    numbers = await actor.refresh(venues)
+    await asyncio.gather(*actor._reading.values())  # read while the basket was checked
+    result = await actor.reserve("b", [need("alpha"), need("beta")], venues, numbers)
+    assert isinstance(result, Reserved), result
+    assert (alpha.reads, beta.reads) == (1, 1)
+    # Without the numbers a reservation reads again: the early read was the basket's.
+    await actor.reserve("c", [need("alpha")], {"alpha": alpha})
+    assert alpha.reads == 2
+
+
+async def test_a_reservation_waits_for_the_early_read_still_in_flight() -> None:
+    actor = c.CollateralActor()
+    alpha = StubVenue("alpha", delay_s=0.2)
+    numbers = await actor.refresh({"alpha": alpha})
+    result = await actor.reserve("b", [need("alpha")], {"alpha": alpha}, numbers)
+    assert isinstance(result, Reserved), result
+    assert alpha.reads == 1
+    # The figure it reserved on is that read's: the book knows the account.
+    assert actor.book.available("alpha") == 1_000_000
+
+
+async def test_an_early_read_that_failed_is_read_again_by_the_reservation() -> None:
+    actor = c.CollateralActor()
+    alpha = StubVenue("alpha", failures=c.ACCOUNT_ATTEMPTS)  # the early read's every attempt
+    numbers = await actor.refresh({"alpha": alpha})
+    await asyncio.gather(*actor._reading.values())  # the early read has given up
+    assert alpha.reads == c.ACCOUNT_ATTEMPTS
+    result = await actor.reserve("b", [need("alpha")], {"alpha": alpha}, numbers)
+    assert isinstance(result, Reserved), result
+    assert alpha.reads == c.ACCOUNT_ATTEMPTS + 1
+
+
+async def test_an_older_read_does_not_stand_for_a_newer_one() -> None:
+    actor = c.CollateralActor()
+    alpha = StubVenue("alpha", delay_s=0.05)
+    await actor.reserve("a", [need("alpha")], {"alpha": alpha})  # read number 1, done
+    numbers = await actor.refresh({"alpha": alpha})  # read number 2, in flight
+    assert numbers == {"alpha": 2}
+    await actor.reserve("b", [need("alpha")], {"alpha": alpha}, numbers)
+    assert alpha.reads == 2
