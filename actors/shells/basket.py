@@ -279,12 +279,6 @@ class BasketActor:
         `legs`: warm leg actors from the engine's pool, by leg id (connected to their
         venue already); the other legs get leg actors created for them."""
         self._warm = dict(legs or {})
-        # A first call between two processes costs several ms each way (this process finds
-        # the leg's actor; the leg takes in this actor's handle): paid now, while the basket
-        # is checked and its collateral reserved, rather than by the arm calls.
-        myself = ray.get_runtime_context().current_actor
-        for leg in self._warm.values():
-            leg.expect.remote(myself)
         try:
             await self._life()
         except Exception as e:  # a bug: still apply the policy and say so in the report

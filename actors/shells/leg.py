@@ -150,12 +150,6 @@ class LegActor:
     def placement(self) -> Placement:
         return here()
 
-    def expect(self, basket: Any) -> None:
-        """`basket` will arm this (warm) leg shortly. Nothing to do but receive its handle:
-        a process's first actor handle of an actor costs it several ms to take in, and paid
-        now, while the basket reserves its collateral, it is not paid by the arm call."""
-        del basket
-
     @property
     def _l(self) -> LegLedger:
         assert self._ledger is not None, "arm() first"
