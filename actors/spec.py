@@ -928,15 +928,6 @@ def _traded(spec: Spec) -> dict[tuple[str, str], str]:
     return {(v, s): f"targets.{s}" for s in spec.targets if (v := spec.venues.get(s, spec.venue))}
 
 
-def leg_venues(spec: Spec) -> dict[str, str]:
-    """Leg id → venue of the legs the spec may have, before it is checked: every leg of a
-    basket; a leg per target of a rebalance (the check leaves out those already at their
-    target). For taking warm leg actors while the basket is checked."""
-    if isinstance(spec, BasketSpec):
-        return {leg.leg_id: leg.venue for leg in spec.legs}
-    return {_rebalance_leg_id(s): v for s in spec.targets if (v := spec.venues.get(s, spec.venue))}
-
-
 # --- rebalance -------------------------------------------------------------------------
 class RebalancePlan(msgspec.Struct, frozen=True, kw_only=True):
     """The legs that move the current positions to the targets, and the targets left alone."""

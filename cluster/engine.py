@@ -40,8 +40,6 @@ from actors.shells.basket import (
     BasketOptions,
     BasketRegistry,
     BasketStatus,
-    IdTaken,
-    RegistryUnavailable,
     actor_options,
 )
 from actors.shells.collateral import CollateralActor
@@ -53,7 +51,6 @@ from actors.spec import (
     RebalanceSpec,
     ResolvedBasket,
     SpecError,
-    leg_venues,
     load_basket,
 )
 from cluster.config import ClusterConfig, check_pool, load_cluster
@@ -430,56 +427,57 @@ class Engine:
                 )
             except ValueError:  # the name is taken: a basket of this id runs
                 raise self._still_running(spec.basket_id) from None
-        # Warm legs are taken before the basket is checked, from its spec, so that the run
-        # can start with them. A leg whose node clock a test skews needs an actor created
-        # with that skew.
-        venue_of = {
-            leg_id: venue
-            for leg_id, venue in leg_venues(spec).items()
-            if leg_id not in options.leg_clock_offsets_ns
-        }
-        legs = self.pool.take_legs(venue_of) if self.pool is not None else {}
         token = uuid.uuid4().hex
-        # The basket actor claims the id while it checks the basket (checking sends
-        # nothing), and the run goes right behind: it starts the moment the check passes,
-        # without a round trip through this process. The answer below is still awaited,
-        # so that a mistake is raised here; the run then ends having sent nothing.
-        if taken is not None:
-            checked = actor.assign.remote(spec, options, token)
-        else:
-            checked = actor.prepare.remote(token)
-        run = actor.run.remote(legs, token)
-        if self.pool is not None and (taken is not None or legs):
-            lent = [BASKET] if taken is not None else []
-            self.pool.lend(run, lent + [venue_of[i] for i in legs])
+        # The id is claimed while the basket is checked (checking sends nothing): one wait,
+        # not two, before the basket runs.
+        claimed = self.registry.claim.remote(spec.basket_id, token, actor)
+        checked = actor.assign.remote(spec, options) if taken else actor.prepare.remote()
+        try:
+            free = ray.get(claimed, timeout=_START_TIMEOUT_S)
+        except (GetTimeoutError, RayActorError) as e:
+            _kill_now(actor)
+            raise EngineError(
+                f"basket {spec.basket_id}: the basket registry ({REGISTRY_NAME}) did not "
+                f"answer within {_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
+            ) from None
+        if not free:
+            _kill_now(actor)
+            raise self._still_running(spec.basket_id)
 
         def release() -> None:
             with contextlib.suppress(Exception):
                 self.registry.release.remote(spec.basket_id, token)
 
-        def abandon() -> None:  # nothing was sent: the actors go, the id (if held) too
-            for a in (actor, *legs.values()):
-                _kill_now(a)
-            release()
-
         try:
             resolved = ray.get(checked, timeout=_START_TIMEOUT_S)
         except RayTaskError as e:
-            abandon()
+            _kill_now(actor)
+            release()
             cause = e.cause if isinstance(e.cause, Exception) else None
             if isinstance(cause, SpecError):
                 raise cause from None
-            if isinstance(cause, IdTaken):
-                raise self._still_running(spec.basket_id) from None
-            if isinstance(cause, RegistryUnavailable):
-                raise EngineError(f"basket {spec.basket_id}: {cause}") from None
             raise EngineError(f"basket {spec.basket_id}: cannot be checked: {_cause(e)}") from None
         except (GetTimeoutError, RayActorError) as e:
-            abandon()
+            _kill_now(actor)
+            release()
             raise EngineError(
                 f"basket {spec.basket_id}: its actor did not answer within "
                 f"{_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
             ) from None
+        legs: dict[str, Any] = {}
+        if self.pool is not None:
+            # A leg whose node clock a test skews needs an actor created with that skew.
+            legs = self.pool.take_legs(
+                {
+                    leg.leg_id: leg.venue
+                    for leg in resolved.legs
+                    if leg.leg_id not in options.leg_clock_offsets_ns
+                }
+            )
+        run = actor.run.remote(legs)
+        if self.pool is not None and (taken is not None or legs):
+            lent = [BASKET] if taken is not None else []
+            self.pool.lend(run, lent + [resolved.leg(i).venue for i in legs])
         handle = BasketHandle(
             resolved,
             actor,

@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 import ray
-from ray.exceptions import RayError
 
 from actors.admission import Admission, AdmissionQueue, Limits
 from actors.basket import (
@@ -75,15 +74,6 @@ LEASE_SLACK_S = 30.0  # a turn to arm (a place to run) is taken back this long p
 PROBE_ATTEMPTS = 3  # pings, each `leg_silence_s` long, a quiet leg gets before it is lost
 REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespace
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
-CLAIM_TIMEOUT_S = 30.0  # how long a basket waits for the registry to give it its id
-
-
-class IdTaken(Exception):
-    """The basket's id is held by another live basket actor: this one runs nothing."""
-
-
-class RegistryUnavailable(Exception):
-    """The basket registry did not answer a claim in time: the basket runs nothing."""
 
 
 def actor_options(
@@ -259,53 +249,38 @@ class BasketActor:
         await self._assigned.wait()
 
     async def assign(
-        self,
-        spec: BasketSpec | RebalanceSpec,
-        options: BasketOptions | None = None,
-        token: str | None = None,
+        self, spec: BasketSpec | RebalanceSpec, options: BasketOptions | None = None
     ) -> ResolvedBasket:
         """Take on `spec` (an idle actor from the warm pool) and `prepare` it, in one call;
         then `run` as for an actor created for it."""
         if self._spec is not None:
             raise RuntimeError(f"this basket actor already runs basket {self.basket_id}")
         self._assign(spec, options or self.options)
-        return await self.prepare(token)
+        return await self.prepare()
 
     def alive(self) -> str:
         """The basket this actor runs ("" when idle): for the basket registry."""
         return "" if self._spec is None else self.basket_id
 
     # -- the driver's calls ------------------------------------------------------------------
-    async def prepare(self, token: str | None = None) -> ResolvedBasket:
-        """Validate the spec against the venues' instruments and prices (DESIGN §5.1) and,
-        with a `token`, claim the basket's id with the registry meanwhile. The first call
-        does it; the others (`run`'s) wait for its answer.
+    async def prepare(self) -> ResolvedBasket:
+        """Validate the spec against the venues' instruments and prices (DESIGN §5.1).
 
-        Raises `SpecError` listing every mistake, `IdTaken` when another live basket holds
-        the id, `RegistryUnavailable` when the registry does not answer; nothing is ever
-        sent for such a basket.
+        Raises `SpecError` listing every mistake; nothing is ever sent for such a basket.
         """
         if self._prepared is None:
-            self._prepared = asyncio.ensure_future(self._check(token))
+            self._prepared = asyncio.ensure_future(self._validate())
         return await asyncio.shield(self._prepared)
 
-    async def run(
-        self, legs: dict[str, Any] | None = None, token: str | None = None
-    ) -> BasketReport:
+    async def run(self, legs: dict[str, Any] | None = None) -> BasketReport:
         """Execute the basket to its end and return the report; never raises for a basket
         that fails (the report says why), only for a bug.
 
-        The engine sends it right behind `assign` (or `prepare`), with the same `token`,
-        without waiting for their answer: the run waits for the basket to be checked and
-        its id claimed, and ends at once, sending nothing, if either fails.
-
         `legs`: warm leg actors from the engine's pool, by leg id (connected to their
-        venue already); the other legs get leg actors created for them. Those the basket
-        turns out not to have (a rebalance's target already met) are ended unused."""
-        await self._assigned.wait()  # a pool's actor: `assign` may not have been taken up
+        venue already); the other legs get leg actors created for them."""
         self._warm = dict(legs or {})
         try:
-            await self._life(token)
+            await self._life()
         except Exception as e:  # a bug: still apply the policy and say so in the report
             log.exception("basket %s: unexpected error", self.basket_id)
             self._failure = self._failure or f"internal error: {e!r}"
@@ -385,15 +360,13 @@ class BasketActor:
         self._to(state, reason)
         self.completed_ns = time.time_ns()
 
-    async def _life(self, token: str | None) -> None:
+    async def _life(self) -> None:
         self._to(S.CHECKING, "validating and reserving collateral")
         try:
-            basket = await self.prepare(token)
-        except (SpecError, IdTaken, RegistryUnavailable) as e:
+            basket = await self.prepare()
+        except SpecError as e:
             self._finish(S.FAILED, str(e))
             return
-        unused = set(self._warm) - {leg.leg_id for leg in basket.legs}
-        _kill([self._warm.pop(leg_id) for leg_id in unused])  # they sent nothing
         if self._cancel is not None:
             self._finish(S.CANCELLED, self._cancel)
             return
@@ -502,38 +475,6 @@ class BasketActor:
             self._admitted = False
             with contextlib.suppress(Exception):
                 self.registry.ended.remote(self.basket_id)
-
-    async def _check(self, token: str | None) -> ResolvedBasket:
-        """`_validate`, and the id's claim alongside when there is a `token` (and a
-        registry): a claim refused fails the check whatever the spec's mistakes."""
-        if token is None or self.registry is None:
-            return await self._validate()
-        validating = asyncio.ensure_future(self._validate())
-        try:
-            await self._claim(token)
-        except BaseException:
-            validating.cancel()  # validation sends nothing: it may stop anywhere
-            raise
-        return await validating
-
-    async def _claim(self, token: str) -> None:
-        """Take the basket's id for this actor (`BasketRegistry.claim`)."""
-        assert self.registry is not None
-        try:
-            free = await asyncio.wait_for(
-                _ref(self.registry.claim.remote(self.basket_id, token, _this_actor())),
-                CLAIM_TIMEOUT_S,
-            )
-        except (TimeoutError, RayError) as e:
-            raise RegistryUnavailable(
-                f"the basket registry ({REGISTRY_NAME}) did not answer within "
-                f"{CLAIM_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
-            ) from None
-        if not free:
-            raise IdTaken(
-                f"basket_id: {self.basket_id!r} is still running; a basket id names one "
-                "basket (and its client order ids): choose another"
-            )
 
     async def _validate(self) -> ResolvedBasket:
         spec = self.spec
@@ -1395,11 +1336,6 @@ def _kill(actors: list[Any]) -> None:
     for actor in actors:
         with contextlib.suppress(Exception):
             ray.kill(actor, no_restart=True)
-
-
-def _this_actor() -> Any:
-    """The handle of the actor this code runs in."""
-    return ray.get_runtime_context().current_actor
 
 
 async def _ref(ref: Any) -> Any:

@@ -29,7 +29,6 @@ from actors.spec import (
     SpecError,
     client_order_id,
     dump_basket,
-    leg_venues,
     load_basket,
     parse_start,
     plan_rebalance,
@@ -482,19 +481,6 @@ def test_weights_not_summing_to_one_say_the_sum() -> None:
 def test_negative_weight() -> None:
     spec = rebalance(targets={"BTCUSDT": D("1.2"), "ETHUSDT": D("-0.2")})
     error_at(spec, "targets.ETHUSDT", "-0.2", "0 <= weight <= 1")
-
-
-def test_leg_venues_before_the_check() -> None:
-    # What the engine takes warm leg actors for, from the spec alone.
-    assert leg_venues(basket()) == {"eth": "alpha", "steth": "beta", "btc": "gamma"}
-    spec = rebalance(
-        venue=None,
-        venues={"BTC-USDT": "beta", "ETHUSDT": "gamma"},
-        targets={"BTC-USDT": D("0.5"), "ETHUSDT": D("0.3"), "SOLUSDT": D("0.2")},
-    )
-    # Leg ids as the check names them; a target without a venue has no leg to take for.
-    assert leg_venues(spec) == {"BTCUSDT": "beta", "ETHUSDT": "gamma"}
-    assert leg_venues(rebalance()) == {"BTCUSDT": "alpha", "ETHUSDT": "alpha"}
 
 
 def test_rebalance_venue_errors() -> None:
