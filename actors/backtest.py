@@ -287,9 +287,9 @@ class _Venue:
     @property
     def book_age_ns(self) -> int:
         """How old a leg's view of the book is when its order arrives (median): the
-        stream's lag plus the order's trip."""
+        stream's delivery (the venue's lag, then the trip back) plus the order's trip."""
         p = self.profile
-        return int((p.stream_lag.median_ms + p.request.median_ms) * MS)
+        return int((p.stream_lag.median_ms + p.response.median_ms + p.request.median_ms) * MS)
 
     @property
     def typical_rtt_ns(self) -> int:
@@ -299,6 +299,10 @@ class _Venue:
 
     def latency(self, which: str) -> int:
         return self.conditions.latency_ns(which)
+
+    def stream_delay(self) -> int:
+        """From an event at the venue to its delivery on a stream (`VenueProfile`)."""
+        return self.conditions.stream_delay_ns()
 
     @property
     def exchange(self) -> SimExchange:
@@ -343,7 +347,7 @@ class _Venue:
             if isinstance(event, AccountReport):
                 handler = self.stream.get(event.report.client_order_id)
                 if handler is not None:
-                    self._account_due = max(self._account_due, now + self.latency("stream_lag"))
+                    self._account_due = max(self._account_due, now + self.stream_delay())
                     self.loop.at(self._account_due, handler, event.report)
             elif isinstance(event, BookTicker):
                 market.setdefault(event.symbol, [None, _ZERO, _ZERO])[0] = event
@@ -355,7 +359,7 @@ class _Venue:
             legs = self.listeners.get(symbol)
             if not legs:
                 continue
-            due = max(self._market_due.get(symbol, 0), now + self.latency("stream_lag"))
+            due = max(self._market_due.get(symbol, 0), now + self.stream_delay())
             self._market_due[symbol] = due
             for leg in legs:
                 self.loop.at(due, leg.on_market, ticker, qty, notional)
@@ -519,6 +523,9 @@ class _Leg:
         self._first_acked = False
         self.progress_every_ns = int(run.settings.progress_every_ms * MS)
         venue.listeners.setdefault(leg.symbol, []).append(self)
+        # Armed as a leg actor is: with the book read from the venue, its stream's first
+        # ticker a stream delivery away (from a distant venue, after the fire time).
+        self.book = venue.exchange.book_snapshot(leg.symbol, 1, run.loop.now).top()
 
     # -- start and loop --------------------------------------------------------------------
     def fire(self, fire_at_ns: int) -> None:

@@ -488,6 +488,32 @@ async def test_stream_keeps_each_accounts_order_despite_random_lag(make_venue: V
         assert seq[-1].status.is_terminal, coid
 
 
+async def test_stream_events_travel_back_as_answers_do(make_venue: Venue) -> None:
+    # A venue 30 ms away delivers its streams 30 ms late too: an execution report, emitted
+    # when the order is accepted, reaches the client its stream lag and the trip back later.
+    def fixed(ms: float) -> Latency:
+        return Latency(median_ms=ms, p99_ms=ms)
+
+    distant = profile(
+        ack=AckKind.RESULT,
+        request=fixed(20.0),
+        processing=fixed(1.0),
+        response=fixed(30.0),
+        stream_lag=fixed(2.0),
+    )
+    venue = await make_venue(distant)
+    client = venue.client("alice")
+    reports = client.execution_reports()
+    sent = time.monotonic()
+    placing = asyncio.ensure_future(client.place(order("d1", Side.BUY, "0.1")))
+    first = await asyncio.wait_for(anext(reports), WAIT_S)
+    arrived_s = time.monotonic() - sent
+    ack = await placing
+    assert first.client_order_id == "d1" and ack.status is OrderStatus.FILLED
+    # Sent, 20 ms there, 1 ms to accept, 2 ms stream lag, 30 ms back: 53 ms at the least.
+    assert arrived_s >= 0.053, arrived_s
+
+
 async def test_market_events_deliver_tickers_and_trades_for_subscribed_symbols(
     make_venue: Venue,
 ) -> None:

@@ -175,7 +175,7 @@ class SimVenue:
                 subs = self._market.get(event.symbol, ())
                 item = event
             for sub in subs:
-                sub.put_at(loop, now + self.conditions.latency_ns("stream_lag") / 1e9, item)
+                sub.put_at(loop, now + self.conditions.stream_delay_ns() / 1e9, item)
 
     def subscribe_account(self, account_id: str) -> _Subscription:
         sub = _Subscription(lossy=False)

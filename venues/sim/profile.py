@@ -46,7 +46,11 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """How a venue behaves on the wire. Presets: `colo`, `same_region`, `cross_region`.
 
     `request` is client → venue one way, `processing` venue receive → accept (risk checks
-    and matching), `response` venue → client one way, `stream_lag` event → stream delivery.
+    and matching), `response` venue → client one way, `stream_lag` the venue's own delay
+    from an event to its publication on the streams (execution reports, market data). A
+    published event then travels to the client as an answer does: it is delivered
+    `stream_lag` + `response` after it happened, so a distant venue's streams are as far
+    away as its answers.
     """
 
     ack: AckKind = AckKind.ACCEPTED
@@ -129,6 +133,11 @@ class VenueConditions:
         """A draw of `request`, `processing`, `response` or `stream_lag` latency."""
         lat: Latency = getattr(self.profile, which)
         return lat.sample_ns(self._rng)
+
+    def stream_delay_ns(self) -> int:
+        """A draw of an event's delay to its delivery on a stream: the venue's stream lag,
+        then the trip to the client."""
+        return self.latency_ns("stream_lag") + self.latency_ns("response")
 
     def start_outage(self, now_ns: int, duration_s: float, mode: str = "503") -> None:
         """Start an outage now (fault injection from tests and the admin API)."""
