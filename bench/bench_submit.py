@@ -26,6 +26,7 @@ and submit.md (p50, p99, mean per mode); exits non-zero if a basket does not com
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,6 +128,8 @@ def main() -> int:
     parser.add_argument("--baskets", type=int, default=10, help="baskets per mode")
     args = parser.parse_args()
     venues = colocated(load_venues(ROOT / "examples" / "venues.toml"))
+    # Other work on the machine shows in every figure here: the load says how much there was.
+    load = {"start": os.getloadavg()[0]}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = time.monotonic()
     figures: dict[str, dict[str, list[float]]] = {m: {k: [] for k in FIGURES} for m in MODES}
@@ -165,6 +168,7 @@ def main() -> int:
             engine.shutdown()
         ray.shutdown()
     elapsed = time.monotonic() - started
+    load["end"] = os.getloadavg()[0]
 
     results: dict[str, Any] = {
         "baskets_per_mode": args.baskets,
@@ -174,6 +178,7 @@ def main() -> int:
         "warm_baskets_not_fully_warm": not_warm,
         "failed": failed,
         "elapsed_s": round(elapsed, 1),
+        "load_average_1min": load,
         "ms_after_submit": {m: {k: stats(v) for k, v in figures[m].items()} for m in MODES},
     }
     rows = []
@@ -187,7 +192,8 @@ def main() -> int:
         f"Submit → first child order at the venue, {args.baskets} baskets per mode, "
         f"alternating (warm pool: 1 leg actor per venue and 1 basket actor; cold: actors "
         f"created per basket); {results['basket']}, on {results['venues']} "
-        f"({elapsed:.0f} s).\n\n" + table(header, rows)
+        f"({elapsed:.0f} s; load average {load['start']:.1f} at the start, "
+        f"{load['end']:.1f} at the end).\n\n" + table(header, rows)
     )
     write("submit", results, markdown)
     for line in failed:
