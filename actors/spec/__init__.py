@@ -1,0 +1,57 @@
+"""The basket specification: its structs, TOML files, validation against the venues, rebalancing."""
+
+from actors.spec.load import dump_basket, load_basket, parse_basket, parse_start
+from actors.spec.model import (
+    DEFAULT_BAND,
+    MAX_CHILD_SEQ,
+    MAX_CLIENT_ORDER_ID_LEN,
+    BasketSpec,
+    ChildStyle,
+    ExecutionParams,
+    FieldError,
+    HedgeSpec,
+    Instruments,
+    LegSpec,
+    Policy,
+    Prices,
+    RebalanceSpec,
+    ResolvedBasket,
+    ResolvedLeg,
+    Spec,
+    SpecError,
+    client_order_id,
+)
+from actors.spec.rebalance import WEIGHT_TOLERANCE, RebalancePlan, plan_rebalance, rebalance_legs
+from actors.spec.validate import MAX_SLIPPAGE_BPS, validate, venue_instruments
+
+__all__ = [
+    "DEFAULT_BAND",
+    "MAX_CHILD_SEQ",
+    "MAX_CLIENT_ORDER_ID_LEN",
+    "MAX_SLIPPAGE_BPS",
+    "WEIGHT_TOLERANCE",
+    "BasketSpec",
+    "ChildStyle",
+    "ExecutionParams",
+    "FieldError",
+    "HedgeSpec",
+    "Instruments",
+    "LegSpec",
+    "Policy",
+    "Prices",
+    "RebalancePlan",
+    "RebalanceSpec",
+    "ResolvedBasket",
+    "ResolvedLeg",
+    "Spec",
+    "SpecError",
+    "client_order_id",
+    "dump_basket",
+    "load_basket",
+    "parse_basket",
+    "parse_start",
+    "plan_rebalance",
+    "rebalance_legs",
+    "validate",
+    "venue_instruments",
+]

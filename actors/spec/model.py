@@ -1,0 +1,243 @@
+"""What a basket is: the structs of its specification, their errors and the resolved basket.
+
+Two forms describe a basket (docs/basket.md is the reference):
+- `BasketSpec` lists the legs (venue, symbol, side, quantity or notional in USD);
+- `RebalanceSpec` gives target weights and a total in USD; `plan_rebalance` turns them into
+  legs for the difference from the current positions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from venues.model import Instrument, Side
+
+# Client order ids are `<basket>-<leg>-<n>` (DESIGN §7): at most 36 characters from
+# [A-Za-z0-9._:/-]. A spec is only valid if its longest id fits with n at its largest.
+MAX_CLIENT_ORDER_ID_LEN = 36
+MAX_CHILD_SEQ = 99_999
+
+DEFAULT_BAND = 0.05
+
+Instruments = Mapping[str, Mapping[str, Instrument]]
+"""Instruments by venue, then by symbol."""
+Prices = Mapping[tuple[str, str], Decimal]
+"""Prices (or positions) by (venue, symbol)."""
+
+
+class Policy(enum.StrEnum):
+    """What a basket does when a leg fails or it is cancelled (DESIGN §5.8)."""
+
+    UNWIND = "unwind"  # reverse the filled legs back to where they started
+    HEDGE_AND_HOLD = "hedge_and_hold"  # keep the hedge, leave the basket open for an operator
+    COMPLETE = "complete"  # keep going on the healthy legs
+
+
+class ChildStyle(enum.StrEnum):
+    """How a leg slices its quantity into child orders."""
+
+    TWAP = "twap"  # equal slices every `slice_s`, capped by participation
+
+
+# --- the specification -----------------------------------------------------------------
+class LegSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One leg: buy or sell `quantity` (base units) or `notional_usd` of a symbol on a venue."""
+
+    leg_id: str
+    venue: str
+    symbol: str
+    side: Side
+    quantity: Decimal | None = None
+    notional_usd: Decimal | None = None
+    max_slippage_bps: float | None = None  # default: the basket's params.max_slippage_bps
+
+
+class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The execution parameters every leg of a basket shares.
+
+    `start` is "now" or ns since the epoch (UTC), like every timestamp of legato; the TOML
+    loader also takes an ISO-8601 date-time with a zone (`parse_start`). The band is either
+    a completion fraction (`band`) or a dollar-risk limit on sqrt(uᵀΣu) (`band_risk_usd`);
+    with neither, the band is `DEFAULT_BAND`.
+    """
+
+    horizon_s: float
+    start: int | Literal["now"] = "now"
+    max_slippage_bps: float = 25.0
+    participation_cap: float = 0.1
+    band: float | None = None
+    band_risk_usd: float | None = None
+    child_style: ChildStyle = ChildStyle.TWAP
+    slice_s: float = 10.0
+    grace_s: float = 30.0
+
+    @property
+    def completion_band(self) -> float | None:
+        """The band as a completion fraction; None when it is set in dollar risk."""
+        if self.band is not None:
+            return self.band
+        return None if self.band_risk_usd is not None else DEFAULT_BAND
+
+    def start_ns(self, now_ns: int) -> int:
+        """The start instant in ns; "now" is `now_ns`."""
+        return now_ns if self.start == "now" else int(self.start)
+
+
+class HedgeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Temporary hedges while legs lag: instruments on one venue, traded once the imbalance's
+    one-day dollar risk (1σ, netted over the baskets hedging alike) passes `activation_usd`,
+    resized only by changes of `hysteresis_usd`."""
+
+    venue: str
+    instruments: list[str]
+    activation_usd: float = 10_000.0
+    hysteresis_usd: float = 2_000.0
+    enabled: bool = True
+
+
+class BasketSpec(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="basket",
+    tag_field="kind",
+):
+    """A basket given leg by leg."""
+
+    basket_id: str
+    legs: list[LegSpec]
+    params: ExecutionParams
+    hedge: HedgeSpec | None = None
+    policy: Policy = Policy.UNWIND
+
+
+class RebalanceSpec(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="rebalance",
+    tag_field="kind",
+):
+    """A basket given as target weights of `total_usd`, traded from the current positions.
+
+    Each symbol trades on `venues[symbol]`, or on `venue` when it has no entry there. Only
+    the symbols of `targets` are touched; a weight of 0 closes a position.
+    """
+
+    basket_id: str
+    targets: dict[str, Decimal]
+    total_usd: Decimal
+    params: ExecutionParams
+    venue: str | None = None
+    venues: dict[str, str] = {}
+    hedge: HedgeSpec | None = None
+    policy: Policy = Policy.UNWIND
+
+
+Spec = BasketSpec | RebalanceSpec
+
+
+# --- errors ----------------------------------------------------------------------------
+class FieldError(msgspec.Struct, frozen=True):
+    """One mistake: the field's path and what is wrong with it (value and what is accepted)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(ValueError):
+    """A basket specification that cannot be executed; `.errors` lists every mistake."""
+
+    def __init__(
+        self,
+        errors: Sequence[FieldError],
+        *,
+        source: str | None = None,
+        basket_id: str | None = None,
+    ) -> None:
+        self.errors = list(errors)
+        self.source = source
+        self.basket_id = basket_id
+        n = len(self.errors)
+        head = f"{source}: " if source else ""
+        what = f"basket {basket_id!r}" if isinstance(basket_id, str) else "basket"
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(f"{head}invalid {what}, {n} error{'' if n == 1 else 's'}:\n{lines}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses process boundaries (Ray) whole, with its field errors, not as one string.
+        return (_spec_error, (self.errors, self.source, self.basket_id))
+
+
+def _spec_error(errors: list[FieldError], source: str | None, basket_id: str | None) -> SpecError:
+    return SpecError(errors, source=source, basket_id=basket_id)
+
+
+# --- the resolved basket ---------------------------------------------------------------
+class ResolvedLeg(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated leg: a concrete quantity on the lot grid, with its instrument's rules."""
+
+    leg_id: str
+    venue: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    instrument: Instrument
+    price: Decimal | None  # the price the leg was checked (and a notional converted) at
+    max_slippage_bps: float  # the leg's own limit, or the basket's
+
+    @property
+    def notional_usd(self) -> Decimal | None:
+        if self.price is None:
+            return None
+        return self.instrument.notional(self.price, self.quantity)
+
+
+class ResolvedBasket(msgspec.Struct, frozen=True, kw_only=True):
+    """A basket that passed validation: what the basket actor executes."""
+
+    basket_id: str
+    legs: list[ResolvedLeg]
+    params: ExecutionParams
+    policy: Policy
+    hedge: HedgeSpec | None
+    hedge_instruments: list[Instrument]
+    spec: BasketSpec | RebalanceSpec  # as submitted
+    notes: list[str] = []  # e.g. rebalance targets left alone because the trade is too small
+
+    def leg(self, leg_id: str) -> ResolvedLeg:
+        for leg in self.legs:
+            if leg.leg_id == leg_id:
+                return leg
+        raise KeyError(f"basket {self.basket_id} has no leg {leg_id!r}")
+
+    def client_order_id(self, leg_id: str, n: int) -> str:
+        return client_order_id(self.basket_id, leg_id, n)
+
+    @property
+    def gross_usd(self) -> Decimal | None:
+        """Sum of the legs' notionals, if every leg was checked at a price."""
+        total = Decimal(0)
+        for leg in self.legs:
+            notional = leg.notional_usd
+            if notional is None:
+                return None
+            total += notional
+        return total
+
+
+def client_order_id(basket_id: str, leg_id: str, n: int) -> str:
+    """The deterministic client order id of a leg's n-th child order (DESIGN §7)."""
+    if not 0 <= n <= MAX_CHILD_SEQ:
+        raise ValueError(f"child order number {n} is outside 0-{MAX_CHILD_SEQ}")
+    return f"{basket_id}-{leg_id}-{n}"
