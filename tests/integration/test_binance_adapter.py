@@ -611,3 +611,37 @@ async def test_from_env(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     async with client:
         assert (await client.account()).wallet_balance == D(1_000_000)
     assert SECRET not in repr(client)
+
+
+async def test_the_listen_key_never_reaches_a_log_line(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    client = env.client()
+    keys: list[str] = []
+    create = client._rest.listen_key
+
+    async def forgotten_first(method: Any) -> str:
+        # The venue forgets the first key before the stream connects with it: the handshake
+        # fails, and its error names the URL, key included.
+        key = await create(method)
+        keys.append(key)
+        if len(keys) == 1:
+            async with (
+                aiohttp.ClientSession() as other,
+                other.delete(
+                    f"{env.server.rest_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": KEY}
+                ) as resp,
+            ):
+                assert resp.status == 200
+        return key
+
+    client._rest.listen_key = forgotten_first  # type: ignore[method-assign]
+    async with client:
+        await client.drop_user_stream()
+        await until(lambda: client.reconnects >= 2 and client.stream_connected)
+        assert not any(k in repr(client) for k in keys)
+    assert len(set(keys)) >= 2  # the forgotten key and the one the stream connected with
+    failed = [r for r in caplog.records if r.levelname == "WARNING" and "user-data" in r.msg]
+    assert failed, "the failed handshake was not logged"
+    assert [r.getMessage() for r in caplog.records if any(k in r.getMessage() for k in keys)] == []
