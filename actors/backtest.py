@@ -92,7 +92,7 @@ from venues.config import (
     build_market,
     profile_from,
 )
-from venues.errors import OrderRejected, RateLimited, VenueError, VenueUnavailable
+from venues.errors import OrderRejected, VenueError
 from venues.model import (
     AckKind,
     BookTicker,
@@ -101,11 +101,16 @@ from venues.model import (
     MarketTrade,
     NewOrder,
     OrderStatus,
-    RejectReason,
-    pending_report,
 )
 from venues.sim.exchange import AccountReport, AccountSpec, SimExchange
-from venues.sim.host import accepted_view
+from venues.sim.outcome import (
+    Admitted,
+    apply_late,
+    at_door,
+    pending_view,
+    process,
+    process_after_receipt,
+)
 from venues.sim.profile import Latency, VenueConditions
 
 NS = 1_000_000_000
@@ -387,88 +392,44 @@ class _Venue:
 
     def _arrive(self, order: NewOrder, on_answer: Callable[[Answer], None]) -> None:
         received = self.loop.now
-        c = self.conditions
-        mode = c.outage(received)
-        if mode is not None:
-            kind = "refused the connection" if mode == "refuse" else "answered 503"
-            error = VenueUnavailable(f"venue {self.name} is in an outage: it {kind}", code=503)
-            self._respond(on_answer, error)
+        admitted = at_door(self.conditions, self.name, received)
+        if isinstance(admitted, VenueError):
+            self._respond(on_answer, admitted)
             return
-        retry = c.rate_limited(received)
-        if retry is not None:
-            limit = self.profile.orders_per_minute
-            msg = f"order rate limit of {limit}/min reached on {self.name}"
-            self._respond(on_answer, RateLimited(msg, venue=self.name, retry_after_s=retry))
-            return
-        lost, applied = c.inject_unknown()
-        if self.profile.ack is AckKind.RECEIPT and not lost:
+        if admitted.answered_at_receipt:
             self.loop.after(self.latency("processing"), self._process_later, order, received)
-            self._respond(on_answer, self._pending(order, AckKind.RECEIPT, received))
+            self._respond(on_answer, pending_view(self.name, order, AckKind.RECEIPT, received))
             return
-        self.loop.after(
-            self.latency("processing"), self._process, order, received, on_answer, lost, applied
-        )
-
-    def _pending(self, order: NewOrder, ack: AckKind, received: int) -> ExecutionReport:
-        return pending_report(
-            order,
-            self.name,
-            ack,
-            venue_receive_ns=received if ack is AckKind.RECEIPT else None,
-            venue_ts_ns=received,
-        )
-
-    def _place(self, order: NewOrder, received: int) -> ExecutionReport:
-        if self.conditions.inject_reject():
-            raise OrderRejected(
-                f"order {order.client_order_id} rejected by {self.name} (injected reject)",
-                reason=RejectReason.INJECTED,
-                venue=self.name,
-                client_order_id=order.client_order_id,
-            )
-        return self.exchange.place(self.account_id, order, self.loop.now, receive_ns=received)
+        if admitted.apply_after_ns is not None:
+            self.loop.at(received + admitted.apply_after_ns, self._apply_late, order, received)
+        processing = self.latency("processing")
+        self.loop.after(processing, self._process, order, received, on_answer, admitted)
 
     def _process(
         self,
         order: NewOrder,
         received: int,
         on_answer: Callable[[Answer], None],
-        lost: bool,
-        applied: bool,
+        admitted: Admitted,
     ) -> None:
-        if lost and not applied:
-            self._respond(on_answer, self._pending(order, AckKind.UNKNOWN, received))
-            return
-        answer: Answer
-        try:
-            final = self._place(order, received)
-        except OrderRejected as e:
-            answer = e
-        else:
-            if self.profile.ack is AckKind.RESULT:
-                answer = msgspec.structs.replace(final, ack_kind=AckKind.RESULT)
-            else:
-                answer = accepted_view(final)
-        finally:
+        c, now = self.conditions, self.loop.now
+        answer = process(c, self.exchange, self.account_id, order, received, now, admitted)
+        # Deliver only after placing an order: between steps the outbox may hold market data
+        # (a book snapshot advances the exchange) that the next step delivers, and delivering
+        # it here instead would move the seeded stream-delay draws.
+        if admitted.applied_when_processed:
             self.dispatch()
-        if lost:  # whatever the answer said, it never arrives
-            answer = self._pending(order, AckKind.UNKNOWN, received)
         self._respond(on_answer, answer)
 
     def _process_later(self, order: NewOrder, received: int) -> None:
-        try:
-            self._place(order, received)
-        except OrderRejected as e:
-            rejected = msgspec.structs.replace(
-                self._pending(order, AckKind.RECEIPT, received),
-                status=OrderStatus.REJECTED,
-                reject_reason=e.reason,
-                reject_message=e.message,
-                venue_ts_ns=self.loop.now,
-            )
-            self.exchange.notify(self.account_id, rejected)
-        finally:
-            self.dispatch()
+        process_after_receipt(
+            self.conditions, self.exchange, self.account_id, order, received, self.loop.now
+        )
+        self.dispatch()
+
+    def _apply_late(self, order: NewOrder, received: int) -> None:
+        apply_late(self.conditions, self.exchange, self.account_id, order, received, self.loop.now)
+        self.dispatch()
 
 
 # -- a leg ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from venues.sim.calibration import (
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
 from venues.sim.market import MarketSource
-from venues.sim.profile import PRESETS, VenueProfile
+from venues.sim.profile import PRESETS, Latency, VenueProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("api_key", "secret")
@@ -293,7 +293,7 @@ def _check_sim(
     try:
         profile_from(cfg.profile)
     except ValueError as e:
-        raise ConfigError(f"{where}.profile{_profile_path(e)}: {_profile_msg(e)}") from None
+        raise ConfigError(f"{where}.profile{_profile_error(e, cfg.profile)}") from None
     if not 0 <= cfg.port <= 65535:
         raise ConfigError(f"{where}.port: must be within 0-65535 (0: any free port)")
     seen: set[str] = set()
@@ -457,25 +457,43 @@ def _preset(name: str) -> VenueProfile:
     return profile
 
 
-def _profile_path(e: ValueError) -> str:
-    _, _, at = str(e).partition(" - at `")
+def _profile_error(e: ValueError, spec: str | Mapping[str, Any]) -> str:
+    """A bad profile as ".field.path: what is wrong, and what would be accepted"."""
+    message, _, at = str(e).partition(" - at `")
+    message = message.replace("`", "")
     parts = _path_parts(at.rstrip("`")) if at else []
-    field = re.search(r"unknown field `([^`]+)`", str(e))
+    raw = spec if isinstance(spec, Mapping) else {}
+    field = re.match(r"Object contains unknown field (\S+)", message)
+    missing = re.match(r"Object missing required field (\S+)", message)
     if field:
+        accepted = _accepted_fields(VenueProfile, parts, raw)
+        if not parts:  # the profile's own table takes a preset too
+            accepted = ["preset", *accepted]
+        message = "unknown field" + (f"; accepted here: {', '.join(accepted)}" if accepted else "")
         parts.append(field.group(1))
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
-
-
-def _profile_msg(e: ValueError) -> str:
-    message = str(e).partition(" - at `")[0].replace("`", "")
-    if message.startswith("Object contains unknown field"):
-        fields = ", ".join(["preset", *(f.name for f in msgspec.structs.fields(VenueProfile))])
-        return f"unknown field; accepted here: {fields}"
-    if message.startswith(("Expected", "Invalid")):
+    elif missing:
+        parts.append(missing.group(1))
+        message = "required field is missing"
+    elif parts and parts[-1] in _LATENCY_FIELDS and message.startswith("Expected"):
+        got = message.rpartition(", got ")[2]
+        message = f"expected a latency table {{ median_ms = ..., p99_ms = ... }}, got {got}"
+    elif message.startswith(("Expected", "Invalid")):
         message = message[0].lower() + message[1:]
     if "nvalid enum value" in message:
         message += " (ack is one of RECEIPT, ACCEPTED, RESULT)"
-    return message
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+    return f"{path}: {message}"
+
+
+# The profile's fields that take a `Latency` (a table of median_ms and p99_ms).
+_LATENCY_FIELDS = frozenset(
+    f.name
+    for f in mi.type_info(VenueProfile).fields  # type: ignore[attr-defined]
+    if any(
+        isinstance(t, mi.StructType) and t.cls is Latency
+        for t in (f.type.types if isinstance(f.type, mi.UnionType) else (f.type,))
+    )
+)
 
 
 # --- building --------------------------------------------------------------------------

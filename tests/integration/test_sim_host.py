@@ -589,3 +589,58 @@ async def test_client_for_an_unknown_account_is_refused(make_venue: Venue) -> No
     with pytest.raises(OrderRejected) as info:
         venue.client("mallory")
     assert info.value.reason is RejectReason.UNKNOWN_ACCOUNT
+
+
+# --- unknown outcomes applied late -------------------------------------------------------
+async def test_an_unknown_outcome_applied_late_is_found_only_after_its_delay(
+    make_venue: Venue,
+) -> None:
+    """As a venue that timed out may do (-1007): a query first finds no order (-2013), a
+    later one finds it."""
+    delay = Latency(median_ms=300.0, p99_ms=300.0)
+    venue = await make_venue(
+        profile(
+            ack=AckKind.RESULT, unknown_rate=1.0, unknown_applied=1.0, unknown_apply_delay=delay
+        )
+    )
+    client = venue.client("alice")
+    stream = read(client.execution_reports())
+    sent = time.monotonic()
+    ack = await client.place(order("late", Side.BUY, "0.3"))
+    assert (ack.ack_kind, ack.status) == (AckKind.UNKNOWN, OrderStatus.PENDING_NEW)
+    with pytest.raises(UnknownOrder):
+        await client.query("BTCUSDT", "late")
+
+    async def found() -> ExecutionReport | None:
+        try:
+            return await client.query("BTCUSDT", "late")
+        except UnknownOrder:
+            return None
+
+    await until(found)
+    assert time.monotonic() - sent >= 0.29  # not before the delay
+    report = await found()
+    assert report is not None and (report.status, report.cum_filled) == (
+        OrderStatus.FILLED,
+        D("0.3"),
+    )
+    assert report.venue_accept_ns - report.venue_receive_ns >= 300 * NS_PER_MS  # type: ignore[operator]
+    await stream.report("late", OrderStatus.FILLED)
+    (position,) = await client.positions()
+    assert position.quantity == D("0.3")
+
+
+async def test_stop_cancels_an_order_waiting_to_be_applied_late(make_venue: Venue) -> None:
+    delay = Latency(median_ms=5_000.0, p99_ms=5_000.0)
+    before = asyncio.all_tasks()
+    venue = await make_venue(
+        profile(unknown_rate=1.0, unknown_applied=1.0, unknown_apply_delay=delay)
+    )
+    client = venue.client("alice")
+    ack = await client.place(order("never", Side.BUY, "0.1"))
+    assert ack.ack_kind is AckKind.UNKNOWN
+    await venue.stop()
+    left = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
+    assert left == set()
+    with pytest.raises(UnknownOrder):
+        venue.exchange.query("alice", "BTCUSDT", "never")

@@ -2,7 +2,8 @@
 
 `SimVenue` owns one `SimExchange`, advances its market on the venue clock, applies the
 venue profile (latency, acknowledgement semantics, outages, injected rejects and lost
-answers, rate limits) and fans execution reports and market events out to subscribers
+answers, rate limits: what becomes of an order is decided in `venues.sim.outcome`, which
+the backtest drives too) and fans execution reports and market events out to subscribers
 after the profile's stream lag. `SimVenueClient` binds it to one account. The Binance
 compatible HTTP server is built on the same `SimVenue`, so both paths behave alike.
 """
@@ -13,17 +14,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import TypeVar
 
-import msgspec
-
-from venues.errors import (
-    OrderRejected,
-    RateLimited,
-    VenueError,
-    VenueUnavailable,
-)
+from venues.errors import OrderRejected, VenueError, VenueUnavailable
 from venues.model import (
     AccountSnapshot,
     AckKind,
@@ -32,13 +26,23 @@ from venues.model import (
     Instrument,
     MarketEvent,
     NewOrder,
-    OrderStatus,
     Position,
     RejectReason,
-    pending_report,
 )
 from venues.sim.exchange import AccountReport, SimExchange
+from venues.sim.outcome import (
+    accepted_view,
+    admit,
+    apply_late,
+    outage_refusal,
+    pending_view,
+    process,
+    process_after_receipt,
+)
 from venues.sim.profile import VenueConditions, VenueProfile
+
+# accepted_view lives in venues.sim.outcome; the servers import it from here.
+__all__ = ["SimVenue", "SimVenueClient", "StreamClosed", "accepted_view"]
 
 T = TypeVar("T")
 _STREAM_QUEUE = 10_000
@@ -203,13 +207,10 @@ class SimVenue:
         """Carry a request to the venue; its receive time, or an error if the venue is down."""
         await self._sleep_ns(self.conditions.latency_ns("request"))
         received = self.now_ns()
-        mode = self.conditions.outage(received)
-        if mode is not None:
+        refusal = outage_refusal(self.conditions, self.name, received)
+        if refusal is not None:
             await self._sleep_ns(self.conditions.latency_ns("response"))
-            kind = "refused the connection" if mode == "refuse" else "answered 503"
-            raise VenueUnavailable(
-                f"venue {self.name} is in an outage: it {kind}", venue=self.name, code=503
-            )
+            raise refusal
         return received
 
     async def call(self, fn: Callable[[int], T]) -> T:
@@ -254,99 +255,53 @@ class SimVenue:
     async def _submit_received(
         self, account_id: str, order: NewOrder, received: int
     ) -> ExecutionReport:
+        """One order of a request that reached the venue, through `venues.sim.outcome`."""
         self.orders_received += 1
-        retry = self.conditions.rate_limited(received)
-        if retry is not None:
+        admitted = admit(self.conditions, self.name, received)
+        if isinstance(admitted, VenueError):
             await self._sleep_ns(self.conditions.latency_ns("response"))
-            raise RateLimited(
-                f"order rate limit of {self.profile.orders_per_minute}/min reached on {self.name}",
-                venue=self.name,
-                retry_after_s=retry,
-            )
-        ack = self.profile.ack
-        lost, applied = self.conditions.inject_unknown()
-        if ack is AckKind.RECEIPT and not lost:
-            # The venue answers on receipt; the risk check and match happen afterwards and
-            # their outcome (including a reject) reaches the client on the stream.
-            task = asyncio.create_task(self._process_later(account_id, order, received))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            raise admitted
+        if admitted.answered_at_receipt:
+            self._spawn(self._process_later(account_id, order, received))
             await self._sleep_ns(self.conditions.latency_ns("response"))
-            return _pending_report(self.name, order, AckKind.RECEIPT, received)
+            return pending_view(self.name, order, AckKind.RECEIPT, received)
         await self._sleep_ns(self.conditions.latency_ns("processing"))
-        if lost and not applied:
-            await self._sleep_ns(self.conditions.latency_ns("response"))
-            return _pending_report(self.name, order, AckKind.UNKNOWN, received)
         try:
-            final = self._place(account_id, order, received)
-        except OrderRejected as e:
-            error: OrderRejected | None = e
-        else:
-            error = None
+            answer = process(
+                self.conditions, self.exchange, account_id, order, received, self.now_ns(), admitted
+            )
         finally:
             self._dispatch()
+        if admitted.apply_after_ns is not None:
+            self._spawn(self._apply_late(account_id, order, received, admitted.apply_after_ns))
         await self._sleep_ns(self.conditions.latency_ns("response"))  # refusals travel too
-        if lost:  # whatever the answer said, reject included, it never arrives
-            return _pending_report(self.name, order, AckKind.UNKNOWN, received)
-        if error is not None:
-            raise error
-        if ack is AckKind.RESULT:
-            return msgspec.structs.replace(final, ack_kind=AckKind.RESULT)
-        # ACCEPTED: the answer leaves after the risk check, before the match is known.
-        return accepted_view(final)
+        if isinstance(answer, VenueError):
+            raise answer
+        return answer
 
-    def _place(self, account_id: str, order: NewOrder, received: int) -> ExecutionReport:
-        if self.conditions.inject_reject():
-            raise OrderRejected(
-                f"order {order.client_order_id} rejected by {self.name} (injected reject)",
-                reason=RejectReason.INJECTED,
-                venue=self.name,
-                client_order_id=order.client_order_id,
-            )
-        return self.exchange.place(account_id, order, self.now_ns(), receive_ns=received)
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        """Run `work` in the background, owned by the venue (cancelled when it stops)."""
+        task: asyncio.Task[object] = asyncio.create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _process_later(self, account_id: str, order: NewOrder, received: int) -> None:
         await self._sleep_ns(self.conditions.latency_ns("processing"))
         try:
-            self._place(account_id, order, received)
-        except OrderRejected as e:
-            rejected = msgspec.structs.replace(
-                _pending_report(self.name, order, AckKind.RECEIPT, received),
-                status=OrderStatus.REJECTED,
-                reject_reason=e.reason,
-                reject_message=e.message,
-                venue_ts_ns=self.now_ns(),
+            process_after_receipt(
+                self.conditions, self.exchange, account_id, order, received, self.now_ns()
             )
-            self.exchange.notify(account_id, rejected)
         finally:
             self._dispatch()
 
-
-def accepted_view(r: ExecutionReport) -> ExecutionReport:
-    """The order as it stood when it passed the risk checks: what an ACCEPTED answer shows."""
-    return msgspec.structs.replace(
-        r,
-        ack_kind=AckKind.ACCEPTED,
-        status=OrderStatus.NEW,
-        cum_filled=r.cum_filled * 0,
-        avg_price=None,
-        cum_fee=r.cum_fee * 0,
-        last_fill=None,
-        reject_reason=None,
-        reject_message=None,
-        venue_ts_ns=r.venue_accept_ns or r.venue_ts_ns,
-    )
-
-
-def _pending_report(venue: str, order: NewOrder, ack: AckKind, received: int) -> ExecutionReport:
-    """A pending report as this venue knows it: it received the order at `received`."""
-    return pending_report(
-        order,
-        venue,
-        ack,
-        venue_receive_ns=received if ack is AckKind.RECEIPT else None,
-        venue_ts_ns=received,
-    )
+    async def _apply_late(
+        self, account_id: str, order: NewOrder, received: int, after_ns: int
+    ) -> None:
+        await self._sleep_ns(received + after_ns - self.now_ns())
+        try:
+            apply_late(self.conditions, self.exchange, account_id, order, received, self.now_ns())
+        finally:
+            self._dispatch()
 
 
 class SimVenueClient:

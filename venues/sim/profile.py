@@ -51,6 +51,11 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     published event then travels to the client as an answer does: it is delivered
     `stream_lag` + `response` after it happened, so a distant venue's streams are as far
     away as its answers.
+
+    `unknown_apply_delay`: when set, an order whose answer is lost but which the venue still
+    applies (`unknown_rate`, `unknown_applied`) is applied only this long after it was
+    received (one draw per such order), as a venue that timed out (Binance -1007) may still
+    do: until then a query finds no such order (-2013). None: it is applied when processed.
     """
 
     ack: AckKind = AckKind.ACCEPTED
@@ -61,6 +66,7 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     reject_rate: float = 0.0  # share of new orders refused with reason INJECTED
     unknown_rate: float = 0.0  # share of new orders whose answer is lost (UNKNOWN)
     unknown_applied: float = 1.0  # of those, the share the venue still applied
+    unknown_apply_delay: Latency | None = None  # and when, after receipt (None: when processed)
     outages: tuple[Outage, ...] = ()
     orders_per_minute: int = 1200  # Binance USD-M default order rate limit
     clock_offset_ms: float = 0.0  # the venue's clock minus true time, to test clock sync
@@ -176,3 +182,9 @@ class VenueConditions:
         if self.profile.unknown_rate <= 0 or self._rng.random() >= self.profile.unknown_rate:
             return False, True
         return True, self._rng.random() < self.profile.unknown_applied
+
+    def unknown_apply_delay_ns(self) -> int | None:
+        """How long after receipt a lost-but-applied order is applied; None (and no draw,
+        so that the seeds of profiles without it are unchanged): when it is processed."""
+        delay = self.profile.unknown_apply_delay
+        return None if delay is None else delay.sample_ns(self._rng)
