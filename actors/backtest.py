@@ -53,35 +53,23 @@ import msgspec
 import numpy as np
 
 from actors.basket import AllDone, BasketCoordinator, ExposureChanged, Launched, LegFailed
-from actors.hedge import (
-    HedgeBook,
-    HedgeLedger,
-    HedgeOrder,
-    HedgeSizer,
-    hedge_limit_order,
-    hedge_quantity,
-)
-from actors.leg import MAX_CONSECUTIVE_REJECTS, LegLedger
+from actors.hedge import hedge_limit_order
+from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.messages import LegProgress, LegStatus
-from actors.report import (
-    BasketReport,
-    CollateralReport,
-    HedgeReport,
-    LegReport,
-    TimelineRecorder,
+from actors.protocol import (
+    ArmLeg,
+    ExposureReport,
+    HedgeFill,
+    HedgeStatement,
+    PlaceHedge,
+    VenueEndpoint,
 )
-from actors.risk import RiskModel, RiskSettings, with_risk_betas
-from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
-from actors.spec import (
-    BasketSpec,
-    HedgeSpec,
-    Policy,
-    RebalanceSpec,
-    ResolvedBasket,
-    ResolvedLeg,
-    validate,
-)
+from actors.report import BasketReport, CollateralReport, HedgeReport, TimelineRecorder
+from actors.risk import RiskSettings, with_risk_betas
+from actors.runners.hedge import DeskRunner
+from actors.runners.leg import LegRunner, with_extras
+from actors.spec import BasketSpec, Policy, RebalanceSpec, ResolvedBasket, validate
 from actors.sync import AdjustLeg, BasketShrunk
 from actors.tca import basket_tca
 from venues.config import (
@@ -92,7 +80,7 @@ from venues.config import (
     build_market,
     profile_from,
 )
-from venues.errors import OrderRejected, VenueError
+from venues.errors import VenueError
 from venues.model import (
     AckKind,
     BookTicker,
@@ -100,13 +88,13 @@ from venues.model import (
     Instrument,
     MarketTrade,
     NewOrder,
-    OrderStatus,
 )
 from venues.sim.exchange import AccountReport, AccountSpec, SimExchange
 from venues.sim.outcome import (
     Admitted,
     apply_late,
     at_door,
+    outage_refusal,
     pending_view,
     process,
     process_after_receipt,
@@ -121,7 +109,7 @@ SYNTHETIC_WARMUP_NS = 1 * NS  # the synthetic venues run this long before the ba
 REPLAY_WARMUP_NS = 10 * NS  # a replayed book is rebuilt from its snapshot within seconds
 REPLAY_STRIDE_NS = 37 * NS  # seed s starts s strides into the recording (wrapping round)
 SETTLE_LIMIT_NS = 10 * NS  # a finishing basket waits at most this long for orders in flight
-HEDGE_ROUNDS = 20  # as the hedge actor: bounded re-evaluations per trading burst
+RECONCILE_LIMIT_NS = 30 * NS  # then at most this long for its venues to confirm every order
 
 
 class ExecutionMode(enum.StrEnum):
@@ -200,6 +188,23 @@ class _Periodic(Protocol):
         ...
 
 
+class _Timer:
+    """A runner's timer on the loop: cancelled, it does nothing when its time comes."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def cancel(self) -> None:
+        self._fn = None
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
 class _Loop:
     """Events in time order; ties in the order they were scheduled.
 
@@ -217,6 +222,15 @@ class _Loop:
     def at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> None:
         self._n += 1
         heapq.heappush(self._heap, (max(t_ns, self.now), self._n, fn, args))
+
+    # The `Clock` a runner's port needs (`actors.runners.port`).
+    def now_ns(self) -> int:
+        return self.now
+
+    def call_at(self, t_ns: int, fn: Callable[[], None], *, precise: bool = False) -> _Timer:
+        timer = _Timer(fn)
+        self.at(t_ns, timer)
+        return timer
 
     def after(self, dt_ns: int, fn: Callable[..., None], *args: Any) -> None:
         # `at(now + dt_ns)` written out: tens of thousands of calls a run.
@@ -284,17 +298,10 @@ class _Venue:
         self.account_id = account_id
         self.step_ns = step_ns
         self.stream: dict[str, Callable[[ExecutionReport], None]] = {}  # client order id →
-        self.listeners: dict[str, list[_Leg]] = {}
+        self.listeners: dict[str, list[LegRunner]] = {}
         self._account_due = 0
         self._market_due: dict[str, int] = {}
         self.running = True
-
-    @property
-    def book_age_ns(self) -> int:
-        """How old a leg's view of the book is when its order arrives (median): the
-        stream's delivery (the venue's lag, then the trip back) plus the order's trip."""
-        p = self.profile
-        return int((p.stream_lag.median_ms + p.response.median_ms + p.request.median_ms) * MS)
 
     @property
     def typical_rtt_ns(self) -> int:
@@ -381,11 +388,37 @@ class _Venue:
         self.stream[order.client_order_id] = on_stream
         self.loop.after(self.latency("request"), self._arrive, order, on_answer)
 
-    def query(self, symbol: str, client_order_id: str) -> ExecutionReport | None:
-        try:
-            return self.exchange.query(self.account_id, symbol, client_order_id)
-        except VenueError:
-            return None
+    def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        """Ask for an order by its client order id; `then` gets the report or the error. A
+        query takes the venue's median trip each way (no draw: the seeded latencies of the
+        orders stay where they were)."""
+        p = self.profile
+        there = int(p.request.median_ms * MS)
+        back = int(p.response.median_ms * MS)
+
+        def arrive() -> None:
+            answer: Answer
+            refusal = outage_refusal(self.conditions, self.name, self.loop.now)
+            if refusal is not None:
+                answer = refusal
+            else:
+                try:
+                    answer = self.exchange.query(self.account_id, symbol, client_order_id)
+                except VenueError as e:
+                    answer = e
+            self.loop.after(back, then, answer)
+
+        self.loop.after(there, arrive)
+
+    def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
+        """The account's positions by symbol, a median round trip away."""
+        p = self.profile
+        rtt = int((p.request.median_ms + p.response.median_ms) * MS)
+        held = {
+            pos.symbol: pos.quantity
+            for pos in self.exchange.positions(self.account_id, self.loop.now)
+        }
+        self.loop.after(rtt, then, held)
 
     def _respond(self, on_answer: Callable[[Answer], None], answer: Answer) -> None:
         self.loop.after(self.latency("response"), on_answer, answer)
@@ -432,445 +465,90 @@ class _Venue:
         self.dispatch()
 
 
-# -- a leg ---------------------------------------------------------------------------------
-_MARKET_HOLDS = frozenset({Hold.NO_BOOK, Hold.SLIPPAGE_CAP, Hold.BELOW_MINIMUM, Hold.MISSED})
+# -- the runners' ports ---------------------------------------------------------------------
+class _LegPort:
+    """A `LegPort` on simulated time: the leg's venue one trip away, its basket one Ray
+    call away (`_Run.to_basket`). Set `runner` before the first order."""
+
+    def __init__(self, run: _Run, venue: _Venue) -> None:
+        self.loop = run.loop
+        self.now_ns = run.loop.now_ns
+        self.call_at = run.loop.call_at
+        self.send = run.to_basket
+        self._venue = venue
+        self.runner: LegRunner | None = None
+
+    @property
+    def venue(self) -> _LegPort:
+        return self
+
+    def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
+        runner = self.runner
+        assert runner is not None
+        self._venue.submit(order, then, runner.on_report)
+
+    def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        self._venue.query(symbol, client_order_id, then)
 
 
-class _Leg:
-    """The leg actor's run loop (actors/shells/leg.py) as simulated events."""
+class _DeskPort:
+    """A `DeskPort` on simulated time: the hedge actor asks the hedge venue's actor to
+    trade (one Ray call), which sends an IOC through the mid and hands the final fill back
+    (another)."""
 
-    def __init__(
-        self,
-        run: _Run,
-        leg: ResolvedLeg,
-        venue: _Venue,
-        *,
-        horizon_ns: int,
-        slice_ns: int,
-        participation_cap: float,
-        max_child_fraction: float | None,
-        head_start_ns: int,
-        latency_buffer_bps: float,
-        synchronized: bool,
-    ) -> None:
+    def __init__(self, run: _Run, venue: _Venue, instruments: list[Instrument]) -> None:
         self.run = run
         self.loop = run.loop
-        self.leg = leg
-        self.venue = venue
-        self.ledger = LegLedger(run.basket.basket_id, leg.leg_id, leg.side, leg.quantity)
-        self.horizon_ns = horizon_ns
-        self.slice_ns = slice_ns
-        self.participation_cap = participation_cap
-        self.max_child_fraction = max_child_fraction
-        self.head_start_ns = head_start_ns
-        self.latency_buffer_bps = latency_buffer_bps
-        self.synchronized = synchronized
-        self.sched: SliceScheduler | None = None
-        self.book: BookTicker | None = None
-        self.volume = _ZERO
-        self.mode = Mode.NORMAL
-        self.status = LegStatus.ARMED
-        self.reason = ""
-        self.blocked = False
-        self.busy = False  # an order is on its way: the loop awaits its answer
-        self.arrival: Decimal | None = None
-        self.rejects_in_row = 0
-        self.adjusted_ns = 0
-        self.market_notional = _ZERO
-        self.market_qty = _ZERO
-        self._timer = 0
-        self._published: tuple[object, ...] = ()
-        self._published_ns = 0
-        self._first_acked = False
-        self.progress_every_ns = int(run.settings.progress_every_ms * MS)
-        venue.listeners.setdefault(leg.symbol, []).append(self)
-        # Armed as a leg actor is: with the book read from the venue, its stream's first
-        # ticker a stream delivery away (from a distant venue, after the fire time).
-        self.book = venue.exchange.book_snapshot(leg.symbol, 1, run.loop.now).top()
-
-    # -- start and loop --------------------------------------------------------------------
-    def fire(self, fire_at_ns: int) -> None:
-        """Send the first child order to reach the venue at `fire_at_ns` (it leaves one
-        estimated one-way trip early, as the leg actor does)."""
-        leg = self.leg
-        start = fire_at_ns - self.head_start_ns
-        self.sched = SliceScheduler(
-            self.run.basket.basket_id,
-            leg.leg_id,
-            leg.instrument,
-            leg.side,
-            leg.quantity,
-            start_ns=start,
-            horizon_ns=self.horizon_ns,
-            slice_ns=self.slice_ns,
-            max_slippage_bps=leg.max_slippage_bps,
-            participation_cap=self.participation_cap,
-            max_child_fraction=self.max_child_fraction,
-            latency_buffer_bps=self.latency_buffer_bps,
-            synchronized=self.synchronized,
-        )
-        self.loop.at(start, self._go)
-
-    def _go(self) -> None:
-        if self.status is LegStatus.ARMED:
-            self.status = LegStatus.WORKING
-        self.step()
-
-    def step(self) -> None:
-        sched = self.sched
-        if sched is None or self.busy or self.status in (LegStatus.FAILED, LegStatus.DONE):
-            return
-        if self.status is LegStatus.ARMED:
-            return
-        now = self.loop.now
-        volume, self.volume = self.volume, _ZERO
-        ledger = self.ledger
-        filled, open_qty = ledger.filled_qty, ledger.open_qty
-        missed = ledger.missed_qty
-        child = sched.next_slice(now, filled, self.book, volume, self.mode, open_qty, missed)
-        if child is not None:
-            self._send(child)
-            return
-        self.blocked = sched.blocked
-        if sched.hold is Hold.SLIPPAGE_CAP:
-            self.reason = "the touch is beyond the slippage cap from arrival"
-        elif sched.hold is Hold.NO_BOOK:
-            self.reason = "no two-sided book"
-        if sched.hold in (Hold.DONE, Hold.STOPPED) and open_qty <= 0:
-            self.status = LegStatus.DONE
-            self.publish()
-            return
-        if self.mode is Mode.PAUSE and self.status is LegStatus.WORKING:
-            self.status = LegStatus.PAUSED
-        elif self.mode is not Mode.PAUSE and self.status is LegStatus.PAUSED:
-            self.status = LegStatus.WORKING
-        # The ledger has not changed since `next_slice`: its sums are still these.
-        self.publish(only_if_changed=True, totals=(filled, open_qty))
-        due = max(sched.next_due_ns, now + MS)
-        self._arm_timer(min(due, now + self.progress_every_ns))
-
-    def _arm_timer(self, t_ns: int) -> None:
-        self._timer += 1
-        self.loop.at(t_ns, self._on_timer, self._timer)
-
-    def _on_timer(self, n: int) -> None:
-        if n == self._timer:
-            self.step()
-
-    def on_market(self, ticker: BookTicker | None, qty: Decimal, notional: Decimal) -> None:
-        if ticker is not None:
-            self.book = ticker
-        self.volume += qty
-        if self.status in (LegStatus.WORKING, LegStatus.PAUSED):
-            self.market_qty += qty
-            self.market_notional += notional
-            # The live loop wakes on every tick; only these holds can end with the market.
-            sched = self.sched
-            if sched is not None and sched.hold in _MARKET_HOLDS:
-                self.step()
-
-    # -- orders ----------------------------------------------------------------------------
-    def _send(self, child: SendChildOrder) -> None:
-        if self.arrival is None:
-            self.arrival = child.arrival_price
-        order = child.order
-        first = not self.ledger.orders
-        self.ledger.sent(order, child.n, self.loop.now, "slice", mid=self.mark())
-        self.publish()
-        self.busy = True
-        self.venue.submit(order, lambda a: self._answered(order, first, a), self._on_report)
-
-    def _answered(self, order: NewOrder, first: bool, answer: Answer) -> None:
-        self.busy = False
-        ledger = self.ledger
-        now = self.loop.now
-        coid = order.client_order_id
-        if isinstance(answer, OrderRejected):
-            ledger.refused(coid, f"{answer.reason.value}: {answer.message}", now)
-            self.rejects_in_row += 1
-            if first:
-                self._fail(f"first order {coid} rejected: {answer.message}")
-            elif self.rejects_in_row >= MAX_CONSECUTIVE_REJECTS:
-                self._fail(
-                    f"{self.rejects_in_row} orders in a row rejected; last: {answer.message}"
-                )
-        elif isinstance(answer, VenueError):
-            ledger.refused(coid, f"VENUE_UNAVAILABLE: {answer.message}", now)
-            self.blocked = True
-            self.reason = answer.message
-            if first:
-                self._fail(f"first order {coid} not accepted: {answer.message}")
-        else:
-            self.rejects_in_row = 0
-            ledger.acked(answer, now)
-            if answer.ack_kind is AckKind.UNKNOWN:  # ask, never resend
-                self.loop.after(self.venue.typical_rtt_ns, self._settle_by_query)
-            if answer.status is OrderStatus.REJECTED and first:
-                self._fail(f"first order {coid} rejected: {answer.reject_message}")
-            self._changed()
-        self.step()
-
-    def _on_report(self, report: ExecutionReport) -> None:
-        if self.ledger.on_report(report, self.loop.now):
-            self._changed()
-            self.step()
-
-    def _settle_by_query(self) -> None:
-        for coid, child in list(self.ledger.orders.items()):
-            if child.status.is_terminal and not child.unknown:
-                continue
-            report = self.venue.query(self.leg.symbol, coid)
-            if report is None:
-                self.ledger.refused(coid, "UNKNOWN_ORDER: never reached the venue", self.loop.now)
-            else:
-                self.ledger.on_report(report, self.loop.now)
-        self._changed()
-        self.step()
-
-    def _changed(self) -> None:
-        working = self.status in (LegStatus.WORKING, LegStatus.PAUSED, LegStatus.ARMED)
-        reason = self.ledger.give_up_reason() if working else None
-        if reason is not None:
-            self._fail(reason)
-            return
-        self.publish()
-
-    def _fail(self, reason: str) -> None:
-        self.status = LegStatus.FAILED
-        self.reason = reason
-        self.mode = Mode.STOP
-        self.publish()
-
-    def mark(self) -> Decimal | None:
-        book = self.book
-        return None if book is None else (book.bid + book.ask) / 2
-
-    def publish(
-        self, *, only_if_changed: bool = False, totals: tuple[Decimal, Decimal] | None = None
-    ) -> None:
-        """Send the basket a snapshot (`only_if_changed`: unless it would say what the last
-        one did, less than a heartbeat ago). `totals`: the ledger's filled and open
-        quantities, when the caller has them."""
-        ledger = self.ledger
-        filled, open_qty = totals or (ledger.filled_qty, ledger.open_qty)
-        if not self._first_acked:  # once acked, for good: no need to look again
-            first = ledger.first
-            self._first_acked = first is not None and first.ack_ns is not None
-        state = (
-            self.status,
-            filled,
-            open_qty,
-            ledger.target_qty,
-            self.blocked,
-            self._first_acked,
-        )
-        now = self.loop.now
-        if (
-            only_if_changed
-            and state == self._published
-            and now - self._published_ns < self.progress_every_ns
-        ):
-            return
-        self._published, self._published_ns = state, now
-        snapshot = ledger.progress(
-            self.status,
-            now,
-            self.mark(),
-            blocked=self.blocked or self.status is LegStatus.FAILED,
-            reason=self.reason,
-        )
-        self.run.to_basket(snapshot)
-
-    # -- from the basket -------------------------------------------------------------------
-    def adjust(self, adj: AdjustLeg) -> None:
-        if self.mode is Mode.STOP or adj.ts_ns < self.adjusted_ns:
-            return
-        self.adjusted_ns = adj.ts_ns
-        sched = self.sched
-        if adj.target_qty is not None and sched is not None and adj.target_qty < sched.target_qty:
-            self.ledger.target_qty = sched.shrink(adj.target_qty, self.ledger.filled_qty)
-        self.mode = adj.mode
-        self.step()
-
-    def stop(self, reason: str) -> None:
-        self.mode = Mode.STOP
-        if self.status not in (LegStatus.FAILED, LegStatus.DONE):
-            self.reason = self.reason or reason
-            self.status = LegStatus.DONE
-        self._timer += 1  # no more wake-ups
-
-    def report(self, decision_price: Decimal | None, reconciled: bool) -> LegReport:
-        leg = self.leg
-        ledger = self.ledger
-        first = ledger.first
-        return LegReport(
-            leg_id=leg.leg_id,
-            venue=leg.venue,
-            symbol=leg.symbol,
-            side=leg.side,
-            original_qty=leg.quantity,
-            target_qty=ledger.target_qty,
-            filled_qty=ledger.filled_qty,
-            avg_price=ledger.avg_price,
-            fees_usd=ledger.fees,
-            status=self.status,
-            reconciled=reconciled,
-            child_orders=list(ledger.orders.values()),
-            rejects=ledger.rejects,
-            arrival_price=self.arrival,
-            first_send_ns=None if first is None else first.sent_ns,
-            first_ack_ns=None if first is None else first.ack_ns,
-            first_venue_accept_ns=None if first is None else first.venue_accept_ns,
-            ack_kind=self.venue.profile.ack,
-            reason=self.reason,
-            contract_size=leg.instrument.contract_size,
-            decision_price=decision_price,
-            end_price=self.mark(),
-            market_vwap=self.market_notional / self.market_qty if self.market_qty else None,
-            market_volume=self.market_qty,
-        )
-
-
-# -- the hedge desk ------------------------------------------------------------------------
-class _Desk:
-    """The hedge actor's desk for this basket (actors/shells/hedge.py) as simulated events;
-    its orders go through the hedge venue's actor, one Ray call away."""
-
-    def __init__(self, run: _Run, spec: HedgeSpec, venue: _Venue, instruments: list[Instrument]):
-        self.run = run
-        self.loop = run.loop
-        self.spec = spec
+        self.now_ns = run.loop.now_ns
+        self.call_at = run.loop.call_at
         self.venue = venue
         self.instruments = {i.symbol: i for i in instruments}
-        self.book = HedgeBook(HedgeSizer(run.risk, instruments))
-        self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
-        self.trading = False
-        self.dirty = False
-        self.closing = False
-        self.n = 0
-        self.orders = 0
-        self.fees_usd = 0.0
-        self.max_abs_position = 0.0
-        self.reaction_ns: list[int] = []
-        self.pending_cause_ns: int | None = None
-        self.seen_cause_ns = 0
-        self.on_idle: Callable[[], None] | None = None
 
-    def _mark(self) -> None:
-        mids = {s: self.venue.mid(s) for s in self.instruments}
-        self.ledger.mark({s: float(m) for s, m in mids.items() if m is not None})
+    def mids(self) -> dict[str, float]:
+        out = {}
+        for symbol in self.instruments:
+            mid = self.venue.mid(symbol)
+            if mid is not None:
+                out[symbol] = float(mid)
+        return out
 
-    def gross_usd(self) -> float:
-        return self.ledger.gross_usd()
+    def hedge(self, cmd: PlaceHedge, then: Callable[[HedgeFill | Exception | None], None]) -> None:
+        self.loop.after(self.run.ray_ns(), self._trade, cmd, then)
 
-    def report(self, e: ExposureChanged) -> None:
-        now = self.loop.now
-        self._mark()
-        self.book.accrue(self.ledger.unaccrued_usd(), now)
-        if not self.book.report(self.run.basket.basket_id, e.seq, e.exposure, now):
-            return
-        if e.cause_ns is not None and e.cause_ns > self.seen_cause_ns:
-            self.pending_cause_ns = self.seen_cause_ns = e.cause_ns
-        else:
-            self.pending_cause_ns = None
-        self._kick()
-
-    def close(self, on_idle: Callable[[], None]) -> None:
-        now = self.loop.now
-        self._mark()
-        self.book.accrue(self.ledger.unaccrued_usd(), now)
-        self.book.close(self.run.basket.basket_id, now)
-        self.closing = True
-        self.on_idle = on_idle
-        self._kick()
-
-    def _kick(self) -> None:
-        if self.trading:
-            self.dirty = True
-            return
-        self.trading = True
-        self._round(0)
-
-    def _round(self, k: int) -> None:
-        self.dirty = False
-        self._mark()
-        limits = (
-            (0.0, 0.0) if self.closing else (self.spec.activation_usd, self.spec.hysteresis_usd)
-        )
-        orders = self.book.orders(self.ledger.positions_usd(), self.loop.now, *limits)
-        self._next(orders, k)
-
-    def _next(self, orders: list[HedgeOrder], k: int) -> None:
-        if orders:
-            order = orders.pop(0)
-            # The hedge actor asks the hedge venue's actor to trade: one Ray call.
-            self.loop.after(self.run.ray_ns(), self._execute, order, orders, k)
-            return
-        if self.dirty and k + 1 < HEDGE_ROUNDS:
-            self._round(k + 1)
-            return
-        self.trading = False
-        if self.closing and self.on_idle is not None:
-            self._mark()
-            self.book.accrue(self.ledger.unaccrued_usd(), self.loop.now)
-            done, self.on_idle = self.on_idle, None
-            done()
-
-    def _execute(self, order: HedgeOrder, rest: list[HedgeOrder], k: int) -> None:
-        symbol = order.symbol
-        inst = self.instruments[symbol]
-        mid = self.venue.mid(symbol)
-        qty = hedge_quantity(
-            order,
-            inst.lot,
-            self.ledger.qty[symbol],
-            self.ledger.mids.get(symbol),
-            float(inst.contract_size),
-        )
-        coid = f"lgh-bt-{self.n}"
-        self.n += 1
+    def _trade(self, cmd: PlaceHedge, then: Callable[[HedgeFill | Exception | None], None]) -> None:
+        back = self.run.ray_ns
+        mid = self.venue.mid(cmd.symbol)
+        inst = self.instruments[cmd.symbol]
         new = (
             None
             if mid is None
-            else hedge_limit_order(coid, inst, order.side, qty, order.notional_usd, mid)
+            else hedge_limit_order(
+                cmd.client_order_id, inst, cmd.side, cmd.qty, cmd.notional_usd, mid
+            )
         )
-        if new is None:
-            self._next(rest, k)
+        if new is None or mid is None:
+            self.loop.after(back(), then, None)
             return
-        cause = self.pending_cause_ns
-        if cause is not None:
-            self.reaction_ns.append(self.loop.now - cause)
-            self.pending_cause_ns = None
+        sent = self.loop.now
         finished = [False]
 
         def final(report: ExecutionReport) -> None:
             if finished[0] or not report.status.is_terminal:
                 return
             finished[0] = True
-            # The venue actor hands the fill back to the hedge actor: one Ray call.
-            self.loop.after(self.run.ray_ns(), self._filled, order, report, rest, k)
+            self.loop.after(back(), then, HedgeFill(report=report, sent_ns=sent, mid=float(mid)))
 
         def answered(answer: Answer) -> None:
             if isinstance(answer, VenueError):
                 finished[0] = True
-                self.loop.after(self.run.ray_ns(), self._next, rest, k)
+                self.loop.after(back(), then, answer)
             elif answer.status.is_terminal and answer.ack_kind is AckKind.RESULT:
                 final(answer)
 
         self.venue.submit(new, answered, final)
 
-    def _filled(
-        self, order: HedgeOrder, r: ExecutionReport, rest: list[HedgeOrder], k: int
-    ) -> None:
-        qty = float(r.cum_filled)
-        fee = float(r.cum_fee)
-        if qty > 0 and r.avg_price is not None:
-            self.ledger.fill(order.symbol, order.side, qty, float(r.avg_price), fee)
-        self._mark()
-        self.orders += 1
-        self.fees_usd += fee
-        self.max_abs_position = max(self.max_abs_position, self.ledger.gross_usd())
-        self._next(rest, k)
+    def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
+        self.venue.positions(then)
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -884,11 +562,14 @@ class _Run:
         loop: _Loop,
         mode: ExecutionMode,
         seed: int,
-        risk: RiskModel,
+        risk_settings: RiskSettings,
         settings: BacktestSettings,
+        configs: Mapping[str, SimVenueConfig],
     ) -> None:
+        risk = risk_settings.model()
         self.basket = basket
         self.venues = venues
+        self.risk_settings = risk_settings
         self.loop = loop
         self.mode = mode
         self.risk = risk
@@ -906,13 +587,14 @@ class _Run:
         leg_horizon_ns = horizon_ns // n if mode is ExecutionMode.SEQUENTIAL else horizon_ns
         slice_ns = int(min(params.slice_s, params.horizon_s) * NS)
         band = params.completion_band
-        self.legs: dict[str, _Leg] = {}
+        self.legs: dict[str, LegRunner] = {}
+        self._rtt: dict[str, int] = {}
         for leg in basket.legs:
             venue = venues[leg.venue]
-            self.legs[leg.leg_id] = _Leg(
-                self,
-                leg,
-                venue,
+            cmd = ArmLeg(
+                basket_id=basket.basket_id,
+                leg=leg,
+                endpoint=VenueEndpoint(venue=leg.venue, config=configs[leg.venue]),
                 horizon_ns=leg_horizon_ns,
                 slice_ns=min(slice_ns, leg_horizon_ns),
                 participation_cap=params.participation_cap,
@@ -921,26 +603,35 @@ class _Run:
                     if coordinated and band is not None
                     else None
                 ),
-                head_start_ns=venue.typical_rtt_ns // 2 if coordinated else 0,
-                latency_buffer_bps=latency_buffer_bps(
-                    risk.volatility(leg.instrument), venue.book_age_ns
-                ),
+                progress_every_ns=int(settings.progress_every_ms * MS),
+                vol_annual=risk.volatility(leg.instrument),
                 synchronized=coordinated,
             )
+            port = _LegPort(self, venue)
+            # Armed as a leg actor is: with the book read from the venue, its stream's first
+            # ticker a stream delivery away (from a distant venue, after the fire time).
+            book = venue.exchange.book_snapshot(leg.symbol, 1, loop.now).top()
+            runner = port.runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
+            venue.listeners.setdefault(leg.symbol, []).append(runner)
+            self.legs[leg.leg_id] = runner
+            self._rtt[leg.leg_id] = venue.typical_rtt_ns
         lead = int(settings.fire_lead_ms * MS)
         if coordinated:
-            lead += max(leg.head_start_ns for leg in self.legs.values())
+            # Far enough ahead that a leg on a distant venue can still send one one-way trip
+            # early (`LegRunner.fire`).
+            lead += max(rtt // 2 for rtt in self._rtt.values())
         self.fire_ns = loop.now + lead
         self.core = BasketCoordinator(
             basket, self.fire_ns, risk, hedge=hedged, synchronize=coordinated
         )
         self.timeline = TimelineRecorder()
         self.timeline.start(self.core)
-        self.desk: _Desk | None = None
+        self.desk: DeskRunner | None = None
+        self._desk_port: _DeskPort | None = None
+        self.hedge_statement: HedgeStatement | None = None
         if hedged and basket.hedge is not None:
-            self.desk = _Desk(
-                self, basket.hedge, venues[basket.hedge.venue], basket.hedge_instruments
-            )
+            self._desk_port = _DeskPort(self, venues[basket.hedge.venue], basket.hedge_instruments)
+            self.desk = DeskRunner(self._desk_port, basket.hedge_instruments, "bt", risk_settings)
         self.launched_ns: int | None = None
         self.done_ns: int | None = None
         self.failure: str | None = None
@@ -964,14 +655,20 @@ class _Run:
         if self.mode is ExecutionMode.SEQUENTIAL:
             self._start_next(self.fire_ns)
         else:
-            for leg in self.legs.values():
+            for leg_id in self.legs:
                 # The basket's fire call reaches each leg well inside the lead.
-                leg.fire(self.fire_ns)
+                self._fire(leg_id, self.fire_ns)
         self.loop.at(self.fire_ns, self._tick)
 
     def _start_next(self, at_ns: int) -> None:
         if self._queue:
-            self.legs[self._queue.pop(0)].fire(at_ns)
+            self._fire(self._queue.pop(0), at_ns)
+
+    def _fire(self, leg_id: str, at_ns: int) -> None:
+        self.legs[leg_id].fire(at_ns, self._rtt[leg_id])
+
+    def _hedge_gross(self) -> float:
+        return self.desk.ledger.gross_usd() if self.desk is not None else 0.0
 
     def to_basket(self, p: LegProgress) -> None:
         self.loop.after(self.ray_ns(), self._on_progress, p)
@@ -995,7 +692,7 @@ class _Run:
             return
         now = self.loop.now
         self._apply(self.core.tick(now))
-        self.timeline.add(self.core, now, self.desk.gross_usd() if self.desk else 0.0)
+        self.timeline.add(self.core, now, self._hedge_gross())
         if self.ending:
             return
         if now > self.deadline_ns:
@@ -1021,7 +718,7 @@ class _Run:
                     self._on_leg_failed(e)
                 case ExposureChanged():
                     if self.desk is not None:
-                        self.loop.after(self.ray_ns(), self.desk.report, e)
+                        self.loop.after(self.ray_ns(), self._to_desk, e)
                 case AllDone():
                     if not self.ending:
                         self.done_ns = e.ts_ns
@@ -1045,36 +742,68 @@ class _Run:
             )
             self._end()
 
+    def _to_desk(self, e: ExposureChanged) -> None:
+        desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
+        assert desk is not None and port is not None and hedge is not None
+        desk.mark(port.mids())
+        report = ExposureReport(
+            basket_id=self.basket.basket_id,
+            seq=e.seq,
+            hedge=hedge,
+            venue_epoch="",
+            exposure=e.exposure,
+            cause_ns=e.cause_ns,
+            ts_ns=e.ts_ns,
+            risk=self.risk_settings,
+        )
+        desk.on_exposure(report)
+
     def _end(self) -> None:
-        """Stop the legs, let what is in flight land, reconcile, close the hedge."""
+        """Stop the legs (on a failure), reconcile every leg, close the hedge."""
         if self.ending:
             return
         self.ending = True
-        if self.failure is not None:
-            for leg in self.legs.values():
-                leg.stop("stopped: " + self.failure)
-        self._settle_deadline = self.loop.now + SETTLE_LIMIT_NS
-        self._settle()
+        waiting = [len(self.legs)]
 
-    def _settle(self) -> None:
-        open_legs = [leg for leg in self.legs.values() if leg.busy or leg.ledger.open_qty > 0]
-        if open_legs and self.loop.now < self._settle_deadline:
-            self.loop.after(int(self.settings.tick_ms * MS), self._settle)
+        def stopped(_p: LegProgress | None = None) -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                self._reconcile()
+
+        if self.failure is None:
+            waiting[0] = 1
+            stopped()
             return
-        self.timeline.add(
-            self.core, self.loop.now, self.desk.gross_usd() if self.desk else 0.0, force=True
-        )
+        for leg in self.legs.values():
+            leg.stop("stopped: " + self.failure, stopped)
+
+    def _reconcile(self) -> None:
+        self.timeline.add(self.core, self.loop.now, self._hedge_gross(), force=True)
         self.lifecycle.to(BasketState.RECONCILING, self.loop.now, "confirming with the venues")
-        for leg_id, leg in self.legs.items():
-            answers = {coid: leg.venue.query(leg.leg.symbol, coid) for coid in leg.ledger.orders}
-            result = leg.ledger.reconcile(answers, self.loop.now)
+        waiting = [len(self.legs)]
+        deadline = self.loop.now + SETTLE_LIMIT_NS + RECONCILE_LIMIT_NS
+
+        def reconciled(leg_id: str, result: Reconciliation) -> None:
             self.reconciled[leg_id] = result.reconciled
-            if result.reconciled and leg.status is LegStatus.DONE:
-                leg.status = LegStatus.RECONCILED
-        if self.desk is not None:
-            self.desk.close(self._finish)
-        else:
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                self._close_hedge()
+
+        for leg_id, leg in self.legs.items():
+            leg.reconcile(deadline, lambda r, i=leg_id: reconciled(i, r))
+
+    def _close_hedge(self) -> None:
+        desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
+        if desk is None or port is None or hedge is None:
             self._finish()
+            return
+        desk.mark(port.mids())
+
+        def closed(statement: HedgeStatement) -> None:
+            self.hedge_statement = statement
+            self._finish()
+
+        desk.close(self.basket.basket_id, hedge, self.risk_settings, False, closed)
 
     def _finish(self) -> None:
         now = self.loop.now
@@ -1097,7 +826,7 @@ class _Run:
     def report(self) -> BasketReport:
         basket = self.basket
         legs = [
-            leg.report(basket.leg(leg_id).price, self.reconciled.get(leg_id, False))
+            with_extras(leg.report(), decision_price=basket.leg(leg_id).price)
             for leg_id, leg in self.legs.items()
         ]
         accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
@@ -1107,16 +836,14 @@ class _Run:
             hedge = HedgeReport(
                 venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
             )
-            if self.desk is not None:
-                d = self.desk
-                hedge.orders = d.orders
-                hedge.max_abs_position = d.max_abs_position
-                hedge.pnl_usd = d.book.attributed_usd.get(basket.basket_id, 0.0)
-                hedge.fees_usd = d.fees_usd
-                hedge.flat_at_end = all(
-                    abs(q) < float(d.instruments[s].lot) / 2 for s, q in d.ledger.qty.items()
-                )
-                hedge.reaction_ns = list(d.reaction_ns)
+            st = self.hedge_statement
+            if st is not None:
+                hedge.orders = st.orders
+                hedge.max_abs_position = st.max_abs_position
+                hedge.pnl_usd = st.pnl_usd
+                hedge.fees_usd = st.fees_usd
+                hedge.flat_at_end = st.flat
+                hedge.reaction_ns = list(st.reaction_ns)
         report = BasketReport(
             basket_id=basket.basket_id,
             status=self.lifecycle.state,
@@ -1261,7 +988,6 @@ def run_once(
     """
     settings = settings or BacktestSettings()
     risk = risk or RiskSettings()
-    model = risk.model()
     wall = time.perf_counter()
     loop = _Loop(SIM_EPOCH_NS if start_ns is None else start_ns)
     horizon_s = getattr(spec.params, "horizon_s", 0.0)
@@ -1288,7 +1014,8 @@ def run_once(
     loop.now = accepted
     for venue in venues.values():
         venue.start()
-    run = _Run(basket, venues, loop, mode, seed, model, settings)
+    configs = {name: cfg for name, cfg in config.venues.items() if isinstance(cfg, SimVenueConfig)}
+    run = _Run(basket, venues, loop, mode, seed, risk, settings, configs)
     run.start()
     loop.run(lambda: run.finished, run.deadline_ns + SETTLE_LIMIT_NS + 60 * NS)
     if not run.finished:

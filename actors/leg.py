@@ -55,6 +55,7 @@ class ChildOrder(msgspec.Struct, kw_only=True):
     avg_price: Decimal | None = None
     fee: Decimal = _ZERO
     reject: str | None = None  # "REASON: message" when the venue refused it
+    turned_away: bool = False  # refused at the door (venue down, rate limit): not a reject
     unknown: bool = False  # the outcome is not known yet (query it; never resend)
     mid: Decimal | None = None  # the venue's mid when the order was sent (spread paid)
 
@@ -90,6 +91,7 @@ class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
     still_open: list[str] = []  # orders the venue still works (the leg is not finished)
     missing: list[str] = []  # ids the venue does not know: never reached it
     ts_ns: int = 0
+    error: str = ""  # why the venue could not be asked (then nothing above is the venue's)
 
 
 class LegLedger:
@@ -179,12 +181,16 @@ class LegLedger:
         child.unknown = False
         return (child.status, child.filled_qty, child.fee) != before
 
-    def refused(self, client_order_id: str, reason: str, now_ns: int) -> None:
-        """The placement failed with an error: the order never worked."""
+    def refused(
+        self, client_order_id: str, reason: str, now_ns: int, *, turned_away: bool = False
+    ) -> None:
+        """The placement failed with an error: the order never worked. `turned_away`: the
+        venue was down or rate-limited us, which says nothing about the order itself."""
         child = self.orders[client_order_id]
         child.ack_ns = child.ack_ns or now_ns
         child.status = OrderStatus.REJECTED
         child.reject = reason
+        child.turned_away = turned_away
         child.unknown = False
 
     def unknown(self, client_order_id: str) -> None:
@@ -247,11 +253,14 @@ class LegLedger:
     def give_up_reason(self) -> str | None:
         """Why the leg must stop sending, from its refusals: its first order refused, or the
         last `MAX_CONSECUTIVE_REJECTS` in a row (refusals that arrive on the stream, after
-        later orders went out, count too). None while the leg may go on."""
+        later orders went out, count too). None while the leg may go on. Orders a venue
+        turned away while down or rate-limiting are no refusals of the leg's orders: an
+        outage blocks the leg, and the basket's grace and deadline decide about it."""
         first = self.first
         if first is not None and first.reject is not None:
             return f"first order {first.client_order_id} rejected: {first.reject}"
-        latest = sorted(self.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
+        judged = [c for c in self.orders.values() if not c.turned_away]
+        latest = sorted(judged, key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
         if len(latest) == MAX_CONSECUTIVE_REJECTS and all(c.reject is not None for c in latest):
             return f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}"
         return None

@@ -1,10 +1,12 @@
-"""The basket state machine: one table of legal transitions (DESIGN §5)."""
+"""The basket's and the leg's state machines: one table of legal transitions each (DESIGN §5)."""
 
 from __future__ import annotations
 
 import enum
 
 import msgspec
+
+from actors.messages import LegStatus
 
 
 class BasketState(enum.StrEnum):
@@ -93,3 +95,40 @@ class BasketLifecycle:
         self.entered_ns = now_ns
         self.history.append(event)
         return event
+
+
+# -- a leg ----------------------------------------------------------------------------------
+L = LegStatus
+LEG_TRANSITIONS: dict[LegStatus, frozenset[LegStatus]] = {
+    L.IDLE: frozenset({L.ARMED, L.FAILED}),
+    # A leg stopped before its fire time (the basket cancelled while arming) is done with
+    # nothing sent.
+    L.ARMED: frozenset({L.WORKING, L.DONE, L.FAILED}),
+    L.WORKING: frozenset({L.PAUSED, L.DONE, L.FAILED}),
+    L.PAUSED: frozenset({L.WORKING, L.DONE, L.FAILED}),
+    # A done leg may still fail: a refusal that arrives on the stream after its last order
+    # (a RECEIPT venue answers before its checks) counts as one answered at once.
+    L.DONE: frozenset({L.RECONCILED, L.FAILED}),
+    L.RECONCILED: frozenset(),
+    # A failed leg stays failed; it is still unwound and reconciled, under its status.
+    L.FAILED: frozenset(),
+}
+
+
+class IllegalLegTransition(RuntimeError):
+    """A leg move the table does not allow; always a bug in the caller."""
+
+    def __init__(self, leg_id: str, current: LegStatus, target: LegStatus) -> None:
+        allowed = ", ".join(sorted(LEG_TRANSITIONS[current])) or "none (terminal)"
+        super().__init__(
+            f"leg {leg_id}: illegal transition {current.value} -> {target.value}; "
+            f"from {current.value} the allowed states are {allowed}"
+        )
+
+
+def leg_transition(leg_id: str, current: LegStatus, target: LegStatus) -> LegStatus:
+    """`target` if the table allows the move from `current` (staying put always is);
+    raises `IllegalLegTransition` naming both otherwise."""
+    if target is not current and target not in LEG_TRANSITIONS[current]:
+        raise IllegalLegTransition(leg_id, current, target)
+    return target

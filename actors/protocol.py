@@ -13,7 +13,7 @@ import msgspec
 from actors.risk import RiskSettings
 from actors.spec import HedgeSpec, ResolvedLeg
 from venues.config import VenueConfig
-from venues.model import AckKind, ExecutionReport
+from venues.model import AckKind, ExecutionReport, Side
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +65,10 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     synchronized: bool = False
     # The basket's inbox for this leg's progress, when it takes events by a direct stream.
     progress_inbox: InboxAddress | None = None
+    # How long after sending an order the venue may still apply it: an order the venue does
+    # not know within this window may yet appear; past it, it never will (Binance: the
+    # request's 5 s receive window, and a second for the clocks).
+    order_window_ns: int = 6_000_000_000
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +81,16 @@ class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
     venue_clock_rtt_ns: int | None
     venue_typical_rtt_ns: int | None  # median round trip: the leg sends this/2 before fire_at
     mid: Decimal | None
+
+
+class PlaceHedge(msgspec.Struct, frozen=True, kw_only=True):
+    """Trade a hedge now: an IOC through the mid, `qty` (or about `notional_usd` without it)."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal | None
+    notional_usd: float
 
 
 class HedgeFill(msgspec.Struct, frozen=True, kw_only=True):

@@ -959,9 +959,9 @@ class BasketActor:
                 return_exceptions=True,
             )
             stuck = [
-                f"{i} ({_short(q)})" if isinstance(q, BaseException) else f"{i} ({q} left)"
-                for i, q in zip(self.legs, left, strict=True)
-                if isinstance(q, BaseException) or q != 0
+                f"{i} ({_short(u)})" if isinstance(u, BaseException) else f"{i} ({u.describe()})"
+                for i, u in zip(self.legs, left, strict=True)
+                if isinstance(u, BaseException) or not u.flat
             ]
             if stuck:
                 reason += f"; unwind incomplete on {', '.join(stuck)}"

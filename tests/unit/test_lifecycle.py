@@ -1,4 +1,4 @@
-"""The basket state machine: every legal move works, every other one raises."""
+"""The basket and leg state machines: every legal move works, every other one raises."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import itertools
 import pytest
 
 from actors.lifecycle import (
+    LEG_TRANSITIONS,
     TRANSITIONS,
     BasketLifecycle,
     BasketState,
+    IllegalLegTransition,
     IllegalTransition,
+    leg_transition,
 )
+from actors.messages import LegStatus
 
 S = BasketState
 LEGAL = [(a, b) for a, targets in TRANSITIONS.items() for b in sorted(targets)]
@@ -99,3 +103,36 @@ def test_a_queued_basket_has_sent_nothing_and_can_still_end_cleanly() -> None:
     assert TRANSITIONS[S.QUEUED] == {S.ARMING, S.FAILED, S.CANCELLED}
     assert S.QUEUED in TRANSITIONS[S.CHECKING] and S.ARMING in TRANSITIONS[S.CHECKING]
     assert not any(S.QUEUED in TRANSITIONS[s] for s in S if s is not S.CHECKING)
+
+
+# -- a leg ----------------------------------------------------------------------------------
+L = LegStatus
+LEG_LEGAL = [(a, b) for a, targets in LEG_TRANSITIONS.items() for b in sorted(targets)]
+LEG_ILLEGAL = [
+    (a, b) for a, b in itertools.product(L, L) if b not in LEG_TRANSITIONS[a] and a is not b
+]
+
+
+def test_every_leg_status_has_a_row() -> None:
+    assert set(LEG_TRANSITIONS) == set(L)
+
+
+@pytest.mark.parametrize(("a", "b"), LEG_LEGAL)
+def test_a_legal_leg_move_is_taken(a: LegStatus, b: LegStatus) -> None:
+    assert leg_transition("l1", a, b) is b
+
+
+@pytest.mark.parametrize("a", list(L))
+def test_a_leg_may_always_stay_where_it_is(a: LegStatus) -> None:
+    assert leg_transition("l1", a, a) is a
+
+
+@pytest.mark.parametrize(("a", "b"), LEG_ILLEGAL)
+def test_an_illegal_leg_move_raises_naming_both_states(a: LegStatus, b: LegStatus) -> None:
+    with pytest.raises(IllegalLegTransition, match=f"{a.value} -> {b.value}"):
+        leg_transition("l1", a, b)
+
+
+def test_a_reconciled_or_failed_leg_goes_nowhere() -> None:
+    assert not LEG_TRANSITIONS[L.RECONCILED]
+    assert not LEG_TRANSITIONS[L.FAILED]

@@ -279,9 +279,15 @@ def test_the_backtest_venue_applies_a_lost_order_late_too() -> None:
     loop.run(lambda: bool(answers), T0 + 100 * MS)
     (answer,) = answers
     assert isinstance(answer, ExecutionReport) and answer.ack_kind is AckKind.UNKNOWN
-    assert venue.query("BTCUSDT", "late") is None
+    early: list[object] = []
+    venue.query("BTCUSDT", "late", early.append)
+    loop.run(lambda: bool(early), T0 + 200 * MS)
+    assert isinstance(early[0], UnknownOrder)
     loop.run(lambda: bool(reports) and reports[-1].status.is_terminal, T0 + 400 * MS)
-    found = venue.query("BTCUSDT", "late")
-    assert found is not None and found.status is OrderStatus.FILLED
+    later: list[object] = []
+    venue.query("BTCUSDT", "late", later.append)
+    loop.run(lambda: bool(later), T0 + 500 * MS)
+    found = later[0]
+    assert isinstance(found, ExecutionReport) and found.status is OrderStatus.FILLED
     assert T0 + 300 * MS <= found.venue_accept_ns < T0 + 301 * MS  # type: ignore[operator]
     assert reports[-1].status is OrderStatus.FILLED

@@ -1,0 +1,284 @@
+"""`DeskRunner`: one hedge desk's decisions, live and in the backtest alike.
+
+A desk is one hedge venue and instrument set, shared by the baskets that hedge with it and
+value risk alike. Its cores net their exposures and size the minimum-variance hedge
+(`HedgeBook`, `HedgeSizer`) and keep its positions and P&L (`HedgeLedger`); the runner
+decides the rest:
+
+- **when to trade**: on every new exposure snapshot (a stale or repeated one changes
+  nothing), in bounded rounds (`HEDGE_ROUNDS`) while newer snapshots keep arriving, one
+  order at a time, with the activation and hysteresis of the most sensitive basket in the
+  netting;
+- **what an order's failure means**: it may have filled all the same, so the positions are
+  read back from the venue before the desk goes on;
+- **who an order served**: every basket in the netting (or just closed) shares its fees by
+  its share of the risk, and the newest fill behind a basket's exposure times the
+  reaction (fill seen → hedge order sent);
+- **closing a basket**: it leaves the netting (unless its hedge is held), the desk trades
+  what that changes, and the basket's `HedgeStatement` waits for that (bounded by
+  `CLOSE_TIMEOUT_NS`).
+
+Its port gives the time, timers, and the hedge venue as two callbacks (`DeskPort`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+import msgspec
+
+from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer, hedge_quantity
+from actors.protocol import ExposureReport, HedgeFill, HedgeStatement, PlaceHedge
+from actors.risk import RiskSettings
+from actors.runners.port import Clock
+from actors.spec import HedgeSpec
+from venues.model import Instrument
+
+HEDGE_ROUNDS = 20  # re-evaluations per trading burst, while newer exposures keep arriving
+CLOSE_TIMEOUT_NS = 15_000_000_000  # how long closing a basket waits for the trades it causes
+
+
+class DeskPort(Clock, Protocol):
+    """A desk's world: its clock, and its hedge venue."""
+
+    def hedge(self, cmd: PlaceHedge, then: Callable[[HedgeFill | Exception | None], None]) -> None:
+        """Trade `cmd` now; `then` gets the final fill, None when the size rounds to
+        nothing, or the error."""
+        ...
+
+    def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
+        """The venue's positions of the desk's account, by symbol."""
+        ...
+
+
+class BasketHedge(msgspec.Struct, kw_only=True):
+    """What a desk did for one basket."""
+
+    orders: int = 0
+    max_abs_position: float = 0.0
+    fees_usd: float = 0.0
+    reaction_ns: list[int] = []
+    # The fill behind the newest report, while that report is what the desk trades on: a
+    # hedge order then answers that fill. A report that brings no newer fill (a price move)
+    # clears it, so an order it causes is not timed from an older fill.
+    pending_cause_ns: int | None = None
+    seen_cause_ns: int = 0  # the newest fill any report carried
+    spec: HedgeSpec | None = None
+    risk: RiskSettings | None = None
+    closed: bool = False
+
+
+class DeskRunner:
+    """One hedge desk (see the module docstring). `tag` goes into every client order id:
+    unique per desk, so that hedge ids never repeat on a venue."""
+
+    def __init__(
+        self, port: DeskPort, instruments: list[Instrument], tag: str, risk: RiskSettings
+    ) -> None:
+        self.port = port
+        self.tag = tag
+        self.instruments = instruments
+        self.book = HedgeBook(HedgeSizer(risk.model(), instruments))
+        self.ledger = HedgeLedger({i.symbol: float(i.contract_size) for i in instruments})
+        self.baskets: dict[str, BasketHedge] = {}
+        self.lots = {i.symbol: float(i.lot) for i in instruments}
+        self._lot = {i.symbol: i.lot for i in instruments}
+        self.closing: set[str] = set()  # closed baskets whose unwind trades are under way
+        self.n = 0  # hedge orders sent (numbers their client order ids)
+        self.trading = False
+        self._dirty = False
+        self._idle: list[Callable[[], None]] = []  # waiting for the trading to stop
+
+    # -- inputs ------------------------------------------------------------------------------
+    def mark(self, mids: dict[str, float]) -> None:
+        """The venue's newest mids of the hedge instruments."""
+        self.ledger.mark(mids)
+
+    def on_exposure(self, r: ExposureReport) -> None:
+        """A basket's exposure snapshot: trade the desk towards its new target."""
+        now = self.port.now_ns()
+        self.book.accrue(self.ledger.unaccrued_usd(), now)
+        if not self.book.report(r.basket_id, r.seq, r.exposure, now):
+            return  # stale, repeated or from a closed basket
+        stats = self.baskets.setdefault(r.basket_id, BasketHedge())
+        stats.spec = r.hedge
+        stats.risk = r.risk
+        if r.cause_ns is not None and r.cause_ns > stats.seen_cause_ns:
+            stats.pending_cause_ns = stats.seen_cause_ns = r.cause_ns
+        else:
+            stats.pending_cause_ns = None
+        self._kick()
+
+    def close(
+        self,
+        basket_id: str,
+        spec: HedgeSpec,
+        risk: RiskSettings,
+        hold: bool,
+        then: Callable[[HedgeStatement], None],
+    ) -> None:
+        """The basket is finished: leave the netting (unless `hold`), let the desk trade what
+        that changes (bounded by `CLOSE_TIMEOUT_NS`), then `then` gets its statement."""
+        stats = self.baskets.setdefault(basket_id, BasketHedge(spec=spec, risk=risk))
+        if hold:
+            then(self.statement(basket_id, held=True))
+            return
+        now = self.port.now_ns()
+        self.book.accrue(self.ledger.unaccrued_usd(), now)
+        self.book.close(basket_id, now)
+        stats.closed = True
+        self.closing.add(basket_id)
+        self._kick()
+
+        def quiet() -> None:
+            self.closing.discard(basket_id)
+            self.book.accrue(self.ledger.unaccrued_usd(), self.port.now_ns())
+            then(self.statement(basket_id, held=False))
+
+        self._when_idle(quiet, self.port.now_ns() + CLOSE_TIMEOUT_NS)
+
+    # -- what it holds -----------------------------------------------------------------------
+    def statement(self, basket_id: str, *, held: bool) -> HedgeStatement:
+        stats = self.baskets.get(basket_id) or BasketHedge()
+        return HedgeStatement(
+            basket_id=basket_id,
+            orders=stats.orders,
+            max_abs_position=stats.max_abs_position,
+            pnl_usd=self.book.attributed_usd.get(basket_id, 0.0),
+            fees_usd=stats.fees_usd,
+            held=held,
+            flat=self.flat(),
+            reaction_ns=list(stats.reaction_ns),
+        )
+
+    def flat(self) -> bool:
+        return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())
+
+    def active(self) -> list[str]:
+        """The baskets a trade now serves: those in the netting, and those just closed."""
+        return [b for b, s in self.baskets.items() if not s.closed or b in self.closing]
+
+    def limits(self) -> tuple[float, float]:
+        """Activation and hysteresis: the most sensitive of the baskets in the netting."""
+        specs = [s.spec for s in self.baskets.values() if s.spec is not None and not s.closed]
+        if not specs:
+            return (0.0, 0.0)
+        return (min(s.activation_usd for s in specs), min(s.hysteresis_usd for s in specs))
+
+    def quantity(self, order: HedgeOrder) -> Decimal | None:
+        """The order's size in base units, to the nearest lot; an unwind to flat closes the
+        position exactly. None before the first mark (the venue side sizes it then)."""
+        symbol = order.symbol
+        return hedge_quantity(
+            order,
+            self._lot[symbol],
+            self.ledger.qty[symbol],
+            self.ledger.mids.get(symbol),
+            self.ledger.contract_sizes[symbol],
+        )
+
+    # -- trading -----------------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self.trading:
+            self._dirty = True
+            return
+        self.trading = True
+        self._round(0)
+
+    def _round(self, k: int) -> None:
+        self._dirty = False
+        activation, hysteresis = self.limits()
+        now = self.port.now_ns()
+        orders = self.book.orders(self.ledger.positions_usd(), now, activation, hysteresis)
+        self._next(orders, k)
+
+    def _next(self, orders: list[HedgeOrder], k: int) -> None:
+        if orders:
+            self._execute(orders[0], orders[1:], k)
+            return
+        if self._dirty and k + 1 < HEDGE_ROUNDS:
+            self._round(k + 1)
+            return
+        self.trading = False
+        waiting, self._idle = self._idle, []
+        for fn in waiting:
+            fn()
+
+    def _when_idle(self, fn: Callable[[], None], deadline_ns: int) -> None:
+        """Call `fn` once the desk stops trading, or at `deadline_ns`, whichever is first."""
+        called = [False]
+
+        def once() -> None:
+            if not called[0]:
+                called[0] = True
+                fn()
+
+        if not self.trading:
+            once()
+            return
+        self._idle.append(once)
+        self.port.call_at(deadline_ns, once)
+
+    def _execute(self, order: HedgeOrder, rest: list[HedgeOrder], k: int) -> None:
+        coid = f"lgh-{self.tag}-{self.n}"
+        self.n += 1
+        involved = self.active()
+        # The fills this order answers are those known before it leaves, not any that a
+        # report brings while it is on its way.
+        causes = {b: self.baskets[b].pending_cause_ns for b in involved}
+
+        def answered(fill: HedgeFill | Exception | None) -> None:
+            if isinstance(fill, Exception):
+                # It may have filled all the same: the venue's positions before going on.
+                self.port.positions(lambda held: self._resynced(held, rest, k))
+                return
+            if fill is not None:
+                self._filled(order, fill, involved, causes)
+            self._next(rest, k)
+
+        cmd = PlaceHedge(
+            client_order_id=coid,
+            symbol=order.symbol,
+            side=order.side,
+            qty=self.quantity(order),
+            notional_usd=order.notional_usd,
+        )
+        self.port.hedge(cmd, answered)
+
+    def _filled(
+        self,
+        order: HedgeOrder,
+        fill: HedgeFill,
+        involved: list[str],
+        causes: dict[str, int | None],
+    ) -> None:
+        r = fill.report
+        qty = float(r.cum_filled)
+        fee = float(r.cum_fee)
+        if qty > 0 and r.avg_price is not None:
+            self.ledger.fill(order.symbol, order.side, qty, float(r.avg_price), fee)
+        self.ledger.mark({order.symbol: fill.mid})
+        shares = self.book.sizer.shares(self.book.baskets) or {
+            b: 1.0 / len(involved) for b in involved
+        }
+        gross = self.ledger.gross_usd()
+        for b in involved:
+            stats = self.baskets[b]
+            stats.orders += 1
+            stats.fees_usd += fee * shares.get(b, 0.0)
+            stats.max_abs_position = max(stats.max_abs_position, gross)
+            cause = causes[b]
+            if cause is not None:
+                stats.reaction_ns.append(fill.sent_ns - cause)
+                if stats.pending_cause_ns == cause:
+                    stats.pending_cause_ns = None
+
+    def _resynced(
+        self, held: dict[str, Decimal] | Exception, rest: list[HedgeOrder], k: int
+    ) -> None:
+        if not isinstance(held, Exception):
+            for i in self.instruments:
+                self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
+        self._next(rest, k)
