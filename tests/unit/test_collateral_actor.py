@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from actors.margin import LegNeed, Refused, Reserved
+from actors.runners import collateral as rc
 from actors.shells import collateral as c
 from venues.errors import VenueUnavailable
 from venues.model import AccountSnapshot, Balance, Side
@@ -71,7 +72,16 @@ def need(venue: str) -> LegNeed:
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c, "ACCOUNT_RETRY_S", 0.01)
+    monkeypatch.setattr(rc, "ACCOUNT_RETRY_S", 0.01)
+
+
+async def reads_over(actor: c.CollateralActor) -> None:
+    """Wait until no account read is in flight."""
+    for _ in range(1000):
+        if not actor.runner.reading:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"reads still in flight: {actor.runner.reading}")
 
 
 async def test_reservations_arriving_together_share_one_account_read() -> None:
@@ -89,7 +99,7 @@ async def test_reservations_arriving_together_share_one_account_read() -> None:
 
 async def test_a_venue_that_fails_a_read_is_asked_again() -> None:
     actor = c.CollateralActor()
-    venues = {"alpha": StubVenue("alpha", failures=c.ACCOUNT_ATTEMPTS - 1)}
+    venues = {"alpha": StubVenue("alpha", failures=rc.ACCOUNT_ATTEMPTS - 1)}
     result = await actor.reserve("b", [need("alpha")], venues)
     assert isinstance(result, Reserved), result
 
@@ -100,7 +110,7 @@ async def test_a_venue_that_never_answers_refuses_the_basket_saying_so() -> None
     result = await actor.reserve("b", [need("alpha"), need("beta")], {"alpha": alpha, "beta": beta})
     assert isinstance(result, Refused)
     assert result.unknown_venues == ["alpha"]
-    assert alpha.reads == c.ACCOUNT_ATTEMPTS
+    assert alpha.reads == rc.ACCOUNT_ATTEMPTS
     assert "venue alpha did not report its account" in result.reason
     assert "VenueUnavailable" in result.reason and "nothing was reserved" in result.reason
     # All or nothing: beta, which answered, holds nothing for the basket either.
@@ -113,7 +123,7 @@ async def test_a_basket_that_asked_early_reserves_on_that_read_without_another()
     alpha, beta = StubVenue("alpha"), StubVenue("beta")
     venues = {"alpha": alpha, "beta": beta}
     numbers = await actor.refresh(venues)
-    await asyncio.gather(*actor._reading.values())  # read while the basket was checked
+    await reads_over(actor)  # read while the basket was checked
     result = await actor.reserve("b", [need("alpha"), need("beta")], venues, numbers)
     assert isinstance(result, Reserved), result
     assert (alpha.reads, beta.reads) == (1, 1)
@@ -135,13 +145,13 @@ async def test_a_reservation_waits_for_the_early_read_still_in_flight() -> None:
 
 async def test_an_early_read_that_failed_is_read_again_by_the_reservation() -> None:
     actor = c.CollateralActor()
-    alpha = StubVenue("alpha", failures=c.ACCOUNT_ATTEMPTS)  # the early read's every attempt
+    alpha = StubVenue("alpha", failures=rc.ACCOUNT_ATTEMPTS)  # the early read's every attempt
     numbers = await actor.refresh({"alpha": alpha})
-    await asyncio.gather(*actor._reading.values())  # the early read has given up
-    assert alpha.reads == c.ACCOUNT_ATTEMPTS
+    await reads_over(actor)  # the early read has given up
+    assert alpha.reads == rc.ACCOUNT_ATTEMPTS
     result = await actor.reserve("b", [need("alpha")], {"alpha": alpha}, numbers)
     assert isinstance(result, Reserved), result
-    assert alpha.reads == c.ACCOUNT_ATTEMPTS + 1
+    assert alpha.reads == rc.ACCOUNT_ATTEMPTS + 1
 
 
 async def test_an_older_read_does_not_stand_for_a_newer_one() -> None:
