@@ -1,25 +1,29 @@
-"""The discrete-event backtest: a basket through the actors' pure cores on simulated time.
+"""The discrete-event backtest: a basket through the actors' own runners on simulated time.
 
-What runs is what the actors run (DESIGN §3): each leg's `SliceScheduler` and `LegLedger`,
-the basket's `BasketCoordinator` (synchronizer, imbalance, completion) and
-`TimelineRecorder`, the hedge desk's `HedgeBook`/`HedgeSizer`/`HedgeLedger`, the venues'
-`SimExchange` with their market source (synthetic or replayed) and their `VenueConditions`
-(latency, ack semantics, outages, injected rejects, rate limits), and `basket_tca` for the
-figures. What the shells do with Ray and sockets is replaced by events on one simulated clock:
+What runs is what the actors run (DESIGN §3): the basket's `BasketRunner` (its
+`BasketCoordinator`, failure policy, reconciliation and report), each leg's `LegRunner`
+(`SliceScheduler`, `LegLedger`, stop, unwind, reconcile) and the hedge desk's `DeskRunner`
+(`HedgeBook`/`HedgeSizer`/`HedgeLedger`); the venues are `SimExchange`s with their market
+source (synthetic or replayed) and their `VenueConditions` (latency, ack semantics,
+outages, injected rejects, rate limits), deciding an order's fate by
+`venues.sim.outcome` as the in-process venue does. This module is only their driver: what
+the shells do with Ray and sockets is replaced by events on one simulated clock:
 
 - every message between actors (progress, adjustments, exposure, hedge orders) takes one draw
   of `ray_call`, a Ray actor call's one-way time as measured on the development machine;
 - an order takes the venue profile's request, processing and response draws, and its
   answer is what the profile's ack semantics show (RECEIPT, ACCEPTED, RESULT); execution
-  reports and market data reach the legs after the profile's stream lag;
+  reports and market data reach the legs after the profile's stream lag; a query takes
+  the venue's median trip each way;
 - the venues advance their market every `market_step_ms`, as the in-process venue does (a
   step with nothing due is only counted, in its place: `_Loop.every`).
 
 Clocks are exact in a backtest: every time is on the one simulated axis, so the venues'
 `clock_offset_ms` is not applied (the live engine measures and removes it, DESIGN §6). The
 backtest starts flat and does not simulate the collateral actor's reservation (each
-venue's exchange still checks its own margin on every order). A failed basket stops its
-legs and ends: its policy's unwind is not traded here, and the report says so.
+venue's exchange still checks its own margin on every order). A failed or cancelled basket
+ends under its policy as a live one does: its legs stop, and under `unwind` they trade
+back to flat.
 
 Modes (the `--compare` of `legato backtest`):
 - `coordinated`: legato — a synchronised launch (each leg sends half its venue's median
@@ -52,11 +56,11 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 
-from actors.basket import AllDone, BasketCoordinator, ExposureChanged, Launched, LegFailed
+from actors.basket import BasketCoordinator, ExposureChanged
 from actors.hedge import hedge_limit_order
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
-from actors.messages import LegProgress, LegStatus
+from actors.messages import LegProgress
 from actors.protocol import (
     ArmLeg,
     ExposureReport,
@@ -65,13 +69,13 @@ from actors.protocol import (
     PlaceHedge,
     VenueEndpoint,
 )
-from actors.report import BasketReport, CollateralReport, HedgeReport, TimelineRecorder
+from actors.report import BasketReport, CollateralReport
 from actors.risk import RiskSettings, with_risk_betas
+from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.hedge import DeskRunner
-from actors.runners.leg import LegRunner, with_extras
-from actors.spec import BasketSpec, Policy, RebalanceSpec, ResolvedBasket, validate
-from actors.sync import AdjustLeg, BasketShrunk
-from actors.tca import basket_tca
+from actors.runners.leg import LegRunner, Unwound
+from actors.spec import BasketSpec, RebalanceSpec, ResolvedBasket, validate
+from actors.sync import AdjustLeg
 from venues.config import (
     ReplayMarketConfig,
     SimVenueConfig,
@@ -108,8 +112,9 @@ SIM_EPOCH_NS = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z: synthetic runs start 
 SYNTHETIC_WARMUP_NS = 1 * NS  # the synthetic venues run this long before the basket arrives
 REPLAY_WARMUP_NS = 10 * NS  # a replayed book is rebuilt from its snapshot within seconds
 REPLAY_STRIDE_NS = 37 * NS  # seed s starts s strides into the recording (wrapping round)
-SETTLE_LIMIT_NS = 10 * NS  # a finishing basket waits at most this long for orders in flight
-RECONCILE_LIMIT_NS = 30 * NS  # then at most this long for its venues to confirm every order
+# Past its deadline a basket stops (10 s), unwinds (30 s) and reconciles (30 s) at most: the
+# simulation gives it that, and a minute more, before it ends the run.
+END_LIMIT_NS = 130 * NS
 
 
 class ExecutionMode(enum.StrEnum):
@@ -553,7 +558,8 @@ class _DeskPort:
 
 # -- one run -------------------------------------------------------------------------------
 class _Run:
-    """One basket, one mode, one seed, from acceptance to its report."""
+    """One basket, one mode, one seed, from acceptance to its report: the driver of its
+    `BasketRunner`, its `LegRunner`s and its hedge `DeskRunner` on simulated time."""
 
     def __init__(
         self,
@@ -566,19 +572,19 @@ class _Run:
         settings: BacktestSettings,
         configs: Mapping[str, SimVenueConfig],
     ) -> None:
-        risk = risk_settings.model()
         self.basket = basket
         self.venues = venues
-        self.risk_settings = risk_settings
         self.loop = loop
+        self.now_ns = loop.now_ns
+        self.call_at = loop.call_at
         self.mode = mode
-        self.risk = risk
+        self.risk_settings = risk_settings
         self.settings = settings
         self._rng = random.Random(seed * 7_919 + 1)
         self.accepted_ns = loop.now
-        self.lifecycle = BasketLifecycle(basket.basket_id, loop.now)
-        self.lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
-        self.lifecycle.to(BasketState.ARMING, loop.now, "legs armed (simulated)")
+        lifecycle = BasketLifecycle(basket.basket_id, loop.now)
+        lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
+        lifecycle.to(BasketState.ARMING, loop.now, "legs armed (simulated)")
         params = basket.params
         coordinated = mode is ExecutionMode.COORDINATED
         hedged = coordinated and basket.hedge is not None and basket.hedge.enabled
@@ -587,6 +593,7 @@ class _Run:
         leg_horizon_ns = horizon_ns // n if mode is ExecutionMode.SEQUENTIAL else horizon_ns
         slice_ns = int(min(params.slice_s, params.horizon_s) * NS)
         band = params.completion_band
+        risk = risk_settings.model()
         self.legs: dict[str, LegRunner] = {}
         self._rtt: dict[str, int] = {}
         for leg in basket.legs:
@@ -615,132 +622,85 @@ class _Run:
             venue.listeners.setdefault(leg.symbol, []).append(runner)
             self.legs[leg.leg_id] = runner
             self._rtt[leg.leg_id] = venue.typical_rtt_ns
-        lead = int(settings.fire_lead_ms * MS)
-        if coordinated:
-            # Far enough ahead that a leg on a distant venue can still send one one-way trip
-            # early (`LegRunner.fire`).
-            lead += max(rtt // 2 for rtt in self._rtt.values())
-        self.fire_ns = loop.now + lead
-        self.core = BasketCoordinator(
-            basket, self.fire_ns, risk, hedge=hedged, synchronize=coordinated
-        )
-        self.timeline = TimelineRecorder()
-        self.timeline.start(self.core)
         self.desk: DeskRunner | None = None
         self._desk_port: _DeskPort | None = None
-        self.hedge_statement: HedgeStatement | None = None
         if hedged and basket.hedge is not None:
             self._desk_port = _DeskPort(self, venues[basket.hedge.venue], basket.hedge_instruments)
             self.desk = DeskRunner(self._desk_port, basket.hedge_instruments, "bt", risk_settings)
-        self.launched_ns: int | None = None
-        self.done_ns: int | None = None
-        self.failure: str | None = None
-        self.failure_soft: str | None = None
-        self.ending = False
-        self.finished = False
-        self.reason = "the simulation ended first"  # until the run finishes
-        self.completed_ns: int | None = None
-        self.notes: list[str] = []
-        self.reconciled: dict[str, bool] = {}
-        self._queue = list(self.legs)  # sequential: legs still to start
+        run_settings = RunSettings(
+            tick_ns=int(settings.tick_ms * MS),
+            min_overrun_s=settings.min_overrun_s,
+            leg_silence_ns=0,  # a simulated leg never goes quiet
+        )
+        self.runner = BasketRunner(
+            basket,
+            lifecycle,
+            self,
+            risk,
+            run_settings,
+            hedge=hedged,
+            synchronize=coordinated,
+            sequential=mode is ExecutionMode.SEQUENTIAL,
+        )
+        # The basket's fire call reaches each leg well inside the lead; a leg whose venue is
+        # far sends one one-way trip early when it is kept in step.
+        rtts = list(self._rtt.values()) if coordinated else []
+        lead = BasketRunner.fire_lead_ns(int(settings.fire_lead_ms * MS), 0, rtts)
+        self.fire_ns = loop.now + lead
         overrun = max(settings.min_overrun_s, params.horizon_s)
         self.deadline_ns = self.fire_ns + int((params.horizon_s + params.grace_s + overrun) * NS)
 
     def ray_ns(self) -> int:
         return self.settings.ray_call.sample_ns(self._rng)
 
-    # -- the life --------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.runner.finished
+
     def start(self) -> None:
-        self.lifecycle.to(BasketState.RUNNING, self.loop.now, f"fired at {self.fire_ns}")
-        if self.mode is ExecutionMode.SEQUENTIAL:
-            self._start_next(self.fire_ns)
-        else:
-            for leg_id in self.legs:
-                # The basket's fire call reaches each leg well inside the lead.
-                self._fire(leg_id, self.fire_ns)
-        self.loop.at(self.fire_ns, self._tick)
-
-    def _start_next(self, at_ns: int) -> None:
-        if self._queue:
-            self._fire(self._queue.pop(0), at_ns)
-
-    def _fire(self, leg_id: str, at_ns: int) -> None:
-        self.legs[leg_id].fire(at_ns, self._rtt[leg_id])
-
-    def _hedge_gross(self) -> float:
-        return self.desk.ledger.gross_usd() if self.desk is not None else 0.0
+        self.runner.fire(self.fire_ns)
 
     def to_basket(self, p: LegProgress) -> None:
-        self.loop.after(self.ray_ns(), self._on_progress, p)
+        self.loop.after(self.ray_ns(), self.runner.on_progress, p)
 
-    def _on_progress(self, p: LegProgress) -> None:
-        if self.finished:
-            return
-        before = self.core.legs[p.leg_id].status
-        self._apply(self.core.on_progress(p, self.loop.now))
-        after = self.core.legs[p.leg_id].status
-        if (
-            self.mode is ExecutionMode.SEQUENTIAL
-            and after is LegStatus.DONE
-            and before is not LegStatus.DONE
-            and not self.ending
-        ):
-            self.loop.after(self.ray_ns(), self._start_next, self.loop.now)
+    # -- the `BasketPort` ------------------------------------------------------------------
+    def fire(self, leg_id: str, at_ns: int) -> None:
+        self.legs[leg_id].fire(at_ns, self._rtt[leg_id])
 
-    def _tick(self) -> None:
-        if self.ending:
-            return
-        now = self.loop.now
-        self._apply(self.core.tick(now))
-        self.timeline.add(self.core, now, self._hedge_gross())
-        if self.ending:
-            return
-        if now > self.deadline_ns:
-            params = self.basket.params
-            self.failure = (
-                f"not done {(self.deadline_ns - self.fire_ns) / NS - params.horizon_s:g} s "
-                f"after its horizon of {params.horizon_s:g} s"
-            )
-            self._end()
-            return
-        self.loop.after(int(self.settings.tick_ms * MS), self._tick)
+    def adjust(self, adj: AdjustLeg) -> None:
+        self.loop.after(self.ray_ns(), self.legs[adj.leg_id].adjust, adj)
 
-    def _apply(self, effects: Sequence[Any]) -> None:
-        for e in effects:
-            match e:
-                case AdjustLeg():
-                    self.loop.after(self.ray_ns(), self.legs[e.leg_id].adjust, e)
-                case BasketShrunk():
-                    self.notes.append(e.reason)
-                case Launched():
-                    self.launched_ns = e.ts_ns
-                case LegFailed():
-                    self._on_leg_failed(e)
-                case ExposureChanged():
-                    if self.desk is not None:
-                        self.loop.after(self.ray_ns(), self._to_desk, e)
-                case AllDone():
-                    if not self.ending:
-                        self.done_ns = e.ts_ns
-                        self._end()
-                case _:
-                    raise AssertionError(f"unexpected effect {e!r}")
+    def exposure(self, e: ExposureChanged) -> None:
+        self.loop.after(self.ray_ns(), self._to_desk, e)
 
-    def _on_leg_failed(self, e: LegFailed) -> None:
-        what = "at launch" if e.at_launch else "while running"
-        reason = f"leg {e.leg_id} failed {what}: {e.reason}"
-        if self.basket.policy is Policy.COMPLETE:
-            self.notes.append(reason + "; the other legs go on (policy complete)")
-            self._apply(self.core.stop_synchronizing(self.loop.now))
-            self.failure_soft = self.failure_soft or reason
-            return
-        if self.failure is None:
-            self.failure = reason
-            self.notes.append(
-                f"{reason}; the backtest stops the legs here (the policy "
-                f"{self.basket.policy.value}'s trades are not simulated)"
-            )
-            self._end()
+    def stop(self, leg_id: str, reason: str, then: Callable[[LegProgress | Exception], None]):
+        self.legs[leg_id].stop(reason, then)
+
+    def unwind(self, leg_id: str, within_ns: int, then: Callable[[Unwound | Exception], None]):
+        self.legs[leg_id].unwind(self.loop.now + within_ns, then)
+
+    def reconcile(
+        self, leg_id: str, within_ns: int, then: Callable[[Reconciliation | Exception], None]
+    ) -> None:
+        self.legs[leg_id].reconcile(self.loop.now + within_ns, then)
+
+    def recover(self, leg_id: str, then: Callable[[Exception | None], None]) -> None:
+        then(RuntimeError("a simulated leg is never lost"))
+
+    def ping(self, leg_id: str, within_ns: int, then: Callable[[str | None], None]) -> None:
+        then(None)
+
+    def close_hedge(self, hold: bool, then: Callable[[HedgeStatement | Exception], None]):
+        desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
+        assert desk is not None and port is not None and hedge is not None
+        desk.mark(port.mids())
+        desk.close(self.basket.basket_id, hedge, self.risk_settings, hold, then)
+
+    def hedge_gross_usd(self) -> float:
+        return self.desk.ledger.gross_usd() if self.desk is not None else 0.0
+
+    def sampled(self, core: BasketCoordinator, hedge_usd: float, force: bool) -> None:
+        pass
 
     def _to_desk(self, e: ExposureChanged) -> None:
         desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
@@ -758,114 +718,15 @@ class _Run:
         )
         desk.on_exposure(report)
 
-    def _end(self) -> None:
-        """Stop the legs (on a failure), reconcile every leg, close the hedge."""
-        if self.ending:
-            return
-        self.ending = True
-        waiting = [len(self.legs)]
-
-        def stopped(_p: LegProgress | None = None) -> None:
-            waiting[0] -= 1
-            if waiting[0] == 0:
-                self._reconcile()
-
-        if self.failure is None:
-            waiting[0] = 1
-            stopped()
-            return
-        for leg in self.legs.values():
-            leg.stop("stopped: " + self.failure, stopped)
-
-    def _reconcile(self) -> None:
-        self.timeline.add(self.core, self.loop.now, self._hedge_gross(), force=True)
-        self.lifecycle.to(BasketState.RECONCILING, self.loop.now, "confirming with the venues")
-        waiting = [len(self.legs)]
-        deadline = self.loop.now + SETTLE_LIMIT_NS + RECONCILE_LIMIT_NS
-
-        def reconciled(leg_id: str, result: Reconciliation) -> None:
-            self.reconciled[leg_id] = result.reconciled
-            waiting[0] -= 1
-            if waiting[0] == 0:
-                self._close_hedge()
-
-        for leg_id, leg in self.legs.items():
-            leg.reconcile(deadline, lambda r, i=leg_id: reconciled(i, r))
-
-    def _close_hedge(self) -> None:
-        desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
-        if desk is None or port is None or hedge is None:
-            self._finish()
-            return
-        desk.mark(port.mids())
-
-        def closed(statement: HedgeStatement) -> None:
-            self.hedge_statement = statement
-            self._finish()
-
-        desk.close(self.basket.basket_id, hedge, self.risk_settings, False, closed)
-
-    def _finish(self) -> None:
-        now = self.loop.now
-        if self.failure is not None:
-            state, reason = BasketState.FAILED, self.failure
-        elif self.failure_soft is not None:
-            state, reason = BasketState.FAILED, self.failure_soft
-        elif all(self.reconciled.values()):
-            state, reason = BasketState.COMPLETED, "every leg reconciled with its venue"
-        else:
-            state, reason = BasketState.FAILED, "a leg's record disagrees with its venue"
-        self.lifecycle.to(state, now, reason)
-        self.reason = reason
-        self.completed_ns = now
-        self.finished = True
-        for venue in self.venues.values():
-            venue.running = False
-
     # -- the report ------------------------------------------------------------------------
     def report(self) -> BasketReport:
-        basket = self.basket
-        legs = [
-            with_extras(leg.report(), decision_price=basket.leg(leg_id).price)
-            for leg_id, leg in self.legs.items()
-        ]
-        accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
-        acks = [leg.first_ack_ns for leg in legs if leg.first_ack_ns]
-        hedge = None
-        if basket.hedge is not None:
-            hedge = HedgeReport(
-                venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
-            )
-            st = self.hedge_statement
-            if st is not None:
-                hedge.orders = st.orders
-                hedge.max_abs_position = st.max_abs_position
-                hedge.pnl_usd = st.pnl_usd
-                hedge.fees_usd = st.fees_usd
-                hedge.flat_at_end = st.flat
-                hedge.reaction_ns = list(st.reaction_ns)
-        report = BasketReport(
-            basket_id=basket.basket_id,
-            status=self.lifecycle.state,
-            policy=basket.policy,
-            reason=self.reason,
-            submitted_ns=self.accepted_ns,
-            launched_ns=self.launched_ns,
-            completed_ns=self.completed_ns,
-            legs=legs,
-            hedge=hedge,
-            collateral=CollateralReport(),
-            fraction=float(self.core.sync.fraction),
-            launch_skew_ns=(max(accepts) - min(accepts))
-            if len(legs) > 1 and len(accepts) == len(legs)
-            else None,
-            raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
-            history=list(self.lifecycle.history),
-            notes=list(basket.notes) + self.notes,
-            timeline=self.timeline.timeline,
+        legs = {leg_id: leg.report() for leg_id, leg in self.legs.items()}
+        notes = []
+        if not self.runner.finished:
+            notes.append("the simulation's time limit ended the run")
+        return self.runner.report(
+            legs, submitted_ns=self.accepted_ns, collateral=CollateralReport(), notes=notes
         )
-        report.tca = basket_tca(report)
-        return report
 
 
 # -- building a run ------------------------------------------------------------------------
@@ -976,12 +837,14 @@ def run_once(
     settings: BacktestSettings | None = None,
     start_ns: int | None = None,
     arrive_ns: int | None = None,
+    cancel_at_ns: int | None = None,
 ) -> RunResult:
     """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
 
     `start_ns` is when the venues start (default `SIM_EPOCH_NS`), `arrive_ns` when the basket
     is accepted (default: the seed's instant after the warm-up): together with a synthetic
-    market of fixed origin they replay a live run's market exactly.
+    market of fixed origin they replay a live run's market exactly. `cancel_at_ns`: the user
+    cancels the basket at that instant (simulated time), as `legato cancel` would live.
 
     Raises `SpecError` for a basket the venues refuse (nothing runs), `BacktestError` for
     venues the backtest cannot simulate.
@@ -1017,9 +880,9 @@ def run_once(
     configs = {name: cfg for name, cfg in config.venues.items() if isinstance(cfg, SimVenueConfig)}
     run = _Run(basket, venues, loop, mode, seed, risk, settings, configs)
     run.start()
-    loop.run(lambda: run.finished, run.deadline_ns + SETTLE_LIMIT_NS + 60 * NS)
-    if not run.finished:
-        run.notes.append("the simulation's time limit ended the run")
+    if cancel_at_ns is not None:
+        loop.at(cancel_at_ns, run.runner.cancel, "cancelled by the user")
+    loop.run(lambda: run.finished, run.deadline_ns + END_LIMIT_NS)
     events = sum(v.exchange.updates_applied for v in venues.values())
     report = run.report()
     return RunResult(
@@ -1027,7 +890,7 @@ def run_once(
         seed=seed,
         report=report,
         fire_ns=run.fire_ns,
-        done_ns=run.done_ns,
+        done_ns=run.runner.done_ns,
         market_events=events,
         wall_s=time.perf_counter() - wall,
     )

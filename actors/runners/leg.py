@@ -43,7 +43,7 @@ from actors.protocol import ArmLeg
 from actors.report import LegReport
 from actors.runners.port import LegPort, Timer, VenueAnswer
 from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
-from actors.spec import client_order_id
+from actors.spec import MAX_CHILD_SEQ, client_order_id
 from actors.sync import AdjustLeg
 from venues.binance.parse import STALE_TIMESTAMP
 from venues.errors import (
@@ -75,6 +75,8 @@ BACKOFF_MAX_NS = 2_000 * MS  # the longest: a venue back from an outage is seen 
 REQUERY_NS = 250 * MS  # an order still unknown to the venue is asked about again this often
 RECONCILE_ROUNDS = 3  # looks at the venue before a disagreement is taken as real
 RECONCILE_GAP_NS = 300 * MS  # between those looks: a stream report may still be on its way
+RECOVER_GAP = 20  # ids in a row the venue does not know before a recovery stops looking
+RECOVERED_SEQ = 1 << 40  # where a recovered leg's snapshot numbers start
 # Holds that only time (the next slice, the start), a command (a mode change, a shrink) or
 # an order report can end: a leg in one of them sleeps through book ticks and trades.
 _TIMED_HOLDS = frozenset(
@@ -267,6 +269,75 @@ class LegRunner:
         Transient venue errors are retried until `deadline_ns`."""
         timeout = max(0, min(SETTLE_TIMEOUT_NS, deadline_ns - self.port.now_ns()))
         self._settle(timeout, lambda: self._reconcile_round(deadline_ns, 0, 0, then))
+
+    def recover(self, deadline_ns: int, then: Callable[[Exception | None], None]) -> None:
+        """Rebuild the leg's record from its venue (its actor was lost, DESIGN §9): ask for
+        `<basket>-<leg>-<n>` for n = 0, 1, … until `RECOVER_GAP` ids in a row are unknown
+        there, and adopt every order found, with the venue's figures. The leg is FAILED and
+        sends nothing of its own; it can unwind and reconcile like any other. Transient venue
+        errors are retried until `deadline_ns`; past it `then` gets the error (what was
+        found so far is kept)."""
+        if self.sched is not None or self.ledger.orders:
+            raise RuntimeError(f"leg {self.leg.leg_id}: recover() is for a fresh runner")
+        self.mode = Mode.STOP
+        self._to(LegStatus.FAILED)
+        self.reason = "recovered from the venue's records after its actor was lost"
+        # Its snapshots must outrank every one the lost actor sent (receivers keep the
+        # highest sequence number).
+        self.ledger.seq = RECOVERED_SEQ
+        self._recover_from(0, 0, 0, deadline_ns, then)
+
+    def _recover_from(
+        self,
+        n: int,
+        gap: int,
+        wait_ns: int,
+        deadline_ns: int,
+        then: Callable[[Exception | None], None],
+    ) -> None:
+        if gap >= RECOVER_GAP or n > MAX_CHILD_SEQ:
+            self._next_n = n
+            self._publish()
+            then(None)
+            return
+        coid = client_order_id(self.ledger.basket_id, self.leg.leg_id, n)
+
+        def answered(answer: VenueAnswer) -> None:
+            match answer:
+                case ExecutionReport():
+                    self._adopt(n, answer)
+                    self._recover_from(n + 1, 0, 0, deadline_ns, then)
+                case UnknownOrder():
+                    self._recover_from(n + 1, gap + 1, 0, deadline_ns, then)
+                case _ if self.port.now_ns() >= deadline_ns:
+                    self._next_n = n + RECOVER_GAP  # never reuse an id that may exist
+                    then(answer)
+                case _:
+                    nxt = backoff_ns(wait_ns)
+                    self.port.call_at(
+                        min(self.port.now_ns() + nxt, deadline_ns),
+                        lambda: self._recover_from(n, gap, nxt, deadline_ns, then),
+                    )
+
+        self.port.venue.query(self.leg.symbol, coid, answered)
+
+    def _adopt(self, n: int, report: ExecutionReport) -> None:
+        """Take an order the venue knows into the record: as sent (a slice when on the leg's
+        side, else an unwind), with the venue's figures."""
+        order = NewOrder(
+            client_order_id=report.client_order_id,
+            symbol=report.symbol,
+            side=report.side,
+            type=report.order_type,
+            quantity=report.quantity,
+            price=report.price,
+            time_in_force=report.time_in_force,
+        )
+        purpose = "slice" if report.side is self.leg.side else "unwind"
+        self.ledger.sent(order, n, report.venue_receive_ns or report.venue_ts_ns, purpose)
+        self.ledger.acked(report, self.port.now_ns())
+        if purpose == "slice" and self.arrival is None:
+            self.arrival = report.avg_price
 
     # -- the run loop ------------------------------------------------------------------------
     def _go(self) -> None:

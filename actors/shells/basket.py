@@ -20,21 +20,16 @@ import ray
 
 from actors.admission import Admission, AdmissionQueue, Limits
 from actors.basket import (
-    AllDone,
     BasketCoordinator,
     ExposureChanged,
-    Launched,
-    LegFailed,
 )
 from actors.clock import ClockOffsetEstimator, remote_to_local
-from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
-from actors.margin import LegNeed, Refused, Reserved
-from actors.messages import LegProgress, LegStatus
+from actors.margin import Refused, Reserved
+from actors.messages import LegProgress
 from actors.protocol import (
     ArmLeg,
     ExposureReport,
-    HedgeStatement,
     InboxAddress,
     LegArmed,
     VenueEndpoint,
@@ -42,25 +37,24 @@ from actors.protocol import (
 from actors.report import (
     BasketReport,
     CollateralReport,
-    HedgeReport,
     LegReport,
-    TimelineRecorder,
 )
 from actors.risk import RiskModel, RiskSettings
+from actors.runners.basket import BasketRunner, RunSettings
+from actors.runners.collateral import margin_needs
 from actors.shells.channel import Inbox, Outbox
+from actors.shells.drive import LiveClock
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
 from actors.shells.tasks import BackgroundTasks
 from actors.spec import (
     BasketSpec,
-    Policy,
     RebalanceSpec,
     ResolvedBasket,
     SpecError,
     validate,
 )
-from actors.sync import AdjustLeg, BasketShrunk
-from actors.tca import basket_tca
+from actors.sync import AdjustLeg
 from venues.model import Instrument
 
 log = logging.getLogger(__name__)
@@ -71,9 +65,10 @@ LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it 
 CLOCK_EVERY_S = 1.0  # while running, each leg's clock is pinged again this often
 HEDGE_POLL_EVERY_S = 0.5  # while running, the hedge desk's position is asked this often
 LEASE_SLACK_S = 30.0  # a turn to arm (a place to run) is taken back this long past its end
-PROBE_ATTEMPTS = 3  # pings, each `leg_silence_s` long, a quiet leg gets before it is lost
 REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespace
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
+RECONCILE_DEADLINE_S = 30.0  # a leg's reconciliation retries its venue's errors this long
+ENDING_TIMEOUT_S = 120.0  # after a bug, how long the runner gets to apply the policy
 
 
 def actor_options(
@@ -160,29 +155,24 @@ class BasketActor:
         self.options = options or BasketOptions()
         self.reason = ""
         self.resolved: ResolvedBasket | None = None
-        self.core: BasketCoordinator | None = None
+        self.runner: BasketRunner | None = None  # from the fire instant on
         self.legs: dict[str, Any] = {}
         self.armed: dict[str, LegArmed] = {}
         self.clocks: dict[str, ClockOffsetEstimator] = {}
         self.reserved: Reserved | None = None
         self.refused: Refused | None = None
         self.released = False
-        self.hedge_statement: HedgeStatement | None = None
-        self.reconciliations: dict[str, Reconciliation] = {}
-        self._unreconciled: dict[str, str] = {}  # leg id → why it could not be reconciled
-        self.notes: list[str] = []
-        self.launched_ns: int | None = None
+        self.notes: list[str] = []  # the shell's own (collateral, legs that gave no report)
         self.completed_ns: int | None = None
         self._wake = asyncio.Event()
         self._assigned = asyncio.Event()
+        self._ended = asyncio.Event()  # the runner finished the basket
         self._cancel: str | None = None
-        self._failure: str | None = None
-        self._failure_soft: str | None = None  # a leg failed under policy `complete`
         self._hedge_position = 0.0
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
-        self._heard: dict[str, float] = {}  # leg → monotonic time of its newest snapshot
-        self._probing: set[str] = set()
         self._pinging: set[str] = set()
+        self._recovered: set[str] = set()  # lost legs brought up afresh (`recover`)
+        self._clock_due = 0.0  # monotonic time of the next round of leg clock pings
         self._hedge_poll: asyncio.Task[None] | None = None
         self._hedge_poll_due = 0.0  # monotonic time of the next hedge position poll
         self._in_line = False  # asked the registry for a turn to arm, not yet given back
@@ -195,7 +185,6 @@ class BasketActor:
         # (`CollateralActor.refresh`): an ObjectRef of their numbers, for the reservation.
         self._account_reads: Any = None
         self._listed: tuple[dict[str, dict[str, Instrument]], dict[str, int]] | None = None
-        self.timeline = TimelineRecorder()
         # The event path (`actors.shells.channel`): the legs' progress comes in by a direct
         # stream when they share this node; the exposure goes out to the hedge desk so.
         self._progress_inbox: Inbox[LegProgress] | None = None
@@ -212,6 +201,7 @@ class BasketActor:
         self.lifecycle = BasketLifecycle(self.basket_id, self.submitted_ns)
         self.risk = options.risk.model()
         self._tasks = BackgroundTasks(f"basket {self.basket_id}")
+        self._clock = LiveClock(self._tasks, time.time_ns, self._crashed)
         self.metrics = BasketMetrics(self.basket_id)
         self._assigned.set()
 
@@ -283,14 +273,12 @@ class BasketActor:
             await self._life()
         except Exception as e:  # a bug: still apply the policy and say so in the report
             log.exception("basket %s: unexpected error", self.basket_id)
-            self._failure = self._failure or f"internal error: {e!r}"
-            if self.lifecycle.state is S.RUNNING and self.resolved is not None:
-                try:
-                    await self._end()
-                except Exception:
-                    log.exception("basket %s: ending after an error", self.basket_id)
+            if self.runner is not None:
+                self._crashed(e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), ENDING_TIMEOUT_S)
             await self._stop_legs()
-            self._finish(S.FAILED, self._failure)
+            self._finish(S.FAILED, f"internal error: {e!r}")
         finally:
             self._leave_line()
             self._end_place()
@@ -307,6 +295,8 @@ class BasketActor:
         if not self.lifecycle.state.is_terminal and self._cancel is None:
             self._cancel = reason
             self._wake.set()
+            if self.runner is not None:
+                self._clock.run(lambda: self._r.cancel(reason))
         return self.lifecycle.state
 
     async def status(self) -> BasketStatus:
@@ -319,7 +309,7 @@ class BasketActor:
         return BasketStatus(
             basket_id=self.basket_id,
             state=self.lifecycle.state,
-            reason=self.reason,
+            reason=self.reason if self.runner is None else self.runner.reason,
             legs=[] if core is None else list(core.legs.values()),
             schedule_progress=0.0 if core is None else core.schedule_progress(now),
             hedge_position_usd=self._hedge_position,
@@ -329,10 +319,9 @@ class BasketActor:
 
     def on_progress(self, p: LegProgress) -> None:
         """A leg's snapshot; its times are mapped onto the basket's clock here."""
-        core = self.core
-        if core is None:
+        runner = self.runner
+        if runner is None:
             return
-        self._heard[p.leg_id] = time.monotonic()
         mapped = msgspec.structs.replace(
             p,
             ts_ns=self._from_leg(p.leg_id, p.ts_ns),
@@ -340,10 +329,7 @@ class BasketActor:
             if p.fill_seen_ns is None
             else self._from_leg(p.leg_id, p.fill_seen_ns),
         )
-        try:
-            self._apply(core.on_progress(mapped, time.time_ns()))
-        except Exception:  # a fire-and-forget call: its error would vanish unseen
-            log.exception("basket %s: progress of leg %s", self.basket_id, p.leg_id)
+        self._clock.run(lambda: runner.on_progress(mapped))
 
     # -- the life ----------------------------------------------------------------------------
     def _to(self, state: BasketState, reason: str) -> None:
@@ -403,8 +389,9 @@ class BasketActor:
             return
         await self._fire(basket)
         self._leave_line()  # fired: the next basket's turn (a failure gives it in `run`)
-        await self._work()
-        await self._end()
+        await self._ended.wait()
+        self.completed_ns = self._r.completed_ns
+        self.reason = self._r.reason
 
     # -- the turn to arm ---------------------------------------------------------------------
     async def _queue_to_arm(self, basket: ResolvedBasket) -> Admission:
@@ -508,26 +495,11 @@ class BasketActor:
             positions = {(v, s): q for v, h in zip(names, held, strict=True) for s, q in h.items()}
         resolved = validate(spec, instruments, prices, positions)
         self.resolved = resolved
-        self.notes.extend(resolved.notes)
         return resolved
 
     async def _reserve(self, basket: ResolvedBasket) -> bool:
         leverage = {leg.venue: self._leverage[leg.venue] for leg in basket.legs}
-        needs = []
-        for leg in basket.legs:
-            assert leg.price is not None
-            slip = Decimal(str(leg.max_slippage_bps)) / Decimal(10_000)
-            worst = leg.price * (1 + slip)  # the notional, and so the margin, at its largest
-            needs.append(
-                LegNeed(
-                    venue=leg.venue,
-                    instrument=leg.instrument,
-                    side=leg.side,
-                    qty=leg.quantity,
-                    price=worst,
-                    leverage=leverage[leg.venue],
-                )
-            )
+        needs = margin_needs(basket, leverage)
         venues = {v: self.venues[v] for v in leverage}
         fresh = None
         if self._account_reads is not None:
@@ -543,11 +515,30 @@ class BasketActor:
         self.reserved = result
         return True
 
+    def _arm_command(
+        self, basket: ResolvedBasket, leg_id: str, inbox: InboxAddress | None
+    ) -> ArmLeg:
+        params = basket.params
+        band = params.completion_band
+        leg = basket.leg(leg_id)
+        return ArmLeg(
+            basket_id=basket.basket_id,
+            leg=leg,
+            endpoint=self.endpoints[leg.venue],
+            horizon_ns=int(params.horizon_s * NS),
+            slice_ns=int(min(params.slice_s, params.horizon_s) * NS),
+            participation_cap=params.participation_cap,
+            vol_annual=self.risk.volatility(leg.instrument),
+            synchronized=True,  # kept in step with its partners by this basket
+            max_child_fraction=None
+            if band is None
+            else max(band / 2, params.slice_s / params.horizon_s),
+            progress_inbox=inbox,
+        )
+
     async def _arm(self, basket: ResolvedBasket) -> str | None:
         """Create (or take the pool's) leg actors and arm them, measuring their clocks;
         None once every leg is armed, else why not (they are abandoned: nothing was sent)."""
-        params = basket.params
-        band = params.completion_band
         opts = self.options
         for leg in basket.legs:
             warm = self._warm.pop(leg.leg_id, None)
@@ -565,21 +556,7 @@ class BasketActor:
             )
 
         async def arm_one(leg_id: str) -> LegArmed:
-            leg = basket.leg(leg_id)
-            cmd = ArmLeg(
-                basket_id=basket.basket_id,
-                leg=leg,
-                endpoint=self.endpoints[leg.venue],
-                horizon_ns=int(params.horizon_s * NS),
-                slice_ns=int(min(params.slice_s, params.horizon_s) * NS),
-                participation_cap=params.participation_cap,
-                vol_annual=self.risk.volatility(leg.instrument),
-                synchronized=True,  # kept in step with its partners by this basket
-                max_child_fraction=None
-                if band is None
-                else max(band / 2, params.slice_s / params.horizon_s),
-                progress_inbox=inbox,
-            )
+            cmd = self._arm_command(basket, leg_id, inbox)
             actor = self.legs[leg_id]
             if leg_id in self._from_pool:  # connected already: arming is a book request
                 stage[leg_id] = "started"
@@ -738,12 +715,9 @@ class BasketActor:
         return est.to_remote(t_ns) if est is not None and est.ready else t_ns
 
     async def _fire(self, basket: ResolvedBasket) -> None:
-        now = time.time_ns()
+        """Hand the basket to its runner and fire every leg at one instant."""
         # A leg on this node has an exact clock sample (no round trip): it adds nothing here.
         worst_rtt = max((c.best.rtt_ns for c in self.clocks.values() if c.ready), default=0)
-        # Far enough ahead that every leg hears of it in time, and that a leg on a distant
-        # venue can still send one one-way trip early.
-        head_start = max((a.venue_typical_rtt_ns or 0) // 2 for a in self.armed.values())
         # The floor covers the one fire call to each leg (a Ray call: ~0.7 ms at p50, 2-5
         # ms at p99 here) at the leg's busiest moment. A leg created for this basket has
         # just started: its process, venue client, streams and clock exchanges all began
@@ -753,70 +727,181 @@ class BasketActor:
         # only opened its market stream (measured: the call lands 0.4-2 ms after it is
         # made, and every fire call of a warm basket was back within 6 ms on a busy 2-core
         # machine, yet at 10 ms two legs' first orders landed 6 ms apart on average, against
-        # 1-3 ms at 15 or 20 ms): 15 ms. On a loaded node the measured round trips of the
-        # legs pinged raise both (`4 * worst_rtt`).
+        # 1-3 ms at 15 or 20 ms): 15 ms.
         warm = bool(self.armed) and self._from_pool == set(self.armed)
         floor = self.options.warm_fire_lead_ms if warm else self.options.fire_lead_ms
-        lead = max(int(floor * 1e6), 4 * worst_rtt) + head_start
+        rtts = [a.venue_typical_rtt_ns or 0 for a in self.armed.values()]
+        lead = BasketRunner.fire_lead_ns(int(floor * 1e6), worst_rtt, rtts)
+        now = time.time_ns()
         fire_at = max(now + lead, basket.params.start_ns(now))
-        self.core = BasketCoordinator(
+        opts = self.options
+        self.runner = BasketRunner(
             basket,
-            fire_at,
+            self.lifecycle,
+            self,
             self.risk,
-            hedge=basket.hedge is not None and basket.hedge.enabled,
+            RunSettings(
+                tick_ns=int(opts.tick_ms * 1e6),
+                min_overrun_s=opts.min_overrun_s,
+                unwind_deadline_s=opts.unwind_deadline_s,
+                reconcile_deadline_s=RECONCILE_DEADLINE_S,
+                leg_silence_ns=int(opts.leg_silence_s * NS),
+            ),
+            on_end=self._ended.set,
         )
-        self.timeline.start(self.core)
-        self._to(S.RUNNING, f"fired: every leg sends at {fire_at} (basket clock)")
-        await asyncio.gather(
-            *(leg.fire.remote(self._to_leg(i, fire_at)) for i, leg in self.legs.items())
-        )
+        self._clock.run(lambda: self._r.fire(fire_at))
+        if self._cancel is not None:  # a cancel that came in while the legs were armed
+            self._clock.run(lambda: self._r.cancel(self._cancel or ""))
 
-    async def _work(self) -> None:
-        core = self.core
-        assert core is not None
-        tick = self.options.tick_ms / 1e3
-        fired = time.monotonic()
-        params = core.basket.params
-        # A basket in step but slow as a whole carries on past its horizon (the synchronizer
-        # does not shrink it), but not for ever: past this it fails and its policy applies.
-        overrun_s = max(self.options.min_overrun_s, params.horizon_s)
-        deadline_ns = core.start_ns + int((params.horizon_s + params.grace_s + overrun_s) * NS)
-        clock_due = fired + CLOCK_EVERY_S
-        while core.done_ns is None:
-            if self._cancel is not None or self._failure is not None:
-                return
-            if time.time_ns() > deadline_ns:
-                self._failure = (
-                    f"not done {overrun_s + params.grace_s:g} s after its horizon of "
-                    f"{params.horizon_s:g} s"
+    @property
+    def _r(self) -> BasketRunner:
+        assert self.runner is not None, "fired first"
+        return self.runner
+
+    @property
+    def core(self) -> BasketCoordinator | None:
+        return None if self.runner is None else self.runner.core
+
+    def _crashed(self, error: BaseException) -> None:
+        """A bug in a step of the runner: the basket fails (its policy applies) and says so."""
+        if self.runner is not None and not self.runner.ending:
+            self.runner.failure = self.runner.failure or f"internal error: {error!r}"
+            self._clock.run(lambda: self._r.cancel("internal error"))
+
+    # -- the runner's port (`BasketPort`) --------------------------------------------------
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def call_at(self, t_ns: int, fn: Any, *, precise: bool = False) -> Any:
+        return self._clock.call_at(t_ns, fn, precise=precise)
+
+    def fire(self, leg_id: str, at_ns: int) -> None:
+        ref = self.legs[leg_id].fire.remote(self._to_leg(leg_id, at_ns))
+        self._tasks.spawn(_ref(ref), f"fire-{leg_id}")  # a failure is logged; probes see it
+
+    def adjust(self, adj: AdjustLeg) -> None:
+        self.legs[adj.leg_id].adjust.remote(adj)
+
+    def exposure(self, e: ExposureChanged) -> None:
+        basket = self.resolved
+        if basket is None or basket.hedge is None or not basket.hedge.enabled:
+            return
+        assert self._exposure is not None  # opened when arming
+        report = ExposureReport(
+            basket_id=self.basket_id,
+            seq=e.seq,
+            hedge=basket.hedge,
+            venue_epoch=self.endpoints[basket.hedge.venue].epoch,
+            exposure=e.exposure,
+            cause_ns=e.cause_ns,
+            ts_ns=e.ts_ns,
+            risk=self.options.risk,
+        )
+        self._exposure.send(report)
+
+    def stop(self, leg_id: str, reason: str, then: Any) -> None:
+        self._leg_call(leg_id, "stop", then, reason)
+
+    def unwind(self, leg_id: str, within_ns: int, then: Any) -> None:
+        self._leg_call(leg_id, "unwind", then, within_ns / NS)
+
+    def reconcile(self, leg_id: str, within_ns: int, then: Any) -> None:
+        self._leg_call(leg_id, "reconcile", then, within_ns / NS)
+
+    def ping(self, leg_id: str, within_ns: int, then: Any) -> None:
+        async def go() -> None:
+            answer: str | None = None
+            try:
+                await asyncio.wait_for(_ref(self.legs[leg_id].ping.remote()), within_ns / NS)
+            except TimeoutError:
+                answer = "timeout"
+            except Exception as e:  # the actor (or its node) is gone
+                answer = _short(e) or type(e).__name__
+            self._clock.run(lambda: then(answer))
+
+        self._tasks.spawn(go(), f"probe-{leg_id}")
+
+    def recover(self, leg_id: str, then: Any) -> None:
+        """A fresh leg actor for a lost leg, near its venue, rebuilt from the venue's
+        records of the leg's client order ids (`LegActor.recover`)."""
+        basket = self._r.basket
+        leg = basket.leg(leg_id)
+        opts = self.options
+        actor = RemoteLegActor.options(
+            **actor_options(opts.namespace, opts.labels.get(leg.venue))
+        ).remote(leg.venue)
+        cmd = self._arm_command(basket, leg_id, None)
+
+        async def go() -> None:
+            answer: Exception | None = None
+            try:
+                myself = ray.get_runtime_context().current_actor
+                await asyncio.wait_for(
+                    _ref(actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S)),
+                    LEG_CALL_TIMEOUT_S,
                 )
-                return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), tick)
-            now = time.time_ns()
-            self._apply(core.tick(now))
-            self._sample(now)
-            self._check_silence(fired)
-            if time.monotonic() >= clock_due:
-                clock_due = time.monotonic() + CLOCK_EVERY_S
-                self._track_clocks()
+                _kill([self.legs[leg_id]])
+                self.legs[leg_id] = actor
+                self._recovered.add(leg_id)
+                self.clocks.pop(leg_id, None)
+                await self._measure_clock(leg_id)
+            except Exception as e:
+                answer = e
+                _kill([actor])
+            self._clock.run(lambda: then(answer))
 
-    def _sample(self, now_ns: int) -> None:
-        """Add the basket's state now to its timeline, and ask after the hedge for the
-        next point (the answer is not awaited: a busy hedge must not slow the ticks)."""
-        core = self.core
-        assert core is not None
-        self.timeline.add(core, now_ns, self._hedge_position)
-        self.metrics.observe(core, self._hedge_position)
+        self._tasks.spawn(go(), f"recover-{leg_id}")
+
+    def close_hedge(self, hold: bool, then: Any) -> None:
+        basket = self._r.basket
+        hedge = basket.hedge
+        assert hedge is not None
+        ref = self.hedger.close.remote(
+            self.basket_id,
+            hedge,
+            self.endpoints[hedge.venue].epoch,
+            self.venues[hedge.venue],
+            hold,
+            self.options.risk,
+        )
+        self._answer(ref, then, "close-hedge", LEG_CALL_TIMEOUT_S)
+
+    def hedge_gross_usd(self) -> float:
+        return self._hedge_position
+
+    def sampled(self, core: BasketCoordinator, hedge_usd: float, force: bool) -> None:
+        """Every tick: metrics; now and then the legs' clocks and the hedge desk's
+        position, in the background (a busy hedge must not slow the ticks)."""
+        self.metrics.observe(core, hedge_usd, force=force)
+        if force:
+            return
+        now = time.monotonic()
+        if now >= self._clock_due:
+            self._clock_due = now + CLOCK_EVERY_S
+            self._track_clocks()
         basket = self.resolved
         hedged = basket is not None and basket.hedge is not None and basket.hedge.enabled
         # The desk's position changes when it trades, a few times a second at most: asked
         # on every tick, twenty baskets kept the hedge actor answering 200 calls a second.
-        due = time.monotonic() >= self._hedge_poll_due
-        if hedged and self._hedge_poll is None and due:
-            self._hedge_poll_due = time.monotonic() + HEDGE_POLL_EVERY_S
+        if hedged and self._hedge_poll is None and now >= self._hedge_poll_due:
+            self._hedge_poll_due = now + HEDGE_POLL_EVERY_S
             self._hedge_poll = self._tasks.spawn(self._poll_hedge(), "hedge-poll")
+
+    def _leg_call(self, leg_id: str, method: str, then: Any, *args: Any) -> None:
+        ref = getattr(self.legs[leg_id], method).remote(*args)
+        self._answer(ref, then, f"{method}-{leg_id}", LEG_CALL_TIMEOUT_S)
+
+    def _answer(self, ref: Any, then: Any, name: str, timeout_s: float) -> None:
+        """Await a Ray call in the background; its answer (or error) goes to `then`."""
+
+        async def go() -> None:
+            try:
+                answer = await asyncio.wait_for(_ref(ref), timeout_s)
+            except Exception as e:
+                answer = e
+            self._clock.run(lambda: then(answer))
+
+        self._tasks.spawn(go(), name)
 
     async def _poll_hedge(self) -> None:
         try:
@@ -828,215 +913,11 @@ class BasketActor:
         finally:
             self._hedge_poll = None
 
-    def _check_silence(self, since: float) -> None:
-        """Ping the legs that have gone quiet; one that does not answer is lost."""
-        core = self.core
-        assert core is not None
-        now = time.monotonic()
-        for leg_id in self.legs:
-            quiet = now - self._heard.get(leg_id, since)
-            finished = core.legs[leg_id].status in (LegStatus.DONE, LegStatus.FAILED)
-            if quiet > self.options.leg_silence_s and not finished and leg_id not in self._probing:
-                self._probing.add(leg_id)
-                self._tasks.spawn(self._probe(leg_id), f"probe-{leg_id}")
-
-    async def _probe(self, leg_id: str) -> None:
-        asked = time.monotonic()
-        try:
-            # A dead actor fails the ping at once; one that is slow to answer is most often
-            # a busy machine's: it is asked again before it is taken for lost (a snapshot
-            # meanwhile says it lives).
-            for attempt in range(PROBE_ATTEMPTS):
-                try:
-                    await asyncio.wait_for(
-                        _ref(self.legs[leg_id].ping.remote()), self.options.leg_silence_s
-                    )
-                    return
-                except TimeoutError:
-                    if self._heard.get(leg_id, asked) > asked:
-                        return
-                    if attempt + 1 == PROBE_ATTEMPTS:
-                        raise
-        except Exception as e:  # the actor (or its node) is gone, or hangs
-            core = self.core
-            assert core is not None
-            last = core.legs[leg_id]
-            lost = msgspec.structs.replace(
-                last,
-                seq=last.seq + 1,
-                status=LegStatus.FAILED,
-                blocked=True,
-                reason=f"leg actor lost ({_short(e) or type(e).__name__})",
-                ts_ns=time.time_ns(),
-            )
-            self._apply(core.on_progress(lost, time.time_ns()))
-        finally:
-            self._probing.discard(leg_id)
-
-    def _apply(self, effects: list[Any]) -> None:
-        # The hedge hears first: every Ray call made before its own (the legs' adjustments)
-        # would delay it, and the exposure is what is at risk meanwhile.
-        for effect in sorted(effects, key=lambda e: not isinstance(e, ExposureChanged)):
-            match effect:
-                case AdjustLeg():
-                    self.legs[effect.leg_id].adjust.remote(effect)
-                case BasketShrunk():
-                    self.notes.append(effect.reason)
-                case Launched():
-                    self.launched_ns = effect.ts_ns
-                case LegFailed():
-                    self._on_leg_failed(effect)
-                case ExposureChanged():
-                    self._send_exposure(effect)
-                case AllDone():
-                    self._wake.set()
-                case _:
-                    raise AssertionError(f"unexpected effect {effect!r}")
-
-    def _on_leg_failed(self, event: LegFailed) -> None:
-        basket = self.resolved
-        assert basket is not None and self.core is not None
-        what = "at launch" if event.at_launch else "while running"
-        reason = f"leg {event.leg_id} failed {what}: {event.reason}"
-        if basket.policy is Policy.COMPLETE:
-            self.notes.append(reason + "; the other legs go on (policy complete)")
-            self._apply(self.core.stop_synchronizing(time.time_ns()))
-            self._failure_soft = self._failure_soft or reason
-            return
-        if self._failure is None:
-            self._failure = reason
-        self._wake.set()
-
-    def _send_exposure(self, e: ExposureChanged) -> None:
-        basket = self.resolved
-        if basket is None or basket.hedge is None or not basket.hedge.enabled:
-            return
-        assert self._exposure is not None  # opened when arming
-        hedge_venue = basket.hedge.venue
-        report = ExposureReport(
-            basket_id=self.basket_id,
-            seq=e.seq,
-            hedge=basket.hedge,
-            venue_epoch=self.endpoints[hedge_venue].epoch,
-            exposure=e.exposure,
-            cause_ns=e.cause_ns,
-            ts_ns=e.ts_ns,
-            risk=self.options.risk,
-        )
-        self._exposure.send(report)
-
-    async def _end(self) -> None:
-        basket = self.resolved
-        assert basket is not None
-        if self.core is not None:  # the path's last point: where the legs stopped
-            self.timeline.add(self.core, time.time_ns(), self._hedge_position, force=True)
-            self.metrics.observe(self.core, self._hedge_position, force=True)
-        failure = self._failure
-        cancel = self._cancel
-        if failure is None and cancel is None:
-            self._to(S.RECONCILING, "every leg done; confirming with the venues")
-            await self._reconcile()
-            # Under `complete` a failed leg leaves the others out of step: keep them hedged.
-            hold = self._failure_soft is not None and self._imbalanced()
-            await self._close_hedge(hold=hold)
-            if self._failure_soft is not None:
-                held = "; the hedge is held for an operator" if hold else ""
-                self._finish(S.FAILED, self._failure_soft + held)
-            elif len(self.reconciliations) == len(self.legs) and all(
-                r.reconciled for r in self.reconciliations.values()
-            ):
-                self._finish(S.COMPLETED, "every leg reconciled with its venue")
-            else:
-                self._finish(S.FAILED, self._disagreement())
-            return
-        reason = failure or cancel or ""
-        end = S.FAILED if failure is not None else S.CANCELLED
-        await self._stop_legs()
-        if basket.policy is Policy.UNWIND:
-            self._to(S.UNWINDING, f"{reason}; unwinding every filled leg (policy unwind)")
-            left = await asyncio.gather(
-                *(leg.unwind.remote(self.options.unwind_deadline_s) for leg in self.legs.values()),
-                return_exceptions=True,
-            )
-            stuck = [
-                f"{i} ({_short(u)})" if isinstance(u, BaseException) else f"{i} ({u.describe()})"
-                for i, u in zip(self.legs, left, strict=True)
-                if isinstance(u, BaseException) or not u.flat
-            ]
-            if stuck:
-                reason += f"; unwind incomplete on {', '.join(stuck)}"
-        self._to(S.RECONCILING, f"{reason}; confirming with the venues")
-        await self._reconcile()
-        # Whatever the policy, legs left out of step keep their hedge (DESIGN §5.8).
-        hold = self._imbalanced()
-        await self._close_hedge(hold=hold)
-        if hold and basket.hedge is not None and basket.hedge.enabled:
-            reason += "; the legs are out of step: the hedge is held for an operator"
-        self._finish(end, reason)
-
-    def _imbalanced(self) -> bool:
-        """Are the legs out of step by more than a dollar, by the venues' own figures where
-        the legs were reconciled (their last snapshots may still be on their way)?"""
-        core = self.core
-        if core is None:
-            return False
-        for leg_id, r in self.reconciliations.items():
-            core.legs[leg_id] = msgspec.structs.replace(
-                core.legs[leg_id], filled_qty=r.venue_filled_qty
-            )
-        return any(abs(u) > 1.0 for u in core.imbalance().values())
-
-    def _disagreement(self) -> str:
-        parts = []
-        for leg_id, r in self.reconciliations.items():
-            if not r.reconciled:
-                what = [
-                    f"{m.client_order_id} {m.field} ours {m.ours} venue {m.venue}"
-                    for m in r.mismatches
-                ]
-                what += [f"{c} still open" for c in r.still_open]
-                parts.append(f"leg {leg_id}: " + "; ".join(what))
-        for leg_id, why in self._unreconciled.items():
-            parts.append(f"leg {leg_id}: not confirmed with its venue ({why})")
-        return "the venues disagree with the legs' records: " + " | ".join(parts)
-
-    async def _reconcile(self) -> None:
-        results = await asyncio.gather(
-            *(
-                asyncio.wait_for(_ref(leg.reconcile.remote()), LEG_CALL_TIMEOUT_S)
-                for leg in self.legs.values()
-            ),
-            return_exceptions=True,
-        )
-        for leg_id, r in zip(self.legs, results, strict=True):
-            if isinstance(r, Reconciliation):
-                self.reconciliations[leg_id] = r
-            else:
-                self._unreconciled[leg_id] = f"reconciliation failed: {_short(r)}"
-                self.notes.append(f"leg {leg_id}: reconciliation failed: {_short(r)}")
-
     async def _stop_legs(self) -> None:
         if self.legs:
             await asyncio.gather(
                 *(leg.stop.remote() for leg in self.legs.values()), return_exceptions=True
             )
-
-    async def _close_hedge(self, hold: bool) -> None:
-        basket = self.resolved
-        if basket is None or basket.hedge is None or not basket.hedge.enabled or self.core is None:
-            return
-        venue = basket.hedge.venue
-        try:
-            self.hedge_statement = await self.hedger.close.remote(
-                self.basket_id,
-                basket.hedge,
-                self.endpoints[venue].epoch,
-                self.venues[venue],
-                hold,
-                self.options.risk,
-            )
-        except Exception as e:
-            self.notes.append(f"hedge: closing failed: {_short(e)}")
 
     async def _release(self) -> None:
         if self.reserved is not None and not self.released:
@@ -1060,7 +941,8 @@ class BasketActor:
     # -- the report --------------------------------------------------------------------------
     async def _report(self) -> BasketReport:
         basket = self.resolved
-        legs: list[LegReport] = []
+        legs: dict[str, LegReport | None] = {}
+        notes: list[str] = []
         if self.legs:
             got = await asyncio.gather(
                 *(
@@ -1071,30 +953,11 @@ class BasketActor:
             )
             for leg_id, r in zip(self.legs, got, strict=True):
                 if isinstance(r, LegReport):
-                    legs.append(self._on_basket_axis(leg_id, r))
+                    legs[leg_id] = self._on_basket_axis(leg_id, r)
                 else:
-                    self.notes.append(f"leg {leg_id}: no report: {_short(r)}")
-                    legs.append(self._last_known(leg_id))
+                    notes.append(f"leg {leg_id}: no report: {_short(r)}")
+                    legs[leg_id] = None
         _kill(list(self.legs.values()))
-        accepts = [leg.first_venue_accept_ns for leg in legs if leg.first_venue_accept_ns]
-        acks = [leg.first_ack_ns for leg in legs if leg.first_ack_ns]
-        full = len(legs) > 1 and len(accepts) == len(legs)
-        st = self.hedge_statement
-        hedge = None
-        if basket is not None and basket.hedge is not None:
-            hedge = HedgeReport(
-                venue=basket.hedge.venue, instruments=list(basket.hedge.instruments)
-            )
-            if st is None:
-                hedge.flat_at_end = False  # not known: say so rather than claim it
-            else:
-                hedge.orders = st.orders
-                hedge.max_abs_position = st.max_abs_position
-                hedge.pnl_usd = st.pnl_usd
-                hedge.fees_usd = st.fees_usd
-                hedge.held = st.held
-                hedge.flat_at_end = st.flat
-                hedge.reaction_ns = st.reaction_ns
         collateral = CollateralReport(released=self.released)
         if self.reserved is not None:
             collateral.reserved = dict(self.reserved.needs)
@@ -1104,69 +967,43 @@ class BasketActor:
             collateral.refused += [
                 f"venue {v}: no account figure" for v in self.refused.unknown_venues
             ]
-        report = BasketReport(
-            basket_id=self.basket_id,
-            status=self.lifecycle.state,
-            policy=basket.policy if basket is not None else self.spec.policy,
-            reason=self.reason,
-            submitted_ns=self.submitted_ns,
-            launched_ns=self.launched_ns,
-            completed_ns=self.completed_ns,
-            legs=legs,
-            hedge=hedge,
-            collateral=collateral,
-            fraction=1.0 if self.core is None else float(self.core.sync.fraction),
-            launch_skew_ns=(max(accepts) - min(accepts)) if full else None,
-            raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(legs) > 1 else None,
-            venue_nodes={
-                v: {"node_id": e.placement.node_id, **e.placement.node_labels}
-                for v, e in self.endpoints.items()
-                if e.placement is not None and (basket is None or v in _venues_of(basket))
-            },
-            history=list(self.lifecycle.history),
-            notes=list(self.notes),
-            timeline=self.timeline.timeline,
-        )
-        try:
-            report.tca = basket_tca(report)
-        except Exception as e:  # the analysis must never cost the user the report itself
-            log.exception("basket %s: TCA", self.basket_id)
-            report.notes.append(f"TCA could not be computed: {e!r}")
+        venue_nodes = {
+            v: {"node_id": e.placement.node_id, **e.placement.node_labels}
+            for v, e in self.endpoints.items()
+            if e.placement is not None and (basket is None or v in _venues_of(basket))
+        }
+        if self.runner is not None:
+            report = self.runner.report(
+                legs,
+                submitted_ns=self.submitted_ns,
+                collateral=collateral,
+                venue_nodes=venue_nodes,
+                notes=[*self.notes, *notes],
+            )
+        else:  # it ended before firing: nothing was sent
+            report = BasketReport(
+                basket_id=self.basket_id,
+                status=self.lifecycle.state,
+                policy=basket.policy if basket is not None else self.spec.policy,
+                reason=self.reason,
+                submitted_ns=self.submitted_ns,
+                launched_ns=None,
+                completed_ns=self.completed_ns,
+                legs=[],
+                hedge=None,
+                collateral=collateral,
+                fraction=1.0,
+                venue_nodes=venue_nodes,
+                history=list(self.lifecycle.history),
+                notes=[*(basket.notes if basket is not None else []), *self.notes, *notes],
+            )
         self.metrics.finished(report)
         return report
-
-    def _last_known(self, leg_id: str) -> LegReport:
-        """A lost leg as its last snapshot showed it: not reconciled, orders unknown here."""
-        basket = self.resolved
-        assert basket is not None
-        leg = basket.leg(leg_id)
-        last = self.core.legs[leg_id] if self.core is not None else None
-        return LegReport(
-            leg_id=leg_id,
-            venue=leg.venue,
-            symbol=leg.symbol,
-            side=leg.side,
-            original_qty=leg.quantity,
-            target_qty=leg.quantity if last is None else last.target_qty,
-            filled_qty=Decimal(0) if last is None else last.filled_qty,
-            avg_price=None if last is None else last.avg_price,
-            fees_usd=Decimal(0),
-            status=LegStatus.FAILED,
-            reconciled=False,
-            child_orders=[],
-            rejects=[],
-            reason=(last.reason if last is not None and last.reason else "leg actor lost")
-            + "; figures from its last snapshot, its orders are at the venue",
-            contract_size=leg.instrument.contract_size,
-            decision_price=leg.price,
-            end_price=None if last is None else last.mark_price,
-        )
 
     def _on_basket_axis(self, leg_id: str, r: LegReport) -> LegReport:
         """Map a leg's times (leg clock) and its venue's (venue clock) onto the basket's,
         each through the offset measured nearest it, drift included (DESIGN §6)."""
         est = self.clocks.get(leg_id)
-        reconciled = self.reconciliations.get(leg_id)
 
         def leg_time(t: int | None) -> int | None:
             return None if t is None else self._from_leg(leg_id, t)
@@ -1192,13 +1029,10 @@ class BasketActor:
         r.first_ack_ns = leg_time(r.first_ack_ns)
         r.first_venue_accept_ns = venue_time(r.first_venue_accept_ns)
         if est is not None and est.ready:
-            at = self.launched_ns or est.latest_ns
+            launched = self.runner.launched_ns if self.runner is not None else None
+            at = launched or est.latest_ns
             r.clock_offset_ns = est.offset_at(at)
             r.clock_uncertainty_ns = est.uncertainty_at(at)
-        if self.resolved is not None:
-            r.decision_price = self.resolved.leg(leg_id).price
-        if reconciled is not None:
-            r.reconciled = reconciled.reconciled
         return r
 
 

@@ -150,6 +150,16 @@ class LegActor:
         process, which then knows, without asking, not to hand the leg out."""
         await self._taken.wait()
 
+    async def recover(self, cmd: ArmLeg, basket: Any, deadline_s: float) -> None:
+        """Stand in for a leg whose actor was lost: connect, and rebuild its record from the
+        venue's orders under its client order ids (`LegRunner.recover`). The leg then
+        stops, unwinds and reconciles like any other, and sends nothing of its own."""
+        await self.arm(cmd, basket)
+        deadline = self.now_ns() + int(deadline_s * 1e9)
+        error = await self._answer(lambda then: self._r.recover(deadline, then))
+        if error is not None:
+            raise error
+
     def _typical_rtt_ns(self) -> int:
         """The median round trip of this leg's own venue-clock exchanges (those of the
         clock window, refreshed every `VENUE_CLOCK_EVERY_S`): what a request to the venue

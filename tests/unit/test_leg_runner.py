@@ -440,3 +440,47 @@ def test_a_reconcile_against_a_venue_down_past_its_deadline_gives_up_in_time() -
     leg.clock.run_until(t0 + 60 * SECOND)
     assert [t for t, _ in leg.venue.queries if t > at] == []
     assert leg.clock.pending() == 0  # nothing left polling
+
+
+def test_a_leg_recovered_from_its_venue_takes_in_every_order_and_unwinds_them() -> None:
+    # The first actor works two slices, then is lost (nothing more is heard of it).
+    first = Leg()
+    first.fire()
+    first.clock.run_until(lambda: first.venue.position == D("0.2"), FIRE_AT + 3 * SECOND)
+    first.runner.crash(RuntimeError("the actor's process died"))  # sends nothing more
+    venue, clock = first.venue, first.clock
+    # A fresh runner on the same venue rebuilds the record from the venue's orders.
+    port = FakePort(clock, venue)
+    fresh = LegRunner(arm(), port, book=BOOK, ack_kind=AckKind.RESULT)
+    venue.stream = fresh.on_report
+    venue.failing_queries = 2  # the venue is busy at first: asked again, not given up
+    done: list[object] = []
+    fresh.recover(clock.now_ns() + 10 * SECOND, done.append)
+    clock.run_until(lambda: bool(done), clock.now_ns() + 10 * SECOND)
+    assert done == [None]
+    assert set(fresh.ledger.orders) == set(venue.orders) == {"b1-eth-0", "b1-eth-1"}
+    assert fresh.ledger.filled_qty == D("0.2") == venue.position
+    assert fresh.status is LegStatus.FAILED and "recovered" in fresh.reason
+    # Its snapshots outrank the lost actor's, and it sends nothing of its own.
+    assert port.snapshots[-1].seq > first.runner.ledger.seq
+    clock.run_until(clock.now_ns() + 2 * SECOND)
+    assert [s.order.client_order_id for s in venue.sent].count("b1-eth-2") == 0
+    # It unwinds like any leg, under ids the lost actor never used.
+    unwound: list[Unwound] = []
+    fresh.unwind(clock.now_ns() + 10 * SECOND, unwound.append)
+    clock.run_until(lambda: bool(unwound), clock.now_ns() + 10 * SECOND)
+    assert unwound[0].flat and venue.position == 0
+    ids = [s.order.client_order_id for s in venue.sent]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_recovery_against_a_venue_that_never_answers_gives_up_at_its_deadline() -> None:
+    leg = Leg()
+    leg.venue.outages = [(START, START + 60 * SECOND)]
+    fresh = LegRunner(arm(), leg.port, book=BOOK, ack_kind=AckKind.RESULT)
+    done: list[object] = []
+    deadline = START + 5 * SECOND
+    fresh.recover(deadline, done.append)
+    leg.clock.run_until(lambda: bool(done), START + 10 * SECOND)
+    assert len(done) == 1 and isinstance(done[0], Exception)
+    assert leg.clock.now_ns() <= deadline + RTT
