@@ -58,8 +58,6 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 S = BasketState
 PROBE_ATTEMPTS = 3  # pings, each `leg_silence_ns` long, a quiet leg gets before it is lost
-CLOCK_EVERY_NS = NS  # while running, each leg's clock is measured again this often
-STOP_TIMEOUT_NS = 60 * NS  # a leg call at the end (stop, reconcile): past this it is lost
 
 
 class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,7 +75,9 @@ Answer = Any
 
 
 class BasketPort(Clock, Protocol):
-    """A basket runner's world: its legs, its hedge desk, and time."""
+    """A basket runner's world: its legs, its hedge desk, and time. A driver answers every
+    call, in time: with the error that stood in for the answer when there was none (the
+    live shell bounds each leg call, and a lost actor's call fails at once)."""
 
     def fire(self, leg_id: str, at_ns: int) -> None:
         """Have the leg send its first order at `at_ns` (basket clock)."""
@@ -291,6 +291,11 @@ class BasketRunner:
         assert self.core is not None
         what = "at launch" if event.at_launch else "while running"
         reason = f"leg {event.leg_id} failed {what}: {event.reason}"
+        if self.ending:
+            # The basket's end is under way and its outcome decided by what started it; what
+            # the leg left is reconciled (and, lost, recovered) like any other's.
+            self.notes.append(reason.replace(" while running", " while the basket was ending"))
+            return
         if self.basket.policy is Policy.COMPLETE:
             self.notes.append(reason + "; the other legs go on (policy complete)")
             self.failure_soft = self.failure_soft or reason
@@ -322,6 +327,8 @@ class BasketRunner:
         # busy machine's: it is asked again before it is taken for lost (a snapshot
         # meanwhile says it lives).
         def answered(error: str | None) -> None:
+            if error is None:  # it answered: heard of, like a snapshot
+                self._heard[leg_id] = max(self._heard.get(leg_id, 0), self.port.now_ns())
             if error is None or self._heard.get(leg_id, 0) > asked_ns:
                 self._probing.discard(leg_id)
                 return
@@ -342,10 +349,13 @@ class BasketRunner:
         self.lost[leg_id] = why
         last = core.legs[leg_id]
         now = self.port.now_ns()
+        # Nothing it had open will be finished by it: the venue's records say what became of
+        # those orders, once the leg is recovered.
         lost = msgspec.structs.replace(
             last,
             seq=last.seq + 1,
             status=LegStatus.FAILED,
+            open_qty=Decimal(0),
             blocked=True,
             reason=f"leg actor lost ({why})",
             ts_ns=now,
@@ -368,10 +378,15 @@ class BasketRunner:
         reason = self.failure or self.cancelled or ""
         self._each(
             lambda leg_id, then: self.port.stop(leg_id, "stopped: " + reason, then),
-            lambda _answers: self._after_stop(reason),
+            lambda answers: self._after_stop(reason, answers),
         )
 
-    def _after_stop(self, reason: str) -> None:
+    def _after_stop(self, reason: str, answers: dict[str, Answer]) -> None:
+        # A leg whose stop could not reach it (its actor is gone) is lost: it is recovered
+        # from its venue before it is unwound or reconciled.
+        for leg_id, answer in answers.items():
+            if isinstance(answer, Exception):
+                self.leg_lost(leg_id, _short(answer))
         if self.basket.policy is not Policy.UNWIND:
             self._to(S.RECONCILING, f"{reason}; confirming with the venues")
             self._recover_lost(self._reconcile_all)
@@ -434,10 +449,15 @@ class BasketRunner:
         self._each(lambda leg_id, then: self.port.reconcile(leg_id, within, then), reconciled)
 
     def _close_hedge(self) -> None:
-        # Whatever the policy, legs left out of step keep their hedge (DESIGN §5.8); under
-        # `complete` that is when a leg failed.
-        failed = self.failure is not None or self.cancelled is not None
-        hold = (failed or self.failure_soft is not None) and self._imbalanced()
+        # Whatever the policy, a basket that does not complete keeps its hedge while the
+        # legs are out of step by the venues' own figures (DESIGN §5.8).
+        completes = (
+            self.failure is None
+            and self.cancelled is None
+            and self.failure_soft is None
+            and self._all_reconciled()
+        )
+        hold = not completes and self._imbalanced()
         if not self.hedged or self.core is None:
             self._conclude(hold=False)
             return

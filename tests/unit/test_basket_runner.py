@@ -836,11 +836,6 @@ def test_a_leg_whose_reconcile_call_fails_is_not_confirmed() -> None:
     assert [leg.reconciled for leg in run.report().legs] == [True, False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hedge is held only after a failure or a cancel, not when the venues' own "
-    "figures show the legs out of step after every leg said it was done",
-)
 def test_a_reconciliation_that_finds_the_legs_out_of_step_holds_the_hedge() -> None:
     # BTC said it sold 0.4; its venue says 0.3: the basket is $6,500 long ETH, unhedged.
     scripts = done_legs()
@@ -860,11 +855,6 @@ def test_a_reconciliation_that_finds_the_legs_out_of_step_holds_the_hedge() -> N
     assert [e.detail for e in run.port.calls("close_hedge")] == [True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lost leg keeps the open quantity of its last snapshot: under complete the "
-    "basket waits for its deadline, then fails for being late",
-)
 def test_under_complete_a_lost_leg_with_an_order_open_does_not_hold_the_basket_running() -> None:
     # BTC's actor dies with an order of 0.1 open (its last snapshot) and is found lost at
     # 3.6 s; ETH is done at 8 s. The basket should end then, on the lost leg.
@@ -881,13 +871,6 @@ def test_under_complete_a_lost_leg_with_an_order_open_does_not_hold_the_basket_r
     assert run.runner.reason.startswith("leg btc failed while running: leg actor lost")
 
 
-LOST_AT_THE_END = (
-    "a stop answered with a lost actor's error is ignored: the leg is neither taken for lost "
-    "nor recovered, and a probe still out can take it for lost after the recovery step"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LOST_AT_THE_END)
 def test_a_leg_whose_stop_finds_its_actor_gone_is_recovered_before_it_is_unwound() -> None:
     # BTC's actor dies at 1 s; the basket is cancelled at 2 s, before a probe could find
     # it (its first ping would go out at 3.6 s). Its stop answers the dead actor's error.
@@ -903,7 +886,6 @@ def test_a_leg_whose_stop_finds_its_actor_gone_is_recovered_before_it_is_unwound
     assert "unwind incomplete" not in run.runner.reason
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_AT_THE_END)
 def test_a_probe_that_ends_during_reconciliation_does_not_turn_a_cancel_into_a_failure() -> None:
     # BTC's actor dies at 1 s; its first ping goes out at 3.6 s; the basket is cancelled at
     # 5 s (hedge_and_hold: no unwind) and ETH takes 10 s to reconcile. The third ping
