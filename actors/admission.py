@@ -135,3 +135,18 @@ class AdmissionQueue:
             )
             admitted.append(basket_id)
         return admitted
+
+
+def waiting_reason(a: Admission) -> str:
+    """What a QUEUED basket waits for, in words."""
+    limits = a.limits
+    assert limits is not None
+    running = (
+        f", {a.arming + a.running} arming or running (at most {limits.max_running})"
+        if limits.max_running
+        else ""
+    )
+    return (
+        f"waiting for a turn to arm: {a.arming} baskets arming (at most {limits.max_arming} "
+        f"at once){running}, {a.ahead} ahead of this one"
+    )

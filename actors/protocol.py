@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import msgspec
 
+from actors.lifecycle import BasketState
+from actors.messages import LegProgress
 from actors.risk import RiskSettings
 from actors.spec import HedgeSpec, ResolvedLeg
 from venues.config import VenueConfig
@@ -127,3 +129,35 @@ class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):
     held: bool
     flat: bool
     reaction_ns: list[int]
+
+
+class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a basket actor places and drives its legs; the engine fills these in."""
+
+    namespace: str = "legato"
+    labels: dict[str, dict[str, str]] = {}  # venue → label selector; empty: run anywhere
+    fire_lead_ms: float = 50.0  # fire_at this far ahead of the moment every leg is armed
+    warm_fire_lead_ms: float = 15.0  # the same when every leg came warm from the pool
+    arm_timeout_s: float = 60.0  # legs not armed this long after arming began: fail
+    max_arming: int = 4  # baskets of the namespace arming at once; the others wait (QUEUED)
+    max_running: int = 0  # baskets arming or running at once (0: no limit); the others wait
+    clock_pings: int = 5
+    tick_ms: float = 100.0  # the coordinator's periodic step
+    unwind_deadline_s: float = 30.0
+    leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: it is lost
+    min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
+    leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)  # the config's [risk]
+
+
+class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A live view of a basket, for progress displays."""
+
+    basket_id: str
+    state: BasketState
+    reason: str
+    legs: list[LegProgress]
+    schedule_progress: float
+    hedge_position_usd: float
+    ts_ns: int
+    band: float | None = None  # the completion band: max − min leg completion allowed

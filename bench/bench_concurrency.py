@@ -64,8 +64,8 @@ import msgspec
 import ray
 
 from actors.lifecycle import BasketState
+from actors.protocol import BasketOptions
 from actors.report import BasketReport
-from actors.shells.basket import BasketOptions
 from actors.spec import BasketSpec, load_basket
 from actors.tca import ack_latencies
 from bench.common import ROOT, stats, table, write

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from actors.protocol import BasketOptions
 from actors.risk import RiskSettings
-from actors.shells.basket import BasketOptions
 from actors.spec import HedgeSpec
 from venues.config import ConfigError, VenuesConfig, parse_venues
 

@@ -31,19 +31,22 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.lifecycle import BasketState
-from actors.protocol import HedgeStatement, VenueEndpoint
+from actors.protocol import BasketOptions, BasketStatus, HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
-from actors.shells import COLLATERAL_NAME, HEDGE_NAME, venue_actor_name
-from actors.shells.basket import (
-    REGISTRY_NAME,
-    BasketActor,
-    BasketOptions,
-    BasketRegistry,
-    BasketStatus,
-    actor_options,
-)
+from actors.shells.basket import BasketActor
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
+from actors.shells.registry import BasketRegistry
+from actors.shells.remote import (
+    COLLATERAL_NAME,
+    HEDGE_NAME,
+    REGISTRY_NAME,
+    actor_options,
+    basket_actor_name,
+    remote,
+    singleton_options,
+    venue_actor_name,
+)
 from actors.shells.venue import VenueActor
 from actors.spec import (
     BasketSpec,
@@ -65,11 +68,11 @@ class EngineError(RuntimeError):
     """The engine cannot do what was asked (a cluster, venue or basket problem, said plainly)."""
 
 
-_Venue = ray.remote(VenueActor)
-_Basket = ray.remote(BasketActor)
-_Collateral = ray.remote(CollateralActor)
-_Hedge = ray.remote(HedgeActor)
-_Registry = ray.remote(BasketRegistry)
+_Venue = remote(VenueActor)
+_Basket = remote(BasketActor)
+_Collateral = remote(CollateralActor)
+_Hedge = remote(HedgeActor)
+_Registry = remote(BasketRegistry)
 
 
 def check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -293,16 +296,7 @@ class Engine:
         owned: list[Any] = []
         for name, cfg in config.venues.items():
             actor_name = venue_actor_name(name)
-            opts: dict[str, Any] = {
-                "name": actor_name,
-                "namespace": namespace,
-                "num_cpus": 0,
-                "max_restarts": 0,
-                "max_task_retries": 0,
-                "max_concurrency": 1000,
-            }
-            if name in labels:
-                opts["label_selector"] = labels[name]
+            opts = actor_options(namespace, labels.get(name), name=actor_name)
             try:
                 handles[name] = ray.get_actor(actor_name, namespace=namespace)
             except ValueError:
@@ -322,18 +316,9 @@ class Engine:
         except RayTaskError as e:
             cls._kill(owned)
             raise EngineError(f"venue {name} failed to start: {_cause(e)}") from None
-        singleton = {
-            "namespace": namespace,
-            "lifetime": "detached",
-            "get_if_exists": True,
-            "num_cpus": 0,
-            "max_restarts": 0,
-            "max_task_retries": 0,
-            "max_concurrency": 1000,
-        }
-        collateral = _Collateral.options(name=COLLATERAL_NAME, **singleton).remote()
-        hedger = _Hedge.options(name=HEDGE_NAME, **singleton).remote()
-        registry = _Registry.options(name=REGISTRY_NAME, **singleton).remote()
+        collateral = _Collateral.options(**singleton_options(namespace, COLLATERAL_NAME)).remote()
+        hedger = _Hedge.options(**singleton_options(namespace, HEDGE_NAME)).remote()
+        registry = _Registry.options(**singleton_options(namespace, REGISTRY_NAME)).remote()
         try:  # every submission asks it first: have it up before the first one
             ray.get(registry.__ray_ready__.remote(), timeout=_START_TIMEOUT_S)
         except GetTimeoutError:
@@ -415,7 +400,7 @@ class Engine:
             # it by it); the registry below is what refuses a second basket of an id.
             try:
                 actor = _Basket.options(
-                    **actor_options(self.namespace, name=f"legato-basket-{spec.basket_id}")
+                    **actor_options(self.namespace, name=basket_actor_name(spec.basket_id))
                 ).remote(
                     spec,
                     self.venues,

@@ -33,7 +33,8 @@ import msgspec
 import ray
 
 from actors.protocol import VenueEndpoint
-from actors.shells.basket import RemoteLegActor, actor_options
+from actors.shells.leg import LegActor
+from actors.shells.remote import actor_options, remote
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +255,11 @@ class WarmPool:
         if key == BASKET:
             actor = self._make_basket()
             return _Member(key, actor, actor.warm.remote(), actor.idle.remote())
-        actor = RemoteLegActor.options(
-            **actor_options(self.namespace, self.labels.get(key))
-        ).remote(key)
+        actor = (
+            remote(LegActor)
+            .options(**actor_options(self.namespace, self.labels.get(key)))
+            .remote(key)
+        )
         return _Member(key, actor, actor.connect.remote(self.endpoints[key]), actor.idle.remote())
 
     # -- stop --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from actors.messages import LegProgress
-    from actors.shells.basket import BasketStatus
+    from actors.protocol import BasketStatus
 
 BAR = 24
 

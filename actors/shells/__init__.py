@@ -9,14 +9,6 @@ import ray
 
 from actors.protocol import Placement
 
-NAMESPACE = "legato"
-COLLATERAL_NAME = "legato-collateral"
-HEDGE_NAME = "legato-hedge"
-
-
-def venue_actor_name(venue: str) -> str:
-    return f"legato-venue-{venue}"
-
 
 def here() -> Placement:
     """The Ray node this process runs on, and its labels."""

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import ray
 
-from actors.admission import Admission, AdmissionQueue, Limits
+from actors.admission import Admission, Limits, waiting_reason
 from actors.basket import (
     BasketCoordinator,
     ExposureChanged,
@@ -29,6 +29,8 @@ from actors.margin import Refused, Reserved
 from actors.messages import LegProgress
 from actors.protocol import (
     ArmLeg,
+    BasketOptions,
+    BasketStatus,
     ExposureReport,
     InboxAddress,
     LegArmed,
@@ -39,13 +41,14 @@ from actors.report import (
     CollateralReport,
     LegReport,
 )
-from actors.risk import RiskModel, RiskSettings
+from actors.risk import RiskModel
 from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import margin_needs
 from actors.shells.channel import Inbox, Outbox
 from actors.shells.drive import LiveClock
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
+from actors.shells.remote import actor_options, kill, leg_actor_name, ref_result, remote
 from actors.shells.tasks import BackgroundTasks
 from actors.spec import (
     BasketSpec,
@@ -65,62 +68,9 @@ LEG_CALL_TIMEOUT_S = 60.0  # reconcile, report and close of a leg: past this it 
 CLOCK_EVERY_S = 1.0  # while running, each leg's clock is pinged again this often
 HEDGE_POLL_EVERY_S = 0.5  # while running, the hedge desk's position is asked this often
 LEASE_SLACK_S = 30.0  # a turn to arm (a place to run) is taken back this long past its end
-REGISTRY_NAME = "legato-registry"  # the basket registry singleton of a namespace
-REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
+REGISTRY_PROBE_S = 5.0  # how long a basket waits for the registry to answer
 RECONCILE_DEADLINE_S = 30.0  # a leg's reconciliation retries its venue's errors this long
 ENDING_TIMEOUT_S = 120.0  # after a bug, how long the runner gets to apply the policy
-
-
-def actor_options(
-    namespace: str, selector: dict[str, str] | None = None, *, name: str | None = None
-) -> dict[str, Any]:
-    """How every basket and leg actor is created, for a basket or for the warm pool: no
-    CPU (it waits on venues and calls), never restarted nor retried (its methods send
-    orders), and, for a leg whose venue has a label selector, near its venue."""
-    opts: dict[str, Any] = {
-        "namespace": namespace,
-        "num_cpus": 0,
-        "max_restarts": 0,
-        "max_task_retries": 0,
-        "max_concurrency": 1000,
-    }
-    if name is not None:
-        opts["name"] = name
-    if selector:
-        opts["label_selector"] = dict(selector)
-    return opts
-
-
-class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How a basket actor places and drives its legs; the engine fills these in."""
-
-    namespace: str = "legato"
-    labels: dict[str, dict[str, str]] = {}  # venue → label selector; empty: run anywhere
-    fire_lead_ms: float = 50.0  # fire_at this far ahead of the moment every leg is armed
-    warm_fire_lead_ms: float = 15.0  # the same when every leg came warm from the pool
-    arm_timeout_s: float = 60.0  # legs not armed this long after arming began: fail
-    max_arming: int = 4  # baskets of the namespace arming at once; the others wait (QUEUED)
-    max_running: int = 0  # baskets arming or running at once (0: no limit); the others wait
-    clock_pings: int = 5
-    tick_ms: float = 100.0  # the coordinator's periodic step
-    unwind_deadline_s: float = 30.0
-    leg_silence_s: float = 3.0  # a leg unheard of this long is pinged; no answer: it is lost
-    min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
-    leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
-    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)  # the config's [risk]
-
-
-class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """A live view of a basket, for progress displays."""
-
-    basket_id: str
-    state: BasketState
-    reason: str
-    legs: list[LegProgress]
-    schedule_progress: float
-    hedge_position_usd: float
-    ts_ns: int
-    band: float | None = None  # the completion band: max − min leg completion allowed
 
 
 class BasketActor:
@@ -284,7 +234,7 @@ class BasketActor:
             self._end_place()
             await self._release()
             # Warm legs the basket never got to arm sent nothing: they go with it.
-            _kill(list(self._warm.values()))
+            kill(list(self._warm.values()))
             await self._close_legs()
             await self._tasks.cancel_all()  # probes, clock pings, hedge polls: all moot now
             await self._close_channels()
@@ -375,7 +325,7 @@ class BasketActor:
                 self._abandon_legs()
             return
         if not admission.admitted:
-            self._to(S.QUEUED, _in_line(admission))
+            self._to(S.QUEUED, waiting_reason(admission))
             if not await self._await_turn():
                 self._finish(S.CANCELLED, self._cancel or "cancelled while queued")
                 return
@@ -424,7 +374,7 @@ class BasketActor:
         self._in_line = self._admitted = True
         try:
             return await asyncio.wait_for(
-                _ref(self.registry.queue_to_arm.remote(self.basket_id, limits)),
+                ref_result(self.registry.queue_to_arm.remote(self.basket_id, limits)),
                 REGISTRY_PROBE_S,
             )
         except Exception as e:
@@ -434,7 +384,7 @@ class BasketActor:
     async def _await_turn(self) -> bool:
         """Wait in line until the basket's turn to arm (True), or a cancel (False)."""
         assert self.registry is not None
-        turn = asyncio.ensure_future(_ref(self.registry.await_turn.remote(self.basket_id)))
+        turn = asyncio.ensure_future(ref_result(self.registry.await_turn.remote(self.basket_id)))
         try:
             while self._cancel is None:
                 self._wake.clear()
@@ -549,10 +499,12 @@ class BasketActor:
             actor_opts = actor_options(
                 opts.namespace,
                 opts.labels.get(leg.venue),
-                name=f"legato-leg-{basket.basket_id}-{leg.leg_id}",
+                name=leg_actor_name(basket.basket_id, leg.leg_id),
             )
-            self.legs[leg.leg_id] = RemoteLegActor.options(**actor_opts).remote(
-                leg.venue, opts.leg_clock_offsets_ns.get(leg.leg_id, 0)
+            self.legs[leg.leg_id] = (
+                remote(LegActor)
+                .options(**actor_opts)
+                .remote(leg.venue, opts.leg_clock_offsets_ns.get(leg.leg_id, 0))
             )
 
         async def arm_one(leg_id: str) -> LegArmed:
@@ -671,7 +623,7 @@ class BasketActor:
     def _abandon_legs(self) -> None:
         """Legs that never armed sent nothing: stop them (some may never have been placed
         on a node) rather than wait on them."""
-        _kill(list(self.legs.values()))
+        kill(list(self.legs.values()))
         self.legs = {}
 
     def _same_clock(self, leg_id: str) -> None:
@@ -777,7 +729,7 @@ class BasketActor:
 
     def fire(self, leg_id: str, at_ns: int) -> None:
         ref = self.legs[leg_id].fire.remote(self._to_leg(leg_id, at_ns))
-        self._tasks.spawn(_ref(ref), f"fire-{leg_id}")  # a failure is logged; probes see it
+        self._tasks.spawn(ref_result(ref), f"fire-{leg_id}")  # a failure is logged; probes see it
 
     def adjust(self, adj: AdjustLeg) -> None:
         self.legs[adj.leg_id].adjust.remote(adj)
@@ -812,7 +764,7 @@ class BasketActor:
         async def go() -> None:
             answer: str | None = None
             try:
-                await asyncio.wait_for(_ref(self.legs[leg_id].ping.remote()), within_ns / NS)
+                await asyncio.wait_for(ref_result(self.legs[leg_id].ping.remote()), within_ns / NS)
             except TimeoutError:
                 answer = "timeout"
             except Exception as e:  # the actor (or its node) is gone
@@ -827,9 +779,11 @@ class BasketActor:
         basket = self._r.basket
         leg = basket.leg(leg_id)
         opts = self.options
-        actor = RemoteLegActor.options(
-            **actor_options(opts.namespace, opts.labels.get(leg.venue))
-        ).remote(leg.venue)
+        actor = (
+            remote(LegActor)
+            .options(**actor_options(opts.namespace, opts.labels.get(leg.venue)))
+            .remote(leg.venue)
+        )
         cmd = self._arm_command(basket, leg_id, None)
 
         async def go() -> None:
@@ -837,17 +791,17 @@ class BasketActor:
             try:
                 myself = ray.get_runtime_context().current_actor
                 await asyncio.wait_for(
-                    _ref(actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S)),
+                    ref_result(actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S)),
                     LEG_CALL_TIMEOUT_S,
                 )
-                _kill([self.legs[leg_id]])
+                kill([self.legs[leg_id]])
                 self.legs[leg_id] = actor
                 self._recovered.add(leg_id)
                 self.clocks.pop(leg_id, None)
                 await self._measure_clock(leg_id)
             except Exception as e:
                 answer = e
-                _kill([actor])
+                kill([actor])
             self._clock.run(lambda: then(answer))
 
         self._tasks.spawn(go(), f"recover-{leg_id}")
@@ -896,7 +850,7 @@ class BasketActor:
 
         async def go() -> None:
             try:
-                answer = await asyncio.wait_for(_ref(ref), timeout_s)
+                answer = await asyncio.wait_for(ref_result(ref), timeout_s)
             except Exception as e:
                 answer = e
             self._clock.run(lambda: then(answer))
@@ -946,7 +900,7 @@ class BasketActor:
         if self.legs:
             got = await asyncio.gather(
                 *(
-                    asyncio.wait_for(_ref(leg.report.remote()), LEG_CALL_TIMEOUT_S)
+                    asyncio.wait_for(ref_result(leg.report.remote()), LEG_CALL_TIMEOUT_S)
                     for leg in self.legs.values()
                 ),
                 return_exceptions=True,
@@ -957,7 +911,7 @@ class BasketActor:
                 else:
                     notes.append(f"leg {leg_id}: no report: {_short(r)}")
                     legs[leg_id] = None
-        _kill(list(self.legs.values()))
+        kill(list(self.legs.values()))
         collateral = CollateralReport(released=self.released)
         if self.reserved is not None:
             collateral.reserved = dict(self.reserved.needs)
@@ -1036,147 +990,6 @@ class BasketActor:
         return r
 
 
-class BasketRegistry:
-    """Which basket ids are taken in a namespace, and by which basket actor (a named,
-    detached singleton, `REGISTRY_NAME`); and which baskets may arm now.
-
-    A basket id starts every client order id, so two live baskets must never share one.
-    The actor's name used to say so, but an actor from the warm pool was created before its
-    basket was known and has no name to tell; every submission claims its id here instead.
-    A claim is refused while the holder lives; a holder that died (its driver gone with it)
-    is found out when someone else claims the id.
-
-    Every basket also asks here for its turn to arm (`AdmissionQueue`): at most its
-    engine's `max_arming` baskets of the namespace arm at once (and `max_running` arm or
-    run), the others wait in line (QUEUED).
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[str, Any]] = {}  # basket id → (claim token, actor)
-        self._lock = asyncio.Lock()
-        self._queue = AdmissionQueue()
-        self._turns: dict[str, asyncio.Event] = {}  # basket id → set when its turn comes
-        self._expiry: asyncio.TimerHandle | None = None
-
-    # -- the turn to arm ---------------------------------------------------------------------
-    async def queue_to_arm(self, basket_id: str, limits: Limits) -> Admission:
-        """Ask for a turn to arm: admitted now, or the place in line (then `await_turn`).
-        The turn is held until `armed`, the place until `ended` (each within its lease)."""
-        answer = self._queue.ask(basket_id, limits, time.time_ns())
-        self._on_queue_change()
-        return answer
-
-    async def await_turn(self, basket_id: str) -> Admission:
-        """Returns when the basket's turn to arm has come (at once if it has, or if the
-        basket is not in line)."""
-        while basket_id in self._queue.waiting:
-            turn = self._turns.setdefault(basket_id, asyncio.Event())
-            await turn.wait()
-        self._turns.pop(basket_id, None)
-        return self._queue.where(basket_id)
-
-    async def armed(self, basket_id: str) -> None:
-        """The basket armed, or failed to: the next one's turn to arm."""
-        self._queue.armed(basket_id, time.time_ns())
-        self._on_queue_change()
-
-    async def ended(self, basket_id: str) -> None:
-        """The basket ended (or left the line): its place goes to the next."""
-        self._queue.ended(basket_id, time.time_ns())
-        waiting = self._turns.pop(basket_id, None)
-        if waiting is not None:  # left the line: its `await_turn` returns
-            waiting.set()
-        self._on_queue_change()
-
-    def admission_queue(self) -> dict[str, list[str]]:
-        """The baskets arming, running and waiting, in order (for tools and tests)."""
-        q = self._queue
-        return {"arming": q.arming, "running": q.running, "waiting": q.waiting}
-
-    def _on_queue_change(self) -> None:
-        for basket_id in self._queue.arming + self._queue.running:  # wake their `await_turn`
-            if basket_id in self._turns:
-                self._turns[basket_id].set()
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        expiry = self._queue.next_expiry_ns
-        if expiry is not None and self._queue.waiting:
-            delay = max(0.0, (expiry - time.time_ns()) / NS)
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def _expire(self) -> None:
-        self._expiry = None
-        self._queue.expire(time.time_ns())
-        self._on_queue_change()
-
-    async def claim(self, basket_id: str, token: str, actor: Any) -> bool:
-        """Take `basket_id` for `actor` (`token` identifies this claim); False while another
-        live basket actor holds it."""
-        async with self._lock:  # two claims of one id must not both see the holder dead
-            held = self._held.get(basket_id)
-            if held is not None and held[0] != token and await _alive(held[1]):
-                return False
-            self._held[basket_id] = (token, actor)
-            return True
-
-    def release(self, basket_id: str, token: str) -> None:
-        """Give the id back (only the claim that holds it can)."""
-        held = self._held.get(basket_id)
-        if held is not None and held[0] == token:
-            del self._held[basket_id]
-
-    async def running(self) -> dict[str, Any]:
-        """The live basket actors by basket id (for `legato status` and `cancel`)."""
-        held = dict(self._held)
-        alive = await asyncio.gather(*(_alive(actor) for _, actor in held.values()))
-        out = {}
-        for (basket_id, claim), up in zip(held.items(), alive, strict=True):
-            if up:
-                out[basket_id] = claim[1]
-            elif self._held.get(basket_id) == claim:  # dead, and not claimed anew meanwhile
-                del self._held[basket_id]
-        return out
-
-
-def _in_line(a: Admission) -> str:
-    """What a QUEUED basket waits for, in words."""
-    limits = a.limits
-    assert limits is not None
-    running = (
-        f", {a.arming + a.running} arming or running (at most {limits.max_running})"
-        if limits.max_running
-        else ""
-    )
-    return (
-        f"waiting for a turn to arm: {a.arming} baskets arming (at most {limits.max_arming} "
-        f"at once){running}, {a.ahead} ahead of this one"
-    )
-
-
-async def _alive(actor: Any) -> bool:
-    """Does the actor answer? One that does not within the time is taken as alive: a busy
-    basket must not lose its id to a newcomer."""
-    try:
-        await asyncio.wait_for(_ref(actor.alive.remote()), REGISTRY_PROBE_S)
-    except TimeoutError:
-        return True
-    except Exception:  # the actor died (RayActorError), or it is no basket actor at all
-        return False
-    return True
-
-
-def _kill(actors: list[Any]) -> None:
-    for actor in actors:
-        with contextlib.suppress(Exception):
-            ray.kill(actor, no_restart=True)
-
-
-async def _ref(ref: Any) -> Any:
-    """An ObjectRef as a coroutine (so that `asyncio.wait_for` can bound it)."""
-    return await ref
-
-
 def _venues_of(basket: ResolvedBasket) -> set[str]:
     hedge = {basket.hedge.venue} if basket.hedge is not None else set()
     return {leg.venue for leg in basket.legs} | hedge
@@ -1185,6 +998,3 @@ def _venues_of(basket: ResolvedBasket) -> set[str]:
 def _short(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[-1] if text else type(e).__name__
-
-
-RemoteLegActor = ray.remote(LegActor)

@@ -17,8 +17,6 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import ray
-
 from actors.hedge import hedge_limit_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
@@ -318,6 +316,3 @@ class VenueActor:
     ) -> HedgeFill | None:
         """`VenueGateway.hedge`, for a hedge desk on another node."""
         return await self.gateway.hedge(client_order_id, symbol, side, qty, notional_usd)
-
-
-VenueActorHandle = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(VenueActor)

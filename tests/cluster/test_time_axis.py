@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from actors.lifecycle import BasketState
+from actors.protocol import BasketOptions
 from actors.report import BasketReport
-from actors.shells.basket import BasketOptions
 from actors.shells.leg import VENUE_TICK_NS
 from actors.spec import load_basket
 from cluster.engine import Engine

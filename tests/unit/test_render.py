@@ -15,6 +15,7 @@ from matplotlib.image import imread
 
 from actors.lifecycle import BasketState
 from actors.messages import LegProgress, LegStatus
+from actors.protocol import BasketStatus
 from actors.report import (
     BasketReport,
     CollateralReport,
@@ -24,7 +25,6 @@ from actors.report import (
     TimelinePoint,
     load_report,
 )
-from actors.shells.basket import BasketStatus
 from actors.spec import Policy
 from actors.tca import basket_tca
 from cluster import present, render
