@@ -11,12 +11,12 @@ import pytest
 from actors.backtest import (
     BacktestError,
     ExecutionMode,
-    _Loop,
     check_venues,
     compare,
     parse_modes,
     run_once,
 )
+from actors.backtest.loop import Loop
 from actors.lifecycle import BasketState
 from actors.spec import load_basket
 from bench.bench_backtest import steady
@@ -161,7 +161,7 @@ def test_a_basket_longer_than_the_recording_is_refused(laggard) -> None:
 class _Stepper:
     """A periodic task for the loop test: busy at some steps, stopped after `last_ns`."""
 
-    def __init__(self, loop: _Loop, name: str, busy: set[int], last_ns: int, log: list) -> None:
+    def __init__(self, loop: Loop, name: str, busy: set[int], last_ns: int, log: list) -> None:
         self.loop, self.name, self.busy, self.last_ns, self.log = loop, name, busy, last_ns, log
 
     def idle(self, t_ns: int) -> bool:
@@ -187,12 +187,12 @@ class _Stepper:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_a_periodic_task_keeps_the_order_of_an_event_rescheduling_itself(seed: int) -> None:
-    """`_Loop.every` skips the idle runs of a venue's step, and every event still runs in
+    """`Loop.every` skips the idle runs of a venue's step, and every event still runs in
     the order (ties included) it would with the step an event rescheduling itself."""
     rng = random.Random(seed)
 
     def simulate(periodic: bool) -> list:
-        loop, log = _Loop(0), []
+        loop, log = Loop(0), []
         steppers = [
             _Stepper(loop, name, {5 * rng_k for rng_k in busy}, 600, log)
             for name, busy in (("a", busy_a), ("b", busy_b))

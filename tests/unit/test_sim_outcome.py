@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.backtest import _Loop, _Venue
+from actors.backtest.loop import Loop
+from actors.backtest.venue import Venue
 from venues.errors import OrderRejected, RateLimited, UnknownOrder, VenueUnavailable
 from venues.model import (
     AckKind,
@@ -271,8 +272,8 @@ def test_the_backtest_venue_applies_a_lost_order_late_too() -> None:
         SEED,
         started_ns=0,
     )
-    loop = _Loop(T0)
-    venue = _Venue(loop, "simx", exchange(), c, "alice", 5 * MS)
+    loop = Loop(T0)
+    venue = Venue(loop, "simx", exchange(), c, "alice", 5 * MS)
     answers: list[object] = []
     reports: list[ExecutionReport] = []
     venue.submit(buy("late"), answers.append, reports.append)

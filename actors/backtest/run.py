@@ -1,61 +1,22 @@
-"""The discrete-event backtest: a basket through the actors' own runners on simulated time.
-
-What runs is what the actors run (DESIGN §3): the basket's `BasketRunner` (its
-`BasketCoordinator`, failure policy, reconciliation and report), each leg's `LegRunner`
-(`SliceScheduler`, `LegLedger`, stop, unwind, reconcile) and the hedge desk's `DeskRunner`
-(`HedgeBook`/`HedgeSizer`/`HedgeLedger`); the venues are `SimExchange`s with their market
-source (synthetic or replayed) and their `VenueConditions` (latency, ack semantics,
-outages, injected rejects, rate limits), deciding an order's fate by
-`venues.sim.outcome` as the in-process venue does. This module is only their driver: what
-the shells do with Ray and sockets is replaced by events on one simulated clock:
-
-- every message between actors (progress, adjustments, exposure, hedge orders) takes one draw
-  of `ray_call`, a Ray actor call's one-way time as measured on the development machine;
-- an order takes the venue profile's request, processing and response draws, and its
-  answer is what the profile's ack semantics show (RECEIPT, ACCEPTED, RESULT); execution
-  reports and market data reach the legs after the profile's stream lag; a query takes
-  the venue's median trip each way;
-- the venues advance their market every `market_step_ms`, as the in-process venue does (a
-  step with nothing due is only counted, in its place: `_Loop.every`).
-
-Clocks are exact in a backtest: every time is on the one simulated axis, so the venues'
-`clock_offset_ms` is not applied (the live engine measures and removes it, DESIGN §6). The
-backtest starts flat and does not simulate the collateral actor's reservation (each
-venue's exchange still checks its own margin on every order). A failed or cancelled basket
-ends under its policy as a live one does: its legs stop, and under `unwind` they trade
-back to flat.
-
-Modes (the `--compare` of `legato backtest`):
-- `coordinated`: legato — a synchronised launch (each leg sends half its venue's median
-  round trip early), the synchronizer, and the basket's hedge;
-- `independent`: every leg on its own TWAP from the same start, no synchronizer, no hedge,
-  no launch compensation (how most systems execute);
-- `sequential`: leg after leg in the basket's order, each over horizon / number of legs,
-  the next starting when the previous is done; no synchronizer, no hedge.
-
-One seed fixes everything: the synthetic market's seed is the venue's configured seed plus
-the run's, a replayed market starts a seed-dependent stretch into its recording, and every
-latency draw comes from generators seeded by the seed (and the venue's name).
-"""
+"""One basket run in the backtest: the runners' ports on simulated time, and building a run."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
 import gc
-import heapq
-import math
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
-import numpy as np
 
+from actors.backtest.loop import Loop
+from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
 from actors.hedge import hedge_limit_order
 from actors.leg import Reconciliation
@@ -87,22 +48,11 @@ from venues.config import (
 from venues.errors import VenueError
 from venues.model import (
     AckKind,
-    BookTicker,
     ExecutionReport,
     Instrument,
-    MarketTrade,
     NewOrder,
 )
-from venues.sim.exchange import AccountReport, AccountSpec, SimExchange
-from venues.sim.outcome import (
-    Admitted,
-    apply_late,
-    at_door,
-    outage_refusal,
-    pending_view,
-    process,
-    process_after_receipt,
-)
+from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.profile import Latency, VenueConditions
 
 NS = 1_000_000_000
@@ -180,302 +130,12 @@ METRICS = (
 )
 
 
-# -- the simulated clock -------------------------------------------------------------------
-class _Periodic(Protocol):
-    """Work the loop runs every period (a venue's market step)."""
-
-    def idle(self, t_ns: int) -> bool:
-        """Whether a run at `t_ns` would do nothing at all (as things stand)."""
-        ...
-
-    def step(self) -> bool:
-        """One run at the loop's time; False stops it (no more runs)."""
-        ...
-
-
-class _Timer:
-    """A runner's timer on the loop: cancelled, it does nothing when its time comes."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn: Callable[[], None] | None = fn
-
-    def cancel(self) -> None:
-        self._fn = None
-
-    def __call__(self) -> None:
-        fn, self._fn = self._fn, None
-        if fn is not None:
-            fn()
-
-
-class _Loop:
-    """Events in time order; ties in the order they were scheduled.
-
-    A periodic task (`every`) keeps the order of an event that reschedules itself at the
-    end of each run, without a heap entry per run: a venue steps every 5 ms, and most of
-    its steps find nothing to do.
-    """
-
-    def __init__(self, now_ns: int) -> None:
-        self.now = now_ns
-        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._n = 0
-        self._tasks: list[list[Any]] = []  # heap of [next run's time, its number, period, task]
-
-    def at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> None:
-        self._n += 1
-        heapq.heappush(self._heap, (max(t_ns, self.now), self._n, fn, args))
-
-    # The `Clock` a runner's port needs (`actors.runners.port`).
-    def now_ns(self) -> int:
-        return self.now
-
-    def call_at(self, t_ns: int, fn: Callable[[], None], *, precise: bool = False) -> _Timer:
-        timer = _Timer(fn)
-        self.at(t_ns, timer)
-        return timer
-
-    def after(self, dt_ns: int, fn: Callable[..., None], *args: Any) -> None:
-        # `at(now + dt_ns)` written out: tens of thousands of calls a run.
-        self._n += 1
-        heapq.heappush(self._heap, (self.now + max(dt_ns, 0), self._n, fn, args))
-
-    def every(self, period_ns: int, task: _Periodic) -> None:
-        """Run `task` now and every `period_ns` after, until a run returns False: in the
-        order, and numbering later events, exactly as `at(now, f)` with `f` ending in
-        `after(period_ns, f)` would. A run that `task.idle` says would do nothing is only
-        counted, not made."""
-        self._n += 1
-        heapq.heappush(self._tasks, [self.now, self._n, period_ns, task])
-
-    def run(self, done: Callable[[], bool], until_ns: int) -> None:
-        heap, tasks, pop = self._heap, self._tasks, heapq.heappop
-        while (heap or tasks) and not done():
-            if tasks:
-                first = tasks[0]
-                t = first[0]
-                if not heap or t < heap[0][0] or (t == heap[0][0] and first[1] < heap[0][1]):
-                    if t > until_ns:
-                        self.now = until_ns
-                        return
-                    self.now = t
-                    task = first[3]
-                    if not task.idle(t) and not task.step():
-                        pop(tasks)
-                        continue
-                    self._n += 1  # where the run would have rescheduled itself
-                    first[0], first[1] = t + first[2], self._n
-                    heapq.heapreplace(tasks, first)
-                    continue
-            t, _, fn, args = pop(heap)
-            if t > until_ns:
-                self.now = until_ns
-                return
-            self.now = t
-            fn(*args)
-
-
-# -- a venue -------------------------------------------------------------------------------
-Answer = ExecutionReport | VenueError
-
-
-class _Venue:
-    """One simulated venue: its exchange, its profile in motion, and its subscribers."""
-
-    def __init__(
-        self,
-        loop: _Loop,
-        name: str,
-        exchange: SimExchange,
-        conditions: VenueConditions,
-        account_id: str,
-        step_ns: int,
-    ) -> None:
-        self.loop = loop
-        self.name = name
-        self._exchange = exchange
-        self._quiet = -math.inf  # no step is idle before this (see `idle`)
-        self._stale = True
-        self.conditions = conditions
-        self.profile = conditions.profile
-        self.account_id = account_id
-        self.step_ns = step_ns
-        self.stream: dict[str, Callable[[ExecutionReport], None]] = {}  # client order id →
-        self.listeners: dict[str, list[LegRunner]] = {}
-        self._account_due = 0
-        self._market_due: dict[str, int] = {}
-        self.running = True
-
-    @property
-    def typical_rtt_ns(self) -> int:
-        """The median round trip of an order request, as a leg would measure it."""
-        p = self.profile
-        return int((p.request.median_ms + p.response.median_ms) * MS)
-
-    def latency(self, which: str) -> int:
-        return self.conditions.latency_ns(which)
-
-    def stream_delay(self) -> int:
-        """From an event at the venue to its delivery on a stream (`VenueProfile`)."""
-        return self.conditions.stream_delay_ns()
-
-    @property
-    def exchange(self) -> SimExchange:
-        """The venue's exchange. Whoever uses it may change what the next step finds."""
-        self._stale = True
-        return self._exchange
-
-    def start(self) -> None:
-        self.loop.every(self.step_ns, self)
-
-    def idle(self, t_ns: int) -> bool:
-        """Whether the step at `t_ns` has nothing to apply or deliver (most steps of a
-        replay, nearly all of a synthetic market); known without asking the exchange again
-        until something uses it."""
-        if not self.running:
-            return False
-        if self._stale:
-            self._quiet, self._stale = self._exchange.quiet_until(), False
-        return t_ns < self._quiet
-
-    def step(self) -> bool:
-        """The market step: advance the exchange to now and deliver what it did."""
-        if not self.running:
-            return False
-        self.exchange.advance(self.loop.now)
-        self.dispatch()
-        return True
-
-    def mid(self, symbol: str) -> Decimal | None:
-        return self.exchange.book_snapshot(symbol, 1, self.loop.now).mid
-
-    def dispatch(self) -> None:
-        """Deliver what the exchange did: reports to their order's owner, market data to
-        the legs of its symbol (one book ticker and the trades' sum per step), each stream
-        in order after its stream lag."""
-        events = self.exchange.drain()
-        if not events:
-            return
-        now = self.loop.now
-        market: dict[str, list[Any]] = {}
-        for event in events:
-            if isinstance(event, AccountReport):
-                handler = self.stream.get(event.report.client_order_id)
-                if handler is not None:
-                    self._account_due = max(self._account_due, now + self.stream_delay())
-                    self.loop.at(self._account_due, handler, event.report)
-            elif isinstance(event, BookTicker):
-                market.setdefault(event.symbol, [None, _ZERO, _ZERO])[0] = event
-            elif isinstance(event, MarketTrade):
-                entry = market.setdefault(event.symbol, [None, _ZERO, _ZERO])
-                entry[1] += event.quantity
-                entry[2] += event.quantity * event.price
-        for symbol, (ticker, qty, notional) in market.items():
-            legs = self.listeners.get(symbol)
-            if not legs:
-                continue
-            due = max(self._market_due.get(symbol, 0), now + self.stream_delay())
-            self._market_due[symbol] = due
-            for leg in legs:
-                self.loop.at(due, leg.on_market, ticker, qty, notional)
-
-    # -- orders ----------------------------------------------------------------------------
-    def submit(
-        self,
-        order: NewOrder,
-        on_answer: Callable[[Answer], None],
-        on_stream: Callable[[ExecutionReport], None],
-    ) -> None:
-        """Send `order` (it leaves now); `on_answer` gets the venue's answer or its refusal,
-        `on_stream` every execution report of it."""
-        self.stream[order.client_order_id] = on_stream
-        self.loop.after(self.latency("request"), self._arrive, order, on_answer)
-
-    def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        """Ask for an order by its client order id; `then` gets the report or the error. A
-        query takes the venue's median trip each way (no draw: the seeded latencies of the
-        orders stay where they were)."""
-        p = self.profile
-        there = int(p.request.median_ms * MS)
-        back = int(p.response.median_ms * MS)
-
-        def arrive() -> None:
-            answer: Answer
-            refusal = outage_refusal(self.conditions, self.name, self.loop.now)
-            if refusal is not None:
-                answer = refusal
-            else:
-                try:
-                    answer = self.exchange.query(self.account_id, symbol, client_order_id)
-                except VenueError as e:
-                    answer = e
-            self.loop.after(back, then, answer)
-
-        self.loop.after(there, arrive)
-
-    def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
-        """The account's positions by symbol, a median round trip away."""
-        p = self.profile
-        rtt = int((p.request.median_ms + p.response.median_ms) * MS)
-        held = {
-            pos.symbol: pos.quantity
-            for pos in self.exchange.positions(self.account_id, self.loop.now)
-        }
-        self.loop.after(rtt, then, held)
-
-    def _respond(self, on_answer: Callable[[Answer], None], answer: Answer) -> None:
-        self.loop.after(self.latency("response"), on_answer, answer)
-
-    def _arrive(self, order: NewOrder, on_answer: Callable[[Answer], None]) -> None:
-        received = self.loop.now
-        admitted = at_door(self.conditions, self.name, received)
-        if isinstance(admitted, VenueError):
-            self._respond(on_answer, admitted)
-            return
-        if admitted.answered_at_receipt:
-            self.loop.after(self.latency("processing"), self._process_later, order, received)
-            self._respond(on_answer, pending_view(self.name, order, AckKind.RECEIPT, received))
-            return
-        if admitted.apply_after_ns is not None:
-            self.loop.at(received + admitted.apply_after_ns, self._apply_late, order, received)
-        processing = self.latency("processing")
-        self.loop.after(processing, self._process, order, received, on_answer, admitted)
-
-    def _process(
-        self,
-        order: NewOrder,
-        received: int,
-        on_answer: Callable[[Answer], None],
-        admitted: Admitted,
-    ) -> None:
-        c, now = self.conditions, self.loop.now
-        answer = process(c, self.exchange, self.account_id, order, received, now, admitted)
-        # Deliver only after placing an order: between steps the outbox may hold market data
-        # (a book snapshot advances the exchange) that the next step delivers, and delivering
-        # it here instead would move the seeded stream-delay draws.
-        if admitted.applied_when_processed:
-            self.dispatch()
-        self._respond(on_answer, answer)
-
-    def _process_later(self, order: NewOrder, received: int) -> None:
-        process_after_receipt(
-            self.conditions, self.exchange, self.account_id, order, received, self.loop.now
-        )
-        self.dispatch()
-
-    def _apply_late(self, order: NewOrder, received: int) -> None:
-        apply_late(self.conditions, self.exchange, self.account_id, order, received, self.loop.now)
-        self.dispatch()
-
-
 # -- the runners' ports ---------------------------------------------------------------------
 class _LegPort:
     """A `LegPort` on simulated time: the leg's venue one trip away, its basket one Ray
     call away (`_Run.to_basket`). Set `runner` before the first order."""
 
-    def __init__(self, run: _Run, venue: _Venue) -> None:
+    def __init__(self, run: _Run, venue: Venue) -> None:
         self.loop = run.loop
         self.now_ns = run.loop.now_ns
         self.call_at = run.loop.call_at
@@ -501,7 +161,7 @@ class _DeskPort:
     trade (one Ray call), which sends an IOC through the mid and hands the final fill back
     (another)."""
 
-    def __init__(self, run: _Run, venue: _Venue, instruments: list[Instrument]) -> None:
+    def __init__(self, run: _Run, venue: Venue, instruments: list[Instrument]) -> None:
         self.run = run
         self.loop = run.loop
         self.now_ns = run.loop.now_ns
@@ -564,8 +224,8 @@ class _Run:
     def __init__(
         self,
         basket: ResolvedBasket,
-        venues: dict[str, _Venue],
-        loop: _Loop,
+        venues: dict[str, Venue],
+        loop: Loop,
         mode: ExecutionMode,
         seed: int,
         risk_settings: RiskSettings,
@@ -761,11 +421,11 @@ def _seeded(cfg: SimVenueConfig, seed: int) -> SimVenueConfig:
 
 
 def _build_venues(
-    config: VenuesConfig, seed: int, loop: _Loop, settings: BacktestSettings, horizon_s: float
-) -> tuple[dict[str, _Venue], int]:
+    config: VenuesConfig, seed: int, loop: Loop, settings: BacktestSettings, horizon_s: float
+) -> tuple[dict[str, Venue], int]:
     """Every venue at `loop.now`, and the instant the basket arrives."""
     start = loop.now
-    venues: dict[str, _Venue] = {}
+    venues: dict[str, Venue] = {}
     spans: list[int] = []
     for name, raw in config.venues.items():
         assert isinstance(raw, SimVenueConfig)
@@ -786,7 +446,7 @@ def _build_venues(
         conditions = VenueConditions(
             profile_from(cfg.profile), zlib.crc32(name.encode()) + seed * 1_000_003, start
         )
-        venues[name] = _Venue(
+        venues[name] = Venue(
             loop,
             name,
             exchange,
@@ -852,7 +512,7 @@ def run_once(
     settings = settings or BacktestSettings()
     risk = risk or RiskSettings()
     wall = time.perf_counter()
-    loop = _Loop(SIM_EPOCH_NS if start_ns is None else start_ns)
+    loop = Loop(SIM_EPOCH_NS if start_ns is None else start_ns)
     horizon_s = getattr(spec.params, "horizon_s", 0.0)
     venues, accepted = _build_venues(config, seed, loop, settings, horizon_s)
     if arrive_ns is not None:
@@ -894,100 +554,3 @@ def run_once(
         market_events=events,
         wall_s=time.perf_counter() - wall,
     )
-
-
-def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    """{mean, p50, p95, n} of the values that exist."""
-    xs = [v for v in values if v is not None]
-    if not xs:
-        return {"mean": None, "p50": None, "p95": None, "n": 0}
-    a = np.asarray(xs, dtype=float)
-    return {
-        "mean": float(a.mean()),
-        "p50": float(np.percentile(a, 50)),
-        "p95": float(np.percentile(a, 95)),
-        "n": len(xs),
-    }
-
-
-def compare(
-    spec: BasketSpec | RebalanceSpec,
-    config: VenuesConfig,
-    modes: Sequence[ExecutionMode],
-    seeds: int,
-    *,
-    risk: RiskSettings | None = None,
-    settings: BacktestSettings | None = None,
-    progress: Callable[[RunResult], None] | None = None,
-) -> dict[str, Any]:
-    """Every mode over seeds 0..seeds−1: the JSON document of `legato backtest`."""
-    if seeds < 1:
-        raise BacktestError(f"seeds: {seeds}; at least 1")
-    if not modes:
-        raise BacktestError("compare: no mode; give one or more of " + _mode_names())
-    runs: dict[ExecutionMode, list[RunResult]] = {m: [] for m in modes}
-    for seed in range(seeds):
-        for mode in modes:
-            r = run_once(spec, config, mode, seed, risk=risk, settings=settings)
-            runs[mode].append(r)
-            if progress is not None:
-                progress(r)
-    all_runs = [r for rs in runs.values() for r in rs]
-    events = sum(r.market_events for r in all_runs)
-    wall = sum(r.wall_s for r in all_runs)
-    out: dict[str, Any] = {"basket_id": spec.basket_id, "seeds": seeds, "modes": {}}
-    for mode, rs in runs.items():
-        metrics = [r.metrics() for r in rs]
-        entry: dict[str, Any] = {k: summarize([m[k] for m in metrics]) for k in metrics[0]}
-        entry["completed"] = sum(r.report.status is BasketState.COMPLETED for r in rs)
-        entry["runs"] = len(rs)
-        failures = sorted(
-            {r.report.reason for r in rs if r.report.status is not BasketState.COMPLETED}
-        )
-        entry["failures"] = failures
-        out["modes"][mode.value] = entry
-    out["market_events"] = events
-    out["wall_s"] = wall
-    out["events_per_s"] = events / wall if wall > 0 else None
-    return out
-
-
-def parse_modes(text: str) -> list[ExecutionMode]:
-    """`coordinated,independent,sequential` → modes; BacktestError naming what is accepted."""
-    out: list[ExecutionMode] = []
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            mode = ExecutionMode(part)
-        except ValueError:
-            raise BacktestError(
-                f"--compare: unknown mode {part!r}; accepted: {_mode_names()}"
-            ) from None
-        if mode not in out:
-            out.append(mode)
-    if not out:
-        raise BacktestError(f"--compare: no mode; accepted: {_mode_names()}")
-    return out
-
-
-def _mode_names() -> str:
-    return ", ".join(m.value for m in ExecutionMode)
-
-
-def results_table(doc: Mapping[str, Any]) -> str:
-    """The comparison as a markdown table: each figure's mean and p95 per mode."""
-    header = (
-        "| mode | legging risk $ (mean / p95) | peak imbalance $ | shortfall bp "
-        "| completion s | hedge cost $ | completed |"
-    )
-    lines = [header, "|" + "---|" * 7]
-    for mode, m in doc["modes"].items():
-        cells = [mode]
-        for key in METRICS:
-            s = m[key]
-            # + 0.0: a cost of -0.0 (no hedge) reads as 0.00
-            cells.append(
-                "–" if s["mean"] is None else f"{s['mean'] + 0.0:,.2f} / {s['p95'] + 0.0:,.2f}"
-            )
-        cells.append(f"{m['completed']}/{m['runs']}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
