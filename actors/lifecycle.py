@@ -84,6 +84,17 @@ class BasketLifecycle:
     def can(self, target: BasketState) -> bool:
         return target in TRANSITIONS[self.state]
 
+    def end(self, target: BasketState, now_ns: int, reason: str) -> list[StateChanged]:
+        """Move to the terminal `target` (nothing once the basket has ended): from RUNNING
+        or UNWINDING the way to an end goes through reconciliation, said so."""
+        if self.state.is_terminal:
+            return []
+        moves = []
+        if not self.can(target):
+            moves.append(self.to(BasketState.RECONCILING, now_ns, "ending: " + reason))
+        moves.append(self.to(target, now_ns, reason))
+        return moves
+
     def to(self, target: BasketState, now_ns: int, reason: str) -> StateChanged:
         """Move to `target`; raises `IllegalTransition` naming both states if not allowed."""
         if target not in TRANSITIONS[self.state]:

@@ -24,6 +24,9 @@ live and in the backtest alike:
 
 It reaches the world through its `BasketPort`: time and timers, and calls to its legs and
 to the hedge desk, each answered through a callback.
+
+It runs past 600 lines because the end of a basket (policy, recovery, reconciliation,
+hedge, outcome) is one sequence of callbacks over one state, and reads best in one place.
 """
 
 from __future__ import annotations
@@ -524,12 +527,10 @@ class BasketRunner:
         log.info("basket %s: %s (%s)", self.basket.basket_id, state.value, reason)
 
     def _finish(self, state: BasketState, reason: str) -> None:
-        if self.lifecycle.state.is_terminal:
+        if not self.lifecycle.end(state, self.port.now_ns(), reason):
             return
-        if not self.lifecycle.can(state):
-            # From RUNNING or UNWINDING the way to an end goes through reconciliation.
-            self._to(S.RECONCILING, "ending: " + reason)
-        self._to(state, reason)
+        self.reason = reason
+        log.info("basket %s: %s (%s)", self.basket.basket_id, state.value, reason)
         self.completed_ns = self.port.now_ns()
         self.finished = True
         if self.on_end is not None:

@@ -27,6 +27,10 @@ the runner decides everything around them:
 
 It reaches the world only through its `LegPort`; the leg actor (live) and the backtest's
 loop (simulated time) are its two drivers.
+
+The module is one class and long (over 800 lines) on purpose: its run, its settling of
+unknown outcomes and its stop, unwind, reconcile and recovery share the leg's record, its
+timers and its status machine, and split apart they would reach into each other's state.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ validate → reserve collateral → create and arm the leg actors (pinned near t
 → fire every leg at one instant of its own clock → run the `BasketCoordinator` on the legs'
 progress (synchronizer, hedge exposure) → reconcile every leg with its venue → release the
 collateral → `BasketReport`. A failure or a cancel applies the basket's policy on the way.
+
+From the fire instant on, the decisions are the `BasketRunner`'s (`actors.runners.basket`);
+this shell gives it its port (the `BasketPort` methods below: Ray calls to the legs and the
+hedge actor). It is long (about 1,000 lines) because checking, the collateral, the turn to
+arm and arming are a sequence of Ray calls made here in order, each with its own timeouts
+and its diagnostics; the backtest starts a basket armed, so none of it needs a runner.
 """
 
 from __future__ import annotations
@@ -288,13 +294,10 @@ class BasketActor:
         log.info("basket %s: %s (%s)", self.basket_id, state.value, reason)
 
     def _finish(self, state: BasketState, reason: str) -> None:
-        if self.lifecycle.state.is_terminal:
-            return
-        if not self.lifecycle.can(state):
-            # From RUNNING or UNWINDING the way to an end goes through reconciliation.
-            self._to(S.RECONCILING, "ending: " + reason)
-        self._to(state, reason)
-        self.completed_ns = time.time_ns()
+        if self.lifecycle.end(state, time.time_ns(), reason):
+            self.reason = reason
+            log.info("basket %s: %s (%s)", self.basket_id, state.value, reason)
+            self.completed_ns = time.time_ns()
 
     async def _life(self) -> None:
         self._to(S.CHECKING, "validating and reserving collateral")

@@ -136,3 +136,17 @@ def test_an_illegal_leg_move_raises_naming_both_states(a: LegStatus, b: LegStatu
 def test_a_reconciled_or_failed_leg_goes_nowhere() -> None:
     assert not LEG_TRANSITIONS[L.RECONCILED]
     assert not LEG_TRANSITIONS[L.FAILED]
+
+
+def test_ending_a_running_basket_goes_through_reconciliation_and_says_so() -> None:
+    life = _at(S.RUNNING)
+    moves = life.end(S.FAILED, 99, "leg btc failed")
+    assert [m.state for m in moves] == [S.RECONCILING, S.FAILED]
+    assert moves[0].reason == "ending: leg btc failed"
+    assert life.end(S.CANCELLED, 100, "too late") == []  # ended already: nothing moves
+    assert life.state is S.FAILED
+
+
+def test_ending_before_anything_was_sent_goes_straight_to_the_end() -> None:
+    life = _at(S.CHECKING)
+    assert [m.state for m in life.end(S.CANCELLED, 5, "cancelled")] == [S.CANCELLED]

@@ -4,6 +4,9 @@ Every call takes `now_ns` (venue time) and first brings the market up to it; not
 reads a clock, sleeps or does I/O. What happens is returned and also queued on an outbox of
 `AccountReport`s and public market events, which a host (asyncio, HTTP server, backtest)
 drains and delivers with whatever latency its venue profile says.
+
+It is long (about 900 lines) because the books, the orders and the accounts' margin change
+together on every event: one matching engine, whose parts share its state.
 """
 
 from __future__ import annotations
