@@ -4,6 +4,9 @@
 `[venues.<name>]` tables (other top-level tables of the file are left to it). Secrets come
 from environment variables (`*_env`), or inline for simulated venues only; they are resolved
 when a venue is built, never printed, and never part of an error message.
+
+It is long (about 650 lines) because every field's check and error message stands beside
+the field it checks; split by section, each check would be read away from its field.
 """
 
 from __future__ import annotations

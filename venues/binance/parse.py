@@ -2,6 +2,9 @@
 
 Every venue time stays on the venue's clock and becomes integer nanoseconds (ms × 10⁶);
 every price, quantity and fee stays a `Decimal` exactly as Binance wrote it.
+
+It is long (about 650 lines) because it holds one small pure function per wire object, in
+both directions; they share their number and time conventions and nothing else.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Replay of recorded Binance depth, bookTicker and trade streams as a market source."""
+"""Replay of recorded Binance depth, bookTicker and trade streams as a market source.
+
+It is long (about 650 lines) because decoding a recording, rebuilding its book from
+snapshot and diffs, and merging its streams in time are one reader's steps over one state.
+"""
 
 from __future__ import annotations
 
