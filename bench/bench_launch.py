@@ -27,7 +27,7 @@ latency (`{preset = "colo"}`: RESULT acks), funded accounts and no injected faul
    cost of each hop of that path.
 
 Beside the launch rows, a *machine floor* per size: as many Ray worker processes as legs,
-each waiting for one instant exactly as a leg waits for `fire_at` (`actors.shells.leg.
+each waiting for one instant exactly as a leg waits for `fire_at` (`actors.shells.drive.
 wait_until`) and stamping when it woke, with no venue, network or order in between: the
 skew this machine's scheduler adds by itself to processes that must act at one instant.
 And a *venue floor* per size: the same four venues rebuilt in one actor
@@ -61,7 +61,7 @@ from actors.messages import LegProgress, LegStatus
 from actors.protocol import InboxAddress, VenueEndpoint
 from actors.report import BasketReport
 from actors.shells.channel import Inbox, Outbox
-from actors.shells.leg import wait_until
+from actors.shells.drive import wait_until
 from actors.shells.venue import client_for
 from actors.spec import BasketSpec, ExecutionParams, HedgeSpec, LegSpec
 from bench.bench_basket import scaled_spec

@@ -34,7 +34,7 @@ from actors.report import LegReport
 from actors.runners.leg import LegRunner, Unwound, with_extras
 from actors.shells import here
 from actors.shells.channel import Outbox
-from actors.shells.drive import ClientCalls, LiveClock, wait_until
+from actors.shells.drive import ClientCalls, LiveClock
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
 from actors.sync import AdjustLeg
@@ -43,7 +43,7 @@ from venues.client import take_samples
 from venues.errors import VenueError
 from venues.model import BookTicker, MarketTrade
 
-__all__ = ["VENUE_TICK_NS", "LegActor", "wait_until"]
+__all__ = ["VENUE_TICK_NS", "LegActor"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
