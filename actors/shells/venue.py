@@ -288,6 +288,11 @@ class VenueActor:
             return cfg.accounts[0].leverage
         return 1
 
+    def sim_started_ns(self) -> int | None:
+        """When a simulated venue started on its own clock: the instant its profile's
+        outages count from (None for a real venue)."""
+        return self._server.venue.conditions.started_ns if self._server is not None else None
+
     def orders_received(self) -> int:
         """Order requests the simulated venue has received (-1: not a simulated venue)."""
         return self._server.venue.orders_received if self._server is not None else -1
