@@ -758,10 +758,10 @@ class BasketActor:
         self._leg_call(leg_id, "stop", then, reason)
 
     def unwind(self, leg_id: str, within_ns: int, then: Any) -> None:
-        self._leg_call(leg_id, "unwind", then, within_ns / NS)
+        self._leg_call(leg_id, "unwind", then, within_ns / NS, slack_s=within_ns / NS)
 
     def reconcile(self, leg_id: str, within_ns: int, then: Any) -> None:
-        self._leg_call(leg_id, "reconcile", then, within_ns / NS)
+        self._leg_call(leg_id, "reconcile", then, within_ns / NS, slack_s=within_ns / NS)
 
     def ping(self, leg_id: str, within_ns: int, then: Any) -> None:
         async def go() -> None:
@@ -844,9 +844,13 @@ class BasketActor:
             self._hedge_poll_due = now + HEDGE_POLL_EVERY_S
             self._hedge_poll = self._tasks.spawn(self._poll_hedge(), "hedge-poll")
 
-    def _leg_call(self, leg_id: str, method: str, then: Any, *args: Any) -> None:
+    def _leg_call(
+        self, leg_id: str, method: str, then: Any, *args: Any, slack_s: float = 0.0
+    ) -> None:
+        """A call to a leg, bounded: past `LEG_CALL_TIMEOUT_S` (plus the time the call is
+        given to work, `slack_s`) the leg is taken for lost and `then` gets the error."""
         ref = getattr(self.legs[leg_id], method).remote(*args)
-        self._answer(ref, then, f"{method}-{leg_id}", LEG_CALL_TIMEOUT_S)
+        self._answer(ref, then, f"{method}-{leg_id}", LEG_CALL_TIMEOUT_S + slack_s)
 
     def _answer(self, ref: Any, then: Any, name: str, timeout_s: float) -> None:
         """Await a Ray call in the background; its answer (or error) goes to `then`."""
