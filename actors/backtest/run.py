@@ -256,6 +256,7 @@ class _Run:
         risk = risk_settings.model()
         self.legs: dict[str, LegRunner] = {}
         self._rtt: dict[str, int] = {}
+        self._delivery: dict[str, int] = {}
         for leg in basket.legs:
             venue = venues[leg.venue]
             cmd = ArmLeg(
@@ -281,7 +282,10 @@ class _Run:
             runner = port.runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
             venue.listeners.setdefault(leg.symbol, []).append(runner)
             self.legs[leg.leg_id] = runner
+            # What a leg actor measures: the venue's median round trip, and how late its
+            # book arrives (the venue's stream lag, then the trip back).
             self._rtt[leg.leg_id] = venue.typical_rtt_ns
+            self._delivery[leg.leg_id] = venue.typical_delivery_ns
         self.desk: DeskRunner | None = None
         self._desk_port: _DeskPort | None = None
         if hedged and basket.hedge is not None:
@@ -325,7 +329,7 @@ class _Run:
 
     # -- the `BasketPort` ------------------------------------------------------------------
     def fire(self, leg_id: str, at_ns: int) -> None:
-        self.legs[leg_id].fire(at_ns, self._rtt[leg_id])
+        self.legs[leg_id].fire(at_ns, self._rtt[leg_id], self._delivery[leg_id])
 
     def adjust(self, adj: AdjustLeg) -> None:
         self.loop.after(self.ray_ns(), self.legs[adj.leg_id].adjust, adj)

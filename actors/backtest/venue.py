@@ -63,6 +63,12 @@ class Venue:
         self.running = True
 
     @property
+    def typical_delivery_ns(self) -> int:
+        """The median delay from an event at the venue to its delivery on a stream."""
+        p = self.profile
+        return int((p.stream_lag.median_ms + p.response.median_ms) * MS)
+
+    @property
     def typical_rtt_ns(self) -> int:
         """The median round trip of an order request, as a leg would measure it."""
         p = self.profile

@@ -117,6 +117,13 @@ class Unwound(msgspec.Struct, frozen=True, kw_only=True):
         return "; ".join(parts)
 
 
+def book_age_ns(rtt_ns: int, delivery_ns: int | None) -> int:
+    """How old a leg's book is when an order priced on it lands: its delivery (measured, or
+    half the round trip) plus the order's trip there (half the round trip)."""
+    one_way = rtt_ns // 2
+    return (one_way if delivery_ns is None else max(delivery_ns, 0)) + one_way
+
+
 def backoff_ns(previous_ns: int) -> int:
     """The next wait of a capped exponential backoff (0: the first)."""
     return BACKOFF_FIRST_NS if previous_ns <= 0 else min(2 * previous_ns, BACKOFF_MAX_NS)
@@ -166,16 +173,19 @@ class LegRunner:
         self._market_qty = _ZERO
 
     # -- inputs from the driver ---------------------------------------------------------------
-    def fire(self, fire_at_ns: int, rtt_ns: int) -> None:
+    def fire(self, fire_at_ns: int, rtt_ns: int, delivery_ns: int | None = None) -> None:
         """Have the first child order reach the venue at `fire_at_ns` (this leg's clock),
-        then work the leg. `rtt_ns`: the venue's median round trip as this leg measures it.
+        then work the leg. `rtt_ns`: the venue's median round trip as this leg measures it;
+        `delivery_ns`: how late its book reaches the leg (from the venue's stamp on a book
+        update to its arrival, median; None when not measured: half the round trip).
 
         A leg kept in step with partners (`synchronized`) sends one estimated one-way trip
         early (half the round trip), so that legs on a colocated and on a distant venue
         arrive together: launch skew is then bounded by clock and latency error, not by the
         latency itself (DESIGN §5.4). Every NORMAL slice's limit goes `latency_buffer_bps`
         through the touch: the price's move over the book's age when the order lands (the
-        book came one trip ago and the order takes another: about a round trip).
+        book's delivery, the venue's stream lag and the trip back, then the order's trip
+        there: `book_age_ns`).
         """
         if self.sched is not None or self.status is not LegStatus.ARMED:
             raise RuntimeError(f"leg {self.leg.leg_id}: fire() needs an armed leg not yet fired")
@@ -193,7 +203,7 @@ class LegRunner:
             max_slippage_bps=leg.max_slippage_bps,
             participation_cap=cmd.participation_cap,
             max_child_fraction=cmd.max_child_fraction,
-            latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, rtt_ns),
+            latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, book_age_ns(rtt_ns, delivery_ns)),
             synchronized=cmd.synchronized,
         )
         self._timer = self.port.call_at(start, self._go, precise=True)

@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,6 +52,7 @@ T = TypeVar("T")
 VENUE_CLOCK_PINGS = 8  # server-time exchanges when arming; the narrowest bounds the offset
 VENUE_CLOCK_EVERY_S = 2.0  # then one more this often, so drift is tracked over the basket
 VENUE_TICK_NS = 1_000_000  # Binance stamps times in milliseconds
+DELIVERY_SAMPLES = 64  # book updates whose delivery delay the leg keeps (the median is used)
 _ZERO = Decimal(0)
 
 
@@ -83,6 +85,8 @@ class LegActor:
         self._taken = asyncio.Event()  # armed (or closed): no longer idle in a warm pool
         self._placement: Placement | None = None
         self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
+        # How late the leg's book updates arrive (venue stamp → here), the newest ones.
+        self._delivery: deque[int] = deque(maxlen=DELIVERY_SAMPLES)
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset
@@ -237,6 +241,10 @@ class LegActor:
         runner = self._r
         async for event in self._client.market_events([runner.leg.symbol]):  # type: ignore[union-attr]
             if isinstance(event, BookTicker):
+                if event.ts_ns and self._venue_clock.ready:
+                    # The venue stamped it: on this leg's clock, how late did it arrive?
+                    stamped = event.ts_ns - self._venue_clock.offset_ns
+                    self._delivery.append(self.now_ns() - stamped)
                 self._clock.run(lambda e=event: runner.on_market(e, _ZERO, _ZERO))
             elif isinstance(event, MarketTrade):
                 qty, notional = event.quantity, event.price * event.quantity
@@ -249,7 +257,9 @@ class LegActor:
         runner = self._runner
         if runner is None or self._client is None:
             raise RuntimeError("fire() needs an armed leg that has not fired yet")
-        runner.fire(fire_at_ns, self._typical_rtt_ns())
+        delivery = sorted(self._delivery)
+        median = delivery[len(delivery) // 2] if delivery else None
+        runner.fire(fire_at_ns, self._typical_rtt_ns(), median)
 
     def _publish(self) -> None:
         if self._runner is not None:

@@ -11,7 +11,8 @@ import pytest
 from actors.leg import MAX_CONSECUTIVE_REJECTS, Reconciliation
 from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg, VenueEndpoint
-from actors.runners.leg import BACKOFF_MAX_NS, REQUERY_NS, LegRunner, Unwound
+from actors.runners.leg import BACKOFF_MAX_NS, REQUERY_NS, LegRunner, Unwound, book_age_ns
+from actors.schedule import latency_buffer_bps
 from actors.spec import ResolvedLeg
 from tests.unit.fake_port import FakeClock, FakePort, FakeVenue
 from venues.config import SimVenueConfig
@@ -484,3 +485,20 @@ def test_a_recovery_against_a_venue_that_never_answers_gives_up_at_its_deadline(
     leg.clock.run_until(lambda: bool(done), START + 10 * SECOND)
     assert len(done) == 1 and isinstance(done[0], Exception)
     assert leg.clock.now_ns() <= deadline + RTT
+
+
+@pytest.mark.parametrize(("delivery_ms", "age_ms"), [(None, 10), (12, 17), (0, 5)])
+def test_the_latency_buffer_covers_the_book_delivery_and_the_order_trip(
+    delivery_ms: int | None, age_ms: int
+) -> None:
+    # A 10 ms round trip: the order takes 5 ms to the venue; the book took `delivery_ms` to
+    # arrive (unmeasured: as long as the trip back).
+    leg = Leg(vol_annual=0.65)
+    delivery = None if delivery_ms is None else delivery_ms * MS
+    assert book_age_ns(RTT, delivery) == age_ms * MS
+    leg.runner.fire(FIRE_AT, RTT, delivery)
+    assert leg.runner.sched is not None
+    expected = latency_buffer_bps(0.65, age_ms * MS)
+    took = float(leg.runner.sched._buffer) * 10_000  # the scheduler keeps it as a fraction
+    assert took == pytest.approx(expected, rel=1e-9)
+    assert expected > 0
