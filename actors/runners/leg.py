@@ -756,7 +756,8 @@ class LegRunner:
 
     def _publish_now(self) -> None:
         self._publish_due = False
-        self._publish()
+        # The step that ran meanwhile may have told the basket already.
+        self._publish(only_if_changed=True)
 
     def publish(self) -> None:
         """Send the basket a snapshot now (the driver's first, when the leg is armed)."""
