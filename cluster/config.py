@@ -9,7 +9,7 @@ mistake and is named as one. docs/deploy.md documents the settings.
 from __future__ import annotations
 
 import math
-import tomllib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,16 +17,20 @@ import msgspec
 
 from actors.protocol import BasketOptions
 from actors.risk import RiskSettings
-from actors.spec import HedgeSpec
-from venues.config import ConfigError, VenuesConfig, parse_venues
+from actors.spec import FieldError, HedgeSpec
+from actors.spec.bounds import check_hedge_values
+from venues.config import ConfigError, VenuesConfig, parse_venues, read_config
 
 TABLES = ("venues", "engine", "hedge", "risk")
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`[engine]`: where the engine's actors live and how baskets are driven."""
+    """`[engine]`: where the engine's actors live and how baskets are driven.
 
-    namespace: str = "legato"  # the Ray namespace of the singletons and named actors
+    Each figure's accepted range is in `ENGINE_BOUNDS`, below (docs/venues.md, "Limits").
+    """
+
+    namespace: str = "legato"  # the Ray namespace of the singletons and named actors (NAMESPACE)
     placement: Literal["auto", "labels", "anywhere"] = "auto"
     fire_lead_ms: float = 50.0  # how far ahead of arming the legs fire, at least
     warm_fire_lead_ms: float = 15.0  # the same when every leg comes from the warm pool
@@ -59,6 +63,28 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 POOL_FIELDS = ("warm_legs_per_venue", "warm_baskets")
 MAX_WARM = 100  # per venue, or baskets: beyond it a typo (each actor holds 50-90 MB)
 
+# The figures of `[engine]`: (lowest, highest, unit, a note on the range). Beyond them a
+# value is a typo that would show only once a basket runs (a tick of 1e-300 ms spins the
+# basket actor, an infinite timeout never fires).
+ENGINE_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "fire_lead_ms": (1, 60_000, "ms", "a minute"),
+    "warm_fire_lead_ms": (1, 60_000, "ms", "a minute"),
+    "arm_timeout_s": (0.1, 3_600, "s", "an hour"),
+    "max_arming": (1, 1_000, "baskets", ""),
+    "max_running": (0, 10_000, "baskets", "0: no limit"),
+    "tick_ms": (1, 60_000, "ms", "a minute"),
+    "unwind_deadline_s": (0.1, 86_400, "s", "a day"),
+    "leg_silence_s": (0.1, 3_600, "s", "an hour"),
+    "min_overrun_s": (0.1, 86_400, "s", "a day"),
+} | {name: (0, MAX_WARM, "actors", "0: no warm pool") for name in POOL_FIELDS}
+# `[risk]`: annualised factor volatilities (0.1 % to 1,000 % a year) and factor betas. Checked
+# before `RiskSettings.problems()`, which builds the covariance from them (1e300 overflows).
+VOL_RANGE = (0.001, 10.0)
+MAX_BETA = 10.0
+# A Ray namespace: Ray takes any non-empty string; legato's is also a word of the command line
+# (`legato status --namespace`) and a prefix of its actors' names.
+NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
 
 def check_pool(settings: EngineSettings, where: str) -> None:
     """The warm pool's sizes are whole numbers from 0 to `MAX_WARM`; `ConfigError` names the
@@ -69,6 +95,30 @@ def check_pool(settings: EngineSettings, where: str) -> None:
             raise ConfigError(
                 f"{where}{name}: {value!r} is not accepted; a whole number from 0 (no warm "
                 f"pool) to {MAX_WARM}"
+            )
+
+
+def check_engine(settings: EngineSettings, where: str) -> None:
+    """Every `[engine]` value within its bounds (`ENGINE_BOUNDS`, `NAMESPACE`); `ConfigError`
+    names the field (after `where`), the value and the range accepted, with its unit."""
+    namespace = settings.namespace
+    if not NAMESPACE.fullmatch(namespace) or namespace.startswith("_ray"):
+        raise ConfigError(
+            f"{where}namespace: {namespace!r} is not accepted; accepted: a Ray namespace of "
+            "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        )
+    check_pool(settings, where)
+    for name, (low, high, unit, meaning) in ENGINE_BOUNDS.items():
+        value = getattr(settings, name)
+        if name in POOL_FIELDS:
+            continue
+        if not (math.isfinite(value) and low <= value <= high):
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            whole = "a whole number " if isinstance(value, int) else ""
+            note = f" ({meaning})" if meaning else ""
+            raise ConfigError(
+                f"{where}{name}: {shown} is not accepted; accepted: {whole}from {low:g} to "
+                f"{high:,} {unit}{note}"
             )
 
 
@@ -84,14 +134,7 @@ def load_cluster(path: str | Path) -> ClusterConfig:
     """Read a configuration file; `ConfigError` names the file, the field and what is
     accepted."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    data = read_config(path, "no such configuration file")
     return parse_cluster(data, source=str(path), base_dir=path.parent)
 
 
@@ -112,24 +155,35 @@ def parse_cluster(
         engine = msgspec.convert(raw, EngineSettings)
     except msgspec.ValidationError as e:
         raise ConfigError(_explain(source, e)) from None
-    for name in EngineSettings.__struct_fields__[2:]:  # every figure after the two names
-        value = getattr(engine, name)
-        if name in POOL_FIELDS:
-            continue
-        if name == "max_running":  # 0: no limit
-            if value < 0:
-                raise ConfigError(f"{source}: engine.{name}: {value} is not 0 (no limit) or more")
-        elif not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{source}: engine.{name}: {value} is not a number > 0")
-    check_pool(engine, f"{source}: engine.")
+    except (ValueError, ArithmeticError):  # a signalling NaN where a float goes
+        raise ConfigError(f"{source}: engine: a value is not a number here") from None
+    check_engine(engine, f"{source}: engine.")
     hedge = _hedge(data, source, venues)
     risk = _table(data, "risk", RiskSettings, source)
     assert isinstance(risk, RiskSettings)
+    _check_risk(risk, source)
     problems = risk.problems()
     if problems:
         field, what = problems[0]
         raise ConfigError(f"{source}: risk.{field}: {what}")
     return ClusterConfig(venues=venues, engine=engine, hedge=hedge, risk=risk, source=source)
+
+
+def _check_risk(risk: RiskSettings, source: str) -> None:
+    low, high = VOL_RANGE
+    for name, vol in risk.factors.items():
+        if not (math.isfinite(vol) and low <= vol <= high):
+            raise ConfigError(
+                f"{source}: risk.factors.{name}: {vol:g} is not accepted; accepted: an annual "
+                f"volatility from {low:g} to {high:g} (0.1 % to 1,000 % a year)"
+            )
+    for symbol, betas in risk.betas.items():
+        for factor, beta in betas.items():
+            if not (math.isfinite(beta) and abs(beta) <= MAX_BETA):
+                raise ConfigError(
+                    f"{source}: risk.betas.{symbol}.{factor}: {beta:g} is not accepted; "
+                    f"accepted: a beta from -{MAX_BETA:g} to {MAX_BETA:g}"
+                )
 
 
 def _table(data: dict[str, Any], name: str, kind: type, source: str) -> Any:
@@ -140,6 +194,8 @@ def _table(data: dict[str, Any], name: str, kind: type, source: str) -> Any:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as e:
         raise ConfigError(_explain(source, e, name, kind)) from None
+    except (ValueError, ArithmeticError):  # a signalling NaN where a float goes
+        raise ConfigError(f"{source}: {name}: a value is not a number here") from None
 
 
 def _hedge(data: dict[str, Any], source: str, venues: VenuesConfig) -> HedgeSpec | None:
@@ -158,10 +214,10 @@ def _hedge(data: dict[str, Any], source: str, venues: VenuesConfig) -> HedgeSpec
         raise ConfigError(
             f'{source}: hedge.instruments: empty; list at least one, e.g. ["IDXUSDT"]'
         )
-    for name in ("activation_usd", "hysteresis_usd"):
-        value = getattr(hedge, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{source}: hedge.{name}: {value} is not a number of USD ≥ 0")
+    errors: list[FieldError] = []
+    check_hedge_values(hedge, errors)  # the bounds a basket's own [hedge] has
+    if errors:
+        raise ConfigError(f"{source}: {errors[0]}")
     return hedge
 
 

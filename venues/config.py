@@ -11,6 +11,8 @@ the field it checks; split by section, each check would be read away from its fi
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import time
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
@@ -40,6 +43,28 @@ from venues.sim.profile import PRESETS, Latency, VenueProfile
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("api_key", "secret")
 MAX_LEVERAGE = 125
+
+# --- the bounds of every value (docs/venues.md, "Limits") -------------------------------
+MAX_CONFIG_CHARS = 1_000_000  # a configuration file; a real one is a few kB
+MAX_SEED = 2**63 - 1
+MAX_DEPTH_SCALE = 100.0  # times the calibrated book depth
+MAX_REPLAY_SPEED = 1_000.0  # times real time
+MAX_LATENCY_MS = 60_000.0  # every latency of a profile: a minute
+MAX_CLOCK_OFFSET_MS = 3_600_000.0  # a venue clock an hour off either way
+MAX_OUTAGES = 100
+MAX_OUTAGE_S = 7 * 86_400.0  # an outage's start and duration, seconds after the venue starts
+MAX_ORDERS_PER_MINUTE = 1_000_000
+MAX_BALANCE = Decimal(10) ** 12  # of each asset of an account
+_MAX_ORIGIN_NS = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z
+# An account id, an asset, an environment variable's name and a node label (Ray's `key=value`).
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+_ASSET = re.compile(r"[A-Z0-9]{1,20}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_NODE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,252}=[A-Za-z0-9._-]{0,63}")
+# The schemes of a real venue's URLs, plain (to a loopback address only) and encrypted.
+_SCHEMES = {"rest_url": ("http", "https")} | {
+    f: ("ws", "wss") for f in ("ws_url", "user_ws_url", "public_ws_url", "market_ws_url")
+}
 _SYNTHETIC_STEP_NS = 100_000_000
 _TAGS = {"kind": '"sim" or "binance_usdm"', "source": '"synthetic" or "replay"'}
 
@@ -92,7 +117,18 @@ class SyntheticMarketConfig(
 
 def _origin_ns(origin: object) -> int | None:
     """A configured origin in ns, None for "start"; ValueError saying what is accepted."""
-    return parse_instant(origin, keyword="start", what="an origin")
+    try:
+        ns = parse_instant(origin, keyword="start", what="an origin")
+    except OverflowError:  # a date-time whose offset takes it out of datetime's years 1-9999
+        ns = -1
+    if ns is not None and not 0 <= ns < _MAX_ORIGIN_NS:
+        shown = origin.isoformat() if hasattr(origin, "isoformat") else repr(origin)
+        raise ValueError(
+            f'{shown} is not an origin from 1970 to 2099; accepted: "start", a date-time from '
+            '"1970-01-01T00:00:00Z" to "2099-12-31T23:59:59Z", or ns since the epoch from 0 '
+            f"to {_MAX_ORIGIN_NS - 1}"
+        )
+    return ns
 
 
 class ReplayMarketConfig(
@@ -195,27 +231,45 @@ def load_venues(path: str | Path) -> VenuesConfig:
     Relative replay directories are resolved against the file's folder.
     """
     path = Path(path)
+    return parse_venues(
+        read_config(path, "no such venues configuration file"),
+        source=str(path),
+        base_dir=path.parent,
+    )
+
+
+def read_config(path: Path, missing: str) -> dict[str, Any]:
+    """The TOML of a configuration file; `ConfigError` (naming the file, with `missing` for a
+    file that is not there) for one that cannot be read, is too long or is not TOML."""
     try:
-        text = path.read_text()
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_CONFIG_CHARS + 1)  # bounded: a path may name a device
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such venues configuration file") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read it (not UTF-8 text)") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{path}: longer than {MAX_CONFIG_CHARS:,} characters")
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_venues(data, source=str(path), base_dir=path.parent)
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: not valid TOML here: arrays or tables nested too deeply"
+        ) from None
 
 
 def parse_venues(
     data: Mapping[str, Any], *, source: str = "<config>", base_dir: Path | None = None
 ) -> VenuesConfig:
     """Check already-parsed TOML data (what `load_venues` does after reading the file)."""
-    raw = data.get("venues")
+    raw = data.get("venues") if isinstance(data, Mapping) else None
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
-            f"{source}: no venues: expected one [venues.<name>] table per venue, "
+            f"{source}: venues: no venues; expected one [venues.<name>] table per venue, "
             'e.g. [venues.alpha] with kind = "sim"'
         )
     for name, venue in raw.items():
@@ -236,8 +290,13 @@ def parse_venues(
             venue: VenueConfig = msgspec.convert(table, VenueConfig)  # type: ignore[arg-type]
         except msgspec.ValidationError as e:
             raise ConfigError(_rephrase(source, e, ["venues", name], table)) from None
+        except (ValueError, ArithmeticError):  # a signalling NaN where a float goes
+            raise ConfigError(f"{source}: venues.{name}: a value is not a number here") from None
         if isinstance(venue, SimVenueConfig):
             venue = _check_sim(source, name, venue, base_dir)
+        else:
+            _check_binance(f"{source}: venues.{name}", venue)
+        _check_node_label(f"{source}: venues.{name}", venue.node_label)
         venues[name] = venue
     ports: dict[int, str] = {}
     for name, venue in venues.items():
@@ -269,20 +328,25 @@ def _check_sim(
             directory = (base_dir / directory).resolve()
         if not directory.is_dir():
             raise ConfigError(f"{where}.market.dir: {directory} is not a directory")
-        if not market.speed > 0:
-            raise ConfigError(f"{where}.market.speed: must be positive, got {market.speed}")
+        if not 0 < market.speed <= MAX_REPLAY_SPEED:
+            raise ConfigError(
+                f"{where}.market.speed: {market.speed:g} is not accepted; accepted: more than 0 "
+                f"and at most {MAX_REPLAY_SPEED:g} times real time"
+            )
         market = msgspec.structs.replace(market, dir=str(directory))
     else:
         try:
             _origin_ns(market.origin)
         except ValueError as e:
             raise ConfigError(f"{where}.market.origin: {e}") from None
-    if not isinstance(market, ReplayMarketConfig) and market.seed < 0:
-        raise ConfigError(f"{where}.market.seed: must be >= 0, got {market.seed}")
-    if not isinstance(market, ReplayMarketConfig) and not 0 < market.depth_scale <= 100:
+    if not isinstance(market, ReplayMarketConfig) and not 0 <= market.seed <= MAX_SEED:
         raise ConfigError(
-            f"{where}.market.depth_scale: must be within (0, 100] (1.0: the calibrated "
-            f"depth), got {market.depth_scale}"
+            f"{where}.market.seed: {market.seed} is not accepted; accepted: 0 to {MAX_SEED}"
+        )
+    if not isinstance(market, ReplayMarketConfig) and not 0 < market.depth_scale <= MAX_DEPTH_SCALE:
+        raise ConfigError(
+            f"{where}.market.depth_scale: must be within (0, {MAX_DEPTH_SCALE:g}] (1.0: the "
+            f"calibrated depth), got {market.depth_scale}"
         )
     catalogue = _catalogue(market)
     for i, symbol in enumerate(cfg.instruments or ()):
@@ -302,6 +366,11 @@ def _check_sim(
     seen: set[str] = set()
     for i, acct in enumerate(cfg.accounts):
         at = f"{where}.accounts[{i}]"
+        if not _ACCOUNT_ID.fullmatch(acct.account_id):
+            raise ConfigError(
+                f"{at}.account_id: {acct.account_id!r} is not accepted; accepted: 1-64 "
+                "characters from A-Z a-z 0-9 . _ : @ -"
+            )
         if acct.account_id in seen:
             raise ConfigError(f"{at}.account_id: {acct.account_id!r} is listed twice")
         seen.add(acct.account_id)
@@ -312,12 +381,90 @@ def _check_sim(
                     f"{at}: give exactly one of {key} (inline, simulator only) or {key}_env "
                     "(the name of an environment variable)"
                 )
+            if inline is not None and not inline:
+                raise ConfigError(f"{at}.{key}: empty; accepted: 1 or more characters")
+            _check_env_name(f"{at}.{key}_env", env)
         if not 1 <= acct.leverage <= MAX_LEVERAGE:
             raise ConfigError(f"{at}.leverage: must be within 1-{MAX_LEVERAGE}")
         for asset, amount in acct.balances.items():
-            if not amount.is_finite() or amount < 0:
-                raise ConfigError(f"{at}.balances.{asset}: must be a number >= 0")
+            if not _ASSET.fullmatch(asset):
+                raise ConfigError(
+                    f"{at}.balances.{asset}: not an asset; accepted: 1-20 characters from "
+                    "A-Z 0-9, e.g. USDT"
+                )
+            if not amount.is_finite() or not 0 <= amount <= MAX_BALANCE:
+                raise ConfigError(
+                    f"{at}.balances.{asset}: {amount} is not accepted; accepted: a number from "
+                    f"0 to {MAX_BALANCE:,}"
+                )
     return msgspec.structs.replace(cfg, market=market)
+
+
+def _check_env_name(at: str, name: str | None) -> None:
+    if name is not None and not _ENV_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{at}: {name!r} is not the name of an environment variable; accepted: 1-128 "
+            "characters from A-Z a-z 0-9 _, not starting with a digit"
+        )
+
+
+def _check_node_label(where: str, label: str | None) -> None:
+    if label is not None and not _NODE_LABEL.fullmatch(label):
+        raise ConfigError(
+            f"{where}.node_label: {label!r} is not a Ray node label; accepted: key=value, "
+            "e.g. venue=binance (key: A-Z a-z 0-9 . _ / -, value: A-Z a-z 0-9 . _ -)"
+        )
+
+
+def _check_binance(where: str, cfg: BinanceUsdmConfig) -> None:
+    """A real venue: its environment variable names, and its URLs (`check_venue_url`)."""
+    _check_env_name(f"{where}.api_key_env", cfg.api_key_env)
+    _check_env_name(f"{where}.secret_env", cfg.secret_env)
+    for name in _SCHEMES:
+        url = getattr(cfg, name)
+        if url is not None:
+            problem = check_venue_url(name, url)
+            if problem:
+                raise ConfigError(f"{where}.{name}: {problem}")
+
+
+def check_venue_url(field: str, url: str) -> str | None:
+    """What is wrong with a real venue's URL for `field` (rest_url, ws_url, ...), or None.
+
+    Keys, signatures and listen keys travel over it: it must be encrypted (https, wss).
+    Plain http and ws reach only a loopback address (127.0.0.0/8, ::1, localhost), which is
+    where the simulators listen. Credentials in the URL itself are refused: URLs are logged.
+    """
+    plain, secure = _SCHEMES[field]
+    accepted = (
+        f"accepted: {secure}://HOST[:PORT][/PATH], or {plain}:// to a loopback address "
+        "(127.0.0.0/8, ::1, localhost) such as a simulated venue"
+    )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return f"{url!r} is not a URL; {accepted}"
+    if parts.scheme not in (plain, secure) or not host:
+        return f"{url!r} is not a {secure} URL; {accepted}"
+    if parts.scheme == plain and not _loopback(host):
+        return (
+            f"{url!r} is plain {plain} to {host}, which is not a loopback address: {secure} is "
+            f"required (keys and signatures travel over it); {accepted}"
+        )
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are refused (URLs are logged); keys come from *_env"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _catalogue(market: MarketConfig) -> dict[str, Instrument]:
@@ -450,7 +597,45 @@ def profile_from(spec: str | Mapping[str, Any]) -> VenueProfile:
     if name is not None and not isinstance(name, str):
         raise msgspec.ValidationError("Expected `str` - at `$.preset`")
     base = _preset(name) if name is not None else VenueProfile()
-    return msgspec.convert(msgspec.to_builtins(base) | table, VenueProfile)
+    profile = msgspec.convert(msgspec.to_builtins(base) | table, VenueProfile)
+    _check_profile(profile)
+    return profile
+
+
+def _check_profile(profile: VenueProfile) -> None:
+    """The bounds of a profile's figures (`MAX_LATENCY_MS`, `MAX_CLOCK_OFFSET_MS`, ...), as a
+    `msgspec.ValidationError` at the field's path like msgspec's own."""
+
+    def refuse(path: str, value: object, accepted: str) -> None:
+        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        raise msgspec.ValidationError(
+            f"{shown} is not accepted; accepted: {accepted} - at `$.{path}`"
+        )
+
+    for name in sorted(_LATENCY_FIELDS):
+        latency = getattr(profile, name)
+        for part in ("median_ms", "p99_ms") if latency is not None else ():
+            value = getattr(latency, part)
+            if not (math.isfinite(value) and 0 <= value <= MAX_LATENCY_MS):
+                refuse(f"{name}.{part}", value, f"0 to {MAX_LATENCY_MS:,.0f} ms (a minute)")
+    offset = profile.clock_offset_ms
+    if not (math.isfinite(offset) and abs(offset) <= MAX_CLOCK_OFFSET_MS):
+        refuse(
+            "clock_offset_ms",
+            offset,
+            f"-{MAX_CLOCK_OFFSET_MS:,.0f} to {MAX_CLOCK_OFFSET_MS:,.0f} ms (an hour)",
+        )
+    if not 1 <= profile.orders_per_minute <= MAX_ORDERS_PER_MINUTE:
+        refuse("orders_per_minute", profile.orders_per_minute, f"1 to {MAX_ORDERS_PER_MINUTE:,}")
+    if len(profile.outages) > MAX_OUTAGES:
+        refuse("outages", f"{len(profile.outages)} outages", f"at most {MAX_OUTAGES}")
+    for i, outage in enumerate(profile.outages):
+        for part in ("start_s", "duration_s"):
+            value = getattr(outage, part)
+            if not (math.isfinite(value) and 0 <= value <= MAX_OUTAGE_S):
+                refuse(f"outages[{i}].{part}", value, f"0 to {MAX_OUTAGE_S:,.0f} s (7 days)")
+        if outage.mode not in ("503", "refuse"):
+            refuse(f"outages[{i}].mode", outage.mode, '"503" or "refuse"')
 
 
 def _preset(name: str) -> VenueProfile:
@@ -588,9 +773,11 @@ def build_sim_venue(
 def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> BinanceUsdmClient:
     """The native adapter for a configured Binance USD-M venue, keys read from the environment.
 
-    Raises `AuthError` naming the missing environment variable (never a value). `options`
-    pass through to `BinanceUsdmClient` (timeouts, account id, ...).
+    Raises `AuthError` naming the missing environment variable (never a value), and
+    `ConfigError` for a URL `check_venue_url` refuses. `options` pass through to
+    `BinanceUsdmClient` (timeouts, account id, ...).
     """
+    _check_binance(f"venues.{name}", cfg)
     result = AckKind.RESULT if cfg.ack == "RESULT" else AckKind.ACCEPTED
     return BinanceUsdmClient.from_env(
         name,

@@ -5,6 +5,10 @@ from actors.spec.model import (
     DEFAULT_BAND,
     MAX_CHILD_SEQ,
     MAX_CLIENT_ORDER_ID_LEN,
+    MAX_LEGS,
+    MAX_SLICES,
+    MAX_SLIPPAGE_BPS,
+    MAX_START_NS,
     BasketSpec,
     ChildStyle,
     ExecutionParams,
@@ -22,13 +26,16 @@ from actors.spec.model import (
     client_order_id,
 )
 from actors.spec.rebalance import WEIGHT_TOLERANCE, RebalancePlan, plan_rebalance, rebalance_legs
-from actors.spec.validate import MAX_SLIPPAGE_BPS, validate, venue_instruments
+from actors.spec.validate import validate, venue_instruments
 
 __all__ = [
     "DEFAULT_BAND",
     "MAX_CHILD_SEQ",
     "MAX_CLIENT_ORDER_ID_LEN",
+    "MAX_LEGS",
+    "MAX_SLICES",
     "MAX_SLIPPAGE_BPS",
+    "MAX_START_NS",
     "WEIGHT_TOLERANCE",
     "BasketSpec",
     "ChildStyle",

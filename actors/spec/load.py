@@ -14,7 +14,9 @@ from typing import Any, Literal
 import msgspec
 
 from actors.spec._checks import _choices, _show, _type_name
+from actors.spec.bounds import check_bounds
 from actors.spec.model import (
+    MAX_START_NS,
     BasketSpec,
     ExecutionParams,
     FieldError,
@@ -28,11 +30,23 @@ from venues.instants import parse_instant
 
 Hook = Callable[[Any, str], Any]
 
+MAX_SPEC_CHARS = 1_000_000  # a basket of MAX_LEGS legs is a few kB
+
 
 # --- loading ---------------------------------------------------------------------------
 def parse_start(value: object) -> int | Literal["now"]:
-    """A start time as legato keeps it: "now", or ns since the epoch (`parse_instant`)."""
-    ns = parse_instant(value, keyword="now", what="a start time")
+    """A start time as legato keeps it: "now", or ns since the epoch (`parse_instant`), from
+    1970 to 2099 (`MAX_START_NS`); ValueError names the value and what is accepted."""
+    try:
+        ns = parse_instant(value, keyword="now", what="a start time")
+    except OverflowError:  # a date-time whose offset takes it out of datetime's years 1-9999
+        ns = -1
+    if ns is not None and not 0 <= ns < MAX_START_NS:
+        raise ValueError(
+            f'{_show(value)} is not a start time from 1970 to 2099; accepted: "now", a '
+            'date-time from "1970-01-01T00:00:00Z" to "2099-12-31T23:59:59Z", or ns since the '
+            f"epoch from 0 to {MAX_START_NS - 1}"
+        )
     return "now" if ns is None else ns
 
 
@@ -40,30 +54,45 @@ def load_basket(source: Path | str) -> BasketSpec | RebalanceSpec:
     """A basket from a TOML file (a `Path`, or a `str` naming a `.toml` file) or TOML text.
 
     `kind = "basket"` or `"rebalance"`; without it, the form is inferred from `legs` or
-    `targets`. Raises `SpecError` listing every field of the wrong type, unknown or missing;
-    `validate` checks the values.
+    `targets`. Raises `SpecError` listing every field of the wrong type, unknown, missing
+    or outside its bounds (`check_bounds`, docs/basket.md "Limits"), before anything starts;
+    `validate` checks the rest against the venues.
     """
     name: str | None = None
     if isinstance(source, Path) or ("\n" not in source and source.strip().endswith(".toml")):
         path = Path(source)
         name = str(path)
         try:
-            text = path.read_text()
-        except OSError as e:
-            raise SpecError(
-                [FieldError("", f"cannot read {path}: {e.strerror or e}")], source=name
-            ) from None
+            with path.open(encoding="utf-8") as f:
+                text = f.read(MAX_SPEC_CHARS + 1)  # bounded: a path may name a device
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            error = FieldError("", f"cannot read {path}: {why or e}")
+            raise SpecError([error], source=name) from None
     else:
         text = source
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(
+            [FieldError("", f"longer than {MAX_SPEC_CHARS:,} characters; a basket is far less")],
+            source=name,
+        )
     try:
         data = tomllib.loads(text, parse_float=Decimal)  # exact decimals for quantities
     except tomllib.TOMLDecodeError as e:
         raise SpecError([FieldError("", f"not valid TOML: {e}")], source=name) from None
+    except RecursionError:
+        raise SpecError(
+            [FieldError("", "not valid TOML here: arrays or tables nested too deeply")],
+            source=name,
+        ) from None
     return parse_basket(data, source=name)
 
 
 def parse_basket(data: Mapping[str, Any], *, source: str | None = None) -> Spec:
     """A basket from already-parsed TOML (or JSON) data; see `load_basket`."""
+    if not isinstance(data, Mapping):
+        error = FieldError("", f"expected a table of a basket's fields, got {_type_name(data)}")
+        raise SpecError([error], source=source)
     errors: list[FieldError] = []
     kind = data.get("kind")
     if kind is None:
@@ -95,10 +124,14 @@ def parse_basket(data: Mapping[str, Any], *, source: str | None = None) -> Spec:
         "hedge": lambda raw, at: _convert(HedgeSpec, raw, at, errors),
         "legs": lambda raw, at: _convert_legs(raw, at, errors),
     }
-    fields = _convert(cls, body, "", errors, nested)
-    if errors or fields is None:
+    spec = _convert(cls, body, "", errors, nested)
+    if errors or spec is None:
         raise SpecError(errors, source=source)
-    return fields
+    # The values' bounds need no venue: a file beyond them is refused before anything starts.
+    errors = check_bounds(spec)
+    if errors:
+        raise SpecError(errors, source=source, basket_id=spec.basket_id)
+    return spec
 
 
 def _start(raw: Any, at: str, errors: list[FieldError]) -> Any:
@@ -149,6 +182,9 @@ def _convert(
             values[field.name] = msgspec.convert(value, field.type)
         except msgspec.ValidationError as e:
             errors.append(FieldError(path, _type_message(e, value, field.type)))
+            ok = False
+        except (ValueError, ArithmeticError):  # e.g. a signalling NaN where a float goes
+            errors.append(FieldError(path, f"{_show(value)} is not a number accepted here"))
             ok = False
     for key, field in fields.items():
         if field.required and key not in raw:

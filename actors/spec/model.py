@@ -24,6 +24,24 @@ MAX_CHILD_SEQ = 99_999
 
 DEFAULT_BAND = 0.05
 
+# --- the bounds of every value (docs/basket.md, "Limits") -------------------------------
+# `load_basket` refuses a file with a value outside them before anything starts, and
+# `validate` checks them again for specs built in Python.
+MIN_HORIZON_S = 1.0
+MAX_HORIZON_S = 7 * 86_400.0  # a week: a longer schedule is a typo, or a job for a person
+MIN_SLICE_S = 0.01  # 10 ms, about the round trip to a venue in the same region
+# Slices per leg, ceil(horizon_s / slice_s). A leg numbers its child orders 0-MAX_CHILD_SEQ
+# in their client order ids, and one slice may take up to 3 orders (a missed one is sent
+# again twice) besides the catch-up of the grace, an overrun as long as the horizon and an
+# unwind: 10,000 slices leave that room, where 99,999 would run out mid-basket.
+MAX_SLICES = 10_000
+MAX_SLIPPAGE_BPS = 10_000.0  # 100 %: anything above is a typo, not a limit
+MAX_GRACE_S = 86_400.0  # a day
+MAX_AMOUNT = Decimal(10) ** 12  # quantities (base units) and USD amounts: finite, > 0, <= this
+MAX_LEGS = 100  # legs of a basket, or targets of a rebalance
+MAX_HEDGE_INSTRUMENTS = 10
+MAX_START_NS = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z: a start is from 1970 to 2099
+
 Instruments = Mapping[str, Mapping[str, Instrument]]
 """Instruments by venue, then by symbol."""
 Prices = Mapping[tuple[str, str], Decimal]

@@ -7,7 +7,9 @@ from decimal import Decimal
 import msgspec
 
 from actors.spec._checks import _decimal, _instrument, _price, _show, _venue
+from actors.spec.bounds import USD, amount, count, weight
 from actors.spec.model import (
+    MAX_LEGS,
     FieldError,
     Instruments,
     LegSpec,
@@ -67,12 +69,11 @@ def _plan(
     errors: list[FieldError],
 ) -> RebalancePlan | None:
     n_errors = len(errors)
-    total = _decimal(spec.total_usd, "total_usd", errors)
-    if total is not None and (not total.is_finite() or total <= 0):
-        errors.append(FieldError("total_usd", f"{_show(total)} is not a USD amount > 0"))
-        total = None
+    total = amount(spec.total_usd, "total_usd", USD, errors)
     if not spec.targets:
         errors.append(FieldError("targets", "empty; give a weight per symbol, e.g. BTCUSDT = 0.6"))
+        return None
+    if not count(spec.targets, "targets", MAX_LEGS, errors):
         return None
     default_ok = spec.venue is None or _venue(spec.venue, "venue", instruments, errors) is not None
     for symbol in spec.venues:
@@ -88,14 +89,9 @@ def _plan(
     chosen: dict[str, tuple[str, Instrument]] = {}
     for symbol, raw in spec.targets.items():
         at = f"targets.{symbol}"
-        weight = _decimal(raw, at, errors)
-        if weight is not None and (not weight.is_finite() or weight < 0):
-            errors.append(
-                FieldError(at, f"{_show(weight)} is not a weight; accepted: 0 <= weight <= 1")
-            )
-            weight = None
-        if weight is not None:
-            weights[symbol] = weight
+        share = weight(raw, at, errors)
+        if share is not None:
+            weights[symbol] = share
         venue = spec.venues.get(symbol, spec.venue)
         if venue is None:
             errors.append(FieldError(at, f"no venue for {symbol}: set venue, or venues.{symbol}"))

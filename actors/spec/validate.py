@@ -7,26 +7,25 @@ with its field path (`legs[2].symbol`, `params.band`, `targets.ETHUSDT`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from decimal import Decimal
 
-from actors.spec._checks import (
-    _choices,
-    _decimal,
-    _instrument,
-    _price,
-    _show,
-    _type_name,
-    _venue,
+from actors.spec._checks import _choices, _instrument, _price, _show, _type_name, _venue
+from actors.spec.bounds import (
+    QUANTITY,
+    USD,
+    amount,
+    check_hedge_values,
+    check_params,
+    count,
+    slippage,
 )
 from actors.spec.model import (
-    DEFAULT_BAND,
     MAX_CHILD_SEQ,
     MAX_CLIENT_ORDER_ID_LEN,
+    MAX_LEGS,
     BasketSpec,
-    ChildStyle,
     ExecutionParams,
     FieldError,
     HedgeSpec,
@@ -50,8 +49,6 @@ _BASKET_ID = re.compile(r"^[A-Za-z0-9._:/-]+$")
 # No "-" in leg ids: then the last two "-" of a client order id split it unambiguously, and
 # two baskets can never produce the same id (basket "a-b" leg "c" against basket "a" leg "b-c").
 _LEG_ID = re.compile(r"^[A-Za-z0-9._:/]+$")
-
-MAX_SLIPPAGE_BPS = 10_000.0  # 100 %: anything above is a typo, not a limit
 
 
 # --- instruments from a venues configuration -------------------------------------------
@@ -103,8 +100,9 @@ def validate(
         legs = spec.legs
         if not legs:
             errors.append(FieldError("legs", "no legs; a basket needs at least one"))
-        paths = [f"legs[{i}]" for i in range(len(legs))]
-        resolved = _check_legs(legs, paths, instruments, prices, params, errors)
+        elif count(legs, "legs", MAX_LEGS, errors):
+            paths = [f"legs[{i}]" for i in range(len(legs))]
+            resolved = _check_legs(legs, paths, instruments, prices, params, errors)
         leg_ids = [str(leg.leg_id) for leg in legs]
     else:
         plan = _plan(spec, instruments, prices, positions or {}, errors)
@@ -122,7 +120,7 @@ def validate(
             resolved = _check_legs(plan.legs, paths, instruments, prices, params, errors)
         leg_ids = [_rebalance_leg_id(s) for s in spec.targets]
     _check_id_length(basket_id, leg_ids, errors)
-    _check_params(spec.params, errors)
+    check_params(spec.params, errors)
     hedge_instruments = _check_hedge(spec, instruments, errors)
     policy = _check_policy(spec, errors)
     if errors:
@@ -167,83 +165,6 @@ def _check_id_length(basket_id: object, leg_ids: Sequence[str], errors: list[Fie
                 f"{len(basket_id)} + {len(longest)}",
             )
         )
-
-
-def _check_params(params: object, errors: list[FieldError]) -> None:
-    if not isinstance(params, ExecutionParams):
-        errors.append(FieldError("params", f"expected ExecutionParams, got {_type_name(params)}"))
-        return
-    at = "params"
-    start = params.start
-    if not (start == "now" or (isinstance(start, int) and not isinstance(start, bool))):
-        errors.append(
-            FieldError(
-                f"{at}.start",
-                f'{_show(start)} is not accepted; accepted: "now" or ns since the epoch '
-                "(parse_start converts an ISO-8601 date-time)",
-            )
-        )
-    elif isinstance(start, int) and start < 0:
-        errors.append(FieldError(f"{at}.start", f"{start} is negative; ns since the epoch >= 0"))
-    horizon = _number(params.horizon_s, f"{at}.horizon_s", errors, "a number of seconds > 0")
-    if horizon is not None and horizon <= 0:
-        errors.append(FieldError(f"{at}.horizon_s", f"{_show(horizon)} is not > 0 seconds"))
-    _slippage(params.max_slippage_bps, f"{at}.max_slippage_bps", errors)
-    cap = _number(params.participation_cap, f"{at}.participation_cap", errors, "within (0, 1]")
-    if cap is not None and not 0 < cap <= 1:
-        errors.append(
-            FieldError(
-                f"{at}.participation_cap",
-                f"{_show(cap)} is outside (0, 1]; the largest share of the venue's traded "
-                "volume a leg may take, e.g. 0.1",
-            )
-        )
-    if params.band is not None and params.band_risk_usd is not None:
-        errors.append(
-            FieldError(
-                f"{at}.band",
-                "give either band (a completion fraction) or band_risk_usd (a dollar-risk "
-                "limit), not both",
-            )
-        )
-    if params.band is not None:
-        band = _number(params.band, f"{at}.band", errors, "within (0, 1)")
-        if band is not None and not 0 < band < 1:
-            errors.append(
-                FieldError(
-                    f"{at}.band",
-                    f"{_show(band)} is outside (0, 1); a completion fraction such as "
-                    f"{DEFAULT_BAND}",
-                )
-            )
-    if params.band_risk_usd is not None:
-        risk = _number(params.band_risk_usd, f"{at}.band_risk_usd", errors, "USD > 0")
-        if risk is not None and risk <= 0:
-            errors.append(
-                FieldError(f"{at}.band_risk_usd", f"{_show(risk)} is not a positive USD amount")
-            )
-    if params.child_style not in tuple(ChildStyle):
-        errors.append(
-            FieldError(
-                f"{at}.child_style",
-                f"{_show(params.child_style)} is not accepted; accepted: {_choices(ChildStyle)}",
-            )
-        )
-    slice_s = _number(params.slice_s, f"{at}.slice_s", errors, "seconds > 0")
-    if slice_s is not None:
-        if slice_s <= 0:
-            errors.append(FieldError(f"{at}.slice_s", f"{_show(slice_s)} is not > 0 seconds"))
-        elif horizon is not None and horizon > 0 and slice_s > horizon:
-            errors.append(
-                FieldError(
-                    f"{at}.slice_s",
-                    f"{_show(slice_s)} s is longer than the horizon ({_show(horizon)} s); "
-                    "accepted: 0 < slice_s <= horizon_s",
-                )
-            )
-    grace = _number(params.grace_s, f"{at}.grace_s", errors, "seconds >= 0")
-    if grace is not None and grace < 0:
-        errors.append(FieldError(f"{at}.grace_s", f"{_show(grace)} is negative; seconds >= 0"))
 
 
 def _check_policy(spec: Spec, errors: list[FieldError]) -> Policy | None:
@@ -322,7 +243,7 @@ def _check_legs(
             errors.append(
                 FieldError(f"{at}.side", f"{_show(leg.side)} is not a side; accepted: BUY, SELL")
             )
-        slippage = _slippage(leg.max_slippage_bps, f"{at}.max_slippage_bps", errors, optional=True)
+        limit = slippage(leg.max_slippage_bps, f"{at}.max_slippage_bps", errors, optional=True)
         quantity = _leg_quantity(leg, at, inst, prices, errors)
         if inst is None or side is None or quantity is None or params is None:
             continue
@@ -336,7 +257,7 @@ def _check_legs(
                 quantity=quantity,
                 instrument=inst,
                 price=price,
-                max_slippage_bps=slippage if slippage is not None else params.max_slippage_bps,
+                max_slippage_bps=limit if limit is not None else params.max_slippage_bps,
             )
         )
     return resolved
@@ -362,14 +283,8 @@ def _leg_quantity(
         return None
     field = "quantity" if given_qty else "notional_usd"
     raw = leg.quantity if given_qty else leg.notional_usd
-    amount = _decimal(raw, f"{at}.{field}", errors)
-    if amount is None:
-        return None
-    if not amount.is_finite() or amount <= 0:
-        what = "a quantity in base units" if given_qty else "a USD amount"
-        errors.append(FieldError(f"{at}.{field}", f"{_show(amount)} is not {what} > 0"))
-        return None
-    if inst is None:
+    given = amount(raw, f"{at}.{field}", QUANTITY if given_qty else USD, errors)
+    if given is None or inst is None:
         return None
     price = _price(prices, leg.venue, leg.symbol)
     if price is not None and (not price.is_finite() or price <= 0):
@@ -382,7 +297,7 @@ def _leg_quantity(
         return None
     where = f"{leg.venue}/{leg.symbol}"
     if given_qty:
-        qty = amount
+        qty = given
         if not inst.on_lot(qty):
             below = inst.snap_qty(qty)
             near = [v for v in (below, below + inst.lot) if v > 0]
@@ -399,17 +314,17 @@ def _leg_quantity(
             errors.append(
                 FieldError(
                     f"{at}.notional_usd",
-                    f"no price for {where} to turn {_show(amount)} USD into a quantity; "
+                    f"no price for {where} to turn {_show(given)} USD into a quantity; "
                     "validate needs prices for notional legs",
                 )
             )
             return None
-        qty = inst.snap_qty(amount / (price * inst.contract_size))
+        qty = inst.snap_qty(given / (price * inst.contract_size))
         if qty <= 0:
             errors.append(
                 FieldError(
                     f"{at}.notional_usd",
-                    f"{_show(amount)} USD is less than one lot of {where} "
+                    f"{_show(given)} USD is less than one lot of {where} "
                     f"({_show(inst.lot)} at {_show(price)}); accepted: at least "
                     f"{_show(inst.notional(price, inst.lot))} USD",
                 )
@@ -422,7 +337,7 @@ def _leg_quantity(
             what = (
                 f"{_show(qty)} ({usd} USD)"
                 if given_qty
-                else f"{_show(amount)} USD ({_show(qty)} on the lot, {usd} USD)"
+                else f"{_show(given)} USD ({_show(qty)} on the lot, {usd} USD)"
             )
             errors.append(
                 FieldError(
@@ -444,10 +359,7 @@ def _check_hedge(
     if not isinstance(hedge, HedgeSpec):
         errors.append(FieldError("hedge", f"expected HedgeSpec, got {_type_name(hedge)}"))
         return []
-    for name in ("activation_usd", "hysteresis_usd"):
-        value = _number(getattr(hedge, name), f"hedge.{name}", errors, "USD >= 0")
-        if value is not None and value < 0:
-            errors.append(FieldError(f"hedge.{name}", f"{_show(value)} is negative; USD >= 0"))
+    check_hedge_values(hedge, errors)
     if not hedge.instruments:
         errors.append(FieldError("hedge.instruments", 'empty; list at least one, e.g. ["IDXUSDT"]'))
         return []
@@ -488,31 +400,3 @@ def _traded(spec: Spec) -> dict[tuple[str, str], str]:
     if isinstance(spec, BasketSpec):
         return {(leg.venue, leg.symbol): f"legs[{i}]" for i, leg in enumerate(spec.legs)}
     return {(v, s): f"targets.{s}" for s in spec.targets if (v := spec.venues.get(s, spec.venue))}
-
-
-def _number(value: object, at: str, errors: list[FieldError], accepted: str) -> float | None:
-    """A finite float from a numeric field, or None after recording the error."""
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-    errors.append(FieldError(at, f"{_show(value)} is not a finite number; accepted: {accepted}"))
-    return None
-
-
-def _slippage(
-    value: object, at: str, errors: list[FieldError], *, optional: bool = False
-) -> float | None:
-    if value is None and optional:
-        return None
-    bps = _number(value, at, errors, f"basis points within (0, {MAX_SLIPPAGE_BPS:g}]")
-    if bps is not None and not 0 < bps <= MAX_SLIPPAGE_BPS:
-        errors.append(
-            FieldError(
-                at,
-                f"{_show(bps)} bp is outside (0, {MAX_SLIPPAGE_BPS:g}]; the largest distance "
-                "from the arrival price a child order may trade at, e.g. 25",
-            )
-        )
-        return None
-    return bps

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,10 +30,13 @@ from tests.support import DATA, needs_recorded_data
 from tests.support import until as wait_for_condition
 from venues.config import (
     ApiCredential,
+    BinanceUsdmConfig,
     ConfigError,
     SimVenueConfig,
+    build_binance_client,
     build_sim_venue,
     load_venues,
+    parse_venues,
     sim_credentials,
 )
 from venues.errors import OrderRejected
@@ -682,6 +686,48 @@ async def test_malformed_requests_get_binance_codes(sim: Sim) -> None:
     assert await c.public("/fapi/v1/ping") == (200, {})
 
 
+async def test_fuzzed_parameters_are_invalid_parameters_not_500s(sim: Sim) -> None:
+    """Found by fuzzing: each of these answered HTTP 500. Now: Binance's invalid-parameter
+    error, HTTP 400, naming the parameter."""
+    c = sim.client
+    lev = {"symbol": "BTCUSDT", "in_body": True}
+    # Digits that are not ASCII ("²" passes str.isdigit(), int() refuses it; int() reads
+    # "١٢" as 12), a trailing newline (re's $ matches before it), and other forms int() takes.
+    for value in ("²", "١٢", "１０", "12\n", " 12", "1_0", "+5"):
+        status, body = await c.signed("POST", "/fapi/v1/leverage", leverage=value, **lev)
+        assert (status, body["code"]) == (400, -1100), (value, body)
+        assert "parameter 'leverage'" in body["msg"]
+    status, body = await c.signed("POST", "/fapi/v1/leverage", leverage="20", **lev)
+    assert (status, body["leverage"]) == (200, 20)
+    for value in ("٣", "0.002\n", "0.00²"):
+        status, body = await c.order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=value)
+        assert (status, body["code"]) == (400, -1100), (value, body)
+        assert "parameter 'quantity'" in body["msg"]
+    status, body = await c.signed("GET", "/fapi/v1/order", symbol="BTCUSDT", orderId="٣")
+    assert (status, body["code"]) == (400, -1100) and "'orderId'" in body["msg"]
+    # JSON nested past the decoder's recursion, and a batch far longer than five orders.
+    for batch, why in [
+        ("[" * 1_000 + "]" * 1_000, "nested deeper than 8"),
+        ("[" + '{"a":' * 1_000 + "1" + "}" * 1_000 + "]", "nested deeper than 8"),
+        ("[" + " " * 20_000 + "]", "longer than 16384 characters"),
+    ]:
+        status, body = await c.signed(
+            "POST", "/fapi/v1/batchOrders", in_body=True, batchOrders=batch
+        )
+        assert (status, body["code"]) == (400, -1130), body
+        assert "parameter 'batchOrders'" in body["msg"] and why in body["msg"]
+    # Brackets inside strings are not nesting: the item is refused alone, as any bad symbol.
+    status, body = await c.signed(
+        "POST", "/fapi/v1/batchOrders", in_body=True, batchOrders='[{"symbol": "[[[[[[[[[["}]'
+    )
+    assert status == 200 and body[0]["code"] == -1121
+    # A signature in characters hmac.compare_digest refuses to compare as str.
+    ts = now_ms()
+    query = f"timestamp={ts}&signature=%C2%B2"
+    status, body = await c.send("GET", "/fapi/v3/account", query)
+    assert (status, body["code"]) == (400, -1022)
+
+
 async def test_unexpected_errors_are_binance_500s_without_traceback(
     sim: Sim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -983,6 +1029,71 @@ def test_example_config_loads() -> None:
         ),
         ("[cluster]\nname = 1\n", "no venues"),
         ("[venues.a\n", "not valid TOML"),
+        # Found by fuzzing: accepted, then wrong once the venue ran (an infinite clock
+        # offset made building the venue an OverflowError).
+        (
+            '[venues.a]\nkind = "sim"\nprofile = { clock_offset_ms = inf }\n',
+            "venues.a.profile.clock_offset_ms: inf is not accepted; accepted: -3,600,000 to "
+            "3,600,000 ms (an hour)",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[venues.a.profile]\nrequest = { median_ms = inf, '
+            "p99_ms = inf }\n",
+            "venues.a.profile.request.median_ms: inf is not accepted; accepted: 0 to 60,000 ms",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[venues.a.profile]\n'
+            "unknown_apply_delay = { median_ms = 1, p99_ms = 1e9 }\n",
+            "venues.a.profile.unknown_apply_delay.p99_ms: 1e+09 is not accepted",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[venues.a.profile]\n'
+            "outages = [{ start_s = 1, duration_s = nan }]\n",
+            "venues.a.profile.outages[0].duration_s: nan is not accepted; accepted: 0 to 604,800",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[venues.a.profile]\n'
+            'outages = [{ start_s = 1, duration_s = 1, mode = "404" }]\n',
+            "venues.a.profile.outages[0].mode: '404' is not accepted; accepted: \"503\" or",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\nprofile = { orders_per_minute = 100000000 }\n',
+            "venues.a.profile.orders_per_minute: 100000000 is not accepted",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\nmarket = { source = "synthetic", origin = '
+            "0001-01-01T00:00:00+01:00 }\n",
+            "venues.a.market.origin: 0001-01-01T00:00:00+01:00 is not an origin from 1970 to 2099",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\nmarket = { source = "synthetic", seed = 1e1 }\n',
+            "venues.a.market.seed: expected int",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\nmarket = { source = "synthetic", seed = '
+            "9223372036854775808 }\n",
+            "venues.a.market.seed: 9223372036854775808 is not accepted; accepted: 0 to",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[[venues.a.accounts]]\naccount_id = "d"\n'
+            'api_key = "k"\nsecret = "s"\nbalances = { USDT = 1e13 }\n',
+            "venues.a.accounts[0].balances.USDT: 10000000000000.0 is not accepted; accepted: "
+            "a number from 0 to 1,000,000,000,000",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[[venues.a.accounts]]\naccount_id = ""\n'
+            'api_key = "k"\nsecret = "s"\n',
+            "venues.a.accounts[0].account_id: '' is not accepted; accepted: 1-64 characters",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\n[[venues.a.accounts]]\naccount_id = "d"\n'
+            'api_key = "k"\nsecret_env = "1 BAD"\n',
+            "venues.a.accounts[0].secret_env: '1 BAD' is not the name of an environment variable",
+        ),
+        (
+            '[venues.a]\nkind = "sim"\nnode_label = "tokyo"\n',
+            "venues.a.node_label: 'tokyo' is not a Ray node label; accepted: key=value",
+        ),
     ],
 )
 def test_bad_configs_name_file_and_field(tmp_path: Path, toml: str, where: str) -> None:
@@ -992,6 +1103,78 @@ def test_bad_configs_name_file_and_field(tmp_path: Path, toml: str, where: str) 
         load_venues(path)
     assert str(err.value).startswith(f"{path}: ") and where in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+REAL = '[venues.live]\nkind = "binance_usdm"\napi_key_env = "K"\nsecret_env = "S"\n'
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("rest_url", "http://fapi.binance.com"),
+        ("rest_url", "http://10.0.0.5:8080"),
+        ("rest_url", "http://127.0.0.1.evil.example"),
+        ("rest_url", "http://127.0.0.1@evil.example"),  # the host is evil.example
+        ("rest_url", "http://[::ffff:8.8.8.8]:80"),
+        ("ws_url", "ws://fstream.binance.com"),
+        ("user_ws_url", "ws://fstream.binance.com/private"),
+        ("public_ws_url", "ws://192.168.1.2/public"),
+        ("market_ws_url", "ws://fstream.binance.com/market"),
+    ],
+)
+def test_a_real_venue_is_reached_over_tls_only(tmp_path: Path, field: str, url: str) -> None:
+    path = tmp_path / "venues.toml"
+    path.write_text(f'{REAL}{field} = "{url}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_venues(path)
+    secure = "https" if field == "rest_url" else "wss"
+    assert str(err.value).startswith(f"{path}: venues.live.{field}: {url!r} is plain ")
+    assert f"{secure} is required" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "url", "message"),
+    [
+        ("rest_url", "ftp://fapi.binance.com", "is not a https URL"),
+        ("rest_url", "fapi.binance.com", "is not a https URL"),
+        ("ws_url", "https://fstream.binance.com", "is not a wss URL"),
+        ("rest_url", "https://user:pw@fapi.binance.com", "credentials in the URL are refused"),
+        ("rest_url", "https://fapi.binance.com:port", "is not a URL"),
+    ],
+)
+def test_a_real_venue_url_must_be_one(tmp_path: Path, field: str, url: str, message: str) -> None:
+    path = tmp_path / "venues.toml"
+    path.write_text(f'{REAL}{field} = "{url}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_venues(path)
+    assert f"venues.live.{field}: " in str(err.value) and message in str(err.value)
+    assert "pw" not in str(err.value)
+
+
+def test_plain_transport_reaches_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulators listen on loopback: there plain http and ws are fine."""
+    for rest, ws in [
+        ("http://127.0.0.1:9", "ws://127.0.0.1:9"),
+        ("http://127.8.9.10", "ws://127.8.9.10/private"),
+        ("http://localhost:18101", "ws://LOCALHOST:18101"),
+        ("http://[::1]:9", "ws://[::1]:9"),
+        ("https://fapi.binance.com", "wss://fstream.binance.com"),
+    ]:
+        cfg = parse_venues(
+            tomllib.loads(f'{REAL}rest_url = "{rest}"\nws_url = "{ws}"\n'), source="v"
+        ).venues["live"]
+        assert isinstance(cfg, BinanceUsdmConfig) and cfg.rest_url == rest
+    # A configuration built in Python skips the loader: building its client checks too.
+    monkeypatch.setenv("K", "key")
+    monkeypatch.setenv("S", "secret")
+    plain = BinanceUsdmConfig(
+        api_key_env="K",
+        secret_env="S",
+        ws_url="wss://fstream.binance.com",
+        rest_url="http://fapi.binance.com",
+    )
+    with pytest.raises(ConfigError, match=r"venues\.live\.rest_url: .* https is required"):
+        build_binance_client("live", plain)
 
 
 def test_missing_config_file_and_env_secrets(

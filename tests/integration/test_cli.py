@@ -117,3 +117,76 @@ def test_report_of_a_missing_or_foreign_file_is_one_line(
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert str(path) in line and message in line
+
+
+BASKET = ROOT / "examples" / "synthetic_eth_quick.toml"
+VENUES = ROOT / "examples" / "venues.toml"
+LIVE = '\n[venues.live]\nkind = "binance_usdm"\napi_key_env = "K"\nsecret_env = "S"\n'
+
+
+# Found by fuzzing the loaders: each was accepted and failed at run time, or printed a
+# traceback. Now `legato run` refuses it before anything starts, in one error that names the
+# field, the value and what is accepted.
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            BASKET,
+            "[params]\n",
+            "[params]\nstart = 0001-01-01T00:00:00+01:00\n",  # was an OverflowError traceback
+            "params.start: 0001-01-01T00:00:00+01:00 is not a start time from 1970 to 2099",
+        ),
+        (
+            BASKET,
+            "notional_usd = 9_000",
+            "quantity = 1e25",  # was decimal.InvalidOperation
+            "legs[0].quantity: 1E+25 is not a quantity in base units > 0 and <= 1,000,000,000,000",
+        ),
+        (BASKET, "notional_usd = 9_000", 'quantity = "sNaN"', "legs[0].quantity: sNaN is not"),
+        (BASKET, "horizon_s = 15", "horizon_s = 1e300", "params.horizon_s: 1e+300 s is outside"),
+        (BASKET, "slice_s = 0.5 ", "slice_s = 1e-10", "params.slice_s: 1e-10 s is shorter than"),
+        (
+            BASKET,
+            "horizon_s = 15",
+            "horizon_s = 200_000",
+            "params.slice_s: 0.5 s cuts the 200000 s horizon into 400000 slices",
+        ),
+        (BASKET, "grace_s = 30", "grace_s = " + "[" * 5_000, "nested too deeply"),
+        (
+            VENUES,
+            "reject_rate = 0.01",
+            "clock_offset_ms = inf",
+            "venues.gamma.profile.clock_offset_ms: inf is not accepted",
+        ),
+        (
+            VENUES,
+            "reject_rate = 0.01",
+            "request = { median_ms = inf, p99_ms = inf }",
+            "venues.gamma.profile.request.median_ms: inf is not accepted",
+        ),
+        (VENUES, "tick_ms = 100 ", "tick_ms = 1e-300 ", "engine.tick_ms: 1e-300 is not accepted"),
+        (VENUES, 'namespace = "legato"', 'namespace = ""', "engine.namespace: '' is not accepted"),
+        (
+            VENUES,
+            "[venues.alpha]\n",
+            f'{LIVE}rest_url = "http://fapi.binance.com"\n[venues.alpha]\n',
+            "venues.live.rest_url: 'http://fapi.binance.com' is plain http",
+        ),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else None,
+)
+def test_values_beyond_their_bounds_are_one_error_before_anything_starts(
+    tmp_path: Path, file: Path, old: str, new: str, message: str
+) -> None:
+    text = file.read_text()
+    assert old in text
+    bad = tmp_path / file.name
+    bad.write_text(text.replace(old, new, 1))
+    basket, venues = (bad, VENUES) if file == BASKET else (BASKET, bad)
+    # An address where nothing answers: were the file accepted, the run would fail there.
+    done = legato("run", str(basket), "--venues", str(venues), "--address", "127.0.0.1:1")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"legato: error: {bad}: ")
+    assert message in done.stderr
+    assert "nothing answers" not in done.stderr

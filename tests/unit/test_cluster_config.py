@@ -53,7 +53,10 @@ def test_engine_settings_become_the_baskets_options() -> None:
 
 def test_max_arming_is_a_whole_number_of_baskets_from_one() -> None:
     assert parse("[engine]\nmax_arming = 2\n").engine.basket_options().max_arming == 2
-    with pytest.raises(ConfigError, match=re.escape("engine.max_arming: 0 is not a number > 0")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("engine.max_arming: 0 is not accepted; accepted: a whole number from 1 to"),
+    ):
         parse("[engine]\nmax_arming = 0\n")
     with pytest.raises(ConfigError, match=re.escape("engine.max_arming: expected int")):
         parse("[engine]\nmax_arming = 1.5\n")
@@ -63,7 +66,8 @@ def test_max_running_is_off_by_default_and_never_negative() -> None:
     assert EngineSettings().max_running == 0
     assert parse("[engine]\nmax_running = 8\n").engine.basket_options().max_running == 8
     with pytest.raises(
-        ConfigError, match=re.escape("engine.max_running: -1 is not 0 (no limit) or more")
+        ConfigError,
+        match=re.escape("engine.max_running: -1 is not accepted; accepted: a whole number from 0"),
     ):
         parse("[engine]\nmax_running = -1\n")
 
@@ -86,7 +90,14 @@ def test_the_warm_pool_is_off_unless_sized() -> None:
     [
         ("[hedging]\nvol = 1\n", "c.toml: hedging: unknown table or key; accepted at the top"),
         ("[risk]\nvol = 1\n", "c.toml: risk.vol: unknown field; accepted here: factors,"),
-        ("[risk.factors]\nBTC = -0.5\n", "risk.factors.BTC: -0.5 is not an annual volatility > 0"),
+        (
+            "[risk.factors]\nBTC = -0.5\n",
+            "risk.factors.BTC: -0.5 is not accepted; accepted: an annual volatility from 0.001 to "
+            "10 (0.1 % to 1,000 % a year)",
+        ),
+        ("[risk.factors]\nBTC = 1e300\n", "risk.factors.BTC: 1e+300 is not accepted"),
+        ("[risk.factors]\nBTC = nan\n", "risk.factors.BTC: nan is not accepted"),
+        ("[risk.betas]\nX = { BTC = 1e300 }\n", "risk.betas.X.BTC: 1e+300 is not accepted"),
         ('[risk.factors]\nBTC = "high"\n', "risk.factors: each value: expected float, got str"),
         (
             '[risk.correlations]\n"BTC/XRP" = 0.5\n',
@@ -103,13 +114,16 @@ def test_the_warm_pool_is_off_unless_sized() -> None:
         ('[hedge]\nvenue = "alpha"\ninstruments = []\n', "hedge.instruments: empty"),
         (
             '[hedge]\nvenue = "alpha"\ninstruments = ["I"]\nactivation_usd = -5\n',
-            "hedge.activation_usd: -5.0 is not a number of USD ≥ 0",
+            "hedge.activation_usd: -5 is negative; USD >= 0",
         ),
         ('[hedge]\nvenue = "alpha"\ninstruments = ["I"]\nsize = 1\n', "hedge.size: unknown"),
         ("[engine]\nfire_lead = 5\n", "c.toml: engine.fire_lead: unknown field; accepted here:"),
         ('[engine]\nplacement = "near"\n', "engine.placement: invalid enum value 'near'"),
         ('[engine]\ntick_ms = "fast"\n', "engine.tick_ms: expected float, got str"),
-        ("[engine]\narm_timeout_s = -1\n", "engine.arm_timeout_s: -1.0 is not a number > 0"),
+        (
+            "[engine]\narm_timeout_s = -1\n",
+            "engine.arm_timeout_s: -1 is not accepted; accepted: from 0.1 to 3,600 s (an hour)",
+        ),
         ('engine = "yes"\n', "engine: expected a table [engine], got str"),
         (
             "[engine]\nwarm_baskets = -1\n",
@@ -123,7 +137,7 @@ def test_the_warm_pool_is_off_unless_sized() -> None:
             "from 0 to 100",
         ),
         ("[engine]\nwarm_baskets = true\n", "engine.warm_baskets: expected int, got bool"),
-        ("[engine]\nwarm_fire_lead_ms = 0\n", "engine.warm_fire_lead_ms: 0.0 is not a number > 0"),
+        ("[engine]\nwarm_fire_lead_ms = 0\n", "engine.warm_fire_lead_ms: 0 is not accepted"),
     ],
 )
 def test_mistakes_name_the_file_the_field_and_what_is_accepted(extra: str, message: str) -> None:
@@ -168,3 +182,54 @@ def test_a_risk_table_becomes_the_model_the_baskets_and_venues_use() -> None:
         "ETH": 0.9
     }
     assert parse("").risk == RiskSettings() and parse("").hedge is None
+
+
+# Each found by fuzzing: accepted, then wrong only once a basket ran.
+@pytest.mark.parametrize(
+    ("engine", "message"),
+    [
+        (
+            "tick_ms = 1e-300",
+            "engine.tick_ms: 1e-300 is not accepted; accepted: from 1 to 60,000 ms",
+        ),
+        ("tick_ms = inf", "engine.tick_ms: inf is not accepted"),
+        ("fire_lead_ms = nan", "engine.fire_lead_ms: nan is not accepted; accepted: from 1 to"),
+        ("arm_timeout_s = 1e300", "engine.arm_timeout_s: 1e+300 is not accepted"),
+        ("unwind_deadline_s = 86401", "accepted: from 0.1 to 86,400 s (a day)"),
+        ("leg_silence_s = 0", "engine.leg_silence_s: 0 is not accepted"),
+        ("min_overrun_s = -inf", "engine.min_overrun_s: -inf is not accepted"),
+        ("max_arming = 1001", "engine.max_arming: 1001 is not accepted; accepted: a whole number"),
+        ("max_running = 100000000000", "engine.max_running: 100000000000 is not accepted"),
+        ('namespace = ""', "engine.namespace: '' is not accepted; accepted: a Ray namespace of"),
+        ('namespace = " "', "engine.namespace: ' ' is not accepted"),
+        ('namespace = "_ray_internal_x"', "engine.namespace: '_ray_internal_x' is not accepted"),
+        (f'namespace = "{"n" * 65}"', "1-64 characters"),
+    ],
+)
+def test_engine_figures_have_bounds_with_units(engine: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(f"[engine]\n{engine}\n")
+    assert str(info.value).startswith("c.toml: engine.") and message in str(info.value)
+
+
+def test_the_bounds_take_the_defaults_and_their_ends() -> None:
+    ends = 'tick_ms = 1\nfire_lead_ms = 60000\nmax_running = 10000\nnamespace = "desk-1.a_b"\n'
+    assert parse(f"[engine]\n{ends}").engine.tick_ms == 1
+
+
+def test_a_default_hedge_has_the_bounds_of_a_baskets_hedge() -> None:
+    with pytest.raises(ConfigError, match=r"hedge\.hysteresis_usd: 1e\+13 USD is too much"):
+        parse('[hedge]\nvenue = "alpha"\ninstruments = ["I"]\nhysteresis_usd = 1e13\n')
+
+
+def test_a_config_nested_too_deep_or_too_long_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("x = " + "[" * 5_000 + "]" * 5_000 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML here: .* nested too deeply"):
+        load_cluster(path)
+    path.write_text("# " + "x" * 1_000_000 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: longer than 1,000,000 characters"):
+        load_cluster(path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"c\.toml: cannot read it"):
+        load_cluster(path)

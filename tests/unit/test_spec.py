@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,8 @@ from actors.spec import (
     DEFAULT_BAND,
     MAX_CHILD_SEQ,
     MAX_CLIENT_ORDER_ID_LEN,
+    MAX_LEGS,
+    MAX_START_NS,
     BasketSpec,
     ExecutionParams,
     FieldError,
@@ -30,6 +33,7 @@ from actors.spec import (
     client_order_id,
     dump_basket,
     load_basket,
+    parse_basket,
     parse_start,
     plan_rebalance,
     rebalance_legs,
@@ -305,9 +309,10 @@ def test_participation_of_one_is_accepted() -> None:
     validate(basket(params=params(participation_cap=1.0)), INSTRUMENTS, PRICES)
 
 
-@pytest.mark.parametrize("horizon", [0.0, -5.0, math.inf])
-def test_horizon_must_be_positive(horizon: float) -> None:
-    error_at(basket(params=params(horizon_s=horizon)), "params.horizon_s", "> 0")
+@pytest.mark.parametrize("horizon", [0.0, -5.0, 0.5, 604_801.0, 1e300, math.inf, math.nan])
+def test_horizon_is_from_a_second_to_a_week(horizon: float) -> None:
+    error_at(basket(params=params(horizon_s=horizon)), "params.horizon_s", "1", "604800")
+    validate(basket(params=params(horizon_s=604_800.0, slice_s=600.0)), INSTRUMENTS, PRICES)
 
 
 def test_slice_longer_than_horizon() -> None:
@@ -316,6 +321,73 @@ def test_slice_longer_than_horizon() -> None:
 
 def test_negative_grace() -> None:
     error_at(basket(params=params(grace_s=-1.0)), "params.grace_s", "-1", "negative")
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        ({"slice_s": 1e-10}, ("1e-10 s is shorter than 10 ms", "0.01 <= slice_s <= horizon_s")),
+        ({"slice_s": 0.0}, ("0 is not > 0 seconds",)),
+        ({"slice_s": math.nan}, ("nan is not a finite number",)),
+        # 100,000 slices of a leg would run out of client order ids (n <= 99,999) mid-basket.
+        (
+            {"horizon_s": 100_000.0, "slice_s": 1.0},
+            ("100000 slices", "at most 10000 slices per leg", "slice_s >= 10 s"),
+        ),
+    ],
+)
+def test_slices_are_from_10_ms_and_at_most_10000_per_leg(
+    changes: dict[str, float], fragments: tuple[str, ...]
+) -> None:
+    error_at(basket(params=params(**changes)), "params.slice_s", *fragments)
+    just = params(horizon_s=100_000.0, slice_s=10.0)  # exactly 10,000 slices
+    validate(basket(params=just), INSTRUMENTS, PRICES)
+
+
+def test_grace_is_at_most_a_day() -> None:
+    error_at(basket(params=params(grace_s=86_401.0)), "params.grace_s", "86401", "a day")
+    validate(basket(params=params(grace_s=86_400.0)), INSTRUMENTS, PRICES)
+
+
+@pytest.mark.parametrize(
+    ("leg_changes", "path"),
+    [
+        ({"quantity": D("1e25")}, "legs[0].quantity"),  # was decimal.InvalidOperation
+        ({"quantity": D("sNaN")}, "legs[0].quantity"),
+        ({"quantity": D("1000000000000.001")}, "legs[0].quantity"),
+    ],
+)
+def test_quantities_are_finite_positive_and_at_most_a_trillion(
+    leg_changes: dict[str, Decimal], path: str
+) -> None:
+    error_at(basket(legs=leg(0, **leg_changes)), path, "> 0 and <= 1,000,000,000,000")
+
+
+def test_usd_amounts_are_at_most_a_trillion() -> None:
+    too_much = D("1e13")
+    error_at(basket(legs=leg(1, notional_usd=too_much)), "legs[1].notional_usd", "1E+13")
+    error_at(rebalance(total_usd=too_much), "total_usd", "<= 1,000,000,000,000")
+    risk = params(band_risk_usd=1e13)
+    error_at(basket(params=risk), "params.band_risk_usd", "1e+13", "<= 1,000,000,000,000")
+    hedge = msgspec.structs.replace(basket().hedge, activation_usd=math.inf)
+    error_at(basket(hedge=hedge), "hedge.activation_usd", "inf", "<= 1,000,000,000,000")
+
+
+def test_weights_are_each_at_most_one() -> None:
+    spec = rebalance(targets={"BTCUSDT": D("1.5"), "ETHUSDT": D("-0.5")})
+    error_at(spec, "targets.BTCUSDT", "1.5", "0 <= weight <= 1")
+
+
+def test_counts_are_bounded() -> None:
+    legs = [
+        LegSpec(leg_id=f"l{i}", venue="alpha", symbol="BTCUSDT", side=Side.BUY, quantity=D(1))
+        for i in range(MAX_LEGS + 1)
+    ]
+    error_at(basket(legs=legs, hedge=None, policy=Policy.UNWIND), "legs", "101 entries")
+    targets = {f"S{i}": D(0) for i in range(MAX_LEGS + 1)}
+    error_at(rebalance(targets=targets), "targets", "at most 100")
+    hedge = HedgeSpec(venue="alpha", instruments=["IDXUSDT"] * 11)
+    error_at(basket(hedge=hedge), "hedge.instruments", "11 entries", "at most 10")
 
 
 @pytest.mark.parametrize("bps", [0.0, -3.0, 20_000.0])
@@ -327,6 +399,7 @@ def test_slippage_limits(bps: float) -> None:
 def test_start_must_be_now_or_ns() -> None:
     error_at(basket(params=params(start="tomorrow")), "params.start", "'tomorrow'", '"now"')
     error_at(basket(params=params(start=-1)), "params.start", "ns since the epoch")
+    error_at(basket(params=params(start=MAX_START_NS)), "params.start", "2100-01-01T00:00:00Z")
     at = validate(basket(params=params(start=5)), INSTRUMENTS, PRICES).params
     assert at.start_ns(now_ns=1) == 5
     assert params().start_ns(now_ns=7) == 7
@@ -628,6 +701,57 @@ leg_id = "b"
 def test_not_toml() -> None:
     with pytest.raises(SpecError, match="not valid TOML"):
         load_basket("kind = \n")
+    # Nested past the TOML reader's recursion: still a SpecError, not a RecursionError.
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_basket("x = " + "[" * 5_000 + "]" * 5_000 + "\n")
+    with pytest.raises(SpecError, match="longer than 1,000,000 characters"):
+        load_basket("# " + "x" * 1_000_000 + "\n")
+    with pytest.raises(SpecError, match="expected a table of a basket's fields, got a list"):
+        parse_basket([1, 2])  # type: ignore[arg-type]
+
+
+# Each found by fuzzing: the file loaded (or crashed), and failed hours later at run time.
+FOUND_BY_FUZZING = [
+    ("horizon_s = 15", "horizon_s = 1e300", "params.horizon_s", "1e+300 s is outside 1-604800"),
+    ("slice_s = 0.5 ", "slice_s = 1e-10", "params.slice_s", "shorter than 10 ms"),
+    ("notional_usd = 9_000", "quantity = 1e25", "legs[0].quantity", "1E+25 is not a quantity"),
+    ("notional_usd = 9_000", 'quantity = "sNaN"', "legs[0].quantity", "sNaN is not a quantity"),
+    ("horizon_s = 15", "horizon_s = nan", "params.horizon_s", "nan is not a finite number"),
+    (
+        "[params]\n",
+        "[params]\nstart = 0001-01-01T00:00:00+01:00\n",  # was OverflowError
+        "params.start",
+        "0001-01-01T00:00:00+01:00 is not a start time from 1970 to 2099",
+    ),
+    (
+        "[params]\n",
+        "[params]\nstart = 9999-12-31T23:00:00-01:00\n",
+        "params.start",
+        "is not a start time from 1970 to 2099",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "path", "message"), FOUND_BY_FUZZING)
+def test_the_loader_refuses_values_beyond_their_bounds(
+    old: str, new: str, path: str, message: str
+) -> None:
+    text = (EXAMPLES / "synthetic_eth_quick.toml").read_text()
+    assert old in text
+    with pytest.raises(SpecError) as info:
+        load_basket(text.replace(old, new, 1))  # before any venue is known
+    (error,) = info.value.errors
+    assert error.path == path and message in error.message, error
+
+
+def test_parse_basket_takes_a_signalling_nan_where_a_float_goes() -> None:
+    data = tomllib.loads((EXAMPLES / "pair_cross_venue.toml").read_text(), parse_float=D)
+    data["params"]["horizon_s"] = D("sNaN")  # was ValueError from msgspec.convert
+    with pytest.raises(SpecError) as info:
+        parse_basket(data)
+    assert [(e.path, e.message) for e in info.value.errors] == [
+        ("params.horizon_s", "sNaN is not a number accepted here")
+    ]
 
 
 def test_toml_numbers_are_exact_decimals() -> None:
@@ -673,6 +797,9 @@ def test_parse_start() -> None:
         ("soon", "ISO-8601"),
         (-1, "before the epoch"),
         (True, "not a start time"),
+        ("0001-01-01T00:00:00+01:00", "from 1970 to 2099"),
+        ("1969-12-31T23:59:59Z", "from 1970 to 2099"),
+        (MAX_START_NS, "from 1970 to 2099"),
     ]:
         with pytest.raises(ValueError, match=fragment):
             parse_start(bad)

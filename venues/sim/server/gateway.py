@@ -150,7 +150,8 @@ class Gateway:
         if now_ms - timestamp > window:
             raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
         expected = sign(cred.secret, _without_signature(raw_query) + _without_signature(raw_body))
-        if not hmac.compare_digest(expected, signature.lower()):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
             raise BinanceError(-1022, "Signature for this request is not valid.")
         for name in ("signature", "timestamp", "recvWindow"):
             params.items.pop(name, None)

@@ -34,6 +34,11 @@ from venues.sim.server.render import (
 
 MAX_BATCH = 5
 MAX_LEVERAGE = 125
+# `batchOrders` is a JSON list of flat objects: 5 orders of every parameter are under 2 kB,
+# and their nesting is 2 (a nested value, at 3, is that order's own error). Bounded before
+# decoding: JSON nested about a thousand deep exhausts the decoder's recursion.
+MAX_BATCH_CHARS = 16_384
+MAX_BATCH_DEPTH = 8
 
 
 # --- public endpoints ------------------------------------------------------------------
@@ -93,6 +98,10 @@ async def batch_orders(request: web.Request) -> web.Response:
     cred, p = await gw.signed(request)
     raw = p.text("batchOrders", required=True)
     assert raw is not None
+    if len(raw) > MAX_BATCH_CHARS:
+        raise _invalid("batchOrders", f"longer than {MAX_BATCH_CHARS} characters")
+    if _nesting(raw) > MAX_BATCH_DEPTH:
+        raise _invalid("batchOrders", f"JSON nested deeper than {MAX_BATCH_DEPTH}")
     try:
         items = msgspec.json.decode(raw)
     except msgspec.DecodeError:
@@ -128,6 +137,28 @@ async def batch_orders(request: web.Request) -> web.Response:
         except BinanceError as e:
             out.append(e.body())
     return _json(out)
+
+
+def _nesting(text: str) -> int:
+    """How deep the JSON text's arrays and objects nest (brackets inside strings aside)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _stringify(item: Mapping[str, Any]) -> dict[str, str]:
@@ -421,11 +452,10 @@ async def change_leverage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
     inst = gw.instrument(p.text("symbol", required=True))
-    value = p.text("leverage", required=True)
-    assert value is not None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LEVERAGE:
-        raise BinanceError(-4028, f"Leverage {value} is not valid")
-    lev = int(value)
+    lev = p.integer("leverage", required=True)  # ASCII digits: -1100 names the parameter
+    assert lev is not None
+    if not 1 <= lev <= MAX_LEVERAGE:
+        raise BinanceError(-4028, f"Leverage {lev} is not valid")
     # The simulator's leverage is per account: setting it for one symbol sets it for all.
     await gw.call(lambda now: gw.exchange.set_leverage(cred.account_id, lev))
     return _json({"leverage": lev, "maxNotionalValue": "1000000000", "symbol": inst.symbol})

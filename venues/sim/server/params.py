@@ -17,8 +17,11 @@ from venues.sim.server.errors import BinanceError, _illegal, _invalid, _missing
 T = TypeVar("T")
 
 MAX_PARAMS = 64
-_DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")  # Binance's legal range for decimals
-_INTEGER = re.compile(r"^-?[0-9]{1,19}$")
+# Binance's legal ranges, in ASCII digits: `str.isdigit()` takes "²" (which `int()` then
+# refuses), `int()` and `Decimal()` take "١٢" and "12\n", and `$` matches before a trailing
+# newline, so a value must match whole (`fullmatch`).
+_DECIMAL = re.compile(r"([0-9]{1,20})(\.[0-9]{1,20})?")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 RespType = Literal["ACK", "RESULT"]
 
 
@@ -45,7 +48,7 @@ class Params:
         value = self.text(name, required=required)
         if value is None:
             return None
-        if not _DECIMAL.match(value):
+        if not _DECIMAL.fullmatch(value):
             raise _illegal(name, r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
         return Decimal(value)
 
@@ -55,7 +58,7 @@ class Params:
         value = self.text(name, required=required)
         if value is None:
             return None
-        if not _INTEGER.match(value) or not -(2**63) <= int(value) < 2**63:
+        if not _INTEGER.fullmatch(value) or not -(2**63) <= int(value) < 2**63:
             raise _illegal(name, "^-?[0-9]{1,19}$")
         number = int(value)
         if (low is not None and number < low) or (high is not None and number > high):
