@@ -311,8 +311,6 @@ class _Run:
         rtts = list(self._rtt.values()) if coordinated else []
         lead = BasketRunner.fire_lead_ns(int(settings.fire_lead_ms * MS), 0, rtts)
         self.fire_ns = loop.now + lead
-        overrun = max(settings.min_overrun_s, params.horizon_s)
-        self.deadline_ns = self.fire_ns + int((params.horizon_s + params.grace_s + overrun) * NS)
 
     def ray_ns(self) -> int:
         return self.settings.ray_call.sample_ns(self._rng)
@@ -546,7 +544,7 @@ def run_once(
     run.start()
     if cancel_at_ns is not None:
         loop.at(cancel_at_ns, run.runner.cancel, "cancelled by the user")
-    loop.run(lambda: run.finished, run.deadline_ns + END_LIMIT_NS)
+    loop.run(lambda: run.finished, run.runner.deadline_ns + END_LIMIT_NS)
     events = sum(v.exchange.updates_applied for v in venues.values())
     report = run.report()
     return RunResult(

@@ -439,7 +439,7 @@ class LegRunner:
     ) -> None:
         """Record `order` as sent (before the request leaves), send it, then tell the basket."""
         ledger = self.ledger
-        first = purpose == "slice" and not any(c.purpose == "slice" for c in ledger.orders.values())
+        first = purpose == "slice" and ledger.first is None
         ledger.sent(order, n, self.port.now_ns(), purpose, mid=self.mark())
         self.port.venue.place(order, lambda answer: then(order, first, answer))
         # After the request: the launch order leaves before the snapshot about it.

@@ -705,8 +705,6 @@ class BasketActor:
             on_end=self._ended.set,
         )
         self._clock.run(lambda: self._r.fire(fire_at))
-        if self._cancel is not None:  # a cancel that came in while the legs were armed
-            self._clock.run(lambda: self._r.cancel(self._cancel or ""))
 
     @property
     def _r(self) -> BasketRunner:

@@ -261,10 +261,6 @@ class LegActor:
         median = delivery[len(delivery) // 2] if delivery else None
         runner.fire(fire_at_ns, self._typical_rtt_ns(), median)
 
-    def _publish(self) -> None:
-        if self._runner is not None:
-            self._runner.publish()
-
     def progress(self) -> LegProgress:
         return self._r.progress()
 
