@@ -38,7 +38,7 @@ from venues.sim.calibration import (
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
 from venues.sim.market import MarketSource
-from venues.sim.profile import PRESETS, Latency, VenueProfile
+from venues.sim.profile import PRESETS, ClientIdReuse, Latency, VenueProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("api_key", "secret")
@@ -667,8 +667,10 @@ def _profile_error(e: ValueError, spec: str | Mapping[str, Any]) -> str:
         message = f"expected a latency table {{ median_ms = ..., p99_ms = ... }}, got {got}"
     elif message.startswith(("Expected", "Invalid")):
         message = message[0].lower() + message[1:]
-    if "nvalid enum value" in message:
-        message += " (ack is one of RECEIPT, ACCEPTED, RESULT)"
+    choices = _PROFILE_CHOICES.get(str(parts[-1])) if parts else None
+    if choices and ("nvalid enum value" in message or message.startswith("expected")):
+        message += "; accepted: " + ", ".join(f'"{c}"' for c in choices[:-1])
+        message += f' or "{choices[-1]}"'
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
     return f"{path}: {message}"
 
@@ -682,6 +684,13 @@ _LATENCY_FIELDS = frozenset(
         for t in (f.type.types if isinstance(f.type, mi.UnionType) else (f.type,))
     )
 )
+
+
+# What the profile's fields that take one of a few names accept.
+_PROFILE_CHOICES: dict[str, tuple[str, ...]] = {
+    "ack": ("RECEIPT", "ACCEPTED", "RESULT"),  # UNKNOWN is an answer's kind, not a venue's
+    "client_id_reuse": tuple(ClientIdReuse),
+}
 
 
 # --- building --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from venues.model import (
 )
 from venues.sim.book import MARKET, Match, OrderBook, RestingOrder
 from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
+from venues.sim.profile import ClientIdReuse
 
 MARGIN_ASSET = "USDT"
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's rule
@@ -349,16 +350,24 @@ class SimExchange:
 
     # --- orders --------------------------------------------------------------------
     def place(
-        self, account_id: str, order: NewOrder, now_ns: int, receive_ns: int | None = None
+        self,
+        account_id: str,
+        order: NewOrder,
+        now_ns: int,
+        receive_ns: int | None = None,
+        *,
+        client_id_reuse: ClientIdReuse = ClientIdReuse.NEVER,
     ) -> ExecutionReport:
         """Validate, risk-check and match one new order; returns its state afterwards.
 
         A refused order raises `OrderRejected` and leaves the account and books untouched.
-        `receive_ns` is when the request reached the venue (defaults to `now_ns`).
+        `receive_ns` is when the request reached the venue (defaults to `now_ns`);
+        `client_id_reuse` whether a client order id used before may name this order (a
+        reused id names the new order from then on).
         """
         self.advance(now_ns)
         acct = self._account(account_id)
-        inst = self._check(acct, order)
+        inst = self._check(acct, order, client_id_reuse)
         o = _Order(
             self._next_order_id,
             account_id,
@@ -441,14 +450,25 @@ class SimExchange:
     def cancel(
         self, account_id: str, symbol: str, client_order_id: str, now_ns: int
     ) -> ExecutionReport:
-        """Cancel an open order; raises `UnknownOrder` if there is none open by that id."""
+        """Cancel the order by that client order id (the newest that has it); raises
+        `UnknownOrder` if there is none, or it is no longer open."""
         self.advance(now_ns)
-        o = self._lookup(account_id, symbol, client_order_id)
+        return self._cancel(self._lookup(account_id, symbol, client_order_id), now_ns)
+
+    def cancel_by_id(
+        self, account_id: str, symbol: str, order_id: int, now_ns: int
+    ) -> ExecutionReport:
+        """Cancel the order by that exchange order id, as `cancel` does."""
+        self.advance(now_ns)
+        return self._cancel(self._lookup_by_id(account_id, symbol, order_id), now_ns)
+
+    def _cancel(self, o: _Order, now_ns: int) -> ExecutionReport:
         if o.status.is_terminal:
             raise UnknownOrder(
-                f"order {client_order_id!r} is already {o.status.value}; nothing to cancel",
+                f"order {o.req.client_order_id!r} is already {o.status.value}; nothing to cancel",
                 venue=self.venue,
             )
+        symbol = o.req.symbol
         top = self._top(symbol)
         self.books[symbol].cancel(o.order_id)
         self._finish(o, OrderStatus.CANCELED, now_ns, None, None)
@@ -458,22 +478,16 @@ class SimExchange:
     def cancel_all(self, account_id: str, symbol: str, now_ns: int) -> list[ExecutionReport]:
         self.advance(now_ns)
         self._instrument(symbol)
-        return [
-            self.cancel(account_id, symbol, r.client_order_id, now_ns)
-            for r in self.open_orders(account_id, symbol)
-        ]
+        self._account(account_id)
+        return [self._cancel(o, now_ns) for o in self._open(account_id) if o.req.symbol == symbol]
 
     def query(self, account_id: str, symbol: str, client_order_id: str) -> ExecutionReport:
-        """The order's current state; raises `UnknownOrder` if the venue never saw it."""
+        """The state of the order by that client order id (the newest that has it); raises
+        `UnknownOrder` if the venue never saw it."""
         return self._report(self._lookup(account_id, symbol, client_order_id))
 
     def query_by_id(self, account_id: str, symbol: str, order_id: int) -> ExecutionReport:
-        o = self._orders.get(order_id)
-        if o is None or o.account != account_id or o.req.symbol != symbol:
-            raise UnknownOrder(
-                f"no order {order_id} on {symbol} for this account", venue=self.venue
-            )
-        return self._report(o)
+        return self._report(self._lookup_by_id(account_id, symbol, order_id))
 
     def open_orders(self, account_id: str, symbol: str | None = None) -> list[ExecutionReport]:
         self._account(account_id)
@@ -492,7 +506,7 @@ class SimExchange:
         ]
 
     # --- validation and risk -------------------------------------------------------
-    def _check(self, acct: _Account, order: NewOrder) -> Instrument:
+    def _check(self, acct: _Account, order: NewOrder, client_id_reuse: ClientIdReuse) -> Instrument:
         def reject(reason: RejectReason, message: str) -> OrderRejected:
             return OrderRejected(
                 message, reason=reason, venue=self.venue, client_order_id=order.client_order_id
@@ -511,7 +525,10 @@ class SimExchange:
                 f"client order id {order.client_order_id!r} must be 1-36 characters "
                 "from [A-Za-z0-9._:/-]",
             )
-        if (acct.account_id, order.client_order_id) in self._by_client:
+        prior = self._by_client.get((acct.account_id, order.client_order_id))
+        if prior is not None and not (
+            client_id_reuse is ClientIdReuse.AFTER_CLOSE and self._orders[prior].status.is_terminal
+        ):
             raise reject(
                 RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                 f"client order id {order.client_order_id!r} was already used",
@@ -897,3 +914,11 @@ class SimExchange:
                 f"no order {client_order_id!r} on {symbol} for this account", venue=self.venue
             )
         return self._orders[oid]
+
+    def _lookup_by_id(self, account_id: str, symbol: str, order_id: int) -> _Order:
+        o = self._orders.get(order_id)
+        if o is None or o.account != account_id or o.req.symbol != symbol:
+            raise UnknownOrder(
+                f"no order {order_id} on {symbol} for this account", venue=self.venue
+            )
+        return o

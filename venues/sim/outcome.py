@@ -83,8 +83,9 @@ def apply(
     received_ns: int,
     now_ns: int,
 ) -> ExecutionReport | OrderRejected:
-    """Place an admitted order on the exchange at `now_ns`: its state afterwards, or its
-    reject (the profile's injected reject is drawn first, and leaves the exchange untouched)."""
+    """Place an admitted order on the exchange at `now_ns`, under the profile's rule for a
+    reused client order id: its state afterwards, or its reject (the profile's injected
+    reject is drawn first, and leaves the exchange untouched)."""
     if conditions.inject_reject():
         return OrderRejected(
             f"order {order.client_order_id} rejected by {exchange.venue} (injected reject)",
@@ -93,7 +94,13 @@ def apply(
             client_order_id=order.client_order_id,
         )
     try:
-        return exchange.place(account_id, order, now_ns, receive_ns=received_ns)
+        return exchange.place(
+            account_id,
+            order,
+            now_ns,
+            receive_ns=received_ns,
+            client_id_reuse=conditions.profile.client_id_reuse,
+        )
     except OrderRejected as e:
         return e
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from enum import StrEnum
 
 import msgspec
 
@@ -42,6 +43,15 @@ class Outage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     mode: str = "503"  # "503": answers HTTP 503; "refuse": connections are refused
 
 
+class ClientIdReuse(StrEnum):
+    """When a venue takes a client order id it has seen on the account as a new order's."""
+
+    NEVER = "never"  # never again: the simulator's default
+    # Once the order that has it is terminal (FILLED, CANCELED, EXPIRED, REJECTED): Binance
+    # USD-M's rule. The id then names the newest order that has it.
+    AFTER_CLOSE = "after_close"
+
+
 class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How a venue behaves on the wire. Presets: `colo`, `same_region`, `cross_region`.
 
@@ -56,6 +66,9 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     applies (`unknown_rate`, `unknown_applied`) is applied only this long after it was
     received (one draw per such order), as a venue that timed out (Binance -1007) may still
     do: until then a query finds no such order (-2013). None: it is applied when processed.
+
+    `client_id_reuse`: whether a client order id used before on the account may name a new
+    order (`ClientIdReuse`); a refused one is a duplicate (-4116).
     """
 
     ack: AckKind = AckKind.ACCEPTED
@@ -70,6 +83,7 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     outages: tuple[Outage, ...] = ()
     orders_per_minute: int = 1200  # Binance USD-M default order rate limit
     clock_offset_ms: float = 0.0  # the venue's clock minus true time, to test clock sync
+    client_id_reuse: ClientIdReuse = ClientIdReuse.NEVER
 
     def __post_init__(self) -> None:
         for name in ("reject_rate", "unknown_rate", "unknown_applied"):

@@ -194,7 +194,8 @@ async def cancel_order(request: web.Request) -> web.Response:
 
     def cancel(now: int) -> ExecutionReport:
         r = find(now)
-        return gw.exchange.cancel(cred.account_id, inst.symbol, r.client_order_id, now)
+        # By its exchange id: a reused client order id may name a newer order.
+        return gw.exchange.cancel_by_id(cred.account_id, inst.symbol, r.order_id, now)
 
     try:
         report = await gw.call(cancel)
