@@ -25,10 +25,10 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from actors.journal.dsn import redact_dsn, scrub, secrets_of
 from actors.journal.orders import JournaledOrder, fold_orders
 from actors.journal.records import ORDER_KINDS, Entry, Record, decode
 from actors.journal.store import (
@@ -78,6 +78,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX records_stream ON {s}.records (stream, seq)",
         "CREATE INDEX records_kind ON {s}.records (kind, seq)",
     ],
+    # 2: `BasketReported` and `BasketResolved`; a run's records of one kind (its report,
+    # its spec) are read without a scan of its stream.
+    ["CREATE INDEX records_stream_kind ON {s}.records (stream, kind, seq)"],
 ]
 
 _RUN_COLUMNS = "run_id, basket_id, number, state, created_ns, updated_ns"
@@ -105,7 +108,7 @@ class PostgresJournal:
                 "(a-z, 0-9, _; at most 63 characters, not starting with a digit)"
             )
         self._dsn = dsn
-        self._secrets = _secrets(dsn)
+        self._secrets = secrets_of(dsn)
         self.where = f"{redact_dsn(dsn)} (schema {schema})"
         self.schema = schema
         self.max_connections = max_connections
@@ -309,54 +312,6 @@ class _Acquired:
         await self._acquire.__aexit__(kind, error, tb)
         if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
             raise JournalError(self._scrub(f"{self._what}: {type(error).__name__}: {error}"))
-
-
-def redact_dsn(dsn: str) -> str:
-    """`dsn` with its password (in the URL, its query or a `password=` pair, and wherever
-    else the same text appears in it) as `***`."""
-    if "://" not in dsn:  # key=value form: host=… password=…
-        shown = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)
-    else:
-        try:
-            parts = urlsplit(dsn)
-            netloc = parts.netloc
-            if parts.password is not None:
-                user, _, host = netloc.rpartition("@")
-                netloc = f"{user.partition(':')[0]}:***@{host}"
-            query = re.sub(r"(password=)[^&]*", r"\1***", parts.query, flags=re.I)
-            shown = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-        except ValueError:
-            return "<a DSN that cannot be parsed>"
-    return scrub(shown, _secrets(dsn))
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every one of `secrets` in it replaced by `***`."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _secrets(dsn: str) -> list[str]:
-    """Every spelling of the DSN's password that could show up in a message, longest first."""
-    found: set[str] = set()
-    if "://" in dsn:
-        try:
-            parts = urlsplit(dsn)
-            if parts.password:
-                found.update({parts.password, unquote(parts.password)})
-            for key, value in parse_qsl(parts.query):
-                if key.lower() == "password" and value:
-                    found.update({value, unquote(value)})
-            raw = parts.netloc.rpartition("@")[0].partition(":")[2]
-            if raw:
-                found.add(raw)
-        except ValueError:
-            pass
-    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|[^&\s]+)", dsn, flags=re.I):
-        value = match.group(1)
-        found.update({value, value.strip("'"), unquote(value)})
-    return sorted((s for s in found if s), key=len, reverse=True)
 
 
 def _run_info(row: Any) -> RunInfo:

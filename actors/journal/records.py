@@ -67,6 +67,10 @@ class BasketSubmitted(_Record, kw_only=True):
     venues_digest: str  # sha256 of the venues configuration the run was checked against
     ts_ns: int
     submitted_by: str = ""  # who or what submitted it (a driver, `legato run`, a recovery)
+    # The run's client order ids start with this (`<basket_id>.<tag>`, DESIGN §7): unique
+    # within the journal, and with its random tag across journals and engines.
+    order_prefix: str = ""
+    options: str = ""  # the `BasketOptions` it ran with (JSON), for a take-over
 
 
 class BasketStateChanged(_Record, kw_only=True):
@@ -75,6 +79,25 @@ class BasketStateChanged(_Record, kw_only=True):
     run_id: str
     state: BasketState
     reason: str = ""
+    ts_ns: int
+
+
+class BasketReported(_Record, kw_only=True):
+    """The run's report, as its basket actor made it when the run ended (JSON, the shape
+    `legato run --json` prints): what `legato show` and `legato attach` give back."""
+
+    run_id: str
+    report: str
+    ts_ns: int
+
+
+class BasketResolved(_Record, kw_only=True):
+    """The basket as checked against the venues (`ResolvedBasket`, JSON): the quantities,
+    instruments and parameters its legs were armed with, for a recovery to rebuild them
+    exactly (a spec in USD resolves to other quantities at another price)."""
+
+    run_id: str
+    resolved: str
     ts_ns: int
 
 
@@ -255,6 +278,8 @@ class CollateralReleased(_Record, kw_only=True):
 Record = (
     BasketSubmitted
     | BasketStateChanged
+    | BasketResolved
+    | BasketReported
     | ChildOrderSent
     | OrderAcked
     | OrderReported

@@ -67,6 +67,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX records_stream ON records (stream, seq)",
         "CREATE INDEX records_kind ON records (kind, seq)",
     ],
+    # 2: `BasketReported` and `BasketResolved`; a run's records of one kind (its report,
+    # its spec) are read without a scan of its stream.
+    ["CREATE INDEX records_stream_kind ON records (stream, kind, seq)"],
 ]
 
 _RUN_COLUMNS = "run_id, basket_id, number, state, created_ns, updated_ns"

@@ -31,7 +31,7 @@ from actors.lifecycle import BasketState
 
 RunId = NewType("RunId", str)
 RUN_SEPARATOR = "#"
-SCHEMA_VERSION = 1  # the version this code writes; both backends define this many migrations
+SCHEMA_VERSION = 2  # the version this code writes; both backends define this many migrations
 
 Migrations = Sequence[Sequence[str]]
 
