@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import msgspec
 
@@ -80,6 +81,8 @@ class BasketLifecycle:
         self.state = BasketState.PENDING
         self.entered_ns = now_ns
         self.history: list[StateChanged] = []
+        # Told of every move (the basket actor journals them), after it is made.
+        self.on_change: Callable[[StateChanged], None] | None = None
 
     def can(self, target: BasketState) -> bool:
         return target in TRANSITIONS[self.state]
@@ -95,6 +98,25 @@ class BasketLifecycle:
         moves.append(self.to(target, now_ns, reason))
         return moves
 
+    def take_over(self, history: list[StateChanged], now_ns: int, reason: str) -> StateChanged:
+        """A basket carried on by a fresh actor after its own was lost (DESIGN §9): the
+        history the journal kept, then RUNNING again whatever state it was lost in (the
+        way to its end is the policy's, from the top: stop, unwind, reconcile)."""
+        self.history = list(history)
+        event = StateChanged(
+            basket_id=self.basket_id,
+            previous=history[-1].state if history else self.state,
+            state=BasketState.RUNNING,
+            reason=reason,
+            ts_ns=now_ns,
+        )
+        self.state = BasketState.RUNNING
+        self.entered_ns = now_ns
+        self.history.append(event)
+        if self.on_change is not None:
+            self.on_change(event)
+        return event
+
     def to(self, target: BasketState, now_ns: int, reason: str) -> StateChanged:
         """Move to `target`; raises `IllegalTransition` naming both states if not allowed."""
         if target not in TRANSITIONS[self.state]:
@@ -105,6 +127,8 @@ class BasketLifecycle:
         self.state = target
         self.entered_ns = now_ns
         self.history.append(event)
+        if self.on_change is not None:
+            self.on_change(event)
         return event
 
 

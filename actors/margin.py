@@ -340,6 +340,14 @@ class MarginBook:
         self._holds.pop(basket_id, None)
         return self._results.pop(basket_id, None)
 
+    def restore(self, reserved: Reserved) -> None:
+        """Hold again what a journaled reservation held (the collateral actor restarted):
+        as granted then, checked against the venues' figures by the next reservation."""
+        wanted: dict[Pool, Decimal] = {(v, USD): amount for v, amount in reserved.needs.items()}
+        for venue, assets in reserved.holdings.items():
+            wanted.update({(venue, asset): amount for asset, amount in assets.items()})
+        self._hold(reserved.basket_id, wanted, reserved.reserved_ns)
+
     # --- views -------------------------------------------------------------------------
     def reservation(self, basket_id: str) -> Reserved | None:
         return self._results.get(basket_id)

@@ -71,6 +71,12 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     # not know within this window may yet appear; past it, it never will (Binance: the
     # request's 5 s receive window, and a second for the clocks).
     order_window_ns: int = 6_000_000_000
+    # The run's client order id prefix (`actors.spec.order_prefix`); "" : the basket id.
+    order_prefix: str = ""
+    # The run's identity in the journal ("" : not journaled, as in the backtest), and where
+    # the journal lives (`actors.journal.journal_store`).
+    run_id: str = ""
+    journal: str = ""
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +154,11 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
     leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)  # the config's [risk]
+    # The journal (DESIGN §9): where it lives ("" : none), and this run's identity in it and
+    # the prefix of its client order ids (the engine's supervisor gives both per submission).
+    journal: str = ""
+    run_id: str = ""
+    order_prefix: str = ""
 
 
 class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -99,9 +99,11 @@ def _run_basket(
         raise UserError(str(e)) from None
     with engine:
         try:
-            handle = engine.submit(spec)
+            handle = engine.submit(spec, submitted_by="legato run")
         except (SpecError, EngineError) as e:
             raise UserError(str(e)) from None
+        if handle.run_id:
+            print(f"legato: run {handle.run_id} (journal: {engine.journal_shown})", flush=True)
         try:
             _show_progress(handle, progress, every_s, present)
         except KeyboardInterrupt:
@@ -274,6 +276,85 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach(args: argparse.Namespace) -> int:
+    """Follow a basket run by another driver (one that died too) to its end."""
+    import ray
+
+    from actors.lifecycle import BasketState
+    from actors.shells.remote import REGISTRY_NAME, basket_actor_name
+    from cluster import present
+
+    _connect(args.address)
+    try:
+        supervisor = ray.get_actor(REGISTRY_NAME, namespace=args.namespace)
+    except ValueError:
+        raise UserError(f"no engine ever ran in namespace {args.namespace!r}") from None
+    try:
+        run_id = ray.get(supervisor.resolve.remote(args.run), timeout=30)
+    except Exception as e:
+        raise UserError(_remote_cause(e)) from None
+    print(f"legato: following run {run_id}", flush=True)
+    follow = supervisor.follow.remote(run_id)
+    basket_id = run_id.partition("#")[0]
+    every_s = 0.5 if sys.stdout.isatty() else args.every
+    last = 0.0
+    while not ray.wait([follow], timeout=every_s)[0]:
+        if args.no_progress:
+            continue
+        try:
+            actor = ray.get_actor(basket_actor_name(basket_id), namespace=args.namespace)
+            status = ray.get(actor.status.remote(), timeout=10)
+        except Exception:  # between actors (a take-over), or ending: the report comes next
+            continue
+        if time.monotonic() - last >= every_s:
+            print(present.status_line(status), flush=True)
+            last = time.monotonic()
+    try:
+        report = ray.get(follow)
+    except Exception as e:
+        raise UserError(f"run {run_id}: {_remote_cause(e)}") from None
+    _show_report(report, args.png, args.html, json_path=args.json)
+    return 0 if report.status is BasketState.COMPLETED else 1
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Start the engine (which carries on every unfinished run of its journal) and wait
+    until those runs end."""
+    import ray
+
+    from actors.lifecycle import BasketState
+    from cluster.engine import Engine, EngineError
+
+    try:
+        engine = Engine.start(args.venues, address=args.address)
+    except EngineError as e:
+        raise UserError(str(e)) from None
+    with engine:
+        runs = engine.recovered
+        if not runs:
+            print(f"legato: no unfinished run in the journal at {engine.journal_shown}")
+            return 0
+        print(f"legato: carrying on {len(runs)} unfinished run(s): {', '.join(runs)}", flush=True)
+        failed = 0
+        for run_id in runs:
+            try:
+                report = ray.get(engine.registry.follow.remote(run_id))
+            except Exception as e:
+                print(f"{run_id}: could not be carried on: {_remote_cause(e)}")
+                failed += 1
+                continue
+            print(f"{run_id}: {report.status.value}: {report.reason}", flush=True)
+            failed += report.status is not BasketState.COMPLETED
+    return 0 if failed == 0 else 1
+
+
+def _remote_cause(e: BaseException) -> str:
+    """The message of what a remote call raised, without Ray's wrapping and traceback."""
+    cause = getattr(e, "cause", None)
+    text = str(cause if isinstance(cause, BaseException) else e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     import ray
 
@@ -325,6 +406,8 @@ def _report_outputs(cmd: argparse.ArgumentParser, json: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cluster.journal_cli import add_journal_commands
+
     parser = argparse.ArgumentParser(
         prog="legato",
         description="Coordinated basket and multi-leg order execution for crypto, on Ray.",
@@ -429,6 +512,45 @@ def build_parser() -> argparse.ArgumentParser:
             "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
         )
         cmd.set_defaults(func=func)
+
+    attach = sub.add_parser(
+        "attach",
+        help="follow a running basket (submitted by any driver) and print its report",
+        description="Follow RUN (a run id such as synth-eth-quick#3, or a basket id: its "
+        "latest run) on a cluster until it ends, then print its report. A run whose basket "
+        "actor was lost is carried on from the journal first. Exit status 0 only if it "
+        "completed.",
+    )
+    attach.add_argument("run", metavar="RUN", help="a run id, or a basket id (its latest run)")
+    attach.add_argument("--address", metavar="ADDR", help="the Ray cluster (default: $RAY_ADDRESS)")
+    attach.add_argument(
+        "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
+    )
+    attach.add_argument("--no-progress", action="store_true", help="no progress lines")
+    attach.add_argument(
+        "--every", type=_positive(float), default=5.0, help="seconds between progress lines"
+    )
+    _report_outputs(attach)
+    attach.set_defaults(func=cmd_attach)
+
+    recover = sub.add_parser(
+        "recover",
+        help="carry on every basket the journal shows unfinished, and wait for them",
+        description="Start the engine of VENUES.toml (a local Ray, or --address): its "
+        "supervisor takes every run of the journal that did not finish (a machine that "
+        "restarted, a cluster that was lost), checks it against its venues and carries it "
+        "on under its policy. Exits when those runs end: 0 if every one completed.",
+    )
+    recover.add_argument(
+        "--venues",
+        metavar="VENUES.toml",
+        default=str(DEMO_VENUES),
+        help="the venues configuration (default examples/venues.toml)",
+    )
+    recover.add_argument("--address", metavar="ADDR", help="a Ray cluster (default: a local Ray)")
+    recover.set_defaults(func=cmd_recover)
+
+    add_journal_commands(sub)
 
     venues = sub.add_parser(
         "venues", help="simulated venues", description="Run and inspect simulated venues."

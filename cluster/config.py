@@ -9,6 +9,7 @@ mistake and is named as one. docs/deploy.md documents the settings.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # The warm pool (docs/deploy.md): actors kept ready for the next baskets. 0: cold.
     warm_legs_per_venue: int = 0  # connected leg actors per venue
     warm_baskets: int = 0  # idle basket actors
+    # The journal (DESIGN §9; docs/deploy.md "Durability and recovery"): a directory (the
+    # embedded SQLite journal) or a PostgreSQL DSN. "": $LEGATO_JOURNAL, else
+    # $XDG_DATA_HOME/legato/journal (~/.local/share/legato/journal).
+    journal: str = ""
 
     def basket_options(self) -> BasketOptions:
         return BasketOptions(
@@ -98,9 +103,28 @@ def check_pool(settings: EngineSettings, where: str) -> None:
             )
 
 
+def journal_location(configured: str = "") -> str:
+    """Where the journal lives: `configured` (`[engine] journal`), else `$LEGATO_JOURNAL`,
+    else `$XDG_DATA_HOME/legato/journal`, else `~/.local/share/legato/journal`. A
+    directory is made absolute: actors on this machine open the same one whatever their
+    working directory. (`$LEGATO_DATA_DIR` is the recorded market data, not this.)"""
+    location = configured or os.environ.get("LEGATO_JOURNAL")
+    if not location:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        location = str(Path(base) / "legato" / "journal")
+    if location.startswith(("postgres://", "postgresql://")):
+        return location
+    return str(Path(location).expanduser().absolute())
+
+
 def check_engine(settings: EngineSettings, where: str) -> None:
     """Every `[engine]` value within its bounds (`ENGINE_BOUNDS`, `NAMESPACE`); `ConfigError`
     names the field (after `where`), the value and the range accepted, with its unit."""
+    if "\x00" in settings.journal or len(settings.journal) > 4096:
+        raise ConfigError(
+            f"{where}journal: not accepted; accepted: a data directory or a "
+            "postgresql:// DSN, at most 4,096 characters, without NUL"
+        )
     namespace = settings.namespace
     if not NAMESPACE.fullmatch(namespace) or namespace.startswith("_ray"):
         raise ConfigError(

@@ -18,6 +18,8 @@ embedded default), everything runs wherever Ray puts it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 import socket
 import time
@@ -30,6 +32,7 @@ import msgspec
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from actors.journal.dsn import shown as _shown
 from actors.lifecycle import BasketState
 from actors.protocol import BasketOptions, BasketStatus, HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
@@ -43,23 +46,27 @@ from actors.shells.remote import (
     REGISTRY_NAME,
     actor_options,
     basket_actor_name,
+    basket_actor_options,
     remote,
     singleton_options,
     venue_actor_name,
 )
 from actors.shells.venue import VenueActor
 from actors.spec import (
+    ID_ROOM,
     BasketSpec,
     HedgeSpec,
     RebalanceSpec,
     ResolvedBasket,
     SpecError,
+    dump_basket,
     load_basket,
 )
-from cluster.config import ClusterConfig, check_pool, load_cluster
+from cluster.config import ClusterConfig, check_pool, journal_location, load_cluster
 from cluster.pool import BASKET, WarmPool
 from venues.config import VenuesConfig
 
+log = logging.getLogger(__name__)
 Placement = Literal["auto", "labels", "anywhere"]
 _START_TIMEOUT_S = 60.0
 
@@ -128,9 +135,13 @@ class BasketHandle:
         warm_basket: bool = False,
         warm_legs: dict[str, Any] | None = None,
         on_end: Callable[[], None] | None = None,
+        run_id: str = "",
+        registry: Any = None,
     ) -> None:
         self.basket = basket
         self.basket_id = basket.basket_id
+        self.run_id = run_id  # the run's identity in the journal ("<basket_id>#<n>")
+        self._registry = registry
         self.actor = actor
         self.warm_basket = warm_basket  # its basket actor came from the warm pool
         self.warm_legs = dict(warm_legs or {})  # leg id → the pool's leg actor it runs on
@@ -139,7 +150,21 @@ class BasketHandle:
         self._report: BasketReport | None = None
 
     def status(self) -> BasketStatus:
-        return ray.get(self.actor.status.remote())
+        try:
+            return ray.get(self.actor.status.remote())
+        except RayActorError:
+            # Taken over by a fresh actor (the supervisor's), under the same name; or ended.
+            try:
+                actor = ray.get_actor(basket_actor_name(self.basket_id), namespace=self._ns())
+            except ValueError:
+                raise RayActorError() from None  # ended, and its actor gone
+            if actor._actor_id == self.actor._actor_id:
+                raise
+            self.actor = actor
+            return ray.get(actor.status.remote())
+
+    def _ns(self) -> str:
+        return ray.get_runtime_context().namespace
 
     def progress(
         self, every_s: float = 0.5, timeout: float | None = None
@@ -172,10 +197,18 @@ class BasketHandle:
         """The basket's report once it has ended; `TimeoutError` if not within `timeout` s."""
         if self._report is None:
             try:
-                self._report = ray.get(self._run, timeout=timeout)
+                try:
+                    self._report = ray.get(self._run, timeout=timeout)
+                except RayActorError:
+                    if self._registry is None or not self.run_id:
+                        raise
+                    # The supervisor restarted (and carries the run on): ask it again.
+                    follow = self._registry.follow.remote(self.run_id)
+                    self._report = ray.get(follow, timeout=timeout)
             except GetTimeoutError:
                 raise TimeoutError(
-                    f"basket {self.basket_id} still running after {timeout} s"
+                    f"basket {self.basket_id} still running after {timeout} s; it runs on "
+                    f"(`legato attach {self.run_id or self.basket_id}` follows it)"
                 ) from None
             # The basket is over: its actor (and its name, its memory) goes, and so do the
             # pool's legs it ran on (the basket ended them; this is in case it died first).
@@ -207,6 +240,8 @@ class Engine:
         default_hedge: HedgeSpec | None = None,
         warm_legs_per_venue: int = 0,
         warm_baskets: int = 0,
+        journal: str = "",
+        recovered: list[str] | None = None,
     ) -> None:
         self.config = config
         self.namespace = namespace
@@ -221,6 +256,10 @@ class Engine:
         self.default_hedge = default_hedge
         self.handles: dict[str, BasketHandle] = {}
         self.registry = registry
+        self.journal = journal
+        # Runs the journal showed unfinished when this engine started, carried on by the
+        # supervisor (adopted, or taken over from the journal).
+        self.recovered = list(recovered or [])
         self.pool: WarmPool | None = None
         if warm_legs_per_venue or warm_baskets:
             self.pool = WarmPool(
@@ -232,6 +271,8 @@ class Engine:
                 make_basket=self._idle_basket_actor,
             )
         self._closed = False
+        digest = hashlib.sha256(msgspec.json.encode(config)).hexdigest()
+        self._venues_digest = digest  # which venues configuration each run was checked against
 
     # -- start -------------------------------------------------------------------------------
     @classmethod
@@ -246,6 +287,7 @@ class Engine:
         basket_options: BasketOptions | None = None,
         warm_legs_per_venue: int | None = None,
         warm_baskets: int | None = None,
+        journal: str | None = None,
     ) -> Engine:
         """Connect to Ray (`address`: "auto", "ray://…"; None: the running instance, or a new
         local one), start the venues of `venues`, ensure the singletons exist, and start
@@ -253,7 +295,11 @@ class Engine:
 
         `venues` is a configuration file (its `[venues.*]` and `[engine]` tables), or the
         parsed configuration; `namespace`, `placement`, `basket_options`,
-        `warm_legs_per_venue` and `warm_baskets` override what its `[engine]` table says.
+        `warm_legs_per_venue`, `warm_baskets` and `journal` override what its `[engine]`
+        table says.
+
+        The journal (`journal_location`) is opened by the supervisor, which then carries on
+        every run of this namespace the journal shows unfinished (`recovered`).
         """
         if isinstance(venues, str | Path):
             venues = load_cluster(venues)
@@ -272,6 +318,7 @@ class Engine:
         basket_options = basket_options or msgspec.structs.replace(
             settings.basket_options(), risk=risk
         )
+        journal = journal_location(journal if journal is not None else settings.journal)
         started = False
         if not ray.is_initialized():
             # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
@@ -294,13 +341,20 @@ class Engine:
         origin = time.time_ns()
         handles: dict[str, Any] = {}
         owned: list[Any] = []
+        busy = _runs_at_work(namespace)
         for name, cfg in config.venues.items():
-            actor_name = venue_actor_name(name)
-            opts = actor_options(namespace, labels.get(name), name=actor_name)
             try:
-                handles[name] = ray.get_actor(actor_name, namespace=namespace)
-            except ValueError:
-                handles[name] = _Venue.options(**opts).remote(name, cfg, origin, risk)
+                handles[name] = _running_venue(namespace, name, cfg, busy)
+            except EngineError:
+                cls._kill(owned)
+                raise
+            if handles[name] is None:
+                # Detached: a basket outlives the driver that submitted it, and trades on
+                # its venues; `shutdown` stops them when no basket needs them any more.
+                opts = actor_options(namespace, labels.get(name), name=venue_actor_name(name))
+                handles[name] = _Venue.options(**opts, lifetime="detached").remote(
+                    name, cfg, origin, risk
+                )
                 owned.append(handles[name])
         refs = {name: h.start.remote() for name, h in handles.items()}
         endpoints: dict[str, VenueEndpoint] = {}
@@ -316,16 +370,32 @@ class Engine:
         except RayTaskError as e:
             cls._kill(owned)
             raise EngineError(f"venue {name} failed to start: {_cause(e)}") from None
-        collateral = _Collateral.options(**singleton_options(namespace, COLLATERAL_NAME)).remote()
-        hedger = _Hedge.options(**singleton_options(namespace, HEDGE_NAME)).remote()
-        registry = _Registry.options(**singleton_options(namespace, REGISTRY_NAME)).remote()
+        collateral = _Collateral.options(**singleton_options(namespace, COLLATERAL_NAME)).remote(
+            journal
+        )
+        hedger = _Hedge.options(**singleton_options(namespace, HEDGE_NAME)).remote(journal)
+        registry = _Registry.options(**singleton_options(namespace, REGISTRY_NAME)).remote(
+            journal, namespace
+        )
         try:  # every submission asks it first: have it up before the first one
-            ray.get(registry.__ray_ready__.remote(), timeout=_START_TIMEOUT_S)
-        except GetTimeoutError:
+            running_journal = ray.get(registry.journal_location.remote(), timeout=_START_TIMEOUT_S)
+            if running_journal != journal:
+                cls._kill(owned)
+                raise EngineError(
+                    f"namespace {namespace!r} already runs with the journal at "
+                    f"{_shown(running_journal)}, not {_shown(journal)}: one namespace keeps "
+                    "one journal; use that one, or another namespace"
+                )
+            registry.configure.remote(handles, endpoints, collateral, hedger)
+            recovered = ray.get(registry.recover.remote(), timeout=_START_TIMEOUT_S)
+        except (GetTimeoutError, RayActorError):
             cls._kill(owned)
             raise EngineError(
-                f"the basket registry ({REGISTRY_NAME}) did not start within {_START_TIMEOUT_S:g} s"
+                f"the supervisor ({REGISTRY_NAME}) did not start within {_START_TIMEOUT_S:g} s"
             ) from None
+        except RayTaskError as e:
+            cls._kill(owned)
+            raise EngineError(f"the journal at {_shown(journal)}: {_cause(e)}") from None
         return cls(
             config,
             namespace=namespace,
@@ -341,6 +411,8 @@ class Engine:
             registry=registry,
             warm_legs_per_venue=settings.warm_legs_per_venue,
             warm_baskets=settings.warm_baskets,
+            journal=journal,
+            recovered=recovered,
         )
 
     @staticmethod
@@ -375,6 +447,7 @@ class Engine:
         spec: str | Path | BasketSpec | RebalanceSpec,
         *,
         options: BasketOptions | None = None,
+        submitted_by: str = "",
     ) -> BasketHandle:
         """Validate and start a basket (a TOML path, TOML text, or a spec object).
 
@@ -390,17 +463,42 @@ class Engine:
             spec = msgspec.structs.replace(spec, hedge=self.default_hedge)  # the config's [hedge]
         # Legs go where their venues are: the engine's placement, whatever the options say.
         options = msgspec.structs.replace(
-            options or self.basket_options, labels=self.labels, namespace=self.namespace
+            options or self.basket_options,
+            labels=self.labels,
+            namespace=self.namespace,
+            journal=self.journal,
         )
+        # The run's identity and its client order ids' prefix, with the spec journaled
+        # before anything else happens (DESIGN §9).
+        try:
+            run_id, prefix = ray.get(
+                self.registry.open_run.remote(
+                    spec.basket_id,
+                    dump_basket(spec),
+                    "x" * max(0, ID_ROOM - len(spec.basket_id)),
+                    options,
+                    self._venues_digest,
+                    submitted_by,
+                ),
+                timeout=_START_TIMEOUT_S,
+            )
+        except (GetTimeoutError, RayActorError, RayTaskError) as e:
+            why = _cause(e) if isinstance(e, RayTaskError) else type(e).__name__
+            raise EngineError(
+                f"basket {spec.basket_id}: the supervisor could not open a run in the "
+                f"journal ({why}); nothing was sent"
+            ) from None
+        options = msgspec.structs.replace(options, run_id=run_id, order_prefix=prefix)
         taken = self.pool.take_basket() if self.pool is not None else None
         if taken is not None:
             actor = taken
         else:
             # A cold basket actor keeps its name (`legato status` and `legato cancel` find
-            # it by it); the registry below is what refuses a second basket of an id.
+            # it by it); the registry below is what refuses a second basket of an id. It is
+            # detached: it runs on when this driver ends.
             try:
                 actor = _Basket.options(
-                    **actor_options(self.namespace, name=basket_actor_name(spec.basket_id))
+                    **basket_actor_options(self.namespace, spec.basket_id)
                 ).remote(
                     spec,
                     self.venues,
@@ -411,6 +509,7 @@ class Engine:
                     self.registry,
                 )
             except ValueError:  # the name is taken: a basket of this id runs
+                self._abandon(run_id, "a basket of this id is still running")
                 raise self._still_running(spec.basket_id) from None
         token = uuid.uuid4().hex
         # The id is claimed while the basket is checked (checking sends nothing): one wait,
@@ -421,12 +520,14 @@ class Engine:
             free = ray.get(claimed, timeout=_START_TIMEOUT_S)
         except (GetTimeoutError, RayActorError) as e:
             _kill_now(actor)
+            self._abandon(run_id, "the supervisor did not answer its claim")
             raise EngineError(
                 f"basket {spec.basket_id}: the basket registry ({REGISTRY_NAME}) did not "
                 f"answer within {_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
             ) from None
         if not free:
             _kill_now(actor)
+            self._abandon(run_id, "a basket of this id is still running")
             raise self._still_running(spec.basket_id)
 
         def release() -> None:
@@ -439,12 +540,14 @@ class Engine:
             _kill_now(actor)
             release()
             cause = e.cause if isinstance(e.cause, Exception) else None
+            self._abandon(run_id, f"not accepted: {_cause(e)}")
             if isinstance(cause, SpecError):
                 raise cause from None
             raise EngineError(f"basket {spec.basket_id}: cannot be checked: {_cause(e)}") from None
         except (GetTimeoutError, RayActorError) as e:
             _kill_now(actor)
             release()
+            self._abandon(run_id, f"its actor did not answer ({type(e).__name__})")
             raise EngineError(
                 f"basket {spec.basket_id}: its actor did not answer within "
                 f"{_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
@@ -459,7 +562,8 @@ class Engine:
                     if leg.leg_id not in options.leg_clock_offsets_ns
                 }
             )
-        run = actor.run.remote(legs)
+        # The supervisor runs it: the run is its from here, whatever becomes of this driver.
+        run = self.registry.supervise.remote(run_id, actor, legs)
         if self.pool is not None and (taken is not None or legs):
             lent = [BASKET] if taken is not None else []
             self.pool.lend(run, lent + [resolved.leg(i).venue for i in legs])
@@ -467,12 +571,21 @@ class Engine:
             resolved,
             actor,
             run,
+            run_id=run_id,
+            registry=self.registry,
             warm_basket=taken is not None,
             warm_legs=legs,
             on_end=release,
         )
         self.handles[spec.basket_id] = handle
         return handle
+
+    def _abandon(self, run_id: str, reason: str) -> None:
+        """A run that never started: the journal says so (not left unfinished, to be taken
+        over at the next start)."""
+        if run_id:
+            with contextlib.suppress(Exception):
+                ray.get(self.registry.abandon_run.remote(run_id, reason), timeout=10)
 
     @staticmethod
     def _still_running(basket_id: str) -> EngineError:
@@ -493,6 +606,11 @@ class Engine:
             self.basket_options,
             self.registry,
         )
+
+    @property
+    def journal_shown(self) -> str:
+        """Where the journal lives, fit to show (a DSN without its password)."""
+        return _shown(self.journal)
 
     def baskets(self) -> dict[str, BasketState]:
         """The state of every basket this engine submitted."""
@@ -527,13 +645,27 @@ class Engine:
 
     def shutdown(self) -> None:
         """Stop what this engine started (its warm pool's idle actors, its venues; Ray
-        itself if it started it)."""
+        itself if it started it). Venues that baskets still trade on are left running
+        (on a cluster the baskets run on without this driver: `legato attach` follows
+        them), unless this engine started Ray itself: then everything ends with it, and
+        the journal has what the next start (`legato recover`) carries on."""
         if self._closed:
             return
         self._closed = True
         if self.pool is not None:
             self.pool.shutdown()
-        self._kill(self._owned_venues)
+        running: list[str] = []
+        if not self._started_ray:
+            with contextlib.suppress(Exception):
+                running = ray.get(self.registry.watching.remote(), timeout=10)
+        if running:
+            log.warning(
+                "engine shut down while %d baskets run (%s): their venues stay up",
+                len(running),
+                ", ".join(running),
+            )
+        else:
+            self._kill(self._owned_venues)
         if self._started_ray:
             ray.shutdown()
 
@@ -542,6 +674,55 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _runs_at_work(namespace: str) -> list[str]:
+    """The runs the namespace's supervisor carries on now ([] when it has none, or none
+    runs yet)."""
+    try:
+        supervisor = ray.get_actor(REGISTRY_NAME, namespace=namespace)
+        return ray.get(supervisor.watching.remote(), timeout=_START_TIMEOUT_S)
+    except Exception:
+        return []
+
+
+def _running_venue(namespace: str, name: str, cfg: Any, busy: list[str]) -> Any:
+    """The venue actor of `name` already running in `namespace` (another engine's, or one
+    whose baskets outlived their driver), shared only if it serves this very
+    configuration; None when there is none. One of another configuration is replaced
+    when no basket runs (`busy`: the runs at work), else refused."""
+    try:
+        actor = ray.get_actor(venue_actor_name(name), namespace=namespace)
+    except ValueError:
+        return None
+    digest = hashlib.sha256(msgspec.json.encode(cfg)).hexdigest()
+    try:
+        running = ray.get(actor.config_digest.remote(), timeout=_START_TIMEOUT_S)
+    except (GetTimeoutError, RayActorError) as e:
+        raise EngineError(
+            f"venue {name}: an actor of that name runs in namespace {namespace!r} but does "
+            f"not answer ({type(e).__name__}); try again, or use another namespace"
+        ) from None
+    if running != digest and not busy:
+        log.warning("venue %s: replacing a stale actor of another configuration", name)
+        with contextlib.suppress(Exception):
+            ray.get(actor.stop.remote(), timeout=10)
+        ray.kill(actor, no_restart=True)
+        wait_until_gone = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < wait_until_gone:  # its name is free once it is gone
+            try:
+                ray.get_actor(venue_actor_name(name), namespace=namespace)
+            except ValueError:
+                return None
+            time.sleep(0.05)
+        raise EngineError(f"venue {name}: a stale actor of that name would not go")
+    if running != digest:
+        raise EngineError(
+            f"venue {name} already runs in namespace {namespace!r} with another configuration "
+            "(another engine started it, or its baskets outlived their driver); use another "
+            "namespace, or stop that engine first"
+        )
+    return actor
 
 
 def _kill_now(actor: Any) -> None:

@@ -212,6 +212,26 @@ class BasketRunner:
                 self.port.fire(leg.leg_id, fire_at_ns)
         self._tick_timer = self.port.call_at(fire_at_ns, self._tick)
 
+    def take_over(self, fire_at_ns: int | None, reason: str) -> None:
+        """Carry on a basket whose actor was lost (DESIGN §9), from a fresh runner: every
+        leg is taken for lost (their actors went with the basket's), so each is brought up
+        from its venue's records, and the basket fails with `reason` under its policy
+        (`unwind`: every leg traded back to flat), then is reconciled like any other.
+        `fire_at_ns`: the journal's fire instant (None: it never fired; the legs are
+        still asked, as a fire may have gone out before it was recorded). `lifecycle`
+        comes in RUNNING (`BasketLifecycle.take_over`)."""
+        basket = self.basket
+        fire_at = fire_at_ns if fire_at_ns is not None else self.port.now_ns()
+        self.fire_ns = fire_at
+        self.core = BasketCoordinator(
+            basket, fire_at, self.risk, hedge=self.hedged, synchronize=self.synchronize
+        )
+        self.timeline.start(self.core)
+        self.failure = reason  # the cause, whatever the legs' failures say next
+        for leg in basket.legs:
+            self.leg_lost(leg.leg_id, "the basket actor was lost")
+        self._fail(reason)
+
     def _start_next(self, at_ns: int) -> None:
         if self._queue:
             self.port.fire(self._queue.pop(0), at_ns)

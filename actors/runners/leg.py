@@ -40,11 +40,13 @@ from decimal import Decimal
 
 import msgspec
 
+from actors.journal.records import ReportSource
 from actors.leg import MAX_CONSECUTIVE_REJECTS, ChildOrder, LegLedger, Reconciliation
 from actors.lifecycle import leg_transition
 from actors.messages import LegProgress, LegStatus
 from actors.protocol import ArmLeg
 from actors.report import LegReport
+from actors.runners.journal import NO_JOURNAL, Journal, LegJournal
 from actors.runners.port import LegPort, Timer, VenueAnswer
 from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
 from actors.spec import MAX_CHILD_SEQ, client_order_id
@@ -57,6 +59,7 @@ from venues.errors import (
     RateLimited,
     UnknownOrder,
     VenueError,
+    VenueUnavailable,
 )
 from venues.model import (
     AckKind,
@@ -83,6 +86,7 @@ RECOVER_GAP = 20  # ids in a row the venue does not know before a recovery stops
 RECOVERED_SEQ = 1 << 40  # where a recovered leg's snapshot numbers start
 # Holds that only time (the next slice, the start), a command (a mode change, a shrink) or
 # an order report can end: a leg in one of them sleeps through book ticks and trades.
+_NEVER_REACHED = "UNKNOWN_ORDER: never reached the venue"
 _TIMED_HOLDS = frozenset(
     {Hold.NOT_DUE, Hold.NOT_STARTED, Hold.AHEAD, Hold.PAUSED, Hold.DONE, Hold.STOPPED}
 )
@@ -139,13 +143,19 @@ class LegRunner:
         *,
         book: BookTicker | None,
         ack_kind: AckKind,
+        journal: Journal = NO_JOURNAL,
     ) -> None:
+        """`journal`: where the leg's orders are recorded, when its run has an identity
+        (`cmd.run_id`); every child order but the leg's first is recorded before it is
+        sent (the first goes at once: `recover` asks the venue about it in any case)."""
         leg = cmd.leg
         self.cmd = cmd
         self.leg = leg
         self.port = port
         self.ack_kind = ack_kind
         self.ledger = LegLedger(cmd.basket_id, leg.leg_id, leg.side, leg.quantity)
+        self.prefix = cmd.order_prefix or cmd.basket_id  # of its client order ids
+        self.journal = LegJournal(journal, cmd.run_id, leg.leg_id, leg.venue)
         self.sched: SliceScheduler | None = None
         self.book = book
         self.status = leg_transition(leg.leg_id, LegStatus.IDLE, LegStatus.ARMED)
@@ -192,7 +202,7 @@ class LegRunner:
         cmd, leg = self.cmd, self.leg
         start = fire_at_ns - (rtt_ns // 2 if cmd.synchronized else 0)
         self.sched = SliceScheduler(
-            cmd.basket_id,
+            self.prefix,
             leg.leg_id,
             leg.instrument,
             leg.side,
@@ -225,7 +235,10 @@ class LegRunner:
 
     def on_report(self, report: ExecutionReport) -> None:
         """A report from the venue's execution stream (other orders' pass by)."""
-        if self.ledger.on_report(report, self.port.now_ns()):
+        now = self.port.now_ns()
+        if report.client_order_id in self.ledger.orders:
+            self.journal.reported(report, ReportSource.STREAM, now)
+        if self.ledger.on_report(report, now):
             self._changed()
 
     def on_stream_gap(self) -> None:
@@ -314,7 +327,7 @@ class LegRunner:
             self._publish()
             then(None)
             return
-        coid = client_order_id(self.ledger.basket_id, self.leg.leg_id, n)
+        coid = client_order_id(self.prefix, self.leg.leg_id, n)
 
         def answered(answer: VenueAnswer) -> None:
             match answer:
@@ -348,7 +361,10 @@ class LegRunner:
             time_in_force=report.time_in_force,
         )
         purpose = "slice" if report.side is self.leg.side else "unwind"
-        self.ledger.sent(order, n, report.venue_receive_ns or report.venue_ts_ns, purpose)
+        sent_ns = report.venue_receive_ns or report.venue_ts_ns
+        self.ledger.sent(order, n, sent_ns, purpose)
+        self.journal.sent(order, n, purpose, None, sent_ns, None)  # a repeat counts once
+        self.journal.reported(report, ReportSource.RECOVERY, self.port.now_ns())
         self.ledger.acked(report, self.port.now_ns())
         if purpose == "slice" and self.arrival is None:
             self.arrival = report.avg_price
@@ -437,12 +453,28 @@ class LegRunner:
         purpose: str,
         then: Callable[[NewOrder, bool, VenueAnswer], None],
     ) -> None:
-        """Record `order` as sent (before the request leaves), send it, then tell the basket."""
+        """Record `order` as sent, send it, then tell the basket. The journal has it first: at
+        once for the leg's first order (the launch: no database trip before it), committed
+        before it leaves for every other; one the journal cannot take is not sent."""
         ledger = self.ledger
         first = purpose == "slice" and ledger.first is None
-        ledger.sent(order, n, self.port.now_ns(), purpose, mid=self.mark())
-        self.port.venue.place(order, lambda answer: then(order, first, answer))
-        # After the request: the launch order leaves before the snapshot about it.
+        now = self.port.now_ns()
+        mid = self.mark()
+        ledger.sent(order, n, now, purpose, mid=mid)
+        if len(ledger.orders) == 1:
+            self.journal.sent(order, n, purpose, mid, now, None)
+            self.port.venue.place(order, lambda answer: then(order, first, answer))
+            # After the request: the launch order leaves before the snapshot about it.
+            self._publish_soon()
+            return
+
+        def recorded(error: Exception | None) -> None:
+            if error is None:
+                self.port.venue.place(order, lambda answer: then(order, first, answer))
+            else:
+                then(order, first, VenueUnavailable(f"the journal cannot record it: {error}"))
+
+        self.journal.sent(order, n, purpose, mid, now, recorded)
         self._publish_soon()
 
     def _answered_slice(self, order: NewOrder, first: bool, answer: VenueAnswer) -> None:
@@ -459,6 +491,7 @@ class LegRunner:
             case ExecutionReport():
                 self._rejects_in_row = 0
                 self._venue_back()
+                self.journal.acked(answer, now)
                 ledger.acked(answer, now)
                 if answer.ack_kind is AckKind.UNKNOWN:  # the answer was lost: ask, never resend
                     self._query_later(coid)
@@ -467,7 +500,9 @@ class LegRunner:
                     return
                 self._changed()
             case OrderRejected():
-                ledger.refused(coid, f"{answer.reason.value}: {answer.message}", now)
+                reason = f"{answer.reason.value}: {answer.message}"
+                self.journal.refused(coid, reason, now)
+                ledger.refused(coid, reason, now)
                 self._rejects_in_row += 1
                 if first:
                     self._fail(f"first order {coid} rejected: {answer.message}")
@@ -476,15 +511,19 @@ class LegRunner:
                         f"{self._rejects_in_row} orders in a row rejected; last: {answer.message}"
                     )
             case OutcomeUnknown():
+                self.journal.unknown(coid, answer.message, now)
                 ledger.unknown(coid)  # settled by query; never resent
                 self._query_later(coid)
             case AuthError() if answer.code != STALE_TIMESTAMP:
+                self.journal.refused(coid, f"AUTH: {answer.message}", now)
                 ledger.refused(coid, f"AUTH: {answer.message}", now)
                 self._fail(f"the venue refused the leg's credentials: {answer.message}")
             case VenueError():
                 # Nothing reached the book: the venue is down, rate-limits, or the request
                 # reached a busy venue past its receive window (a stale timestamp).
-                ledger.refused(coid, f"VENUE_UNAVAILABLE: {answer.message}", now, turned_away=True)
+                reason = f"VENUE_UNAVAILABLE: {answer.message}"
+                self.journal.refused(coid, reason, now, turned_away=True)
+                ledger.refused(coid, reason, now, turned_away=True)
                 self._venue_down = True
                 self.blocked = True
                 self.reason = answer.message
@@ -540,9 +579,11 @@ class LegRunner:
         match answer:
             case ExecutionReport():
                 self._venue_back()
+                self.journal.reported(answer, ReportSource.QUERY, now)
                 ledger.on_report(answer, now)
             case UnknownOrder() if self._window_passed(child, asked_ns):
-                ledger.refused(coid, "UNKNOWN_ORDER: never reached the venue", now)
+                self.journal.refused(coid, _NEVER_REACHED, now)
+                ledger.refused(coid, _NEVER_REACHED, now)
             case _:
                 # Not known yet (the venue may still apply it), or the venue did not answer:
                 # the order stays as it is, and is asked about again.
@@ -619,7 +660,7 @@ class LegRunner:
         n = self._next_n
         self._next_n += 1
         order = NewOrder(
-            client_order_id=client_order_id(ledger.basket_id, self.leg.leg_id, n),
+            client_order_id=client_order_id(self.prefix, self.leg.leg_id, n),
             symbol=self.leg.symbol,
             side=back,
             type=OrderType.LIMIT,
@@ -736,6 +777,7 @@ class LegRunner:
             self.port.venue.query(self.leg.symbol, coid, lambda a, c=coid: got(c, a))
 
     def _reconciled(self, result: Reconciliation, then: Callable[[Reconciliation], None]) -> None:
+        self.journal.reconciled(result)
         self.reconciliation = result
         if result.reconciled and self.status is LegStatus.DONE:
             self._to(LegStatus.RECONCILED)

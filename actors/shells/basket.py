@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 import ray
+from ray.exceptions import ActorUnavailableError
 
 from actors.admission import Admission, Limits, waiting_reason
 from actors.basket import (
@@ -30,7 +31,9 @@ from actors.basket import (
     ExposureChanged,
 )
 from actors.clock import ClockOffsetEstimator, remote_to_local
-from actors.lifecycle import BasketLifecycle, BasketState
+from actors.journal import JournalError
+from actors.journal.records import BasketReported, BasketResolved, BasketStateChanged
+from actors.lifecycle import BasketLifecycle, BasketState, StateChanged
 from actors.margin import Refused, Reserved
 from actors.messages import LegProgress
 from actors.protocol import (
@@ -52,6 +55,7 @@ from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import margin_needs
 from actors.shells.channel import Inbox, Outbox
 from actors.shells.drive import LiveClock
+from actors.shells.journaling import ActorJournal
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
 from actors.shells.remote import actor_options, kill, leg_actor_name, ref_result, remote
@@ -77,6 +81,7 @@ LEASE_SLACK_S = 30.0  # a turn to arm (a place to run) is taken back this long p
 REGISTRY_PROBE_S = 5.0  # how long a basket waits for the registry to answer
 RECONCILE_DEADLINE_S = 30.0  # a leg's reconciliation retries its venue's errors this long
 ENDING_TIMEOUT_S = 120.0  # after a bug, how long the runner gets to apply the policy
+RELEASE_RETRY_S = 60.0  # how long a release waits out a restarting collateral actor
 
 
 class BasketActor:
@@ -146,6 +151,11 @@ class BasketActor:
         self._progress_inbox: Inbox[LegProgress] | None = None
         self._exposure: Outbox[ExposureReport] | None = None
         self._spec: BasketSpec | RebalanceSpec | None = None
+        self.run_id = ""
+        self.journal: ActorJournal | None = None  # when the run has an identity
+        self._journal_opened: asyncio.Future[None] | None = None
+        self._early_states: list[StateChanged] = []  # before the journal opened
+        self._outcome: asyncio.Future[BasketReport] | None = None  # made on the actor's loop
         if spec is not None:
             self._assign(spec, self.options)
 
@@ -159,6 +169,12 @@ class BasketActor:
         self._tasks = BackgroundTasks(f"basket {self.basket_id}")
         self._clock = LiveClock(self._tasks, time.time_ns, self._crashed)
         self.metrics = BasketMetrics(self.basket_id)
+        self.run_id = options.run_id
+        if options.run_id and options.journal:
+            self.journal = ActorJournal(
+                options.journal, self._tasks, self._clock.run, f"basket {self.run_id}"
+            )
+            self.lifecycle.on_change = self._record_state
         self._assigned.set()
 
     @property
@@ -208,6 +224,10 @@ class BasketActor:
         """The basket this actor runs ("" when idle): for the basket registry."""
         return "" if self._spec is None else self.basket_id
 
+    def run_id_of(self) -> str:
+        """The run this actor carries ("" when idle or not journaled): for the supervisor."""
+        return "" if self._spec is None else self.run_id
+
     # -- the driver's calls ------------------------------------------------------------------
     async def prepare(self) -> ResolvedBasket:
         """Validate the spec against the venues' instruments and prices (DESIGN §5.1).
@@ -244,7 +264,90 @@ class BasketActor:
             await self._close_legs()
             await self._tasks.cancel_all()  # probes, clock pings, hedge polls: all moot now
             await self._close_channels()
-        return await self._report()
+        return self._ended_with(await self._report())
+
+    def _ended_with(self, report: BasketReport) -> BasketReport:
+        outcome = self._outcome_future()
+        if not outcome.done():
+            outcome.set_result(report)
+        return report
+
+    def _outcome_future(self) -> asyncio.Future[BasketReport]:
+        if self._outcome is None:
+            self._outcome = asyncio.get_running_loop().create_future()
+        return self._outcome
+
+    async def outcome(self) -> BasketReport:
+        """The report, once the basket has ended (`run` or `take_over`): for a supervisor
+        that restarted and finds this actor still at work."""
+        return await asyncio.shield(self._outcome_future())
+
+    async def take_over(self) -> BasketReport:
+        """Carry this run on after its basket actor was lost (DESIGN §9; the supervisor
+        calls it on a fresh actor): its journal says what was resolved and how far it got;
+        every leg is brought up afresh from its venue's records of the run's client order
+        ids, the policy applies (`unwind`: traded back to flat), every leg is reconciled,
+        the dead actor's collateral is released and its hedge handed back or held, and the
+        report is journaled like any other."""
+        journal = self.journal
+        if journal is None:
+            raise RuntimeError(f"basket {self.basket_id}: a take-over needs the run's journal")
+        try:
+            await self._open_journal()
+            records = await journal.read(self.run_id)
+            history = [
+                StateChanged(
+                    basket_id=self.basket_id,
+                    previous=S.PENDING,
+                    state=r.state,
+                    reason=r.reason,
+                    ts_ns=r.ts_ns,
+                )
+                for r in records
+                if isinstance(r, BasketStateChanged)
+            ]
+            resolved = next(
+                (
+                    msgspec.json.decode(r.resolved, type=ResolvedBasket)
+                    for r in records
+                    if isinstance(r, BasketResolved)
+                ),
+                None,
+            )
+            if resolved is None:  # lost before its check was journaled: checked again
+                resolved = await self.prepare()
+            self.resolved = resolved
+            fired = [
+                r.ts_ns
+                for r in records
+                if isinstance(r, BasketStateChanged) and r.state is S.RUNNING
+            ]
+            lost_in = history[-1].state.value if history else "PENDING"
+            self.lifecycle.take_over(
+                history, time.time_ns(), f"taken over after the basket actor was lost in {lost_in}"
+            )
+            # Its reservation (held under the basket id) is released at the end, as ever.
+            self.reserved = Reserved(basket_id=self.basket_id, needs={}, reserved_ns=0)
+            node = ray.get_runtime_context().get_node_id()
+            await self._open_exposure(resolved, node)
+            self.runner = self._new_runner(resolved)
+            reason = f"the basket actor was lost (in {lost_in}); taken over from the journal"
+            runner = self.runner
+            self._clock.run(lambda: runner.take_over(fired[0] if fired else None, reason))
+            await self._ended.wait()
+            self.completed_ns = runner.completed_ns
+            self.reason = runner.reason
+        except Exception as e:
+            log.exception("basket %s: take-over failed", self.run_id)
+            self.notes.append(f"take-over failed: {_short(e)}")
+            if not self.lifecycle.state.is_terminal:
+                self.lifecycle.end(S.FAILED, time.time_ns(), f"take-over failed: {_short(e)}")
+        finally:
+            await self._release()
+            await self._close_legs()
+            await self._tasks.cancel_all()
+            await self._close_channels()
+        return self._ended_with(await self._report())
 
     def cancel(self, reason: str = "cancelled by the user") -> BasketState:
         """Stop the basket: no new child orders; the policy decides what happens to fills."""
@@ -301,6 +404,11 @@ class BasketActor:
 
     async def _life(self) -> None:
         self._to(S.CHECKING, "validating and reserving collateral")
+        try:
+            await self._open_journal()
+        except JournalError as e:
+            self._finish(S.FAILED, f"the journal at this engine's location: {e}; nothing was sent")
+            return
         try:
             basket = await self.prepare()
         except SpecError as e:
@@ -448,6 +556,15 @@ class BasketActor:
             positions = {(v, s): q for v, h in zip(names, held, strict=True) for s, q in h.items()}
         resolved = validate(spec, instruments, prices, positions)
         self.resolved = resolved
+        if self.journal is not None:
+            await self._open_journal()
+            self.journal.record(
+                BasketResolved(
+                    run_id=self.run_id,
+                    resolved=msgspec.json.encode(resolved).decode(),
+                    ts_ns=time.time_ns(),
+                )
+            )
         return resolved
 
     async def _reserve(self, basket: ResolvedBasket) -> bool:
@@ -460,7 +577,9 @@ class BasketActor:
                 fresh = await self._account_reads
             except Exception as e:  # the reservation reads the accounts itself
                 log.warning("basket %s: early account reads: %s", self.basket_id, _short(e))
-        result = await self.collateral.reserve.remote(self.basket_id, needs, venues, fresh)
+        result = await self.collateral.reserve.remote(
+            self.basket_id, needs, venues, fresh, run_id=self.run_id
+        )
         if isinstance(result, Refused):
             self.refused = result
             self._finish(S.FAILED, result.reason)
@@ -487,6 +606,9 @@ class BasketActor:
             if band is None
             else max(band / 2, params.slice_s / params.horizon_s),
             progress_inbox=inbox,
+            order_prefix=self.options.order_prefix,
+            run_id=self.options.run_id,
+            journal=self.options.journal,
         )
 
     async def _arm(self, basket: ResolvedBasket) -> str | None:
@@ -689,8 +811,12 @@ class BasketActor:
         lead = BasketRunner.fire_lead_ns(int(floor * 1e6), worst_rtt, rtts)
         now = time.time_ns()
         fire_at = max(now + lead, basket.params.start_ns(now))
+        self.runner = self._new_runner(basket)
+        self._clock.run(lambda: self._r.fire(fire_at))
+
+    def _new_runner(self, basket: ResolvedBasket) -> BasketRunner:
         opts = self.options
-        self.runner = BasketRunner(
+        return BasketRunner(
             basket,
             self.lifecycle,
             self,
@@ -704,7 +830,6 @@ class BasketActor:
             ),
             on_end=self._ended.set,
         )
-        self._clock.run(lambda: self._r.fire(fire_at))
 
     @property
     def _r(self) -> BasketRunner:
@@ -765,7 +890,8 @@ class BasketActor:
         async def go() -> None:
             answer: str | None = None
             try:
-                await asyncio.wait_for(ref_result(self.legs[leg_id].ping.remote()), within_ns / NS)
+                leg = self.legs[leg_id]
+                await asyncio.wait_for(ref_result(leg.ping.remote()), within_ns / NS)
             except TimeoutError:
                 answer = "timeout"
             except Exception as e:  # the actor (or its node) is gone
@@ -795,7 +921,7 @@ class BasketActor:
                     ref_result(actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S)),
                     LEG_CALL_TIMEOUT_S,
                 )
-                kill([self.legs[leg_id]])
+                kill([self.legs[leg_id]] if leg_id in self.legs else [])
                 self.legs[leg_id] = actor
                 self._recovered.add(leg_id)
                 self.clocks.pop(leg_id, None)
@@ -847,7 +973,11 @@ class BasketActor:
     ) -> None:
         """A call to a leg, bounded: past `LEG_CALL_TIMEOUT_S` (plus the time the call is
         given to work, `slack_s`) the leg is taken for lost and `then` gets the error."""
-        ref = getattr(self.legs[leg_id], method).remote(*args)
+        actor = self.legs.get(leg_id)
+        if actor is None:  # taken over: the leg's actor went with the lost basket actor
+            self._clock.call_at(0, lambda: then(RuntimeError(f"leg {leg_id} has no actor")))
+            return
+        ref = getattr(actor, method).remote(*args)
         self._answer(ref, then, f"{method}-{leg_id}", LEG_CALL_TIMEOUT_S + slack_s)
 
     def _answer(self, ref: Any, then: Any, name: str, timeout_s: float) -> None:
@@ -879,12 +1009,26 @@ class BasketActor:
             )
 
     async def _release(self) -> None:
-        if self.reserved is not None and not self.released:
+        """Give the collateral back; a collateral actor that is restarting is asked again
+        (for up to `RELEASE_RETRY_S`: it holds the reservation again from the journal)."""
+        if self.reserved is None or self.released:
+            return
+        deadline = time.monotonic() + RELEASE_RETRY_S
+        wait = 0.1
+        while True:
             try:
-                await self.collateral.release.remote(self.basket_id)
+                await self.collateral.release.remote(self.basket_id, self.lifecycle.state.value)
                 self.released = True
+                return
+            except ActorUnavailableError as e:
+                if time.monotonic() + wait > deadline:
+                    self.notes.append(f"collateral: release failed: {_short(e)}")
+                    return
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 2.0)
             except Exception as e:
                 self.notes.append(f"collateral: release failed: {_short(e)}")
+                return
 
     async def _close_legs(self) -> None:
         if self.legs:
@@ -957,7 +1101,51 @@ class BasketActor:
                 notes=[*(basket.notes if basket is not None else []), *self.notes, *notes],
             )
         self.metrics.finished(report)
+        await self._journal_report(report)
         return report
+
+    # -- the journal -------------------------------------------------------------------------
+    async def _open_journal(self) -> None:
+        """Open the run's journal (once) and write the states it missed."""
+        journal = self.journal
+        if journal is None:
+            return
+        if self._journal_opened is None:
+            self._journal_opened = asyncio.ensure_future(journal.open())
+        await asyncio.shield(self._journal_opened)
+        for change in self._early_states:
+            self._record_state(change)
+        self._early_states.clear()
+
+    def _record_state(self, change: StateChanged) -> None:
+        if self.journal is not None and self.journal.opened:
+            self.journal.record(
+                BasketStateChanged(
+                    run_id=self.run_id, state=change.state, reason=change.reason, ts_ns=change.ts_ns
+                )
+            )
+        elif self.journal is not None:
+            self._early_states.append(change)
+
+    async def _journal_report(self, report: BasketReport) -> None:
+        """The report goes into the journal, committed, before anyone is given it; then
+        the journal is closed (every record of this actor written, or said not to be)."""
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            await self._open_journal()
+            await journal.durable(
+                BasketReported(
+                    run_id=self.run_id,
+                    report=msgspec.json.encode(report).decode(),
+                    ts_ns=time.time_ns(),
+                )
+            )
+        except Exception as e:
+            log.error("basket %s: the report could not be journaled: %s", self.run_id, e)
+        finally:
+            await journal.close()
 
     def _on_basket_axis(self, leg_id: str, r: LegReport) -> LegReport:
         """Map a leg's times (leg clock) and its venue's (venue clock) onto the basket's,

@@ -27,9 +27,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from actors.journal import split_run_id
+from actors.journal.records import CollateralReleased, CollateralReserved
 from actors.margin import LegNeed, MarginBookSnapshot, Refused, Reserved
 from actors.runners.collateral import AccountAnswer, CollateralRunner
 from actors.shells.drive import LiveClock
+from actors.shells.journaling import ActorJournal
 from actors.shells.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,10 @@ log = logging.getLogger(__name__)
 class CollateralActor:
     """The margin book behind a Ray actor (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: str = "") -> None:
+        """`journal`: where the journal lives ("" : none). The actor is restarted when it
+        dies (`singleton_options`); the new one holds again every reservation the journal
+        shows for runs not yet finished, and releases those of runs that ended."""
         self._tasks = BackgroundTasks("collateral actor")
         self._clock = LiveClock(self._tasks, time.time_ns, self._crashed)
         self.now_ns = self._clock.now_ns
@@ -47,6 +53,12 @@ class CollateralActor:
         self._waiting: set[asyncio.Future[Reserved | Refused]] = set()  # reservations
         self.runner = CollateralRunner(self)
         self.book = self.runner.book
+        self._runs: dict[str, str] = {}  # basket id → its run id, while it holds collateral
+        self.journal = (
+            ActorJournal(journal, self._tasks, self._clock.run, "collateral") if journal else None
+        )
+        self._rebuilt: asyncio.Future[None] | None = None
+        self.restored: list[str] = []  # runs whose reservation the journal gave back
 
     def _crashed(self, error: BaseException) -> None:
         # A runner step failed (a bug): no reservation waiting for it is left waiting forever.
@@ -81,6 +93,7 @@ class CollateralActor:
         needs: list[LegNeed],
         venues: Mapping[str, Any],
         fresh: Mapping[str, int] | None = None,
+        run_id: str = "",
     ) -> Reserved | Refused:
         """Refresh the account of every venue in `venues` (name → VenueActor) and reserve
         what `needs` ask, on every venue or on none. `Refused` when the shortfall is real,
@@ -89,9 +102,20 @@ class CollateralActor:
         `fresh`: read numbers from `refresh`; a venue whose read of that number (or a
         newer one) succeeded is not read again."""
         self._venues.update(venues)
+        await self._rebuild()
         done: asyncio.Future[Reserved | Refused] = asyncio.get_running_loop().create_future()
 
         def then(result: Reserved | Refused) -> None:
+            if isinstance(result, Reserved) and run_id:
+                self._runs[basket_id] = run_id
+                self._record(
+                    CollateralReserved(
+                        run_id=run_id,
+                        needs=dict(result.needs),
+                        holdings={v: dict(h) for v, h in result.holdings.items()},
+                        ts_ns=result.reserved_ns,
+                    )
+                )
             if not done.done():
                 done.set_result(result)
 
@@ -103,9 +127,77 @@ class CollateralActor:
         finally:
             self._waiting.discard(done)
 
-    def release(self, basket_id: str) -> Reserved | None:
+    async def release(self, basket_id: str, reason: str = "") -> Reserved | None:
         """Give back what the basket holds (harmless if it holds nothing)."""
-        return self.runner.release(basket_id)
+        await self._rebuild()
+        held = self.runner.release(basket_id)
+        run_id = self._runs.pop(basket_id, "")
+        if held is not None and run_id:
+            self._record(
+                CollateralReleased(
+                    run_id=run_id,
+                    needs=dict(held.needs),
+                    holdings={v: dict(h) for v, h in held.holdings.items()},
+                    reason=reason,
+                    ts_ns=self.now_ns(),
+                )
+            )
+        return held
 
-    def snapshot(self) -> MarginBookSnapshot:
+    async def snapshot(self) -> MarginBookSnapshot:
+        await self._rebuild()
         return self.runner.snapshot()
+
+    async def restored_runs(self) -> list[str]:
+        """The runs whose reservation this actor held again from the journal at its start."""
+        await self._rebuild()
+        return list(self.restored)
+
+    # -- the journal -------------------------------------------------------------------------
+    def _record(self, record: CollateralReserved | CollateralReleased) -> None:
+        if self.journal is not None and self.journal.opened:
+            self.journal.record(record)
+
+    async def _rebuild(self) -> None:
+        """Once, before the first call is answered: open the journal and hold again what
+        the runs still unfinished held (the actor may be a restart)."""
+        if self.journal is None:
+            return
+        if self._rebuilt is None:
+            self._rebuilt = asyncio.ensure_future(self._restore())
+        await asyncio.shield(self._rebuilt)
+
+    async def _restore(self) -> None:
+        journal = self.journal
+        assert journal is not None
+        await journal.open()
+        held: dict[str, CollateralReserved] = {}
+        for record in await journal.read_all([CollateralReserved, CollateralReleased]):
+            if isinstance(record, CollateralReserved):
+                held[record.run_id] = record
+            else:
+                held.pop(record.run_id, None)
+        for run_id, r in held.items():
+            basket_id, _ = split_run_id(run_id)
+            info = await journal.run_info(run_id)
+            if info is None or info.finished:
+                # Its run ended (its basket's release was lost with the old actor).
+                self._record(
+                    CollateralReleased(
+                        run_id=run_id,
+                        needs=dict(r.needs),
+                        holdings=r.holdings,
+                        reason="its run had ended when the collateral actor restarted",
+                        ts_ns=self.now_ns(),
+                    )
+                )
+                continue
+            self.book.restore(
+                Reserved(
+                    basket_id=basket_id, needs=r.needs, holdings=r.holdings, reserved_ns=r.ts_ns
+                )
+            )
+            self._runs[basket_id] = run_id
+            self.restored.append(run_id)
+        if self.restored:
+            log.warning("collateral actor: holding again the reservations of %s", self.restored)

@@ -24,6 +24,7 @@ import msgspec
 import ray
 from ray.exceptions import ActorDiedError
 
+from actors.journal.records import HedgeOrderReported, HedgeOrderSent, HedgePosition, Record
 from actors.protocol import (
     ExposureReport,
     HedgeFill,
@@ -36,6 +37,7 @@ from actors.risk import RiskSettings
 from actors.runners.hedge import DeskPort, DeskRunner
 from actors.shells.channel import Inbox
 from actors.shells.drive import LiveClock
+from actors.shells.journaling import ActorJournal
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import VenueGateway
 from actors.spec import HedgeSpec
@@ -114,8 +116,12 @@ class _Desk:
         runner_of: Callable[[DeskPort], DeskRunner],
         clock: LiveClock,
         tasks: BackgroundTasks,
+        desk_id: str = "",
+        journal: ActorJournal | None = None,
     ) -> None:
         self.key = key
+        self.desk_id = desk_id  # its stream in the journal
+        self.journal = journal
         self.venue = venue
         self.trader = trader
         self._clock = clock
@@ -132,9 +138,56 @@ class _Desk:
     # -- the runner's port (`DeskPort`) ----------------------------------------------------
     def hedge(self, cmd: PlaceHedge, then: Callable[[HedgeFill | Exception | None], None]) -> None:
         c = cmd
-        self._call(
-            self.trader.hedge(c.client_order_id, c.symbol, c.side, c.qty, c.notional_usd), then
+        self._record(
+            HedgeOrderSent(
+                desk_id=self.desk_id,
+                client_order_id=c.client_order_id,
+                venue=self.key[0],
+                symbol=c.symbol,
+                side=c.side,
+                qty=c.qty,
+                notional_usd=c.notional_usd,
+                ts_ns=self.now_ns(),
+            )
         )
+
+        def answered(answer: HedgeFill | Exception | None) -> None:
+            then(answer)  # the runner books it first: the position recorded is the new one
+            if isinstance(answer, HedgeFill):
+                self._record(
+                    HedgeOrderReported(
+                        desk_id=self.desk_id, report=answer.report, ts_ns=self.now_ns()
+                    )
+                )
+                self._record_position(c.symbol)
+
+        self._call(
+            self.trader.hedge(c.client_order_id, c.symbol, c.side, c.qty, c.notional_usd), answered
+        )
+
+    def _record(self, record: Record) -> None:
+        if self.journal is not None and self.journal.opened and self.desk_id:
+            self.journal.record(record)
+
+    def _record_position(self, symbol: str) -> None:
+        runner = self.runner
+        shares = runner.book.sizer.shares(runner.book.baskets) or {}
+        self._record(
+            HedgePosition(
+                desk_id=self.desk_id,
+                symbol=symbol,
+                qty=Decimal(repr(runner.ledger.qty.get(symbol, 0.0))),
+                baskets={b: float(v) for b, v in shares.items()},
+                ts_ns=self.now_ns(),
+            )
+        )
+
+    def resync(self, held: dict[str, Decimal]) -> None:
+        """Take the venue's positions in the desk's instruments as its own (a desk opened
+        by a hedge actor that restarted inherits what its predecessor held)."""
+        for i in self.runner.instruments:
+            self.runner.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
+            self._record_position(i.symbol)
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         self._call(self.trader.positions(), then)
@@ -160,10 +213,18 @@ def _desk_key(spec: HedgeSpec, epoch: str, risk: RiskSettings) -> DeskKey:
 class HedgeActor:
     """The cluster's hedger (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: str = "") -> None:
+        """`journal`: where the journal lives ("" : none). The actor is restarted when it
+        dies (`singleton_options`); a desk the new one opens starts from the venue's
+        positions in its instruments, so that a hedge held before is carried on (netted,
+        and traded back as its baskets close), never forgotten nor doubled."""
         self._desks: dict[DeskKey, _Desk] = {}
         self._tasks = BackgroundTasks("hedge actor")
         self._clock = LiveClock(self._tasks, time.time_ns, self._crashed)
+        self.journal = (
+            ActorJournal(journal, self._tasks, self._clock.run, "hedge") if journal else None
+        )
+        self._journal_opened: asyncio.Future[None] | None = None
         # Exposures from baskets on this node stream in here (`actors.shells.channel`).
         self._inbox = Inbox(ExposureReport, self._streamed, "hedge desk")
         # Hedge client order ids must never repeat on a venue: this actor's own tag, and
@@ -173,6 +234,16 @@ class HedgeActor:
 
     def _crashed(self, error: BaseException) -> None:
         log.error("hedge actor: a desk's step failed: %r", error)
+
+    async def _open_journal(self) -> None:
+        if self.journal is None:
+            return
+        if self._journal_opened is None:
+            self._journal_opened = asyncio.ensure_future(self.journal.open())
+        try:
+            await asyncio.shield(self._journal_opened)
+        except Exception as e:  # hedging goes on without its records, said loudly
+            log.error("hedge actor: the journal cannot be opened: %s", e)
 
     async def _desk(self, spec: HedgeSpec, epoch: str, venue: Any, risk: RiskSettings) -> _Desk:
         key = _desk_key(spec, epoch, risk)
@@ -192,7 +263,30 @@ class HedgeActor:
             def runner_of(port: DeskPort) -> DeskRunner:
                 return DeskRunner(port, instruments, tag, risk)
 
-            desk = _Desk(key, venue, trader, runner_of, self._clock, self._tasks)
+            await self._open_journal()
+            desk = _Desk(
+                key,
+                venue,
+                trader,
+                runner_of,
+                self._clock,
+                self._tasks,
+                desk_id=f"{key[0]}-{tag}",
+                journal=self.journal,
+            )
+            # What the venue's account holds in the desk's instruments is the desk's: a
+            # restarted hedge actor's desks carry on what the lost one's held.
+            try:
+                held = await trader.positions()
+            except Exception as e:
+                log.warning("hedge desk %s: positions at opening: %s", key[0], e)
+            else:
+                if any(held.get(i.symbol, 0) for i in instruments):
+                    log.warning("hedge desk %s: opens holding %s", key[0], held)
+                desk.resync(held)
+            if self._desks.get(key) is not None:  # opened meanwhile by another call
+                await trader.stop()
+                return self._desks[key]
             self._desks[key] = desk
             desk.marker = self._tasks.spawn(self._mark_loop(desk), f"mark-{key[0]}")
         return desk

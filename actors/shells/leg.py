@@ -32,10 +32,13 @@ from actors.leg import Reconciliation
 from actors.messages import LegProgress
 from actors.protocol import ArmLeg, LegArmed, Placement, VenueEndpoint
 from actors.report import LegReport
+from actors.runners.journal import NO_JOURNAL
 from actors.runners.leg import LegRunner, Unwound, with_extras
 from actors.shells import here
 from actors.shells.channel import Outbox
 from actors.shells.drive import ClientCalls, LiveClock
+from actors.shells.journaling import ActorJournal
+from actors.shells.remote import ref_result
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
 from actors.sync import AdjustLeg
@@ -52,6 +55,7 @@ T = TypeVar("T")
 VENUE_CLOCK_PINGS = 8  # server-time exchanges when arming; the narrowest bounds the offset
 VENUE_CLOCK_EVERY_S = 2.0  # then one more this often, so drift is tracked over the basket
 VENUE_TICK_NS = 1_000_000  # Binance stamps times in milliseconds
+BASKET_WATCH_S = 2.0  # how often a working leg checks that its basket actor lives
 DELIVERY_SAMPLES = 64  # book updates whose delivery delay the leg keeps (the median is used)
 _ZERO = Decimal(0)
 
@@ -87,6 +91,7 @@ class LegActor:
         self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
         # How late the leg's book updates arrive (venue stamp → here), the newest ones.
         self._delivery: deque[int] = deque(maxlen=DELIVERY_SAMPLES)
+        self._journal: ActorJournal | None = None
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset
@@ -203,10 +208,23 @@ class LegActor:
         await self.connect(cmd.endpoint)
         client = self._client
         assert client is not None
-        book = await client.order_book(leg.symbol, 5)
+        journal: ActorJournal | None = None
+        if cmd.run_id and cmd.journal:
+            journal = ActorJournal(cmd.journal, self._tasks, self._clock.run, f"leg {leg.leg_id}")
+            book, _ = await asyncio.gather(client.order_book(leg.symbol, 5), journal.open())
+        else:
+            book = await client.order_book(leg.symbol, 5)
+        self._journal = journal
         port = _Port(self._clock, ClientCalls(client, self._clock, self._tasks), self._progress)
-        self._runner = LegRunner(cmd, port, book=book.top(), ack_kind=client.ack_semantics)
+        self._runner = LegRunner(
+            cmd,
+            port,
+            book=book.top(),
+            ack_kind=client.ack_semantics,
+            journal=journal if journal is not None else NO_JOURNAL,
+        )
         self._tasks.spawn(self._follow_market(), f"{leg.leg_id}-market")
+        self._tasks.spawn(self._watch_basket(basket), f"{leg.leg_id}-basket-watch")
         self._placement = here()
         await self._progress.open(cmd.progress_inbox, self._placement.node_id)
         # A first snapshot now: the handle's first call costs more than the next ones, and
@@ -236,6 +254,21 @@ class LegActor:
                 log.warning("leg on %s: execution reports: %s", self.venue, e)
                 if self._runner is not None:
                     self._clock.run(self._r.on_stream_gap)
+
+    async def _watch_basket(self, basket: Any) -> None:
+        """A leg never trades unsupervised: once its basket actor is gone (a leg from the
+        warm pool is not owned by it, and would outlive it), it stops. The basket's
+        recovery brings up fresh legs of its own."""
+        while True:
+            await asyncio.sleep(BASKET_WATCH_S)
+            try:
+                await asyncio.wait_for(ref_result(basket.alive.remote()), BASKET_WATCH_S * 5)
+            except TimeoutError:
+                continue  # busy, not gone
+            except Exception as e:
+                log.warning("leg on %s: its basket is gone (%r): stopping", self.venue, e)
+                self._clock.run(lambda: self._r.stop("its basket actor is gone", lambda _p: None))
+                return
 
     async def _follow_market(self) -> None:
         runner = self._r
@@ -320,6 +353,8 @@ class LegActor:
         self._taken.set()
         if self._progress is not None:
             self._progress.close()
+        if self._journal is not None:  # first: its commits are among the tasks cancelled next
+            await self._journal.close()
         await self._tasks.cancel_all()
         if self._client is not None:
             await self._client.close()

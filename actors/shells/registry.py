@@ -1,16 +1,49 @@
-"""`BasketRegistry`: which basket ids are taken in a namespace, and whose turn it is to arm."""
+"""`BasketRegistry`: the supervisor of a namespace's baskets (DESIGN §9): which basket ids
+are taken, whose turn it is to arm, every run's identity, and who carries a basket on
+when its actor is lost."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
+import ray
+from ray.exceptions import RayActorError
+
 from actors.admission import Admission, AdmissionQueue, Limits
-from actors.shells.remote import ref_result
+from actors.journal import JournalError, split_run_id
+from actors.journal.records import BasketReported, BasketStateChanged, BasketSubmitted
+from actors.lifecycle import BasketState
+from actors.protocol import BasketOptions
+from actors.report import BasketReport
+from actors.shells.journaling import ActorJournal
+from actors.shells.remote import (
+    COLLATERAL_NAME,
+    HEDGE_NAME,
+    NAMESPACE,
+    basket_actor_name,
+    basket_actor_options,
+    kill,
+    ref_result,
+    remote,
+    venue_actor_name,
+)
+from actors.shells.tasks import BackgroundTasks
+from actors.spec import load_basket, new_nonce, order_prefix
+
+log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
+TAKE_OVER_ATTEMPTS = 3  # fresh actors a lost basket is given before it is left to an operator
+
+
+class RunNotFound(LookupError):
+    """No run of that identity (or basket id) in the journal."""
 
 
 class BasketRegistry:
@@ -28,7 +61,20 @@ class BasketRegistry:
     run), the others wait in line (QUEUED).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: str = "", namespace: str = NAMESPACE) -> None:
+        """`journal`: where the journal lives ("" : none: runs have no identity and a lost
+        basket cannot be taken over). The actor is restarted when it dies
+        (`singleton_options`); the new one adopts the baskets still at work and takes over
+        those whose actor is gone (`recover`)."""
+        self.namespace = namespace
+        self.location = journal
+        self._tasks = BackgroundTasks("supervisor")
+        self.journal = ActorJournal(journal, self._tasks, _call, "supervisor") if journal else None
+        self._opened: asyncio.Future[None] | None = None
+        self._watched: dict[str, asyncio.Future[BasketReport]] = {}  # run id → its report
+        self._engine: dict[str, Any] = {}  # the latest engine's handles (`configure`)
+        self.taken_over: list[str] = []  # runs carried on by a fresh actor, oldest first
+        self._restarted = _reconstructed()
         self._held: dict[str, tuple[str, Any]] = {}  # basket id → (claim token, actor)
         self._lock = asyncio.Lock()
         self._queue = AdmissionQueue()
@@ -115,6 +161,267 @@ class BasketRegistry:
                 del self._held[basket_id]
         return out
 
+    # -- run identities ----------------------------------------------------------------------
+    async def open_run(
+        self,
+        basket_id: str,
+        spec_text: str,
+        longest_leg_id: str,
+        options: BasketOptions,
+        venues_digest: str = "",
+        submitted_by: str = "",
+    ) -> tuple[str, str]:
+        """A new run of `basket_id`: its identity (`"<basket_id>#<n>"`, never given before in
+        this journal) and its client order id prefix, with the spec journaled (committed)
+        before either is handed out. Without a journal: no identity, and a prefix made
+        unique by its random tag alone."""
+        if self.journal is None:
+            return "", order_prefix(basket_id, 0, new_nonce(), longest_leg_id)
+        await self._open()
+        store = self.journal.store
+        run_id = await store.new_run(basket_id)
+        _, number = split_run_id(run_id)
+        prefix = order_prefix(basket_id, number, new_nonce(), longest_leg_id)
+        await self.journal.durable(
+            BasketSubmitted(
+                run_id=run_id,
+                basket_id=basket_id,
+                spec=spec_text,
+                spec_format="toml",
+                venues_digest=venues_digest,
+                ts_ns=time.time_ns(),
+                submitted_by=submitted_by,
+                order_prefix=prefix,
+                options=msgspec.json.encode(options).decode(),
+            )
+        )
+        return run_id, prefix
+
+    def journal_location(self) -> str:
+        """Where this namespace's journal lives (one per namespace)."""
+        return self.location
+
+    async def abandon_run(self, run_id: str, reason: str) -> None:
+        """A run that never started (its submission failed): FAILED in the journal, so that
+        no recovery takes it for unfinished."""
+        if self.journal is None or not run_id:
+            return
+        await self._open()
+        await self.journal.durable(
+            BasketStateChanged(
+                run_id=run_id, state=BasketState.FAILED, reason=reason, ts_ns=time.time_ns()
+            )
+        )
+
+    async def _open(self) -> None:
+        if self.journal is None:
+            raise JournalError("this engine has no journal")
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self.journal.open())
+        await asyncio.shield(self._opened)
+
+    def configure(
+        self,
+        venues: dict[str, Any],
+        endpoints: dict[str, Any],
+        collateral: Any,
+        hedger: Any,
+    ) -> None:
+        """The engine's venue actors, their endpoints and the singletons, for take-overs
+        (a supervisor that restarted finds them by name)."""
+        self._engine = {
+            "venues": dict(venues),
+            "endpoints": dict(endpoints),
+            "collateral": collateral,
+            "hedger": hedger,
+        }
+
+    # -- supervision -------------------------------------------------------------------------
+    async def supervise(self, run_id: str, actor: Any, legs: dict[str, Any]) -> BasketReport:
+        """Run the basket on `actor` to its end and return its report. The supervisor owns
+        the run from here: a driver that dies does not stop it, and when the actor is lost
+        the basket is taken over (`take_over`) from the journal."""
+        await self._after_restart()
+        if run_id and run_id in self._watched:
+            return await asyncio.shield(self._watched[run_id])
+        watch = self._tasks.spawn(self._watch(run_id, actor, actor.run.remote(legs)), run_id)
+        if run_id:
+            self._watched[run_id] = watch
+        return await asyncio.shield(watch)
+
+    async def follow(self, run: str) -> BasketReport:
+        """The report of `run` (a run id, or a basket id: its latest run), once it has
+        ended: from the basket at work, or from the journal. A run the journal shows
+        unfinished that nobody carries on is taken over first."""
+        await self._after_restart()
+        run_id = await self.resolve(run)
+        watched = self._watched.get(run_id)
+        if watched is not None:
+            return await asyncio.shield(watched)
+        store = self.journal.store  # type: ignore[union-attr]
+        info = await store.run(run_id)
+        if info is not None and info.finished:
+            return await self._journaled_report(run_id)
+        self._recover_run(run_id)
+        return await asyncio.shield(self._watched[run_id])
+
+    async def resolve(self, run: str) -> str:
+        """A run id from a run id or a basket id (its latest run); `RunNotFound` if none."""
+        await self._open()
+        store = self.journal.store  # type: ignore[union-attr]
+        if "#" in run:
+            if await store.run(run) is None:
+                raise RunNotFound(f"no run {run!r} in the journal; `legato history` lists them")
+            return run
+        latest = await store.latest_run(run)
+        if latest is None:
+            raise RunNotFound(
+                f"basket {run!r} never ran with this journal; `legato history` lists the runs"
+            )
+        return latest.run_id
+
+    async def recover(self) -> list[str]:
+        """Every run of this namespace the journal shows unfinished and nobody watches:
+        adopted when its basket actor still works, else taken over. Returns their ids."""
+        if self.journal is None:
+            return []
+        await self._open()
+        found = []
+        for info in await self.journal.store.runs(unfinished_only=True):
+            if info.run_id in self._watched or not await self._ours(info.run_id):
+                continue
+            self._recover_run(info.run_id)
+            found.append(info.run_id)
+        return found
+
+    async def watching(self) -> list[str]:
+        """The runs this supervisor carries on now."""
+        return [r for r, f in self._watched.items() if not f.done()]
+
+    async def _after_restart(self) -> None:
+        if self._restarted:
+            self._restarted = False
+            found = await self.recover()
+            log.warning("supervisor restarted: carrying on %s", found or "no run")
+
+    async def _ours(self, run_id: str) -> bool:
+        submitted = await self._submitted(run_id)
+        if submitted is None:
+            return False
+        options = _options(submitted)
+        return options.namespace == self.namespace
+
+    def _recover_run(self, run_id: str) -> None:
+        self._watched[run_id] = self._tasks.spawn(self._adopt_or_take_over(run_id), run_id)
+
+    async def _adopt_or_take_over(self, run_id: str) -> BasketReport:
+        basket_id, _ = split_run_id(run_id)
+        try:
+            actor = ray.get_actor(basket_actor_name(basket_id), namespace=self.namespace)
+        except ValueError:
+            actor = None
+        if actor is not None:
+            try:
+                busy = await asyncio.wait_for(
+                    ref_result(actor.run_id_of.remote()), REGISTRY_PROBE_S
+                )
+            except Exception:
+                busy = ""
+            if busy == run_id:  # still at work: followed, not replaced
+                self._held.setdefault(basket_id, (run_id, actor))
+                return await self._watch(run_id, actor, actor.outcome.remote())
+        return await self._take_over(run_id, "its basket actor is gone")
+
+    async def _watch(self, run_id: str, actor: Any, ref: Any) -> BasketReport:
+        try:
+            report = await ref
+        except RayActorError as e:
+            if not run_id or self.journal is None:
+                raise
+            log.warning("run %s: its basket actor was lost (%s): taking over", run_id, e)
+            return await self._take_over(run_id, "its basket actor was lost")
+        kill([actor])  # its name, its memory: the report is in the journal
+        return report
+
+    async def _take_over(self, run_id: str, why: str) -> BasketReport:
+        """A fresh basket actor carries `run_id` on from the journal (`BasketActor.take_over`);
+        one that is lost in turn is replaced, up to `TAKE_OVER_ATTEMPTS` times."""
+        # Imported here: the basket actor's module is large, and only take-overs need it.
+        from actors.shells.basket import BasketActor  # noqa: PLC0415
+
+        submitted = await self._submitted(run_id)
+        if submitted is None:
+            raise RunNotFound(f"run {run_id}: the journal has no spec for it")
+        spec = load_basket(submitted.spec)
+        options = msgspec.structs.replace(
+            _options(submitted),
+            run_id=run_id,
+            order_prefix=submitted.order_prefix,
+            journal=self.location,
+            namespace=self.namespace,
+        )
+        last: Exception | None = None
+        for attempt in range(1, TAKE_OVER_ATTEMPTS + 1):
+            handles = await self._handles(spec_venues(spec))
+            actor = (
+                remote(BasketActor)
+                .options(**basket_actor_options(self.namespace, spec.basket_id))
+                .remote(
+                    spec,
+                    handles["venues"],
+                    handles["endpoints"],
+                    handles["collateral"],
+                    handles["hedger"],
+                    options,
+                    ray.get_runtime_context().current_actor,
+                )
+            )
+            self._held[spec.basket_id] = (run_id, actor)
+            self.taken_over.append(run_id)
+            log.warning("run %s: taken over (%s), attempt %d", run_id, why, attempt)
+            try:
+                report = await actor.take_over.remote()
+            except RayActorError as e:
+                last = e
+                continue
+            kill([actor])
+            return report
+        raise RuntimeError(
+            f"run {run_id}: {TAKE_OVER_ATTEMPTS} take-overs were lost in turn; last: {last}"
+        )
+
+    async def _handles(self, venues: set[str]) -> dict[str, Any]:
+        """The engine's handles (as configured, or found by name after a restart)."""
+        engine = self._engine
+        if engine and venues <= set(engine["venues"]):
+            return engine
+        found = {v: ray.get_actor(venue_actor_name(v), namespace=self.namespace) for v in venues}
+        endpoints = dict(
+            zip(
+                found,
+                await asyncio.gather(*(a.start.remote() for a in found.values())),
+                strict=True,
+            )
+        )
+        return {
+            "venues": found,
+            "endpoints": endpoints,
+            "collateral": ray.get_actor(COLLATERAL_NAME, namespace=self.namespace),
+            "hedger": ray.get_actor(HEDGE_NAME, namespace=self.namespace),
+        }
+
+    async def _submitted(self, run_id: str) -> BasketSubmitted | None:
+        await self._open()
+        records = await self.journal.store.records(run_id, [BasketSubmitted])  # type: ignore[union-attr]
+        return next((e.record for e in records if isinstance(e.record, BasketSubmitted)), None)
+
+    async def _journaled_report(self, run_id: str) -> BasketReport:
+        records = await self.journal.store.records(run_id, [BasketReported])  # type: ignore[union-attr]
+        if not records:
+            raise RunNotFound(f"run {run_id} ended without a report in the journal")
+        body = records[-1].record.report  # type: ignore[union-attr]
+        return msgspec.json.decode(body, type=BasketReport)
+
 
 async def _alive(actor: Any) -> bool:
     """Does the actor answer? One that does not within the time is taken as alive: a busy
@@ -126,3 +433,34 @@ async def _alive(actor: Any) -> bool:
     except Exception:  # the actor died (RayActorError), or it is no basket actor at all
         return False
     return True
+
+
+def _call(fn: Callable[[], None]) -> None:
+    fn()
+
+
+def _reconstructed() -> bool:
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # not in an actor (unit tests)
+        return False
+
+
+def _options(submitted: BasketSubmitted) -> BasketOptions:
+    if not submitted.options:
+        return BasketOptions()
+    return msgspec.json.decode(submitted.options, type=BasketOptions)
+
+
+def spec_venues(spec: Any) -> set[str]:
+    """The venues a run's spec trades on (legs, targets and its hedge)."""
+    venues: set[str] = set()
+    for leg in getattr(spec, "legs", []) or []:
+        venues.add(leg.venue)
+    if getattr(spec, "targets", None):
+        venues.update(v for v in spec.venues.values())
+        if spec.venue is not None:
+            venues.add(spec.venue)
+    if spec.hedge is not None:
+        venues.add(spec.hedge.venue)
+    return venues

@@ -59,12 +59,27 @@ def actor_options(
 
 
 def singleton_options(namespace: str, name: str) -> dict[str, Any]:
-    """How a cluster singleton (collateral, hedge, registry) is created: named, detached
-    (it outlives the driver that started it), and the existing one taken if it runs."""
+    """How a cluster singleton (collateral, hedge, supervisor) is created: named, detached
+    (it outlives the driver that started it), the existing one taken if it runs, and
+    restarted whenever it dies (it rebuilds itself from the journal; its calls are still
+    never retried: a restart answers the calls in flight with an error)."""
     return {
         **actor_options(namespace, name=name),
         "lifetime": "detached",
         "get_if_exists": True,
+        "max_restarts": -1,
+    }
+
+
+def basket_actor_options(namespace: str, basket_id: str) -> dict[str, Any]:
+    """How a basket actor is created for its basket: named after it (`legato attach` and
+    `legato cancel` find it so; a second live basket of one id cannot be made) and
+    detached: it belongs to the cluster, not to the driver that submitted it, and runs on
+    when that driver dies (DESIGN §9). The supervisor ends it once its report is
+    journaled. Never restarted: a lost one is taken over from the journal instead."""
+    return {
+        **actor_options(namespace, name=basket_actor_name(basket_id)),
+        "lifetime": "detached",
     }
 
 

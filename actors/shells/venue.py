@@ -11,11 +11,14 @@ reach it as they would reach a real venue.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from actors.hedge import hedge_limit_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
@@ -209,6 +212,11 @@ class VenueActor:
         self._endpoint: VenueEndpoint | None = None
         self._started = asyncio.Lock()
 
+    def config_digest(self) -> str:
+        """A digest of the configuration this actor serves (an engine that finds the actor
+        running checks it is the one it would start)."""
+        return hashlib.sha256(msgspec.json.encode(self.config)).hexdigest()
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> VenueEndpoint:
         """Serve the venue (simulated) and connect; idempotent. Returns how to reach it."""
@@ -309,6 +317,19 @@ class VenueActor:
         except VenueError:
             return (None, None)
         return (r.venue_receive_ns, r.venue_accept_ns)
+
+    def sim_order(self, symbol: str, client_order_id: str) -> ExecutionReport | None:
+        """A simulated venue's own record of an order (its newest under that id), as it
+        would answer a query; None for a real venue or an order it does not know. What
+        tests and the fault suite hold the journal against."""
+        if self._server is None or self._endpoint is None or self._endpoint.account_id is None:
+            return None
+        try:
+            return self._server.venue.exchange.query(
+                self._endpoint.account_id, symbol, client_order_id
+            )
+        except VenueError:
+            return None
 
     # -- hedge orders ------------------------------------------------------------------------
     async def hedge(

@@ -3,12 +3,14 @@
 from actors.spec.load import dump_basket, load_basket, parse_basket, parse_start
 from actors.spec.model import (
     DEFAULT_BAND,
+    ID_ROOM,
     MAX_CHILD_SEQ,
     MAX_CLIENT_ORDER_ID_LEN,
     MAX_LEGS,
     MAX_SLICES,
     MAX_SLIPPAGE_BPS,
     MAX_START_NS,
+    RUN_TAG_ROOM,
     BasketSpec,
     ChildStyle,
     ExecutionParams,
@@ -24,18 +26,22 @@ from actors.spec.model import (
     Spec,
     SpecError,
     client_order_id,
+    new_nonce,
+    order_prefix,
 )
 from actors.spec.rebalance import WEIGHT_TOLERANCE, RebalancePlan, plan_rebalance, rebalance_legs
 from actors.spec.validate import validate, venue_instruments
 
 __all__ = [
     "DEFAULT_BAND",
+    "ID_ROOM",
     "MAX_CHILD_SEQ",
     "MAX_CLIENT_ORDER_ID_LEN",
     "MAX_LEGS",
     "MAX_SLICES",
     "MAX_SLIPPAGE_BPS",
     "MAX_START_NS",
+    "RUN_TAG_ROOM",
     "WEIGHT_TOLERANCE",
     "BasketSpec",
     "ChildStyle",
@@ -55,6 +61,8 @@ __all__ = [
     "client_order_id",
     "dump_basket",
     "load_basket",
+    "new_nonce",
+    "order_prefix",
     "parse_basket",
     "parse_start",
     "plan_rebalance",

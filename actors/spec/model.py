@@ -9,6 +9,7 @@ Two forms describe a basket (docs/basket.md is the reference):
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -17,10 +18,18 @@ import msgspec
 
 from venues.model import Instrument, Side
 
-# Client order ids are `<basket>-<leg>-<n>` (DESIGN §7): at most 36 characters from
-# [A-Za-z0-9._:/-]. A spec is only valid if its longest id fits with n at its largest.
+# Client order ids are `<basket>.<tag>-<leg>-<n>` (DESIGN §7): at most 36 characters from
+# [A-Za-z0-9._:/-]. `<basket>.<tag>` is the run's order prefix (`order_prefix`): the tag
+# is the run's number in base 36 and RUN_NONCE_LEN random characters, so a basket run
+# twice, or on two engines with two journals, never repeats an id. A spec is only valid if
+# its longest id fits with n at its largest and a tag of RUN_TAG_ROOM characters.
 MAX_CLIENT_ORDER_ID_LEN = 36
 MAX_CHILD_SEQ = 99_999
+RUN_NONCE_LEN = 4
+RUN_TAG_ROOM = 1 + 2 + RUN_NONCE_LEN  # ".", the number (below 1,296: 2 digits), the nonce
+# What the basket id and the longest leg id may use together: 22 characters.
+ID_ROOM = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}") - RUN_TAG_ROOM
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 DEFAULT_BAND = 0.05
 
@@ -239,9 +248,6 @@ class ResolvedBasket(msgspec.Struct, frozen=True, kw_only=True):
                 return leg
         raise KeyError(f"basket {self.basket_id} has no leg {leg_id!r}")
 
-    def client_order_id(self, leg_id: str, n: int) -> str:
-        return client_order_id(self.basket_id, leg_id, n)
-
     @property
     def gross_usd(self) -> Decimal | None:
         """Sum of the legs' notionals, if every leg was checked at a price."""
@@ -254,8 +260,48 @@ class ResolvedBasket(msgspec.Struct, frozen=True, kw_only=True):
         return total
 
 
-def client_order_id(basket_id: str, leg_id: str, n: int) -> str:
-    """The deterministic client order id of a leg's n-th child order (DESIGN §7)."""
+def client_order_id(prefix: str, leg_id: str, n: int) -> str:
+    """The deterministic client order id of a leg's n-th child order (DESIGN §7); `prefix`
+    is the run's `order_prefix` (the bare basket id in the backtest, which sends nothing)."""
     if not 0 <= n <= MAX_CHILD_SEQ:
         raise ValueError(f"child order number {n} is outside 0-{MAX_CHILD_SEQ}")
-    return f"{basket_id}-{leg_id}-{n}"
+    return f"{prefix}-{leg_id}-{n}"
+
+
+def base36(n: int) -> str:
+    if n < 0:
+        raise ValueError(f"base36: {n} is negative")
+    digits = ""
+    while True:
+        n, d = divmod(n, 36)
+        digits = _BASE36[d] + digits
+        if n == 0:
+            return digits
+
+
+def order_prefix(basket_id: str, run_number: int, nonce: str, longest_leg_id: str) -> str:
+    """The client order id prefix of run `run_number` of `basket_id`: `<basket>.<tag>`,
+    the tag being the run number in base 36 and then `nonce` (random, from `new_nonce`).
+
+    Within one journal the number alone makes the prefix unique (a basket id's runs are
+    numbered once); the nonce separates journals (two engines, two namespaces), by chance:
+    one in 36**RUN_NONCE_LEN (1.7 million) for two runs with equal ids and numbers. Past
+    run 1,295 the number takes 3 digits; the nonce then gives up what the longest id
+    lacks, and never the number."""
+    tag = base36(run_number) + nonce
+    longest = len(client_order_id(f"{basket_id}.{tag}", longest_leg_id, MAX_CHILD_SEQ))
+    over = longest - MAX_CLIENT_ORDER_ID_LEN
+    if over > 0:
+        if over > len(nonce):
+            raise ValueError(
+                f"basket_id: run {run_number} of {basket_id!r} does not fit the venues' "
+                f"{MAX_CLIENT_ORDER_ID_LEN}-character client order ids; shorten the basket "
+                "or leg ids"
+            )
+        tag = tag[: len(tag) - over]
+    return f"{basket_id}.{tag}"
+
+
+def new_nonce() -> str:
+    """RUN_NONCE_LEN random base-36 characters (for `order_prefix`)."""
+    return "".join(secrets.choice(_BASE36) for _ in range(RUN_NONCE_LEN))

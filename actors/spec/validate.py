@@ -25,6 +25,7 @@ from actors.spec.model import (
     MAX_CHILD_SEQ,
     MAX_CLIENT_ORDER_ID_LEN,
     MAX_LEGS,
+    RUN_TAG_ROOM,
     BasketSpec,
     ExecutionParams,
     FieldError,
@@ -153,9 +154,10 @@ def _check_id_length(basket_id: object, leg_ids: Sequence[str], errors: list[Fie
     if not isinstance(basket_id, str) or not leg_ids:
         return
     longest = max(leg_ids, key=len)
-    example = client_order_id(basket_id, longest, MAX_CHILD_SEQ)
+    # Every run's ids carry its tag (`order_prefix`): room for it is kept here.
+    example = client_order_id(f"{basket_id}.{'x' * (RUN_TAG_ROOM - 1)}", longest, MAX_CHILD_SEQ)
     if len(example) > MAX_CLIENT_ORDER_ID_LEN:
-        room = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}")
+        room = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}") - RUN_TAG_ROOM
         errors.append(
             FieldError(
                 "basket_id",

@@ -31,7 +31,7 @@ VENUES = """
 kind = "sim"
 market = {{ source = "synthetic", seed = 7 }}
 instruments = ["BTCUSDT", "ETHUSDT", "IDXUSDT"]
-profile = {{ preset = "colo", ack = "RESULT" }}
+profile = {{ preset = "colo", ack = "RESULT", client_id_reuse = "after_close" }}
 [[venues.alpha.accounts]]
 account_id = "desk"
 api_key = "test-alpha-key"
@@ -55,7 +55,11 @@ leverage = 5
 kind = "sim"
 market = {{ source = "synthetic", seed = 7 }}
 instruments = ["BTCUSDT", "SOLUSDT"]
-profile = {{ preset = "same_region", ack = "RECEIPT", reject_rate = {gamma_rejects} }}
+[venues.gamma.profile]
+preset = "same_region"
+ack = "RECEIPT"
+reject_rate = {gamma_rejects}
+client_id_reuse = "after_close"
 [[venues.gamma.accounts]]
 account_id = "desk"
 api_key = "test-gamma-key"
@@ -104,9 +108,13 @@ activation_usd = {activation}
 hysteresis_usd = 20
 """
 
+# Every simulated venue of the cluster tests refuses a client order id only while an order
+# with it is open, as Binance does (not forever, the simulator's default).
+BETA = '{ preset = "same_region", client_id_reuse = "after_close" }'
+
 
 def venues(
-    *, beta_profile: str = '"same_region"', gamma_rejects: float = 0.0, gamma_usdt: int = 500_000
+    *, beta_profile: str = BETA, gamma_rejects: float = 0.0, gamma_usdt: int = 500_000
 ) -> object:
     text = VENUES.format(
         beta_profile=beta_profile, gamma_rejects=gamma_rejects, gamma_usdt=gamma_usdt
@@ -121,7 +129,7 @@ def with_tables(tables: str) -> ClusterConfig:
     import textwrap  # noqa: PLC0415
     import tomllib  # noqa: PLC0415
 
-    text = VENUES.format(beta_profile='"same_region"', gamma_rejects=0.0, gamma_usdt=500_000)
+    text = VENUES.format(beta_profile=BETA, gamma_rejects=0.0, gamma_usdt=500_000)
     return parse_cluster(tomllib.loads(textwrap.dedent(tables) + text), source="test config")
 
 
@@ -258,7 +266,9 @@ def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
     make_engine,
 ) -> None:
     # beta is a cross-region venue (150-250 ms) and stETH's book is thin: its leg lags.
-    engine = make_engine(venues(beta_profile='"cross_region"'))
+    engine = make_engine(
+        venues(beta_profile='{ preset = "cross_region", client_id_reuse = "after_close" }')
+    )
     handle = engine.submit(synth_eth("t-hedge", steth_usd=3000, activation=5))
     seen = watch(handle)
     report = handle.result(timeout=60)

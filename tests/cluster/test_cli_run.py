@@ -11,16 +11,14 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.report import load_report
 from cluster import cli
-from tests.cluster.test_baskets import SYNTH_ETH, VENUES
+from tests.cluster.test_baskets import BETA, SYNTH_ETH, VENUES
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def files(tmp_path: Path, gamma_usdt: int = 500_000) -> tuple[Path, Path]:
     venues = tmp_path / "venues.toml"
-    venues.write_text(
-        VENUES.format(beta_profile='"same_region"', gamma_rejects=0.0, gamma_usdt=gamma_usdt)
-    )
+    venues.write_text(VENUES.format(beta_profile=BETA, gamma_rejects=0.0, gamma_usdt=gamma_usdt))
     basket = tmp_path / "basket.toml"
     basket.write_text(
         SYNTH_ETH.format(

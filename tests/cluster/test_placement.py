@@ -21,6 +21,7 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.protocol import Placement
 from actors.report import BasketReport
+from tests.cluster.test_baskets import BETA
 from tests.cluster.test_baskets import VENUES as BASKET_VENUES
 
 # The child's whole life: a head node and one labelled 1-CPU node per venue, Ray started and
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENUE_NAMES = ("alpha", "beta", "gamma")
 
 # The three venues of test_baskets, each with its own node here.
-VENUES = BASKET_VENUES.format(beta_profile='"same_region"', gamma_rejects=0.0, gamma_usdt=500_000)
+VENUES = BASKET_VENUES.format(beta_profile=BETA, gamma_rejects=0.0, gamma_usdt=500_000)
 
 # The same venues and one more that no node of the child's cluster is labelled for.
 UNLABELLED = (

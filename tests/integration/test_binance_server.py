@@ -988,8 +988,10 @@ def test_example_config_loads() -> None:
     assert cfg.sim_names() == ["alpha", "beta", "gamma"]
     seeds = {(v.market.seed, v.market.origin) for v in cfg.venues.values()}  # type: ignore[union-attr]
     assert len(seeds) == 1  # one market: prices agree across the venues
-    acks = {n: v.profile for n, v in cfg.venues.items()}  # type: ignore[union-attr]
-    assert acks["beta"] == "same_region"
+    profiles = {n: v.profile for n, v in cfg.venues.items()}  # type: ignore[union-attr]
+    assert profiles["beta"] == {"preset": "same_region", "client_id_reuse": "after_close"}
+    # Binance's rule for reused client order ids, on every example venue.
+    assert all(p["client_id_reuse"] == "after_close" for p in profiles.values())
     assert cfg.node_label("alpha") == "venue=alpha"
     alpha = cfg.venues["alpha"]
     assert isinstance(alpha, SimVenueConfig)

@@ -9,10 +9,20 @@ from decimal import Decimal
 
 import msgspec
 
+from actors.journal import Entry, JournalError, Record
 from actors.messages import LegProgress
 from actors.runners.port import VenueAnswer
 from venues.errors import OrderRejected, OutcomeUnknown, UnknownOrder, VenueUnavailable
-from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, RejectReason, Side
+from venues.model import (
+    AckKind,
+    ExecutionReport,
+    Fill,
+    Liquidity,
+    NewOrder,
+    OrderStatus,
+    RejectReason,
+    Side,
+)
 
 MS = 1_000_000
 MAX_EVENTS = 1_000_000  # a loop of zero-delay timers is a bug, not a long test
@@ -206,6 +216,15 @@ class FakeVenue:
             cum_filled=order.quantity,
             avg_price=order.price,
             cum_fee=Decimal(0),
+            last_fill=Fill(
+                trade_id=len(self.orders) + 1,
+                price=order.price or Decimal(0),
+                quantity=order.quantity,
+                fee=Decimal(0),
+                fee_asset="USDT",
+                liquidity=Liquidity.TAKER,
+                ts_ns=now,
+            ),
             venue_receive_ns=received_ns,
             venue_accept_ns=now,
             venue_ts_ns=now,
@@ -224,6 +243,39 @@ class FakeVenue:
             self._reply(then, self.orders[coid])
         else:
             self._reply(then, UnknownOrder("Order does not exist.", venue=self.name, code=-2013))
+
+
+class FakeJournal:
+    """A journal on the fake clock: `record` takes a record at once; `record_durably` takes
+    it and commits it `commit_ns` later, or fails then while `failing` is set. `commits`
+    holds (time, record) of every durable commit."""
+
+    def __init__(self, clock: FakeClock, commit_ns: int = 2 * MS) -> None:
+        self.clock = clock
+        self.commit_ns = commit_ns
+        self.records: list[Record] = []
+        self.commits: list[tuple[int, Record]] = []
+        self.failing = False
+
+    def record(self, record: Record) -> None:
+        self.records.append(record)
+
+    def record_durably(self, record: Record, then: Callable[[Exception | None], None]) -> None:
+        failing = self.failing
+        if not failing:
+            self.records.append(record)
+
+        def done() -> None:
+            if failing:
+                then(JournalError("the journal's disk is full"))
+            else:
+                self.commits.append((self.clock.now_ns(), record))
+                then(None)
+
+        self.clock.call_at(self.clock.now_ns() + self.commit_ns, done)
+
+    def entries(self) -> list[Entry]:
+        return [Entry(seq=i + 1, record=r) for i, r in enumerate(self.records)]
 
 
 class FakePort:

@@ -22,6 +22,7 @@ from actors.spec import (
     MAX_CLIENT_ORDER_ID_LEN,
     MAX_LEGS,
     MAX_START_NS,
+    RUN_TAG_ROOM,
     BasketSpec,
     ExecutionParams,
     FieldError,
@@ -33,6 +34,8 @@ from actors.spec import (
     client_order_id,
     dump_basket,
     load_basket,
+    new_nonce,
+    order_prefix,
     parse_basket,
     parse_start,
     plan_rebalance,
@@ -140,7 +143,6 @@ def test_valid_basket_resolves_to_lot_snapped_quantities() -> None:
     assert [i.symbol for i in resolved.hedge_instruments] == ["IDXUSDT"]
     assert resolved.gross_usd == sum(r.quantity * r.price for r in resolved.legs)
     assert resolved.leg("btc") is btc
-    assert resolved.client_order_id("btc", 7) == "b1-btc-7"
     assert resolved.params.completion_band == DEFAULT_BAND
 
 
@@ -259,8 +261,8 @@ def test_bad_basket_id(basket_id: str) -> None:
 
 
 def test_basket_and_leg_ids_use_the_client_order_id_alphabet() -> None:
-    spec = basket(basket_id="Desk_1.a:b/c-d", legs=leg(0, leg_id="E_t.h:1/x"))
-    assert validate(spec, INSTRUMENTS, PRICES).legs[0].leg_id == "E_t.h:1/x"
+    spec = basket(basket_id="Desk_1.a:b/c-d", legs=leg(0, leg_id="E_t.h:1"))
+    assert validate(spec, INSTRUMENTS, PRICES).legs[0].leg_id == "E_t.h:1"
 
 
 def test_bad_leg_id() -> None:
@@ -268,14 +270,16 @@ def test_bad_leg_id() -> None:
 
 
 def test_client_order_ids_must_fit_36_characters() -> None:
-    # The basket id and the longest leg id ("steth") share 36 - len("--99999") = 29 characters.
+    # The basket id and the longest leg id ("steth") share 36 - len("--99999") - the run's
+    # tag (".", 2 digits of run number, 4 of nonce) = 22 characters.
     longest = "steth"
-    room = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}") - len(longest)
+    room = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}") - RUN_TAG_ROOM - len(longest)
     ok = "b" * room
-    assert len(client_order_id(ok, longest, MAX_CHILD_SEQ)) == MAX_CLIENT_ORDER_ID_LEN
+    prefix = order_prefix(ok, 1295, new_nonce(), longest)
+    assert len(client_order_id(prefix, longest, MAX_CHILD_SEQ)) == MAX_CLIENT_ORDER_ID_LEN
     validate(basket(basket_id=ok), INSTRUMENTS, PRICES)
     message = error_at(basket(basket_id=ok + "x"), "basket_id", "37 characters", "at most 36")
-    assert f"{ok}x-steth-99999" in message
+    assert "may use 22 characters" in message
 
 
 def test_client_order_id_numbering() -> None:
@@ -877,3 +881,20 @@ def test_given_quantities_resolve_as_given_or_name_a_lot_multiple_below(
             assert f"e.g. {below} or" in e.errors[0].message
         return
     assert qty == quantity and inst.on_lot(qty)
+
+
+def test_order_prefix_separates_runs_and_fits_the_venues_ids():
+    assert order_prefix("b1", 1, "k3x9", "btc") == "b1.1k3x9"
+    assert client_order_id(order_prefix("b1", 1, "k3x9", "btc"), "btc", 7) == "b1.1k3x9-btc-7"
+    # Within a journal the run number alone separates runs, whatever the nonce.
+    prefixes = {order_prefix("b1", n, "0000", "btc") for n in range(1, 3000)}
+    assert len(prefixes) == 2999
+    # The longest basket + leg ids a spec may have still fit at run 1,295 ...
+    basket, leg = "b" * 12, "l" * 10
+    assert len(client_order_id(order_prefix(basket, 1295, "zzzz", leg), leg, MAX_CHILD_SEQ)) == 36
+    # ... and past it the nonce gives way, never the number.
+    long_run = order_prefix(basket, 46_655, "zzzz", leg)  # "zzz" in base 36
+    assert long_run == f"{basket}.zzzzzz"
+    assert len(client_order_id(long_run, leg, MAX_CHILD_SEQ)) == MAX_CLIENT_ORDER_ID_LEN
+    with pytest.raises(ValueError, match="basket_id: run"):
+        order_prefix(basket, 36**8, "zzzz", leg)
