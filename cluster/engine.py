@@ -645,7 +645,7 @@ class Engine:
 
     def shutdown(self) -> None:
         """Stop what this engine started (its warm pool's idle actors, its venues; Ray
-        itself if it started it). Venues that baskets still trade on are left running
+        itself if it started it). Venues that its baskets still trade on are left running
         (on a cluster the baskets run on without this driver: `legato attach` follows
         them), unless this engine started Ray itself: then everything ends with it, and
         the journal has what the next start (`legato recover`) carries on."""
@@ -657,7 +657,9 @@ class Engine:
         running: list[str] = []
         if not self._started_ray:
             with contextlib.suppress(Exception):
-                running = ray.get(self.registry.watching.remote(), timeout=10)
+                watched = ray.get(self.registry.watching.remote(), timeout=10)
+                mine = {h.run_id for h in self.handles.values()} | set(self.recovered)
+                running = [r for r in watched if r in mine]
         if running:
             log.warning(
                 "engine shut down while %d baskets run (%s): their venues stay up",

@@ -440,6 +440,9 @@ def _call(fn: Callable[[], None]) -> None:
 
 
 def _reconstructed() -> bool:
+    """Is this actor a restart of one that died? (False outside an actor.)"""
+    if not ray.is_initialized():
+        return False
     try:
         return bool(ray.get_runtime_context().was_current_actor_reconstructed)
     except Exception:  # not in an actor (unit tests)
