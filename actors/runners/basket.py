@@ -170,6 +170,7 @@ class BasketRunner:
         self.reconciliations: dict[str, Reconciliation] = {}
         self.unreconciled: dict[str, str] = {}  # leg id → why it could not be reconciled
         self.lost: dict[str, str] = {}  # leg id → why its actor was taken for lost
+        self.unrecovered: set[str] = set()  # lost legs that could not be brought up afresh
         self.hedge_statement: HedgeStatement | None = None
         self._queue: list[str] = []  # sequential: legs still to start
         self._heard: dict[str, int] = {}  # leg → basket time of its newest snapshot
@@ -449,27 +450,78 @@ class BasketRunner:
                         "from its venue's records of its orders"
                     )
                 else:
+                    self.unrecovered.add(leg_id)
                     self.notes.append(f"leg {leg_id}: could not be recovered: {_short(error)}")
             then()
 
         self._each(self.port.recover, recovered, only=lost)
 
-    def _reconcile_all(self) -> None:
+    def _reconcile_all(self, only: Sequence[str] | None = None, again: bool = False) -> None:
+        """Reconcile every leg (or `only` these). A leg whose actor is lost meanwhile is
+        brought up afresh from its venue's records, unwound when the policy says so, and
+        reconciled once more (`again`); lost a second time, it is reported unreconciled."""
         within = int(self.settings.reconcile_deadline_s * NS)
 
         def reconciled(answers: dict[str, Answer]) -> None:
+            lost = []
             for leg_id, r in answers.items():
                 if isinstance(r, Reconciliation):
                     self.reconciliations[leg_id] = r
+                    self.unreconciled.pop(leg_id, None)
                     if r.error:
                         self.unreconciled[leg_id] = r.error
-                else:
-                    why = f"reconciliation failed: {_short(r)}"
-                    self.unreconciled[leg_id] = why
+                    continue
+                why = f"reconciliation failed: {_short(r)}"
+                self.unreconciled[leg_id] = why
+                if again or leg_id in self.unrecovered:
                     self.notes.append(f"leg {leg_id}: {why}")
+                else:
+                    lost.append(leg_id)
+            if lost:
+                self._recover_again(lost, answers)
+                return
             self._close_hedge()
 
-        self._each(lambda leg_id, then: self.port.reconcile(leg_id, within, then), reconciled)
+        self._each(
+            lambda leg_id, then: self.port.reconcile(leg_id, within, then), reconciled, only=only
+        )
+
+    def _recover_again(self, lost: list[str], answers: dict[str, Answer]) -> None:
+        """Legs lost while reconciling: recovered, unwound under `unwind` (when the basket
+        failed or was cancelled), then reconciled again."""
+        for leg_id in lost:
+            why = _short(answers[leg_id])
+            if leg_id in self.lost:
+                self.lost[leg_id] = why
+            else:
+                self.leg_lost(leg_id, why)
+        unwinding = self.basket.policy is Policy.UNWIND and (
+            self.failure is not None or self.cancelled is not None
+        )
+        within = int(self.settings.unwind_deadline_s * NS)
+
+        def recovered(got: dict[str, Answer]) -> None:
+            for leg_id, error in got.items():
+                if error is not None:
+                    self.unrecovered.add(leg_id)
+                self.notes.append(
+                    f"leg {leg_id}: its actor was lost while reconciling ({self.lost[leg_id]}); "
+                    + (
+                        "recovered from its venue's records"
+                        if error is None
+                        else f"could not be recovered: {_short(error)}"
+                    )
+                )
+            if unwinding:
+                self._each(
+                    lambda leg_id, then: self.port.unwind(leg_id, within, then),
+                    lambda _u: self._reconcile_all(lost, again=True),
+                    only=lost,
+                )
+            else:
+                self._reconcile_all(lost, again=True)
+
+        self._each(self.port.recover, recovered, only=lost)
 
     def _close_hedge(self) -> None:
         # Whatever the policy, a basket that does not complete keeps its hedge while the

@@ -32,7 +32,7 @@ from actors.journal.records import (
     ReportSource,
 )
 from actors.leg import Reconciliation
-from venues.model import ExecutionReport, NewOrder
+from venues.model import ExecutionReport, Fill, NewOrder
 
 
 class Journal(Protocol):
@@ -69,6 +69,7 @@ class LegJournal:
         self.leg_id = leg_id
         self.venue = venue
         self.on = bool(run_id)  # a run without an identity (the backtest) keeps no record
+        self._booked: dict[str, dict[int, Decimal]] = {}  # client order id → trade id → qty
 
     def sent(
         self,
@@ -127,10 +128,24 @@ class LegJournal:
             )
             self._fill(report, now_ns)
 
+    def booked_qty(self, coid: str) -> Decimal:
+        """What the trades journaled for an order add up to."""
+        return sum(self._booked.get(coid, {}).values(), Decimal(0))
+
+    def trades(self, report: ExecutionReport, fills: list[Fill], now_ns: int) -> None:
+        """The order's trades as the venue lists them: those not yet journaled are."""
+        for fill in fills:
+            self._book(report, fill, now_ns)
+
     def _fill(self, report: ExecutionReport, now_ns: int) -> None:
-        fill = report.last_fill
-        if fill is None:
-            return
+        if report.last_fill is not None:
+            self._book(report, report.last_fill, now_ns)
+
+    def _book(self, report: ExecutionReport, fill: Fill, now_ns: int) -> None:
+        trades = self._booked.setdefault(report.client_order_id, {})
+        if fill.trade_id in trades:
+            return  # the ack and the stream both carry it: one record
+        trades[fill.trade_id] = fill.quantity
         self.journal.record(
             FillBooked(
                 run_id=self.run_id,

@@ -65,6 +65,7 @@ from venues.model import (
     AckKind,
     BookTicker,
     ExecutionReport,
+    Fill,
     NewOrder,
     OrderStatus,
     OrderType,
@@ -763,7 +764,9 @@ class LegRunner:
             final = rounds + 1 >= RECONCILE_ROUNDS or now + RECONCILE_GAP_NS >= deadline_ns
             result = self.ledger.reconcile(answers, now, adopt=final)
             if result.reconciled or final:
-                self._reconciled(result, then)
+                # The trades the journal lacks first (a report carries only the last one):
+                # then every fill the venue made is in the journal, per trade.
+                self._book_missing_trades(answers, lambda: self._reconciled(result, then))
                 return
             self.port.call_at(
                 now + RECONCILE_GAP_NS,
@@ -775,6 +778,32 @@ class LegRunner:
             return
         for coid in coids:
             self.port.venue.query(self.leg.symbol, coid, lambda a, c=coid: got(c, a))
+
+    def _book_missing_trades(
+        self, answers: dict[str, ExecutionReport | None], then: Callable[[], None]
+    ) -> None:
+        """Ask the venue for the trades of every order whose journaled trades fall short of
+        its fill, and journal those missing (once per trade id); then `then`. A venue that
+        does not answer leaves them to its own records (the order's fill is journaled)."""
+        short = [
+            r
+            for r in answers.values()
+            if r is not None and self.journal.booked_qty(r.client_order_id) < r.cum_filled
+        ]
+        if not self.journal.on or not short:
+            then()
+            return
+        left = [len(short)]
+
+        def got(report: ExecutionReport, answer: list[Fill] | VenueError) -> None:
+            if isinstance(answer, list):
+                self.journal.trades(report, answer, self.port.now_ns())
+            left[0] -= 1
+            if left[0] == 0:
+                then()
+
+        for r in short:
+            self.port.venue.trades(r.symbol, r.order_id, lambda a, r=r: got(r, a))
 
     def _reconciled(self, result: Reconciliation, then: Callable[[Reconciliation], None]) -> None:
         self.journal.reconciled(result)

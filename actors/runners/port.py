@@ -7,7 +7,7 @@ from typing import Protocol
 
 from actors.messages import LegProgress
 from venues.errors import VenueError
-from venues.model import ExecutionReport, NewOrder
+from venues.model import ExecutionReport, Fill, NewOrder
 
 # A venue's answer to one call: its report, or the error it raised (never an exception
 # thrown across the port: a driver catches what its client raises and hands it over).
@@ -40,6 +40,13 @@ class VenueCalls(Protocol):
     def query(
         self, symbol: str, client_order_id: str, then: Callable[[VenueAnswer], None]
     ) -> None: ...
+
+    def trades(
+        self, symbol: str, order_id: int, then: Callable[[list[Fill] | VenueError], None]
+    ) -> None:
+        """The venue's trades of one order (asked only by a journaling leg: never in the
+        backtest)."""
+        ...
 
 
 class LegPort(Clock, Protocol):

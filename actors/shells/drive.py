@@ -11,7 +11,7 @@ from actors.runners.port import Timer, VenueAnswer
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.errors import OutcomeUnknown, VenueError, VenueUnavailable
-from venues.model import NewOrder
+from venues.model import Fill, Liquidity, NewOrder
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,26 @@ class ClientCalls:
     def query(self, symbol: str, client_order_id: str, then: Callable[[VenueAnswer], None]) -> None:
         call = self._client.query(symbol, client_order_id)
         self._call(call, then, f"query-{client_order_id}", VenueUnavailable)
+
+    def trades(
+        self, symbol: str, order_id: int, then: Callable[[list[Fill] | VenueError], None]
+    ) -> None:
+        async def listed() -> list[Fill]:
+            rows = await self._client.user_trades(symbol, order_id)  # type: ignore[attr-defined]
+            return [
+                Fill(
+                    trade_id=t.id,
+                    price=t.price,
+                    quantity=t.qty,
+                    fee=t.commission,
+                    fee_asset=t.commission_asset,
+                    liquidity=Liquidity.MAKER if t.maker else Liquidity.TAKER,
+                    ts_ns=t.time * 1_000_000,
+                )
+                for t in rows
+            ]
+
+        self._call(listed(), then, f"trades-{order_id}", VenueUnavailable)  # type: ignore[arg-type]
 
     def _call(
         self,

@@ -299,7 +299,19 @@ class HedgeActor:
                 mids = await desk.venue.mids.remote([i.symbol for i in desk.runner.instruments])
                 desk.runner.mark({s: float(m) for s, m in mids.items()})
             except ActorDiedError:  # the venue is gone (its engine stopped): so is the desk
-                log.info("hedge desk %s: its venue actor is gone; desk closed", desk.key[0])
+                held = {s: q for s, q in desk.runner.ledger.qty.items() if q}
+                if held:  # never silently: what it held stays in the journal and the log
+                    for symbol in held:
+                        desk._record_position(symbol)
+                    log.error(
+                        "hedge desk %s: its venue actor is gone while it holds %s; desk "
+                        "closed, the position is the venue's (a desk opened on it later "
+                        "takes it over)",
+                        desk.key[0],
+                        held,
+                    )
+                else:
+                    log.info("hedge desk %s: its venue actor is gone; desk closed", desk.key[0])
                 self._desks.pop(desk.key, None)
                 await desk.trader.stop()
                 return

@@ -12,7 +12,13 @@ import msgspec
 from actors.journal import Entry, JournalError, Record
 from actors.messages import LegProgress
 from actors.runners.port import VenueAnswer
-from venues.errors import OrderRejected, OutcomeUnknown, UnknownOrder, VenueUnavailable
+from venues.errors import (
+    OrderRejected,
+    OutcomeUnknown,
+    UnknownOrder,
+    VenueError,
+    VenueUnavailable,
+)
 from venues.model import (
     AckKind,
     ExecutionReport,
@@ -140,6 +146,8 @@ class FakeVenue:
         self.lost: set[int] = set()
         self.apply_lost_after_ns: int | None = None
         self.failing_queries = 0
+        self.trade_queries: list[int] = []  # order ids whose trades were asked for
+        self.reports_without_trades = False  # answers and stream reports carry no trade
 
     # -- what a test reads -----------------------------------------------------------------
     @property
@@ -230,17 +238,30 @@ class FakeVenue:
             venue_ts_ns=now,
         )
         self.orders[order.client_order_id] = report
+        if self.reports_without_trades:  # as after a stream gap: cumulative figures only
+            report = msgspec.structs.replace(report, last_fill=None)
         stream = self.stream
         if stream is not None:
             self._later(self.stream_lag_ns, lambda: stream(report))
         return report
+
+    def trades(
+        self, symbol: str, order_id: int, then: Callable[[list[Fill] | VenueError], None]
+    ) -> None:
+        """The order's one trade (every order fills at once here)."""
+        self.trade_queries.append(order_id)
+        found = [r.last_fill for r in self.orders.values() if r.order_id == order_id]
+        self._reply(then, [f for f in found if f is not None])
 
     def _answer_query(self, coid: str, then: Callable[[VenueAnswer], None]) -> None:
         if self.down(self.clock.now_ns()) or self.failing_queries > 0:
             self.failing_queries = max(0, self.failing_queries - 1)
             self._reply(then, VenueUnavailable("service unavailable", venue=self.name, code=503))
         elif coid in self.orders:
-            self._reply(then, self.orders[coid])
+            report = self.orders[coid]
+            if self.reports_without_trades:
+                report = msgspec.structs.replace(report, last_fill=None)
+            self._reply(then, report)
         else:
             self._reply(then, UnknownOrder("Order does not exist.", venue=self.name, code=-2013))
 

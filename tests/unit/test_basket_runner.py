@@ -938,3 +938,20 @@ def test_the_fire_lead(
         floor_ms * MS, worst_clock_rtt_ms * MS, [rtt * MS for rtt in venue_rtts_ms]
     )
     assert lead == lead_ms * MS
+
+
+@pytest.mark.parametrize("policy", [Policy.COMPLETE, Policy.UNWIND])
+def test_a_leg_lost_while_reconciling_is_recovered_and_reconciled_again(policy: Policy) -> None:
+    scripts = done_legs()
+    # BTC's last snapshot (DONE) is at 3 s; its actor dies just after, before its answer.
+    scripts["btc"] = Script(filling("0.4", 3_000), dies_at_ms=3_001)
+    run = Run(scripts, policy)
+    run.finish(within_s=120)
+    port = run.port
+    assert port.legs_called("recover") == ["btc"]
+    assert port.legs_called("reconcile").count("btc") == 2  # lost, recovered, asked again
+    assert "leg btc: its actor was lost while reconciling" in " ".join(run.runner.notes)
+    # Every leg done, then every leg reconciled: the basket completes whatever the policy,
+    # and nothing is unwound (only a failed or cancelled basket unwinds).
+    assert run.state is S.COMPLETED, run.runner.reason
+    assert port.calls("unwind") == []

@@ -114,3 +114,22 @@ def test_an_unknown_outcome_is_recorded_and_settled_by_the_query() -> None:
     )
     (order,) = [o for o in fold_orders(leg.journal.entries()) if o.order.client_order_id == lost]
     assert not order.order.unknown and order.order.filled_qty == D("0.1")
+
+
+def test_trades_the_reports_did_not_carry_are_asked_of_the_venue_and_journaled() -> None:
+    leg = JournaledLeg()
+    leg.venue.reports_without_trades = True  # cumulative figures only, as after a stream gap
+    leg.run_to_done()
+    assert not [r for r in leg.journal.records if isinstance(r, FillBooked)]
+    got: list[Reconciliation] = []
+    leg.runner.reconcile(leg.now + 10 * SECOND, got.append)
+    leg.clock.run_until(lambda: bool(got), leg.now + 10 * SECOND)
+    assert got[0].reconciled
+    # Each order's trade asked for once, and journaled before the reconciliation answered.
+    assert sorted(leg.venue.trade_queries) == sorted(r.order_id for r in leg.venue.orders.values())
+    booked = {r.client_order_id: r.qty for r in leg.journal.records if isinstance(r, FillBooked)}
+    assert booked == {c: r.cum_filled for c, r in leg.venue.orders.items()}
+    # Asked again, nothing new: a trade is journaled once.
+    leg.runner.reconcile(leg.now + 10 * SECOND, got.append)
+    leg.clock.run_until(lambda: len(got) == 2, leg.now + 10 * SECOND)
+    assert sum(isinstance(r, FillBooked) for r in leg.journal.records) == len(booked)

@@ -15,6 +15,9 @@ NS_PER_MS = 1_000_000
 _Z99 = 2.326347874  # standard normal 99th percentile
 
 
+MAX_APPLY_DELAY_NS = 5_000_000_000  # Binance's default recvWindow: 5 s
+
+
 class Latency(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A log-normal latency given by its median and 99th percentile, in milliseconds."""
 
@@ -201,4 +204,8 @@ class VenueConditions:
         """How long after receipt a lost-but-applied order is applied; None (and no draw,
         so that the seeds of profiles without it are unchanged): when it is processed."""
         delay = self.profile.unknown_apply_delay
-        return None if delay is None else delay.sample_ns(self._rng)
+        if delay is None:
+            return None
+        # Binance applies an order within its request's receive window or never (it refuses
+        # one that reaches its engine later): the draw's tail stops there.
+        return min(delay.sample_ns(self._rng), MAX_APPLY_DELAY_NS)
