@@ -108,14 +108,10 @@ class CollateralActor:
         def then(result: Reserved | Refused) -> None:
             if isinstance(result, Reserved) and run_id:
                 self._runs[basket_id] = run_id
-                self._record(
-                    CollateralReserved(
-                        run_id=run_id,
-                        needs=dict(result.needs),
-                        holdings={v: dict(h) for v, h in result.holdings.items()},
-                        ts_ns=result.reserved_ns,
-                    )
-                )
+                if self.journal is not None and self.journal.opened:
+                    # Durable before the basket hears of it: a restarted actor holds it again.
+                    self._tasks.spawn(self._journal_reserved(result, run_id, done), "reserved")
+                    return
             if not done.done():
                 done.set_result(result)
 
@@ -126,6 +122,36 @@ class CollateralActor:
             return await done
         finally:
             self._waiting.discard(done)
+
+    async def _journal_reserved(
+        self, result: Reserved, run_id: str, done: asyncio.Future[Reserved | Refused]
+    ) -> None:
+        """Commit the reservation to the journal, then answer it; a reservation the journal
+        cannot keep is given back and refused (nothing is sent for its basket)."""
+        assert self.journal is not None
+        record = CollateralReserved(
+            run_id=run_id,
+            needs=dict(result.needs),
+            holdings={v: dict(h) for v, h in result.holdings.items()},
+            ts_ns=result.reserved_ns,
+        )
+        answer: Reserved | Refused = result
+        try:
+            await self.journal.durable(record)
+        except Exception as e:
+            self.runner.release(result.basket_id)
+            self._runs.pop(result.basket_id, None)
+            answer = Refused(
+                basket_id=result.basket_id,
+                shortfalls=[],
+                transfers=[],
+                missing={},
+                unknown_venues=[],
+                reason=f"the journal cannot record the reservation: {e}",
+                ts_ns=self.now_ns(),
+            )
+        if not done.done():
+            done.set_result(answer)
 
     async def release(self, basket_id: str, reason: str = "") -> Reserved | None:
         """Give back what the basket holds (harmless if it holds nothing)."""
