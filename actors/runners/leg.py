@@ -35,7 +35,7 @@ timers and its status machine, and split apart they would reach into each other'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import msgspec
@@ -172,6 +172,7 @@ class LegRunner:
         self._timer: Timer | None = None
         self._rejects_in_row = 0
         self._next_n = 0
+        self._written: dict[int, int] = {}  # recovering: written ahead, not yet found
         self._adjusted_ns = 0
         self._published: tuple[object, ...] = ()
         self._published_ns = 0
@@ -298,13 +299,23 @@ class LegRunner:
         timeout = max(0, min(SETTLE_TIMEOUT_NS, deadline_ns - self.port.now_ns()))
         self._settle(timeout, lambda: self._reconcile_round(deadline_ns, 0, 0, then))
 
-    def recover(self, deadline_ns: int, then: Callable[[Exception | None], None]) -> None:
+    def recover(
+        self,
+        deadline_ns: int,
+        then: Callable[[Exception | None], None],
+        written: Mapping[int, int] | None = None,
+    ) -> None:
         """Rebuild the leg's record from its venue (its actor was lost, DESIGN §9): ask for
         `<basket>-<leg>-<n>` for n = 0, 1, … until `RECOVER_GAP` ids in a row are unknown
         there, and adopt every order found, with the venue's figures. The leg is FAILED and
         sends nothing of its own; it can unwind and reconcile like any other. Transient venue
         errors are retried until `deadline_ns`; past it `then` gets the error (what was
-        found so far is kept)."""
+        found so far is kept).
+
+        `written`: the orders the journal shows written ahead and not yet settled (slice
+        number → when it was sent). One the venue does not know is asked about again once
+        its order window has passed, and then journaled as never having reached the venue;
+        the search goes on at least to the last of them."""
         if self.sched is not None or self.ledger.orders:
             raise RuntimeError(f"leg {self.leg.leg_id}: recover() is for a fresh runner")
         self.mode = Mode.STOP
@@ -313,6 +324,7 @@ class LegRunner:
         # Its snapshots must outrank every one the lost actor sent (receivers keep the
         # highest sequence number).
         self.ledger.seq = RECOVERED_SEQ
+        self._written = dict(written or {})
         self._recover_from(0, 0, 0, deadline_ns, then)
 
     def _recover_from(
@@ -323,18 +335,36 @@ class LegRunner:
         deadline_ns: int,
         then: Callable[[Exception | None], None],
     ) -> None:
-        if gap >= RECOVER_GAP or n > MAX_CHILD_SEQ:
+        if (gap >= RECOVER_GAP and not any(m >= n for m in self._written)) or n > MAX_CHILD_SEQ:
             self._next_n = n
             self._publish()
             then(None)
             return
         coid = client_order_id(self.prefix, self.leg.leg_id, n)
+        asked_ns = self.port.now_ns()
 
         def answered(answer: VenueAnswer) -> None:
             match answer:
                 case ExecutionReport():
+                    self._written.pop(n, None)
                     self._adopt(n, answer)
                     self._recover_from(n + 1, 0, 0, deadline_ns, then)
+                case UnknownOrder() if n in self._written:
+                    due = self._written[n] + self.cmd.order_window_ns
+                    if asked_ns >= due:
+                        # Written ahead, never placed: the lost actor died before it left,
+                        # or the venue turned it away unheard. It never will be placed.
+                        del self._written[n]
+                        self.journal.refused(coid, _NEVER_REACHED, self.port.now_ns())
+                        self._recover_from(n + 1, gap + 1, 0, deadline_ns, then)
+                    elif asked_ns >= deadline_ns:  # left as the journal has it
+                        del self._written[n]
+                        self._recover_from(n + 1, gap + 1, 0, deadline_ns, then)
+                    else:  # the venue may still apply it: ask again once it cannot
+                        self.port.call_at(
+                            min(due, deadline_ns),
+                            lambda: self._recover_from(n, gap, 0, deadline_ns, then),
+                        )
                 case UnknownOrder():
                     self._recover_from(n + 1, gap + 1, 0, deadline_ns, then)
                 case _ if self.port.now_ns() >= deadline_ns:

@@ -165,9 +165,23 @@ class LegActor:
         stops, unwinds and reconciles like any other, and sends nothing of its own."""
         await self.arm(cmd, basket)
         deadline = self.now_ns() + int(deadline_s * 1e9)
-        error = await self._answer(lambda then: self._r.recover(deadline, then))
+        written = await self._written_ahead(cmd)
+        error = await self._answer(lambda then: self._r.recover(deadline, then, written))
         if error is not None:
             raise error
+
+    async def _written_ahead(self, cmd: ArmLeg) -> dict[int, int]:
+        """The leg's orders the journal shows written ahead and not settled (slice number →
+        when sent): the venue may never have heard of them."""
+        if self._journal is None:
+            return {}
+        await self._journal.flush()
+        orders = await self._journal.store.orders(cmd.run_id)
+        return {
+            o.order.n: o.order.sent_ns
+            for o in orders
+            if o.leg_id == cmd.leg.leg_id and not o.order.status.is_terminal
+        }
 
     def _typical_rtt_ns(self) -> int:
         """The median round trip of this leg's own venue-clock exchanges (those of the

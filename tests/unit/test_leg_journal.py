@@ -13,6 +13,7 @@ from actors.journal.records import (
     LegReconciled,
     OrderAcked,
     OrderOutcomeUnknown,
+    OrderRejected,
     OrderReported,
 )
 from actors.leg import Reconciliation
@@ -133,3 +134,66 @@ def test_trades_the_reports_did_not_carry_are_asked_of_the_venue_and_journaled()
     leg.runner.reconcile(leg.now + 10 * SECOND, got.append)
     leg.clock.run_until(lambda: len(got) == 2, leg.now + 10 * SECOND)
     assert sum(isinstance(r, FillBooked) for r in leg.journal.records) == len(booked)
+
+
+def test_a_recovery_closes_the_orders_written_ahead_that_never_reached_the_venue() -> None:
+    # The first actor works two slices and dies; the journal shows two more written ahead
+    # that never left it: one just before the death, one far beyond the search's usual gap.
+    first = JournaledLeg()
+    first.fire()
+    first.clock.run_until(lambda: first.venue.position == D("0.2"), FIRE_AT + 3 * SECOND)
+    first.runner.crash(RuntimeError("the actor's process died"))
+    clock, venue = first.clock, first.venue
+    died = clock.now_ns()
+    journal = FakeJournal(clock)
+    fresh = LegRunner(
+        arm(run_id=RUN, order_prefix="b1.1abcd"),
+        FakePort(clock, venue),
+        book=BOOK,
+        ack_kind=AckKind.RESULT,
+        journal=journal,
+    )
+    venue.stream = fresh.on_report
+    done: list[object] = []
+    fresh.recover(died + 30 * SECOND, done.append, written={2: died, 40: died - 60 * SECOND})
+    clock.run_until(lambda: bool(done), died + 30 * SECOND)
+    assert done == [None]
+    # The recent one is called never placed only once the venue could no longer apply it.
+    window = fresh.cmd.order_window_ns
+    assert clock.now_ns() >= died + window
+    closed = {r.client_order_id: r for r in journal.records if isinstance(r, OrderRejected)}
+    assert set(closed) == {"b1.1abcd-eth-2", "b1.1abcd-eth-40"}
+    assert all("never reached the venue" in r.reason for r in closed.values())
+    # What the venue knows is adopted; later orders take ids past every one written ahead.
+    assert set(fresh.ledger.orders) == set(venue.orders) == {"b1.1abcd-eth-0", "b1.1abcd-eth-1"}
+    assert fresh._next_n > 40
+
+
+def test_a_recovery_adopts_an_order_written_ahead_that_the_venue_applies_late() -> None:
+    first = JournaledLeg()
+    first.venue.lost = {2}  # the third placement's answer is lost; the venue applies it late
+    first.venue.apply_lost_after_ns = 2 * SECOND
+    first.fire()
+    first.clock.run_until(
+        lambda: any(isinstance(r, OrderOutcomeUnknown) for r in first.journal.records),
+        FIRE_AT + 10 * SECOND,
+    )
+    first.runner.crash(RuntimeError("the actor's process died"))
+    clock, venue = first.clock, first.venue
+    sent = {r.n: r.ts_ns for r in first.journal.records if isinstance(r, ChildOrderSent)}
+    journal = FakeJournal(clock)
+    fresh = LegRunner(
+        arm(run_id=RUN, order_prefix="b1.1abcd"),
+        FakePort(clock, venue),
+        book=BOOK,
+        ack_kind=AckKind.RESULT,
+        journal=journal,
+    )
+    venue.stream = fresh.on_report
+    done: list[object] = []
+    fresh.recover(clock.now_ns() + 30 * SECOND, done.append, written={2: sent[2]})
+    clock.run_until(lambda: bool(done), clock.now_ns() + 30 * SECOND)
+    assert done == [None]
+    assert "b1.1abcd-eth-2" in fresh.ledger.orders and "b1.1abcd-eth-2" in venue.orders
+    assert not [r for r in journal.records if isinstance(r, OrderRejected)]
+    assert fresh.ledger.filled_qty == venue.position
