@@ -6,8 +6,9 @@ streams, HMAC-SHA256 signatures and Binance's error codes, close enough that a s
 that API works once its base URLs point here. Every request goes through the venue, so the
 venue profile applies: latency, acknowledgement semantics, stream lag, outages (HTTP 503, or
 connections refused), injected rejects and lost answers (-1007). `/_sim/` (not Binance) tells
-tests and TCA the venue-side times of each order and injects faults; it answers on loopback
-to known API keys only. Secrets and signatures are never logged.
+tests and TCA the venue-side times of each order and injects faults (outages, dropped
+streams); it answers on loopback to known API keys only. Secrets and signatures are never
+logged.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from venues.sim.server.handlers import (
     server_time,
     user_trades,
 )
+from venues.sim.server.streamdrop import sim_drop_streams
 from venues.sim.server.streams import (
     close_listen_key,
     combined_stream,
@@ -151,6 +153,7 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_delete("/_sim/outage", sim_stop_outage)
     r.add_get("/_sim/profile", sim_get_profile)
     r.add_post("/_sim/profile", sim_set_profile)
+    r.add_post("/_sim/streams/drop", sim_drop_streams)
     return app
 
 
