@@ -349,6 +349,11 @@ class _Run:
     def recover(self, leg_id: str, then: Callable[[Exception | None], None]) -> None:
         then(RuntimeError("a simulated leg is never lost"))
 
+    def resume(
+        self, leg_id: str, elapsed_ns: int, then: Callable[[Exception | None], None]
+    ) -> None:
+        then(RuntimeError("a simulated leg is never lost"))
+
     def ping(self, leg_id: str, within_ns: int, then: Callable[[str | None], None]) -> None:
         then(None)
 

@@ -109,6 +109,13 @@ class BasketPort(Clock, Protocol):
         was lost): its later calls go to the recovered leg. `then` gets None, or why not."""
         ...
 
+    def resume(
+        self, leg_id: str, elapsed_ns: int, then: Callable[[Exception | None], None]
+    ) -> None:
+        """Like `recover`, then have the leg carry on its schedule, which began `elapsed_ns`
+        ago (a taken-over basket that goes on). `then` gets None, or why not."""
+        ...
+
     def ping(self, leg_id: str, within_ns: int, then: Callable[[str | None], None]) -> None:
         """Ask whether the leg lives: `then` gets None (it answered), "timeout", or the
         error that says it is gone."""
@@ -178,6 +185,8 @@ class BasketRunner:
         self._tick_timer: Any = None
         self._leg_ids = [leg.leg_id for leg in basket.legs]
         self._stuck = ""  # what an unwind left open, in words
+        self._resuming = False  # a take-over's legs are being brought up to carry on
+        self._end_held = False  # the basket's end waits for them
 
     # -- fire ------------------------------------------------------------------------------
     @staticmethod
@@ -214,10 +223,13 @@ class BasketRunner:
         self._tick_timer = self.port.call_at(fire_at_ns, self._tick)
 
     def take_over(self, fire_at_ns: int | None, reason: str) -> None:
-        """Carry on a basket whose actor was lost (DESIGN §9), from a fresh runner: every
-        leg is taken for lost (their actors went with the basket's), so each is brought up
-        from its venue's records, and the basket fails with `reason` under its policy
-        (`unwind`: every leg traded back to flat), then is reconciled like any other.
+        """Carry on a basket whose actor was lost (DESIGN §9), from a fresh runner; its
+        legs' actors went with the basket's, so each is brought up from its venue's
+        records. Under policy `complete`, a basket that had fired goes on: every leg
+        carries on its schedule from where the venue's records leave it (`resume`), kept
+        in step as before, and ends like any other. Under any other policy the loss is
+        the basket's failure (`reason`): `unwind` trades every leg back to flat,
+        `hedge_and_hold` keeps the hedge; then every leg is reconciled.
         `fire_at_ns`: the journal's fire instant (None: it never fired; the legs are
         still asked, as a fire may have gone out before it was recorded). `lifecycle`
         comes in RUNNING (`BasketLifecycle.take_over`)."""
@@ -228,10 +240,44 @@ class BasketRunner:
             basket, fire_at, self.risk, hedge=self.hedged, synchronize=self.synchronize
         )
         self.timeline.start(self.core)
+        if basket.policy is Policy.COMPLETE and fire_at_ns is not None and not self.sequential:
+            self._resume(fire_at, reason)
+            return
         self.failure = reason  # the cause, whatever the legs' failures say next
         for leg in basket.legs:
             self.leg_lost(leg.leg_id, "the basket actor was lost")
         self._fail(reason)
+
+    def _resume(self, fire_at: int, reason: str) -> None:
+        """Policy `complete` after a take-over: every leg recovered and carrying on its
+        schedule; one that cannot be is lost (the others go on, as under `complete`)."""
+        params = self.basket.params
+        overrun_s = max(self.settings.min_overrun_s, params.horizon_s)
+        self.deadline_ns = fire_at + int((params.horizon_s + params.grace_s + overrun_s) * NS)
+        now = self.port.now_ns()
+        self.notes.append(f"{reason}; every leg carries on from its venue's records")
+        for leg_id in self._leg_ids:
+            self._heard[leg_id] = now
+
+        def resumed(answers: dict[str, Answer]) -> None:
+            self._resuming = False
+            later = self.port.now_ns()
+            for leg_id, error in answers.items():
+                self._heard[leg_id] = later
+                if error is not None:
+                    self.leg_lost(leg_id, f"could not carry on after the take-over: {error}")
+            if self._end_held:
+                self._end()
+            elif not self.ending:
+                self._tick_timer = self.port.call_at(later, self._tick)
+
+        # Until every leg has answered, the basket's end (a cancel, every leg done) waits:
+        # a leg still being brought up cannot be stopped, and must not be recovered twice.
+        self._resuming = True
+        self._each(
+            lambda leg_id, then: self.port.resume(leg_id, now - fire_at, then),
+            resumed,
+        )
 
     def _start_next(self, at_ns: int) -> None:
         if self._queue:
@@ -390,6 +436,9 @@ class BasketRunner:
     def _end(self) -> None:
         """Every leg done, a failure, or a cancel: the policy, then reconciliation."""
         if self.ending:
+            return
+        if self._resuming:
+            self._end_held = True
             return
         self.ending = True
         if self._tick_timer is not None:

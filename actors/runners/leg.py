@@ -201,24 +201,40 @@ class LegRunner:
         """
         if self.sched is not None or self.status is not LegStatus.ARMED:
             raise RuntimeError(f"leg {self.leg.leg_id}: fire() needs an armed leg not yet fired")
+        start = fire_at_ns - (rtt_ns // 2 if self.cmd.synchronized else 0)
+        self.sched = self._scheduler(start, rtt_ns, delivery_ns)
+        self._timer = self.port.call_at(start, self._go, precise=True)
+
+    def resume(self, started_ns: int, rtt_ns: int, delivery_ns: int | None = None) -> None:
+        """Carry on the schedule of a leg recovered with `recover(..., resume=True)` (its
+        basket's actor was lost and the basket goes on, policy `complete`): the schedule
+        that began at `started_ns` (this leg's clock), its fills so far the venue's, its
+        next client order ids past every id the lost actors used or wrote ahead."""
+        if self.sched is not None or self.status is not LegStatus.ARMED:
+            raise RuntimeError(f"leg {self.leg.leg_id}: resume() needs a recovered armed leg")
+        self.mode = Mode.NORMAL
+        self.sched = self._scheduler(started_ns, rtt_ns, delivery_ns)
+        self._timer = self.port.call_at(self.port.now_ns(), self._go)
+
+    def _scheduler(self, start_ns: int, rtt_ns: int, delivery_ns: int | None) -> SliceScheduler:
         cmd, leg = self.cmd, self.leg
-        start = fire_at_ns - (rtt_ns // 2 if cmd.synchronized else 0)
-        self.sched = SliceScheduler(
+        return SliceScheduler(
             self.prefix,
             leg.leg_id,
             leg.instrument,
             leg.side,
             leg.quantity,
-            start_ns=start,
+            start_ns=start_ns,
             horizon_ns=cmd.horizon_ns,
             slice_ns=cmd.slice_ns,
             max_slippage_bps=leg.max_slippage_bps,
             participation_cap=cmd.participation_cap,
             max_child_fraction=cmd.max_child_fraction,
+            arrival_price=self.arrival,
+            next_n=self._next_n,
             latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, book_age_ns(rtt_ns, delivery_ns)),
             synchronized=cmd.synchronized,
         )
-        self._timer = self.port.call_at(start, self._go, precise=True)
 
     def on_market(self, ticker: BookTicker | None, qty: Decimal, notional: Decimal) -> None:
         """Market data: the newest top of book, and public trades (their quantity and
@@ -304,6 +320,8 @@ class LegRunner:
         deadline_ns: int,
         then: Callable[[Exception | None], None],
         written: Mapping[int, int] | None = None,
+        *,
+        resume: bool = False,
     ) -> None:
         """Rebuild the leg's record from its venue (its actor was lost, DESIGN §9): ask for
         `<basket>-<leg>-<n>` for n = 0, 1, … until `RECOVER_GAP` ids in a row are unknown
@@ -315,12 +333,16 @@ class LegRunner:
         `written`: the orders the journal shows written ahead and not yet settled (slice
         number → when it was sent). One the venue does not know is asked about again once
         its order window has passed, and then journaled as never having reached the venue;
-        the search goes on at least to the last of them."""
+        the search goes on at least to the last of them.
+
+        `resume`: the leg is to carry on its schedule afterwards (`resume`): it stays
+        ARMED, sending nothing until then."""
         if self.sched is not None or self.ledger.orders:
             raise RuntimeError(f"leg {self.leg.leg_id}: recover() is for a fresh runner")
         self.mode = Mode.STOP
-        self._to(LegStatus.FAILED)
-        self.reason = "recovered from the venue's records after its actor was lost"
+        if not resume:
+            self._to(LegStatus.FAILED)
+            self.reason = "recovered from the venue's records after its actor was lost"
         # Its snapshots must outrank every one the lost actor sent (receivers keep the
         # highest sequence number).
         self.ledger.seq = RECOVERED_SEQ

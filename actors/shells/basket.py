@@ -133,6 +133,7 @@ class BasketActor:
         self._prepared: asyncio.Task[ResolvedBasket] | None = None
         self._pinging: set[str] = set()
         self._recovered: set[str] = set()  # lost legs brought up afresh (`recover`)
+        self._held_adjusts: dict[str, AdjustLeg] = {}  # for legs not yet brought up
         self._clock_due = 0.0  # monotonic time of the next round of leg clock pings
         self._hedge_poll: asyncio.Task[None] | None = None
         self._hedge_poll_due = 0.0  # monotonic time of the next hedge position poll
@@ -858,7 +859,11 @@ class BasketActor:
         self._tasks.spawn(ref_result(ref), f"fire-{leg_id}")  # a failure is logged; probes see it
 
     def adjust(self, adj: AdjustLeg) -> None:
-        self.legs[adj.leg_id].adjust.remote(adj)
+        actor = self.legs.get(adj.leg_id)
+        if actor is None:  # still being brought up (a take-over): it gets the newest later
+            self._held_adjusts[adj.leg_id] = adj
+            return
+        actor.adjust.remote(adj)
 
     def exposure(self, e: ExposureChanged) -> None:
         basket = self.resolved
@@ -900,9 +905,10 @@ class BasketActor:
 
         self._tasks.spawn(go(), f"probe-{leg_id}")
 
-    def recover(self, leg_id: str, then: Any) -> None:
+    def recover(self, leg_id: str, then: Any, resume_after_ns: int | None = None) -> None:
         """A fresh leg actor for a lost leg, near its venue, rebuilt from the venue's
-        records of the leg's client order ids (`LegActor.recover`)."""
+        records of the leg's client order ids (`LegActor.recover`); with
+        `resume_after_ns`, one that then carries on the leg's schedule."""
         basket = self._r.basket
         leg = basket.leg(leg_id)
         opts = self.options
@@ -918,11 +924,16 @@ class BasketActor:
             try:
                 myself = ray.get_runtime_context().current_actor
                 await asyncio.wait_for(
-                    ref_result(actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S)),
+                    ref_result(
+                        actor.recover.remote(cmd, myself, RECONCILE_DEADLINE_S, resume_after_ns)
+                    ),
                     LEG_CALL_TIMEOUT_S,
                 )
                 kill([self.legs[leg_id]] if leg_id in self.legs else [])
                 self.legs[leg_id] = actor
+                held = self._held_adjusts.pop(leg_id, None)
+                if held is not None:
+                    actor.adjust.remote(held)
                 self._recovered.add(leg_id)
                 self.clocks.pop(leg_id, None)
                 await self._measure_clock(leg_id)
@@ -932,6 +943,9 @@ class BasketActor:
             self._clock.run(lambda: then(answer))
 
         self._tasks.spawn(go(), f"recover-{leg_id}")
+
+    def resume(self, leg_id: str, elapsed_ns: int, then: Any) -> None:
+        self.recover(leg_id, then, resume_after_ns=elapsed_ns)
 
     def close_hedge(self, hold: bool, then: Any) -> None:
         basket = self._r.basket

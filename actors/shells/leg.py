@@ -159,16 +159,29 @@ class LegActor:
         process, which then knows, without asking, not to hand the leg out."""
         await self._taken.wait()
 
-    async def recover(self, cmd: ArmLeg, basket: Any, deadline_s: float) -> None:
+    async def recover(
+        self, cmd: ArmLeg, basket: Any, deadline_s: float, resume_after_ns: int | None = None
+    ) -> None:
         """Stand in for a leg whose actor was lost: connect, and rebuild its record from the
         venue's orders under its client order ids (`LegRunner.recover`). The leg then
-        stops, unwinds and reconciles like any other, and sends nothing of its own."""
+        stops, unwinds and reconciles like any other, and sends nothing of its own.
+
+        `resume_after_ns`: instead, carry on the leg's schedule, which began that long
+        before this call (`LegRunner.resume`): the basket goes on (policy `complete`)."""
+        asked = self.now_ns()
         await self.arm(cmd, basket)
         deadline = self.now_ns() + int(deadline_s * 1e9)
         written = await self._written_ahead(cmd)
-        error = await self._answer(lambda then: self._r.recover(deadline, then, written))
+        resume = resume_after_ns is not None
+        error = await self._answer(
+            lambda then: self._r.recover(deadline, then, written, resume=resume)
+        )
         if error is not None:
             raise error
+        if resume_after_ns is not None:
+            delivery = sorted(self._delivery)
+            median = delivery[len(delivery) // 2] if delivery else None
+            self._r.resume(asked - resume_after_ns, self._typical_rtt_ns(), median)
 
     async def _written_ahead(self, cmd: ArmLeg) -> dict[int, int]:
         """The leg's orders the journal shows written ahead and not settled (slice number →

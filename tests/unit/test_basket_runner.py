@@ -382,6 +382,20 @@ class FakeBasketPort:
     def recover(self, leg_id: str, then: Callable[[Exception | None], None]) -> None:
         self._leg_call("recover", leg_id, then)
 
+    def resume(self, leg_id: str, elapsed_ns: int, then: Callable[[Exception | None], None]):
+        # Recovered, the leg carries on its script from the instant it first fired.
+        leg = self.legs[leg_id]
+
+        def answer() -> Exception | None:
+            error = leg.recover()
+            if error is None:
+                leg.fire(self.now_ns() - elapsed_ns)
+            return error
+
+        self._call("resume", leg_id, elapsed_ns)
+        delay = leg.script.delay_ms.get("recover", CALL_MS) * MS
+        self._answer("resume", leg_id, delay, answer, then)
+
     def ping(self, leg_id: str, within_ns: int, then: Callable[[str | None], None]) -> None:
         # A ping that times out answers when its window is over; any other answer at once.
         self._call("ping", leg_id, within_ns)
@@ -955,3 +969,84 @@ def test_a_leg_lost_while_reconciling_is_recovered_and_reconciled_again(policy: 
     # and nothing is unwound (only a failed or cancelled basket unwinds).
     assert run.state is S.COMPLETED, run.runner.reason
     assert port.calls("unwind") == []
+
+
+# -- a take-over -------------------------------------------------------------------------------
+
+
+def taken_over(scripts: dict[str, Script], policy: Policy, lost_at_ms: int) -> Run:
+    """A run whose basket actor was lost `lost_at_ms` after its fire: a fresh runner on the
+    same (fake) venues carries it on from the journal's fire instant."""
+    run = Run.__new__(Run)
+    run.clock = FakeClock(FIRE + lost_at_ms * MS)
+    run.basket = basket(policy, horizon_s=300.0, grace_s=30.0)
+    run.lifecycle = BasketLifecycle(run.basket.basket_id, START)
+    run.lifecycle.take_over([], run.clock.now_ns(), "taken over")
+    run.port = FakeBasketPort(run.clock, run.basket, scripts)
+    run.ended = []
+    run.runner = BasketRunner(
+        run.basket,
+        run.lifecycle,
+        run.port,
+        RISK,
+        SETTINGS,
+        on_end=lambda: run.ended.append(run.clock.now_ns()),
+    )
+    run.port._runner = run.runner
+    run.runner.take_over(FIRE, "the basket actor was lost (in RUNNING)")
+    return run
+
+
+def test_a_basket_taken_over_under_policy_complete_carries_on_and_completes() -> None:
+    run = taken_over(done_legs(eth_ms=4_000, btc_ms=6_000), Policy.COMPLETE, lost_at_ms=2_500)
+    run.finish()
+    port = run.port
+    # Every leg brought up from its venue and carrying on its schedule from the fire.
+    assert sorted(port.legs_called("resume")) == ["btc", "eth"]
+    assert {e.detail for e in port.calls("resume")} == {2_500 * MS}
+    assert port.calls("recover") == [] and port.calls("unwind") == []
+    assert run.state is S.COMPLETED, run.runner.reason
+    assert sorted(port.legs_called("reconcile")) == ["btc", "eth"]
+    assert any("carries on" in note for note in run.report().notes)
+
+
+def test_a_leg_that_cannot_carry_on_after_a_take_over_is_lost_and_the_others_go_on() -> None:
+    scripts = done_legs(eth_ms=4_000, btc_ms=6_000)
+    scripts["btc"] = Script(filling("0.4", 6_000), recover=RuntimeError("venue unreachable"))
+    run = taken_over(scripts, Policy.COMPLETE, lost_at_ms=2_500)
+    run.finish()
+    assert run.runner.lost.keys() == {"btc"}
+    assert "could not carry on" in run.runner.lost["btc"]
+    assert run.port.legs["eth"].status is LegStatus.DONE  # the healthy leg went on
+    assert run.state is S.FAILED
+
+
+@pytest.mark.parametrize("policy", [Policy.UNWIND, Policy.HEDGE_AND_HOLD])
+def test_a_basket_taken_over_under_another_policy_fails_and_applies_it(policy: Policy) -> None:
+    run = taken_over(done_legs(eth_ms=4_000, btc_ms=6_000), policy, lost_at_ms=2_500)
+    run.finish()
+    port = run.port
+    assert port.calls("resume") == []
+    assert sorted(port.legs_called("recover")) == ["btc", "eth"]
+    assert run.state is S.FAILED and "taken over" not in run.runner.reason
+    assert "the basket actor was lost" in run.runner.reason
+    unwound = sorted(port.legs_called("unwind"))
+    assert unwound == (["btc", "eth"] if policy is Policy.UNWIND else [])
+
+
+def test_a_cancel_while_a_take_over_brings_its_legs_up_waits_for_them_then_stops_them() -> None:
+    scripts = {
+        "eth": Script(filling("10", 8_000), delay_ms={"recover": 2_000}),
+        "btc": Script(filling("0.4", 8_000), delay_ms={"recover": 1_000}),
+    }
+    run = taken_over(scripts, Policy.COMPLETE, lost_at_ms=2_500)
+    run.at(3_000)
+    run.runner.cancel("cancelled by the user")
+    assert run.port.calls("stop") == []  # eth is still being brought up
+    run.finish()
+    port = run.port
+    last_up = max(e.t_ns for e in port.answers("resume"))
+    assert sorted(port.legs_called("stop")) == ["btc", "eth"]
+    assert min(e.t_ns for e in port.calls("stop")) >= last_up
+    assert port.calls("recover") == [] and run.runner.lost == {}
+    assert run.state is S.CANCELLED
