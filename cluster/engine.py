@@ -63,7 +63,7 @@ from actors.spec import (
     load_basket,
 )
 from cluster.config import ClusterConfig, check_pool, journal_location, load_cluster
-from cluster.pool import BASKET, WarmPool
+from cluster.pool import BASKET, WarmPool, pooled_options
 from venues.config import VenuesConfig
 
 log = logging.getLogger(__name__)
@@ -597,7 +597,7 @@ class Engine:
     def _idle_basket_actor(self) -> Any:
         """A basket actor for the warm pool: it knows the engine's venues and singletons,
         and waits for `assign` to give it a basket."""
-        return _Basket.options(**actor_options(self.namespace)).remote(
+        return _Basket.options(**pooled_options(self.namespace)).remote(
             None,
             self.venues,
             self.endpoints,

@@ -12,6 +12,11 @@ connection pool's size, the pool's size counts the actors it lent out: a burst a
 the pool runs without the pool starting a new process under it (each costs about a core
 second, and its memory), and the pool never holds more than its size.
 
+Pooled actors are detached: the basket an actor is lent to keeps it when the driver that
+filled the pool dies (the supervisor ends it with its run). While idle, an actor lives on
+its pool's lease (`actors.shells.lease`), renewed every few seconds by the control loop:
+should the driver die, its idle actors exit by themselves once the lease runs out.
+
 All Ray calls of the pool are made here, by the engine's process: a control loop on a
 thread compares what the pool holds with what it should hold and creates what is missing;
 it is idempotent and survives a failing step (STYLE: Ray Serve's controller). Each pooled
@@ -33,6 +38,7 @@ import msgspec
 import ray
 
 from actors.protocol import VenueEndpoint
+from actors.shells.lease import LEASE_RENEW_SHARE, LEASE_S
 from actors.shells.leg import LegActor
 from actors.shells.remote import actor_options, remote
 
@@ -94,8 +100,12 @@ class WarmPool:
         labels: dict[str, dict[str, str]],
         endpoints: dict[str, VenueEndpoint],
         make_basket: Callable[[], Any],
+        lease_s: float = LEASE_S,
     ) -> None:
+        """`lease_s`: how long an idle actor outlives its pool's last renewal (renewed
+        every `lease_s / 6`)."""
         self.namespace = namespace
+        self.lease_s = lease_s
         self.labels = labels
         self.endpoints = endpoints
         self._make_basket = make_basket
@@ -106,6 +116,7 @@ class WarmPool:
         self._created = 0
         self._handed_out = 0
         self._dead = 0
+        self._renewed = float("-inf")  # monotonic time of the last lease renewal
         self._thread = threading.Thread(target=self._loop, name="legato-warm-pool", daemon=True)
         self._step()  # the first actors are on their way before start() returns
         self._thread.start()
@@ -136,6 +147,8 @@ class WarmPool:
             if member is None:
                 return None
             slots.members.remove(member)
+            if key != BASKET:  # a basket actor leaves the lease when it is assigned
+                member.actor.lent.remote()
             slots.taken_at = time.monotonic()
             self._handed_out += 1
             return member
@@ -205,13 +218,19 @@ class WarmPool:
             if self._stop.is_set():
                 return
             now = time.monotonic()
+            renew = now - self._renewed >= self.lease_s * LEASE_RENEW_SHARE
             for key, slots in self._slots.items():
                 self._reap(key, slots)
+                if renew:
+                    for m in slots.members:
+                        m.actor.lease.remote(self.lease_s)
                 if now < max(slots.retry_at, slots.taken_at + REFILL_AFTER_S):
                     continue
                 for _ in range(slots.want - len(slots.members) - len(slots.lent)):
                     slots.members.append(self._create(key))
                     self._created += 1
+            if renew:
+                self._renewed = now
 
     def _reap(self, key: str, slots: _Slots) -> None:
         """Drop the members that died; mark those whose warm-up finished as ready (or drop
@@ -252,14 +271,18 @@ class WarmPool:
             _kill([m.actor for m in dead])
 
     def _create(self, key: str) -> _Member:
+        """A new pooled actor: detached (it may outlive this driver, lent to a basket) and
+        on the pool's lease from its first call."""
         if key == BASKET:
             actor = self._make_basket()
+            actor.lease.remote(self.lease_s)
             return _Member(key, actor, actor.warm.remote(), actor.idle.remote())
         actor = (
             remote(LegActor)
-            .options(**actor_options(self.namespace, self.labels.get(key)))
+            .options(**pooled_options(self.namespace, self.labels.get(key)))
             .remote(key)
         )
+        actor.lease.remote(self.lease_s)
         return _Member(key, actor, actor.connect.remote(self.endpoints[key]), actor.idle.remote())
 
     # -- stop --------------------------------------------------------------------------------
@@ -273,6 +296,11 @@ class WarmPool:
             for slots in self._slots.values():
                 slots.members = []
         _kill(held)
+
+
+def pooled_options(namespace: str, selector: dict[str, str] | None = None) -> dict[str, Any]:
+    """How a pooled actor is created: as any of its kind (`actor_options`), and detached."""
+    return {**actor_options(namespace, selector), "lifetime": "detached"}
 
 
 def _what(key: str) -> str:

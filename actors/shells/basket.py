@@ -56,6 +56,7 @@ from actors.runners.collateral import margin_needs
 from actors.shells.channel import Inbox, Outbox
 from actors.shells.drive import LiveClock
 from actors.shells.journaling import ActorJournal
+from actors.shells.lease import PoolLease
 from actors.shells.leg import VENUE_TICK_NS, LegActor
 from actors.shells.metrics import BasketMetrics
 from actors.shells.remote import actor_options, kill, leg_actor_name, ref_result, remote
@@ -127,6 +128,7 @@ class BasketActor:
         self.completed_ns: int | None = None
         self._wake = asyncio.Event()
         self._assigned = asyncio.Event()
+        self._lease = PoolLease(self._close_idle, "pooled basket actor")
         self._ended = asyncio.Event()  # the runner finished the basket
         self._cancel: str | None = None
         self._hedge_position = 0.0
@@ -177,6 +179,7 @@ class BasketActor:
             )
             self.lifecycle.on_change = self._record_state
         self._assigned.set()
+        self._lease.end()  # the cluster's now (its supervisor ends it with its run)
 
     @property
     def spec(self) -> BasketSpec | RebalanceSpec:
@@ -204,6 +207,14 @@ class BasketActor:
             asyncio.gather(*(self.venues[v].leverage.remote() for v in names)),
         )
         return dict(zip(names, listed, strict=True)), dict(zip(names, leverage, strict=True))
+
+    def lease(self, for_s: float) -> None:
+        """The warm pool still wants this idle actor for `for_s` seconds (`PoolLease`): a
+        pooled actor is detached, and one whose pool stops renewing exits by itself."""
+        self._lease.renew(for_s)
+
+    async def _close_idle(self) -> None:
+        """An idle actor whose lease ran out holds nothing but Ray handles."""
 
     async def idle(self) -> None:
         """Returns once the actor has a basket. The warm pool keeps this call pending on

@@ -38,6 +38,7 @@ from actors.shells import here
 from actors.shells.channel import Outbox
 from actors.shells.drive import ClientCalls, LiveClock
 from actors.shells.journaling import ActorJournal
+from actors.shells.lease import PoolLease
 from actors.shells.remote import ref_result
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
@@ -87,6 +88,7 @@ class LegActor:
         self._connection: list[asyncio.Task[None]] = []  # the connection's own tasks
         self._connecting = asyncio.Lock()
         self._taken = asyncio.Event()  # armed (or closed): no longer idle in a warm pool
+        self._lease = PoolLease(self.close, f"pooled leg on {venue}")
         self._placement: Placement | None = None
         self._venue_clock = ClockOffsetEstimator(remote_resolution_ns=VENUE_TICK_NS)
         # How late the leg's book updates arrive (venue stamp → here), the newest ones.
@@ -152,6 +154,15 @@ class LegActor:
         if self._client is not None:
             await self._client.close()
         self._client, self._endpoint = None, None
+
+    def lease(self, for_s: float) -> None:
+        """The warm pool still wants this idle actor for `for_s` seconds (`PoolLease`): a
+        pooled actor is detached, and one whose pool stops renewing exits by itself."""
+        self._lease.renew(for_s)
+
+    def lent(self) -> None:
+        """Handed out to a basket: off the pool's lease (it may wait to be armed)."""
+        self._lease.end()
 
     async def idle(self) -> None:
         """Returns once the leg is armed or closed. The warm pool keeps this call pending
@@ -229,6 +240,7 @@ class LegActor:
         if self._cmd is not None:
             raise RuntimeError(f"leg {self._cmd.leg.leg_id} is already armed")
         self._taken.set()
+        self._lease.end()  # its basket's now (the supervisor ends it with the basket)
         self._cmd = cmd
         leg = cmd.leg
         self._progress = Outbox(basket.on_progress.remote, f"leg {leg.leg_id} progress")

@@ -244,7 +244,9 @@ class BasketRegistry:
         await self._after_restart()
         if run_id and run_id in self._watched:
             return await asyncio.shield(self._watched[run_id])
-        watch = self._tasks.spawn(self._watch(run_id, actor, actor.run.remote(legs)), run_id)
+        watch = self._tasks.spawn(
+            self._watch(run_id, actor, actor.run.remote(legs), list(legs.values())), run_id
+        )
         if run_id:
             self._watched[run_id] = watch
         return await asyncio.shield(watch)
@@ -332,14 +334,22 @@ class BasketRegistry:
                 return await self._watch(run_id, actor, actor.outcome.remote())
         return await self._take_over(run_id, "its basket actor is gone")
 
-    async def _watch(self, run_id: str, actor: Any, ref: Any) -> BasketReport:
+    async def _watch(
+        self, run_id: str, actor: Any, ref: Any, pooled: list[Any] | None = None
+    ) -> BasketReport:
+        """`pooled`: the warm pool's leg actors the run was lent (detached, so not ended
+        with their basket actor): ended with the run, or when its actor is lost (a
+        take-over brings up legs of its own)."""
         try:
             report = await ref
         except RayActorError as e:
+            kill(pooled or [])
             if not run_id or self.journal is None:
                 raise
             log.warning("run %s: its basket actor was lost (%s): taking over", run_id, e)
             return await self._take_over(run_id, "its basket actor was lost")
+        finally:
+            kill(pooled or [])
         kill([actor])  # its name, its memory: the report is in the journal
         return report
 

@@ -17,7 +17,7 @@ from ray.exceptions import RayActorError
 from actors.lifecycle import BasketState
 from actors.spec import load_basket
 from cluster.engine import Engine, EngineError, running_baskets
-from cluster.pool import BASKET, LOOP_EVERY_S, REFILL_AFTER_S
+from cluster.pool import BASKET, LOOP_EVERY_S, REFILL_AFTER_S, WarmPool
 from tests.cluster.conftest import NAMESPACE
 from tests.support import eventually
 from venues.config import ConfigError, VenuesConfig, parse_venues
@@ -227,6 +227,40 @@ def test_shutdown_leaves_no_pooled_actor_alive() -> None:
         engine.shutdown()
     assert eventually(lambda: all(dead(a) for a in pooled), 30)
     assert engine.pool.stats().ready_legs == {"alpha": 0, "beta": 0}
+
+
+def test_idle_pooled_actors_outlive_their_pool_only_by_its_lease_and_lent_ones_stay(
+    engine: Engine,
+) -> None:
+    # A pool of the engine's venues with a short lease; its driver "dies": the control
+    # loop stops without ending what it holds, as when the driver's process is killed.
+    lease_s = 2.0
+    pool = WarmPool(
+        legs_per_venue=2,
+        baskets=0,
+        namespace=NAMESPACE,
+        labels={},
+        endpoints=engine.endpoints,
+        make_basket=lambda: None,
+        lease_s=lease_s,
+    )
+    try:
+        assert pool.wait_full(60), pool.stats()
+        lent = pool.take_legs({"long": "alpha"})["long"]
+        idle = pool.idle_actors("alpha") + pool.idle_actors("beta")
+        assert len(idle) == 3
+        # Renewed, the idle actors live well past one lease (the length is what is tested).
+        time.sleep(2 * lease_s)
+        assert not any(dead(a) for a in idle)
+        pool._stop.set()
+        pool._thread.join(timeout=10)
+        # No more renewals: every idle actor exits by itself; the one lent to a basket is
+        # the basket's (detached, off the lease) and stays.
+        assert eventually(lambda: all(dead(a) for a in idle), 6 * lease_s)
+        assert not dead(lent)
+    finally:
+        ray.kill(lent, no_restart=True)
+        pool.shutdown()
 
 
 @pytest.mark.parametrize(
