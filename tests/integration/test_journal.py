@@ -8,20 +8,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import pwd
 import secrets
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import tempfile
-import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,6 +62,14 @@ from actors.journal.records import (
 )
 from actors.journal.sqlite import SqliteJournal
 from actors.lifecycle import BasketState
+from bench.pgserver import (
+    DATABASE,
+    USER,
+    PgServer,
+    PostgresMissing,
+    free_port,
+    temporary_postgres,
+)
 from tests.support import until
 from venues.model import (
     AckKind,
@@ -86,132 +85,17 @@ from venues.model import (
 D = Decimal
 WAIT_S = 10.0
 T0 = 1_700_000_000_123_456_789  # a wall-clock ns time with every digit significant
-PG_USER = "legato"
-PG_DB = "journal"
+PG_USER, PG_DB = USER, DATABASE
 
 
 # -- a real PostgreSQL server for the session ----------------------------------------------
-@dataclass
-class PgServer:
-    bindir: Path
-    root: Path
-    port: int
-    pid: int
-    password: str
-
-    def dsn(self, password: str | None = None, port: int | None = None) -> str:
-        pw = self.password if password is None else password
-        return f"postgresql://{PG_USER}:{pw}@127.0.0.1:{port or self.port}/{PG_DB}"
-
-
-def _pg_bindir() -> Path | None:
-    """Where initdb, pg_ctl and postgres are: on PATH, or Debian's versioned directory."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    return candidates[-1].parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pid_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _postmaster_pid(data: Path) -> int | None:
-    try:
-        return int((data / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PgServer]:
-    bindir = _pg_bindir()
-    if bindir is None or not (bindir / "pg_ctl").exists():
-        pytest.fail(
-            "PostgreSQL is not installed: no initdb on PATH nor under "
-            "/usr/lib/postgresql/<version>/bin; install Debian's package "
-            "(`apt-get install -y postgresql`, as .ci/run does)"
-        )
-    run_as: list[str] = []
-    owner: tuple[int, int] | None = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.fail("running as root, and there is no 'postgres' user to run PostgreSQL as")
-        owner = (pw.pw_uid, pw.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="legato-pg-"))
-    data = root / "data"
-    password = secrets.token_urlsafe(18)
-    pwfile = root / "pwfile"
-    pwfile.write_text(password + "\n")
-    if owner is not None:
-        os.chown(root, *owner)
-        os.chown(pwfile, *owner)
-
-    def run(*cmd: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*run_as, *map(str, cmd)],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
     try:
-        done = run(
-            bindir / "initdb",
-            "-D", data, "-U", PG_USER, f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-        )  # fmt: skip
-        assert done.returncode == 0, f"initdb failed: {done.stderr[-2000:]}"
-        started = None
-        for _ in range(3):  # another process may take the free port before the server does
-            port = _free_port()
-            options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1"
-            started = run(
-                bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60",
-                "-o", options, "start",
-            )  # fmt: skip
-            if started.returncode == 0:
-                break
-        assert started is not None and started.returncode == 0, (
-            f"pg_ctl start failed: {started.stdout if started else ''} "
-            f"{(root / 'server.log').read_text()[-2000:] if (root / 'server.log').exists() else ''}"
-        )
-        pid = _postmaster_pid(data)
-        assert pid is not None, "PostgreSQL started but wrote no postmaster.pid"
-        made = run(bindir / "createdb", "-h", root, "-p", str(port), "-U", PG_USER, PG_DB)
-        assert made.returncode == 0, f"createdb failed: {made.stderr}"
-        yield PgServer(bindir=bindir, root=root, port=port, pid=pid, password=password)
-    finally:
-        # Whatever happened above, a server this fixture started is stopped, by its pid.
-        pid = _postmaster_pid(data)
-        if pid is not None:
-            run(bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "stop", timeout=90)
-            if not _pid_gone(pid, 30.0):
-                os.kill(pid, signal.SIGKILL)  # ours: the postmaster this fixture started
-                assert _pid_gone(pid, 10.0), f"PostgreSQL (pid {pid}) would not stop"
-        shutil.rmtree(root, ignore_errors=True)
+        with temporary_postgres() as server:
+            yield server
+    except PostgresMissing as e:
+        pytest.fail(f"PostgreSQL: {e}")
 
 
 # -- the two backends ----------------------------------------------------------------------
@@ -851,7 +735,7 @@ async def test_the_password_never_appears_in_a_connection_error(
     caplog.set_level(logging.DEBUG)
     real = postgres_server.password
     wrong = "Wr0ng-" + secrets.token_urlsafe(12)
-    closed_port = _free_port()
+    closed_port = free_port()
     attempts = [
         postgres_server.dsn(password=wrong),  # refused by the server
         postgres_server.dsn(port=closed_port),  # nothing listens there
