@@ -343,19 +343,31 @@ class Engine:
         owned: list[Any] = []
         busy = _runs_at_work(namespace)
         for name, cfg in config.venues.items():
-            try:
-                handles[name] = _running_venue(namespace, name, cfg, busy)
-            except EngineError:
-                cls._kill(owned)
-                raise
-            if handles[name] is None:
+            for attempt in range(3):
+                try:
+                    handles[name] = _running_venue(namespace, name, cfg, busy)
+                except EngineError:
+                    cls._kill(owned)
+                    raise
+                if handles[name] is not None:
+                    break
                 # Detached: a basket outlives the driver that submitted it, and trades on
                 # its venues; `shutdown` stops them when no basket needs them any more.
                 opts = actor_options(namespace, labels.get(name), name=venue_actor_name(name))
-                handles[name] = _Venue.options(**opts, lifetime="detached").remote(
-                    name, cfg, origin, risk
-                )
+                try:
+                    handles[name] = _Venue.options(**opts, lifetime="detached").remote(
+                        name, cfg, origin, risk
+                    )
+                except ValueError:  # another engine starting at once created it first
+                    if attempt == 2:
+                        cls._kill(owned)
+                        raise EngineError(
+                            f"venue {name}: its actor's name is taken in namespace "
+                            f"{namespace!r} and no actor answers to it; try again"
+                        ) from None
+                    continue  # shared if it serves this very configuration
                 owned.append(handles[name])
+                break
         refs = {name: h.start.remote() for name, h in handles.items()}
         endpoints: dict[str, VenueEndpoint] = {}
         try:

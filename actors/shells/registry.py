@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 REGISTRY_PROBE_S = 5.0  # how long the registry waits for a basket id's holder to answer
 TAKE_OVER_ATTEMPTS = 3  # fresh actors a lost basket is given before it is left to an operator
+# A run opened by a driver still submitting it is the driver's until it calls `supervise`
+# (or `abandon_run`): no recovery touches it this long after `open_run` (the engine gives a
+# submission 60 s per step: checking the basket, claiming its id). Past it, the driver is
+# taken for dead and the run for unfinished.
+OPENING_GRACE_S = 180.0
 
 
 class RunNotFound(LookupError):
@@ -76,6 +81,7 @@ class BasketRegistry:
         self.taken_over: list[str] = []  # runs carried on by a fresh actor, oldest first
         self._restarted = _reconstructed()
         self._held: dict[str, tuple[str, Any]] = {}  # basket id → (claim token, actor)
+        self._opening: dict[str, float] = {}  # run id → monotonic time of its `open_run`
         self._lock = asyncio.Lock()
         self._queue = AdmissionQueue()
         self._turns: dict[str, asyncio.Event] = {}  # basket id → set when its turn comes
@@ -195,6 +201,7 @@ class BasketRegistry:
                 options=msgspec.json.encode(options).decode(),
             )
         )
+        self._opening[run_id] = time.monotonic()
         return run_id, prefix
 
     def journal_location(self) -> str:
@@ -206,6 +213,7 @@ class BasketRegistry:
         no recovery takes it for unfinished."""
         if self.journal is None or not run_id:
             return
+        self._opening.pop(run_id, None)
         await self._open()
         await self.journal.durable(
             BasketStateChanged(
@@ -242,6 +250,7 @@ class BasketRegistry:
         the run from here: a driver that dies does not stop it, and when the actor is lost
         the basket is taken over (`take_over`) from the journal."""
         await self._after_restart()
+        self._opening.pop(run_id, None)
         if run_id and run_id in self._watched:
             return await asyncio.shield(self._watched[run_id])
         watch = self._tasks.spawn(
@@ -257,6 +266,7 @@ class BasketRegistry:
         unfinished that nobody carries on is taken over first."""
         await self._after_restart()
         run_id = await self.resolve(run)
+        await self._while_opening(run_id)
         watched = self._watched.get(run_id)
         if watched is not None:
             return await asyncio.shield(watched)
@@ -284,17 +294,32 @@ class BasketRegistry:
 
     async def recover(self) -> list[str]:
         """Every run of this namespace the journal shows unfinished and nobody watches:
-        adopted when its basket actor still works, else taken over. Returns their ids."""
+        adopted when its basket actor still works, else taken over. Returns their ids. A
+        run a driver is still submitting (opened, not yet supervised, within
+        `OPENING_GRACE_S`) is left to it."""
         if self.journal is None:
             return []
         await self._open()
         found = []
+        now = time.monotonic()
         for info in await self.journal.store.runs(unfinished_only=True):
             if info.run_id in self._watched or not await self._ours(info.run_id):
                 continue
+            opened = self._opening.get(info.run_id)
+            if opened is not None and now - opened < OPENING_GRACE_S:
+                continue  # a driver is submitting it: `supervise` comes next
+            self._opening.pop(info.run_id, None)
             self._recover_run(info.run_id)
             found.append(info.run_id)
         return found
+
+    async def _while_opening(self, run_id: str) -> None:
+        """Wait while a driver is still submitting `run_id` (until it is supervised, or
+        abandoned, or `OPENING_GRACE_S` has passed)."""
+        while run_id in self._opening and run_id not in self._watched:
+            if time.monotonic() - self._opening[run_id] >= OPENING_GRACE_S:
+                return
+            await asyncio.sleep(0.1)
 
     async def watching(self) -> list[str]:
         """The runs this supervisor carries on now."""
