@@ -766,6 +766,25 @@ async def test_outage_window_answers_503_then_recovers(sim: Sim) -> None:
     assert await c.public("/fapi/v1/ping") == (200, {})
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/_sim/outage", '{"duration_s": 1e300}', "'duration_s' is not valid. (a positive"),
+        ("/_sim/outage", '{"duration_s": 86401}', "at most 86400"),
+        ("/_sim/outage", '{"duration_s": -1}', "'duration_s' is not valid"),
+        ("/_sim/profile", '{"preset": ' + '{"a": ' * 2000 + "1" + "}" * 2001, "nested"),
+        ("/_sim/streams/drop", '{"streams": ' + "[" * 2000 + "]" * 2000 + "}", "$.streams"),
+    ],
+)
+async def test_admin_requests_out_of_bounds_are_refused_by_name(
+    sim: Sim, path: str, body: str, says: str
+) -> None:
+    status, answer = await sim.client.send("POST", path, body=body)
+    assert (status, answer["code"]) == (400, -1130), answer
+    assert says in answer["msg"]
+    assert await sim.client.public("/fapi/v1/ping") == (200, {})  # no outage began
+
+
 async def test_refuse_mode_closes_the_port_for_the_window(sim: Sim) -> None:
     c = sim.client
     status, _ = await c.admin("POST", "/_sim/outage", {"duration_s": 0.5, "mode": "refuse"})

@@ -20,6 +20,9 @@ T = TypeVar("T")
 _REFUSE_DELAY_NS = 20_000_000
 
 
+MAX_OUTAGE_S = 86_400.0  # a day: longer is no outage a test needs
+
+
 class _OutageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     duration_s: float
     mode: Literal["503", "refuse"] = "503"
@@ -42,6 +45,8 @@ async def _admin_body(request: web.Request, kind: type[T]) -> T:
         return msgspec.json.decode(await request.read(), type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise BinanceError(-1130, f"Data sent is not valid. ({e})") from None
+    except RecursionError:  # msgspec's answer to JSON nested past its depth
+        raise BinanceError(-1130, "Data sent is not valid. (nested too deeply)") from None
 
 
 async def sim_order(request: web.Request) -> web.Response:
@@ -86,8 +91,8 @@ async def sim_start_outage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     _admin(request)
     body = await _admin_body(request, _OutageRequest)
-    if not (math.isfinite(body.duration_s) and body.duration_s > 0):
-        raise _invalid("duration_s", "a positive number of seconds")
+    if not (math.isfinite(body.duration_s) and 0 < body.duration_s <= MAX_OUTAGE_S):
+        raise _invalid("duration_s", f"a positive number of seconds, at most {MAX_OUTAGE_S:g}")
     start = gw.venue.now_ns()
     if body.mode == "refuse":
         start += _REFUSE_DELAY_NS  # the listener closes once this answer is out
