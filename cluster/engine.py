@@ -36,6 +36,7 @@ from actors.journal.dsn import shown as _shown
 from actors.lifecycle import BasketState
 from actors.protocol import BasketOptions, BasketStatus, HedgeStatement, VenueEndpoint
 from actors.report import BasketReport
+from actors.shells.accounts import ACCOUNTS_NAME, ACCOUNTS_NAMESPACE, AccountClaims, account_key
 from actors.shells.basket import BasketActor
 from actors.shells.collateral import CollateralActor
 from actors.shells.hedge import HedgeActor
@@ -80,6 +81,7 @@ _Basket = remote(BasketActor)
 _Collateral = remote(CollateralActor)
 _Hedge = remote(HedgeActor)
 _Registry = remote(BasketRegistry)
+_Accounts = remote(AccountClaims)
 
 
 def check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -382,6 +384,10 @@ class Engine:
         except RayTaskError as e:
             cls._kill(owned)
             raise EngineError(f"venue {name} failed to start: {_cause(e)}") from None
+        refused = cls._claim_accounts(config, namespace, handles)
+        if refused:
+            cls._kill(owned)
+            raise EngineError(refused)
         collateral = _Collateral.options(**singleton_options(namespace, COLLATERAL_NAME)).remote(
             journal
         )
@@ -425,6 +431,31 @@ class Engine:
             warm_baskets=settings.warm_baskets,
             journal=journal,
             recovered=recovered,
+        )
+
+    @staticmethod
+    def _claim_accounts(config: VenuesConfig, namespace: str, handles: dict[str, Any]) -> str:
+        """Claim the real venue accounts for this namespace's collateral book (see
+        `actors.shells.accounts`); "" when claimed, else why not, in words."""
+        accounts = {n: k for n, cfg in config.venues.items() if (k := account_key(cfg))}
+        if not accounts:
+            return ""
+        claims = _Accounts.options(**singleton_options(ACCOUNTS_NAMESPACE, ACCOUNTS_NAME)).remote()
+        try:
+            refused = ray.get(
+                claims.claim.remote(namespace, accounts, {n: handles[n] for n in accounts}),
+                timeout=_START_TIMEOUT_S,
+            )
+        except (GetTimeoutError, RayActorError) as e:
+            return (
+                f"the account registry ({ACCOUNTS_NAME}) did not answer within "
+                f"{_START_TIMEOUT_S:g} s ({type(e).__name__}); nothing was sent"
+            )
+        return "; ".join(
+            f"venue {venue}: its account is traded by namespace {other!r}, whose collateral "
+            "book would not see this one's reservations (nor it, that one's): run both in "
+            "one namespace, or stop that one's engines and baskets first"
+            for venue, other in refused.items()
         )
 
     @staticmethod
