@@ -225,9 +225,10 @@ class BasketRunner:
     def take_over(self, fire_at_ns: int | None, reason: str) -> None:
         """Carry on a basket whose actor was lost (DESIGN §9), from a fresh runner; its
         legs' actors went with the basket's, so each is brought up from its venue's
-        records. Under policy `complete`, a basket that had fired goes on: every leg
-        carries on its schedule from where the venue's records leave it (`resume`), kept
-        in step as before, and ends like any other. Under any other policy the loss is
+        records. Under policy `complete`, a basket that had fired goes on (within its
+        horizon and grace): every leg carries on its schedule from where the venue's
+        records leave it (`resume`), kept in step as before, and ends like any other.
+        Otherwise, and under any other policy, the loss is
         the basket's failure (`reason`): `unwind` trades every leg back to flat,
         `hedge_and_hold` keeps the hedge; then every leg is reconciled.
         `fire_at_ns`: the journal's fire instant (None: it never fired; the legs are
@@ -240,9 +241,13 @@ class BasketRunner:
             basket, fire_at, self.risk, hedge=self.hedged, synchronize=self.synchronize
         )
         self.timeline.start(self.core)
+        params = basket.params
+        in_time = self.port.now_ns() < fire_at + int((params.horizon_s + params.grace_s) * NS)
         if basket.policy is Policy.COMPLETE and fire_at_ns is not None and not self.sequential:
-            self._resume(fire_at, reason)
-            return
+            if in_time:
+                self._resume(fire_at, reason)
+                return
+            reason += "; past its horizon and grace, it does not carry on"
         self.failure = reason  # the cause, whatever the legs' failures say next
         for leg in basket.legs:
             self.leg_lost(leg.leg_id, "the basket actor was lost")

@@ -1050,3 +1050,13 @@ def test_a_cancel_while_a_take_over_brings_its_legs_up_waits_for_them_then_stops
     assert min(e.t_ns for e in port.calls("stop")) >= last_up
     assert port.calls("recover") == [] and run.runner.lost == {}
     assert run.state is S.CANCELLED
+
+
+def test_a_basket_taken_over_past_its_horizon_and_grace_does_not_carry_on() -> None:
+    # Horizon 300 s, grace 30 s: taken over 400 s after its fire (the machine was down).
+    run = taken_over(done_legs(eth_ms=4_000, btc_ms=6_000), Policy.COMPLETE, lost_at_ms=400_000)
+    run.until(lambda: run.runner.finished, 500.0)
+    port = run.port
+    assert port.calls("resume") == []
+    assert sorted(port.legs_called("recover")) == ["btc", "eth"]
+    assert run.state is S.FAILED and "does not carry on" in run.runner.reason
