@@ -499,6 +499,20 @@ class SimExchange:
             and (symbol is None or o.req.symbol == symbol)
         ]
 
+    def all_orders(self, account_id: str, symbol: str) -> list[ExecutionReport]:
+        """Every order of the account on `symbol`, open and ended, oldest first."""
+        self._account(account_id)
+        return [
+            self._report(o)
+            for _, o in sorted(self._orders.items())
+            if o.account == account_id and o.req.symbol == symbol
+        ]
+
+    def book_ticker(self, symbol: str) -> BookTicker | None:
+        """The top of `symbol`'s book now (None while a side is empty)."""
+        self._instrument(symbol)
+        return self._ticker(symbol)
+
     def user_trades(self, account_id: str, symbol: str) -> list[UserTrade]:
         acct = self._account(account_id)
         return [

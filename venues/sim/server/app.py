@@ -28,8 +28,10 @@ from venues.sim.server.gateway import GATEWAY, Gateway
 from venues.sim.server.handlers import (
     account_v2,
     account_v3,
+    all_orders,
     balance_v2,
     batch_orders,
+    book_ticker,
     cancel_all,
     cancel_order,
     change_leverage,
@@ -51,6 +53,7 @@ from venues.sim.server.streams import (
     combined_stream,
     keep_listen_key,
     new_listen_key,
+    private_stream,
     raw_stream,
 )
 from venues.sim.server.testapi import (
@@ -129,11 +132,13 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_get("/fapi/v1/time", server_time)
     r.add_get("/fapi/v1/exchangeInfo", get_exchange_info)
     r.add_get("/fapi/v1/depth", depth)
+    r.add_get("/fapi/v1/ticker/bookTicker", book_ticker)
     r.add_post("/fapi/v1/order", new_order)
     r.add_get("/fapi/v1/order", query_order)
     r.add_delete("/fapi/v1/order", cancel_order)
     r.add_post("/fapi/v1/batchOrders", batch_orders)
     r.add_get("/fapi/v1/openOrders", open_orders)
+    r.add_get("/fapi/v1/allOrders", all_orders)
     r.add_delete("/fapi/v1/allOpenOrders", cancel_all)
     r.add_get("/fapi/v1/userTrades", user_trades)
     r.add_get("/fapi/v2/account", account_v2)
@@ -141,6 +146,7 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_get("/fapi/v2/positionRisk", position_risk_v2)
     r.add_get("/fapi/v3/positionRisk", position_risk_v3)
     r.add_get("/fapi/v2/balance", balance_v2)
+    r.add_get("/fapi/v3/balance", balance_v2)  # the same rows as v2
     r.add_get("/fapi/v1/leverageBracket", leverage_bracket)
     r.add_post("/fapi/v1/leverage", change_leverage)
     r.add_post("/fapi/v1/listenKey", new_listen_key)
@@ -148,6 +154,12 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_delete("/fapi/v1/listenKey", close_listen_key)
     r.add_get("/ws/{stream}", raw_stream)
     r.add_get("/stream", combined_stream)
+    # Binance's current USD-M roots: public (book tickers, depth), market (trades) and
+    # private (user data); each serves every stream here.
+    for root in ("/public", "/market", "/private"):
+        r.add_get(f"{root}/ws/{{stream}}", raw_stream)
+        r.add_get(f"{root}/stream", combined_stream)
+    r.add_get("/private/ws", private_stream)
     r.add_get("/_sim/orders/{client_order_id}", sim_order)
     r.add_post("/_sim/outage", sim_start_outage)
     r.add_delete("/_sim/outage", sim_stop_outage)

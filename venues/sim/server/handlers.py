@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from venues.errors import OrderRejected, RateLimited, UnknownOrder, VenueError
-from venues.model import AccountSnapshot, ExecutionReport, Instrument
+from venues.model import AccountSnapshot, BookTicker, ExecutionReport, Instrument
 from venues.sim.exchange import MARGIN_ASSET
 from venues.sim.server.errors import (
     BinanceError,
@@ -77,6 +77,38 @@ async def depth(request: web.Request) -> web.Response:
             "asks": [[_fixed(px, inst.tick), _fixed(q, inst.lot)] for px, q in snap.asks],
         }
     )
+
+
+async def book_ticker(request: web.Request) -> web.Response:
+    """`GET /fapi/v1/ticker/bookTicker[?symbol=]`: the top of one book, or of every book
+    (a symbol whose book has an empty side is left out of the list)."""
+    gw = request.app[GATEWAY]
+    p = Params(dict(request.query))
+    symbol = gw.optional_symbol(p)
+    symbols = [symbol] if symbol is not None else list(gw.exchange.instruments)
+
+    def read(now: int) -> list[tuple[Instrument, BookTicker | None]]:
+        return [(gw.exchange.instruments[s], gw.exchange.book_ticker(s)) for s in symbols]
+
+    now_ms = _ms(gw.venue.now_ns())
+    rows = [
+        {
+            "symbol": inst.symbol,
+            "bidPrice": _fixed(t.bid, inst.tick),
+            "bidQty": _fixed(t.bid_qty, inst.lot),
+            "askPrice": _fixed(t.ask, inst.tick),
+            "askQty": _fixed(t.ask_qty, inst.lot),
+            "time": _ms(t.ts_ns) or now_ms,
+            "lastUpdateId": gw.exchange.updates_applied,
+        }
+        for inst, t in await gw.call(read)
+        if t is not None
+    ]
+    if symbol is None:
+        return _json(rows)
+    if not rows:
+        raise BinanceError(-1121, f"No book for {symbol} yet.")
+    return _json(rows[0])
 
 
 # --- orders ----------------------------------------------------------------------------
@@ -211,6 +243,33 @@ async def open_orders(request: web.Request) -> web.Response:
     reports = await gw.call(lambda now: gw.exchange.open_orders(cred.account_id, symbol))
     insts = gw.exchange.instruments
     return _json([order_json(r, insts[r.symbol], query=True) for r in reports])
+
+
+async def all_orders(request: web.Request) -> web.Response:
+    """`GET /fapi/v1/allOrders`: the account's orders on a symbol, open and ended, oldest
+    first: from `orderId` on (else the newest `limit`), within `startTime`-`endTime`
+    (their creation, ms)."""
+    gw = request.app[GATEWAY]
+    cred, p = await gw.signed(request)
+    inst = gw.instrument(p.text("symbol", required=True))
+    from_id = p.integer("orderId")
+    start = p.integer("startTime")
+    end = p.integer("endTime")
+    limit = p.integer("limit", low=1, high=1000) or 500
+    reports = await gw.call(lambda now: gw.exchange.all_orders(cred.account_id, inst.symbol))
+
+    def created_ms(r: ExecutionReport) -> int:
+        return _ms(r.venue_receive_ns or r.venue_ts_ns)
+
+    picked = [
+        r
+        for r in reports
+        if (from_id is None or r.order_id >= from_id)
+        and (start is None or created_ms(r) >= start)
+        and (end is None or created_ms(r) <= end)
+    ]
+    picked = picked[:limit] if from_id is not None else picked[-limit:]
+    return _json([order_json(r, inst, query=True) for r in picked])
 
 
 async def cancel_all(request: web.Request) -> web.Response:

@@ -122,13 +122,27 @@ async def raw_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def combined_stream(request: web.Request) -> web.StreamResponse:
-    """`/stream?streams=a/b/c`: several streams, each message as {"stream", "data"}."""
+    """`/stream?streams=a/b/c`: several streams, each message as {"stream", "data"};
+    `listenKey=` adds the user-data stream (Binance's `/private/stream`)."""
     gw = request.app[GATEWAY]
     raw = request.query.get("streams", "")
     names = [n for n in raw.split("/") if n]
+    key = request.query.get("listenKey")
+    if key:
+        names.append(key)
     if not names:
         raise _missing("streams")
     return await _serve_ws(request, gw, names, combined=True)
+
+
+async def private_stream(request: web.Request) -> web.StreamResponse:
+    """`/private/ws?listenKey=…`: the user-data stream on Binance's current USD-M route (what
+    ccxt.pro's `watch_orders` opens); other query parameters (`events=`) are ignored."""
+    gw = request.app[GATEWAY]
+    key = request.query.get("listenKey")
+    if not key:
+        raise _missing("listenKey")
+    return await _serve_ws(request, gw, [key], combined=False)
 
 
 async def _serve_ws(
