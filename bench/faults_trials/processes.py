@@ -35,7 +35,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -69,6 +68,7 @@ from bench.faults_trials.trials import (
     invariants,
 )
 from bench.faults_trials.world import IDLE_HEDGE_USD, Run
+from bench.sessions import free_port, stop_sessions
 from venues.binance.client import BinanceUsdmClient
 from venues.errors import UnknownOrder
 from venues.model import ExecutionReport
@@ -310,53 +310,6 @@ def wait_running(journal: Path, run_id: str, deadline: float) -> BasketState | N
 
 
 # -- processes, in sessions of their own ------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process of session `sid` (what one `ray start`, or one driver, left); a
-    zombie, dead and waiting for its parent to reap it, is not one."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The fields after the command name (which may hold spaces) start after the last ")".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            out.append(int(entry.name))
-    return out
-
-
-def stop_sessions(
-    sids: Iterable[int],
-    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGKILL),
-    timeout_s: float = 15.0,
-) -> list[int]:
-    """Signal every process of these sessions, each signal in turn until none is left;
-    the pids still alive after the last."""
-    sids = list(sids)
-    for sig in signals:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            alive = [pid for sid in sids for pid in session_pids(sid)]
-            if not alive:
-                return []
-            for pid in alive:  # again each round: a dying raylet may have started a worker
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)  # for the signalled processes to go, bounded
-    return [pid for sid in sids for pid in session_pids(sid)]
-
-
 @dataclass
 class Spawned:
     """A process of the trial's, its output in a log file (never a pipe it could fill)."""

@@ -9,11 +9,8 @@ every Ray on the machine, this test session's included).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,46 +22,11 @@ import pytest
 
 from actors.lifecycle import BasketState
 from actors.report import load_report
+from bench.sessions import free_port, stop_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VENUES = ("alpha", "beta", "gamma")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process of session `sid` (what one `ray start` left running)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may hold spaces) start after the last ")".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid:
-            out.append(int(entry.name))
-    return out
-
-
-def stop_sessions(sids: list[int], timeout_s: float = 15.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for sid in sids:
-            for pid in session_pids(sid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(session_pids(s) for s in sids):
-            time.sleep(0.1)  # bounded wait for processes to exit after a signal
-        if not any(session_pids(s) for s in sids):
-            return
 
 
 class RayCluster:

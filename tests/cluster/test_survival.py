@@ -32,7 +32,8 @@ from actors.journal import JournaledOrder, SqliteJournal
 from actors.journal.records import BasketReported, ChildOrderSent
 from actors.lifecycle import BasketState
 from actors.report import load_report
-from tests.cluster.test_ray_job import BIN, ROOT, free_port, stop_sessions
+from bench.sessions import free_port, stop_sessions
+from tests.cluster.test_ray_job import BIN, ROOT
 from venues.binance.client import BinanceUsdmClient
 
 D = Decimal

@@ -62,14 +62,8 @@ from actors.journal.records import (
 )
 from actors.journal.sqlite import SqliteJournal
 from actors.lifecycle import BasketState
-from bench.pgserver import (
-    DATABASE,
-    USER,
-    PgServer,
-    PostgresMissing,
-    free_port,
-    temporary_postgres,
-)
+from bench.pgserver import DATABASE, USER, PgServer, PostgresMissing, temporary_postgres
+from bench.sessions import free_port
 from tests.support import until
 from venues.model import (
     AckKind,
