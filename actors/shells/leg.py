@@ -190,9 +190,7 @@ class LegActor:
         if error is not None:
             raise error
         if resume_after_ns is not None:
-            delivery = sorted(self._delivery)
-            median = delivery[len(delivery) // 2] if delivery else None
-            self._r.resume(asked - resume_after_ns, self._typical_rtt_ns(), median)
+            self._r.resume(asked - resume_after_ns, self._typical_rtt_ns(), self._delivery_ns())
 
     async def _written_ahead(self, cmd: ArmLeg) -> dict[int, int]:
         """The leg's orders the journal shows written ahead and not settled (slice number →
@@ -329,9 +327,12 @@ class LegActor:
         runner = self._runner
         if runner is None or self._client is None:
             raise RuntimeError("fire() needs an armed leg that has not fired yet")
+        runner.fire(fire_at_ns, self._typical_rtt_ns(), self._delivery_ns())
+
+    def _delivery_ns(self) -> int | None:
+        """The median delay of the leg's book updates (venue stamp → here), None before any."""
         delivery = sorted(self._delivery)
-        median = delivery[len(delivery) // 2] if delivery else None
-        runner.fire(fire_at_ns, self._typical_rtt_ns(), median)
+        return delivery[len(delivery) // 2] if delivery else None
 
     def progress(self) -> LegProgress:
         return self._r.progress()

@@ -367,15 +367,14 @@ class BasketRegistry:
         take-over brings up legs of its own)."""
         try:
             report = await ref
-        except RayActorError as e:
-            kill(pooled or [])
-            if not run_id or self.journal is None:
+        except BaseException as e:
+            kill(pooled or [])  # before a take-over brings up legs of its own
+            if not isinstance(e, RayActorError) or not run_id or self.journal is None:
                 raise
             log.warning("run %s: its basket actor was lost (%s): taking over", run_id, e)
             return await self._take_over(run_id, "its basket actor was lost")
-        finally:
-            kill(pooled or [])
-        kill([actor])  # its name, its memory: the report is in the journal
+        # Its name, its memory: the report is in the journal.
+        kill([actor, *(pooled or [])])
         return report
 
     async def _take_over(self, run_id: str, why: str) -> BasketReport:
