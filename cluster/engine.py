@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 from actors.journal.dsn import shown as _shown
 from actors.lifecycle import BasketState
@@ -70,6 +70,7 @@ from venues.config import VenuesConfig
 log = logging.getLogger(__name__)
 Placement = Literal["auto", "labels", "anywhere"]
 _START_TIMEOUT_S = 60.0
+_RESTART_POLL_S = 0.2  # between calls to a supervisor Ray is restarting
 
 
 class EngineError(RuntimeError):
@@ -168,6 +169,21 @@ class BasketHandle:
     def _ns(self) -> str:
         return ray.get_runtime_context().namespace
 
+    def _follow(self, timeout: float | None) -> BasketReport:
+        """The run's report from the supervisor, asked again while Ray is still restarting
+        it (a call to an actor that is restarting can fail at once rather than wait)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return ray.get(self._registry.follow.remote(self.run_id), timeout=left)
+            except ActorUnavailableError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise GetTimeoutError(
+                        f"run {self.run_id}: the supervisor did not come back"
+                    ) from None
+                time.sleep(_RESTART_POLL_S)  # back off while Ray brings the supervisor up
+
     def progress(
         self, every_s: float = 0.5, timeout: float | None = None
     ) -> Iterator[BasketStatus]:
@@ -205,8 +221,7 @@ class BasketHandle:
                     if self._registry is None or not self.run_id:
                         raise
                     # The supervisor restarted (and carries the run on): ask it again.
-                    follow = self._registry.follow.remote(self.run_id)
-                    self._report = ray.get(follow, timeout=timeout)
+                    self._report = self._follow(timeout)
             except GetTimeoutError:
                 raise TimeoutError(
                     f"basket {self.basket_id} still running after {timeout} s; it runs on "

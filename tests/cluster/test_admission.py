@@ -97,7 +97,9 @@ def test_a_queued_basket_can_be_cancelled_and_sends_nothing(engine: Engine) -> N
 
 def test_with_max_running_a_basket_arms_once_the_one_running_has_ended(engine: Engine) -> None:
     options = msgspec.structs.replace(engine.basket_options, max_arming=4, max_running=1)
-    first = engine.submit(pair("t-run-first", horizon_s=2), options=options)
+    # The first runs long enough that the second is submitted (seconds on a busy machine)
+    # while it still runs: a second submitted after the first has ended would not queue.
+    first = engine.submit(pair("t-run-first", horizon_s=10), options=options)
     assert eventually(lambda: first.status().state is BasketState.RUNNING, 60)
     second = engine.submit(pair("t-run-second"), options=options)
     assert eventually(lambda: second.status().state is BasketState.QUEUED, 60)
