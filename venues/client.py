@@ -10,7 +10,9 @@ from venues.model import (
     AccountSnapshot,
     AckKind,
     BookSnapshot,
+    Capabilities,
     ExecutionReport,
+    Fill,
     Instrument,
     MarketEvent,
     NewOrder,
@@ -26,6 +28,9 @@ class VenueClient(Protocol):
     declared `ack_semantics` (or UNKNOWN when the outcome could not be learned: resolve it
     with `query`, never by sending again). Fills arrive on `execution_reports()`; every
     report carries cumulative fields, so a late or repeated report is harmless.
+
+    Client order ids are legato's (`<prefix>-<leg>-<n>`) both ways: an adapter whose venue
+    has another rule maps them (`venues.client_ids`). Order and trade ids are strings.
     """
 
     @property
@@ -33,6 +38,18 @@ class VenueClient(Protocol):
 
     @property
     def ack_semantics(self) -> AckKind: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def typical_rtt_ns(self) -> int | None:
+        """The median request round trip measured at `start` (None before)."""
+        ...
+
+    async def start(self) -> None:
+        """Measure the venue's clock and open the execution-report stream."""
+        ...
 
     async def instruments(self) -> list[Instrument]: ...
 
@@ -51,6 +68,11 @@ class VenueClient(Protocol):
     async def query(self, symbol: str, client_order_id: str) -> ExecutionReport: ...
 
     async def open_orders(self, symbol: str | None = None) -> list[ExecutionReport]: ...
+
+    async def trades(self, symbol: str, order_id: str) -> list[Fill]:
+        """Every fill of one order (by the venue's order id), with fee, fee asset and
+        maker/taker, as the venue lists them."""
+        ...
 
     async def account(self) -> AccountSnapshot: ...
 

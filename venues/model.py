@@ -92,6 +92,63 @@ class RejectReason(enum.StrEnum):
     INJECTED = "INJECTED"  # the simulated venue profile's reject injection
 
 
+class ClientIdRule(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue accepts as a client order id: at most `max_len` characters, each in
+    `alphabet`, after a fixed `prefix` the venue requires (Hyperliquid's "0x"). legato's ids
+    the rule refuses are mapped to a digest in `digest_alphabet` (see `venues.client_ids`)."""
+
+    max_len: int
+    alphabet: str
+    prefix: str = ""
+    digest_alphabet: str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def accepts(self, client_order_id: str) -> bool:
+        body = client_order_id.removeprefix(self.prefix)
+        return (
+            client_order_id.startswith(self.prefix)
+            and 0 < len(client_order_id) <= self.max_len
+            and all(c in self.alphabet for c in body)
+        )
+
+
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Binance (spot and USD-M): 1-36 characters of [.A-Z:/a-z0-9_-].
+BINANCE_CLIENT_IDS = ClientIdRule(max_len=36, alphabet=_ALNUM + "._:/-")
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What an adapter can do at its venue: checked against a basket's legs before anything
+    is sent (a leg on a spot instrument needs `spot`, a reduce-only unwind `reduce_only`)."""
+
+    instrument_kinds: frozenset[InstrumentKind]
+    ack_semantics: AckKind
+    order_types: frozenset[OrderType] = frozenset({OrderType.MARKET, OrderType.LIMIT})
+    time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
+    post_only: bool = True
+    reduce_only: bool = True
+    batch_size: int = 1  # orders in one batch request; 1: no batch endpoint
+    transfers: bool = False
+    client_ids: ClientIdRule = BINANCE_CLIENT_IDS
+
+    def missing(
+        self,
+        *,
+        kind: InstrumentKind | None = None,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> list[str]:
+        """What of the asked this venue cannot do, each said plainly (empty: all of it)."""
+        out: list[str] = []
+        if kind is not None and kind not in self.instrument_kinds:
+            have = ", ".join(sorted(k.value for k in self.instrument_kinds))
+            out.append(f"{kind.value} instruments (it trades: {have})")
+        if post_only and not self.post_only:
+            out.append("post-only orders")
+        if reduce_only and not self.reduce_only:
+            out.append("reduce-only orders")
+        return out
+
+
 def _snap(value: Decimal, step: Decimal, rounding: str) -> Decimal:
     return (value / step).to_integral_value(rounding=rounding) * step
 
@@ -150,9 +207,10 @@ class NewOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class Fill(msgspec.Struct, frozen=True, kw_only=True):
-    """One execution of an order against another."""
+    """One execution of an order against another; `trade_id` is the venue's, as a string
+    (numbers on Binance, UUIDs on others)."""
 
-    trade_id: int
+    trade_id: str
     price: Decimal
     quantity: Decimal
     fee: Decimal
@@ -172,7 +230,7 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     venue: str
     symbol: str
     client_order_id: str
-    order_id: int
+    order_id: str  # the venue's own id, as a string; "" until the venue has given one
     side: Side
     order_type: OrderType
     time_in_force: TimeInForce
@@ -209,14 +267,14 @@ def pending_report(
     """What is known of an order whose outcome no answer has carried yet: only what was asked.
 
     Used for RECEIPT acks (the venue answered before its checks) and UNKNOWN outcomes (the
-    answer was lost): status PENDING_NEW, no order id, nothing filled.
+    answer was lost): status PENDING_NEW, no order id (""), nothing filled.
     """
     zero = order.quantity * 0
     return ExecutionReport(
         venue=venue,
         symbol=order.symbol,
         client_order_id=order.client_order_id,
-        order_id=0,
+        order_id="",
         side=order.side,
         order_type=order.type,
         time_in_force=order.time_in_force,

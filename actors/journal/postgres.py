@@ -81,6 +81,14 @@ MIGRATIONS: list[list[str]] = [
     # 2: `BasketReported` and `BasketResolved`; a run's records of one kind (its report,
     # its spec) are read without a scan of its stream.
     ["CREATE INDEX records_stream_kind ON {s}.records (stream, kind, seq)"],
+    # 3: order and trade ids are strings (as `store.ids_as_text` does; braces doubled for
+    # `format`).
+    [
+        "UPDATE {s}.records SET body = regexp_replace("
+        "regexp_replace(body, '\"order_id\":0(?=[,}}])', '\"order_id\":\"\"', 'g'), "
+        "'\"(order_id|trade_id)\":(-?[0-9]+)(?=[,}}])', '\"\\1\":\"\\2\"', 'g') "
+        "WHERE body LIKE '%\"order_id\":%' OR body LIKE '%\"trade_id\":%'"
+    ],
 ]
 
 _RUN_COLUMNS = "run_id, basket_id, number, state, created_ns, updated_ns"

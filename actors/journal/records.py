@@ -173,7 +173,7 @@ class FillBooked(_Record, kw_only=True):
     client_order_id: str
     venue: str
     symbol: str
-    trade_id: int
+    trade_id: str  # the venue's, as a string (journals before schema 3 held numbers)
     qty: Decimal
     price: Decimal
     fee: Decimal

@@ -30,6 +30,7 @@ from actors.journal.store import (
     RunInfo,
     check_basket_id,
     check_version,
+    ids_as_text,
     kind_names,
     make_run_id,
     rows_of,
@@ -70,6 +71,11 @@ MIGRATIONS: list[list[str]] = [
     # 2: `BasketReported` and `BasketResolved`; a run's records of one kind (its report,
     # its spec) are read without a scan of its stream.
     ["CREATE INDEX records_stream_kind ON records (stream, kind, seq)"],
+    # 3: order and trade ids are strings (`store.ids_as_text`, registered on the connection).
+    [
+        "UPDATE records SET body = legato_ids_as_text(body) "
+        "WHERE body LIKE '%\"order_id\":%' OR body LIKE '%\"trade_id\":%'"
+    ],
 ]
 
 _RUN_COLUMNS = "run_id, basket_id, number, state, created_ns, updated_ns"
@@ -161,6 +167,7 @@ class SqliteJournal:
         self._conn = conn
 
     def _migrate(self, conn: sqlite3.Connection) -> int:
+        conn.create_function("legato_ids_as_text", 1, ids_as_text, deterministic=True)
         with _transaction(conn):
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS journal_schema "

@@ -20,6 +20,7 @@ because older code would misread what a newer one wrote. Migrations only ever go
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import NewType, Protocol, runtime_checkable
 
@@ -31,7 +32,20 @@ from actors.lifecycle import BasketState
 
 RunId = NewType("RunId", str)
 RUN_SEPARATOR = "#"
-SCHEMA_VERSION = 2  # the version this code writes; both backends define this many migrations
+SCHEMA_VERSION = 3  # the version this code writes; both backends define this many migrations
+
+# Schema 3: venues' order and trade ids are strings (they were numbers, Binance's). A record
+# body's `"order_id":123` becomes `"order_id":"123"` and an unknown order id (0) becomes "".
+# Record bodies are msgspec's compact JSON, so the keys appear exactly so. The SQLite
+# migration calls `ids_as_text`; PostgreSQL's does the same with regexp_replace.
+_ZERO_ORDER_ID = re.compile(r'"order_id":0(?=[,}])')
+_NUMERIC_ID = re.compile(r'"(order_id|trade_id)":(-?[0-9]+)(?=[,}])')
+
+
+def ids_as_text(body: str) -> str:
+    """A record body of schema 2 with its order and trade ids as schema 3 has them."""
+    return _NUMERIC_ID.sub(r'"\1":"\2"', _ZERO_ORDER_ID.sub('"order_id":""', body))
+
 
 Migrations = Sequence[Sequence[str]]
 

@@ -42,7 +42,7 @@ class VenueCalls(Protocol):
     ) -> None: ...
 
     def trades(
-        self, symbol: str, order_id: int, then: Callable[[list[Fill] | VenueError], None]
+        self, symbol: str, order_id: str, then: Callable[[list[Fill] | VenueError], None]
     ) -> None:
         """The venue's trades of one order (asked only by a journaling leg: never in the
         backtest)."""

@@ -11,7 +11,7 @@ from actors.runners.port import Timer, VenueAnswer
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.errors import OutcomeUnknown, VenueError, VenueUnavailable
-from venues.model import Fill, Liquidity, NewOrder
+from venues.model import Fill, NewOrder
 
 log = logging.getLogger(__name__)
 
@@ -102,24 +102,10 @@ class ClientCalls:
         self._call(call, then, f"query-{client_order_id}", VenueUnavailable)
 
     def trades(
-        self, symbol: str, order_id: int, then: Callable[[list[Fill] | VenueError], None]
+        self, symbol: str, order_id: str, then: Callable[[list[Fill] | VenueError], None]
     ) -> None:
-        async def listed() -> list[Fill]:
-            rows = await self._client.user_trades(symbol, order_id)  # type: ignore[attr-defined]
-            return [
-                Fill(
-                    trade_id=t.id,
-                    price=t.price,
-                    quantity=t.qty,
-                    fee=t.commission,
-                    fee_asset=t.commission_asset,
-                    liquidity=Liquidity.MAKER if t.maker else Liquidity.TAKER,
-                    ts_ns=t.time * 1_000_000,
-                )
-                for t in rows
-            ]
-
-        self._call(listed(), then, f"trades-{order_id}", VenueUnavailable)  # type: ignore[arg-type]
+        call = self._client.trades(symbol, order_id)
+        self._call(call, then, f"trades-{order_id}", VenueUnavailable)  # type: ignore[arg-type]
 
     def _call(
         self,

@@ -43,8 +43,7 @@ from actors.shells.remote import ref_result
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
 from actors.sync import AdjustLeg
-from venues.binance.client import BinanceUsdmClient
-from venues.client import take_samples
+from venues.client import VenueClient, take_samples
 from venues.errors import VenueError
 from venues.model import BookTicker, MarketTrade
 
@@ -79,7 +78,7 @@ class LegActor:
         # A test hook (DESIGN §6): a node whose clock is off by a known amount.
         self._offset = clock_offset_ns
         self._cmd: ArmLeg | None = None
-        self._client: BinanceUsdmClient | None = None
+        self._client: VenueClient | None = None
         self._progress: Outbox[LegProgress] | None = None  # to the basket
         self._runner: LegRunner | None = None
         self._tasks = BackgroundTasks(f"leg on {venue}")

@@ -25,7 +25,7 @@ from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
 from actors.shells.tasks import BackgroundTasks
-from venues.binance.client import BinanceUsdmClient
+from venues.client import VenueClient
 from venues.config import (
     BinanceUsdmConfig,
     SimVenueConfig,
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 _FINAL_TIMEOUT_S = 5.0
 
 
-def client_for(endpoint: VenueEndpoint, **options: object) -> BinanceUsdmClient:
+def client_for(endpoint: VenueEndpoint, **options: object) -> VenueClient:
     """A venue client for `endpoint`, from the node the caller runs on."""
     cfg = endpoint.config
     if isinstance(cfg, SimVenueConfig):
@@ -80,7 +80,7 @@ class VenueGateway:
         self.endpoint = endpoint
         self.risk = risk
         self.instruments: dict[str, Instrument] = {}
-        self._client: BinanceUsdmClient | None = None
+        self._client: VenueClient | None = None
         self._tops: dict[str, BookTicker] = {}
         self._reports: dict[str, ExecutionReport] = {}
         self._final: dict[str, asyncio.Event] = {}
@@ -134,7 +134,7 @@ class VenueGateway:
             self._final[report.client_order_id].set()
 
     @property
-    def client(self) -> BinanceUsdmClient:
+    def client(self) -> VenueClient:
         if self._client is None:
             raise RuntimeError(f"venue {self.name}: start() first")
         return self._client

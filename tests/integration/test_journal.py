@@ -6,17 +6,19 @@ not installed, the Postgres half fails, saying what is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
 import sqlite3
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 import msgspec.inspect as mi
 import pytest
@@ -96,9 +98,17 @@ def postgres_server() -> Iterator[PgServer]:
 class Backend:
     """Makes stores on one journal location (each `make` is a separate connection)."""
 
-    def __init__(self, name: str, make: Callable[..., JournalStore]) -> None:
+    def __init__(
+        self,
+        name: str,
+        make: Callable[..., JournalStore],
+        rewrite: Callable[[str], Awaitable[None]],
+    ) -> None:
         self.name = name
         self._make = make
+        # Runs `UPDATE records SET body = <expression of body>` on the journal's own table,
+        # outside the store (to make a journal as older code wrote it).
+        self.rewrite = rewrite
 
     def make(self, **kw: Any) -> JournalStore:
         return self._make(**kw)
@@ -112,10 +122,29 @@ class Backend:
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
-        return Backend("sqlite", lambda **kw: SqliteJournal(tmp_path / "data", **kw))
+        data = tmp_path / "data"
+
+        async def rewrite_sqlite(expression: str) -> None:
+            with contextlib.closing(sqlite3.connect(data / sqlite_backend.FILENAME)) as conn:
+                conn.execute(f"UPDATE records SET body = {expression}")
+                conn.commit()
+
+        return Backend("sqlite", lambda **kw: SqliteJournal(data, **kw), rewrite_sqlite)
     server: PgServer = request.getfixturevalue("postgres_server")
     schema = f"t_{uuid.uuid4().hex[:16]}"  # a journal of its own per test
-    return Backend("postgres", lambda **kw: PostgresJournal(server.dsn(), schema=schema, **kw))
+
+    async def rewrite_postgres(expression: str) -> None:
+        conn = await asyncpg.connect(server.dsn())
+        try:
+            await conn.execute(f"UPDATE {schema}.records SET body = {expression}")
+        finally:
+            await conn.close()
+
+    return Backend(
+        "postgres",
+        lambda **kw: PostgresJournal(server.dsn(), schema=schema, **kw),
+        rewrite_postgres,
+    )
 
 
 @pytest.fixture
@@ -160,7 +189,7 @@ def report(
         venue="alpha",
         symbol="ETHUSDT",
         client_order_id=coid,
-        order_id=9_000_000_000_001,
+        order_id="9000000000001",
         side=Side.BUY,
         order_type=OrderType.LIMIT,
         time_in_force=TimeInForce.IOC,
@@ -201,7 +230,7 @@ def one_of_each(run_id: str, desk: str = "desk-1") -> list[Record]:
     """A record of every kind, with values that a lossy store would change."""
     tiny, huge = D("0.000000000000000012345678901234567890"), D("123456789012345678901234.5")
     fill = Fill(
-        trade_id=2**62,
+        trade_id=str(2**62),
         price=D("3000.01"),
         quantity=D("0.75"),
         fee=D("0.001125007500"),
@@ -243,7 +272,7 @@ def one_of_each(run_id: str, desk: str = "desk-1") -> list[Record]:
             client_order_id="demo-eth-0",
             venue="alpha",
             symbol="ETHUSDT",
-            trade_id=2**62,
+            trade_id=str(2**62),
             qty=tiny,
             price=huge,
             fee=D("-0.0001"),  # a maker rebate
@@ -408,7 +437,7 @@ async def test_unfinished_runs_and_the_latest_run(store: JournalStore) -> None:
 async def test_orders_come_back_with_their_latest_state(store: JournalStore) -> None:
     run = await store.new_run("demo")
     f1 = Fill(
-        trade_id=1,
+        trade_id="1",
         price=D("3000"),
         quantity=D("1"),
         fee=D("0.15"),
@@ -416,7 +445,7 @@ async def test_orders_come_back_with_their_latest_state(store: JournalStore) -> 
         liquidity=Liquidity.TAKER,
         ts_ns=T0,
     )
-    f2 = msgspec.structs.replace(f1, trade_id=2, quantity=D("0.5"), liquidity=Liquidity.MAKER)
+    f2 = msgspec.structs.replace(f1, trade_id="2", quantity=D("0.5"), liquidity=Liquidity.MAKER)
 
     def booked(f: Fill) -> FillBooked:
         return FillBooked(
@@ -495,7 +524,7 @@ async def test_orders_come_back_with_their_latest_state(store: JournalStore) -> 
     )
     assert (filled.ack_kind, filled.ack_ns, filled.sent_ns) == (AckKind.ACCEPTED, T0 + 10, T0)
     assert filled.venue_accept_ns == T0 + 2 and filled.mid == D("3000.005")
-    assert [f.trade_id for f in orders[0].fills] == [1, 2]
+    assert [f.trade_id for f in orders[0].fills] == ["1", "2"]
     assert (refused.status, refused.turned_away) == (OrderStatus.REJECTED, True)
     assert refused.reject == "VENUE_UNAVAILABLE: 503"
     assert unknown.unknown and unknown.status is OrderStatus.PENDING_NEW
@@ -832,5 +861,64 @@ async def test_a_journal_of_the_first_schema_is_migrated_to_this_one(backend: Ba
         assert new.version == SCHEMA_VERSION == len(shipped)  # type: ignore[attr-defined]
         assert [e.record.client_order_id for e in await new.records(run)] == ["o-0"]
         assert (await new.new_run("demo")).endswith("#2")
+    finally:
+        await new.close()
+
+
+async def test_a_journal_of_schema_2_gets_its_order_and_trade_ids_as_strings(
+    backend: Backend,
+) -> None:
+    shipped = list(backend.make().migrations)  # type: ignore[attr-defined]
+    old = await backend.opened(migrations=shipped[:2])
+    run = await old.new_run("ids")
+    fill = Fill(
+        trade_id="77",
+        price=D("3000.01"),
+        quantity=D("0.5"),
+        fee=D("0.6"),
+        fee_asset="USDT",
+        liquidity=Liquidity.TAKER,
+        ts_ns=T0,
+    )
+    filled = report("o-1", OrderStatus.PARTIALLY_FILLED, "0.5", fill=fill)
+    pending = msgspec.structs.replace(
+        report("o-2", OrderStatus.PENDING_NEW, "0", ack=AckKind.UNKNOWN), order_id=""
+    )
+    records: list[Record] = [
+        OrderAcked(run_id=run, leg_id="eth", report=filled, ts_ns=T0),
+        OrderAcked(run_id=run, leg_id="eth", report=pending, ts_ns=T0),
+        FillBooked(
+            run_id=run,
+            leg_id="eth",
+            client_order_id="o-1",
+            venue="alpha",
+            symbol="ETHUSDT",
+            trade_id="77",
+            qty=D("0.5"),
+            price=D("3000.01"),
+            fee=D("0.6"),
+            fee_asset="USDT",
+            liquidity=Liquidity.TAKER,
+            venue_ts_ns=T0,
+            ts_ns=T0,
+        ),
+    ]
+    await old.append(records)
+    await old.close()
+    # As schema 2 wrote them: Binance's numbers, 0 for an order id not yet known.
+    await backend.rewrite(
+        'replace(replace(replace(body, \'"order_id":"9000000000001"\', '
+        '\'"order_id":9000000000001\'), \'"trade_id":"77"\', \'"trade_id":77\'), '
+        '\'"order_id":""\', \'"order_id":0\')'
+    )
+    unmigrated = await backend.opened(migrations=shipped[:2])
+    try:
+        with pytest.raises(msgspec.ValidationError):  # what this code cannot read as it was
+            await unmigrated.records(run)
+    finally:
+        await unmigrated.close()
+    new = await backend.opened()
+    try:
+        assert [e.record for e in await new.records(run)] == records
     finally:
         await new.close()

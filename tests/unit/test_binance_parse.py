@@ -249,7 +249,7 @@ def test_ack_answer_parses_to_an_accepted_report() -> None:
     assert r.cum_filled == 0 and r.avg_price is None
     assert r.venue_ts_ns == 1566818724722 * 1_000_000
     assert r.venue_accept_ns == r.venue_ts_ns  # a NEW answer: accepted at its update time
-    assert r.order_id == 22542179 and r.client_order_id == "b1-btc-1"
+    assert r.order_id == "22542179" and r.client_order_id == "b1-btc-1"
 
 
 def test_result_answer_of_a_market_order_is_filled() -> None:
@@ -309,9 +309,11 @@ def test_stream_events_track_partial_fills_with_exact_fees() -> None:
         assert isinstance(ev, wire.OrderTradeUpdate)
         fill = parse.stream_fill(ev.order)
         if fill is not None:
-            ledger.add(ev.order.symbol, ev.order.order_id, fill.trade_id, fill.quantity, fill.fee)
+            ledger.add(
+                ev.order.symbol, str(ev.order.order_id), fill.trade_id, fill.quantity, fill.fee
+            )
         reports.append(
-            parse.stream_report(ev, V, cum_fee=ledger.fee(ev.order.symbol, ev.order.order_id))
+            parse.stream_report(ev, V, cum_fee=ledger.fee(ev.order.symbol, str(ev.order.order_id)))
         )
     new, part, dup, filled = reports
     assert new.status is OrderStatus.NEW and new.last_fill is None
@@ -363,11 +365,11 @@ def test_fee_ledger_knows_when_it_is_incomplete() -> None:
     ledger = parse.FeeLedger(max_orders=2)
     r = parse.order_report(wire.ORDER.decode(QUERY), V)
     assert not ledger.complete(r)
-    ledger.add("BTCUSDT", 1917641, 1, D("0.006"), D("0.1836903"))
-    assert ledger.complete(r) and ledger.fee("BTCUSDT", 1917641) == D("0.1836903")
-    ledger.add("BTCUSDT", 2, 2, D("1"), D("1"))
-    ledger.add("BTCUSDT", 3, 3, D("1"), D("1"))  # bounded: the oldest order is forgotten
-    assert ledger.fee("BTCUSDT", 1917641) == 0
+    ledger.add("BTCUSDT", "1917641", "1", D("0.006"), D("0.1836903"))
+    assert ledger.complete(r) and ledger.fee("BTCUSDT", "1917641") == D("0.1836903")
+    ledger.add("BTCUSDT", "2", "2", D("1"), D("1"))
+    ledger.add("BTCUSDT", "3", "3", D("1"), D("1"))  # bounded: the oldest order is forgotten
+    assert ledger.fee("BTCUSDT", "1917641") == 0
 
 
 # --- reference data and account ----------------------------------------------------------

@@ -453,7 +453,7 @@ def test_limit_rests_then_fills_as_maker_on_trade_print_and_crossing_depth() -> 
     assert [(p.price, p.quantity, p.aggressor) for p in prints] == [
         (D("60000.0"), D("0.6"), Side.SELL)
     ]
-    assert prints[0].trade_id == q.last_fill.trade_id
+    assert str(prints[0].trade_id) == q.last_fill.trade_id
 
 
 def test_ioc_fills_what_it_can_and_expires_the_rest(ex: SimExchange) -> None:
@@ -520,7 +520,7 @@ def test_self_trade_is_prevented_but_two_accounts_trade(ex: SimExchange) -> None
     positions = {a: ex.positions(a, START)[0].quantity for a in ("alice", "bob")}
     assert positions == {"alice": D("-0.2"), "bob": D("0.2")}
     (print_,) = [e for e in ex.drain() if isinstance(e, MarketTrade)]
-    assert (print_.trade_id, print_.aggressor, print_.quantity) == (
+    assert (str(print_.trade_id), print_.aggressor, print_.quantity) == (
         taker.last_fill.trade_id,
         Side.BUY,
         D("0.2"),
@@ -543,7 +543,7 @@ def test_cancel_query_and_open_orders(ex: SimExchange) -> None:
     assert [o.client_order_id for o in ex.open_orders("alice", "BTCUSDT")] == ["a", "b"]
     assert ex.open_orders("alice", "STETHUSDT") == []
     assert ex.query("alice", "BTCUSDT", "a") == a
-    assert ex.query_by_id("alice", "BTCUSDT", b.order_id) == b
+    assert ex.query_by_id("alice", "BTCUSDT", int(b.order_id)) == b
     assert ex.query("bob", "BTCUSDT", "a").price == D("59991.0")
 
     total = ex.books["BTCUSDT"].total_qty()
@@ -563,7 +563,7 @@ def test_cancel_query_and_open_orders(ex: SimExchange) -> None:
     with pytest.raises(UnknownOrder):
         ex.query("alice", "STETHUSDT", "b")  # wrong symbol
     with pytest.raises(UnknownOrder):
-        ex.query_by_id("bob", "BTCUSDT", b.order_id)  # another account's order
+        ex.query_by_id("bob", "BTCUSDT", int(b.order_id))  # another account's order
     with pytest.raises(UnknownOrder):
         ex.query_by_id("alice", "BTCUSDT", 999)
 
@@ -749,7 +749,7 @@ def test_outbox_reports_each_order_in_order_then_prints_and_tickers(ex: SimExcha
         (D("60002.0"), D("0.1"), Side.BUY),
     ]
     fills = [r.last_fill.trade_id for r in bob[1:] if r.last_fill]
-    assert [p.trade_id for p in prints] == fills
+    assert [str(p.trade_id) for p in prints] == fills
     # Each print follows the reports of the fills it records.
     index = {id(e): i for i, e in enumerate(events)}
     for p in prints:
@@ -759,7 +759,7 @@ def test_outbox_reports_each_order_in_order_then_prints_and_tickers(ex: SimExcha
             if isinstance(e, AccountReport)
             and e.account_id == "bob"
             and e.report.last_fill is not None
-            and e.report.last_fill.trade_id == p.trade_id
+            and e.report.last_fill.trade_id == str(p.trade_id)
         ]
         assert index[id(fill_report)] < index[id(p)]
     # The sweep moved the best ask: a ticker says so.
@@ -918,7 +918,7 @@ def test_random_order_flow_conserves_quantity_and_money(ops: list[tuple]) -> Non
             assert {x.side, y.side} == {Side.BUY, Side.SELL}
             assert {x.fill.liquidity, y.fill.liquidity} == {Liquidity.MAKER, Liquidity.TAKER}
             assert (x.fill.price, x.fill.quantity) == (y.fill.price, y.fill.quantity)
-    prints = {e.trade_id: e for e in events if isinstance(e, MarketTrade)}
+    prints = {str(e.trade_id): e for e in events if isinstance(e, MarketTrade)}
     total_change = D(0)
     for a in ACCOUNTS:
         snap = ex.account_snapshot(a, now)
@@ -943,7 +943,7 @@ def test_random_order_flow_conserves_quantity_and_money(ops: list[tuple]) -> Non
             own = [t.fill for t in trades if t.client_order_id == coid]
             assert r.cum_filled == sum((f.quantity for f in own), D(0))
             assert r.cum_fee == sum((f.fee for f in own), D(0))
-            resting = book.get(r.order_id)
+            resting = book.get(int(r.order_id))
             if r.status.is_terminal:
                 assert resting is None
             else:

@@ -19,17 +19,20 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 
-from venues.binance import wire
+from venues.binance import parse, wire
 from venues.binance.market_stream import MarketStreams
-from venues.binance.rest import BinanceRest, PublicGet, RespType, Secret
+from venues.binance.rest import BATCH_MAX, BinanceRest, PublicGet, RespType, Secret
 from venues.binance.user_stream import UserStream
 from venues.errors import AuthError, VenueError
 from venues.model import (
     AccountSnapshot,
     AckKind,
     BookSnapshot,
+    Capabilities,
     ExecutionReport,
+    Fill,
     Instrument,
+    InstrumentKind,
     MarketEvent,
     NewOrder,
     Position,
@@ -180,6 +183,15 @@ class BinanceUsdmClient:
         return self._rest.declared_ack
 
     @property
+    def capabilities(self) -> Capabilities:
+        """Binance USD-M: perpetuals, GTX post-only, reduce-only, batches of 5."""
+        return Capabilities(
+            instrument_kinds=frozenset({InstrumentKind.PERP}),
+            ack_semantics=self._rest.declared_ack,
+            batch_size=BATCH_MAX,
+        )
+
+    @property
     def clock_offset_ns(self) -> int:
         """Venue clock minus local wall clock, from the minimum-round-trip sample."""
         return self._rest.offset_ns
@@ -312,9 +324,13 @@ class BinanceUsdmClient:
     async def open_orders(self, symbol: str | None = None) -> list[ExecutionReport]:
         return await self._rest.open_orders(symbol)
 
-    async def user_trades(self, symbol: str, order_id: int | None = None) -> list[wire.UserTrade]:
+    async def user_trades(self, symbol: str, order_id: str | None = None) -> list[wire.UserTrade]:
         """The account's fills on `symbol` (of one order when `order_id` is given)."""
         return await self._rest.user_trades(symbol, order_id)
+
+    async def trades(self, symbol: str, order_id: str) -> list[Fill]:
+        """Every fill of one order, from /userTrades."""
+        return [parse.user_trade_fill(t) for t in await self._rest.user_trades(symbol, order_id)]
 
     # --- account ---------------------------------------------------------------------------
     async def account(self) -> AccountSnapshot:

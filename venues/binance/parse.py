@@ -197,7 +197,7 @@ def order_report(
         venue=venue,
         symbol=o.symbol,
         client_order_id=o.client_order_id,
-        order_id=o.order_id,
+        order_id=str(o.order_id),
         side=side_from_wire(o.side),
         order_type=order_type,
         time_in_force=tif_from_wire(o.time_in_force),
@@ -214,12 +214,25 @@ def order_report(
     )
 
 
+def user_trade_fill(t: wire.UserTrade) -> Fill:
+    """One row of /userTrades as a fill."""
+    return Fill(
+        trade_id=str(t.id),
+        price=t.price,
+        quantity=t.qty,
+        fee=t.commission,
+        fee_asset=t.commission_asset,
+        liquidity=Liquidity.MAKER if t.maker else Liquidity.TAKER,
+        ts_ns=ms_to_ns(t.time),
+    )
+
+
 def stream_fill(o: wire.OrderUpdate) -> Fill | None:
     """The execution an ORDER_TRADE_UPDATE reports, if it reports one."""
     if o.execution_type != "TRADE" or o.last_qty <= 0:
         return None
     return Fill(
-        trade_id=o.trade_id,
+        trade_id=str(o.trade_id),
         price=o.last_price,
         quantity=o.last_qty,
         fee=o.commission if o.commission is not None else _ZERO,
@@ -248,7 +261,7 @@ def stream_report(
         venue=venue,
         symbol=o.symbol,
         client_order_id=o.client_order_id,
-        order_id=o.order_id,
+        order_id=str(o.order_id),
         side=side_from_wire(o.side),
         order_type=order_type,
         time_in_force=tif,
@@ -275,10 +288,10 @@ class FeeLedger:
     """
 
     def __init__(self, max_orders: int = 50_000) -> None:
-        self._trades: dict[tuple[str, int], dict[int, tuple[Decimal, Decimal]]] = {}
+        self._trades: dict[tuple[str, str], dict[str, tuple[Decimal, Decimal]]] = {}
         self._max_orders = max_orders
 
-    def add(self, symbol: str, order_id: int, trade_id: int, qty: Decimal, fee: Decimal) -> None:
+    def add(self, symbol: str, order_id: str, trade_id: str, qty: Decimal, fee: Decimal) -> None:
         key = (symbol, order_id)
         if key not in self._trades and len(self._trades) >= self._max_orders:
             # Bounded: the oldest order is forgotten; asked again, its fees come from
@@ -291,11 +304,11 @@ class FeeLedger:
         if f is not None:
             self.add(report.symbol, report.order_id, f.trade_id, f.quantity, f.fee)
 
-    def fee(self, symbol: str, order_id: int) -> Decimal:
+    def fee(self, symbol: str, order_id: str) -> Decimal:
         trades = self._trades.get((symbol, order_id))
         return sum((fee for _, fee in trades.values()), _ZERO) if trades else _ZERO
 
-    def filled(self, symbol: str, order_id: int) -> Decimal:
+    def filled(self, symbol: str, order_id: str) -> Decimal:
         trades = self._trades.get((symbol, order_id))
         return sum((qty for qty, _ in trades.values()), _ZERO) if trades else _ZERO
 
@@ -303,7 +316,7 @@ class FeeLedger:
         """Whether the ledger has every trade of the order up to the report's fill."""
         return self.filled(report.symbol, report.order_id) >= report.cum_filled
 
-    def forget(self, symbol: str, order_id: int) -> None:
+    def forget(self, symbol: str, order_id: str) -> None:
         self._trades.pop((symbol, order_id), None)
 
 

@@ -547,14 +547,14 @@ class BinanceRest:
         )
         return [self.orders.observe(r) for r in reports]
 
-    async def user_trades(self, symbol: str, order_id: int | None = None) -> list[wire.UserTrade]:
+    async def user_trades(self, symbol: str, order_id: str | None = None) -> list[wire.UserTrade]:
         """The account's fills on `symbol` (of one order when `order_id` is given)."""
         params = {"symbol": symbol}
         if order_id is not None:
-            params["orderId"] = str(order_id)
+            params["orderId"] = order_id
         body = await self.call("GET", "/fapi/v1/userTrades", params)
         trades = self.decode(wire.USER_TRADES, body, "userTrades")
-        return [t for t in trades if order_id is None or t.order_id == order_id]
+        return [t for t in trades if order_id is None or str(t.order_id) == order_id]
 
     def _with_known_fees(self, report: ExecutionReport) -> ExecutionReport:
         fee = self.fees.fee(report.symbol, report.order_id)
@@ -565,7 +565,7 @@ class BinanceRest:
         stream has not shown are read from /userTrades."""
         if report.cum_filled > 0 and not self.fees.complete(report):
             for t in await self.user_trades(report.symbol, report.order_id):
-                self.fees.add(t.symbol, t.order_id, t.id, t.qty, t.commission)
+                self.fees.add(t.symbol, str(t.order_id), str(t.id), t.qty, t.commission)
         return self._with_known_fees(report)
 
     # --- account -------------------------------------------------------------------------

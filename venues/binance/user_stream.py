@@ -226,13 +226,13 @@ class UserStream:
         match event:
             case wire.OrderTradeUpdate():
                 o = event.order
-                fees = self._rest.fees
+                fees, order_id = self._rest.fees, str(o.order_id)
                 try:
                     fill = parse.stream_fill(o)
                     if fill is not None:
-                        fees.add(o.symbol, o.order_id, fill.trade_id, fill.quantity, fill.fee)
+                        fees.add(o.symbol, order_id, fill.trade_id, fill.quantity, fill.fee)
                     report = parse.stream_report(
-                        event, self._venue, cum_fee=fees.fee(o.symbol, o.order_id)
+                        event, self._venue, cum_fee=fees.fee(o.symbol, order_id)
                     )
                 except ValueError as e:  # a status or time in force legato does not know
                     log.error(

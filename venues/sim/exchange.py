@@ -751,7 +751,7 @@ class SimExchange:
         o.ts_ns = ts_ns
         o.status = OrderStatus.FILLED if o.cum_lots == o.lots else OrderStatus.PARTIALLY_FILLED
         fill = Fill(
-            trade_id=trade_id,
+            trade_id=str(trade_id),
             price=price,
             quantity=qty,
             fee=fee,
@@ -823,7 +823,7 @@ class SimExchange:
             venue=self.venue,
             symbol=inst.symbol,
             client_order_id=o.req.client_order_id,
-            order_id=o.order_id,
+            order_id=str(o.order_id),
             side=o.req.side,
             order_type=o.req.type,
             time_in_force=o.req.time_in_force,

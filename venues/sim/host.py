@@ -22,7 +22,9 @@ from venues.model import (
     AccountSnapshot,
     AckKind,
     BookSnapshot,
+    Capabilities,
     ExecutionReport,
+    Fill,
     Instrument,
     MarketEvent,
     NewOrder,
@@ -322,6 +324,28 @@ class SimVenueClient:
     @property
     def ack_semantics(self) -> AckKind:
         return self._venue.profile.ack
+
+    @property
+    def capabilities(self) -> Capabilities:
+        kinds = {i.kind for i in self._venue.exchange.instruments.values()}
+        return Capabilities(
+            instrument_kinds=frozenset(kinds), ack_semantics=self.ack_semantics, batch_size=5
+        )
+
+    @property
+    def typical_rtt_ns(self) -> int | None:
+        """The profile's median request and answer latencies: the in-process venue has no
+        network to measure."""
+        return self._venue.profile.typical_rtt_ns()
+
+    async def start(self) -> None:
+        """Nothing to connect: the stream is subscribed from the client's creation."""
+
+    async def trades(self, symbol: str, order_id: str) -> list[Fill]:
+        rows = await self._venue.call(
+            lambda now: self._venue.exchange.user_trades(self._account, symbol)
+        )
+        return [t.fill for t in rows if str(t.order_id) == order_id]
 
     async def instruments(self) -> list[Instrument]:
         return await self._venue.call(lambda now: list(self._venue.exchange.instruments.values()))

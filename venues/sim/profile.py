@@ -96,6 +96,10 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if self.orders_per_minute <= 0:
             raise ValueError(f"orders_per_minute must be positive, got {self.orders_per_minute}")
 
+    def typical_rtt_ns(self) -> int:
+        """A request's median round trip: the request and response medians."""
+        return int((self.request.median_ms + self.response.median_ms) * NS_PER_MS)
+
 
 PRESETS: dict[str, VenueProfile] = {
     # Ack within 1–3 ms (DESIGN §10: colocated).

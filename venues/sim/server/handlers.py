@@ -227,7 +227,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     def cancel(now: int) -> ExecutionReport:
         r = find(now)
         # By its exchange id: a reused client order id may name a newer order.
-        return gw.exchange.cancel_by_id(cred.account_id, inst.symbol, r.order_id, now)
+        return gw.exchange.cancel_by_id(cred.account_id, inst.symbol, int(r.order_id), now)
 
     try:
         report = await gw.call(cancel)
@@ -264,7 +264,7 @@ async def all_orders(request: web.Request) -> web.Response:
     picked = [
         r
         for r in reports
-        if (from_id is None or r.order_id >= from_id)
+        if (from_id is None or int(r.order_id) >= from_id)
         and (start is None or created_ms(r) >= start)
         and (end is None or created_ms(r) <= end)
     ]
@@ -296,7 +296,7 @@ async def user_trades(request: web.Request) -> web.Response:
         if (order_id is None or t.order_id == order_id)
         and (start is None or _ms(t.fill.ts_ns) >= start)
         and (end is None or _ms(t.fill.ts_ns) <= end)
-        and (from_id is None or t.fill.trade_id >= from_id)
+        and (from_id is None or int(t.fill.trade_id) >= from_id)
     ]
     picked = picked[:limit] if from_id is not None else picked[-limit:]
     return _json([user_trade_json(t, inst) for t in picked])

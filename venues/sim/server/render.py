@@ -48,6 +48,11 @@ def _json(
     )
 
 
+def _wire_id(order_id: str) -> int:
+    """An order id as Binance sends it (a number; 0 before the venue gave one)."""
+    return int(order_id) if order_id else 0
+
+
 def _ms(ns: int | None) -> int:
     return (ns or 0) // NS_PER_MS
 
@@ -159,7 +164,7 @@ def order_json(r: ExecutionReport, inst: Instrument, *, query: bool = False) -> 
     cum = r.cum_filled
     avg = r.avg_price or _ZERO
     out: dict[str, Any] = {
-        "orderId": r.order_id,
+        "orderId": _wire_id(r.order_id),
         "symbol": r.symbol,
         "status": r.status.value,
         "clientOrderId": r.client_order_id,
@@ -210,12 +215,12 @@ def order_update(r: ExecutionReport, inst: Instrument, now_ns: int) -> dict[str,
         "sp": "0",
         "x": execution,
         "X": r.status.value,
-        "i": r.order_id,
+        "i": _wire_id(r.order_id),
         "l": _fixed(f.quantity if f else _ZERO, inst.lot),
         "z": _fixed(r.cum_filled, inst.lot),
         "L": _fixed(f.price, inst.tick) if f else "0",
         "T": _ms(f.ts_ns if f else r.venue_ts_ns),
-        "t": f.trade_id if f else 0,
+        "t": int(f.trade_id) if f else 0,
         "b": "0",
         "a": "0",
         "m": f is not None and f.liquidity is Liquidity.MAKER,
@@ -306,7 +311,7 @@ def user_trade_json(t: UserTrade, inst: Instrument) -> dict[str, Any]:
         "buyer": t.side is Side.BUY,
         "commission": _num(f.fee),
         "commissionAsset": f.fee_asset,
-        "id": f.trade_id,
+        "id": int(f.trade_id),
         "maker": f.liquidity is Liquidity.MAKER,
         "orderId": t.order_id,
         "price": _fixed(f.price, inst.tick),

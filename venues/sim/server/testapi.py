@@ -63,19 +63,19 @@ async def sim_order(request: web.Request) -> web.Response:
             continue
         fills = [
             {
-                "tradeId": t.fill.trade_id,
+                "tradeId": int(t.fill.trade_id),
                 "price": _num(t.fill.price),
                 "qty": _num(t.fill.quantity),
                 "liquidity": t.fill.liquidity.value,
                 "tsNs": t.fill.ts_ns,
             }
             for t in gw.exchange.user_trades(cred.account_id, s)
-            if t.order_id == r.order_id
+            if str(t.order_id) == r.order_id
         ]
         return _json(
             {
                 "clientOrderId": r.client_order_id,
-                "orderId": r.order_id,
+                "orderId": int(r.order_id),
                 "symbol": r.symbol,
                 "status": r.status.value,
                 "receiveNs": r.venue_receive_ns,
