@@ -14,6 +14,8 @@ from decimal import Decimal
 
 import msgspec
 
+from actors.fees import ChargedFee, FeeTotals
+from actors.fees import total as fee_total
 from actors.messages import LegProgress, LegStatus
 from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, Side
 
@@ -54,6 +56,7 @@ class ChildOrder(msgspec.Struct, kw_only=True):
     filled_qty: Decimal = _ZERO
     avg_price: Decimal | None = None
     fee: Decimal = _ZERO
+    fee_asset: str = ""  # what `fee` is counted in ("": the instrument's quote asset)
     reject: str | None = None  # "REASON: message" when the venue refused it
     turned_away: bool = False  # refused at the door (venue down, rate limit): not a reject
     unknown: bool = False  # the outcome is not known yet (query it; never resend)
@@ -171,6 +174,8 @@ class LegLedger:
             child.avg_price = report.avg_price
             self.last_fill_seen_ns = now_ns
         child.fee = max(child.fee, report.cum_fee)
+        fill = report.last_fill
+        child.fee_asset = report.fee_asset or (fill.fee_asset if fill else "") or child.fee_asset
         if _RANK[report.status] > _RANK[child.status] or (
             newer_fill and not child.status.is_terminal
         ):
@@ -244,7 +249,21 @@ class LegLedger:
 
     @property
     def fees(self) -> Decimal:
+        """The fees' amounts added up, whatever their assets (see `fee_totals`)."""
         return sum((c.fee for c in self.orders.values()), _ZERO)
+
+    def fee_totals(
+        self, base: str, quote: str, prices: Mapping[str, Decimal] | None = None
+    ) -> FeeTotals:
+        """The fees in USD, and those in assets with no price (`actors.fees`)."""
+        charged = (ChargedFee(c.fee, c.fee_asset, c.avg_price) for c in self.orders.values())
+        return fee_total(charged, base, quote, prices)
+
+    def fee_qty(self, base: str) -> Decimal:
+        """Fees the venue took in the leg's own (base) asset, along the leg's side: what the
+        leg holds is `filled_qty` minus this (a spot buy whose fee is in the bought asset)."""
+        taken = sum((c.fee for c in self.orders.values() if c.fee_asset == base), _ZERO)
+        return taken if self.side is Side.BUY else -taken
 
     @property
     def rejects(self) -> list[str]:
@@ -282,6 +301,7 @@ class LegLedger:
         *,
         blocked: bool = False,
         reason: str = "",
+        base: str = "",
     ) -> LegProgress:
         """The next monotonic snapshot of this leg (sequence number advanced)."""
         self.seq += 1
@@ -302,6 +322,7 @@ class LegLedger:
             first_ack=first is not None and first.ack_ns is not None,
             blocked=blocked,
             reason=reason,
+            fee_qty=self.fee_qty(base) if base else _ZERO,
         )
 
     # -- reconciliation ----------------------------------------------------------------------

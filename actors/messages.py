@@ -44,6 +44,14 @@ class LegProgress(msgspec.Struct, frozen=True, kw_only=True):
     first_ack: bool = False  # the leg's first child order has been acknowledged
     blocked: bool = False  # the leg wants to trade and cannot (slippage cap, no book, venue)
     reason: str = ""  # why the leg is blocked or failed
+    # Fees taken in the leg's own asset, along its side (a spot buy's commission in the bought
+    # asset): the leg holds `filled_qty - fee_qty` (`held_qty`).
+    fee_qty: Decimal = Decimal(0)
+
+    @property
+    def held_qty(self) -> Decimal:
+        """What the leg's fills left it holding, along its side, after fees in its asset."""
+        return self.filled_qty - self.fee_qty
 
     @property
     def progress(self) -> float:

@@ -34,7 +34,7 @@ class LegReport(msgspec.Struct, kw_only=True):
     target_qty: Decimal  # after any shrink
     filled_qty: Decimal  # net of any unwind, as the venue confirmed it
     avg_price: Decimal | None  # of the leg's own slices
-    fees_usd: Decimal
+    fees_usd: Decimal  # fees in USD: those charged in another asset valued (`actors.fees`)
     status: LegStatus
     reconciled: bool
     child_orders: list[ChildOrder]  # their times mapped onto the basket axis, like all here
@@ -61,6 +61,10 @@ class LegReport(msgspec.Struct, kw_only=True):
     venue_clock_uncertainty_ns: int | None = None  # ± on venue_clock_offset_ns
     venue_clock_drift_ppm: float | None = None  # fitted once the samples span enough time
     venue_clock_at_ns: int | None = None  # leg clock: where venue_clock_offset_ns holds
+    fees_unpriced: dict[str, Decimal] = {}  # fees in assets with no price: not in fees_usd
+    fee_qty: Decimal = Decimal(0)  # fees taken in the leg's own asset, along its side
+    base_asset: str = ""
+    quote_asset: str = ""
 
 
 class HedgeReport(msgspec.Struct, kw_only=True):

@@ -286,7 +286,8 @@ def imbalance_usd(
     prices: Mapping[str, float],
     in_step_progress: float | None = None,
 ) -> dict[str, float]:
-    """Per-leg imbalance u_i = (filled_i − p*·target_i) × side × price, in signed USD.
+    """Per-leg imbalance u_i = (held_i − p*·target_i) × side × price, in signed USD (held:
+    filled less fees taken in the leg's own asset, `LegProgress.held_qty`).
 
     `prices` maps leg id → dollars per unit of the leg's quantity. p* defaults to the slowest
     leg's progress (`in_step_reference`); pass another reference, e.g. the schedule's, to measure
@@ -297,7 +298,7 @@ def imbalance_usd(
     for leg in legs:
         if leg.leg_id not in prices:
             raise ValueError(f"prices: no price for leg {leg.leg_id!r}")
-        excess = float(leg.filled_qty) - p * float(leg.target_qty)
+        excess = float(leg.held_qty) - p * float(leg.target_qty)
         u[leg.leg_id] = excess * leg.side.sign * float(prices[leg.leg_id])
     return u
 

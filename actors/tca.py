@@ -33,6 +33,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from actors.fees import ChargedFee
+from actors.fees import total as fee_total
 from actors.report import BasketReport, LegReport, Timeline, TimelinePoint
 from venues.model import Side
 from venues.sim.calibration import NS_PER_S
@@ -139,9 +141,13 @@ def leg_fills(leg: LegReport) -> list[Fill]:
 
 
 def leg_fees_usd(leg: LegReport) -> float:
-    """The fees of the leg's child orders, else (no child carries one) the leg's own total."""
-    fees = [c.fee for c in leg.child_orders if c.fee]
-    return float(sum(fees, Decimal(0))) if fees else float(leg.fees_usd)
+    """The fees of the leg's child orders in USD (a fee in the base asset at its fill's price;
+    one in an asset with no price is left out, and listed in `fees_unpriced`), else (no child
+    carries one) the leg's own total."""
+    charged = [ChargedFee(c.fee, c.fee_asset, c.avg_price) for c in leg.child_orders if c.fee]
+    if not charged:
+        return float(leg.fees_usd)
+    return float(fee_total(charged, leg.base_asset, leg.quote_asset or "USDT").usd)
 
 
 def leg_shortfall(leg: LegReport) -> Shortfall:

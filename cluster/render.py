@@ -211,7 +211,7 @@ def _legs(report: BasketReport, tca: dict[str, Any]) -> Section:
                 _price(arrival),
                 _bp(_get(t, "shortfall", "total_bps")),
                 _bp(t.get("slippage_vs_market_vwap_bps")),
-                _num(leg.fees_usd),
+                _fees(leg),
                 leg.ack_kind.value if leg.ack_kind is not None else DASH,
                 leg.status.value.lower(),
                 "yes" if leg.reconciled else "NO",
@@ -232,6 +232,12 @@ def _legs(report: BasketReport, tca: dict[str, Any]) -> Section:
         "reconciled",
     )
     return Section("legs", [Table(columns, rows, frozenset({3, 4, 5, 6, 7, 8}))])
+
+
+def _fees(leg: LegReport) -> str:
+    """The leg's fees in USD, and after them any it paid in an asset with no price."""
+    other = " ".join(f"+{amount} {asset}" for asset, amount in sorted(leg.fees_unpriced.items()))
+    return f"{_num(leg.fees_usd)} {other}" if other else _num(leg.fees_usd)
 
 
 def _integrity(report: BasketReport, tca: dict[str, Any]) -> Section:

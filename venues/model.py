@@ -82,6 +82,7 @@ class RejectReason(enum.StrEnum):
     QTY_OFF_LOT = "QTY_OFF_LOT"
     BELOW_MIN_NOTIONAL = "BELOW_MIN_NOTIONAL"
     INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # spot: the wallet lacks the asset to pay
     POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
     FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
@@ -248,6 +249,9 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     venue_accept_ns: int | None = None
     venue_ts_ns: int = 0
     reduce_only: bool = False
+    # The asset `cum_fee` is counted in; "" when the venue did not say (then it is the
+    # instrument's margin or quote asset). A spot buy's fee is often in the base asset.
+    fee_asset: str = ""
 
     @property
     def open_qty(self) -> Decimal:

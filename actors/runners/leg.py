@@ -915,6 +915,7 @@ class LegRunner:
             self.mark(),
             blocked=self.blocked or self.status is LegStatus.FAILED,
             reason=self.reason,
+            base=self.leg.instrument.base,
         )
 
     def progress(self) -> LegProgress:
@@ -928,6 +929,8 @@ class LegRunner:
         leg, ledger = self.leg, self.ledger
         first = ledger.first
         rec = self.reconciliation
+        inst = leg.instrument
+        fees = ledger.fee_totals(inst.base, inst.quote)
         return LegReport(
             leg_id=leg.leg_id,
             venue=leg.venue,
@@ -937,7 +940,11 @@ class LegRunner:
             target_qty=ledger.target_qty,
             filled_qty=ledger.filled_qty,
             avg_price=ledger.avg_price,
-            fees_usd=ledger.fees,
+            fees_usd=fees.usd,
+            fees_unpriced=fees.unpriced,
+            fee_qty=ledger.fee_qty(inst.base),
+            base_asset=inst.base,
+            quote_asset=inst.quote,
             status=self.status,
             reconciled=rec is not None and rec.reconciled,
             child_orders=list(ledger.orders.values()),

@@ -56,7 +56,7 @@ def report(
         venue="alpha",
         symbol=sent.symbol,
         client_order_id=sent.client_order_id,
-        order_id=1,
+        order_id="1",
         side=sent.side,
         order_type=sent.type,
         time_in_force=TimeInForce.GTC,
