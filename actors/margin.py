@@ -6,10 +6,11 @@ that collateral for the basket on every venue at once or on none, so that concur
 baskets never spend the same margin twice. A refusal carries the per-venue shortfall and
 the transfers between venues that would cure it.
 
-Collateral sits in pools, one per (venue, asset). The pool that matters for almost every
-leg is the venue's margin pool, `USD` (the venue's margin asset, USDT on the simulated
-venues, counted one for one in dollars). A spot sell needs the base asset itself; it is
-held in that asset's pool on the venue (`holdings`), and its fee in the margin pool.
+Collateral sits in pools, one per (venue, asset). A perpetual leg draws on the venue's
+margin pool, `USD` (the margin wallet's asset, USDT on the simulated venues, counted one for
+one in dollars). A spot leg draws on the venue's spot wallet, a separate account: a buy on
+its quote asset (the notional and the fee), a sell on its base asset; those pools are named
+`spot:<asset>` (`spot_pool`) and listed with the basket's `holdings`.
 
 What the book does not know: the venue's own reckoning moves as orders land and fill, so
 between an order reaching the venue and the basket shrinking its reservation (`adjust`)
@@ -27,6 +28,15 @@ import msgspec
 from venues.model import AccountSnapshot, Instrument, InstrumentKind, Side
 
 USD = "USD"  # a venue's margin pool: its margin asset (USDT), counted in dollars
+SPOT = "spot:"  # the prefix of a venue's spot-wallet pools
+_DOLLARS = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "USD", "DAI", "TUSD"})
+
+
+def spot_pool(asset: str) -> str:
+    """The pool of `asset` in a venue's spot wallet."""
+    return SPOT + asset
+
+
 CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 _BP = Decimal(10_000)
@@ -200,18 +210,16 @@ class MarginBook:
         return True
 
     def update_from_snapshot(self, snapshot: AccountSnapshot, now_ns: int) -> bool:
-        """Record a venue's `AccountSnapshot`: its available margin and base-asset holdings.
+        """Record a venue's `AccountSnapshot`: its available margin and its spot wallet.
 
-        Assets the snapshot does not list are known to be at zero there.
+        Spot assets the snapshot does not list are known to be at zero there.
         """
         venue = snapshot.venue
         if now_ns < self._snapshot_ns.get(venue, now_ns):
             return False
         self._snapshot_ns[venue] = now_ns
         figures = {USD: snapshot.available_margin}
-        figures |= {
-            b.asset: b.available for b in snapshot.balances if b.asset != snapshot.margin_asset
-        }
+        figures |= {spot_pool(b.asset): b.available for b in snapshot.spot_balances}
         for v, asset in list(self._available):
             if v == venue and asset not in figures:
                 figures[asset] = _ZERO
@@ -222,38 +230,42 @@ class MarginBook:
 
     # --- what a basket needs -----------------------------------------------------------
     def need(self, legs: Sequence[LegNeed]) -> dict[str, Decimal]:
-        """Initial margin in USD per venue, with fees and the buffer, rounded up to a cent.
-
-        Perpetuals: |qty|·price·contract_size/leverage plus the taker fee on the notional,
-        assuming every leg grows its position (the venue asks less of a leg that closes
-        one, never more). Spot buys: the full notional plus the fee. Spot sells: the fee
-        (the venue charges it in its margin asset); the base asset they sell is in
-        `holdings_need`.
+        """Initial margin in USD per venue (perpetuals), with fees and the buffer, rounded
+        up to a cent: |qty|·price·contract_size/leverage plus the taker fee on the notional,
+        assuming every leg grows its position (the venue asks less of a leg that closes one,
+        never more). Spot legs draw on the spot wallet instead (`holdings_need`).
         """
         out: dict[str, Decimal] = {}
         for leg in legs:
             notional = self._notional(leg)
-            inst = leg.instrument
-            if inst.kind is InstrumentKind.PERP:
-                margin = notional / Decimal(leg.leverage)
-            elif leg.side is Side.BUY:
-                margin = notional
-            else:
-                margin = _ZERO
+            if leg.instrument.kind is not InstrumentKind.PERP:
+                continue
+            margin = notional / Decimal(leg.leverage)
             raw = (margin + notional * self.taker_rate) * (1 + self.buffer)
             out[leg.venue] = out.get(leg.venue, _ZERO) + raw
         return {v: _ceil(n, CENT) for v, n in out.items() if n > 0}
 
     def holdings_need(self, legs: Sequence[LegNeed]) -> dict[str, dict[str, Decimal]]:
-        """Base asset per venue that spot sells deliver (no buffer: price does not move it)."""
+        """Spot-wallet pools per venue: a buy's quote asset (the notional plus the taker fee,
+        with the buffer, rounded up to a cent), a sell's base asset (no buffer: the price
+        does not move it; its fee comes out of what it receives)."""
         out: dict[str, dict[str, Decimal]] = {}
         for leg in legs:
-            self._notional(leg)  # validates the leg
+            notional = self._notional(leg)
             inst = leg.instrument
-            if inst.kind is InstrumentKind.SPOT and leg.side is Side.SELL and leg.qty > 0:
-                per = out.setdefault(leg.venue, {})
-                per[inst.base] = per.get(inst.base, _ZERO) + leg.qty * inst.contract_size
-        return out
+            if inst.kind is not InstrumentKind.SPOT or leg.qty <= 0:
+                continue
+            per = out.setdefault(leg.venue, {})
+            if leg.side is Side.BUY:
+                pool = spot_pool(inst.quote)
+                cost = (notional + notional * self.taker_rate) * (1 + self.buffer)
+                per[pool] = per.get(pool, _ZERO) + cost
+            else:
+                pool = spot_pool(inst.base)
+                per[pool] = per.get(pool, _ZERO) + leg.qty * inst.contract_size
+        return {
+            venue: {p: _ceil(n, _quantum(p)) for p, n in per.items()} for venue, per in out.items()
+        }
 
     # --- promises ----------------------------------------------------------------------
     def reserve(
@@ -498,7 +510,7 @@ class MarginBook:
         for s in shortfalls:
             by_asset.setdefault(s.asset, []).append(s)
         for asset, shorts in sorted(by_asset.items()):
-            quantum = CENT if asset == USD else None
+            quantum = _quantum(asset)
             surplus: dict[str, Decimal] = {}
             for venue, a in self._available:
                 if a != asset or not self._known((venue, a), now_ns):
@@ -571,7 +583,17 @@ def _floor(value: Decimal, quantum: Decimal | None) -> Decimal:
     return (value / quantum).to_integral_value(rounding=ROUND_FLOOR) * quantum
 
 
+def _quantum(pool_asset: str) -> Decimal | None:
+    """Dollar pools are counted to the cent; others exactly."""
+    asset = pool_asset.removeprefix(SPOT)
+    return CENT if asset == USD or asset in _DOLLARS else None
+
+
 def _fmt(amount: Decimal, asset: str) -> str:
     if asset == USD:
         return f"{amount:,.2f} USD"
-    return f"{amount.normalize():f} {asset}"
+    wallet = " (spot wallet)" if asset.startswith(SPOT) else ""
+    asset = asset.removeprefix(SPOT)
+    if asset in _DOLLARS:
+        return f"{amount:,.2f} {asset}{wallet}"
+    return f"{amount.normalize():f} {asset}{wallet}"

@@ -1,13 +1,16 @@
-"""Adapter latency on loopback: the native Binance client against the simulated server.
+"""Adapter latency on loopback: the native Binance client and the ccxt adapter against one
+simulated server.
 
-With a zero-latency venue profile, measures through `BinanceUsdmClient` and `BinanceServer`
-on 127.0.0.1: the order round trip (place → ack) and place → first user-stream event for
-that order, next to a bare aiohttp GET /fapi/v1/ping on the same event loop (the floor of
-one HTTP round trip here) and a signed order query through the adapter (the same path
-without the order). Client and server share one loop and one core, so every figure holds
-both sides' work. Each order is canceled after its stream event, untimed: the simulated
-exchange's margin check grows with the number of resting orders, which is not what this
-measures. Prints p50/p99 and writes bench/results/adapter.json.
+With a zero-latency venue profile, measures through `BinanceUsdmClient` and, in the same run
+against the same `BinanceServer`, through `CcxtClient` (ccxt.pro's `binanceusdm`): the order
+round trip (place → ack) and place → first user-stream event for that order, next to a bare
+aiohttp GET /fapi/v1/ping on the same event loop (the floor of one HTTP round trip here) and
+a signed order query through each adapter (the same path without the order). Client and
+server share one loop and one core, so every figure holds both sides' work. Each order is
+canceled after its stream event, untimed: the simulated exchange's margin check grows with
+the number of resting orders, which is not what this measures. Prints p50/p99 and writes
+bench/results/adapter.json (the native adapter's figures at the top level, the ccxt
+adapter's under "ccxt").
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import ccxt
 import numpy as np
 
 from venues.binance import BinanceUsdmClient
+from venues.ccxt import CcxtClient
 from venues.config import ApiCredential
 from venues.model import ExecutionReport, NewOrder, OrderType, Side
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
@@ -71,38 +77,24 @@ def _stats(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-async def _run() -> dict[str, object]:
-    venue = _venue()
-    creds = {KEY: ApiCredential(api_key=KEY, secret=SECRET, account_id=ACCOUNT)}
-    async with (
-        BinanceServer(venue, creds) as server,
-        BinanceUsdmClient(
-            "bench", rest_url=server.rest_url, ws_url=server.ws_url, api_key=KEY, secret=SECRET
-        ) as client,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as bare,
-    ):
-        first_event: dict[str, asyncio.Future[int]] = {}
+async def _orders(client: BinanceUsdmClient | CcxtClient, prefix: str) -> dict[str, Any]:
+    """place → ack, place → first stream event, and a signed query, per order."""
+    first_event: dict[str, asyncio.Future[int]] = {}
 
-        async def read() -> None:
-            async for r in client.execution_reports():
-                fut = first_event.get(r.client_order_id)
-                if fut is not None and not fut.done():
-                    fut.set_result(time.perf_counter_ns())
+    async def read() -> None:
+        async for r in client.execution_reports():
+            fut = first_event.get(r.client_order_id)
+            if fut is not None and not fut.done():
+                fut.set_result(time.perf_counter_ns())
 
-        reader = asyncio.create_task(read())
-        ping: list[int] = []
-        query: list[int] = []
-        ack: list[int] = []
-        stream: list[int] = []
-        loop = asyncio.get_running_loop()
+    reader = asyncio.create_task(read())
+    query: list[int] = []
+    ack: list[int] = []
+    stream: list[int] = []
+    loop = asyncio.get_running_loop()
+    try:
         for i in range(WARMUP + ORDERS):
-            t0 = time.perf_counter_ns()
-            async with bare.get(f"{server.rest_url}/fapi/v1/ping") as resp:
-                await resp.read()
-            if i >= WARMUP:
-                ping.append(time.perf_counter_ns() - t0)
-        for i in range(WARMUP + ORDERS):
-            coid = f"bench-{i}"
+            coid = f"{prefix}-{i}"
             first_event[coid] = loop.create_future()
             order = NewOrder(
                 client_order_id=coid,
@@ -116,7 +108,7 @@ async def _run() -> dict[str, object]:
             report: ExecutionReport = await client.place(order)
             t1 = time.perf_counter_ns()
             t2 = await asyncio.wait_for(first_event[coid], 5.0)
-            assert report.order_id > 0, report
+            assert report.order_id.isdigit(), report
             t3 = time.perf_counter_ns()
             await client.query("BTCUSDT", coid)
             t4 = time.perf_counter_ns()
@@ -125,14 +117,48 @@ async def _run() -> dict[str, object]:
                 ack.append(t1 - t0)
                 stream.append(t2 - t0)
                 query.append(t4 - t3)
+    finally:
         reader.cancel()
+    return {
+        "signed_query": _stats(query),
+        "place_to_ack": _stats(ack),
+        "place_to_first_stream_event": _stats(stream),
+    }
+
+
+async def _run() -> dict[str, object]:
+    venue = _venue()
+    creds = {KEY: ApiCredential(api_key=KEY, secret=SECRET, account_id=ACCOUNT)}
+    async with (
+        BinanceServer(venue, creds) as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as bare,
+    ):
+        ping: list[int] = []
+        for i in range(WARMUP + ORDERS):
+            t0 = time.perf_counter_ns()
+            async with bare.get(f"{server.rest_url}/fapi/v1/ping") as resp:
+                await resp.read()
+            if i >= WARMUP:
+                ping.append(time.perf_counter_ns() - t0)
+        async with BinanceUsdmClient(
+            "bench", rest_url=server.rest_url, ws_url=server.ws_url, api_key=KEY, secret=SECRET
+        ) as native:
+            native_figures = await _orders(native, "bench")
+        async with CcxtClient(
+            "bench",
+            "binanceusdm",
+            api_key=KEY,
+            secret=SECRET,
+            urls={"rest": server.rest_url, "ws": server.ws_url},
+            account_id=ACCOUNT,
+        ) as through_ccxt:
+            ccxt_figures = await _orders(through_ccxt, "ccxt")
     return {
         "orders": ORDERS,
         "profile": "zero latency (request, processing, response, stream lag all 0)",
         "bare_ping": _stats(ping),
-        "signed_query": _stats(query),
-        "place_to_ack": _stats(ack),
-        "place_to_first_stream_event": _stats(stream),
+        **native_figures,
+        "ccxt": ccxt_figures | {"exchange": "binanceusdm", "version": ccxt.__version__},
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
         "machine": platform.machine(),
@@ -141,14 +167,19 @@ async def _run() -> dict[str, object]:
 
 def main() -> int:
     results = asyncio.run(_run())
-    print(f"adapter on loopback, {ORDERS} orders, zero-latency venue profile")
-    for name, label in (
-        ("bare_ping", "bare aiohttp GET /fapi/v1/ping"),
-        ("signed_query", "signed GET /fapi/v1/order (adapter)"),
-        ("place_to_ack", "place -> ack (BinanceUsdmClient)"),
-        ("place_to_first_stream_event", "place -> first user-stream event"),
+    print(f"adapters on loopback, {ORDERS} orders each, zero-latency venue profile")
+    through_ccxt = results["ccxt"]
+    assert isinstance(through_ccxt, dict)
+    for source, name, label in (
+        (results, "bare_ping", "bare aiohttp GET /fapi/v1/ping"),
+        (results, "signed_query", "signed GET /fapi/v1/order (native)"),
+        (results, "place_to_ack", "place -> ack (BinanceUsdmClient)"),
+        (results, "place_to_first_stream_event", "place -> first user-stream event"),
+        (through_ccxt, "signed_query", "signed query (CcxtClient)"),
+        (through_ccxt, "place_to_ack", "place -> ack (CcxtClient)"),
+        (through_ccxt, "place_to_first_stream_event", "place -> first stream event (ccxt)"),
     ):
-        s = results[name]
+        s = source[name]
         assert isinstance(s, dict)
         print(f"  {label:38s} p50 {s['p50_us']:8.0f} us   p99 {s['p99_us']:8.0f} us")
     RESULTS.mkdir(exist_ok=True)

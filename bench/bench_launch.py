@@ -104,7 +104,8 @@ def bench_venues() -> VenuesConfig:
                     "account_id": "desk",
                     "api_key": f"bench-{name}-key",  # simulator-only credentials
                     "secret": f"bench-{name}-secret",
-                    "balances": {"USDT": 10_000_000, "STETH": 1_000},
+                    "balances": {"USDT": 10_000_000},
+                    "spot_balances": {"USDT": 10_000_000, "STETH": 1_000},
                     "leverage": 10,
                 }
             ],

@@ -28,8 +28,11 @@ import msgspec
 import msgspec.inspect as mi
 
 from venues.binance.client import BinanceUsdmClient
+from venues.binance.spot_client import BinanceSpotClient
+from venues.client import VenueClient
 from venues.instants import parse_instant
-from venues.model import AckKind, Instrument
+from venues.model import AckKind, Instrument, InstrumentKind
+from venues.routed import RoutedClient
 from venues.sim.calibration import (
     DEFAULT_CALIBRATION,
     REPLAY_INSTRUMENTS,
@@ -42,6 +45,8 @@ from venues.sim.profile import PRESETS, ClientIdReuse, Latency, VenueProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("api_key", "secret")
+_REAL_SECRET_FIELDS = (*_SECRET_FIELDS, "password")  # OKX's passphrase and the like
+_REAL_KINDS = ("binance_usdm", "binance_spot", "ccxt")
 MAX_LEVERAGE = 125
 
 # --- the bounds of every value (docs/venues.md, "Limits") -------------------------------
@@ -66,7 +71,11 @@ _SCHEMES = {"rest_url": ("http", "https")} | {
     f: ("ws", "wss") for f in ("ws_url", "user_ws_url", "public_ws_url", "market_ws_url")
 }
 _SYNTHETIC_STEP_NS = 100_000_000
-_TAGS = {"kind": '"sim" or "binance_usdm"', "source": '"synthetic" or "replay"'}
+_TAGS = {
+    "kind": '"sim", "binance_usdm", "binance_spot" or "ccxt"',
+    "source": '"synthetic" or "replay"',
+    "adapter": '"native" or "ccxt"',
+}
 
 
 class ConfigError(ValueError):
@@ -150,7 +159,9 @@ MarketConfig = SyntheticMarketConfig | ReplayMarketConfig
 
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One venue account: its API credentials (inline or from the environment) and funding."""
+    """One venue account: its API credentials (inline or from the environment) and funding:
+    `balances` is its USD-M futures wallet (USDT is the margin), `spot_balances` its spot
+    wallet (empty unless given), kept apart as Binance keeps them."""
 
     account_id: str
     api_key: str | None = None
@@ -161,6 +172,16 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         default_factory=lambda: {"USDT": Decimal(1_000_000)}
     )
     leverage: int = 10
+    spot_balances: dict[str, Decimal] = {}
+
+    def spec(self) -> AccountSpec:
+        """The account to open on the simulated exchange."""
+        return AccountSpec(
+            account_id=self.account_id,
+            balances=dict(self.balances),
+            leverage=self.leverage,
+            spot_balances=dict(self.spot_balances),
+        )
 
     def __repr__(self) -> str:
         return f"AccountConfig(account_id={self.account_id!r}, ...)"
@@ -174,7 +195,9 @@ class SimVenueConfig(
     tag="sim",
     tag_field="kind",
 ):
-    """A simulated venue served over the Binance USD-M API."""
+    """A simulated venue served over Binance's USD-M API (its perpetuals) and spot API (its
+    spot instruments). `adapter` is how legs reach it: legato's native Binance clients, or
+    the ccxt adapter (ccxt's `binanceusdm` and `binance`), as a long-tail exchange is."""
 
     market: MarketConfig = SyntheticMarketConfig()
     instruments: list[str] | None = None  # default: every instrument of the market source
@@ -182,6 +205,7 @@ class SimVenueConfig(
     accounts: list[AccountConfig] = []
     port: int = 0  # 0: any free port
     node_label: str | None = None  # default `venue=<name>`
+    adapter: Literal["native", "ccxt"] = "native"
 
 
 class BinanceUsdmConfig(
@@ -207,7 +231,56 @@ class BinanceUsdmConfig(
     node_label: str | None = None
 
 
-VenueConfig = SimVenueConfig | BinanceUsdmConfig
+class BinanceSpotConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="binance_spot",
+    tag_field="kind",
+):
+    """A real Binance spot account (its own wallet, beside a USD-M one); keys only ever come
+    from the environment."""
+
+    api_key_env: str
+    secret_env: str
+    rest_url: str = "https://api.binance.com"
+    ws_url: str = "wss://stream.binance.com:9443"
+    market_ws_url: str | None = None
+    ack: Literal["ACCEPTED", "RESULT"] = "ACCEPTED"  # newOrderRespType ACK or FULL
+    node_label: str | None = None
+
+
+class CcxtUrls(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Roots that replace the exchange's own (a simulated venue's, a proxy's)."""
+
+    rest: str | None = None
+    ws: str | None = None
+
+
+class CcxtVenueConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="ccxt",
+    tag_field="kind",
+):
+    """Any exchange ccxt.pro supports (docs/ccxt.md); keys only ever come from the
+    environment (`password_env`: OKX's passphrase and the like)."""
+
+    exchange: str
+    api_key_env: str
+    secret_env: str
+    password_env: str | None = None
+    sandbox: bool = False
+    urls: CcxtUrls = CcxtUrls()
+    options: dict[str, Any] = {}  # ccxt's own `options` for the exchange
+    node_label: str | None = None
+
+
+VenueConfig = SimVenueConfig | BinanceUsdmConfig | BinanceSpotConfig | CcxtVenueConfig
+RealVenueConfig = BinanceUsdmConfig | BinanceSpotConfig | CcxtVenueConfig
 
 
 class VenuesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -274,8 +347,8 @@ def parse_venues(
         )
     for name, venue in raw.items():
         _check_name(source, name)
-        if isinstance(venue, Mapping) and venue.get("kind") == "binance_usdm":
-            for key in _SECRET_FIELDS:
+        if isinstance(venue, Mapping) and venue.get("kind") in _REAL_KINDS:
+            for key in _REAL_SECRET_FIELDS:
                 if key in venue:
                     raise ConfigError(
                         f"{source}: venues.{name}.{key}: inline secrets are accepted for "
@@ -294,6 +367,8 @@ def parse_venues(
             raise ConfigError(f"{source}: venues.{name}: a value is not a number here") from None
         if isinstance(venue, SimVenueConfig):
             venue = _check_sim(source, name, venue, base_dir)
+        elif isinstance(venue, CcxtVenueConfig):
+            _check_ccxt(f"{source}: venues.{name}", venue)
         else:
             _check_binance(f"{source}: venues.{name}", venue)
         _check_node_label(f"{source}: venues.{name}", venue.node_label)
@@ -386,17 +461,18 @@ def _check_sim(
             _check_env_name(f"{at}.{key}_env", env)
         if not 1 <= acct.leverage <= MAX_LEVERAGE:
             raise ConfigError(f"{at}.leverage: must be within 1-{MAX_LEVERAGE}")
-        for asset, amount in acct.balances.items():
-            if not _ASSET.fullmatch(asset):
-                raise ConfigError(
-                    f"{at}.balances.{asset}: not an asset; accepted: 1-20 characters from "
-                    "A-Z 0-9, e.g. USDT"
-                )
-            if not amount.is_finite() or not 0 <= amount <= MAX_BALANCE:
-                raise ConfigError(
-                    f"{at}.balances.{asset}: {amount} is not accepted; accepted: a number from "
-                    f"0 to {MAX_BALANCE:,}"
-                )
+        for wallet in ("balances", "spot_balances"):
+            for asset, amount in getattr(acct, wallet).items():
+                if not _ASSET.fullmatch(asset):
+                    raise ConfigError(
+                        f"{at}.{wallet}.{asset}: not an asset; accepted: 1-20 characters from "
+                        "A-Z 0-9, e.g. USDT"
+                    )
+                if not amount.is_finite() or not 0 <= amount <= MAX_BALANCE:
+                    raise ConfigError(
+                        f"{at}.{wallet}.{asset}: {amount} is not accepted; accepted: a number "
+                        f"from 0 to {MAX_BALANCE:,}"
+                    )
     return msgspec.structs.replace(cfg, market=market)
 
 
@@ -416,12 +492,31 @@ def _check_node_label(where: str, label: str | None) -> None:
         )
 
 
-def _check_binance(where: str, cfg: BinanceUsdmConfig) -> None:
+def _check_ccxt(where: str, cfg: CcxtVenueConfig) -> None:
+    """An exchange ccxt.pro knows, its environment variable names, and its URL overrides."""
+    from venues.ccxt.rules import check_exchange  # noqa: PLC0415 (ccxt loads slowly)
+
+    try:
+        check_exchange(cfg.exchange)
+    except ValueError as e:
+        raise ConfigError(f"{where}.exchange: {e}") from None
+    _check_env_name(f"{where}.api_key_env", cfg.api_key_env)
+    _check_env_name(f"{where}.secret_env", cfg.secret_env)
+    _check_env_name(f"{where}.password_env", cfg.password_env)
+    for field, url in (("rest_url", cfg.urls.rest), ("ws_url", cfg.urls.ws)):
+        if url is not None:
+            problem = check_venue_url(field, url)
+            if problem:
+                key = "rest" if field == "rest_url" else "ws"
+                raise ConfigError(f"{where}.urls.{key}: {problem}")
+
+
+def _check_binance(where: str, cfg: BinanceUsdmConfig | BinanceSpotConfig) -> None:
     """A real venue: its environment variable names, and its URLs (`check_venue_url`)."""
     _check_env_name(f"{where}.api_key_env", cfg.api_key_env)
     _check_env_name(f"{where}.secret_env", cfg.secret_env)
     for name in _SCHEMES:
-        url = getattr(cfg, name)
+        url = getattr(cfg, name, None)
         if url is not None:
             problem = check_venue_url(name, url)
             if problem:
@@ -497,7 +592,7 @@ def _rephrase(
     if missing:
         parts.append(missing.group(1))
         message = "required field is missing"
-    if message.startswith("invalid value") or missing:
+    if message.startswith(("invalid value", "invalid enum value")) or missing:
         tags = _TAGS.get(str(parts[-1])) if parts else None
         if tags:
             message += f"; accepted: {tags}"
@@ -770,11 +865,7 @@ def build_sim_venue(
     market = build_market(cfg, start, origin_ns)
     exchange = SimExchange(name, market, start_ns=start)
     for acct in cfg.accounts:
-        exchange.open_account(
-            AccountSpec(
-                account_id=acct.account_id, balances=dict(acct.balances), leverage=acct.leverage
-            )
-        )
+        exchange.open_account(acct.spec())
     # The profile's draws are seeded by the venue's name: reruns behave alike.
     return SimVenue(exchange, profile, seed=zlib.crc32(name.encode()), clock=clock)
 
@@ -803,6 +894,51 @@ def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> B
     )
 
 
+def build_binance_spot_client(name: str, cfg: BinanceSpotConfig, **options: Any) -> VenueClient:
+    """The native adapter for a configured Binance spot account, keys read from the
+    environment (`AuthError` naming a missing variable, never a value)."""
+    _check_binance(f"venues.{name}", cfg)
+    result = cfg.ack == "RESULT"
+    return BinanceSpotClient.from_env(
+        name,
+        rest_url=cfg.rest_url,
+        ws_url=cfg.ws_url,
+        api_key_env=cfg.api_key_env,
+        secret_env=cfg.secret_env,
+        market_ws_url=cfg.market_ws_url,
+        resp_type="FULL" if result else "ACK",
+        **options,
+    )
+
+
+def build_ccxt_client(name: str, cfg: CcxtVenueConfig, **options: Any) -> VenueClient:
+    """The ccxt adapter for a configured exchange, keys read from the environment."""
+    from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
+
+    _check_ccxt(f"venues.{name}", cfg)
+    urls = {k: v for k, v in (("rest", cfg.urls.rest), ("ws", cfg.urls.ws)) if v is not None}
+    return CcxtClient.from_env(
+        name,
+        cfg.exchange,
+        api_key_env=cfg.api_key_env,
+        secret_env=cfg.secret_env,
+        password_env=cfg.password_env,
+        sandbox=cfg.sandbox,
+        urls=urls or None,
+        options=dict(cfg.options) or None,
+        **options,
+    )
+
+
+def build_client(name: str, cfg: RealVenueConfig, **options: Any) -> VenueClient:
+    """The adapter for a configured real venue (`options`: timeouts, account id, ...)."""
+    if isinstance(cfg, BinanceUsdmConfig):
+        return build_binance_client(name, cfg, **options)
+    if isinstance(cfg, BinanceSpotConfig):
+        return build_binance_spot_client(name, cfg, **options)
+    return build_ccxt_client(name, cfg, **options)
+
+
 def build_sim_client(
     name: str,
     cfg: SimVenueConfig,
@@ -811,12 +947,15 @@ def build_sim_client(
     ws_url: str,
     account_id: str | None = None,
     **options: Any,
-) -> BinanceUsdmClient:
+) -> VenueClient:
     """The native adapter for a simulated venue served at `rest_url`/`ws_url`, logged in as
     `account_id` (default: the venue's first account), acks as its profile declares.
 
-    The same client code a real Binance USD-M account uses; only the URLs and keys differ.
-    Raises `ConfigError` for an unknown account or a missing credential variable.
+    The simulator serves a venue's perpetuals on Binance's USD-M API and its spot
+    instruments on the spot API: a venue of one kind gets that API's client, a venue of both
+    a `RoutedClient` over the two. The same client code a real Binance account uses; only
+    the URLs and keys differ. Raises `ConfigError` for an unknown account or a missing
+    credential variable.
     """
     credentials = {c.account_id: c for c in sim_credentials(name, cfg).values()}
     if not credentials:
@@ -828,14 +967,82 @@ def build_sim_client(
         )
     cred = credentials[account]
     ack = profile_from(cfg.profile).ack
-    return BinanceUsdmClient(
-        name,
-        rest_url=rest_url,
-        ws_url=ws_url,
-        api_key=cred.api_key,
-        secret=cred.secret,
-        ack_semantics=ack,
-        resp_type="RESULT" if ack is AckKind.RESULT else "ACK",
-        account_id=account,
-        **options,
-    )
+    catalogue = _catalogue(cfg.market)
+    kinds = {catalogue[s].kind for s in cfg.instruments or catalogue}
+    if cfg.adapter == "ccxt":
+        sides = _sim_ccxt_sides(name, kinds, cred, account, ack, rest_url, ws_url, options)
+    else:
+        sides = _sim_native_sides(name, kinds, cred, account, ack, rest_url, ws_url, options)
+    if len(sides) == 1:
+        return next(iter(sides.values()))
+    return RoutedClient(name, sides)
+
+
+def _sim_native_sides(
+    name: str,
+    kinds: set[InstrumentKind],
+    cred: ApiCredential,
+    account: str,
+    ack: AckKind,
+    rest_url: str,
+    ws_url: str,
+    options: dict[str, Any],
+) -> dict[InstrumentKind, VenueClient]:
+    """legato's native Binance clients of a simulated venue: USD-M and spot."""
+    sides: dict[InstrumentKind, VenueClient] = {}
+    if InstrumentKind.PERP in kinds:
+        sides[InstrumentKind.PERP] = BinanceUsdmClient(
+            name,
+            rest_url=rest_url,
+            ws_url=ws_url,
+            api_key=cred.api_key,
+            secret=cred.secret,
+            ack_semantics=ack,
+            resp_type="RESULT" if ack is AckKind.RESULT else "ACK",
+            account_id=account,
+            **options,
+        )
+    if InstrumentKind.SPOT in kinds:
+        sides[InstrumentKind.SPOT] = BinanceSpotClient(
+            name,
+            rest_url=rest_url,
+            ws_url=ws_url,
+            api_key=cred.api_key,
+            secret=cred.secret,
+            # FULL: the answer after the match, with each fill's fee and its asset.
+            resp_type="FULL" if ack is AckKind.RESULT else "ACK",
+            ack_semantics=ack,
+            account_id=account,
+            **options,
+        )
+    return sides
+
+
+def _sim_ccxt_sides(
+    name: str,
+    kinds: set[InstrumentKind],
+    cred: ApiCredential,
+    account: str,
+    ack: AckKind,
+    rest_url: str,
+    ws_url: str,
+    options: dict[str, Any],
+) -> dict[InstrumentKind, VenueClient]:
+    """ccxt's Binance exchanges pointed at a simulated venue: `binanceusdm` for its
+    perpetuals, `binance` for its spot instruments."""
+    from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
+
+    exchanges = {InstrumentKind.PERP: "binanceusdm", InstrumentKind.SPOT: "binance"}
+    return {
+        kind: CcxtClient(
+            name,
+            exchanges[kind],
+            api_key=cred.api_key,
+            secret=cred.secret,
+            urls={"rest": rest_url, "ws": ws_url},
+            ack_semantics=ack,
+            account_id=account,
+            **options,
+        )
+        for kind in sorted(kinds)
+    }

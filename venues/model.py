@@ -314,7 +314,12 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AccountSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """An account's collateral, margin use and positions at one venue instant."""
+    """An account's collateral, margin use and positions at one venue instant.
+
+    `balances` and the margin figures are the derivatives (margin) wallet's; `spot_balances`
+    the spot wallet's, a separate account on the venue (Binance's spot and USD-M wallets).
+    A spot-only adapter has no margin wallet: empty `balances`, margin figures zero.
+    """
 
     venue: str
     account_id: str
@@ -327,6 +332,7 @@ class AccountSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     open_order_initial_margin: Decimal
     available_margin: Decimal
     ts_ns: int
+    spot_balances: list[Balance] = []
 
 
 class BookSnapshot(msgspec.Struct, frozen=True, kw_only=True):

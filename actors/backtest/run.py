@@ -52,7 +52,7 @@ from venues.model import (
     Instrument,
     NewOrder,
 )
-from venues.sim.exchange import AccountSpec, SimExchange
+from venues.sim.exchange import SimExchange
 from venues.sim.profile import Latency, VenueConditions
 
 NS = 1_000_000_000
@@ -445,11 +445,7 @@ def _build_venues(
             spans.append(market.duration_ns)  # type: ignore[attr-defined]
         exchange = SimExchange(name, market, start_ns=start)
         for acct in cfg.accounts:
-            exchange.open_account(
-                AccountSpec(
-                    account_id=acct.account_id, balances=dict(acct.balances), leverage=acct.leverage
-                )
-            )
+            exchange.open_account(acct.spec())
         conditions = VenueConditions(
             profile_from(cfg.profile), zlib.crc32(name.encode()) + seed * 1_000_003, start
         )

@@ -697,7 +697,7 @@ class LegRunner:
             self._unwind_later(state)
             return
         inst = self.leg.instrument
-        remaining = inst.snap_qty(ledger.filled_qty)
+        remaining = inst.snap_qty(self._held())
         mid = self.mark()
         if remaining <= 0:
             self._unwind_done(state, [])
@@ -745,16 +745,21 @@ class LegRunner:
         at = min(self.port.now_ns() + state.wait_ns, state.deadline_ns)
         self.port.call_at(at, lambda: self._unwind_next(state))
 
+    def _held(self) -> Decimal:
+        """What the leg's fills left it holding along its side: the filled quantity, less
+        fees the venue took in the leg's own asset (a spot buy charged in what it bought).
+        An unwind gives back this, not more: the rest was never the basket's."""
+        return self.ledger.filled_qty - self.ledger.fee_qty(self.leg.instrument.base)
+
     def _unwind_done(self, state: _UnwindState, unknown: list[str]) -> None:
         ledger = self.ledger
+        held = self._held()
         self.unwound_qty = ledger.slice_filled_qty - ledger.filled_qty
         self._publish()
         state.then(
             Unwound(
                 leg_id=self.leg.leg_id,
-                left_qty=self.leg.instrument.snap_qty(ledger.filled_qty)
-                if ledger.filled_qty > 0
-                else ledger.filled_qty,
+                left_qty=self.leg.instrument.snap_qty(held) if held > 0 else held,
                 unknown=unknown,
                 orders=state.orders,
                 refusals=state.refusals,

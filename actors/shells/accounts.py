@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from actors.shells.remote import ref_result
-from venues.config import BinanceUsdmConfig, VenueConfig
+from venues.config import BinanceSpotConfig, BinanceUsdmConfig, CcxtVenueConfig, VenueConfig
 
 ACCOUNTS_NAMESPACE = "legato-cluster"
 ACCOUNTS_NAME = "legato-accounts"
@@ -32,14 +32,21 @@ ALIVE_TIMEOUT_S = 5.0  # a holder's venue actor that does not answer this long i
 
 def account_key(cfg: VenueConfig, env: Mapping[str, str] = os.environ) -> str | None:
     """The account a venue configuration trades, as a digest (None: a simulated venue, or
-    one whose key is not in `env`: it cannot start, and says so elsewhere)."""
-    if not isinstance(cfg, BinanceUsdmConfig):
+    one whose key is not in `env`: it cannot start, and says so elsewhere). A Binance spot
+    wallet and a USD-M wallet under one key are two accounts (two collateral books)."""
+    if isinstance(cfg, BinanceUsdmConfig):
+        kind, root = "binance_usdm", cfg.rest_url
+    elif isinstance(cfg, BinanceSpotConfig):
+        kind, root = "binance_spot", cfg.rest_url
+    elif isinstance(cfg, CcxtVenueConfig):
+        kind, root = f"ccxt-{cfg.exchange}", cfg.urls.rest or ("sandbox" if cfg.sandbox else "")
+    else:
         return None
     key = env.get(cfg.api_key_env)
     if not key:
         return None
-    digest = hashlib.sha256(f"binance_usdm\n{cfg.rest_url.rstrip('/')}\n{key}".encode())
-    return f"binance_usdm:{digest.hexdigest()[:24]}"
+    digest = hashlib.sha256(f"{kind}\n{root.rstrip('/')}\n{key}".encode())
+    return f"{kind}:{digest.hexdigest()[:24]}"
 
 
 class Claims:

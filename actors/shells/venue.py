@@ -27,10 +27,9 @@ from actors.shells import here
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.config import (
-    BinanceUsdmConfig,
     SimVenueConfig,
     VenueConfig,
-    build_binance_client,
+    build_client,
     build_sim_client,
     build_sim_venue,
     sim_credentials,
@@ -41,6 +40,7 @@ from venues.model import (
     BookTicker,
     ExecutionReport,
     Instrument,
+    InstrumentKind,
     Position,
     Side,
 )
@@ -67,7 +67,7 @@ def client_for(endpoint: VenueEndpoint, **options: object) -> VenueClient:
             account_id=endpoint.account_id,
             **options,
         )
-    return build_binance_client(endpoint.venue, cfg, **options)
+    return build_client(endpoint.venue, cfg, **options)
 
 
 class VenueGateway:
@@ -155,9 +155,15 @@ class VenueGateway:
         return {s: (t.bid + t.ask) / 2 for s, t in (await self.quotes(symbols)).items()}
 
     async def positions(self) -> dict[str, Decimal]:
-        """Signed position per symbol (perps) or holding (spot, as the base asset's balance)."""
+        """Signed position per symbol (perps) or holding (spot: the base asset's balance in
+        the spot wallet, for each spot instrument listed)."""
         positions: list[Position] = await self.client.positions()
-        return {p.symbol: p.quantity for p in positions}
+        out = {p.symbol: p.quantity for p in positions}
+        spot = [i for i in self.instruments.values() if i.kind is InstrumentKind.SPOT]
+        if spot:
+            wallet = {b.asset: b.wallet for b in (await self.client.account()).spot_balances}
+            out |= {i.symbol: wallet[i.base] for i in spot if i.base in wallet}
+        return out
 
     async def hedge(
         self,
@@ -245,7 +251,6 @@ class VenueActor:
                     placement=here(),
                 )
             else:
-                assert isinstance(cfg, BinanceUsdmConfig)
                 endpoint = VenueEndpoint(
                     venue=self.name, config=cfg, epoch=self.epoch, placement=here()
                 )

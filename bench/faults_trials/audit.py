@@ -49,6 +49,9 @@ _PARALLEL = 16  # venue questions in flight at once
 _HTTP = aiohttp.ClientTimeout(total=10)
 
 
+QUOTE = "USDT"  # every instrument of the fault world is quoted in it
+
+
 @dataclass
 class LegFigures:
     """One leg by its venue's records: what its slices and unwinds filled, and the net."""
@@ -285,7 +288,7 @@ async def _audit(store: Any, venues: _Venues, run_id: str) -> RunAudit:
         }
     )
     # The venue's order ids the journal heard of, per client order id.
-    heard: dict[str, set[int]] = {}
+    heard: dict[str, set[str]] = {}
     for r in records:
         if isinstance(r, OrderAcked | OrderReported) and r.report.order_id:
             heard.setdefault(r.report.client_order_id, set()).add(r.report.order_id)
@@ -295,9 +298,13 @@ async def _audit(store: Any, venues: _Venues, run_id: str) -> RunAudit:
     for o in orders:
         a.per_venue_sent[o.venue] += 1
         sign = 1 if o.order.side is Side.BUY else -1
-        a.journal_moved[o.venue, o.symbol] += sign * o.order.filled_qty
+        # A fee charged in the traded asset itself (a spot buy's) leaves the venue's holding
+        # short of the fills by that much.
+        kept = sum((t.fee for t in o.fills if o.symbol == t.fee_asset + QUOTE), Decimal(0))
+        a.journal_moved[o.venue, o.symbol] += sign * o.order.filled_qty - kept
         for t in o.fills:
             a.booked_moved[o.venue, o.symbol] += sign * t.qty
+        a.booked_moved[o.venue, o.symbol] -= kept
 
     # Every order the venue may know under the run's prefix: the journaled ones, and the
     # numbers past each leg's last journaled one.

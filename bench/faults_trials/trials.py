@@ -29,7 +29,7 @@ from typing import Any
 import ray
 
 from actors.lifecycle import BasketState
-from actors.margin import USD
+from actors.margin import USD, spot_pool
 from actors.shells.remote import (
     COLLATERAL_NAME,
     HEDGE_NAME,
@@ -782,8 +782,8 @@ def _collateral_kill(settings: Settings) -> Case:
                 if pool.reserved <= 0:
                     continue
                 account = accounts[pool.venue]
-                # The book's "USD" is a venue's margin; other assets its spot holdings.
-                held = {b.asset: b.available for b in account.balances}
+                # The book's "USD" is a venue's margin; "spot:<asset>" its spot wallet's.
+                held = {spot_pool(b.asset): b.available for b in account.spot_balances}
                 free = account.available_margin if pool.asset == USD else held.get(pool.asset)
                 free = free if free is not None else D(0)
                 key = f"{pool.venue} {pool.asset}"

@@ -54,7 +54,8 @@ _VENUES: dict[str, dict[str, Any]] = {
                 "account_id": "desk",
                 "api_key": "faults-beta-key",
                 "secret": "faults-beta-secret",
-                "balances": {"USDT": 1_000_000, "STETH": 100},
+                "balances": {"USDT": 1_000_000},
+                "spot_balances": {"USDT": 1_000_000, "STETH": 100},
                 "leverage": 5,
             }
         ],
@@ -75,7 +76,7 @@ _VENUES: dict[str, dict[str, Any]] = {
         ],
     },
 }
-SPOT_HELD = {("beta", "STETHUSDT"): Decimal(100)}  # shown by the venue only once traded
+SPOT_HELD = {("beta", "STETHUSDT"): Decimal(100)}  # beta's spot wallet at the start
 
 
 def venues(profiles: Mapping[str, Mapping[str, Any]] | None = None) -> VenuesConfig:

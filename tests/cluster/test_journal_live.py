@@ -95,11 +95,8 @@ def read(run_id: str) -> tuple[list[object], list[JournaledOrder]]:
 
 
 def holdings(engine: Engine) -> dict[str, dict[str, Decimal]]:
-    """The venues' positions; beta is a spot venue, whose 100 STETH held from the start
-    show only once the symbol has traded."""
-    held = {v: engine.venue_stat(v, "positions") for v in engine.venues}
-    held["beta"].setdefault("STETHUSDT", D(100))
-    return held
+    """The venues' positions (beta's STETH: its spot wallet's, 100 from the start)."""
+    return {v: engine.venue_stat(v, "positions") for v in engine.venues}
 
 
 def answered(method: object, timeout_s: float = 60) -> object:
@@ -132,7 +129,9 @@ def check_against_venues(engine: Engine, orders: list[JournaledOrder], held: dic
     moved: Counter[tuple[str, str]] = Counter()
     for o in orders:
         sign = 1 if o.order.side is Side.BUY else -1
-        moved[o.venue, o.symbol] += sign * o.order.filled_qty
+        # A fee charged in the asset traded (a spot buy's STETH) is not held.
+        kept = sum((t.fee for t in o.fills if o.symbol == f"{t.fee_asset}USDT"), D(0))
+        moved[o.venue, o.symbol] += sign * o.order.filled_qty - kept
     after = holdings(engine)
     for (venue, symbol), qty in moved.items():
         before = held[venue].get(symbol, D(0))

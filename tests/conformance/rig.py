@@ -18,14 +18,14 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from venues.binance import BinanceUsdmClient
+from venues.binance import BinanceSpotClient, BinanceUsdmClient
 from venues.client import VenueClient
 from venues.config import ApiCredential
 from venues.model import InstrumentKind, NewOrder, OrderType, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
-from venues.sim.market import DepthUpdate, ScriptedMarket
+from venues.sim.market import DepthUpdate, ScriptedMarket, TradePrint
 from venues.sim.profile import Latency, VenueProfile
 from venues.sim.server import BinanceServer
 
@@ -36,9 +36,13 @@ PROFILE = VenueProfile(
     request=ZERO, processing=ZERO, response=ZERO, stream_lag=ZERO, orders_per_minute=100_000
 )
 BTC = SYNTHETIC_INSTRUMENTS["BTCUSDT"]  # tick 0.1, lot 0.001, min notional 100
+STETH = SYNTHETIC_INSTRUMENTS["STETHUSDT"]  # spot: tick 0.01, lot 0.0001
 
-# The still book every test starts from: a bid at 59990, 2 BTC on the ask at 60010.
-BOOK = {"BTCUSDT": ([("59990.0", "2"), ("59980.0", "2")], [("60010.0", "2"), ("60020.0", "2")])}
+# The still books every test starts from: a bid and, one spread above, 2 on the ask.
+BOOK = {
+    "BTCUSDT": ([("59990.0", "2"), ("59980.0", "2")], [("60010.0", "2"), ("60020.0", "2")]),
+    "STETHUSDT": ([("2990.00", "2"), ("2989.00", "2")], [("2991.00", "2"), ("2992.00", "2")]),
+}
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Market:
     ask: Decimal
     ask_qty: Decimal  # what rests at the best ask
     far_bid: Decimal  # a bid far below the book: rests, never fills
+    lot: Decimal  # the quantity step
+    tick: Decimal  # the price step
 
     def order(
         self,
@@ -83,6 +89,21 @@ PERP = Market(
     ask=D("60010.0"),
     ask_qty=D("2.000"),
     far_bid=D("58000.0"),
+    lot=BTC.lot,
+    tick=BTC.tick,
+)
+
+
+SPOT = Market(
+    symbol="STETHUSDT",
+    kind=InstrumentKind.SPOT,
+    qty=D("0.5000"),
+    bid=D("2990.00"),
+    ask=D("2991.00"),
+    ask_qty=D("2.0000"),
+    far_bid=D("2900.00"),
+    lot=STETH.lot,
+    tick=STETH.tick,
 )
 
 
@@ -95,6 +116,7 @@ class Rig:
     venue: SimVenue
     server: BinanceServer
     _make: Callable[[str, str], VenueClient]
+    scripted: ScriptedMarket | None = None  # the venue's market: tests move it
     authenticates: bool = True  # the adapter signs its requests (bad credentials are refused)
     has_connection: bool = True  # its reports come over a connection that can drop
     submitted: list[str] = field(default_factory=list)  # client ids the venue received
@@ -104,6 +126,39 @@ class Rig:
 
     def set_profile(self, **changes: Any) -> None:
         self.venue.conditions.set_profile(msgspec.structs.replace(self.venue.profile, **changes))
+
+    def move_book(self, bid: Decimal, ask: Decimal, qty: Decimal) -> None:
+        """The rest of the market moves the touch of the rig's symbol from the still book's
+        to `bid`/`ask` (the levels below stay)."""
+        inst = self.venue.exchange.instruments[self.market.symbol]
+        m = self.market
+        assert self.scripted is not None
+
+        def units(price: Decimal, size: Decimal) -> tuple[int, int]:
+            return int(price / inst.tick), int(size / inst.lot)
+
+        self.scripted.push(
+            DepthUpdate(
+                self.venue.now_ns(),
+                inst.symbol,
+                bids=[units(m.bid, Decimal(0)), units(bid, qty)],
+                asks=[units(m.ask, Decimal(0)), units(ask, qty)],
+            )
+        )
+
+    def print_trade(self, aggressor: Side, price: Decimal, qty: Decimal) -> None:
+        """A trade between two others at `price`."""
+        inst = self.venue.exchange.instruments[self.market.symbol]
+        assert self.scripted is not None
+        self.scripted.push(
+            TradePrint(
+                self.venue.now_ns(),
+                inst.symbol,
+                aggressor,
+                int(price / inst.tick),
+                int(qty / inst.lot),
+            )
+        )
 
     async def drop_streams(self) -> int:
         """Close the venue's user-data sockets, as a network drop would; how many."""
@@ -115,7 +170,7 @@ class Rig:
 
 
 def _venue() -> tuple[SimVenue, ScriptedMarket]:
-    market = ScriptedMarket([BTC])
+    market = ScriptedMarket([BTC, STETH])
     for symbol, (bids, asks) in BOOK.items():
         inst = SYNTHETIC_INSTRUMENTS[symbol]
         market.push(
@@ -127,7 +182,13 @@ def _venue() -> tuple[SimVenue, ScriptedMarket]:
             )
         )
     exchange = SimExchange("conf", market, start_ns=time.time_ns())
-    exchange.open_account(AccountSpec(account_id=ACCOUNT, balances={"USDT": D(1_000_000)}))
+    exchange.open_account(
+        AccountSpec(
+            account_id=ACCOUNT,
+            balances={"USDT": D(1_000_000)},
+            spot_balances={"USDT": D(1_000_000), "STETH": D(100)},
+        )
+    )
     return SimVenue(exchange, PROFILE, seed=3), market
 
 
@@ -165,16 +226,67 @@ def _native_usdm(server: BinanceServer) -> Callable[[str, str], VenueClient]:
     return make
 
 
-ADAPTERS = ["native-usdm", "sim-in-process"]
+def _native_spot(server: BinanceServer) -> Callable[[str, str], VenueClient]:
+    def make(key: str, secret: str) -> VenueClient:
+        return BinanceSpotClient(
+            "conf",
+            rest_url=server.rest_url,
+            ws_url=server.ws_url,
+            api_key=key,
+            secret=secret,
+            account_id=ACCOUNT,
+            timeout_s=3.0,
+            resolve_timeout_s=0.5,
+            reconnect_max_s=0.1,
+            stream_connect_timeout_s=3.0,
+        )
+
+    return make
+
+
+def _ccxt(server: BinanceServer, exchange: str) -> Callable[[str, str], VenueClient]:
+    from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
+
+    def make(key: str, secret: str) -> VenueClient:
+        return CcxtClient(
+            "conf",
+            exchange,
+            api_key=key,
+            secret=secret,
+            urls={"rest": server.rest_url, "ws": server.ws_url},
+            account_id=ACCOUNT,
+            timeout_s=3.0,
+            resolve_timeout_s=0.5,
+            reconnect_max_s=0.1,
+            stream_connect_timeout_s=3.0,
+        )
+
+    return make
+
+
+# Every adapter × the simulated API it speaks: (market, how its client is made).
+ADAPTERS = [
+    "native-usdm",
+    "native-spot",
+    "ccxt-binanceusdm",
+    "ccxt-binance-spot",
+    "sim-in-process",
+]
 
 
 @contextlib.asynccontextmanager
 async def rig(adapter: str) -> AsyncIterator[Rig]:
-    venue, _ = _venue()
+    venue, scripted = _venue()
     credentials = {KEY: ApiCredential(api_key=KEY, secret=SECRET, account_id=ACCOUNT)}
     async with BinanceServer(venue, credentials) as server:
         if adapter == "native-usdm":
             r = Rig(adapter, PERP, venue, server, _native_usdm(server))
+        elif adapter == "native-spot":
+            r = Rig(adapter, SPOT, venue, server, _native_spot(server))
+        elif adapter == "ccxt-binanceusdm":
+            r = Rig(adapter, PERP, venue, server, _ccxt(server, "binanceusdm"))
+        elif adapter == "ccxt-binance-spot":
+            r = Rig(adapter, SPOT, venue, server, _ccxt(server, "binance"))
         elif adapter == "sim-in-process":
             r = Rig(
                 adapter,
@@ -187,5 +299,6 @@ async def rig(adapter: str) -> AsyncIterator[Rig]:
             )
         else:
             raise ValueError(f"no conformance rig for adapter {adapter!r}")
+        r.scripted = scripted
         _count_submits(venue, r.submitted)
         yield r

@@ -4,6 +4,7 @@ adapter on the same simulated venue over real sockets: what legato's actors rely
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -14,10 +15,14 @@ from tests.support import until
 from venues.client import VenueClient
 from venues.errors import AuthError, OrderRejected, RateLimited, VenueError
 from venues.model import (
+    AccountSnapshot,
     AckKind,
+    BookTicker,
     ExecutionReport,
     InstrumentKind,
     Liquidity,
+    MarketEvent,
+    MarketTrade,
     OrderStatus,
     RejectReason,
     Side,
@@ -59,8 +64,6 @@ class Stream:
 
 @pytest.fixture
 async def stream(client: VenueClient) -> AsyncIterator[Stream]:
-    import asyncio  # noqa: PLC0415
-
     s = Stream()
     task = asyncio.create_task(s.follow(client))
     try:
@@ -149,7 +152,7 @@ async def test_a_post_only_order_that_would_cross_is_refused_and_one_that_rests_
 
 async def test_a_batchs_orders_succeed_or_fail_each_on_its_own(r: Rig, client: VenueClient) -> None:
     m = r.market
-    off_lot = m.qty + Decimal("0.0001")  # not on the lot grid
+    off_lot = m.qty + m.lot / 2  # not on the lot grid
     orders = [
         m.order("c-bat-1", Side.BUY, m.far_bid),
         m.order("c-bat-2", Side.BUY, m.far_bid, qty=off_lot),
@@ -223,8 +226,17 @@ async def test_positions_and_collateral_follow_the_fills(r: Rig, client: VenueCl
         assert held[m.symbol] == m.qty
         assert after.position_initial_margin > before.position_initial_margin
         assert after.wallet_balance == before.wallet_balance - done.cum_fee
-    else:
+    else:  # a spot wallet: the asset bought, less a fee charged in it; the quote paid
         assert await client.positions() == []
+        base = m.symbol.removesuffix("USDT")
+
+        def wallet(snapshot: AccountSnapshot, asset: str) -> Decimal:
+            return sum((b.wallet for b in snapshot.spot_balances if b.asset == asset), Decimal(0))
+
+        fee_in_base = done.cum_fee if done.fee_asset == base else Decimal(0)
+        assert wallet(after, base) - wallet(before, base) == m.qty - fee_in_base
+        assert wallet(before, "USDT") - wallet(after, "USDT") >= m.qty * m.ask
+        assert after.balances == [] and after.available_margin == 0
 
 
 async def test_bad_credentials_are_an_auth_error_that_never_shows_the_secret(r: Rig) -> None:
@@ -256,3 +268,32 @@ async def test_past_the_order_rate_limit_the_venue_answers_rate_limited(
         "c-rate-1",
         "c-rate-2",
     ]
+
+
+async def test_market_events_carry_the_touch_and_the_trades_of_the_symbol(
+    r: Rig, client: VenueClient
+) -> None:
+    m = r.market
+    events: list[MarketEvent] = []
+
+    async def follow() -> None:
+        async for event in client.market_events([m.symbol]):
+            events.append(event)
+
+    task = asyncio.create_task(follow())
+    try:
+        # Until the subscription is live, a move may go unseen: move the book until one shows.
+        bid, ask = m.bid - m.tick, m.ask - m.tick
+
+        def moved() -> bool:
+            r.move_book(bid, ask, m.ask_qty)
+            return any(isinstance(e, BookTicker) and (e.bid, e.ask) == (bid, ask) for e in events)
+
+        await until(moved, WAIT_S)
+        r.print_trade(Side.SELL, bid, m.qty)
+        await until(lambda: any(isinstance(e, MarketTrade) for e in events), WAIT_S)
+        trade = next(e for e in events if isinstance(e, MarketTrade))
+        assert (trade.symbol, trade.price, trade.aggressor) == (m.symbol, bid, Side.SELL)
+        assert all(e.symbol == m.symbol for e in events)
+    finally:
+        task.cancel()

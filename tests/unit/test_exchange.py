@@ -95,7 +95,12 @@ def make_exchange() -> tuple[SimExchange, ScriptedMarket]:
     ex.open_account(AccountSpec(account_id="alice", balances={"USDT": D(100_000)}))
     ex.open_account(AccountSpec(account_id="bob", balances={"USDT": D(100_000)}))
     ex.open_account(
-        AccountSpec(account_id="poor", balances={"USDT": D(1_000), "STETH": D(2)}, leverage=10)
+        AccountSpec(
+            account_id="poor",
+            balances={"USDT": D(1_000)},
+            leverage=10,
+            spot_balances={"USDT": D(1_000), "STETH": D(2)},
+        )
     )
     ex.advance(START)
     ex.drain()
@@ -270,22 +275,22 @@ REJECTIONS = [
         "spot-sell-without-holding",
         "alice",
         new("m1", Side.SELL, "1", "2601.00", symbol="STETHUSDT"),
-        RejectReason.INSUFFICIENT_MARGIN,
-        ["STETH", "1", "available"],
+        RejectReason.INSUFFICIENT_BALANCE,
+        ["STETH", "1", "spot wallet", "0 STETH free"],
     ),
     (
         "spot-sell-beyond-holding",
         "poor",
         new("m1", Side.SELL, "2.5", symbol="STETHUSDT"),
-        RejectReason.INSUFFICIENT_MARGIN,
-        ["2.5", "STETH", "2.00"],
+        RejectReason.INSUFFICIENT_BALANCE,
+        ["2.5", "STETH", "2 STETH free"],
     ),
     (
         "spot-buy-beyond-cash",
         "poor",
         new("m1", Side.BUY, "0.5", symbol="STETHUSDT"),
-        RejectReason.INSUFFICIENT_MARGIN,
-        ["USDT", "1000"],
+        RejectReason.INSUFFICIENT_BALANCE,
+        ["1300.5", "USDT", "1000 USDT free"],
     ),
 ]
 
@@ -665,61 +670,6 @@ def test_leverage_scales_initial_margin(ex: SimExchange) -> None:
     assert ex.account_snapshot("alice", START).position_initial_margin == D("0.5") * mark / 5
     with pytest.raises(ValueError, match="leverage"):
         ex.set_leverage("alice", 0)
-
-
-def test_spot_buy_pays_quote_in_full_and_sell_needs_the_holding(ex: SimExchange) -> None:
-    r = ex.place("alice", new("sb", Side.BUY, "2", symbol="STETHUSDT"), START)
-    assert r.status is OrderStatus.FILLED
-    cost = D("2") * D("2601.00")
-    snap = ex.account_snapshot("alice", START)
-    assert snap.wallet_balance == D(100_000) - cost - cost * TAKER
-    balances = {b.asset: b for b in snap.balances}
-    assert balances["STETH"].wallet == D("2")
-    assert snap.position_initial_margin == 0  # a spot holding is paid for, not margined
-    (pos,) = [p for p in snap.positions if p.symbol == "STETHUSDT"]
-    assert (pos.quantity, pos.entry_price, pos.leverage) == (D("2"), D("2601.00"), 1)
-
-    # A resting sell locks the holding it would deliver.
-    ex.place("alice", new("rest", Side.SELL, "1.5", "2605.00", symbol="STETHUSDT"), START)
-    balances = {b.asset: b for b in ex.account_snapshot("alice", START).balances}
-    assert balances["STETH"].available == D("0.5")
-    with pytest.raises(OrderRejected) as info:
-        ex.place("alice", new("more", Side.SELL, "1", symbol="STETHUSDT"), START)
-    assert info.value.reason is RejectReason.INSUFFICIENT_MARGIN
-    sold = ex.place("alice", new("ok", Side.SELL, "0.5", symbol="STETHUSDT"), START)
-    assert sold.status is OrderStatus.FILLED
-    snap = ex.account_snapshot("alice", START)
-    assert snap.wallet_balance == (
-        D(100_000) - cost - cost * TAKER + D("0.5") * D("2599.00") * (1 - TAKER)
-    )
-
-    # A resting spot buy holds its cash.
-    ex.place("bob", new("bid", Side.BUY, "10", "2590.00", symbol="STETHUSDT"), START)
-    snap = ex.account_snapshot("bob", START)
-    assert snap.open_order_initial_margin == D("10") * D("2590.00") * (1 + MAKER)
-    assert snap.available_margin == D(100_000) - snap.open_order_initial_margin
-
-
-def test_spot_position_is_the_holding_even_when_it_started_as_a_deposit(ex: SimExchange) -> None:
-    """Selling deposited stETH and buying it back must not break the position bookkeeping."""
-    ex.deposit("poor", "USDT", D(10_000))
-    ex.place("poor", new("s", Side.SELL, "1.5", symbol="STETHUSDT"), START)
-    ex.place("poor", new("b", Side.BUY, "1.5", symbol="STETHUSDT"), START)
-    ex.place("poor", new("b2", Side.BUY, "1", symbol="STETHUSDT"), START)
-    snap = ex.account_snapshot("poor", START)
-    balances = {b.asset: b.wallet for b in snap.balances}
-    assert balances["STETH"] == D("3")
-    (pos,) = [p for p in snap.positions if p.symbol == "STETHUSDT"]
-    assert pos.quantity == D("3")
-    # The deposit is carried at the first trade's price, then buys average in.
-    held_cost = D("0.5") * D("2599.00") + D("1.5") * D("2601.00")
-    assert pos.entry_price == (held_cost + D("2601.00")) / 3
-    cash = D(11_000) + D("1.5") * D("2599.00") - D("2.5") * D("2601.00")
-    fees = (D("1.5") * D("2599.00") + D("2.5") * D("2601.00")) * TAKER
-    assert snap.wallet_balance == cash - fees
-    assert [r.status for r in (ex.query("poor", "STETHUSDT", c) for c in ("s", "b", "b2"))] == [
-        OrderStatus.FILLED
-    ] * 3
 
 
 # --- outbox ------------------------------------------------------------------------------

@@ -73,14 +73,16 @@ def test_perp_need_is_notional_over_leverage_plus_taker_fee_plus_buffer() -> Non
     assert b.need([leg("A", BTC, Side.SELL, "1", "60000", leverage=10)]) == {"A": D("6633.00")}
 
 
-def test_spot_buy_needs_full_notional_spot_sell_the_fee_and_the_base_asset() -> None:
+def test_spot_legs_draw_on_the_spot_wallet_a_buy_its_quote_a_sell_its_base() -> None:
     b = MarginBook(buffer=D(0))
     buy = leg("B", STETH, Side.BUY, "10", "3000")
     sell = leg("B", STETH, Side.SELL, "4", "3000")
-    assert b.need([buy]) == {"B": D("30015.00")}
-    assert b.need([sell]) == {"B": D("6.00")}  # 5 bp of 12,000, in the margin asset
-    assert b.holdings_need([buy]) == {}
-    assert b.holdings_need([sell]) == {"B": {"STETH": D(4)}}
+    assert b.need([buy]) == b.need([sell]) == {}  # nothing of the margin wallet
+    # The full notional and the 5 bp taker fee, in the spot wallet's USDT.
+    assert b.holdings_need([buy]) == {"B": {"spot:USDT": D("30015.00")}}
+    assert b.holdings_need([sell]) == {"B": {"spot:STETH": D(4)}}  # its fee: from proceeds
+    both = b.holdings_need([buy, sell, leg("B", BTC, Side.BUY, "1", "60000", leverage=10)])
+    assert both == {"B": {"spot:USDT": D("30015.00"), "spot:STETH": D(4)}}
 
 
 def test_needs_sum_per_venue_respect_contract_size_and_round_up_to_the_cent() -> None:
@@ -123,8 +125,6 @@ def _venue(usdt: Decimal, leverage: int) -> SimExchange:
         (BTC, Side.SELL, "0.5", "59999.0", 10),
         (BTC, Side.BUY, "2", "59000.0", 20),  # rests
         (BTC, Side.SELL, "1.234", "61000.0", 125),
-        (STETH, Side.BUY, "3.5", "2601.00", 10),
-        (STETH, Side.BUY, "10", "2550.00", 5),
     ],
 )
 def test_need_without_buffer_is_at_least_what_the_simulated_venue_demands(
@@ -252,10 +252,7 @@ def test_spot_sells_reserve_the_base_asset_and_a_shortfall_is_cured_in_that_asse
         snapshot = AccountSnapshot(
             venue=venue,
             account_id="x",
-            balances=[
-                Balance(asset="USDT", wallet=D(5_000), available=D(5_000)),
-                Balance(asset="STETH", wallet=steth, available=steth),
-            ],
+            balances=[Balance(asset="USDT", wallet=D(5_000), available=D(5_000))],
             positions=[],
             margin_asset="USDT",
             wallet_balance=D(5_000),
@@ -264,32 +261,44 @@ def test_spot_sells_reserve_the_base_asset_and_a_shortfall_is_cured_in_that_asse
             open_order_initial_margin=D(0),
             available_margin=D(5_000),
             ts_ns=T0,
+            spot_balances=[
+                Balance(asset="USDT", wallet=D(100), available=D(100)),
+                Balance(asset="STETH", wallet=steth, available=steth),
+            ],
         )
         b.update_from_snapshot(snapshot, T0)
     legs = [leg("A", STETH, Side.SELL, "3", "2600")]
     refused = b.reserve_legs("bk1", legs, T0)
     assert isinstance(refused, Refused)
     [gap] = refused.shortfalls
-    assert (gap.venue, gap.asset, gap.short) == ("A", "STETH", D(2))
-    assert "venue A needs 3 STETH but 1 STETH is available" in refused.reason
-    assert refused.transfers == [Transfer(asset="STETH", from_venue="B", to_venue="A", amount=D(2))]
-    b.update_account("A", D(3), T0 + 1, asset="STETH")
+    assert (gap.venue, gap.asset, gap.short) == ("A", "spot:STETH", D(2))
+    assert "venue A needs 3 STETH (spot wallet) but 1 STETH (spot wallet) is" in refused.reason
+    assert refused.transfers == [
+        Transfer(asset="spot:STETH", from_venue="B", to_venue="A", amount=D(2))
+    ]
+    b.update_account("A", D(3), T0 + 1, asset="spot:STETH")
     granted = b.reserve_legs("bk1", legs, T0 + 1)
     assert isinstance(granted, Reserved)
-    assert granted.holdings == {"A": {"STETH": D(3)}}
-    assert granted.needs == {"A": D("4.29")}  # the fee: 5 bp of 7,800, +10 %
-    assert b.free("A", "STETH") == 0
+    assert granted.holdings == {"A": {"spot:STETH": D(3)}} and granted.needs == {}
+    assert b.free("A", "spot:STETH") == 0
+    # The margin wallet's USDT is not the spot wallet's: a spot buy needs the latter.
+    buy = b.reserve_legs("bk3", [leg("B", STETH, Side.BUY, "1", "2600")], T0 + 1)
+    assert isinstance(buy, Refused)
+    assert [(g.asset, g.short) for g in buy.shortfalls] == [("spot:USDT", D("2761.43"))]
+    assert "2,861.43 USDT (spot wallet)" in buy.reason
     # A venue whose snapshot lists no stETH holds none: a short, not an unknown.
     b.update_from_snapshot(
-        msgspec.structs.replace(snapshot, venue="C", balances=[], ts_ns=T0 + 1), T0 + 1
+        msgspec.structs.replace(snapshot, venue="C", spot_balances=[], ts_ns=T0 + 1), T0 + 1
     )
     on_c = b.reserve_legs("bk2", [leg("C", STETH, Side.SELL, "1", "2600")], T0 + 1)
     assert isinstance(on_c, Refused)
     assert (on_c.unknown_venues, [(g.venue, g.asset, g.short) for g in on_c.shortfalls]) == (
         [],
-        [("C", "STETH", D(1))],
+        [("C", "spot:STETH", D(1))],
     )
-    assert on_c.transfers == [Transfer(asset="STETH", from_venue="B", to_venue="C", amount=D(1))]
+    assert on_c.transfers == [
+        Transfer(asset="spot:STETH", from_venue="B", to_venue="C", amount=D(1))
+    ]
 
 
 # --- idempotence and adjustment ---------------------------------------------------------

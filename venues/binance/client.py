@@ -6,44 +6,29 @@ share one `aiohttp.ClientSession`: `rest` (signing, timeouts, the venue's clock,
 call, UNKNOWN outcomes resolved by querying the client order id, never by sending again),
 `user_stream` (the listenKey user-data stream, which reconnects after a drop and
 re-synchronises the orders it may have missed) and `market_stream` (book tickers, trades).
+What it shares with the spot client is `BinanceClientBase`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import aiohttp
 
-from venues.binance import parse, wire
-from venues.binance.market_stream import MarketStreams
-from venues.binance.rest import BATCH_MAX, BinanceRest, PublicGet, RespType, Secret
-from venues.binance.user_stream import UserStream
-from venues.errors import AuthError, VenueError
+from venues.binance import wire
+from venues.binance.base_client import BinanceClientBase, check_urls
+from venues.binance.market_stream import MarketStreams, usdm_market_reader
+from venues.binance.rest import BATCH_MAX, BinanceRest, RespType
+from venues.binance.user_stream import UsdmEvents, UserStream
 from venues.model import (
-    AccountSnapshot,
     AckKind,
-    BookSnapshot,
     Capabilities,
-    ExecutionReport,
-    Fill,
-    Instrument,
     InstrumentKind,
-    MarketEvent,
-    NewOrder,
     Position,
 )
 
-log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-
-class BinanceUsdmClient:
+class BinanceUsdmClient(BinanceClientBase):
     """`VenueClient` over the Binance USD-M futures REST API and its user-data stream.
 
     `ack_semantics` is what the venue's answer to a new order means (DESIGN §6): Binance's
@@ -57,6 +42,8 @@ class BinanceUsdmClient:
     `market_ws_url=".../market"` and `trade_stream="aggTrade"` (the trade stream USD-M
     documents). The simulator serves everything from `ws_url`.
     """
+
+    _rest: BinanceRest
 
     def __init__(
         self,
@@ -92,13 +79,16 @@ class BinanceUsdmClient:
             raise ValueError(f"account_api must be 'v2' or 'v3', got {account_api!r}")
         if trade_stream not in ("trade", "aggTrade"):
             raise ValueError(f"trade_stream must be 'trade' or 'aggTrade', got {trade_stream!r}")
-        if not api_key or not secret:
-            raise AuthError("an API key and secret are required", venue=venue)
-        self._venue = venue
-        self._ws_url = ws_url.rstrip("/")
-        self._secret = Secret(secret)
-        self._started = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        check_urls(
+            rest_url,
+            {
+                "ws_url": ws_url,
+                "user_ws_url": user_ws_url,
+                "market_ws_url": market_ws_url,
+                "public_ws_url": public_ws_url,
+            },
+        )
+        super().__init__(venue, ws_url=ws_url, api_key=api_key, secret=secret)
         self._rest = BinanceRest(
             venue,
             rest_url=rest_url.rstrip("/"),
@@ -120,7 +110,8 @@ class BinanceUsdmClient:
             venue,
             self._rest,
             ws_url=(user_ws_url or ws_url).rstrip("/"),
-            spawn=self._spawn,
+            read_event=UsdmEvents(venue, self._rest.fees),
+            spawn=self._tasks.spawn,
             keepalive_s=keepalive_s,
             reconnect_max_s=reconnect_max_s,
             heartbeat_s=ws_heartbeat_s,
@@ -133,55 +124,13 @@ class BinanceUsdmClient:
             public_ws_url=(public_ws_url or market_ws_url or ws_url).rstrip("/"),
             market_ws_url=(market_ws_url or ws_url).rstrip("/"),
             trade_stream=trade_stream,
-            spawn=self._spawn,
+            read=usdm_market_reader(venue),
+            spawn=self._tasks.spawn,
             reconnect_max_s=reconnect_max_s,
             heartbeat_s=ws_heartbeat_s,
         )
 
-    @classmethod
-    def from_env(
-        cls,
-        venue: str,
-        rest_url: str,
-        ws_url: str,
-        api_key_env: str,
-        secret_env: str,
-        **kwargs: Any,
-    ) -> BinanceUsdmClient:
-        """A client whose credentials come from two environment variables."""
-        missing = [name for name in (api_key_env, secret_env) if not os.environ.get(name)]
-        if missing:
-            raise AuthError(
-                f"environment variable {' and '.join(missing)} is not set or empty "
-                f"(the API key is read from {api_key_env}, the secret from {secret_env})",
-                venue=venue,
-            )
-        return cls(
-            venue,
-            rest_url=rest_url,
-            ws_url=ws_url,
-            api_key=os.environ[api_key_env],
-            secret=os.environ[secret_env],
-            **kwargs,
-        )
-
-    def __repr__(self) -> str:
-        api_key = self._rest.api_key
-        key = f"{api_key[:4]}…" if len(api_key) > 4 else "…"
-        return (
-            f"BinanceUsdmClient(venue={self._venue!r}, rest_url={self._rest.rest_url!r}, "
-            f"ws_url={self._ws_url!r}, api_key={key!r})"
-        )
-
-    # --- VenueClient: identity ---------------------------------------------------------
-    @property
-    def venue(self) -> str:
-        return self._venue
-
-    @property
-    def ack_semantics(self) -> AckKind:
-        return self._rest.declared_ack
-
+    # --- VenueClient: what USD-M says its own way ----------------------------------------
     @property
     def capabilities(self) -> Capabilities:
         """Binance USD-M: perpetuals, GTX post-only, reduce-only, batches of 5."""
@@ -191,189 +140,9 @@ class BinanceUsdmClient:
             batch_size=BATCH_MAX,
         )
 
-    @property
-    def clock_offset_ns(self) -> int:
-        """Venue clock minus local wall clock, from the minimum-round-trip sample."""
-        return self._rest.offset_ns
-
-    @property
-    def clock_rtt_ns(self) -> int | None:
-        """Round trip of the sample the offset came from (its error is at most half)."""
-        return self._rest.rtt_ns
-
-    @property
-    def typical_rtt_ns(self) -> int | None:
-        """The median round trip of the last clock measurement: what a request usually
-        takes there and back (the minimum is what it takes at best)."""
-        return self._rest.rtt_median_ns
-
-    @property
-    def stream_connected(self) -> bool:
-        return self._user.connected
-
-    @property
-    def reconnects(self) -> int:
-        """User-data stream reconnection attempts."""
-        return self._user.reconnects
-
-    @property
-    def resyncs(self) -> int:
-        """Completed re-synchronisations of open orders."""
-        return self._user.resyncs
-
-    @property
-    def keepalives(self) -> int:
-        """listenKey keepalives the venue accepted."""
-        return self._user.keepalives
-
-    def venue_now_ns(self) -> int:
-        """The venue's clock now, as estimated from the local clock and the offset."""
-        return self._rest.venue_now_ns()
-
-    # --- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> None:
-        """Measure the venue clock and open the user-data stream (waits until connected)."""
-        if self._started:
-            return
-        self._started = True
-        try:
-            if self._rest.time_sync:
-                await self.sync_clock()
-            await self._user.open()
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        """Stop every background task, end the streams and release the session."""
-        if self._rest.closed:
-            return
-        self._rest.closed = True  # first: no request starts and no stream reconnects
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await self._market.close()
-        # The listenKey is left to expire rather than deleted: Binance keeps one per account,
-        # and other clients of the same account (other legs) may be reading it.
-        await self._rest.close_session()
-        self._user.end()
-
-    async def __aenter__(self) -> BinanceUsdmClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
-        """A background task the client owns: cancelled on close, its failure logged."""
-        task = asyncio.create_task(coro, name=f"{self._venue}-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "%s: background task %s failed",
-                self._venue,
-                task.get_name(),
-                exc_info=task.exception(),
-            )
-
-    # --- clock and reference data ----------------------------------------------------------
-    async def sync_clock(self, samples: int | None = None) -> int:
-        """Measure the venue clock against the local one (the minimum-round-trip sample of
-        `samples`); returns the offset in ns."""
-        return await self._rest.sync_clock(samples)
-
-    async def server_time_ns(self) -> int:
-        return await self._rest.server_time_ns()
-
-    async def instruments(self) -> list[Instrument]:
-        return await self._rest.instruments()
-
-    async def order_book(self, symbol: str, depth: int = 20) -> BookSnapshot:
-        return await self._rest.order_book(symbol, depth)
-
-    # --- orders ----------------------------------------------------------------------------
-    async def place(self, order: NewOrder) -> ExecutionReport:
-        """Send one order. A lost answer is resolved by querying its client order id."""
-        return await self._rest.place(order)
-
-    async def place_batch(self, orders: Sequence[NewOrder]) -> list[ExecutionReport | VenueError]:
-        """Send orders in /batchOrders requests of up to 5; each succeeds or fails alone."""
-        return await self._rest.place_batch(orders)
-
-    async def cancel(self, symbol: str, client_order_id: str) -> ExecutionReport:
-        """Cancel one order. A cancel is idempotent: on OutcomeUnknown, send it again."""
-        return await self._rest.cancel(symbol, client_order_id)
-
-    async def cancel_all(self, symbol: str) -> list[ExecutionReport]:
-        """Cancel every open order on `symbol`; the state of each afterwards."""
-        return await self._rest.cancel_all(symbol)
-
-    async def query(self, symbol: str, client_order_id: str) -> ExecutionReport:
-        """The order's state now, by client order id, fees included."""
-        return await self._rest.query(symbol, client_order_id)
-
-    async def open_orders(self, symbol: str | None = None) -> list[ExecutionReport]:
-        return await self._rest.open_orders(symbol)
-
     async def user_trades(self, symbol: str, order_id: str | None = None) -> list[wire.UserTrade]:
         """The account's fills on `symbol` (of one order when `order_id` is given)."""
         return await self._rest.user_trades(symbol, order_id)
 
-    async def trades(self, symbol: str, order_id: str) -> list[Fill]:
-        """Every fill of one order, from /userTrades."""
-        return [parse.user_trade_fill(t) for t in await self._rest.user_trades(symbol, order_id)]
-
-    # --- account ---------------------------------------------------------------------------
-    async def account(self) -> AccountSnapshot:
-        """Collateral and margin (/fapi/v2 or v3/account) with positions (positionRisk)."""
-        return await self._rest.account()
-
     async def positions(self) -> list[Position]:
         return await self._rest.positions()
-
-    # --- streams ---------------------------------------------------------------------------
-    def execution_reports(self) -> AsyncIterator[ExecutionReport]:
-        """Reports from the user-data stream (and resyncs); one consumer per client."""
-        return self._user.reports()
-
-    async def wait_stream_connected(self, timeout_s: float) -> None:
-        """Wait until the user-data stream is connected (for callers that need it up)."""
-        await self._user.wait_connected(timeout_s)
-
-    async def drop_user_stream(self) -> None:
-        """Close the user-data connection as a network drop would (it reconnects)."""
-        await self._user.drop()
-
-    def market_events(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]:
-        """Book tickers and trades of `symbols` over combined streams (one connection per
-        base URL); each reconnects after a drop. Market data is lossy by nature: nothing
-        missed is replayed, and a slow reader loses the oldest events first."""
-        return self._market.events(symbols)
-
-    # --- seams the tests reach through ---------------------------------------------------
-    @property
-    def _public(self) -> PublicGet:
-        """The unsigned GET of market data and the clock (tests make it fail)."""
-        return self._rest.public
-
-    @_public.setter
-    def _public(self, get: PublicGet) -> None:
-        self._rest.public = get  # type: ignore[method-assign]
-
-    @property
-    def _overflowed(self) -> bool:
-        """The report queue overflowed and the consumer has yet to be told."""
-        return self._user.overflowed
-
-    def _on_user_message(self, data: bytes | str) -> bool:
-        """Handle one user-data event as if it came over the stream."""
-        return self._user.on_message(data)

@@ -1,23 +1,60 @@
-"""Binance USD-M public market data: book tickers and trades over combined WebSocket streams."""
+"""Binance public market data (spot and USD-M): book tickers and trades over combined streams."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Literal
 
 import aiohttp
 import msgspec
 from yarl import URL
 
-from venues.binance import parse, wire
-from venues.binance.rest import BinanceRest
+from venues.adapter_kit import Spawn, reconnect_delay
+from venues.binance import parse, spot_parse, spot_wire, wire
+from venues.binance.transport import BinanceTransport
 from venues.errors import VenueError
 from venues.model import MarketEvent
 
 log = logging.getLogger(__name__)
+
+# One combined-stream message read: a market event, or None for a stream legato does not read.
+MarketReader = Callable[[bytes | str], MarketEvent | None]
+
+
+def usdm_market_reader(venue: str) -> MarketReader:
+    """Reads USD-M combined-stream messages (bookTicker, trade, aggTrade)."""
+
+    def read(data: bytes | str) -> MarketEvent | None:
+        try:
+            envelope = wire.MARKET.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return parse.market_event(envelope.data, venue)
+
+    return read
+
+
+def spot_market_reader(venue: str, now_ns: Callable[[], int]) -> MarketReader:
+    """Reads spot combined-stream messages (`@bookTicker`, `@trade`). Spot's book ticker
+    carries no time: it is stamped with `now_ns()`, the venue's clock as estimated here."""
+
+    def read(data: bytes | str) -> MarketEvent | None:
+        try:
+            envelope = spot_wire.MARKET.decode(data)
+            kind = envelope.stream.rpartition("@")[2]
+            if kind == "bookTicker":
+                ticker = spot_wire.MARKET_BOOK_TICKER.decode(envelope.data)
+                return spot_parse.market_book_ticker(ticker, venue, now_ns())
+            if kind == "trade":
+                return spot_parse.market_trade(spot_wire.MARKET_TRADE.decode(envelope.data), venue)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        return None
+
+    return read
 
 
 class MarketStreams:
@@ -32,12 +69,13 @@ class MarketStreams:
     def __init__(
         self,
         venue: str,
-        rest: BinanceRest,
+        rest: BinanceTransport,
         *,
         public_ws_url: str,
         market_ws_url: str,
         trade_stream: Literal["trade", "aggTrade"],
-        spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+        read: MarketReader,
+        spawn: Spawn,
         reconnect_max_s: float,
         heartbeat_s: float,
     ) -> None:
@@ -46,6 +84,7 @@ class MarketStreams:
         self._public_ws_url = public_ws_url
         self._market_ws_url = market_ws_url
         self._trade_stream = trade_stream
+        self._read = read
         self._spawn = spawn
         self._reconnect_max_s = reconnect_max_s
         self._heartbeat_s = heartbeat_s
@@ -110,11 +149,9 @@ class MarketStreams:
                                 msg.type is not aiohttp.WSMsgType.BINARY
                             ):
                                 break
-                            try:
-                                envelope = wire.MARKET.decode(msg.data)
-                            except (msgspec.DecodeError, msgspec.ValidationError):
-                                continue  # a stream legato does not read
-                            yield parse.market_event(envelope.data, self._venue)
+                            event = self._read(msg.data)
+                            if event is not None:  # else a stream legato does not read
+                                yield event
                     finally:
                         self._sockets.discard(ws)
             except (VenueError, aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -123,4 +160,4 @@ class MarketStreams:
             if self._rest.closed:
                 return
             attempt += 1
-            await asyncio.sleep(min(self._reconnect_max_s, 0.05 * 2 ** min(attempt, 10)))
+            await asyncio.sleep(reconnect_delay(attempt, self._reconnect_max_s))

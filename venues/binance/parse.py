@@ -1,18 +1,22 @@
 """Binance USD-M wire objects to legato's venue vocabulary, and back; pure, no I/O.
 
 Every venue time stays on the venue's clock and becomes integer nanoseconds (ms × 10⁶);
-every price, quantity and fee stays a `Decimal` exactly as Binance wrote it.
+every price, quantity and fee stays a `Decimal` exactly as Binance wrote it. The spot
+adapter (`spot_parse`) shares these conventions, the fee ledger and the error mapping,
+giving the latter its own reading of the codes whose meaning differs (`reject_reason`).
 
-It is long (about 650 lines) because it holds one small pure function per wire object, in
+It is long (about 700 lines) because it holds one small pure function per wire object, in
 both directions; they share their number and time conventions and nothing else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
 
+from venues.adapter_kit import check_market_tif
 from venues.binance import wire
 from venues.errors import (
     AuthError,
@@ -155,14 +159,8 @@ def order_params(order: NewOrder, resp_type: str | None = None) -> dict[str, str
             raise ValueError(f"limit order {order.client_order_id!r} needs a price")
         params["price"] = decimal_str(order.price)
         params["timeInForce"] = tif_to_wire(order.time_in_force)
-    elif order.time_in_force in (TimeInForce.FOK, TimeInForce.POST_ONLY):
-        # Binance ignores a market order's timeInForce: sent, a market FOK or post-only
-        # would run as a plain market order. Refuse it here, as the exchange core does.
-        raise OrderRejected(
-            f"time in force {order.time_in_force.value} needs a limit order",
-            reason=RejectReason.INVALID_PRICE,
-            client_order_id=order.client_order_id,
-        )
+    else:
+        check_market_tif(order)  # refused here, as the exchange core refuses it
     if order.reduce_only:
         params["reduceOnly"] = "true"
     if resp_type is not None:
@@ -243,7 +241,7 @@ def stream_fill(o: wire.OrderUpdate) -> Fill | None:
 
 
 def stream_report(
-    event: wire.OrderTradeUpdate, venue: str, *, cum_fee: Decimal = _ZERO
+    event: wire.OrderTradeUpdate, venue: str, *, cum_fee: Decimal = _ZERO, fee_asset: str = ""
 ) -> ExecutionReport:
     """An ORDER_TRADE_UPDATE as an execution report (the caller sums the fees per order:
     the event carries only this trade's commission)."""
@@ -271,6 +269,7 @@ def stream_report(
         cum_filled=o.cum_qty,
         avg_price=o.avg_price if o.cum_qty > 0 and o.avg_price > 0 else None,
         cum_fee=cum_fee,
+        fee_asset=fee_asset,
         last_fill=stream_fill(o),
         reject_reason=reason,
         reject_message=message,
@@ -281,36 +280,67 @@ def stream_report(
 
 
 class FeeLedger:
-    """Commissions per order, by trade id, from the stream and from /userTrades.
+    """Commissions per order, by trade id, from the stream and from the account's trades.
 
     Binance reports a commission per trade and never per order, so the cumulative fee of
-    an order is this ledger's sum; a trade seen twice counts once.
+    an order is this ledger's sum; a trade seen twice counts once. An order's fee asset is
+    the one its trades were charged in (a spot buy's is often the base asset); a trade
+    charged in another asset (the account's BNB ran out mid-order) is kept apart: the
+    cumulative fee never adds two assets together. A trade whose asset is not known ("")
+    counts in the order's asset.
     """
 
     def __init__(self, max_orders: int = 50_000) -> None:
-        self._trades: dict[tuple[str, str], dict[str, tuple[Decimal, Decimal]]] = {}
+        self._trades: dict[tuple[str, str], dict[str, tuple[Decimal, Decimal, str]]] = {}
         self._max_orders = max_orders
 
-    def add(self, symbol: str, order_id: str, trade_id: str, qty: Decimal, fee: Decimal) -> None:
+    def add(
+        self,
+        symbol: str,
+        order_id: str,
+        trade_id: str,
+        qty: Decimal,
+        fee: Decimal,
+        asset: str = "",
+    ) -> None:
         key = (symbol, order_id)
         if key not in self._trades and len(self._trades) >= self._max_orders:
             # Bounded: the oldest order is forgotten; asked again, its fees come from
-            # /userTrades.
+            # the account's trades.
             del self._trades[next(iter(self._trades))]
-        self._trades.setdefault(key, {})[trade_id] = (qty, fee)
+        trades = self._trades.setdefault(key, {})
+        if not asset and trade_id in trades:
+            asset = trades[trade_id][2]  # a source that does not name the asset keeps it
+        trades[trade_id] = (qty, fee, asset)
 
     def add_fill(self, report: ExecutionReport) -> None:
         f = report.last_fill
         if f is not None:
-            self.add(report.symbol, report.order_id, f.trade_id, f.quantity, f.fee)
+            self.add(report.symbol, report.order_id, f.trade_id, f.quantity, f.fee, f.fee_asset)
+
+    def fee_asset(self, symbol: str, order_id: str) -> str:
+        """The asset the order's fees are charged in ("" when no trade has said)."""
+        for _, _, asset in self._trades.get((symbol, order_id), {}).values():
+            if asset:
+                return asset
+        return ""
 
     def fee(self, symbol: str, order_id: str) -> Decimal:
+        """The order's cumulative fee, in its `fee_asset`."""
         trades = self._trades.get((symbol, order_id))
-        return sum((fee for _, fee in trades.values()), _ZERO) if trades else _ZERO
+        if not trades:
+            return _ZERO
+        asset = self.fee_asset(symbol, order_id)
+        return sum((fee for _, fee, a in trades.values() if a in ("", asset)), _ZERO)
+
+    def mixed(self, symbol: str, order_id: str) -> bool:
+        """Whether the order's trades were charged in more than one asset."""
+        trades = self._trades.get((symbol, order_id), {})
+        return len({a for _, _, a in trades.values() if a}) > 1
 
     def filled(self, symbol: str, order_id: str) -> Decimal:
         trades = self._trades.get((symbol, order_id))
-        return sum((qty for qty, _ in trades.values()), _ZERO) if trades else _ZERO
+        return sum((qty for qty, _, _ in trades.values()), _ZERO) if trades else _ZERO
 
     def complete(self, report: ExecutionReport) -> bool:
         """Whether the ledger has every trade of the order up to the report's fill."""
@@ -370,13 +400,15 @@ def depth_limit(depth: int) -> int:
     return DEPTH_LIMITS[-1]
 
 
-def book(d: wire.Depth, venue: str, symbol: str, depth: int) -> BookSnapshot:
+def book(d: wire.Depth, venue: str, symbol: str, depth: int, ts_ns: int = 0) -> BookSnapshot:
+    """A depth answer (USD-M's and spot's alike). Spot's carries no time: `ts_ns`, the venue
+    time the caller read it at, stands in."""
     return BookSnapshot(
         venue=venue,
         symbol=symbol,
         bids=[(p, q) for p, q in d.bids[:depth]],
         asks=[(p, q) for p, q in d.asks[:depth]],
-        ts_ns=ms_to_ns(d.transaction_time or d.event_time),
+        ts_ns=ms_to_ns(d.transaction_time or d.event_time) or ts_ns,
     )
 
 
@@ -555,6 +587,14 @@ def precision_reason(order: NewOrder, inst: Instrument) -> RejectReason | None:
     return None
 
 
+def reject_reason(code: int, msg: str) -> RejectReason | None:
+    """Which order refusal a USD-M error code means (None: the code is no refusal)."""
+    reason = REJECT_REASONS.get(code)
+    if reason is None and code in (-1013, -1111):
+        reason = filter_reason(code, msg)
+    return reason
+
+
 def error_from_code(
     code: int,
     msg: str,
@@ -564,8 +604,10 @@ def error_from_code(
     mutating: bool = False,
     client_order_id: str | None = None,
     retry_after_s: float | None = None,
+    reject_reason: Callable[[int, str], RejectReason | None] = reject_reason,
 ) -> VenueError:
-    """The legato exception for a Binance error code (see the module's tables)."""
+    """The legato exception for a Binance error code (see the module's tables); which
+    refusal a code means is the API's `reject_reason` (USD-M's by default)."""
     text = msg or f"Binance error {code}"
     if code in AUTH_CODES:
         return AuthError(text, venue=venue, code=code)
@@ -579,9 +621,7 @@ def error_from_code(
         return VenueUnavailable(text, venue=venue, code=code)
     if code in UNKNOWN_ORDER_CODES:
         return UnknownOrder(text, venue=venue, code=code)
-    reason = REJECT_REASONS.get(code)
-    if reason is None and code in (-1013, -1111):
-        reason = filter_reason(code, msg)
+    reason = reject_reason(code, msg)
     if reason is not None:
         return OrderRejected(
             text, reason=reason, venue=venue, code=code, client_order_id=client_order_id
@@ -622,6 +662,7 @@ def error_from_response(
     mutating: bool = False,
     client_order_id: str | None = None,
     retry_after_s: float | None = None,
+    reject_reason: Callable[[int, str], RejectReason | None] = reject_reason,
 ) -> VenueError:
     """The legato exception for a non-2xx answer: by its JSON error code when it has one,
     else by its HTTP status."""
@@ -642,6 +683,7 @@ def error_from_response(
             mutating=mutating,
             client_order_id=client_order_id,
             retry_after_s=retry_after_s,
+            reject_reason=reject_reason,
         )
     snippet = body[:200].decode(errors="replace").strip() or "no body"
     if status >= 500 or status == 408:

@@ -1,118 +1,51 @@
-"""The signed REST side of the Binance USD-M adapter: one session, signing, the venue clock, calls.
+"""The REST side of the Binance USD-M adapter: every /fapi call, on the shared transport.
 
-Every request goes through `BinanceRest.send`: signed with the secret and the venue's clock,
-under explicit timeouts, its failures mapped to the `venues.errors` family. An order whose
-answer is lost is resolved by querying its client order id, never by sending it again.
+Every request goes through `BinanceTransport.send`: signed with the secret and the venue's
+clock, under explicit timeouts, its failures mapped to the `venues.errors` family. An order
+whose answer is lost is resolved by querying its client order id, never by sending it again.
+Cancelling, querying and listing orders are `OrderApi`'s, on this API's paths and answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Literal
 
 import aiohttp
 import msgspec
-from yarl import URL
 
+from venues.adapter_kit import OrderWatch, batch_failed, query_each
 from venues.binance import parse, wire
-from venues.client import take_samples
-from venues.errors import (
-    AuthError,
-    OrderRejected,
-    OutcomeUnknown,
-    RateLimited,
-    UnknownOrder,
-    VenueError,
-    VenueUnavailable,
-)
+from venues.binance.orders import OrderApi
+from venues.binance.transport import PublicGet, Secret
+from venues.errors import OrderRejected, OutcomeUnknown, VenueError
 from venues.model import (
     AccountSnapshot,
     AckKind,
     BookSnapshot,
     ExecutionReport,
+    Fill,
     Instrument,
     NewOrder,
     Position,
-    pending_report,
 )
 
-log = logging.getLogger(__name__)
+__all__ = ["BATCH_MAX", "BinanceRest", "OrderWatch", "PublicGet", "RespType", "Secret"]
 
-T = TypeVar("T")
 RespType = Literal["ACK", "RESULT"]
-PublicGet = Callable[[str, dict[str, str] | None], Awaitable[bytes]]
 BATCH_MAX = 5  # Binance takes at most 5 orders per /batchOrders
-_HALF_MS_NS = 500_000
-_FINISHED_KEPT = 10_000
 
 
-class Secret:
-    """An API secret that signs and never shows itself (repr, logs, pickles)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value.encode()
-
-    def sign(self, payload: str) -> str:
-        return wire.sign(self._value, payload)
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("an API secret cannot be pickled")
-
-
-class OrderWatch:
-    """Which orders may still change: what a resync after a stream drop must ask about."""
-
-    def __init__(self) -> None:
-        # client order id -> (symbol, venue order id); the id is 0 until the venue answers.
-        self.unfinished: dict[str, tuple[str, int]] = {}
-        self._finished: dict[str, None] = {}  # recently terminal, oldest first
-
-    def track_inflight(self, order: NewOrder) -> bool:
-        """Watch an order before its answer, so a resync while it is in flight asks for it.
-        False when it was watched already (then a failure must not forget it)."""
-        if order.client_order_id in self.unfinished:
-            return False
-        self.unfinished[order.client_order_id] = (order.symbol, 0)
-        return True
-
-    def forget(self, client_order_id: str) -> None:
-        """The order never reached the venue."""
-        self.unfinished.pop(client_order_id, None)
-
-    def keep_asking(self, order: NewOrder) -> None:
-        """An order whose outcome stays unknown: the next resync asks for it again."""
-        self.unfinished.setdefault(order.client_order_id, (order.symbol, 0))
-
-    def observe(self, report: ExecutionReport) -> ExecutionReport:
-        """Follow what a report says of its order; the report, unchanged."""
-        coid = report.client_order_id
-        if report.status.is_terminal:
-            self.unfinished.pop(coid, None)
-            self._finished[coid] = None
-            if len(self._finished) > _FINISHED_KEPT:
-                del self._finished[next(iter(self._finished))]
-        elif coid not in self._finished:
-            # An answer can arrive after the stream has already shown the order done.
-            self.unfinished[coid] = (report.symbol, report.order_id)
-        return report
-
-
-class BinanceRest:
-    """One account's REST API at a Binance USD-M venue: the transport and every call.
+class BinanceRest(OrderApi):
+    """One account's REST API at a Binance USD-M venue: every call.
 
     `orders` and `fees` are shared with the user-data stream, which observes the same
-    orders and adds the fills it sees. `closed` is set by the client that owns this when it
-    closes: from then on no request starts and no stream reconnects.
+    orders and adds the fills it sees.
     """
+
+    _order_path = "/fapi/v1/order"
+    _open_orders_path = "/fapi/v1/openOrders"
 
     def __init__(
         self,
@@ -131,193 +64,23 @@ class BinanceRest:
         clock_samples: int,
         resolve_timeout_s: float,
     ) -> None:
-        self.venue = venue
-        self.rest_url = rest_url
-        self.api_key = api_key
-        self._secret = secret
-        self.declared_ack = declared_ack
+        super().__init__(
+            venue,
+            rest_url=rest_url,
+            api_key=api_key,
+            secret=secret,
+            declared_ack=declared_ack,
+            recv_window_ms=recv_window_ms,
+            timeout=timeout,
+            time_sync=time_sync,
+            clock_samples=clock_samples,
+            resolve_timeout_s=resolve_timeout_s,
+            time_path="/fapi/v1/time",
+            reject_reason=parse.reject_reason,
+        )
         self._resp_type = resp_type
-        self._recv_window_ms = recv_window_ms
-        self._timeout = timeout
         self._account_id = account_id
         self._account_api = account_api
-        self.time_sync = time_sync
-        self._clock_samples = clock_samples
-        self._resolve_timeout_s = resolve_timeout_s
-
-        self.closed = False
-        self._session: aiohttp.ClientSession | None = None
-        self.orders = OrderWatch()
-        self.fees = parse.FeeLedger()
-        self._instruments: dict[str, Instrument] = {}  # as last read, to explain rejects
-
-        self.offset_ns = 0
-        self.rtt_ns: int | None = None
-        self.rtt_median_ns: int | None = None
-        self._clock_epoch = 0
-        self._clock_lock = asyncio.Lock()
-
-    # --- transport -----------------------------------------------------------------------
-    def http(self) -> aiohttp.ClientSession:
-        """The one session of this account (REST and WebSockets alike), opened on first use."""
-        if self._session is None:
-            if self.closed:
-                raise VenueUnavailable("client is closed", venue=self.venue)
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60.0),
-            )
-        return self._session
-
-    async def close_session(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _timestamp_ms(self) -> int:
-        return (time.time_ns() + self.offset_ns) // parse.NS_PER_MS
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None = None,
-        *,
-        signed: bool = True,
-        api_key: bool = True,
-        mutating: bool = False,
-        client_order_id: str | None = None,
-    ) -> bytes:
-        """One request; the body of a 2xx answer, else the mapped `VenueError`."""
-        query = dict(params or {})
-        if signed:
-            query["recvWindow"] = str(self._recv_window_ms)
-            query["timestamp"] = str(self._timestamp_ms())
-        payload = wire.encode_params(query)
-        if signed:
-            payload = f"{payload}&signature={self._secret.sign(payload)}"
-        headers = {"X-MBX-APIKEY": self.api_key} if api_key or signed else {}
-        data: bytes | None = None
-        if method in ("POST", "PUT"):
-            url = URL(self.rest_url + path)
-            if payload:
-                data = payload.encode()
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            # Sent exactly as signed: yarl must not re-encode the query.
-            url = URL(f"{self.rest_url}{path}{'?' + payload if payload else ''}", encoded=True)
-        try:
-            async with self.http().request(method, url, data=data, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
-            # The request never left: nothing can have happened at the venue.
-            raise VenueUnavailable(
-                f"cannot connect to {self.rest_url} ({type(e).__name__})", venue=self.venue
-            ) from e
-        except (TimeoutError, aiohttp.ClientError) as e:
-            what = f"{method} {path} failed after sending ({type(e).__name__})"
-            if mutating:
-                raise OutcomeUnknown(
-                    f"{what}; execution status unknown",
-                    venue=self.venue,
-                    client_order_id=client_order_id,
-                ) from e
-            raise VenueUnavailable(what, venue=self.venue) from e
-        if 200 <= status < 300:
-            return body
-        raise parse.error_from_response(
-            status,
-            body,
-            venue=self.venue,
-            mutating=mutating,
-            client_order_id=client_order_id,
-            retry_after_s=parse.retry_after(retry_after),
-        )
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None = None,
-        *,
-        mutating: bool = False,
-        client_order_id: str | None = None,
-    ) -> bytes:
-        """A signed request; a stale timestamp (-1021) re-measures the clock and retries
-        once, which is safe: Binance refuses such a request before looking at it."""
-        epoch = self._clock_epoch
-        try:
-            return await self.send(
-                method, path, params, mutating=mutating, client_order_id=client_order_id
-            )
-        except AuthError as e:
-            if e.code != parse.STALE_TIMESTAMP or not self.time_sync:
-                raise
-        await self._resync_clock(epoch)
-        return await self.send(
-            method, path, params, mutating=mutating, client_order_id=client_order_id
-        )
-
-    async def public(self, path: str, params: dict[str, str] | None = None) -> bytes:
-        """An unsigned GET without the API key (market data, the clock)."""
-        return await self.send("GET", path, params, signed=False, api_key=False)
-
-    def decode(self, decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
-        try:
-            return decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise VenueError(f"unexpected answer to {what}: {e}", venue=self.venue) from e
-
-    # --- clock ---------------------------------------------------------------------------
-    async def sync_clock(self, samples: int | None = None) -> int:
-        """Measure the venue clock against the local one; keep the minimum-round-trip
-        sample: offset = server − (send + receive) / 2. Returns the offset in ns.
-
-        A sample the venue does not answer (a busy venue times out now and then) is taken
-        again (`take_samples`); only a venue that answers none fails the measurement."""
-        best: tuple[int, int] | None = None
-        rtts: list[int] = []
-
-        async def sample() -> None:
-            nonlocal best
-            sent_wall = time.time_ns()
-            sent = time.monotonic_ns()
-            body = await self.public("/fapi/v1/time")
-            rtt = time.monotonic_ns() - sent
-            server_ms = self.decode(wire.SERVER_TIME, body, "/fapi/v1/time").server_time
-            # The venue truncates to the millisecond: its true time is half a ms later on
-            # average.
-            offset = parse.ms_to_ns(server_ms) + _HALF_MS_NS - (sent_wall + rtt // 2)
-            rtts.append(rtt)
-            if best is None or rtt < best[1]:
-                best = (offset, rtt)
-
-        await take_samples(sample, samples or self._clock_samples)
-        assert best is not None
-        self.offset_ns, self.rtt_ns = best
-        self.rtt_median_ns = sorted(rtts)[len(rtts) // 2]
-        self._clock_epoch += 1
-        log.info(
-            "%s: venue clock offset %.3f ms (round trip %.3f ms)",
-            self.venue,
-            best[0] / 1e6,
-            best[1] / 1e6,
-        )
-        return self.offset_ns
-
-    async def _resync_clock(self, epoch: int) -> None:
-        async with self._clock_lock:
-            if self._clock_epoch == epoch:  # nobody re-measured since the request was signed
-                await self.sync_clock()
-
-    async def server_time_ns(self) -> int:
-        body = await self.public("/fapi/v1/time")
-        return parse.ms_to_ns(self.decode(wire.SERVER_TIME, body, "/fapi/v1/time").server_time)
-
-    def venue_now_ns(self) -> int:
-        return time.time_ns() + self.offset_ns
 
     # --- listen key ----------------------------------------------------------------------
     async def listen_key(self, method: Literal["POST", "PUT"]) -> str:
@@ -345,27 +108,12 @@ class BinanceRest:
         except OrderRejected as e:
             e.venue = self.venue
             raise
-        added = self.orders.track_inflight(order)
-        try:
-            body = await self.call(
-                "POST",
-                "/fapi/v1/order",
-                params,
-                mutating=True,
-                client_order_id=order.client_order_id,
-            )
-        except OutcomeUnknown as e:
-            return await self._resolve(order, e)
-        except VenueError as e:
-            if added:
-                self.orders.forget(order.client_order_id)
-            if isinstance(e, OrderRejected):
-                raise await self._refined(e, order) from None
-            raise
-        report = parse.order_report(
-            self.decode(wire.ORDER, body, "new order"), self.venue, ack_kind=self.declared_ack
-        )
-        return self.orders.observe(self._with_known_fees(report))
+
+        def read(body: bytes) -> ExecutionReport:
+            answer = self.decode(wire.ORDER, body, "new order")
+            return parse.order_report(answer, self.venue, ack_kind=self.declared_ack)
+
+        return await self._submit(order, self._order_path, params, read)
 
     async def place_batch(self, orders: Sequence[NewOrder]) -> list[ExecutionReport | VenueError]:
         """Send orders in /batchOrders requests of up to 5; each succeeds or fails alone."""
@@ -399,13 +147,10 @@ class BinanceRest:
         added = [self.orders.track_inflight(o) for o in chunk]
         try:
             body = await self.call("POST", "/fapi/v1/batchOrders", params, mutating=True)
-        except OutcomeUnknown as e:
-            return list(await asyncio.gather(*(self._resolve(o, e) for o in chunk)))
         except VenueError as e:
-            for o, a in zip(chunk, added, strict=True):
-                if a:
-                    self.orders.forget(o.client_order_id)
-            return [e] * len(chunk)
+            return await batch_failed(
+                self, chunk, added, e, resolve_timeout_s=self._resolve_timeout_s
+            )
         raw = self.decode(wire.BATCH, body, "batchOrders")
         if len(raw) != len(chunk):
             raise VenueError(
@@ -442,75 +187,6 @@ class BinanceRest:
             )
         )
 
-    async def _refined(self, err: OrderRejected, order: NewOrder) -> OrderRejected:
-        """A precision error (-1111) does not say whether the price or the quantity broke
-        it; the instrument's tick and lot do."""
-        if err.code != parse.BAD_PRECISION:
-            return err
-        if order.symbol not in self._instruments:
-            with contextlib.suppress(VenueError):
-                await self.instruments()
-        inst = self._instruments.get(order.symbol)
-        reason = parse.precision_reason(order, inst) if inst is not None else None
-        if reason is None or reason is err.reason:
-            return err
-        return OrderRejected(
-            err.message,
-            reason=reason,
-            venue=err.venue,
-            code=err.code,
-            client_order_id=err.client_order_id,
-        )
-
-    async def _resolve(self, order: NewOrder, cause: OutcomeUnknown) -> ExecutionReport:
-        """Learn what became of an order whose answer was lost, by asking for its client
-        order id with backoff until the deadline. Never sends the order again."""
-        deadline = time.monotonic() + self._resolve_timeout_s
-        delay = 0.02
-        log.warning(
-            "%s: outcome of order %s unknown (%s); querying it",
-            self.venue,
-            order.client_order_id,
-            cause.message,
-        )
-        while True:
-            try:
-                report = await self.query(order.symbol, order.client_order_id)
-            except UnknownOrder:
-                pass  # not there (yet): the venue may still be processing it
-            except RateLimited as e:
-                delay = max(delay, e.retry_after_s or 0.0)
-            except VenueError as e:
-                log.info("%s: query of %s failed: %s", self.venue, order.client_order_id, e)
-            else:
-                # The answer now comes from a query, after any match: a RESULT.
-                return msgspec.structs.replace(report, ack_kind=AckKind.RESULT)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 0.5)
-        log.warning(
-            "%s: order %s still unresolved after %.1fs",
-            self.venue,
-            order.client_order_id,
-            self._resolve_timeout_s,
-        )
-        self.orders.keep_asking(order)
-        return pending_report(order, self.venue, AckKind.UNKNOWN)
-
-    async def cancel(self, symbol: str, client_order_id: str) -> ExecutionReport:
-        """Cancel one order. A cancel is idempotent: on OutcomeUnknown, send it again."""
-        body = await self.call(
-            "DELETE",
-            "/fapi/v1/order",
-            {"symbol": symbol, "origClientOrderId": client_order_id},
-            mutating=True,
-            client_order_id=client_order_id,
-        )
-        report = parse.order_report(self.decode(wire.ORDER, body, "cancel"), self.venue)
-        return self.orders.observe(await self._with_fees(report))
-
     async def cancel_all(self, symbol: str) -> list[ExecutionReport]:
         """Cancel every open order on `symbol`; the state of each afterwards.
 
@@ -519,33 +195,13 @@ class BinanceRest:
         """
         before = await self.open_orders(symbol)
         await self.call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol}, mutating=True)
-        after = await asyncio.gather(
-            *(self.query(symbol, r.client_order_id) for r in before), return_exceptions=True
-        )
-        out = []
-        for r in after:
-            if isinstance(r, UnknownOrder):
-                continue
-            if isinstance(r, BaseException):
-                raise r
-            out.append(r)
-        return out
+        return await query_each(self, symbol, before)
 
-    async def query(self, symbol: str, client_order_id: str) -> ExecutionReport:
-        """The order's state now, by client order id, fees included."""
-        body = await self.call(
-            "GET", "/fapi/v1/order", {"symbol": symbol, "origClientOrderId": client_order_id}
-        )
-        report = parse.order_report(self.decode(wire.ORDER, body, "query order"), self.venue)
-        return self.orders.observe(await self._with_fees(report))
+    def _read_order(self, body: bytes, what: str) -> ExecutionReport:
+        return parse.order_report(self.decode(wire.ORDER, body, what), self.venue)
 
-    async def open_orders(self, symbol: str | None = None) -> list[ExecutionReport]:
-        body = await self.call("GET", "/fapi/v1/openOrders", {"symbol": symbol} if symbol else {})
-        orders = self.decode(wire.ORDERS, body, "openOrders")
-        reports = await asyncio.gather(
-            *(self._with_fees(parse.order_report(o, self.venue)) for o in orders)
-        )
-        return [self.orders.observe(r) for r in reports]
+    def _read_orders(self, body: bytes, what: str) -> list[ExecutionReport]:
+        return [parse.order_report(o, self.venue) for o in self.decode(wire.ORDERS, body, what)]
 
     async def user_trades(self, symbol: str, order_id: str | None = None) -> list[wire.UserTrade]:
         """The account's fills on `symbol` (of one order when `order_id` is given)."""
@@ -556,17 +212,9 @@ class BinanceRest:
         trades = self.decode(wire.USER_TRADES, body, "userTrades")
         return [t for t in trades if order_id is None or str(t.order_id) == order_id]
 
-    def _with_known_fees(self, report: ExecutionReport) -> ExecutionReport:
-        fee = self.fees.fee(report.symbol, report.order_id)
-        return report if fee == report.cum_fee else msgspec.structs.replace(report, cum_fee=fee)
-
-    async def _with_fees(self, report: ExecutionReport) -> ExecutionReport:
-        """The report with its cumulative fee; REST orders carry none, so the fills the
-        stream has not shown are read from /userTrades."""
-        if report.cum_filled > 0 and not self.fees.complete(report):
-            for t in await self.user_trades(report.symbol, report.order_id):
-                self.fees.add(t.symbol, str(t.order_id), str(t.id), t.qty, t.commission)
-        return self._with_known_fees(report)
+    async def order_fills(self, symbol: str, order_id: str) -> list[Fill]:
+        """Every fill of one order, from /userTrades."""
+        return [parse.user_trade_fill(t) for t in await self.user_trades(symbol, order_id)]
 
     # --- account -------------------------------------------------------------------------
     async def account(self) -> AccountSnapshot:

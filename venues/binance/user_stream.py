@@ -1,4 +1,4 @@
-"""The Binance USD-M listenKey user-data stream: kept connected, read into execution reports.
+"""The Binance listenKey user-data stream (spot and USD-M): kept connected, read into reports.
 
 The listen key alone lets anyone read the account's orders, so it never appears in a log
 line, an exception message or a repr: what is logged is the URL with the key as `***`.
@@ -7,30 +7,159 @@ line, an exception message or a repr: what is logged is the URL with the key as 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import logging
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import aiohttp
 import msgspec
 from yarl import URL
 
-from venues.binance import parse, wire
-from venues.binance.rest import BinanceRest
-from venues.errors import UnknownOrder, VenueError, VenueUnavailable
-from venues.model import ExecutionReport
+from venues.adapter_kit import ReportQueue, Spawn, reconnect_delay, resync_orders
+from venues.binance import parse, spot_parse, spot_wire, wire
+from venues.binance.orders import OrderApi
+from venues.errors import VenueError, VenueUnavailable
+from venues.model import Balance, ExecutionReport
 
 log = logging.getLogger(__name__)
 
-Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
+T = TypeVar("T")
 HIDDEN = "***"
+
+
+class StreamEnd(enum.Enum):
+    """The venue ended the stream (its listenKey expired): reconnect with a new key."""
+
+    REOPEN = "REOPEN"
+
+
+# One user-data message read: an order's new state, nothing legato reads, or the end.
+EventReader = Callable[[bytes | str], ExecutionReport | StreamEnd | None]
 
 
 def redacted(text: str, listen_key: str | None) -> str:
     """`text` with the listen key in it replaced by `***`."""
     return text.replace(listen_key, HIDDEN) if listen_key else text
+
+
+def _decoded(
+    decoder: msgspec.json.Decoder[T], data: bytes | str, venue: str, kinds: tuple[str, ...]
+) -> T | None:
+    """One user-data event, or None for one legato does not read; an event of the `kinds`
+    it reads that does not decode is logged."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        try:
+            kind = wire.EVENT_HEAD.decode(data).e
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            kind = ""
+        if kind in kinds:
+            log.error("%s: malformed %s event: %s", venue, kind, e)
+        return None
+
+
+class UsdmEvents:
+    """Reads USD-M user-data events: ORDER_TRADE_UPDATE into reports (the fill added to
+    the fee ledger first), ACCOUNT_UPDATE passed over, listenKeyExpired ends the stream."""
+
+    def __init__(self, venue: str, fees: parse.FeeLedger) -> None:
+        self._venue = venue
+        self._fees = fees
+
+    def __call__(self, data: bytes | str) -> ExecutionReport | StreamEnd | None:
+        read = ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "listenKeyExpired")
+        event = _decoded(wire.USER_EVENT, data, self._venue, read)
+        match event:
+            case None:
+                return None  # an event legato does not read (TRADE_LITE, MARGIN_CALL, ...)
+            case wire.OrderTradeUpdate():
+                o = event.order
+                order_id = str(o.order_id)
+                try:
+                    fill = parse.stream_fill(o)
+                    if fill is not None:
+                        self._fees.add(
+                            o.symbol,
+                            order_id,
+                            fill.trade_id,
+                            fill.quantity,
+                            fill.fee,
+                            fill.fee_asset,
+                        )
+                    return parse.stream_report(
+                        event,
+                        self._venue,
+                        cum_fee=self._fees.fee(o.symbol, order_id),
+                        fee_asset=self._fees.fee_asset(o.symbol, order_id),
+                    )
+                except ValueError as e:  # a status or time in force legato does not know
+                    log.error(
+                        "%s: cannot read order update of %s: %s", self._venue, o.client_order_id, e
+                    )
+                    return None
+            case wire.AccountUpdate():
+                return None  # balances and positions are read on demand (account, positions)
+            case wire.ListenKeyExpired():
+                return StreamEnd.REOPEN
+
+
+class SpotEvents:
+    """Reads spot user-data events: executionReport into reports (its fill, with the asset
+    its fee was charged in, added to the fee ledger first); outboundAccountPosition keeps
+    `balances` as the venue last pushed them; listenKeyExpired and eventStreamTerminated
+    end the stream."""
+
+    def __init__(self, venue: str, fees: parse.FeeLedger) -> None:
+        self._venue = venue
+        self._fees = fees
+        self.balances: dict[str, Balance] = {}  # by asset: bounded by the assets there are
+
+    def __call__(self, data: bytes | str) -> ExecutionReport | StreamEnd | None:
+        read = ("executionReport", "outboundAccountPosition", "listenKeyExpired")
+        event = _decoded(spot_wire.USER_EVENT, data, self._venue, read)
+        match event:
+            case None:
+                return None  # an event legato does not read (listStatus, externalLockUpdate, ...)
+            case spot_wire.ExecutionReportEvent():
+                return self._order_update(event)
+            case spot_wire.OutboundAccountPosition():
+                for b in event.balances:
+                    self.balances[b.asset] = Balance(
+                        asset=b.asset, wallet=b.free + b.locked, available=b.free
+                    )
+                return None
+            case spot_wire.BalanceUpdate():
+                return None  # a deposit or transfer: outboundAccountPosition follows it
+            case wire.ListenKeyExpired() | spot_wire.EventStreamTerminated():
+                return StreamEnd.REOPEN
+
+    def _order_update(self, e: spot_wire.ExecutionReportEvent) -> ExecutionReport | None:
+        order_id = str(e.order_id)
+        try:
+            fill = spot_parse.stream_fill(e)
+            if fill is not None:
+                fees = self._fees
+                fees.add(e.symbol, order_id, fill.trade_id, fill.quantity, fill.fee, fill.fee_asset)
+                if fees.mixed(e.symbol, order_id):
+                    log.warning(
+                        "%s: order %s pays fees in more than one asset; its cumulative fee "
+                        "counts those in %s only",
+                        self._venue,
+                        e.client_order_id,
+                        fees.fee_asset(e.symbol, order_id),
+                    )
+            return spot_parse.stream_report(
+                e,
+                self._venue,
+                cum_fee=self._fees.fee(e.symbol, order_id),
+                fee_asset=self._fees.fee_asset(e.symbol, order_id),
+            )
+        except ValueError as err:  # a status or time in force legato does not know
+            log.error("%s: cannot read order update of %s: %s", self._venue, e.client_order_id, err)
+            return None
 
 
 class UserStream:
@@ -45,9 +174,10 @@ class UserStream:
     def __init__(
         self,
         venue: str,
-        rest: BinanceRest,
+        rest: OrderApi,
         *,
         ws_url: str,
+        read_event: EventReader,
         spawn: Spawn,
         keepalive_s: float,
         reconnect_max_s: float,
@@ -58,6 +188,7 @@ class UserStream:
         self._venue = venue
         self._rest = rest
         self._ws_url = ws_url
+        self._read_event = read_event
         self._spawn = spawn
         self._keepalive_s = keepalive_s
         self._reconnect_max_s = reconnect_max_s
@@ -67,11 +198,7 @@ class UserStream:
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
-        # None ends the consumer's stream (the client closed).
-        self._reports: asyncio.Queue[ExecutionReport | VenueError | None] = asyncio.Queue(
-            queue_size
-        )
-        self.overflowed = False
+        self._reports = ReportQueue(venue, queue_size)
 
         self.reconnects = 0  # reconnection attempts
         self.resyncs = 0  # completed re-synchronisations of open orders
@@ -80,6 +207,11 @@ class UserStream:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def overflowed(self) -> bool:
+        """The report queue overflowed and the consumer has yet to be told."""
+        return self._reports.overflowed
 
     @property
     def shown_url(self) -> str:
@@ -116,22 +248,13 @@ class UserStream:
     def end(self) -> None:
         """The client closed: the consumer's stream ends once it has read what is queued."""
         self._connected.clear()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._reports.put_nowait(None)
+        self._reports.end()
 
     async def reports(self) -> AsyncIterator[ExecutionReport]:
         """Reports from the stream (and resyncs); one consumer per client."""
         self.ensure()
-        while True:
-            if self._rest.closed and self._reports.empty():
-                return
-            item = await self._reports.get()
-            if item is None:
-                return
-            if isinstance(item, VenueError):
-                self.overflowed = False
-                raise item
-            yield item
+        async for report in self._reports.reports(lambda: self._rest.closed):
+            yield report
 
     # --- the connection --------------------------------------------------------------------
     async def _run(self, key: str | None) -> None:
@@ -174,7 +297,7 @@ class UserStream:
                 return
             attempt += 1
             self.reconnects += 1
-            await asyncio.sleep(min(self._reconnect_max_s, 0.05 * 2 ** min(attempt, 10)))
+            await asyncio.sleep(reconnect_delay(attempt, self._reconnect_max_s))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, *, resync: bool) -> None:
         self._ws = ws
@@ -213,85 +336,21 @@ class UserStream:
     # --- events ----------------------------------------------------------------------------
     def on_message(self, data: bytes | str) -> bool:
         """Handle one user-data event; False when the stream must be reopened."""
-        try:
-            event = wire.USER_EVENT.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            try:
-                kind = wire.EVENT_HEAD.decode(data).e
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                kind = ""
-            if kind in ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "listenKeyExpired"):
-                log.error("%s: malformed %s event: %s", self._venue, kind, e)
-            return True  # an event legato does not read (TRADE_LITE, MARGIN_CALL, ...)
-        match event:
-            case wire.OrderTradeUpdate():
-                o = event.order
-                fees, order_id = self._rest.fees, str(o.order_id)
-                try:
-                    fill = parse.stream_fill(o)
-                    if fill is not None:
-                        fees.add(o.symbol, order_id, fill.trade_id, fill.quantity, fill.fee)
-                    report = parse.stream_report(
-                        event, self._venue, cum_fee=fees.fee(o.symbol, order_id)
-                    )
-                except ValueError as e:  # a status or time in force legato does not know
-                    log.error(
-                        "%s: cannot read order update of %s: %s", self._venue, o.client_order_id, e
-                    )
-                    return True
-                self._emit(self._rest.orders.observe(report))
-            case wire.AccountUpdate():
-                pass  # balances and positions are read on demand (account, positions)
-            case wire.ListenKeyExpired():
+        match self._read_event(data):
+            case StreamEnd.REOPEN:
                 log.warning("%s: listenKey expired; reconnecting", self._venue)
                 return False
+            case ExecutionReport() as report:
+                self._reports.put(self._rest.orders.observe(report))
         return True
 
     async def _resync(self) -> None:
-        """Emit the current state of every order that may have moved while disconnected:
-        the open orders, and each order open before the drop. Retried until it succeeds
-        or the connection drops again; cumulative fields make repeats harmless."""
-        delay = 0.05
-        while True:
-            try:
-                await self._resync_once()
-            except VenueError as e:
-                log.warning("%s: resync failed (%s); retrying", self._venue, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._reconnect_max_s)
-            else:
-                self.resyncs += 1
-                return
-
-    async def _resync_once(self) -> None:
-        orders = self._rest.orders
-        before = dict(orders.unfinished)
-        current = await self._rest.open_orders()
-        seen = {r.client_order_id for r in current}
-        for r in current:
-            self._emit(r)
-
-        async def settle(coid: str, symbol: str) -> None:
-            try:
-                self._emit(await self._rest.query(symbol, coid))
-            except UnknownOrder:
-                orders.forget(coid)  # never reached the venue
-
-        await asyncio.gather(*(settle(c, s) for c, (s, _) in before.items() if c not in seen))
-
-    def _emit(self, report: ExecutionReport) -> None:
-        if self.overflowed:
-            return  # the consumer has yet to see the overflow; it will resync by query
-        try:
-            self._reports.put_nowait(report)
-        except asyncio.QueueFull:
-            # Never drop a report silently: end the consumer's stream with an error instead.
-            while not self._reports.empty():
-                self._reports.get_nowait()
-            self._reports.put_nowait(
-                VenueUnavailable(
-                    "execution report queue overflowed; resynchronise by query",
-                    venue=self._venue,
-                )
-            )
-            self.overflowed = True
+        """Emit the current state of every order that may have moved while disconnected
+        (`resync_orders`); this task is cancelled if the connection drops again first."""
+        if await resync_orders(
+            self._rest,
+            self._reports.put,
+            retry_max_s=self._reconnect_max_s,
+            closed=lambda: self._rest.closed,
+        ):
+            self.resyncs += 1

@@ -1,16 +1,21 @@
-"""The simulated exchange core: books, orders, accounts and margin; pure and time-agnostic.
+"""The simulated exchange core: books, orders, wallets and margin; pure and time-agnostic.
 
 Every call takes `now_ns` (venue time) and first brings the market up to it; nothing here
 reads a clock, sleeps or does I/O. What happens is returned and also queued on an outbox of
 `AccountReport`s and public market events, which a host (asyncio, HTTP server, backtest)
 drains and delivers with whatever latency its venue profile says.
 
-It is long (about 900 lines) because the books, the orders and the accounts' margin change
-together on every event: one matching engine, whose parts share its state.
+Each account has two wallets, kept apart as Binance keeps them: the USD-M futures wallet
+(USDT margin, leverage, positions) that perpetuals trade from, and the spot wallet (each
+asset free and locked) that spot instruments trade from.
+
+It is long (about 1,000 lines) because the books, the orders and the accounts' wallets
+change together on every event: one matching engine, whose parts share its state.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Sequence
@@ -48,6 +53,15 @@ MARGIN_ASSET = "USDT"
 CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's rule
 _ZERO = Decimal(0)
 _AVG_QUANTUM = Decimal("1e-8")
+# Spot commissions are charged to the asset's precision (Binance: 8 decimals).
+_FEE_QUANTUM = Decimal("1e-8")
+
+
+class Wallet(enum.StrEnum):
+    """An account's two wallets, kept apart as Binance keeps them."""
+
+    FUTURES = "futures"  # USD-M: USDT margin, leverage, positions (perpetuals)
+    SPOT = "spot"  # each asset free and locked (spot instruments)
 
 
 class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,12 +75,19 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return Decimal(str(bps)) / Decimal(10_000)
 
 
+# Binance spot's regular tier: 0.1 % maker and taker, paid in the asset received (no BNB).
+SPOT_FEES = FeeSchedule(maker_bps=10.0, taker_bps=10.0)
+
+
 class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An account to open: balances per asset (USDT is the margin) and default leverage."""
+    """An account to open: its USD-M futures wallet (`balances`: USDT is the margin; other
+    assets are held there but are never margin), its leverage, and its spot wallet
+    (`spot_balances`, by asset; empty by default)."""
 
     account_id: str
     balances: dict[str, Decimal]
     leverage: int = 10
+    spot_balances: dict[str, Decimal] = {}
 
 
 class AccountReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +113,7 @@ class _Order:
     last_fill: Fill | None = None
     reason: RejectReason | None = None
     message: str | None = None
+    locked: Decimal = _ZERO  # spot: what the order still holds of its lock asset
 
     @property
     def lots(self) -> int:
@@ -104,18 +126,35 @@ class _Order:
 
 @dataclass(slots=True)
 class _Position:
-    qty: Decimal = _ZERO  # signed for perps, holding for spot
-    entry: Decimal = _ZERO  # average entry (perps) or average cost (spot)
+    qty: Decimal = _ZERO  # signed
+    entry: Decimal = _ZERO  # average entry
+
+
+@dataclass(slots=True)
+class _Asset:
+    """One asset of a spot wallet: free to use, and locked by open orders."""
+
+    free: Decimal = _ZERO
+    locked: Decimal = _ZERO
 
 
 @dataclass(slots=True)
 class _Account:
     account_id: str
-    wallet: Decimal  # margin asset: deposits + realised P&L − fees (spot cash included)
+    wallet: Decimal  # futures margin asset: deposits + realised P&L − fees
     leverage: int
-    holdings: dict[str, Decimal] = field(default_factory=dict)  # spot assets other than USDT
-    positions: dict[str, _Position] = field(default_factory=dict)
+    # The futures wallet's other assets: held and listed, never margin (single-asset mode).
+    futures_assets: dict[str, Decimal] = field(default_factory=dict)
+    spot: dict[str, _Asset] = field(default_factory=dict)
+    positions: dict[str, _Position] = field(default_factory=dict)  # perpetuals
     trades: list[tuple[str, int, str, Side, Fill]] = field(default_factory=list)
+
+    def asset(self, name: str) -> _Asset:
+        """The spot wallet's entry for `name` (made empty on first use)."""
+        entry = self.spot.get(name)
+        if entry is None:
+            entry = self.spot[name] = _Asset()
+        return entry
 
 
 @dataclass(slots=True, frozen=True)
@@ -139,12 +178,14 @@ class SimExchange:
         *,
         instruments: Sequence[Instrument] | None = None,
         fees: FeeSchedule | None = None,
+        spot_fees: FeeSchedule | None = None,
         price_band: float = 0.05,
         start_ns: int = 0,
     ) -> None:
         self.venue = venue
         self.market = market
-        self.fees = fees or FeeSchedule()
+        self.fees = fees or FeeSchedule()  # perpetuals, in USDT
+        self.spot_fees = spot_fees or SPOT_FEES  # spot, in the asset received
         self.price_band = Decimal(str(price_band))
         insts = list(instruments) if instruments is not None else market.instruments()
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in insts}
@@ -165,10 +206,17 @@ class SimExchange:
             raise ValueError(f"account {spec.account_id!r} already exists on {self.venue}")
         if spec.leverage < 1:
             raise ValueError(f"leverage must be at least 1, got {spec.leverage}")
+        for wallet, amounts in (("balances", spec.balances), ("spot_balances", spec.spot_balances)):
+            for asset, amount in amounts.items():
+                if not Decimal(amount).is_finite() or amount < 0:
+                    raise ValueError(
+                        f"account {spec.account_id!r}: {wallet}[{asset!r}] must be a finite "
+                        f"amount of at least 0, got {amount}"
+                    )
         balances = dict(spec.balances)
-        wallet = Decimal(balances.pop(MARGIN_ASSET, _ZERO))
-        acct = _Account(spec.account_id, wallet, spec.leverage)
-        acct.holdings = {a: Decimal(q) for a, q in balances.items()}
+        acct = _Account(spec.account_id, Decimal(balances.pop(MARGIN_ASSET, _ZERO)), spec.leverage)
+        acct.futures_assets = {a: Decimal(q) for a, q in balances.items()}
+        acct.spot = {a: _Asset(free=Decimal(q)) for a, q in spec.spot_balances.items()}
         self._accounts[spec.account_id] = acct
 
     def has_account(self, account_id: str) -> bool:
@@ -183,12 +231,17 @@ class SimExchange:
         """The account's leverage (one for all its perpetuals)."""
         return self._account(account_id).leverage
 
-    def deposit(self, account_id: str, asset: str, amount: Decimal) -> None:
+    def deposit(
+        self, account_id: str, asset: str, amount: Decimal, wallet: Wallet = Wallet.FUTURES
+    ) -> None:
+        """Credit `amount` of `asset` to one of the account's wallets."""
         acct = self._account(account_id)
-        if asset == MARGIN_ASSET:
+        if wallet is Wallet.SPOT:
+            acct.asset(asset).free += amount
+        elif asset == MARGIN_ASSET:
             acct.wallet += amount
         else:
-            acct.holdings[asset] = acct.holdings.get(asset, _ZERO) + amount
+            acct.futures_assets[asset] = acct.futures_assets.get(asset, _ZERO) + amount
 
     # --- market --------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
@@ -363,11 +416,12 @@ class SimExchange:
         A refused order raises `OrderRejected` and leaves the account and books untouched.
         `receive_ns` is when the request reached the venue (defaults to `now_ns`);
         `client_id_reuse` whether a client order id used before may name this order (a
-        reused id names the new order from then on).
+        reused id names the new order from then on). A spot order locks what it may spend
+        in the spot wallet (the quote asset for a buy, the base for a sell) until it ends.
         """
         self.advance(now_ns)
         acct = self._account(account_id)
-        inst = self._check(acct, order, client_id_reuse)
+        inst, lock = self._check(acct, order, client_id_reuse)
         o = _Order(
             self._next_order_id,
             account_id,
@@ -380,6 +434,11 @@ class SimExchange:
         self._next_order_id += 1
         self._orders[o.order_id] = o
         self._by_client[(account_id, order.client_order_id)] = o.order_id
+        if lock:
+            held = acct.asset(_lock_asset(inst, order.side))
+            held.free -= lock
+            held.locked += lock
+            o.locked = lock
         top = self._top(order.symbol)
         self._emit(o)
         self._execute(o, now_ns)
@@ -520,7 +579,12 @@ class SimExchange:
         ]
 
     # --- validation and risk -------------------------------------------------------
-    def _check(self, acct: _Account, order: NewOrder, client_id_reuse: ClientIdReuse) -> Instrument:
+    def _check(
+        self, acct: _Account, order: NewOrder, client_id_reuse: ClientIdReuse
+    ) -> tuple[Instrument, Decimal]:
+        """The order's instrument and, for a spot order, what it must lock in the spot
+        wallet; `OrderRejected` at the first rule it breaks."""
+
         def reject(reason: RejectReason, message: str) -> OrderRejected:
             return OrderRejected(
                 message, reason=reason, venue=self.venue, client_order_id=order.client_order_id
@@ -557,6 +621,12 @@ class SimExchange:
             raise reject(
                 RejectReason.QTY_OFF_LOT,
                 f"quantity {qty} is not a multiple of the lot size {inst.lot}",
+            )
+        if order.reduce_only and inst.kind is InstrumentKind.SPOT:
+            raise reject(
+                RejectReason.VENUE_REFUSED,
+                f"reduce-only is for perpetuals: {order.symbol} is spot, which has no position "
+                "to reduce (sell the asset instead)",
             )
         if order.type is OrderType.LIMIT:
             if order.price is None or not order.price.is_finite() or order.price <= 0:
@@ -612,14 +682,24 @@ class SimExchange:
                 f"notional {notional:.4f} is below the minimum {inst.min_notional} "
                 f"for {order.symbol}",
             )
+        if inst.kind is InstrumentKind.SPOT:
+            lock = self._spot_lock(inst, order, price, qty)
+            asset = _lock_asset(inst, order.side)
+            free = acct.spot[asset].free if asset in acct.spot else _ZERO
+            if lock > free:
+                raise reject(
+                    RejectReason.INSUFFICIENT_BALANCE,
+                    f"a spot {order.side.value} of {qty} {order.symbol} needs {_plain(lock)} "
+                    f"{asset} but the spot wallet has {_plain(free)} {asset} free",
+                )
+            return inst, lock
         need, have = self._margin_need(acct, inst, order, price, qty)
         if need > have:
             raise reject(
                 RejectReason.INSUFFICIENT_MARGIN,
-                f"order needs {need:.2f} {self._need_asset(inst, order)} of margin "
-                f"but {have:.2f} is available",
+                f"order needs {need:.2f} {MARGIN_ASSET} of margin but {have:.2f} is available",
             )
-        return inst
+        return inst, _ZERO
 
     def _walk_price(self, inst: Instrument, side: Side, qty: Decimal) -> Decimal | None:
         """The worst price a market order of `qty` would reach on the current book."""
@@ -631,21 +711,30 @@ class SimExchange:
                 return inst.tick * price
         return inst.tick * levels[-1][0] if levels else None
 
-    def _need_asset(self, inst: Instrument, order: NewOrder) -> str:
-        if inst.kind is InstrumentKind.SPOT and order.side is Side.SELL:
-            return inst.base
-        return MARGIN_ASSET
+    def _spot_lock(
+        self, inst: Instrument, order: NewOrder, price: Decimal, qty: Decimal
+    ) -> Decimal:
+        """What a spot order holds of the wallet while it lives: the base asset it sells; the
+        quote asset a limit buy pays at its price; for a market buy, what walking the book
+        costs now (the remainder the book cannot fill at its worst price)."""
+        if order.side is Side.SELL:
+            return qty
+        if order.type is OrderType.LIMIT:
+            return inst.notional(price, qty)
+        cost, left = _ZERO, int(qty / inst.lot)
+        for ticks, lots in self.books[inst.symbol].depth(Side.SELL, 10_000):
+            take = min(left, lots)
+            cost += inst.notional(inst.tick * ticks, inst.lot * take)
+            left -= take
+            if left == 0:
+                return cost
+        return cost + inst.notional(price, inst.lot * left)
 
     def _margin_need(
         self, acct: _Account, inst: Instrument, order: NewOrder, price: Decimal, qty: Decimal
     ) -> tuple[Decimal, Decimal]:
-        """(what this order needs, what the account has available) in the needed asset."""
+        """(margin this perpetual order needs, margin the account has available), USDT."""
         taker = self.fees.rate(Liquidity.TAKER)
-        if inst.kind is InstrumentKind.SPOT:
-            if order.side is Side.SELL:
-                held = acct.holdings.get(inst.base, _ZERO)
-                return qty, held - self._locked_base(acct.account_id, inst.base)
-            return inst.notional(price, qty) * (1 + taker), self._available(acct)
         pos = acct.positions.get(inst.symbol, _Position()).qty
         signed = qty * order.side.sign
         if order.reduce_only:
@@ -674,38 +763,22 @@ class SimExchange:
         need = inst.notional(price, increase) / acct.leverage + inst.notional(price, qty) * taker
         return need, self._available(acct)
 
-    def _locked_base(self, account_id: str, asset: str) -> Decimal:
-        return sum(
-            (
-                o.inst.lot * o.open_lots
-                for o in self._open(account_id)
-                if o.inst.kind is InstrumentKind.SPOT
-                and o.inst.base == asset
-                and o.req.side is Side.SELL
-            ),
-            _ZERO,
-        )
-
     def _open(self, account_id: str) -> list[_Order]:
         return [
             o for o in self._orders.values() if o.account == account_id and not o.status.is_terminal
         ]
 
     def _open_order_margin(self, acct: _Account) -> Decimal:
-        """Margin held for resting orders: spot buys in full; perps at 1/leverage on the
-        part of each side's open quantity that would grow the position rather than close it.
-        """
+        """Margin held for resting perpetual orders: 1/leverage of the part of each side's
+        open quantity that would grow the position rather than close it. (Spot orders hold
+        the spot wallet instead: their lock.)"""
         total = _ZERO
         sides: dict[tuple[str, Side], tuple[Decimal, Decimal]] = {}
         for o in self._open(acct.account_id):
-            if o.req.price is None or o.req.reduce_only:
+            if o.req.price is None or o.req.reduce_only or o.inst.kind is InstrumentKind.SPOT:
                 continue
             qty = o.inst.lot * o.open_lots
             notional = o.inst.notional(o.req.price, qty)
-            if o.inst.kind is InstrumentKind.SPOT:
-                if o.req.side is Side.BUY:
-                    total += notional * (1 + self.fees.rate(Liquidity.MAKER))
-                continue
             q, n = sides.get((o.inst.symbol, o.req.side), (_ZERO, _ZERO))
             sides[(o.inst.symbol, o.req.side)] = (q + qty, n + notional)
         for (symbol, side), (qty, notional) in sides.items():
@@ -743,46 +816,79 @@ class SimExchange:
     ) -> None:
         inst = o.inst
         price, qty = inst.tick * price_ticks, inst.lot * lots
-        notional = inst.notional(price, qty)
-        fee = notional * self.fees.rate(liquidity)
         o.cum_lots += lots
         o.notional += price * qty
-        o.fee += fee
         o.ts_ns = ts_ns
         o.status = OrderStatus.FILLED if o.cum_lots == o.lots else OrderStatus.PARTIALLY_FILLED
+        acct = self._accounts[o.account]
+        if inst.kind is InstrumentKind.SPOT:
+            fee, fee_asset = self._settle_spot(acct, o, price, qty, liquidity)
+        else:
+            fee, fee_asset = inst.notional(price, qty) * self.fees.rate(liquidity), MARGIN_ASSET
+            acct.wallet -= fee
+            self._book_position(acct, inst, o.req.side, price, qty)
+        o.fee += fee
         fill = Fill(
             trade_id=str(trade_id),
             price=price,
             quantity=qty,
             fee=fee,
-            fee_asset=MARGIN_ASSET,
+            fee_asset=fee_asset,
             liquidity=liquidity,
             ts_ns=ts_ns,
         )
         o.last_fill = fill
-        acct = self._accounts[o.account]
         acct.trades.append((inst.symbol, o.order_id, o.req.client_order_id, o.req.side, fill))
-        acct.wallet -= fee
-        self._book_position(acct, inst, o.req.side, price, qty)
         self._emit(o)
+
+    def _settle_spot(
+        self, acct: _Account, o: _Order, price: Decimal, qty: Decimal, liquidity: Liquidity
+    ) -> tuple[Decimal, str]:
+        """Move a spot fill between the wallet's assets: what is paid comes out of the order's
+        lock, what is received arrives free less the commission, which is charged in it (as
+        Binance does when BNB does not pay). The fee and its asset."""
+        inst = o.inst
+        rate = self.spot_fees.rate(liquidity)
+        quote = inst.notional(price, qty)
+        if o.req.side is Side.BUY:
+            paid, got, got_asset = quote, qty, inst.base
+        else:
+            paid, got, got_asset = qty, quote, inst.quote
+        fee = (got * rate).quantize(_FEE_QUANTUM)
+        held = acct.asset(_lock_asset(inst, o.req.side))
+        held.locked -= paid
+        o.locked -= paid
+        assert o.locked >= 0, f"order {o.order_id} spent more than it locked"
+        acct.asset(got_asset).free += got - fee
+        self._release(acct, o, o.locked - self._lock_needed(o))
+        return fee, got_asset
+
+    def _lock_needed(self, o: _Order) -> Decimal:
+        """What a spot order must still lock: nothing once it ended; the base it still
+        sells; the quote a limit buy still pays at its own price (a fill at a better price
+        frees the difference); a market buy keeps its lock until it ends."""
+        if o.status.is_terminal:
+            return _ZERO
+        rest = o.inst.lot * o.open_lots
+        if o.req.side is Side.SELL:
+            return rest
+        if o.req.price is not None:
+            return o.inst.notional(o.req.price, rest)
+        return o.locked
+
+    def _release(self, acct: _Account, o: _Order, amount: Decimal) -> None:
+        """Give back `amount` of what the order locks to the free part of its asset."""
+        if amount <= 0:
+            return
+        held = acct.asset(_lock_asset(o.inst, o.req.side))
+        held.locked -= amount
+        held.free += amount
+        o.locked -= amount
 
     def _book_position(
         self, acct: _Account, inst: Instrument, side: Side, price: Decimal, qty: Decimal
     ) -> None:
         pos = acct.positions.setdefault(inst.symbol, _Position())
-        if inst.kind is InstrumentKind.SPOT:
-            # The position is the holding. A deposit's cost is unknown: it is carried at the
-            # price of the next trade in the symbol, so its P&L counts from there.
-            held = acct.holdings.get(inst.base, _ZERO)
-            if pos.entry == 0:
-                pos.entry = price
-            acct.wallet -= side.sign * inst.notional(price, qty)
-            if side is Side.BUY:
-                pos.entry = (held * pos.entry + qty * price) / (held + qty)
-            acct.holdings[inst.base] = pos.qty = held + side.sign * qty
-            if pos.qty == 0:
-                pos.entry = _ZERO
-            return
         signed = side.sign * qty
         if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
             total = pos.qty + signed
@@ -811,6 +917,7 @@ class SimExchange:
         o.reason = reason
         o.message = message
         o.last_fill = None
+        self._release(self._accounts[o.account], o, o.locked)
         self._emit(o)
 
     def _emit(self, o: _Order) -> None:
@@ -840,6 +947,10 @@ class SimExchange:
             venue_accept_ns=o.accept_ns,
             venue_ts_ns=o.ts_ns,
             reduce_only=o.req.reduce_only,
+            # A spot order pays its fee in what it receives; a perpetual's is in USDT.
+            fee_asset=_lock_asset(inst, o.req.side.opposite)
+            if inst.kind is InstrumentKind.SPOT
+            else "",
         )
 
     def _trade_id(self) -> int:
@@ -848,18 +959,20 @@ class SimExchange:
 
     # --- account views -------------------------------------------------------------
     def account_snapshot(self, account_id: str, now_ns: int) -> AccountSnapshot:
+        """Both of the account's wallets: `balances`, the margin figures and `positions` are
+        the USD-M futures wallet's (its assets other than USDT are listed with nothing
+        available: they are never margin); `spot_balances` is the spot wallet
+        (`spot_wallet`)."""
         self.advance(now_ns)
         acct = self._account(account_id)
         upnl, im = self._perp_figures(acct)
         order_margin = self._open_order_margin(acct)
         available = acct.wallet + upnl - im - order_margin
         balances = [Balance(asset=MARGIN_ASSET, wallet=acct.wallet, available=available)]
-        for asset, held in sorted(acct.holdings.items()):
-            balances.append(
-                Balance(
-                    asset=asset, wallet=held, available=held - self._locked_base(account_id, asset)
-                )
-            )
+        balances += [
+            Balance(asset=asset, wallet=held, available=_ZERO)
+            for asset, held in sorted(acct.futures_assets.items())
+        ]
         return AccountSnapshot(
             venue=self.venue,
             account_id=account_id,
@@ -872,16 +985,31 @@ class SimExchange:
             open_order_initial_margin=order_margin,
             available_margin=available,
             ts_ns=self.now_ns,
+            spot_balances=self.spot_wallet(account_id),
         )
 
+    def spot_wallet(self, account_id: str) -> list[Balance]:
+        """The account's spot wallet by asset, `wallet` free plus locked and `available`
+        free: every asset it holds, and the two assets of every spot instrument."""
+        acct = self._account(account_id)
+        assets = set(acct.spot)
+        for inst in self.instruments.values():
+            if inst.kind is InstrumentKind.SPOT:
+                assets |= {inst.base, inst.quote}
+        out = []
+        for name in sorted(assets):
+            held = acct.spot.get(name, _Asset())
+            out.append(Balance(asset=name, wallet=held.free + held.locked, available=held.free))
+        return out
+
     def positions(self, account_id: str, now_ns: int) -> list[Position]:
+        """The account's perpetual positions (spot has none: its holdings are the wallet)."""
         self.advance(now_ns)
         acct = self._account(account_id)
         out = []
         for symbol, p in sorted(acct.positions.items()):
             inst = self.instruments[symbol]
             mark = self.mark_price(symbol) or p.entry
-            perp = inst.kind is InstrumentKind.PERP
             out.append(
                 Position(
                     symbol=symbol,
@@ -889,10 +1017,8 @@ class SimExchange:
                     entry_price=p.entry,
                     mark_price=mark,
                     unrealized_pnl=p.qty * (mark - p.entry) * inst.contract_size,
-                    initial_margin=abs(p.qty) * mark * inst.contract_size / acct.leverage
-                    if perp
-                    else _ZERO,
-                    leverage=acct.leverage if perp else 1,
+                    initial_margin=abs(p.qty) * mark * inst.contract_size / acct.leverage,
+                    leverage=acct.leverage,
                 )
             )
         return out
@@ -936,3 +1062,13 @@ class SimExchange:
                 f"no order {order_id} on {symbol} for this account", venue=self.venue
             )
         return o
+
+
+def _lock_asset(inst: Instrument, side: Side) -> str:
+    """The asset a spot order locks and pays with: the quote to buy, the base to sell."""
+    return inst.quote if side is Side.BUY else inst.base
+
+
+def _plain(x: Decimal) -> str:
+    """A decimal without trailing zeros or an exponent, for messages."""
+    return format(x.normalize(), "f") if x else "0"

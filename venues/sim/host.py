@@ -382,6 +382,7 @@ class SimVenueClient:
         )
 
     async def account(self) -> AccountSnapshot:
+        """Both wallets: the futures wallet's margin, and the spot wallet's assets."""
         return await self._venue.call(
             lambda now: self._venue.exchange.account_snapshot(self._account, now)
         )

@@ -1,9 +1,11 @@
-"""The aiohttp application serving one simulated venue as the Binance USD-M futures API.
+"""The aiohttp application serving one simulated venue as Binance's USD-M futures and spot APIs.
 
 `BinanceServer` puts a `SimVenue` behind aiohttp on 127.0.0.1: the public and signed REST
-endpoints, the listenKey user-data stream and the `bookTicker`/`trade`/`aggTrade` market
-streams, HMAC-SHA256 signatures and Binance's error codes, close enough that a stock client of
-that API works once its base URLs point here. Every request goes through the venue, so the
+endpoints of both APIs (`/fapi` for the perpetuals, `/api/v3` for the spot instruments, each
+serving its own only), the listenKey user-data streams, the spot WebSocket API's user data
+subscription (`/ws-api/v3`) and the `bookTicker`/`trade`/`aggTrade` market streams,
+HMAC-SHA256 signatures and Binance's error codes, close enough that a stock client of either
+API works once its base URLs point here. Every request goes through the venue, so the
 venue profile applies: latency, acknowledgement semantics, stream lag, outages (HTTP 503, or
 connections refused), injected rejects and lost answers (-1007). `/_sim/` (not Binance) tells
 tests and TCA the venue-side times of each order and injects faults (outages, dropped
@@ -47,12 +49,30 @@ from venues.sim.server.handlers import (
     server_time,
     user_trades,
 )
+from venues.sim.server.spot_handlers import (
+    spot_account,
+    spot_all_orders,
+    spot_book_ticker_handler,
+    spot_cancel_open_orders,
+    spot_cancel_order,
+    spot_depth,
+    spot_exchange_info_handler,
+    spot_my_trades,
+    spot_new_order,
+    spot_open_orders,
+    spot_query_order,
+    spot_test_order,
+)
 from venues.sim.server.streamdrop import sim_drop_streams
 from venues.sim.server.streams import (
+    bare_stream,
     close_listen_key,
+    close_spot_listen_key,
     combined_stream,
     keep_listen_key,
+    keep_spot_listen_key,
     new_listen_key,
+    new_spot_listen_key,
     private_stream,
     raw_stream,
 )
@@ -63,6 +83,7 @@ from venues.sim.server.testapi import (
     sim_start_outage,
     sim_stop_outage,
 )
+from venues.sim.server.wsapi import ws_api
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +173,33 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_post("/fapi/v1/listenKey", new_listen_key)
     r.add_put("/fapi/v1/listenKey", keep_listen_key)
     r.add_delete("/fapi/v1/listenKey", close_listen_key)
+    # Binance's spot API: the venue's spot instruments, traded from the spot wallet.
+    r.add_get("/api/v3/ping", ping)
+    r.add_get("/api/v3/time", server_time)
+    r.add_get("/api/v3/exchangeInfo", spot_exchange_info_handler)
+    r.add_get("/api/v3/depth", spot_depth)
+    r.add_get("/api/v3/ticker/bookTicker", spot_book_ticker_handler)
+    r.add_post("/api/v3/order", spot_new_order)
+    r.add_post("/api/v3/order/test", spot_test_order)
+    r.add_get("/api/v3/order", spot_query_order)
+    r.add_delete("/api/v3/order", spot_cancel_order)
+    r.add_get("/api/v3/openOrders", spot_open_orders)
+    r.add_delete("/api/v3/openOrders", spot_cancel_open_orders)
+    r.add_get("/api/v3/allOrders", spot_all_orders)
+    r.add_get("/api/v3/account", spot_account)
+    r.add_get("/api/v3/myTrades", spot_my_trades)
+    r.add_post("/api/v3/userDataStream", new_spot_listen_key)
+    r.add_put("/api/v3/userDataStream", keep_spot_listen_key)
+    r.add_delete("/api/v3/userDataStream", close_spot_listen_key)
+    r.add_get("/ws-api/v3", ws_api)
+    r.add_get("/ws", bare_stream)  # streams subscribed by message
     r.add_get("/ws/{stream}", raw_stream)
     r.add_get("/stream", combined_stream)
     # Binance's current USD-M roots: public (book tickers, depth), market (trades) and
     # private (user data); each serves every stream here.
     for root in ("/public", "/market", "/private"):
+        if root != "/private":  # /private/ws is the user stream (below)
+            r.add_get(f"{root}/ws", bare_stream)
         r.add_get(f"{root}/ws/{{stream}}", raw_stream)
         r.add_get(f"{root}/stream", combined_stream)
     r.add_get("/private/ws", private_stream)
@@ -170,7 +213,7 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
 
 
 class BinanceServer:
-    """A simulated venue on `host:port` (0: any free port) as the Binance USD-M API.
+    """A simulated venue on `host:port` (0: any free port) as Binance's USD-M and spot APIs.
 
     Starting the server starts the venue; stopping it stops the venue. An outage in mode
     "refuse" closes the listening socket and every connection for its duration; any outage
@@ -219,7 +262,9 @@ class BinanceServer:
         self._watcher = asyncio.create_task(
             self._watch_outages(), name=f"outages-{self.venue.name}"
         )
-        log.info("venue %s serves the Binance USD-M API at %s", self.venue.name, self.rest_url)
+        log.info(
+            "venue %s serves Binance's USD-M and spot APIs at %s", self.venue.name, self.rest_url
+        )
 
     async def stop(self) -> None:
         if self._watcher is not None:

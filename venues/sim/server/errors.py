@@ -54,6 +54,11 @@ def _bad_key() -> BinanceError:
     return BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
 
 
+def _bad_key_format() -> BinanceError:
+    """Spot's answer to a request without an API key."""
+    return BinanceError(-2014, "API-key format invalid.", 401)
+
+
 def _unavailable() -> BinanceError:
     return BinanceError(
         -1001, "Internal error; unable to process your request. Please try again.", 503
@@ -93,6 +98,7 @@ REJECT_CODES: dict[RejectReason, tuple[int, str]] = {
         "Order's notional must be no smaller than {min_notional} (unless you choose reduce only).",
     ),
     RejectReason.INSUFFICIENT_MARGIN: (-2019, "Margin is insufficient."),
+    RejectReason.INSUFFICIENT_BALANCE: (-2019, "Margin is insufficient."),  # a spot reason
     RejectReason.POST_ONLY_WOULD_CROSS: (
         -5022,
         "Due to the order could not be executed as maker, the Post Only order will be rejected.",
@@ -125,5 +131,44 @@ def reject_error(
             code, msg = -4024, "Price is lower than mark price multiplier floor."
     if "{min_notional}" in msg:
         msg = msg.format(min_notional=_num(inst.min_notional) if inst else "the minimum")
+    status = 401 if code == -2015 else 400
+    return BinanceError(code, f"{msg} ({e.message})" if e.message else msg, status)
+
+
+# Binance's legal range for a client order id, as its -1100 message names it.
+CLIENT_ID_RANGE = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+_INSUFFICIENT = (-2010, "Account has insufficient balance for requested action.")
+_REFUSED = (-2010, "NEW_ORDER_REJECTED")
+
+# The same refusals as Binance's spot API gives them: filters are -1013 and name the filter,
+# what the account cannot pay or the order would do is -2010 with a reason.
+SPOT_REJECT_CODES: dict[RejectReason, tuple[int, str]] = {
+    RejectReason.UNKNOWN_SYMBOL: (-1121, "Invalid symbol."),
+    RejectReason.INVALID_QUANTITY: (-1013, "Filter failure: LOT_SIZE"),
+    RejectReason.INVALID_PRICE: (-1013, "Filter failure: PERCENT_PRICE_BY_SIDE"),
+    RejectReason.PRICE_OFF_TICK: (-1013, "Filter failure: PRICE_FILTER"),
+    RejectReason.QTY_OFF_LOT: (-1013, "Filter failure: LOT_SIZE"),
+    RejectReason.BELOW_MIN_NOTIONAL: (-1013, "Filter failure: NOTIONAL"),
+    RejectReason.INSUFFICIENT_MARGIN: _INSUFFICIENT,
+    RejectReason.INSUFFICIENT_BALANCE: _INSUFFICIENT,
+    RejectReason.POST_ONLY_WOULD_CROSS: (-2010, "Order would immediately match and take."),
+    RejectReason.FOK_NOT_FILLABLE: _REFUSED,
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: (-2010, "Duplicate order sent."),
+    RejectReason.INVALID_CLIENT_ORDER_ID: (
+        -1100,
+        _illegal("newClientOrderId", CLIENT_ID_RANGE).msg,
+    ),
+    RejectReason.REDUCE_ONLY_WOULD_INCREASE: _REFUSED,
+    RejectReason.UNKNOWN_ACCOUNT: (-2015, "Invalid API-key, IP, or permissions for action."),
+    RejectReason.VENUE_REFUSED: _REFUSED,
+    RejectReason.INJECTED: _REFUSED,
+}
+
+
+def spot_reject_error(e: OrderRejected, order: NewOrder | None = None) -> BinanceError:
+    """The spot API's error for an exchange refusal; the exchange's explanation follows in ()."""
+    code, msg = SPOT_REJECT_CODES[e.reason]
+    if e.reason is RejectReason.INVALID_PRICE and order is not None and order.price is None:
+        code, msg = -1112, "No orders on book for symbol."
     status = 401 if code == -2015 else 400
     return BinanceError(code, f"{msg} ({e.message})" if e.message else msg, status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import hmac
 import secrets
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from venues.model import (
     AckKind,
     ExecutionReport,
     Instrument,
+    InstrumentKind,
     NewOrder,
     OrderType,
     RejectReason,
@@ -30,6 +32,7 @@ from venues.sim.host import SimVenue, accepted_view
 from venues.sim.server.errors import (
     BinanceError,
     _bad_key,
+    _bad_key_format,
     _invalid,
     _missing,
     _outcome_unknown,
@@ -80,14 +83,40 @@ _ORDER_PARAMS = {
 }
 
 
+class Api(enum.StrEnum):
+    """The two Binance APIs the server speaks; each serves its own instruments only."""
+
+    USDM = "usdm"  # /fapi: USD-M futures, the perpetuals
+    SPOT = "spot"  # /api/v3 and /ws-api/v3: spot
+
+    @property
+    def kind(self) -> InstrumentKind:
+        return InstrumentKind.PERP if self is Api.USDM else InstrumentKind.SPOT
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOwner:
+    """Whose user data a listen key (or a WebSocket API subscription) streams, and in which
+    API's events."""
+
+    account: str
+    api: Api
+
+
+# What `Gateway.sockets` holds for a WebSocket API connection subscribed to user data (a
+# listen key's streams hold the key): a drop of the user streams closes it too.
+WS_API_USER = "ws-api"
+
+
 @dataclass
 class Gateway:
     """What the handlers share: the venue, the keys, the listen keys and the open sockets."""
 
     venue: SimVenue
     credentials: dict[str, ApiCredential]
-    listen_keys: dict[str, str] = field(default_factory=dict)  # listen key -> account
-    key_of: dict[str, str] = field(default_factory=dict)  # account -> listen key
+    listen_keys: dict[str, StreamOwner] = field(default_factory=dict)
+    key_of: dict[StreamOwner, str] = field(default_factory=dict)  # the reverse
+    # Every open WebSocket, with the listen key it streams (or WS_API_USER, or None).
     sockets: dict[web.WebSocketResponse, str | None] = field(default_factory=dict)
     # (id of the item, the stream's rendering, combined) -> (the item, its encoded messages)
     rendered: OrderedDict[tuple[int, Any, bool], tuple[object, list[str]]] = field(
@@ -118,16 +147,38 @@ class Gateway:
         return texts
 
     # --- authentication ----------------------------------------------------------------
-    def credential(self, request: web.Request) -> ApiCredential:
+    def credential(self, request: web.Request, api: Api = Api.USDM) -> ApiCredential:
+        """The holder of the request's API key (spot tells a missing key apart: -2014)."""
         key = request.headers.get("X-MBX-APIKEY", "")
+        return self.key_holder(key, api)
+
+    def key_holder(self, key: str, api: Api = Api.USDM) -> ApiCredential:
+        if not key and api is Api.SPOT:
+            raise _bad_key_format()
         cred = self.credentials.get(key)
         if cred is None:
             raise _bad_key()
         return cred
 
-    async def signed(self, request: web.Request) -> tuple[ApiCredential, Params]:
+    def check_time(self, timestamp: int, window: int | None) -> None:
+        """Binance's timing rule: `timestamp` within `recvWindow` (default 5 s, at most 60 s)
+        before the venue clock, and less than 1 s after it."""
+        window = window or DEFAULT_RECV_WINDOW_MS
+        if not 0 < window <= MAX_RECV_WINDOW_MS:
+            raise _invalid("recvWindow", f"at most {MAX_RECV_WINDOW_MS} ms")
+        now_ms = _ms(self.venue.now_ns())
+        if timestamp >= now_ms + 1000:
+            raise BinanceError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now_ms - timestamp > window:
+            raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    async def signed(
+        self, request: web.Request, api: Api = Api.USDM
+    ) -> tuple[ApiCredential, Params]:
         """Check the API key, timestamp, recvWindow and HMAC signature; the parameters."""
-        cred = self.credential(request)
+        cred = self.credential(request, api)
         raw_query = request.raw_path.partition("?")[2]
         raw_body = ""
         if request.method != "GET" and request.can_read_body:
@@ -138,38 +189,32 @@ class Gateway:
         params = Params(_merge(_pairs(raw_query, "query"), _pairs(raw_body, "body")))
         signature = params.text("signature", required=True)
         timestamp = params.integer("timestamp", required=True)
-        window = params.integer("recvWindow") or DEFAULT_RECV_WINDOW_MS
-        if not 0 < window <= MAX_RECV_WINDOW_MS:
-            raise _invalid("recvWindow", f"at most {MAX_RECV_WINDOW_MS} ms")
-        now_ms = _ms(self.venue.now_ns())
         assert timestamp is not None and signature is not None
-        if timestamp >= now_ms + 1000:
-            raise BinanceError(
-                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
-            )
-        if now_ms - timestamp > window:
-            raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        self.check_time(timestamp, params.integer("recvWindow"))
         expected = sign(cred.secret, _without_signature(raw_query) + _without_signature(raw_body))
-        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
-        if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
-            raise BinanceError(-1022, "Signature for this request is not valid.")
+        check_signature(expected, signature)
         for name in ("signature", "timestamp", "recvWindow"):
             params.items.pop(name, None)
         return cred, params
 
-    def instrument(self, symbol: str | None) -> Instrument:
+    def instrument(self, symbol: str | None, api: Api = Api.USDM) -> Instrument:
+        """The instrument `symbol` names on `api` (-1121 for one the API does not serve)."""
         if symbol is None:
             raise _missing("symbol")
         inst = self.exchange.instruments.get(symbol)
-        if inst is None:
+        if inst is None or inst.kind is not api.kind:
             raise BinanceError(-1121, "Invalid symbol.")
         return inst
 
-    def optional_symbol(self, params: Params) -> str | None:
+    def instruments(self, api: Api) -> list[Instrument]:
+        """The instruments `api` serves, in the venue's order."""
+        return [i for i in self.exchange.instruments.values() if i.kind is api.kind]
+
+    def optional_symbol(self, params: Params, api: Api = Api.USDM) -> str | None:
         """The request's `symbol` if it names one (checked: -1121 if unknown), else None."""
         symbol = params.text("symbol")
         if symbol is not None:
-            self.instrument(symbol)
+            self.instrument(symbol, api)
         return symbol
 
     # --- venue calls -------------------------------------------------------------------
@@ -281,17 +326,23 @@ class Gateway:
         return _OrderSpec(order, inst, resp)
 
     def answer(self, spec: _OrderSpec, r: ExecutionReport) -> dict[str, Any]:
-        """The HTTP answer to a placed order, as its ack kind and newOrderRespType allow.
+        """The HTTP answer to a placed order (USD-M), as `answered` says."""
+        return order_json(self.answered(spec, r), spec.inst)
 
-        A RESULT venue answers RESULT requests with the order after matching, and ACK
-        requests with the order as accepted; an ACCEPTED venue answers NEW either way (the
-        match is not known yet); a RECEIPT venue answers PENDING_NEW with orderId 0.
+    def answered(self, spec: _OrderSpec, r: ExecutionReport) -> ExecutionReport:
+        """The order as the answer to placing it shows it: its ack kind and newOrderRespType
+        decide what is known when the answer leaves.
+
+        A RESULT venue answers RESULT (and FULL) requests with the order after matching, and
+        ACK requests with the order as accepted; an ACCEPTED venue answers NEW either way
+        (the match is not known yet); a RECEIPT venue answers PENDING_NEW with orderId 0. A
+        lost answer is -1007.
         """
         if r.ack_kind is AckKind.UNKNOWN:
             raise _outcome_unknown()
         if r.ack_kind is AckKind.RESULT and spec.resp == "ACK":
             r = accepted_view(r)
-        return order_json(r, spec.inst)
+        return r
 
     def rejected(self, e: OrderRejected, spec: _OrderSpec) -> BinanceError:
         mark = None
@@ -300,16 +351,19 @@ class Gateway:
         return reject_error(e, spec.order, spec.inst, mark)
 
     # --- streams -----------------------------------------------------------------------
-    def listen_key(self, account: str) -> str:
-        key = self.key_of.get(account)
+    def listen_key(self, account: str, api: Api = Api.USDM) -> str:
+        """The account's listen key on `api` (one each; made on first use)."""
+        owner = StreamOwner(account, api)
+        key = self.key_of.get(owner)
         if key is None:
             key = secrets.token_hex(32)
-            self.key_of[account] = key
-            self.listen_keys[key] = account
+            self.key_of[owner] = key
+            self.listen_keys[key] = owner
         return key
 
-    async def drop_listen_key(self, account: str) -> None:
-        key = self.key_of.pop(account, None)
+    async def drop_listen_key(self, account: str, api: Api = Api.USDM) -> None:
+        """Forget the account's listen key on `api` and close the streams that carry it."""
+        key = self.key_of.pop(StreamOwner(account, api), None)
         if key is None:
             return
         self.listen_keys.pop(key, None)
@@ -324,3 +378,10 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def check_signature(expected: str, signature: str) -> None:
+    """-1022 unless `signature` is `expected` (hex, either case)."""
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
+        raise BinanceError(-1022, "Signature for this request is not valid.")

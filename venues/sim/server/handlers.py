@@ -1,4 +1,8 @@
-"""The REST endpoints of the Binance USD-M API: market data, orders and the account."""
+"""The REST endpoints of the Binance USD-M API: market data, orders and the account.
+
+They serve the venue's perpetuals only; its spot instruments are the spot API's
+(`venues.sim.server.spot_handlers`), and a spot symbol here is -1121 as on Binance.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,14 @@ from aiohttp import web
 
 from venues.errors import OrderRejected, RateLimited, UnknownOrder, VenueError
 from venues.model import AccountSnapshot, BookTicker, ExecutionReport, Instrument
-from venues.sim.exchange import MARGIN_ASSET
+from venues.sim.exchange import MARGIN_ASSET, UserTrade
 from venues.sim.server.errors import (
     BinanceError,
     _invalid,
     _rate_limited,
     _unavailable,
 )
-from venues.sim.server.gateway import GATEWAY, Gateway
+from venues.sim.server.gateway import GATEWAY, Api, Gateway
 from venues.sim.server.params import Params, _OrderSpec
 from venues.sim.server.render import (
     _ZERO,
@@ -85,7 +89,7 @@ async def book_ticker(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     p = Params(dict(request.query))
     symbol = gw.optional_symbol(p)
-    symbols = [symbol] if symbol is not None else list(gw.exchange.instruments)
+    symbols = [symbol] if symbol is not None else [i.symbol for i in gw.instruments(Api.USDM)]
 
     def read(now: int) -> list[tuple[Instrument, BookTicker | None]]:
         return [(gw.exchange.instruments[s], gw.exchange.book_ticker(s)) for s in symbols]
@@ -241,8 +245,8 @@ async def open_orders(request: web.Request) -> web.Response:
     cred, p = await gw.signed(request)
     symbol = gw.optional_symbol(p)
     reports = await gw.call(lambda now: gw.exchange.open_orders(cred.account_id, symbol))
-    insts = gw.exchange.instruments
-    return _json([order_json(r, insts[r.symbol], query=True) for r in reports])
+    insts = {i.symbol: i for i in gw.instruments(Api.USDM)}
+    return _json([order_json(r, insts[r.symbol], query=True) for r in reports if r.symbol in insts])
 
 
 async def all_orders(request: web.Request) -> web.Response:
@@ -252,11 +256,21 @@ async def all_orders(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
     inst = gw.instrument(p.text("symbol", required=True))
+    picked = await account_orders(gw, cred.account_id, inst, p)
+    return _json([order_json(r, inst, query=True) for r in picked])
+
+
+async def account_orders(
+    gw: Gateway, account: str, inst: Instrument, p: Params
+) -> list[ExecutionReport]:
+    """The orders an `allOrders` request picks: the account's on the symbol, open and
+    ended, oldest first: from `orderId` on (else the newest `limit`), within
+    `startTime`-`endTime` (their creation, ms)."""
     from_id = p.integer("orderId")
     start = p.integer("startTime")
     end = p.integer("endTime")
     limit = p.integer("limit", low=1, high=1000) or 500
-    reports = await gw.call(lambda now: gw.exchange.all_orders(cred.account_id, inst.symbol))
+    reports = await gw.call(lambda now: gw.exchange.all_orders(account, inst.symbol))
 
     def created_ms(r: ExecutionReport) -> int:
         return _ms(r.venue_receive_ns or r.venue_ts_ns)
@@ -268,8 +282,7 @@ async def all_orders(request: web.Request) -> web.Response:
         and (start is None or created_ms(r) >= start)
         and (end is None or created_ms(r) <= end)
     ]
-    picked = picked[:limit] if from_id is not None else picked[-limit:]
-    return _json([order_json(r, inst, query=True) for r in picked])
+    return picked[:limit] if from_id is not None else picked[-limit:]
 
 
 async def cancel_all(request: web.Request) -> web.Response:
@@ -284,12 +297,20 @@ async def user_trades(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     cred, p = await gw.signed(request)
     inst = gw.instrument(p.text("symbol", required=True))
+    picked = await account_trades(gw, cred.account_id, inst, p)
+    return _json([user_trade_json(t, inst) for t in picked])
+
+
+async def account_trades(gw: Gateway, account: str, inst: Instrument, p: Params) -> list[UserTrade]:
+    """The fills a `userTrades` (`myTrades`) request picks: the account's on the symbol,
+    of one `orderId`, within `startTime`-`endTime`, from `fromId` on (else the newest
+    `limit`), oldest first."""
     order_id = p.integer("orderId")
     start = p.integer("startTime")
     end = p.integer("endTime")
     from_id = p.integer("fromId")
     limit = p.integer("limit", low=1, high=1000) or 500
-    trades = await gw.call(lambda now: gw.exchange.user_trades(cred.account_id, inst.symbol))
+    trades = await gw.call(lambda now: gw.exchange.user_trades(account, inst.symbol))
     picked = [
         t
         for t in trades
@@ -298,8 +319,7 @@ async def user_trades(request: web.Request) -> web.Response:
         and (end is None or _ms(t.fill.ts_ns) <= end)
         and (from_id is None or int(t.fill.trade_id) >= from_id)
     ]
-    picked = picked[:limit] if from_id is not None else picked[-limit:]
-    return _json([user_trade_json(t, inst) for t in picked])
+    return picked[:limit] if from_id is not None else picked[-limit:]
 
 
 # --- account ---------------------------------------------------------------------------
@@ -315,7 +335,7 @@ def _position_rows(
     gw: Gateway, snap: AccountSnapshot, symbol: str | None
 ) -> Iterator[tuple[Instrument, Any]]:
     held = {p.symbol: p for p in snap.positions}
-    for inst in gw.exchange.instruments.values():
+    for inst in gw.instruments(Api.USDM):
         if symbol is None or inst.symbol == symbol:
             yield inst, held.get(inst.symbol)
 
@@ -502,7 +522,7 @@ async def leverage_bracket(request: web.Request) -> web.Response:
                 }
             ],
         }
-        for inst in gw.exchange.instruments.values()
+        for inst in gw.instruments(Api.USDM)
         if symbol is None or inst.symbol == symbol
     ]
     return _json(rows[0] if symbol is not None else rows)

@@ -22,7 +22,7 @@ MAX_PARAMS = 64
 # newline, so a value must match whole (`fullmatch`).
 _DECIMAL = re.compile(r"([0-9]{1,20})(\.[0-9]{1,20})?")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
-RespType = Literal["ACK", "RESULT"]
+RespType = Literal["ACK", "RESULT", "FULL"]  # FULL: spot only, RESULT with the fills
 
 
 class Params:

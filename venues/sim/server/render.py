@@ -78,14 +78,17 @@ def _decimals(x: Decimal) -> int:
 
 
 def exchange_info(venue: SimVenue, now_ns: int) -> dict[str, Any]:
-    """`GET /fapi/v1/exchangeInfo` for the venue's instruments."""
+    """`GET /fapi/v1/exchangeInfo` for the venue's perpetuals (spot is /api/v3's)."""
     band = venue.exchange.price_band
     symbols = []
     for inst in venue.exchange.instruments.values():
-        entry: dict[str, Any] = {"symbol": inst.symbol, "pair": inst.symbol}
-        if inst.kind is InstrumentKind.PERP:
-            entry |= {"contractType": "PERPETUAL", "deliveryDate": 4133404800000}
-        entry |= {
+        if inst.kind is not InstrumentKind.PERP:
+            continue
+        entry: dict[str, Any] = {
+            "symbol": inst.symbol,
+            "pair": inst.symbol,
+            "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000,
             "onboardDate": 1569398400000,
             "status": "TRADING",
             "maintMarginPercent": "2.5000",
@@ -97,7 +100,7 @@ def exchange_info(venue: SimVenue, now_ns: int) -> dict[str, Any]:
             "quantityPrecision": _decimals(inst.lot),
             "baseAssetPrecision": 8,
             "quotePrecision": 8,
-            "underlyingType": "COIN" if inst.kind is InstrumentKind.PERP else "SPOT",
+            "underlyingType": "COIN",
             "underlyingSubType": [],
             "settlePlan": 0,
             "triggerProtect": "0.0500",

@@ -20,8 +20,9 @@ DROP_REASON = b"stream dropped (simulated)"
 
 
 class _DropRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # "user": the listenKey user-data streams (a connection carrying one, market streams
-    # beside it or not); "all": the market streams too.
+    # "user": the user-data streams (a connection carrying a listen key, market streams
+    # beside it or not, and a WebSocket API connection subscribed to an account); "all":
+    # every WebSocket, the market streams too.
     streams: Literal["user", "all"] = "user"
 
 

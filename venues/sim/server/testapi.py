@@ -50,12 +50,15 @@ async def _admin_body(request: web.Request, kind: type[T]) -> T:
 
 
 async def sim_order(request: web.Request) -> web.Response:
-    """`GET /_sim/orders/<clientOrderId>[?symbol=]`: the venue-side times of an order (ns)."""
+    """`GET /_sim/orders/<clientOrderId>[?symbol=]`: the venue-side times of an order (ns),
+    on either API's instruments."""
     gw = request.app[GATEWAY]
     cred = _admin(request)
     coid = request.match_info["client_order_id"]
     symbol = request.query.get("symbol")
-    symbols = [gw.instrument(symbol).symbol] if symbol else list(gw.exchange.instruments)
+    if symbol and symbol not in gw.exchange.instruments:
+        raise BinanceError(-1121, "Invalid symbol.")
+    symbols = [symbol] if symbol else list(gw.exchange.instruments)  # spot and perpetual
     for s in symbols:
         try:
             r = gw.exchange.query(cred.account_id, s, coid)
