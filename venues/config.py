@@ -5,8 +5,9 @@
 from environment variables (`*_env`), or inline for simulated venues only; they are resolved
 when a venue is built, never printed, and never part of an error message.
 
-It is long (about 650 lines) because every field's check and error message stands beside
-the field it checks; split by section, each check would be read away from its field.
+It is long (about 850 lines) because every field's check and error message stands beside
+the field it checks; split by section, each check would be read away from its field. The
+clients a configuration's venues are reached through are made in `venues.clients`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,8 @@ from urllib.parse import urlsplit
 import msgspec
 import msgspec.inspect as mi
 
-from venues.binance.client import BinanceUsdmClient
-from venues.binance.spot_client import BinanceSpotClient
-from venues.client import VenueClient
 from venues.instants import parse_instant
-from venues.model import AckKind, Instrument, InstrumentKind
-from venues.routed import RoutedClient
+from venues.model import Instrument
 from venues.sim.calibration import (
     DEFAULT_CALIBRATION,
     REPLAY_INSTRUMENTS,
@@ -368,9 +365,9 @@ def parse_venues(
         if isinstance(venue, SimVenueConfig):
             venue = _check_sim(source, name, venue, base_dir)
         elif isinstance(venue, CcxtVenueConfig):
-            _check_ccxt(f"{source}: venues.{name}", venue)
+            check_ccxt_config(f"{source}: venues.{name}", venue)
         else:
-            _check_binance(f"{source}: venues.{name}", venue)
+            check_binance_config(f"{source}: venues.{name}", venue)
         _check_node_label(f"{source}: venues.{name}", venue.node_label)
         venues[name] = venue
     ports: dict[int, str] = {}
@@ -423,7 +420,7 @@ def _check_sim(
             f"{where}.market.depth_scale: must be within (0, {MAX_DEPTH_SCALE:g}] (1.0: the "
             f"calibrated depth), got {market.depth_scale}"
         )
-    catalogue = _catalogue(market)
+    catalogue = market_catalogue(market)
     for i, symbol in enumerate(cfg.instruments or ()):
         if symbol not in catalogue:
             raise ConfigError(
@@ -492,7 +489,7 @@ def _check_node_label(where: str, label: str | None) -> None:
         )
 
 
-def _check_ccxt(where: str, cfg: CcxtVenueConfig) -> None:
+def check_ccxt_config(where: str, cfg: CcxtVenueConfig) -> None:
     """An exchange ccxt.pro knows, its environment variable names, and its URL overrides."""
     from venues.ccxt.rules import check_exchange  # noqa: PLC0415 (ccxt loads slowly)
 
@@ -511,7 +508,7 @@ def _check_ccxt(where: str, cfg: CcxtVenueConfig) -> None:
                 raise ConfigError(f"{where}.urls.{key}: {problem}")
 
 
-def _check_binance(where: str, cfg: BinanceUsdmConfig | BinanceSpotConfig) -> None:
+def check_binance_config(where: str, cfg: BinanceUsdmConfig | BinanceSpotConfig) -> None:
     """A real venue: its environment variable names, and its URLs (`check_venue_url`)."""
     _check_env_name(f"{where}.api_key_env", cfg.api_key_env)
     _check_env_name(f"{where}.secret_env", cfg.secret_env)
@@ -562,7 +559,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _catalogue(market: MarketConfig) -> dict[str, Instrument]:
+def market_catalogue(market: MarketConfig) -> dict[str, Instrument]:
     if isinstance(market, ReplayMarketConfig):
         return REPLAY_INSTRUMENTS[market.kind]
     return SYNTHETIC_INSTRUMENTS
@@ -822,7 +819,7 @@ def build_market(cfg: SimVenueConfig, start_ns: int, origin_ns: int | None = Non
     from venues.sim.synthetic import SyntheticMarket  # noqa: PLC0415
 
     market = cfg.market
-    catalogue = _catalogue(market)
+    catalogue = market_catalogue(market)
     symbols = cfg.instruments or list(catalogue)
     if isinstance(market, ReplayMarketConfig):
         return ReplayMarket.from_dir(
@@ -868,181 +865,3 @@ def build_sim_venue(
         exchange.open_account(acct.spec())
     # The profile's draws are seeded by the venue's name: reruns behave alike.
     return SimVenue(exchange, profile, seed=zlib.crc32(name.encode()), clock=clock)
-
-
-def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> BinanceUsdmClient:
-    """The native adapter for a configured Binance USD-M venue, keys read from the environment.
-
-    Raises `AuthError` naming the missing environment variable (never a value), and
-    `ConfigError` for a URL `check_venue_url` refuses. `options` pass through to
-    `BinanceUsdmClient` (timeouts, account id, ...).
-    """
-    _check_binance(f"venues.{name}", cfg)
-    result = AckKind.RESULT if cfg.ack == "RESULT" else AckKind.ACCEPTED
-    return BinanceUsdmClient.from_env(
-        name,
-        rest_url=cfg.rest_url,
-        ws_url=cfg.ws_url,
-        api_key_env=cfg.api_key_env,
-        secret_env=cfg.secret_env,
-        user_ws_url=cfg.user_ws_url,
-        public_ws_url=cfg.public_ws_url,
-        market_ws_url=cfg.market_ws_url,
-        ack_semantics=result,
-        resp_type="RESULT" if result is AckKind.RESULT else "ACK",
-        **options,
-    )
-
-
-def build_binance_spot_client(name: str, cfg: BinanceSpotConfig, **options: Any) -> VenueClient:
-    """The native adapter for a configured Binance spot account, keys read from the
-    environment (`AuthError` naming a missing variable, never a value)."""
-    _check_binance(f"venues.{name}", cfg)
-    result = cfg.ack == "RESULT"
-    return BinanceSpotClient.from_env(
-        name,
-        rest_url=cfg.rest_url,
-        ws_url=cfg.ws_url,
-        api_key_env=cfg.api_key_env,
-        secret_env=cfg.secret_env,
-        market_ws_url=cfg.market_ws_url,
-        resp_type="FULL" if result else "ACK",
-        **options,
-    )
-
-
-def build_ccxt_client(name: str, cfg: CcxtVenueConfig, **options: Any) -> VenueClient:
-    """The ccxt adapter for a configured exchange, keys read from the environment."""
-    from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
-
-    _check_ccxt(f"venues.{name}", cfg)
-    urls = {k: v for k, v in (("rest", cfg.urls.rest), ("ws", cfg.urls.ws)) if v is not None}
-    return CcxtClient.from_env(
-        name,
-        cfg.exchange,
-        api_key_env=cfg.api_key_env,
-        secret_env=cfg.secret_env,
-        password_env=cfg.password_env,
-        sandbox=cfg.sandbox,
-        urls=urls or None,
-        options=dict(cfg.options) or None,
-        **options,
-    )
-
-
-def build_client(name: str, cfg: RealVenueConfig, **options: Any) -> VenueClient:
-    """The adapter for a configured real venue (`options`: timeouts, account id, ...)."""
-    if isinstance(cfg, BinanceUsdmConfig):
-        return build_binance_client(name, cfg, **options)
-    if isinstance(cfg, BinanceSpotConfig):
-        return build_binance_spot_client(name, cfg, **options)
-    return build_ccxt_client(name, cfg, **options)
-
-
-def build_sim_client(
-    name: str,
-    cfg: SimVenueConfig,
-    *,
-    rest_url: str,
-    ws_url: str,
-    account_id: str | None = None,
-    **options: Any,
-) -> VenueClient:
-    """The native adapter for a simulated venue served at `rest_url`/`ws_url`, logged in as
-    `account_id` (default: the venue's first account), acks as its profile declares.
-
-    The simulator serves a venue's perpetuals on Binance's USD-M API and its spot
-    instruments on the spot API: a venue of one kind gets that API's client, a venue of both
-    a `RoutedClient` over the two. The same client code a real Binance account uses; only
-    the URLs and keys differ. Raises `ConfigError` for an unknown account or a missing
-    credential variable.
-    """
-    credentials = {c.account_id: c for c in sim_credentials(name, cfg).values()}
-    if not credentials:
-        raise ConfigError(f"venues.{name}.accounts: no account to trade from")
-    account = account_id or cfg.accounts[0].account_id
-    if account not in credentials:
-        raise ConfigError(
-            f"venues.{name}.accounts: no account {account!r}; accounts: {', '.join(credentials)}"
-        )
-    cred = credentials[account]
-    ack = profile_from(cfg.profile).ack
-    catalogue = _catalogue(cfg.market)
-    kinds = {catalogue[s].kind for s in cfg.instruments or catalogue}
-    if cfg.adapter == "ccxt":
-        sides = _sim_ccxt_sides(name, kinds, cred, account, ack, rest_url, ws_url, options)
-    else:
-        sides = _sim_native_sides(name, kinds, cred, account, ack, rest_url, ws_url, options)
-    if len(sides) == 1:
-        return next(iter(sides.values()))
-    return RoutedClient(name, sides)
-
-
-def _sim_native_sides(
-    name: str,
-    kinds: set[InstrumentKind],
-    cred: ApiCredential,
-    account: str,
-    ack: AckKind,
-    rest_url: str,
-    ws_url: str,
-    options: dict[str, Any],
-) -> dict[InstrumentKind, VenueClient]:
-    """legato's native Binance clients of a simulated venue: USD-M and spot."""
-    sides: dict[InstrumentKind, VenueClient] = {}
-    if InstrumentKind.PERP in kinds:
-        sides[InstrumentKind.PERP] = BinanceUsdmClient(
-            name,
-            rest_url=rest_url,
-            ws_url=ws_url,
-            api_key=cred.api_key,
-            secret=cred.secret,
-            ack_semantics=ack,
-            resp_type="RESULT" if ack is AckKind.RESULT else "ACK",
-            account_id=account,
-            **options,
-        )
-    if InstrumentKind.SPOT in kinds:
-        sides[InstrumentKind.SPOT] = BinanceSpotClient(
-            name,
-            rest_url=rest_url,
-            ws_url=ws_url,
-            api_key=cred.api_key,
-            secret=cred.secret,
-            # FULL: the answer after the match, with each fill's fee and its asset.
-            resp_type="FULL" if ack is AckKind.RESULT else "ACK",
-            ack_semantics=ack,
-            account_id=account,
-            **options,
-        )
-    return sides
-
-
-def _sim_ccxt_sides(
-    name: str,
-    kinds: set[InstrumentKind],
-    cred: ApiCredential,
-    account: str,
-    ack: AckKind,
-    rest_url: str,
-    ws_url: str,
-    options: dict[str, Any],
-) -> dict[InstrumentKind, VenueClient]:
-    """ccxt's Binance exchanges pointed at a simulated venue: `binanceusdm` for its
-    perpetuals, `binance` for its spot instruments."""
-    from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
-
-    exchanges = {InstrumentKind.PERP: "binanceusdm", InstrumentKind.SPOT: "binance"}
-    return {
-        kind: CcxtClient(
-            name,
-            exchanges[kind],
-            api_key=cred.api_key,
-            secret=cred.secret,
-            urls={"rest": rest_url, "ws": ws_url},
-            ack_semantics=ack,
-            account_id=account,
-            **options,
-        )
-        for kind in sorted(kinds)
-    }

@@ -26,14 +26,8 @@ from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
-from venues.config import (
-    SimVenueConfig,
-    VenueConfig,
-    build_client,
-    build_sim_client,
-    build_sim_venue,
-    sim_credentials,
-)
+from venues.clients import build_client, build_sim_client
+from venues.config import SimVenueConfig, VenueConfig, build_sim_venue, sim_credentials
 from venues.errors import VenueError
 from venues.model import (
     AccountSnapshot,

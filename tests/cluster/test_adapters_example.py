@@ -13,7 +13,8 @@ from actors.messages import LegStatus
 from cluster.engine import Engine
 from tests.cluster.conftest import NAMESPACE
 from venues.ccxt import CcxtClient
-from venues.config import SimVenueConfig, build_sim_client, load_venues
+from venues.clients import build_sim_client
+from venues.config import SimVenueConfig, load_venues
 from venues.model import AckKind, InstrumentKind
 
 pytestmark = pytest.mark.usefixtures("ray_session")

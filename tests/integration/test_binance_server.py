@@ -28,12 +28,12 @@ import yarl
 
 from tests.support import DATA, needs_recorded_data
 from tests.support import until as wait_for_condition
+from venues.clients import build_binance_client
 from venues.config import (
     ApiCredential,
     BinanceUsdmConfig,
     ConfigError,
     SimVenueConfig,
-    build_binance_client,
     build_sim_venue,
     load_venues,
     parse_venues,

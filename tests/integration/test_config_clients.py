@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from venues.config import BinanceUsdmConfig, build_binance_client, load_venues
+from venues.clients import build_binance_client
+from venues.config import BinanceUsdmConfig, load_venues
 from venues.errors import AuthError
 from venues.model import AckKind, NewOrder, OrderStatus, OrderType, Side
 from venues.sim.up import serve

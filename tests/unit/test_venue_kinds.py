@@ -9,15 +9,8 @@ import pytest
 
 from actors.shells.accounts import account_key
 from venues.ccxt import CcxtClient
-from venues.config import (
-    BinanceSpotConfig,
-    CcxtVenueConfig,
-    ConfigError,
-    build_ccxt_client,
-    build_client,
-    build_sim_client,
-    parse_venues,
-)
+from venues.clients import build_ccxt_client, build_client, build_sim_client
+from venues.config import BinanceSpotConfig, CcxtVenueConfig, ConfigError, parse_venues
 from venues.errors import AuthError
 from venues.model import InstrumentKind
 from venues.routed import RoutedClient
