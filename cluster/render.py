@@ -348,9 +348,17 @@ def _operations(report: BasketReport, tca: dict[str, Any]) -> Section:
         items.append(Table(("latency", "event", "p50", "p99", "n"), rows, frozenset({2, 3, 4})))
     c = report.collateral
     facts = []
-    if c.reserved:
-        held = ", ".join(f"{v} {_usd(a)}" for v, a in sorted(c.reserved.items()))
-        facts.append(("collateral", f"{held}; {'released' if c.released else 'NOT released'}"))
+    if c.reserved or c.holdings:
+        # Margin in dollars per venue, then the spot wallets' pools (a spot leg's quote or
+        # base asset), each in its own asset.
+        held = [f"{v} {_usd(a)}" for v, a in sorted(c.reserved.items())]
+        held += [
+            f"{v} {amount.normalize():f} {pool.removeprefix('spot:')} (spot)"
+            for v, pools in sorted(c.holdings.items())
+            for pool, amount in sorted(pools.items())
+        ]
+        state = "released" if c.released else "NOT released"
+        facts.append(("collateral", f"{', '.join(held)}; {state}"))
     facts += [("refused", r) for r in c.refused]
     rejects = [(leg.leg_id, len(leg.rejects)) for leg in report.legs if leg.rejects]
     total = sum(n for _, n in rejects)

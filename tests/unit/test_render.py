@@ -209,7 +209,8 @@ def completed_report(rename: dict[str, str] | None = None) -> BasketReport:
             reaction_ns=REACTION_NS,
         ),
         collateral=CollateralReport(
-            reserved={"alpha": Decimal(5000), "beta": Decimal(5000), "gamma": Decimal(10400)},
+            reserved={"alpha": Decimal(5000), "gamma": Decimal(10400)},
+            holdings={"beta": {"spot:USDT": Decimal("5000.25")}},
             released=True,
         ),
         tca=tca,
@@ -281,6 +282,7 @@ def test_summary_shows_the_reports_figures() -> None:
         assert ms(unc) in line and f"{voff / 1e6:+.3f} ms" in line and ms(vunc) in line
     assert re.search(r"rejects +1 \(btc 1\)", text)
     assert "$10,400.00" in text and "released" in text
+    assert "beta 5000.25 USDT (spot)" in text  # a spot leg's pool, in its own asset
     assert re.search(r"note +btc shrunk", text)
 
 
