@@ -66,8 +66,12 @@ def credentials_from_env(
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
         raise AuthError(
-            f"environment variable {' and '.join(missing)} is not set or empty "
-            f"(the API key is read from {api_key_env}, the secret from {secret_env}"
+            (
+                f"environment variable {missing[0]} is not set or empty "
+                if len(missing) == 1
+                else f"environment variables {' and '.join(missing)} are not set or empty "
+            )
+            + f"(the API key is read from {api_key_env}, the secret from {secret_env}"
             + (f", the password from {password_env})" if password_env else ")"),
             venue=venue,
         )
