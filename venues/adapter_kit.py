@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -52,6 +54,45 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
 _FINISHED_KEPT = 10_000
 _HALF_MS_NS = 500_000
 _ZERO = Decimal(0)
+
+
+def insecure_url(url: str, *, websocket: bool = False) -> str | None:
+    """Why `url` must not carry keys and signatures, or None when it may.
+
+    Encrypted URLs (https, or wss for a `websocket`) may go anywhere; plain http and ws
+    only to a loopback address (127.0.0.0/8, ::1, localhost), which is where the simulated
+    venues listen. Credentials in the URL itself are refused: URLs are logged.
+    """
+    plain, secure = ("ws", "wss") if websocket else ("http", "https")
+    accepted = (
+        f"accepted: {secure}://HOST[:PORT][/PATH], or {plain}:// to a loopback address "
+        "(127.0.0.0/8, ::1, localhost) such as a simulated venue"
+    )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return f"this is not a URL (its host or port cannot be read); {accepted}"
+    if parts.scheme not in (plain, secure) or not host:
+        return f"{url!r} is not a {secure} URL; {accepted}"
+    if parts.scheme == plain and not _loopback(host):
+        return (
+            f"{url!r} is plain {plain} to {host}, which is not a loopback address: {secure} "
+            f"is required (keys and signatures travel over it); {accepted}"
+        )
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are refused (URLs are logged)"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- credentials and background tasks --------------------------------------------------------

@@ -12,7 +12,6 @@ clients a configuration's venues are reached through are made in `venues.clients
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
@@ -23,11 +22,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
 
+from venues.adapter_kit import insecure_url
 from venues.instants import parse_instant
 from venues.model import Instrument
 from venues.sim.calibration import (
@@ -521,42 +520,10 @@ def check_binance_config(where: str, cfg: BinanceUsdmConfig | BinanceSpotConfig)
 
 
 def check_venue_url(field: str, url: str) -> str | None:
-    """What is wrong with a real venue's URL for `field` (rest_url, ws_url, ...), or None.
-
-    Keys, signatures and listen keys travel over it: it must be encrypted (https, wss).
-    Plain http and ws reach only a loopback address (127.0.0.0/8, ::1, localhost), which is
-    where the simulators listen. Credentials in the URL itself are refused: URLs are logged.
-    """
-    plain, secure = _SCHEMES[field]
-    accepted = (
-        f"accepted: {secure}://HOST[:PORT][/PATH], or {plain}:// to a loopback address "
-        "(127.0.0.0/8, ::1, localhost) such as a simulated venue"
-    )
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 (a port that is not a number raises here)
-    except ValueError:
-        return f"{url!r} is not a URL; {accepted}"
-    if parts.scheme not in (plain, secure) or not host:
-        return f"{url!r} is not a {secure} URL; {accepted}"
-    if parts.scheme == plain and not _loopback(host):
-        return (
-            f"{url!r} is plain {plain} to {host}, which is not a loopback address: {secure} is "
-            f"required (keys and signatures travel over it); {accepted}"
-        )
-    if parts.username is not None or parts.password is not None:
-        return "credentials in the URL are refused (URLs are logged); keys come from *_env"
-    return None
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """What is wrong with a real venue's URL for `field` (rest_url, ws_url, ...), or None:
+    the adapters' own rule (`venues.adapter_kit.insecure_url`: encrypted, or plain to a
+    loopback address only; no credentials in it)."""
+    return insecure_url(url, websocket=_SCHEMES[field][0] == "ws")
 
 
 def market_catalogue(market: MarketConfig) -> dict[str, Instrument]:

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from venues.adapter_kit import insecure_url
 from venues.binance import BinanceSpotClient, parse, spot_parse, spot_wire, wire
 from venues.binance.market_stream import spot_market_reader
-from venues.binance.transport import insecure_url
 from venues.binance.user_stream import SpotEvents, StreamEnd
 from venues.client import VenueClient
 from venues.errors import (

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from venues.adapter_kit import OwnedTasks, credentials_from_env
+from venues.adapter_kit import OwnedTasks, credentials_from_env, insecure_url
 from venues.binance.market_stream import MarketStreams
 from venues.binance.orders import OrderApi
-from venues.binance.transport import PublicGet, Secret, insecure_url
+from venues.binance.transport import PublicGet, Secret
 from venues.binance.user_stream import UserStream
 from venues.errors import AuthError, VenueError
 from venues.model import (

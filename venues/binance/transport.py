@@ -9,11 +9,9 @@ errors `{"code": ..., "msg": ...}` with 418/429 for rate limits. What differs be
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -45,45 +43,6 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("an API secret cannot be pickled")
-
-
-def insecure_url(url: str, *, websocket: bool = False) -> str | None:
-    """Why `url` must not carry keys and signatures, or None when it may.
-
-    Encrypted URLs (https, or wss for a `websocket`) may go anywhere; plain http and ws
-    only to a loopback address (127.0.0.0/8, ::1, localhost), which is where the simulated
-    venues listen. Credentials in the URL itself are refused: URLs are logged.
-    """
-    plain, secure = ("ws", "wss") if websocket else ("http", "https")
-    accepted = (
-        f"accepted: {secure}://HOST[:PORT][/PATH], or {plain}:// to a loopback address "
-        "(127.0.0.0/8, ::1, localhost) such as a simulated venue"
-    )
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 (a port that is not a number raises here)
-    except ValueError:
-        return f"not a URL (host or port unreadable); {accepted}"
-    if parts.username is not None or parts.password is not None:
-        return "credentials in the URL are refused (URLs are logged)"
-    if parts.scheme not in (plain, secure) or not host:
-        return f"{url!r} is not a {secure} URL; {accepted}"
-    if parts.scheme == plain and not _loopback(host):
-        return (
-            f"{url!r} is plain {plain} to {host}, which is not a loopback address: {secure} "
-            f"is required (keys and signatures travel over it); {accepted}"
-        )
-    return None
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class BinanceTransport:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import ccxt
 import ccxt.pro
 
+from venues.adapter_kit import insecure_url
 from venues.ccxt import parse
 from venues.ccxt.rules import ExchangeRules, rebase_urls
 
@@ -128,16 +129,12 @@ class Redact(logging.Filter):
 def check_urls(urls: Mapping[str, str]) -> None:
     """Keys and signatures travel over these: https/wss, or plain only to a loopback address
     (the simulators); the same rule as every real venue's URLs in the configuration."""
-    # Imported here: venues.config builds every adapter, this one included.
-    from venues.config import check_venue_url  # noqa: PLC0415
-
     for key, url in urls.items():
-        field = {"rest": "rest_url", "ws": "ws_url"}.get(key)
-        if field is None:
+        if key not in ("rest", "ws"):
             raise ValueError(
                 f"urls: unknown key {key!r}; accepted: rest (http(s) root), ws (ws(s) root)"
             )
-        problem = check_venue_url(field, url)
+        problem = insecure_url(url, websocket=key == "ws")
         if problem is not None:
             raise ValueError(f"urls.{key}: {problem}")
 
