@@ -25,11 +25,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import msgspec
 
+from actors.fees import USD_ASSETS
 from venues.model import AccountSnapshot, Instrument, InstrumentKind, Side
 
 USD = "USD"  # a venue's margin pool: its margin asset (USDT), counted in dollars
 SPOT = "spot:"  # the prefix of a venue's spot-wallet pools
-_DOLLARS = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "USD", "DAI", "TUSD"})
 
 
 def spot_pool(asset: str) -> str:
@@ -586,7 +586,7 @@ def _floor(value: Decimal, quantum: Decimal | None) -> Decimal:
 def _quantum(pool_asset: str) -> Decimal | None:
     """Dollar pools are counted to the cent; others exactly."""
     asset = pool_asset.removeprefix(SPOT)
-    return CENT if asset == USD or asset in _DOLLARS else None
+    return CENT if asset == USD or asset in USD_ASSETS else None
 
 
 def _fmt(amount: Decimal, asset: str) -> str:
@@ -594,6 +594,6 @@ def _fmt(amount: Decimal, asset: str) -> str:
         return f"{amount:,.2f} USD"
     wallet = " (spot wallet)" if asset.startswith(SPOT) else ""
     asset = asset.removeprefix(SPOT)
-    if asset in _DOLLARS:
+    if asset in USD_ASSETS:
         return f"{amount:,.2f} {asset}{wallet}"
     return f"{amount.normalize():f} {asset}{wallet}"
