@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.journal import journal_store
+from actors.journal import JournaledOrder, journal_store
 from actors.journal.records import (
     BasketReported,
     BasketResolved,
@@ -50,6 +50,12 @@ _HTTP = aiohttp.ClientTimeout(total=10)
 
 
 QUOTE = "USDT"  # every instrument of the fault world is quoted in it
+
+
+def kept_fee(o: JournaledOrder) -> Decimal:
+    """Fees charged in the traded asset itself (a spot buy's): the venue's holding moves by
+    the fills less this."""
+    return sum((t.fee for t in o.fills if o.symbol == t.fee_asset + QUOTE), Decimal(0))
 
 
 @dataclass
@@ -298,9 +304,7 @@ async def _audit(store: Any, venues: _Venues, run_id: str) -> RunAudit:
     for o in orders:
         a.per_venue_sent[o.venue] += 1
         sign = 1 if o.order.side is Side.BUY else -1
-        # A fee charged in the traded asset itself (a spot buy's) leaves the venue's holding
-        # short of the fills by that much.
-        kept = sum((t.fee for t in o.fills if o.symbol == t.fee_asset + QUOTE), Decimal(0))
+        kept = kept_fee(o)
         a.journal_moved[o.venue, o.symbol] += sign * o.order.filled_qty - kept
         for t in o.fills:
             a.booked_moved[o.venue, o.symbol] += sign * t.qty

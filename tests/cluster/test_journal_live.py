@@ -30,6 +30,7 @@ from actors.lifecycle import BasketState
 from actors.report import BasketReport
 from actors.shells.remote import COLLATERAL_NAME, REGISTRY_NAME, basket_actor_name
 from actors.spec import load_basket
+from bench.faults_trials.audit import kept_fee
 from cluster.engine import Engine
 from tests.cluster.conftest import NAMESPACE
 from tests.cluster.test_baskets import venues
@@ -130,8 +131,7 @@ def check_against_venues(engine: Engine, orders: list[JournaledOrder], held: dic
     for o in orders:
         sign = 1 if o.order.side is Side.BUY else -1
         # A fee charged in the asset traded (a spot buy's STETH) is not held.
-        kept = sum((t.fee for t in o.fills if o.symbol == f"{t.fee_asset}USDT"), D(0))
-        moved[o.venue, o.symbol] += sign * o.order.filled_qty - kept
+        moved[o.venue, o.symbol] += sign * o.order.filled_qty - kept_fee(o)
     after = holdings(engine)
     for (venue, symbol), qty in moved.items():
         before = held[venue].get(symbol, D(0))
