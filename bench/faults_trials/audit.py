@@ -194,9 +194,9 @@ class _Venues:
 
     async def order(
         self, venue: str, symbol: str, coid: str
-    ) -> tuple[ExecutionReport | None, dict[int, Decimal]]:
+    ) -> tuple[ExecutionReport | None, dict[str, Decimal]]:
         """The venue's report of the order (None: it knows no such order) and its trades
-        (trade id → quantity)."""
+        (trade id → quantity; ids are strings, as the venue contract has them)."""
         async with self.gate:
             report = await self.engine.venues[venue].sim_order.remote(symbol, coid)
             if report is None:
@@ -208,9 +208,9 @@ class _Venues:
             if r.status != 200:
                 raise RuntimeError(f"{venue} /_sim/orders/{coid}: {r.status} {body}")
             # Of this order (its exchange id): a reused client order id names the newest.
-            if body.get("orderId") != report.order_id:
+            if str(body.get("orderId")) != report.order_id:
                 raise RuntimeError(f"{venue} {coid}: the admin API names another order")
-            return report, {int(t["tradeId"]): D(t["qty"]) for t in body["fills"]}
+            return report, {str(t["tradeId"]): D(t["qty"]) for t in body["fills"]}
 
 
 async def audit_runs(engine: Engine, journal: str, run_ids: Sequence[str]) -> dict[str, RunAudit]:

@@ -236,9 +236,9 @@ class VenueRecords:
 
     async def order(
         self, venue: str, symbol: str, coid: str
-    ) -> tuple[ExecutionReport | None, dict[int, Decimal]]:
+    ) -> tuple[ExecutionReport | None, dict[str, Decimal]]:
         """The venue's report of the order (None: it knows no such order) and its trades
-        (trade id → quantity)."""
+        (trade id → quantity; ids are strings, as the venue contract has them)."""
         client = self.clients[venue]
         async with self.gate:
             try:
@@ -246,7 +246,7 @@ class VenueRecords:
             except UnknownOrder:
                 return None, {}
             trades = await client.user_trades(symbol, report.order_id)
-        return report, {t.id: t.qty for t in trades}
+        return report, {str(t.id): t.qty for t in trades}
 
     async def positions(self) -> dict[tuple[str, str], Decimal]:
         held = {}
