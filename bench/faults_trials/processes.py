@@ -221,7 +221,11 @@ class VenueRecords:
     def __init__(self, venues: Mapping[str, SimVenue], parallel: int = 8) -> None:
         self.clients = {
             v.name: BinanceUsdmClient(
-                v.name, rest_url=v.url, ws_url=v.url, api_key=v.api_key, secret=v.secret
+                v.name,
+                rest_url=v.url,
+                ws_url=v.url.replace("http://", "ws://", 1),  # REST only: never opened
+                api_key=v.api_key,
+                secret=v.secret,
             )
             for v in venues.values()
         }
