@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from venues.errors import VenueError, VenueUnavailable
@@ -17,6 +18,8 @@ from venues.model import (
     MarketEvent,
     NewOrder,
     Position,
+    TransferReceipt,
+    WalletKind,
 )
 
 
@@ -77,6 +80,38 @@ class VenueClient(Protocol):
     async def account(self) -> AccountSnapshot: ...
 
     async def positions(self) -> list[Position]: ...
+
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        """Move `amount` of `asset` between this account's own wallets (`capabilities.
+        transfers`). The answer may say PENDING; `transfer_status` follows it. An adapter
+        whose venue keeps no client id for transfers finds a lost answer's transfer in the
+        venue's history, never by asking twice. `Unsupported` where the venue cannot."""
+        ...
+
+    async def deposit_address(self, asset: str) -> str:
+        """Where another venue sends `asset` to credit this account's spot wallet
+        (`capabilities.withdrawals`)."""
+        ...
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        """Send `amount` of `asset` from the spot wallet to `address` (another venue's
+        `deposit_address`), under `client_transfer_id`, by which a lost answer is found
+        again (`capabilities.withdrawals`)."""
+        ...
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        """The transfer's state now, as the venue reports it (by its id, or for a lost
+        answer by its client id)."""
+        ...
 
     async def server_time_ns(self) -> int: ...
 

@@ -34,7 +34,8 @@ def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> B
 
     Raises `AuthError` naming the missing environment variable (never a value), and
     `ConfigError` for a URL `check_venue_url` refuses. `options` pass through to
-    `BinanceUsdmClient` (timeouts, account id, ...).
+    `BinanceUsdmClient` (timeouts, account id, ...). The wallet API (transfers and
+    withdrawals) is the configuration's `sapi_url`, Binance's spot host by default.
     """
     check_binance_config(f"venues.{name}", cfg)
     result = AckKind.RESULT if cfg.ack == "RESULT" else AckKind.ACCEPTED
@@ -49,7 +50,7 @@ def build_binance_client(name: str, cfg: BinanceUsdmConfig, **options: Any) -> B
         market_ws_url=cfg.market_ws_url,
         ack_semantics=result,
         resp_type="RESULT" if result is AckKind.RESULT else "ACK",
-        **options,
+        **({"sapi_url": cfg.sapi_url} | options),
     )
 
 
@@ -112,7 +113,8 @@ def build_sim_client(
 
     The simulator serves a venue's perpetuals on Binance's USD-M API and its spot
     instruments on the spot API: a venue of one kind gets that API's client, a venue of both
-    a `RoutedClient` over the two. The same client code a real Binance account uses; only
+    (or of perpetuals whose account holds a spot wallet, `spot_balances`) a `RoutedClient`
+    over the two. The same client code a real Binance account uses; only
     the URLs and keys differ. Raises `ConfigError` for an unknown account or a missing
     credential variable.
     """
@@ -128,6 +130,10 @@ def build_sim_client(
     ack = profile_from(cfg.profile).ack
     catalogue = market_catalogue(cfg.market)
     kinds = {catalogue[s].kind for s in cfg.instruments or catalogue}
+    if any(a.account_id == account and a.spot_balances for a in cfg.accounts):
+        # A spot wallet to read and move money from (collateral routing), on a venue that
+        # may list no spot instrument: the spot API's client beside the perpetuals'.
+        kinds.add(InstrumentKind.SPOT)
     if cfg.adapter == "ccxt":
         sides = _sim_ccxt_sides(name, kinds, cred, account, ack, rest_url, ws_url, options)
     else:
@@ -159,6 +165,8 @@ def _sim_native_sides(
             ack_semantics=ack,
             resp_type="RESULT" if ack is AckKind.RESULT else "ACK",
             account_id=account,
+            # The wallet API (sapi) lives on Binance's spot host; the simulator serves it too.
+            sapi_url=rest_url,
             **options,
         )
     if InstrumentKind.SPOT in kinds:

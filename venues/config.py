@@ -63,7 +63,7 @@ _ASSET = re.compile(r"[A-Z0-9]{1,20}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NODE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,252}=[A-Za-z0-9._-]{0,63}")
 # The schemes of a real venue's URLs, plain (to a loopback address only) and encrypted.
-_SCHEMES = {"rest_url": ("http", "https")} | {
+_SCHEMES = {"rest_url": ("http", "https"), "sapi_url": ("http", "https")} | {
     f: ("ws", "wss") for f in ("ws_url", "user_ws_url", "public_ws_url", "market_ws_url")
 }
 _SYNTHETIC_STEP_NS = 100_000_000
@@ -225,6 +225,9 @@ class BinanceUsdmConfig(
     market_ws_url: str | None = None
     ack: Literal["ACCEPTED", "RESULT"] = "ACCEPTED"  # newOrderRespType ACK or RESULT
     node_label: str | None = None
+    # The account's wallet API (transfers, withdrawals): Binance serves it on the spot host;
+    # a testnet's or another deployment's spot host goes here.
+    sapi_url: str = "https://api.binance.com"
 
 
 class BinanceSpotConfig(

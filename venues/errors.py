@@ -85,3 +85,8 @@ class RateLimited(VenueError):
 
 class AuthError(VenueError):
     """Bad or missing credentials, signature or timestamp."""
+
+
+class Unsupported(VenueError):
+    """The venue, or this adapter, cannot do what was asked (a transfer where the venue
+    offers none): nothing was sent."""

@@ -128,7 +128,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     post_only: bool = True
     reduce_only: bool = True
     batch_size: int = 1  # orders in one batch request; 1: no batch endpoint
-    transfers: bool = False
+    transfers: bool = False  # between the venue's own wallets (`VenueClient.transfer`)
+    withdrawals: bool = False  # to another venue (`withdraw`, `deposit_address`)
     client_ids: ClientIdRule = BINANCE_CLIENT_IDS
 
     def missing(
@@ -148,6 +149,53 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
         if reduce_only and not self.reduce_only:
             out.append("reduce-only orders")
         return out
+
+
+class WalletKind(enum.StrEnum):
+    """An account's wallets at one venue, kept apart as Binance keeps them."""
+
+    SPOT = "spot"  # each asset free and locked; withdrawals leave and deposits land here
+    MARGIN = "margin"  # the derivatives (USD-M) wallet: margin, positions
+
+
+class TransferKind(enum.StrEnum):
+    INTERNAL = "internal"  # between one venue's own wallets (Binance's universal transfer)
+    WITHDRAWAL = "withdrawal"  # out of one venue to an address at another
+
+
+class TransferState(enum.StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"  # internal: credited; withdrawal: sent (the deposit follows)
+    FAILED = "failed"  # nothing moved (a failed withdrawal is given back to the wallet)
+
+    @property
+    def is_final(self) -> bool:
+        return self is not TransferState.PENDING
+
+
+class TransferReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    """A transfer as the venue reports it.
+
+    `transfer_id` is the venue's id (Binance's `tranId`, a withdrawal's `id`);
+    `client_transfer_id` legato's (a withdrawal's `withdrawOrderId`; "" where the venue keeps
+    none, as for Binance's universal transfer). An internal transfer moves `asset` from the
+    `source` wallet to the `destination` wallet (`WalletKind` values); a withdrawal from
+    the spot wallet (`source` "spot") to the address `destination`. Times are the venue's
+    (ns; `updated_ns` when the state last changed, 0 when the venue does not say).
+    """
+
+    transfer_id: str
+    client_transfer_id: str = ""
+    kind: TransferKind
+    venue: str
+    asset: str
+    amount: Decimal
+    source: str
+    destination: str
+    state: TransferState
+    requested_ns: int
+    updated_ns: int = 0
+    reason: str = ""
 
 
 def _snap(value: Decimal, step: Decimal, rounding: str) -> Decimal:

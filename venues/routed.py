@@ -4,7 +4,9 @@ A venue such as Binance (and the simulator, which serves both of Binance's APIs 
 port) keeps a USD-M futures wallet and a spot wallet behind two APIs. legato treats it as
 one venue: this client routes each call by the instrument's kind to the adapter of that API,
 and merges what both say (instruments, open orders, execution reports; the account's margin
-wallet from the derivatives side and `spot_balances` from the spot side).
+wallet from the derivatives side and `spot_balances` from the spot side). Transfers and
+withdrawals are the account's, whichever API trades: they go to the spot side (whose host
+holds Binance's wallet API), or to the only side there is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import TypeVar
 
 from venues.client import VenueClient
@@ -28,6 +31,8 @@ from venues.model import (
     MarketEvent,
     NewOrder,
     Position,
+    TransferReceipt,
+    WalletKind,
 )
 
 T = TypeVar("T")
@@ -71,7 +76,8 @@ class RoutedClient:
             post_only=any(c.post_only for c in caps),
             reduce_only=any(c.reduce_only for c in caps),
             batch_size=min(c.batch_size for c in caps),
-            transfers=any(c.transfers for c in caps),
+            transfers=self._wallets.capabilities.transfers,
+            withdrawals=self._wallets.capabilities.withdrawals,
             client_ids=main.client_ids,
         )
 
@@ -86,6 +92,11 @@ class RoutedClient:
     @property
     def _main(self) -> VenueClient:
         return self._sides.get(InstrumentKind.PERP) or next(iter(self._sides.values()))
+
+    @property
+    def _wallets(self) -> VenueClient:
+        """The side transfers and withdrawals go through: the spot side, else the only one."""
+        return self._sides.get(InstrumentKind.SPOT) or self._main
 
     def _side(self, symbol: str) -> VenueClient:
         kind = self._kind_of.get(symbol)
@@ -196,6 +207,28 @@ class RoutedClient:
 
     async def server_time_ns(self) -> int:
         return await self._main.server_time_ns()
+
+    # --- transfers (the account's, through the spot side) ----------------------------------
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        return await self._wallets.transfer(asset, amount, source, destination, client_transfer_id)
+
+    async def deposit_address(self, asset: str) -> str:
+        return await self._wallets.deposit_address(asset)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        return await self._wallets.withdraw(asset, amount, address, client_transfer_id)
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        return await self._wallets.transfer_status(receipt)
 
     # --- streams -------------------------------------------------------------------------
     def execution_reports(self) -> AsyncIterator[ExecutionReport]:

@@ -37,6 +37,8 @@ from venues.model import (
     InstrumentKind,
     Position,
     Side,
+    TransferReceipt,
+    WalletKind,
 )
 
 if TYPE_CHECKING:
@@ -287,6 +289,36 @@ class VenueActor:
 
     async def positions(self) -> dict[str, Decimal]:
         return await self.gateway.positions()
+
+    # -- the wallets (collateral routing) ----------------------------------------------------
+    def can_transfer(self) -> tuple[bool, bool]:
+        """Whether the adapter moves money between this account's wallets, and to and from
+        other venues."""
+        caps = self.gateway.client.capabilities
+        return caps.transfers, caps.withdrawals
+
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        return await self.gateway.client.transfer(
+            asset, amount, source, destination, client_transfer_id
+        )
+
+    async def deposit_address(self, asset: str) -> str:
+        return await self.gateway.client.deposit_address(asset)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        return await self.gateway.client.withdraw(asset, amount, address, client_transfer_id)
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        return await self.gateway.client.transfer_status(receipt)
 
     def leverage(self) -> int:
         """The account leverage the venue was configured with (1 when unknown: safest)."""

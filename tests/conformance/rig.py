@@ -1,9 +1,11 @@
 """The conformance rig: one simulated venue with a scripted (still) book, served over real
 sockets on 127.0.0.1 with Binance's APIs, and a way to make each adapter's client of it.
 
-Every adapter runs the same contract tests (tests/conformance/test_contract.py) against the
-same venue; what an adapter cannot do (an in-process client has no credentials and no
-connection to lose) its rig says, and the test that needs it is skipped with that reason.
+Every adapter runs the same contract tests (tests/conformance/test_contract.py and
+test_transfers.py) against the same venue; what an adapter cannot do (an in-process client
+has no credentials and no connection to lose) its rig says, and the test that needs it is
+skipped with that reason. A second venue (its own server, one account) is what withdrawals
+are sent to.
 """
 
 from __future__ import annotations
@@ -22,18 +24,28 @@ from venues.binance import BinanceSpotClient, BinanceUsdmClient
 from venues.client import VenueClient
 from venues.config import ApiCredential
 from venues.model import InstrumentKind, NewOrder, OrderType, Side, TimeInForce
+from venues.routed import RoutedClient
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue
 from venues.sim.market import DepthUpdate, ScriptedMarket, TradePrint
-from venues.sim.profile import Latency, VenueProfile
+from venues.sim.profile import Latency, TransferProfile, VenueProfile
 from venues.sim.server import BinanceServer
+from venues.sim.server.errors import BinanceError
 
 D = Decimal
 KEY, SECRET, ACCOUNT = "conf-key-0001", "conf-secret-never-shown-0001", "conf"
+# The second venue, which withdrawals go to: its own server, one account.
+OTHER_KEY, OTHER_SECRET, OTHER = "conf-key-0002", "conf-secret-never-shown-0002", "conf-b"
 ZERO = Latency(median_ms=0.0, p99_ms=0.0)
 PROFILE = VenueProfile(
-    request=ZERO, processing=ZERO, response=ZERO, stream_lag=ZERO, orders_per_minute=100_000
+    request=ZERO,
+    processing=ZERO,
+    response=ZERO,
+    stream_lag=ZERO,
+    orders_per_minute=100_000,
+    # Quick transfers: a test waits for them to complete.
+    transfers=TransferProfile(internal_s=0.1, withdrawal_s=0.2),
 )
 BTC = SYNTHETIC_INSTRUMENTS["BTCUSDT"]  # tick 0.1, lot 0.001, min notional 100
 STETH = SYNTHETIC_INSTRUMENTS["STETHUSDT"]  # spot: tick 0.01, lot 0.0001
@@ -116,13 +128,30 @@ class Rig:
     venue: SimVenue
     server: BinanceServer
     _make: Callable[[str, str], VenueClient]
+    _make_other: Callable[[], VenueClient]  # the same adapter, at the second venue
+    other_venue: SimVenue
     scripted: ScriptedMarket | None = None  # the venue's market: tests move it
     authenticates: bool = True  # the adapter signs its requests (bad credentials are refused)
     has_connection: bool = True  # its reports come over a connection that can drop
     submitted: list[str] = field(default_factory=list)  # client ids the venue received
+    # Transfers and withdrawals the venue made: (kind, asset, amount) each.
+    moves: list[tuple[str, str, Decimal]] = field(default_factory=list)
+    lose_answers: bool = False  # the venue makes each transfer, then its answer is lost
+    answers_lost_on_the_wire: bool = True  # a lost answer is an answer, over a connection
 
     def client(self, key: str = KEY, secret: str = SECRET) -> VenueClient:
         return self._make(key, secret)
+
+    def other_client(self) -> VenueClient:
+        """A client of the same adapter for the second venue's account."""
+        return self._make_other()
+
+    async def usdt(self, venue: SimVenue | None = None, account: str = ACCOUNT) -> tuple[D, D]:
+        """(spot wallet, futures wallet) USDT of an account, as the venue holds them."""
+        v = venue or self.venue
+        snap = await v.call(lambda now: v.exchange.account_snapshot(account, now))
+        spot = sum((b.wallet for b in snap.spot_balances if b.asset == "USDT"), D(0))
+        return spot, snap.wallet_balance
 
     def set_profile(self, **changes: Any) -> None:
         self.venue.conditions.set_profile(msgspec.structs.replace(self.venue.profile, **changes))
@@ -169,7 +198,7 @@ class Rig:
                 return int((await answer.json())["closed"])
 
 
-def _venue() -> tuple[SimVenue, ScriptedMarket]:
+def _venue(name: str = "conf", account: str = ACCOUNT) -> tuple[SimVenue, ScriptedMarket]:
     market = ScriptedMarket([BTC, STETH])
     for symbol, (bids, asks) in BOOK.items():
         inst = SYNTHETIC_INSTRUMENTS[symbol]
@@ -181,10 +210,10 @@ def _venue() -> tuple[SimVenue, ScriptedMarket]:
                 asks=[(int(D(p) / inst.tick), int(D(q) / inst.lot)) for p, q in asks],
             )
         )
-    exchange = SimExchange("conf", market, start_ns=time.time_ns())
+    exchange = SimExchange(name, market, start_ns=time.time_ns())
     exchange.open_account(
         AccountSpec(
-            account_id=ACCOUNT,
+            account_id=account,
             balances={"USDT": D(1_000_000)},
             spot_balances={"USDT": D(1_000_000), "STETH": D(100)},
         )
@@ -208,15 +237,45 @@ def _count_submits(venue: SimVenue, into: list[str]) -> None:
     venue.submit_batch = counting_batch  # type: ignore[method-assign]
 
 
-def _native_usdm(server: BinanceServer) -> Callable[[str, str], VenueClient]:
+def _script_moves(venue: SimVenue, r: Rig) -> None:
+    """Record every transfer and withdrawal the venue makes (a second one would show), and
+    while `r.lose_answers` is set, lose its answer after making it: Binance's -1007, as the
+    venue answers an order whose answer it lost."""
+    start_transfer, start_withdrawal = venue.start_transfer, venue.start_withdrawal
+
+    def made(kind: str, record: Any) -> Any:
+        r.moves.append((kind, record.asset, record.amount))
+        if r.lose_answers:
+            raise BinanceError(
+                -1007,
+                "Timeout waiting for response from backend server. Send status unknown; "
+                "execution status unknown.",
+                503,
+            )
+        return record
+
+    def transfer(*args: Any, **kwargs: Any) -> Any:
+        return made("internal", start_transfer(*args, **kwargs))
+
+    def withdrawal(*args: Any, **kwargs: Any) -> Any:
+        return made("withdrawal", start_withdrawal(*args, **kwargs))
+
+    venue.start_transfer = transfer  # type: ignore[method-assign]
+    venue.start_withdrawal = withdrawal  # type: ignore[method-assign]
+
+
+def _native_usdm(
+    server: BinanceServer, account: str = ACCOUNT
+) -> Callable[[str, str], VenueClient]:
     def make(key: str, secret: str) -> VenueClient:
         return BinanceUsdmClient(
-            "conf",
+            server.venue.name,
             rest_url=server.rest_url,
             ws_url=server.ws_url,
             api_key=key,
             secret=secret,
-            account_id=ACCOUNT,
+            account_id=account,
+            sapi_url=server.rest_url,
             timeout_s=3.0,
             resolve_timeout_s=0.5,
             reconnect_max_s=0.1,
@@ -226,15 +285,17 @@ def _native_usdm(server: BinanceServer) -> Callable[[str, str], VenueClient]:
     return make
 
 
-def _native_spot(server: BinanceServer) -> Callable[[str, str], VenueClient]:
+def _native_spot(
+    server: BinanceServer, account: str = ACCOUNT
+) -> Callable[[str, str], VenueClient]:
     def make(key: str, secret: str) -> VenueClient:
         return BinanceSpotClient(
-            "conf",
+            server.venue.name,
             rest_url=server.rest_url,
             ws_url=server.ws_url,
             api_key=key,
             secret=secret,
-            account_id=ACCOUNT,
+            account_id=account,
             timeout_s=3.0,
             resolve_timeout_s=0.5,
             reconnect_max_s=0.1,
@@ -244,17 +305,19 @@ def _native_spot(server: BinanceServer) -> Callable[[str, str], VenueClient]:
     return make
 
 
-def _ccxt(server: BinanceServer, exchange: str) -> Callable[[str, str], VenueClient]:
+def _ccxt(
+    server: BinanceServer, exchange: str, account: str = ACCOUNT
+) -> Callable[[str, str], VenueClient]:
     from venues.ccxt import CcxtClient  # noqa: PLC0415 (ccxt loads slowly)
 
     def make(key: str, secret: str) -> VenueClient:
         return CcxtClient(
-            "conf",
+            server.venue.name,
             exchange,
             api_key=key,
             secret=secret,
             urls={"rest": server.rest_url, "ws": server.ws_url},
-            account_id=ACCOUNT,
+            account_id=account,
             timeout_s=3.0,
             resolve_timeout_s=0.5,
             reconnect_max_s=0.1,
@@ -272,21 +335,62 @@ ADAPTERS = [
     "ccxt-binance-spot",
     "sim-in-process",
 ]
+# Each pair of one library's adapters as one venue (`RoutedClient`: the USD-M side and the
+# spot side), for what is the account's rather than one API's: transfers and withdrawals.
+ROUTED = ["native-routed", "ccxt-routed"]
+
+
+def _routed(
+    perp: Callable[[BinanceServer, str], Callable[[str, str], VenueClient]],
+    spot: Callable[[BinanceServer, str], Callable[[str, str], VenueClient]],
+) -> Callable[[BinanceServer, str], Callable[[str, str], VenueClient]]:
+    def on(server: BinanceServer, account: str) -> Callable[[str, str], VenueClient]:
+        make_perp, make_spot = perp(server, account), spot(server, account)
+
+        def make(key: str, secret: str) -> VenueClient:
+            sides = {
+                InstrumentKind.PERP: make_perp(key, secret),
+                InstrumentKind.SPOT: make_spot(key, secret),
+            }
+            return RoutedClient(server.venue.name, sides)
+
+        return make
+
+    return on
 
 
 @contextlib.asynccontextmanager
 async def rig(adapter: str) -> AsyncIterator[Rig]:
     venue, scripted = _venue()
+    other, _ = _venue(OTHER, OTHER)
     credentials = {KEY: ApiCredential(api_key=KEY, secret=SECRET, account_id=ACCOUNT)}
-    async with BinanceServer(venue, credentials) as server:
-        if adapter == "native-usdm":
-            r = Rig(adapter, PERP, venue, server, _native_usdm(server))
-        elif adapter == "native-spot":
-            r = Rig(adapter, SPOT, venue, server, _native_spot(server))
-        elif adapter == "ccxt-binanceusdm":
-            r = Rig(adapter, PERP, venue, server, _ccxt(server, "binanceusdm"))
-        elif adapter == "ccxt-binance-spot":
-            r = Rig(adapter, SPOT, venue, server, _ccxt(server, "binance"))
+    other_credentials = {
+        OTHER_KEY: ApiCredential(api_key=OTHER_KEY, secret=OTHER_SECRET, account_id=OTHER)
+    }
+    async with (
+        BinanceServer(venue, credentials) as server,
+        BinanceServer(other, other_credentials) as second,
+    ):
+        makers: dict[str, Callable[[BinanceServer, str], Callable[[str, str], VenueClient]]] = {
+            "native-usdm": _native_usdm,
+            "native-spot": _native_spot,
+            "ccxt-binanceusdm": lambda s, a: _ccxt(s, "binanceusdm", a),
+            "ccxt-binance-spot": lambda s, a: _ccxt(s, "binance", a),
+        }
+        makers["native-routed"] = _routed(_native_usdm, _native_spot)
+        makers["ccxt-routed"] = _routed(makers["ccxt-binanceusdm"], makers["ccxt-binance-spot"])
+        market = SPOT if adapter in ("native-spot", "ccxt-binance-spot") else PERP
+        if adapter in makers:
+            make_other = makers[adapter](second, OTHER)
+            r = Rig(
+                adapter,
+                market,
+                venue,
+                server,
+                makers[adapter](server, ACCOUNT),
+                lambda: make_other(OTHER_KEY, OTHER_SECRET),
+                other,
+            )
         elif adapter == "sim-in-process":
             r = Rig(
                 adapter,
@@ -294,11 +398,15 @@ async def rig(adapter: str) -> AsyncIterator[Rig]:
                 venue,
                 server,
                 lambda key, secret: venue.client(ACCOUNT),
+                lambda: other.client(OTHER),
+                other,
                 authenticates=False,
                 has_connection=False,
+                answers_lost_on_the_wire=False,
             )
         else:
             raise ValueError(f"no conformance rig for adapter {adapter!r}")
         r.scripted = scripted
         _count_submits(venue, r.submitted)
+        _script_moves(venue, r)
         yield r

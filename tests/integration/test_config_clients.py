@@ -12,7 +12,15 @@ import pytest
 from venues.clients import build_binance_client
 from venues.config import BinanceUsdmConfig, load_venues
 from venues.errors import AuthError
-from venues.model import AckKind, NewOrder, OrderStatus, OrderType, Side
+from venues.model import (
+    AckKind,
+    NewOrder,
+    OrderStatus,
+    OrderType,
+    Side,
+    TransferState,
+    WalletKind,
+)
 from venues.sim.up import serve
 
 SIM = """
@@ -90,3 +98,35 @@ def test_missing_environment_variable_is_named_not_shown(
         build_binance_client("live", cfg)
     assert "LEGATO_TEST_SECRET" in str(info.value)
     assert "present-key-value" not in str(info.value)
+
+
+async def test_a_configured_sapi_url_carries_the_accounts_transfers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wallet API lives on Binance's spot host; a configured `sapi_url` points it
+    # elsewhere (a testnet, or here the simulator), and a transfer goes there.
+    sim_path = tmp_path / "sim.toml"
+    sim_path.write_text(SIM + "spot_balances = { USDT = 1_000 }\n")
+    async with serve(load_venues(sim_path)) as servers:
+        url = servers["sim"].rest_url
+        live_path = tmp_path / "live.toml"
+        live_path.write_text(
+            _real(url).replace('ack = "RESULT"', f'ack = "RESULT"\nsapi_url = "{url}"')
+        )
+        cfg = load_venues(live_path).venues["live"]
+        assert isinstance(cfg, BinanceUsdmConfig) and cfg.sapi_url == url
+        monkeypatch.setenv("LEGATO_TEST_KEY", "cfg-test-key")
+        monkeypatch.setenv("LEGATO_TEST_SECRET", "cfg-test-secret-never-shown")
+        client = build_binance_client("live", cfg, account_id="desk", timeout_s=3.0)
+        async with client:
+            before = (await client.account()).available_margin
+            receipt = await client.transfer(
+                "USDT", Decimal(250), WalletKind.SPOT, WalletKind.MARGIN, "cfg-t1"
+            )
+            deadline = asyncio.get_running_loop().time() + 10
+            while receipt.state is TransferState.PENDING:
+                assert asyncio.get_running_loop().time() < deadline, "transfer never ended"
+                await asyncio.sleep(0.1)
+                receipt = await client.transfer_status(receipt)
+            assert receipt.state is TransferState.COMPLETED
+            assert (await client.account()).available_margin == before + 250

@@ -4,13 +4,18 @@ its owned background tasks, and the calls that read the same whichever API is be
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any, Self
 
+import aiohttp
+
 from venues.adapter_kit import OwnedTasks, credentials_from_env, insecure_url
+from venues.binance import wallet_parse
 from venues.binance.market_stream import MarketStreams
 from venues.binance.orders import OrderApi
-from venues.binance.transport import PublicGet, Secret
+from venues.binance.transport import BinanceTransport, PublicGet, Secret
 from venues.binance.user_stream import UserStream
+from venues.binance.wallet import BinanceWallet
 from venues.errors import AuthError, VenueError
 from venues.model import (
     AccountSnapshot,
@@ -21,13 +26,18 @@ from venues.model import (
     Instrument,
     MarketEvent,
     NewOrder,
+    TransferReceipt,
+    WalletKind,
 )
 
+BINANCE_SAPI_URL = "https://api.binance.com"  # the wallet API (sapi) lives on the spot host
 
-def check_urls(rest_url: str, ws_urls: dict[str, str | None]) -> None:
+
+def check_urls(rest_url: str, ws_urls: dict[str, str | None], sapi_url: str | None = None) -> None:
     """Refuse (ValueError, naming the parameter) a URL keys and signatures must not travel
     over: plain http or ws to a host that is not a loopback address (`insecure_url`)."""
-    problems = [("rest_url", insecure_url(rest_url))] + [
+    rest = [("rest_url", rest_url)] + ([("sapi_url", sapi_url)] if sapi_url else [])
+    problems = [(name, insecure_url(url)) for name, url in rest] + [
         (name, insecure_url(url, websocket=True)) for name, url in ws_urls.items() if url
     ]
     for name, problem in problems:
@@ -41,12 +51,14 @@ class BinanceClientBase:
     the session), the clock, and the calls each API's REST side answers alike.
 
     A subclass builds `_rest` (its API), then `_user` and `_market`, which start their
-    background tasks with `_tasks.spawn`.
+    background tasks with `_tasks.spawn`, and the wallet (`_open_wallet`): transfers and
+    withdrawals go through the wallet API (sapi) on the spot host whichever API trades.
     """
 
     _rest: OrderApi
     _user: UserStream
     _market: MarketStreams
+    _wallet: BinanceWallet
 
     def __init__(self, venue: str, *, ws_url: str, api_key: str, secret: str) -> None:
         if not api_key or not secret:
@@ -80,6 +92,32 @@ class BinanceClientBase:
             f"{type(self).__name__}(venue={self._venue!r}, rest_url={self._rest.rest_url!r}, "
             f"ws_url={self._ws_url!r}, api_key={key!r})"
         )
+
+    def _open_wallet(
+        self,
+        sapi_url: str,
+        *,
+        api_key: str,
+        recv_window_ms: int,
+        timeout: aiohttp.ClientTimeout,
+        resolve_timeout_s: float,
+    ) -> None:
+        """The account's wallet API at `sapi_url`, signed on the clock `_rest` measures."""
+        api = BinanceTransport(
+            self._venue,
+            rest_url=sapi_url.rstrip("/"),
+            api_key=api_key,
+            secret=self._secret,
+            recv_window_ms=recv_window_ms,
+            timeout=timeout,
+            time_sync=self._rest.time_sync,
+            clock_samples=1,
+            time_path="/api/v3/time",
+            reject_reason=wallet_parse.reject_reason,
+            clock=self._rest,
+        )
+        window_ns = int((timeout.total or 10.0) * 1e9)
+        self._wallet = BinanceWallet(api, resolve_timeout_s=resolve_timeout_s, window_ns=window_ns)
 
     # --- VenueClient: identity ---------------------------------------------------------
     @property
@@ -148,11 +186,13 @@ class BinanceClientBase:
         if self._rest.closed:
             return
         self._rest.closed = True  # first: no request starts and no stream reconnects
+        self._wallet.api.closed = True
         await self._tasks.cancel_all()
         await self._market.close()
         # The listenKey is left to expire rather than deleted: Binance keeps one per account,
         # and other clients of the same account (other legs) may be reading it.
         await self._rest.close_session()
+        await self._wallet.close()
         self._user.end()
 
     async def __aenter__(self) -> Self:
@@ -208,6 +248,32 @@ class BinanceClientBase:
     # --- account ---------------------------------------------------------------------------
     async def account(self) -> AccountSnapshot:
         return await self._rest.account()
+
+    # --- transfers -------------------------------------------------------------------------
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        """Move `amount` of `asset` between this account's spot and USD-M margin wallets
+        (Binance's universal transfer: MAIN_UMFUTURE, UMFUTURE_MAIN); `Unsupported` for any
+        other pair. A lost answer is found in the transfer history, never sent again."""
+        return await self._wallet.transfer(asset, amount, source, destination, client_transfer_id)
+
+    async def deposit_address(self, asset: str) -> str:
+        return await self._wallet.deposit_address(asset)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        """Withdraw from the spot wallet to `address`, `withdrawOrderId` = client id."""
+        return await self._wallet.withdraw(asset, amount, address, client_transfer_id)
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        return await self._wallet.transfer_status(receipt)
 
     # --- streams ---------------------------------------------------------------------------
     def execution_reports(self) -> AsyncIterator[ExecutionReport]:

@@ -16,7 +16,7 @@ from typing import Literal
 import aiohttp
 
 from venues.binance import wire
-from venues.binance.base_client import BinanceClientBase, check_urls
+from venues.binance.base_client import BINANCE_SAPI_URL, BinanceClientBase, check_urls
 from venues.binance.market_stream import MarketStreams, usdm_market_reader
 from venues.binance.rest import BATCH_MAX, BinanceRest, RespType
 from venues.binance.user_stream import UsdmEvents, UserStream
@@ -41,6 +41,10 @@ class BinanceUsdmClient(BinanceClientBase):
     `user_ws_url="wss://fstream.binance.com/private"`, `public_ws_url=".../public"`,
     `market_ws_url=".../market"` and `trade_stream="aggTrade"` (the trade stream USD-M
     documents). The simulator serves everything from `ws_url`.
+
+    Transfers and withdrawals go through Binance's wallet API (sapi), which lives on the spot
+    host, not on fapi: `sapi_url` (Binance's spot host by default; the simulator serves it on
+    its one port, so there `sapi_url` is the simulator's `rest_url`).
     """
 
     _rest: BinanceRest
@@ -72,6 +76,7 @@ class BinanceUsdmClient(BinanceClientBase):
         ws_heartbeat_s: float = 20.0,
         stream_connect_timeout_s: float = 5.0,
         report_queue: int = 10_000,
+        sapi_url: str = BINANCE_SAPI_URL,
     ) -> None:
         if resp_type not in ("ACK", "RESULT"):
             raise ValueError(f"resp_type must be 'ACK' or 'RESULT', got {resp_type!r}")
@@ -87,6 +92,7 @@ class BinanceUsdmClient(BinanceClientBase):
                 "market_ws_url": market_ws_url,
                 "public_ws_url": public_ws_url,
             },
+            sapi_url,
         )
         super().__init__(venue, ws_url=ws_url, api_key=api_key, secret=secret)
         self._rest = BinanceRest(
@@ -102,6 +108,13 @@ class BinanceUsdmClient(BinanceClientBase):
             account_api=account_api,
             time_sync=time_sync,
             clock_samples=max(1, clock_samples),
+            resolve_timeout_s=resolve_timeout_s,
+        )
+        self._open_wallet(
+            sapi_url,
+            api_key=api_key,
+            recv_window_ms=recv_window_ms,
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s),
             resolve_timeout_s=resolve_timeout_s,
         )
         # Binance now splits its streams: user data under /private, book tickers under
@@ -133,11 +146,14 @@ class BinanceUsdmClient(BinanceClientBase):
     # --- VenueClient: what USD-M says its own way ----------------------------------------
     @property
     def capabilities(self) -> Capabilities:
-        """Binance USD-M: perpetuals, GTX post-only, reduce-only, batches of 5."""
+        """Binance USD-M: perpetuals, GTX post-only, reduce-only, batches of 5; transfers
+        between the account's spot and margin wallets, withdrawals (sapi)."""
         return Capabilities(
             instrument_kinds=frozenset({InstrumentKind.PERP}),
             ack_semantics=self._rest.declared_ack,
             batch_size=BATCH_MAX,
+            transfers=True,
+            withdrawals=True,
         )
 
     async def user_trades(self, symbol: str, order_id: str | None = None) -> list[wire.UserTrade]:

@@ -48,6 +48,8 @@ class BinanceSpotClient(BinanceClientBase):
 
     The real venue (never used by tests) is `rest_url="https://api.binance.com"` with
     `ws_url="wss://stream.binance.com:9443"`. The simulator serves both from one root.
+    Transfers and withdrawals go through the wallet API (sapi) on the same host: `sapi_url`
+    defaults to `rest_url`.
     """
 
     _rest: BinanceSpotRest
@@ -76,13 +78,14 @@ class BinanceSpotClient(BinanceClientBase):
         ws_heartbeat_s: float = 20.0,
         stream_connect_timeout_s: float = 5.0,
         report_queue: int = 10_000,
+        sapi_url: str | None = None,
     ) -> None:
         if resp_type not in ("ACK", "RESULT", "FULL"):
             raise ValueError(f"resp_type must be 'ACK', 'RESULT' or 'FULL', got {resp_type!r}")
         declared = _ACK_OF.get(resp_type, AckKind.RESULT)
         if ack_semantics is not None and resp_type == "ACK":
             declared = ack_semantics
-        check_urls(rest_url, {"ws_url": ws_url, "market_ws_url": market_ws_url})
+        check_urls(rest_url, {"ws_url": ws_url, "market_ws_url": market_ws_url}, sapi_url)
         super().__init__(venue, ws_url=ws_url, api_key=api_key, secret=secret)
         self._rest = BinanceSpotRest(
             venue,
@@ -97,6 +100,13 @@ class BinanceSpotClient(BinanceClientBase):
             quote_asset=quote_asset,
             time_sync=time_sync,
             clock_samples=max(1, clock_samples),
+            resolve_timeout_s=resolve_timeout_s,
+        )
+        self._open_wallet(
+            sapi_url or rest_url,
+            api_key=api_key,
+            recv_window_ms=recv_window_ms,
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s),
             resolve_timeout_s=resolve_timeout_s,
         )
         self._events = SpotEvents(venue, self._rest.fees)
@@ -128,7 +138,8 @@ class BinanceSpotClient(BinanceClientBase):
     # --- VenueClient: what spot says its own way ------------------------------------------
     @property
     def capabilities(self) -> Capabilities:
-        """Binance spot: spot instruments, LIMIT_MAKER post-only, no reduce-only, no batch."""
+        """Binance spot: spot instruments, LIMIT_MAKER post-only, no reduce-only, no batch;
+        transfers between the account's spot and margin wallets, withdrawals (sapi)."""
         return Capabilities(
             instrument_kinds=frozenset({InstrumentKind.SPOT}),
             ack_semantics=self._rest.declared_ack,
@@ -136,6 +147,8 @@ class BinanceSpotClient(BinanceClientBase):
             post_only=True,
             reduce_only=False,
             batch_size=1,
+            transfers=True,
+            withdrawals=True,
             client_ids=BINANCE_CLIENT_IDS,
         )
 

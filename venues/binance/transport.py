@@ -51,6 +51,9 @@ class BinanceTransport:
     `time_path` is the API's server-time endpoint; `reject_reason` tells which order
     refusal a code (and its message) means in this API. `closed` is set by the client
     that owns this when it closes: from then on no request starts and no stream reconnects.
+    `clock`: another API's transport of the same account whose measured venue clock this one
+    signs with (Binance keeps one clock: the wallet API on the spot host signs on the clock
+    the USD-M client measured); by default this one measures its own.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class BinanceTransport:
         clock_samples: int,
         time_path: str,
         reject_reason: RejectReasonOf,
+        clock: BinanceTransport | None = None,
     ) -> None:
         self.venue = venue
         self.rest_url = rest_url
@@ -86,6 +90,7 @@ class BinanceTransport:
         self.rtt_median_ns: int | None = None
         self._clock_epoch = 0
         self._clock_lock = asyncio.Lock()
+        self._clock: BinanceTransport = clock or self
 
     # --- transport -----------------------------------------------------------------------
     def http(self) -> aiohttp.ClientSession:
@@ -105,7 +110,7 @@ class BinanceTransport:
             self._session = None
 
     def _timestamp_ms(self) -> int:
-        return (time.time_ns() + self.offset_ns) // parse.NS_PER_MS
+        return self.venue_now_ns() // parse.NS_PER_MS
 
     async def send(
         self,
@@ -178,15 +183,16 @@ class BinanceTransport:
     ) -> bytes:
         """A signed request; a stale timestamp (-1021) re-measures the clock and retries
         once, which is safe: Binance refuses such a request before looking at it."""
-        epoch = self._clock_epoch
+        clock = self._clock
+        epoch = clock._clock_epoch
         try:
             return await self.send(
                 method, path, params, mutating=mutating, client_order_id=client_order_id
             )
         except AuthError as e:
-            if e.code != parse.STALE_TIMESTAMP or not self.time_sync:
+            if e.code != parse.STALE_TIMESTAMP or not clock.time_sync:
                 raise
-        await self._resync_clock(epoch)
+        await clock._resync_clock(epoch)
         return await self.send(
             method, path, params, mutating=mutating, client_order_id=client_order_id
         )
@@ -226,4 +232,4 @@ class BinanceTransport:
         return parse.ms_to_ns(self.decode(wire.SERVER_TIME, body, self._time_path).server_time)
 
     def venue_now_ns(self) -> int:
-        return time.time_ns() + self.offset_ns
+        return time.time_ns() + self._clock.offset_ns

@@ -5,7 +5,9 @@ each exchange's rule and back (`venues.client_ids`), a lost answer resolved by q
 client id and never by sending again, errors as the `venues.errors` family (Binance-wire
 exchanges by their codes, as the native adapter maps them), the venue clock measured at
 start, and one execution-report stream joined from ccxt.pro's order and trade streams,
-re-synchronised after every reconnection (`venues.ccxt.streams`).
+re-synchronised after every reconnection (`venues.ccxt.streams`). Transfers between the
+account's wallets and withdrawals go through ccxt's `transfer` and `withdraw` where the
+exchange has them, a lost answer found in its history (`venues.binance.transfer_claims`).
 
 ccxt's own client-side rate limiter is off by default, as in the native adapter: the venue's
 429s become `RateLimited` with its Retry-After (`rate_limit=True` turns ccxt's on).
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import ccxt
@@ -33,7 +37,8 @@ from venues.adapter_kit import (
     query_each,
     resolve_by_query,
 )
-from venues.binance.parse import depth_limit
+from venues.binance.parse import NS_PER_MS, depth_limit
+from venues.binance.transfer_claims import CLOCK_SLACK_NS, TransferClaims, asked, find_lost
 from venues.ccxt import parse
 from venues.ccxt.exchange import answer_of, make_exchange
 from venues.ccxt.join import ReportJoin
@@ -42,9 +47,11 @@ from venues.ccxt.streams import MarketStreams, UserStreams
 from venues.client_ids import ClientIds
 from venues.errors import (
     AuthError,
+    InvalidRequest,
     OrderRejected,
     OutcomeUnknown,
     UnknownOrder,
+    Unsupported,
     VenueError,
     VenueUnavailable,
 )
@@ -64,6 +71,9 @@ from venues.model import (
     Position,
     RejectReason,
     TimeInForce,
+    TransferKind,
+    TransferReceipt,
+    WalletKind,
 )
 
 log = logging.getLogger(__name__)
@@ -117,6 +127,8 @@ class CcxtClient:
         self._secrets = tuple(s for s in (api_key, secret, password) if s)
         self._ack = ack_semantics or self._rules.ack
         self._resolve_timeout_s = resolve_timeout_s
+        self._claims = TransferClaims(int(timeout_s * 1e9))
+        self._one_transfer_at_a_time = asyncio.Lock()
         self._clock_samples = max(1, clock_samples)
 
         self._ex, self._redact = make_exchange(
@@ -202,7 +214,9 @@ class CcxtClient:
     def capabilities(self) -> Capabilities:
         """From ccxt's `has` and `features` and the markets loaded at start: the kinds
         traded (spot, linear perpetuals), times in force and post-only every kind takes,
-        reduce-only where perpetuals are, the batch size of `createOrders`, transfers."""
+        reduce-only where perpetuals are, the batch size of `createOrders`; transfers where
+        ccxt can `transfer` and the exchange's row names both wallets, withdrawals where it
+        can `withdraw`, `fetchDepositAddress` and list its withdrawals."""
         kinds = frozenset(i.kind for i in self._instruments.values()) or self._default_kinds()
         tifs: frozenset[TimeInForce] = _ALL_TIF
         batch = None
@@ -226,8 +240,23 @@ class CcxtClient:
             post_only=TimeInForce.POST_ONLY in tifs,
             reduce_only=InstrumentKind.PERP in kinds,
             batch_size=batch or 1,
-            transfers=bool(self._ex.has.get("transfer")),
+            transfers=self._can_transfer,
+            withdrawals=self._can_withdraw,
             client_ids=self._rules.client_ids,
+        )
+
+    @property
+    def _can_transfer(self) -> bool:
+        wallets = self._rules.wallets
+        return bool(self._ex.has.get("transfer")) and all(w.value in wallets for w in WalletKind)
+
+    @property
+    def _can_withdraw(self) -> bool:
+        has = self._ex.has
+        return bool(
+            has.get("withdraw")
+            and has.get("fetchDepositAddress")
+            and (has.get("fetchWithdrawals") or has.get("fetchWithdrawal"))
         )
 
     def _features(self, kind: InstrumentKind) -> Mapping[str, Any]:
@@ -317,9 +346,14 @@ class CcxtClient:
 
     # --- calls -----------------------------------------------------------------------------
     def error(
-        self, exc: BaseException, *, mutating: bool = False, client_order_id: str | None = None
+        self,
+        exc: BaseException,
+        *,
+        mutating: bool = False,
+        client_order_id: str | None = None,
+        wallet: bool = False,
     ) -> VenueError:
-        """The legato exception for what a ccxt call raised."""
+        """The legato exception for what a ccxt call raised (`wallet`: one that moves funds)."""
         status, retry_after = answer_of(exc)
         return parse.error_from_ccxt(
             exc,
@@ -330,6 +364,7 @@ class CcxtClient:
             http_status=status,
             retry_after_s=retry_after,
             secrets=self._secrets,
+            wallet=wallet,
         )
 
     async def call(
@@ -338,9 +373,12 @@ class CcxtClient:
         *args: Any,
         mutating: bool = False,
         client_order_id: str | None = None,
+        wallet: bool = False,
     ) -> T:
-        """One ccxt call, its failure as a `VenueError`. A request refused for its timestamp
-        re-measures the clock and is sent once more (the venue refused it unread)."""
+        """One ccxt call, its failure as a `VenueError` (`wallet`: a call about transfers or
+        withdrawals, whose refusals read as the wallet's). A request refused for its
+        timestamp re-measures the clock and is sent once more (the venue refused it
+        unread)."""
         if self.closed:
             raise VenueUnavailable("client is closed", venue=self._venue)
         epoch = self._clock_epoch
@@ -348,7 +386,9 @@ class CcxtClient:
             try:
                 return await fn(*args)
             except (ccxt.BaseError, OSError, TimeoutError) as e:
-                err = self.error(e, mutating=mutating, client_order_id=client_order_id)
+                err = self.error(
+                    e, mutating=mutating, client_order_id=client_order_id, wallet=wallet
+                )
                 if attempt or not parse.stale_clock(err, e) or not self._ex.has.get("fetchTime"):
                     raise err from None
             await self._resync_clock(epoch)
@@ -826,6 +866,261 @@ class CcxtClient:
             if pos is not None:
                 out.append(pos)
         return out
+
+    # --- transfers and withdrawals ---------------------------------------------------------
+    def _wallet_account(self, wallet: WalletKind) -> str | None:
+        """The exchange's account (ccxt's name) for one of legato's wallets."""
+        return self._rules.wallets.get(WalletKind(wallet).value)
+
+    def _account_code(self, name: object) -> str:
+        """The exchange's id of one of ccxt's account names (Bybit's "fund" and "funding"
+        are both "FUND"): how a history row's accounts are told."""
+        by_type = self._ex.options.get("accountsByType") or {}
+        text = str(name or "")
+        return str(by_type.get(text.lower(), text))
+
+    def _wallets_by_account(self) -> dict[str, WalletKind]:
+        return {
+            self._account_code(name): WalletKind(kind) for kind, name in self._rules.wallets.items()
+        }
+
+    def _asked(
+        self,
+        kind: TransferKind,
+        asset: str,
+        amount: Decimal,
+        source: str,
+        destination: str,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        return asked(
+            venue=self._venue,
+            kind=kind,
+            asset=asset,
+            amount=amount,
+            source=source,
+            destination=destination,
+            client_transfer_id=client_transfer_id,
+            now_ns=self.venue_now_ns(),
+        )
+
+    def _wallet_amount(self, asset: str, amount: Decimal) -> float:
+        """`amount` as ccxt takes it. Refused (`InvalidRequest`, nothing sent) when ccxt
+        would round it to the currency's precision: a transfer moves what was asked or
+        nothing."""
+        value = float(amount)
+        try:
+            sent = self._ex.currency_to_precision(asset, value)
+        except (KeyError, TypeError, ccxt.BaseError):
+            return value  # a currency ccxt does not list: the venue's answer says why
+        if parse.dec(sent) != amount:
+            raise InvalidRequest(
+                f"amount {amount} {asset} has more decimals than {self._ex.id} takes for "
+                f"{asset} (ccxt would send {sent}); nothing was sent",
+                venue=self._venue,
+            )
+        return value
+
+    def _transfers_unsupported(self, source: WalletKind, destination: WalletKind) -> Unsupported:
+        if not self._can_transfer:
+            why = (
+                f"ccxt has no transfer for {self._ex.id}"
+                if not self._ex.has.get("transfer")
+                else f"legato does not know {self._ex.id}'s accounts (venues/ccxt/rules.py)"
+            )
+            return Unsupported(f"no transfers between wallets: {why}", venue=self._venue)
+        names = ", ".join(f"{k} ({v!r})" for k, v in self._rules.wallets.items())
+        return Unsupported(
+            f"cannot move funds from the {source} wallet to the {destination} wallet: "
+            f"a transfer at {self._ex.id} goes between its wallets {names}, one to the other",
+            venue=self._venue,
+        )
+
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        """Move `amount` of `asset` between the account's spot and margin wallets (ccxt's
+        `transfer`, between the accounts the exchange's row names). The venue keeps no
+        client id: a lost answer is found in `fetch_transfers` by the rule of
+        `venues.binance.transfer_claims`, never sent again."""
+        src, dst = self._wallet_account(source), self._wallet_account(destination)
+        if not self._can_transfer or src is None or dst is None or source == destination:
+            raise self._transfers_unsupported(source, destination)
+        await self._load_markets()
+        value = self._wallet_amount(asset, amount)
+        async with self._one_transfer_at_a_time:
+            asked = self._asked(
+                TransferKind.INTERNAL,
+                asset,
+                amount,
+                WalletKind(source).value,
+                WalletKind(destination).value,
+                client_transfer_id,
+            )
+            earlier = self._claims.earlier(asked)
+            if earlier is not None:
+                return await self._transfer_status(earlier)
+            try:
+                answer = await self.call(
+                    self._ex.transfer, asset, value, src, dst,
+                    mutating=True, client_order_id=client_transfer_id, wallet=True,
+                )  # fmt: skip
+            except OutcomeUnknown as e:
+                return await self._lost(asked, e)
+            return self._claims.record(parse.answered(answer, asked))
+
+    async def _lost(self, asked: TransferReceipt, cause: OutcomeUnknown) -> TransferReceipt:
+        """A transfer or withdrawal whose answer was lost: looked for in the history, where
+        ccxt can list it; never sent again."""
+        self._claims.record(asked)
+        if asked.kind is TransferKind.WITHDRAWAL:
+            listed = bool(self._ex.has.get("fetchWithdrawals"))
+            by_id = self._rules.withdraw_id_param is not None
+        else:
+            listed, by_id = bool(self._ex.has.get("fetchTransfers")), False
+        if not listed:
+            return self._claims.record(
+                msgspec.structs.replace(
+                    asked,
+                    reason=f"answer lost ({cause.message}); ccxt cannot list {self._ex.id}'s "
+                    f"{asked.kind.value}s to find it",
+                )
+            )
+        return await find_lost(
+            self._claims,
+            asked,
+            lambda: self._history(asked),
+            cause,
+            timeout_s=self._resolve_timeout_s,
+            by_client_id=by_id,
+        )
+
+    async def _history(self, receipt: TransferReceipt) -> list[TransferReceipt]:
+        """The venue's transfers or withdrawals that may be `receipt`'s."""
+        since = (receipt.requested_ns - CLOCK_SLACK_NS) // NS_PER_MS
+        binance_wire = self._rules.binance_wire
+        if receipt.kind is TransferKind.WITHDRAWAL:
+            id_param = self._rules.withdraw_id_param
+            params: dict[str, Any] = {}
+            if id_param is not None and receipt.client_transfer_id:
+                # By legato's id alone (Binance looks back 7 days then, and refuses a longer
+                # window with it).
+                params[id_param] = self._ids.to_venue(receipt.client_transfer_id)
+                rows = await self.call(
+                    self._ex.fetch_withdrawals, receipt.asset, None, None, params, wallet=True
+                )
+            else:
+                rows = await self.call(
+                    self._ex.fetch_withdrawals, receipt.asset, since, None, params, wallet=True
+                )
+            out = []
+            for row in rows:
+                r = parse.withdrawal_row(
+                    row, venue=self._venue, id_field=id_param, binance_wire=binance_wire
+                )
+                if r is not None:
+                    cid = self._ids.from_venue(r.client_transfer_id) if r.client_transfer_id else ""
+                    out.append(msgspec.structs.replace(r, client_transfer_id=cid))
+            return out
+        params = {}
+        if binance_wire:
+            # Binance lists one direction at a time, named by ccxt's account names.
+            params = {
+                "fromAccount": self._wallet_account(WalletKind(receipt.source)),
+                "toAccount": self._wallet_account(WalletKind(receipt.destination)),
+            }
+        rows = await self.call(
+            self._ex.fetch_transfers, receipt.asset, since, 100, params, wallet=True
+        )
+        wallets = self._wallets_by_account()
+        found = (
+            parse.transfer_row(
+                row,
+                venue=self._venue,
+                wallets=wallets,
+                account_id=self._account_code,
+                binance_wire=binance_wire,
+            )
+            for row in rows
+        )
+        return [r for r in found if r is not None]
+
+    async def deposit_address(self, asset: str) -> str:
+        """The spot (funding) wallet's address for `asset` (`fetch_deposit_address`, the
+        currency's default network)."""
+        if not self._ex.has.get("fetchDepositAddress"):
+            raise Unsupported(
+                f"ccxt cannot fetch {self._ex.id}'s deposit addresses", venue=self._venue
+            )
+        await self._load_markets()
+        found = await self.call(self._ex.fetch_deposit_address, asset, wallet=True)
+        return parse.deposit_address(found, asset, self._venue)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        """Withdraw from the spot (funding) wallet to `address` (ccxt's `withdraw`), legato's
+        client id in the exchange's parameter for it (Binance's `withdrawOrderId`). A
+        withdrawal the history already holds under that id is answered, not made again; a
+        lost answer is looked for there, never sent again."""
+        if not self._ex.has.get("withdraw"):
+            raise Unsupported(f"ccxt has no withdraw for {self._ex.id}", venue=self._venue)
+        if not address:
+            raise InvalidRequest("a withdrawal needs an address", venue=self._venue)
+        await self._load_markets()
+        value = self._wallet_amount(asset, amount)
+        id_param = self._rules.withdraw_id_param
+        async with self._one_transfer_at_a_time:
+            asked = self._asked(
+                TransferKind.WITHDRAWAL,
+                asset,
+                amount,
+                WalletKind.SPOT.value,
+                address,
+                client_transfer_id,
+            )
+            earlier = self._claims.earlier(asked)
+            if earlier is not None:
+                return await self._transfer_status(earlier)
+            params: dict[str, Any] = {}
+            if id_param is not None:
+                params[id_param] = self._ids.to_venue(client_transfer_id)
+                if self._ex.has.get("fetchWithdrawals"):
+                    made = self._claims.find(asked, await self._history(asked), by_client_id=True)
+                    if made is not None:
+                        return made
+            try:
+                answer = await self.call(
+                    functools.partial(self._ex.withdraw, params=params), asset, value, address,
+                    mutating=True, client_order_id=client_transfer_id, wallet=True,
+                )  # fmt: skip
+            except OutcomeUnknown as e:
+                return await self._lost(asked, e)
+            return self._claims.record(parse.answered(answer, asked))
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        """The transfer's state now, from the exchange's history (ccxt's `fetch_transfers` or
+        `fetch_withdrawals`); as it was when ccxt cannot list them or the history does not
+        (yet) hold it."""
+        async with self._one_transfer_at_a_time:
+            return await self._transfer_status(receipt)
+
+    async def _transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        if receipt.kind is TransferKind.WITHDRAWAL:
+            if not self._ex.has.get("fetchWithdrawals"):
+                return receipt
+            by_id = not receipt.transfer_id and self._rules.withdraw_id_param is not None
+        else:
+            if not self._ex.has.get("fetchTransfers"):
+                return receipt
+            by_id = False
+        found = self._claims.find(receipt, await self._history(receipt), by_client_id=by_id)
+        return receipt if found is None else found
 
     # --- streams ---------------------------------------------------------------------------
     def execution_reports(self) -> AsyncIterator[ExecutionReport]:

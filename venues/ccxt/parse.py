@@ -1,5 +1,5 @@
-"""ccxt's unified dicts (orders, trades, markets, balances, positions, tickers) and exceptions
-as legato's venue vocabulary; pure, no I/O.
+"""ccxt's unified dicts (orders, trades, markets, balances, positions, tickers, transfers and
+withdrawals) and exceptions as legato's venue vocabulary; pure, no I/O.
 
 ccxt hands numbers over as floats: each becomes the `Decimal` of its shortest repr, which is
 the venue's decimal string for every price and quantity of up to 15 significant digits. Venue
@@ -20,10 +20,12 @@ from typing import Any
 
 import aiohttp
 import ccxt
+import msgspec
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from venues.adapter_kit import spot_account
 from venues.binance import parse as binance
+from venues.binance import wallet_parse, wallet_wire
 from venues.errors import (
     AuthError,
     InvalidRequest,
@@ -53,6 +55,10 @@ from venues.model import (
     RejectReason,
     Side,
     TimeInForce,
+    TransferKind,
+    TransferReceipt,
+    TransferState,
+    WalletKind,
 )
 
 NS_PER_MS = 1_000_000
@@ -521,6 +527,126 @@ def market_trade(t: Mapping[str, Any], *, venue: str, symbol: str) -> MarketTrad
     )
 
 
+# --- transfers and withdrawals -------------------------------------------------------------
+
+Entry = Mapping[str, Any]  # a ccxt transfer or transaction structure
+
+_TRANSFER_STATES = {
+    "ok": TransferState.COMPLETED,
+    "confirmed": TransferState.COMPLETED,
+    "pending": TransferState.PENDING,
+    "failed": TransferState.FAILED,
+    "canceled": TransferState.FAILED,
+    "cancelled": TransferState.FAILED,
+    "rejected": TransferState.FAILED,
+}
+
+
+def transfer_state(status: object) -> TransferState:
+    """ccxt's status of a transfer or a transaction ("ok", "pending", "failed", "canceled",
+    or the venue's own word where ccxt keeps it); none or an unknown one reads as PENDING,
+    so nothing is taken for final that is not."""
+    return _TRANSFER_STATES.get(str(status or "").lower(), TransferState.PENDING)
+
+
+def _info(entry: Entry) -> Mapping[str, Any]:
+    info = entry.get("info")
+    return info if isinstance(info, Mapping) else {}
+
+
+def answered(entry: Entry, asked: TransferReceipt) -> TransferReceipt:
+    """What ccxt's answer to `transfer` or `withdraw` says of the transfer legato asked: the
+    venue's id and, where the answer has one, its state and time."""
+    ts = ms_to_ns(entry.get("timestamp"))
+    return msgspec.structs.replace(
+        asked,
+        transfer_id=str(entry.get("id") or ""),
+        state=transfer_state(entry.get("status")),
+        requested_ns=ts or asked.requested_ns,
+    )
+
+
+def transfer_row(
+    entry: Entry,
+    *,
+    venue: str,
+    wallets: Mapping[str, WalletKind],
+    account_id: Any,
+    binance_wire: bool,
+) -> TransferReceipt | None:
+    """One transfer of ccxt's `fetch_transfers` as a receipt; None for one between accounts
+    legato does not move funds between. `wallets` maps the exchange's account ids to
+    legato's wallets, `account_id` gives the id of one of ccxt's account names. Binance's
+    rows are read from the venue's answer, as the native adapter reads them."""
+    if binance_wire:
+        try:
+            row = msgspec.convert(_info(entry), wallet_wire.TransferRow, strict=False)
+        except msgspec.ValidationError:
+            return None
+        return wallet_parse.transfer_receipt(row, venue)
+    source = wallets.get(account_id(entry.get("fromAccount")))
+    destination = wallets.get(account_id(entry.get("toAccount")))
+    amount = dec(entry.get("amount"))
+    if source is None or destination is None or amount is None:
+        return None
+    return TransferReceipt(
+        transfer_id=str(entry.get("id") or ""),
+        kind=TransferKind.INTERNAL,
+        venue=venue,
+        asset=str(entry.get("currency") or ""),
+        amount=amount,
+        source=source.value,
+        destination=destination.value,
+        state=transfer_state(entry.get("status")),
+        requested_ns=ms_to_ns(entry.get("timestamp")) or 0,
+    )
+
+
+def withdrawal_row(
+    entry: Entry, *, venue: str, id_field: str | None, binance_wire: bool
+) -> TransferReceipt | None:
+    """One withdrawal of ccxt's `fetch_withdrawals` as a receipt, legato's client id from the
+    raw field `id_field` (Binance's `withdrawOrderId`); Binance's rows are read from the
+    venue's answer, as the native adapter reads them (the reason of a failure included)."""
+    info = _info(entry)
+    if binance_wire:
+        try:
+            row = msgspec.convert(info, wallet_wire.WithdrawalRow, strict=False)
+        except msgspec.ValidationError:
+            return None
+        return wallet_parse.withdrawal_receipt(row, venue)
+    amount = dec(entry.get("amount"))
+    if amount is None:
+        return None
+    state = transfer_state(entry.get("status"))
+    return TransferReceipt(
+        transfer_id=str(entry.get("id") or ""),
+        client_transfer_id=str(info.get(id_field) or "") if id_field else "",
+        kind=TransferKind.WITHDRAWAL,
+        venue=venue,
+        asset=str(entry.get("currency") or ""),
+        amount=amount,
+        source=WalletKind.SPOT.value,
+        destination=str(entry.get("address") or entry.get("addressTo") or ""),
+        state=state,
+        requested_ns=ms_to_ns(entry.get("timestamp")) or 0,
+        updated_ns=ms_to_ns(entry.get("updated")) or 0,
+        reason=str(entry.get("status")) if state is TransferState.FAILED else "",
+    )
+
+
+def deposit_address(entry: Entry, asset: str, venue: str) -> str:
+    """The address of ccxt's `fetch_deposit_address`; `Unsupported` for one that also needs
+    a memo (tag), which legato's withdrawals do not carry."""
+    return wallet_parse.deposit_address(
+        wallet_wire.DepositAddress(
+            address=str(entry.get("address") or ""), tag=str(entry.get("tag") or "")
+        ),
+        asset,
+        venue,
+    )
+
+
 # --- errors --------------------------------------------------------------------------------
 
 _REDACTED = "***"
@@ -610,6 +736,7 @@ def error_from_ccxt(
     http_status: int | None = None,
     retry_after_s: float | None = None,
     secrets: Iterable[str] = (),
+    wallet: bool = False,
 ) -> VenueError:
     """The legato exception for what ccxt raised (or an I/O error that escaped it).
 
@@ -618,7 +745,9 @@ def error_from_ccxt(
     class: a lost answer to a request that changes state is `OutcomeUnknown` (resolve it by
     the client order id, never by sending again), one that never left is `VenueUnavailable`.
     `http_status` and `retry_after_s` are the answer's, when known. Messages never carry
-    the secrets, nor a signed query's values.
+    the secrets, nor a signed query's values. `wallet`: the call moved funds (a transfer, a
+    withdrawal): Binance's codes are read as its wallet API means them, and a lack of funds
+    is the wallet's balance, not margin.
     """
     message = redact(str(exc), secrets) or type(exc).__name__
     if binance_wire:
@@ -632,7 +761,10 @@ def error_from_ccxt(
                 mutating=mutating,
                 client_order_id=client_order_id,
                 retry_after_s=retry_after_s,
+                reject_reason=wallet_parse.reject_reason if wallet else binance.reject_reason,
             )
+            if wallet:
+                return err
             if isinstance(err, OrderRejected) and err.reason is RejectReason.VENUE_REFUSED:
                 # -2010 is a bare "refused" whose message (or ccxt's class, chosen by it) says
                 # why on spot: "Order would immediately match and take.", "insufficient
@@ -654,6 +786,8 @@ def error_from_ccxt(
     if isinstance(exc, ccxt.OrderNotFound):
         return UnknownOrder(message, venue=venue)
     reason = _class_reason(exc)
+    if wallet and isinstance(exc, ccxt.InsufficientFunds):
+        reason = RejectReason.INSUFFICIENT_BALANCE
     if reason is None and isinstance(exc, ccxt.InvalidOrder | ccxt.OperationRejected):
         reason = hinted_reason(message)
     if reason is not None:

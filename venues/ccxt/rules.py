@@ -1,10 +1,11 @@
 """What legato must know of an exchange that ccxt does not say: its client-order-id rule, how an
-order is found again by that id, when its answer to a new order arrives; and which ids exist.
+order is found again by that id, when its answer to a new order arrives, what it calls the
+accounts legato moves funds between, how a withdrawal carries legato's id; and which ids exist.
 
 One `ExchangeRules` per ccxt exchange id (`RULES`); an id without a row gets `DEFAULT_RULES`,
 the conservative choice (32 alphanumerics, ccxt's unified `clientOrderId` parameter, ACCEPTED
-acks). Everything else (instrument kinds, post-only, batch size, transfers) is read from ccxt's
-`has`, `features` and markets by the client.
+acks, no transfers). Everything else (instrument kinds, post-only, batch size, whether it can
+transfer and withdraw at all) is read from ccxt's `has`, `features` and markets by the client.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class ExchangeRules(msgspec.Struct, frozen=True, kw_only=True):
     (`{"code", "msg"}` errors, the raw order fields that carry its accept and match times),
     read as the native adapter reads them. `trades_param`: `fetch_my_trades` narrows to one
     order with it.
+
+    `wallets`: the exchange's account (ccxt's `fromAccount`/`toAccount` name) for each of
+    legato's wallets (`WalletKind` values): `spot`, where deposits land and withdrawals leave,
+    and `margin`, where derivatives are margined; no row, no transfers. `withdraw_id_param`:
+    the withdrawal parameter (and raw history field) that carries legato's client transfer
+    id, by which a lost answer is found; None where ccxt documents none (then the history is
+    searched by asset, amount, address and time, as for a transfer).
     """
 
     client_ids: ClientIdRule
@@ -48,6 +56,8 @@ class ExchangeRules(msgspec.Struct, frozen=True, kw_only=True):
     binance_wire: bool = False
     trades_param: str | None = None
     defaults: dict[str, Any] = {}  # ccxt options the adapter sets unless the caller does
+    wallets: dict[str, str] = {}
+    withdraw_id_param: str | None = None
 
 
 # 1-32 alphanumerics: OKX's rule, and the default for an exchange without a row here (most
@@ -62,6 +72,9 @@ _BINANCE = {
     "query_param": "origClientOrderId",
     "binance_wire": True,
     "trades_param": "orderId",
+    # The universal transfer's MAIN (spot) and UMFUTURE (USD-M) wallets, by ccxt's names.
+    "wallets": {"spot": "spot", "margin": "linear"},
+    "withdraw_id_param": "withdrawOrderId",
     # Currencies and margin pairs come from wallet and margin endpoints (sapi) that need more
     # than trading rights; legato reads none of it. Open orders of every symbol at once are
     # what a resync needs. ccxt.pro would read the positions whenever the order stream opens:
@@ -83,19 +96,31 @@ RULES: dict[str, ExchangeRules] = {
         }
     ),
     "binanceusdm": ExchangeRules(**_BINANCE),
-    "okx": ExchangeRules(client_ids=ALNUM_32, query_param="clOrdId"),
+    "okx": ExchangeRules(
+        client_ids=ALNUM_32,
+        query_param="clOrdId",
+        # One unified trading account holds spot and derivatives; deposits land in, and
+        # withdrawals leave from, the funding account.
+        wallets={"spot": "funding", "margin": "trading"},
+        withdraw_id_param="clientId",
+    ),
     "bybit": ExchangeRules(
         client_ids=ClientIdRule(max_len=36, alphabet=_ALNUM + "_-"),
         query_param="orderLinkId",
         # ccxt refuses Bybit's fetch_order unless told that it only reaches the last 500
         # orders of the account: legato queries its recent orders only.
         query_extra={"acknowledged": True},
+        # A unified trading account (UTA) trades spot and derivatives; deposits and
+        # withdrawals go through the funding account. (A classic account's would be
+        # "spot" and "contract".)
+        wallets={"spot": "funding", "margin": "unified"},
     ),
     "hyperliquid": ExchangeRules(
         client_ids=ClientIdRule(
             max_len=34, alphabet=_HEX, prefix="0x", digest_alphabet=_HEX
         ),  # a 128-bit hex "cloid"
         ack=AckKind.RESULT,  # its answer says whether the order rests or filled
+        wallets={"spot": "spot", "margin": "swap"},  # its spot and perp ledgers
     ),
     "deribit": ExchangeRules(
         client_ids=ClientIdRule(max_len=64, alphabet=LEGATO_ALPHABET),

@@ -1,16 +1,20 @@
-"""The simulated exchange core: books, orders, wallets and margin; pure and time-agnostic.
+"""The simulated exchange core: books, orders, wallets, margin and transfers; pure and
+time-agnostic.
 
 Every call takes `now_ns` (venue time) and first brings the market up to it; nothing here
 reads a clock, sleeps or does I/O. What happens is returned and also queued on an outbox of
-`AccountReport`s and public market events, which a host (asyncio, HTTP server, backtest)
-drains and delivers with whatever latency its venue profile says.
+`AccountReport`s, public market events and `WithdrawalSent`s, which a host (asyncio, HTTP
+server, backtest) drains and delivers with whatever latency its venue profile says.
 
 Each account has two wallets, kept apart as Binance keeps them: the USD-M futures wallet
 (USDT margin, leverage, positions) that perpetuals trade from, and the spot wallet (each
-asset free and locked) that spot instruments trade from.
+asset free and locked) that spot instruments trade from. USDT moves between them by internal
+transfer; withdrawals leave from the spot wallet and deposits land in it. When a transfer
+ends, and whether it fails, is the host's to say (`complete_at_ns`, `fails`): the core only
+carries it out when `advance` reaches that time.
 
-It is long (about 1,000 lines) because the books, the orders and the accounts' wallets
-change together on every event: one matching engine, whose parts share its state.
+It is long (about 1,400 lines) because the books, the orders, the accounts' wallets and the
+transfers between them change together: one matching engine, whose parts share its state.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from decimal import Decimal
 
 import msgspec
 
-from venues.errors import OrderRejected, UnknownOrder
+from venues.errors import OrderRejected, UnknownOrder, VenueError
 from venues.model import (
     AccountSnapshot,
     Balance,
@@ -44,6 +48,8 @@ from venues.model import (
     RejectReason,
     Side,
     TimeInForce,
+    TransferKind,
+    TransferState,
 )
 from venues.sim.book import MARKET, Match, OrderBook, RestingOrder
 from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
@@ -95,6 +101,125 @@ class AccountReport(msgspec.Struct, frozen=True, kw_only=True):
 
     account_id: str
     report: ExecutionReport
+
+
+class TransferRefusal(enum.StrEnum):
+    """Why the exchange refused a transfer, a withdrawal or a deposit; nothing moved."""
+
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    UNKNOWN_ASSET = "UNKNOWN_ASSET"
+    INVALID_AMOUNT = "INVALID_AMOUNT"  # not positive, or more than 8 decimals
+    # Spot to spot, or an asset other than USDT to or from the futures wallet.
+    INVALID_WALLETS = "INVALID_WALLETS"
+    INVALID_ADDRESS = "INVALID_ADDRESS"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    DUPLICATE_CLIENT_ID = "DUPLICATE_CLIENT_ID"  # Binance refuses a repeated withdrawOrderId
+    CONFLICTING_DEPOSIT = "CONFLICTING_DEPOSIT"  # a tx id seen before, with other contents
+    NOT_PENDING = "NOT_PENDING"  # ending a transfer that already ended
+
+
+class TransferRefused(VenueError):
+    """The exchange refused to move money (`reason`); no wallet changed."""
+
+    def __init__(self, message: str, *, reason: TransferRefusal, venue: str = "") -> None:
+        super().__init__(message, venue=venue)
+        self.reason = reason
+
+
+class UnknownTransfer(VenueError):
+    """The venue has no transfer by that id (or client id) for this account."""
+
+
+class IllegalTransferMove(RuntimeError):
+    """A transfer state change the table does not allow; always a bug in the caller."""
+
+    def __init__(self, transfer_id: int, current: TransferState, target: TransferState) -> None:
+        allowed = ", ".join(sorted(_TRANSFER_MOVES[current])) or "none (final)"
+        super().__init__(
+            f"transfer {transfer_id}: illegal move {current.value} -> {target.value}; "
+            f"from {current.value} the allowed states are {allowed}"
+        )
+
+
+_TRANSFER_MOVES: dict[TransferState, frozenset[TransferState]] = {
+    # A transfer ends once: credited (a withdrawal: sent), or failed and given back. A stalled
+    # one stays PENDING until its time comes or someone ends it (`end_transfer`).
+    TransferState.PENDING: frozenset({TransferState.COMPLETED, TransferState.FAILED}),
+    TransferState.COMPLETED: frozenset(),
+    TransferState.FAILED: frozenset(),
+}
+
+
+class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A transfer or a withdrawal as the exchange keeps it.
+
+    An internal transfer moves `asset` from the `source` wallet to the wallet `destination`
+    names (a `Wallet` value); a withdrawal leaves the spot wallet for the address
+    `destination`, and gets its `tx_id` once sent. The amount left `source` when it was
+    asked (`requested_ns`); `updated_ns` is when the state last changed (venue ns).
+    """
+
+    transfer_id: int
+    kind: TransferKind
+    account_id: str
+    asset: str
+    amount: Decimal
+    source: Wallet
+    destination: str
+    state: TransferState
+    requested_ns: int
+    updated_ns: int
+    client_id: str = ""
+    network: str = ""
+    tx_id: str = ""
+
+
+class DepositRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A deposit credited to an account's spot wallet (one per `tx_id`)."""
+
+    deposit_id: int
+    account_id: str
+    asset: str
+    amount: Decimal
+    tx_id: str
+    address: str
+    network: str
+    credited_ns: int
+
+
+class WithdrawalSent(msgspec.Struct, frozen=True, kw_only=True):
+    """A withdrawal left the venue (drained with the other events): the host delivers
+    `amount` of `asset` to `address`, whose venue credits it once per `tx_id`."""
+
+    venue: str
+    account_id: str
+    transfer_id: int
+    client_id: str
+    asset: str
+    amount: Decimal
+    address: str
+    network: str
+    tx_id: str
+    sent_ns: int
+
+
+@dataclass(slots=True)
+class _Transfer:
+    transfer_id: int
+    kind: TransferKind
+    account: str
+    asset: str
+    amount: Decimal
+    source: Wallet
+    destination: str
+    client_id: str
+    network: str
+    requested_ns: int
+    complete_at_ns: int | None  # None: stalled until someone ends it
+    fails: bool
+    state: TransferState = TransferState.PENDING
+    updated_ns: int = 0
+    tx_id: str = ""
 
 
 @dataclass(slots=True)
@@ -196,7 +321,12 @@ class SimExchange:
         self._by_client: dict[tuple[str, str], int] = {}
         self._next_order_id = 1
         self._next_trade_id = 1
-        self._outbox: list[AccountReport | MarketEvent] = []
+        self._outbox: list[AccountReport | MarketEvent | WithdrawalSent] = []
+        self._transfers: dict[int, _Transfer] = {}
+        self._pending_transfers: dict[int, _Transfer] = {}
+        self._transfer_by_client: dict[tuple[str, TransferKind, str], int] = {}
+        self._next_transfer_id = 1
+        self._deposits: dict[str, DepositRecord] = {}  # by tx id
         self._last_trade: dict[str, Decimal] = {}
         self.updates_applied = 0
 
@@ -245,7 +375,10 @@ class SimExchange:
 
     # --- market --------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
-        """Replay the market up to `now_ns`, filling our resting orders it reaches."""
+        """Replay the market up to `now_ns`, filling our resting orders it reaches, and end
+        the transfers due by then."""
+        if self._pending_transfers:
+            self._settle_transfers(now_ns)
         if now_ns <= self.now_ns:
             return
         due = self.market.next_ns()
@@ -386,7 +519,7 @@ class SimExchange:
         """Queue a report a host made itself (a reject after a RECEIPT ack)."""
         self._outbox.append(AccountReport(account_id=account_id, report=report))
 
-    def drain(self) -> list[AccountReport | MarketEvent]:
+    def drain(self) -> list[AccountReport | MarketEvent | WithdrawalSent]:
         """Everything that happened since the last drain, in order."""
         out, self._outbox = self._outbox, []
         return out
@@ -399,6 +532,13 @@ class SimExchange:
         if self._outbox:
             return -math.inf
         due = self.market.next_ns()
+        ends = [
+            t.complete_at_ns
+            for t in self._pending_transfers.values()
+            if t.complete_at_ns is not None
+        ]
+        if ends and (due is None or min(ends) < due):
+            due = min(ends)
         return math.inf if due is None else due
 
     # --- orders --------------------------------------------------------------------
@@ -956,6 +1096,360 @@ class SimExchange:
     def _trade_id(self) -> int:
         self._next_trade_id += 1
         return self._next_trade_id - 1
+
+    # --- transfers, withdrawals and deposits --------------------------------------
+    def transfer(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        source: Wallet,
+        destination: Wallet,
+        now_ns: int,
+        *,
+        complete_at_ns: int | None,
+        fails: bool,
+        client_id: str = "",
+    ) -> TransferRecord:
+        """Move USDT between the account's spot and futures wallets.
+
+        The amount leaves `source` at once (what is free there: for the futures wallet, its
+        available margin but never unrealised profit); it reaches `destination` when
+        `advance` passes `complete_at_ns` (COMPLETED), or goes back to `source` then if
+        `fails` (FAILED); `complete_at_ns=None` stalls it until `end_transfer`. A refusal
+        (`TransferRefused`) changes nothing. `client_id` (optional) may name one transfer of
+        the account only.
+        """
+        self.advance(now_ns)
+        acct = self._transfer_account(account_id)
+        if source is destination:
+            raise self._refuse(
+                TransferRefusal.INVALID_WALLETS,
+                f"a transfer moves between the spot and futures wallets; from {source.value} "
+                f"to {destination.value} moves nothing",
+            )
+        if asset != MARGIN_ASSET:
+            raise self._refuse(
+                TransferRefusal.INVALID_WALLETS,
+                f"only {MARGIN_ASSET} (the futures wallet's margin) moves to and from the "
+                f"futures wallet; got {asset!r}",
+            )
+        self._check_amount(amount)
+        self._check_client_id(acct, TransferKind.INTERNAL, client_id)
+        have = self._transferable(acct, source, asset)
+        if amount > have:
+            raise self._refuse(
+                TransferRefusal.INSUFFICIENT_FUNDS,
+                f"the {source.value} wallet has {_plain(have)} {asset} free to transfer; "
+                f"{_plain(amount)} was asked",
+            )
+        self._debit(acct, source, asset, amount)
+        t = self._open_transfer(
+            TransferKind.INTERNAL,
+            acct,
+            asset,
+            amount,
+            source,
+            destination.value,
+            client_id,
+            "",
+            now_ns,
+            complete_at_ns,
+            fails,
+        )
+        return self._transfer_record(t)
+
+    def withdraw(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        address: str,
+        client_id: str,
+        now_ns: int,
+        *,
+        complete_at_ns: int | None,
+        fails: bool,
+        network: str = "",
+    ) -> TransferRecord:
+        """Send `amount` of `asset` from the spot wallet to `address` (whose form the host
+        checks: it delivers there).
+
+        The free amount is debited at once; when `advance` passes `complete_at_ns` the
+        withdrawal is sent (COMPLETED, and a `WithdrawalSent` is queued for the host to
+        deliver), or given back to the spot wallet if `fails` (FAILED). A `client_id` the
+        account used before for a withdrawal is refused, as Binance refuses a repeated
+        withdrawOrderId ("" names none).
+        """
+        self.advance(now_ns)
+        acct = self._transfer_account(account_id)
+        self._check_asset(asset)
+        if not address:
+            raise self._refuse(TransferRefusal.INVALID_ADDRESS, "a withdrawal needs an address")
+        self._check_amount(amount)
+        self._check_client_id(acct, TransferKind.WITHDRAWAL, client_id)
+        have = self._transferable(acct, Wallet.SPOT, asset)
+        if amount > have:
+            raise self._refuse(
+                TransferRefusal.INSUFFICIENT_FUNDS,
+                f"the spot wallet has {_plain(have)} {asset} free; {_plain(amount)} was asked",
+            )
+        self._debit(acct, Wallet.SPOT, asset, amount)
+        t = self._open_transfer(
+            TransferKind.WITHDRAWAL,
+            acct,
+            asset,
+            amount,
+            Wallet.SPOT,
+            address,
+            client_id,
+            network,
+            now_ns,
+            complete_at_ns,
+            fails,
+        )
+        return self._transfer_record(t)
+
+    def end_transfer(
+        self, account_id: str, transfer_id: int, now_ns: int, *, fails: bool = False
+    ) -> TransferRecord:
+        """End a pending transfer now (a stalled one: its time never comes by itself), as it
+        would have ended: COMPLETED, or FAILED and given back if `fails`."""
+        self.advance(now_ns)
+        t = self._find_transfer(account_id, transfer_id)
+        if t.state.is_final:
+            raise self._refuse(
+                TransferRefusal.NOT_PENDING,
+                f"transfer {transfer_id} already ended {t.state.value}; only a pending one can "
+                "be ended",
+            )
+        self._end(t, TransferState.FAILED if fails else TransferState.COMPLETED, now_ns)
+        return self._transfer_record(t)
+
+    def credit_deposit(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        tx_id: str,
+        now_ns: int,
+        *,
+        address: str = "",
+        network: str = "",
+    ) -> DepositRecord:
+        """Credit a deposit that reached the account to its spot wallet, once per `tx_id`: a
+        delivery repeated after a lost answer finds the deposit it made and credits nothing
+        (a tx id seen with other contents is refused)."""
+        self.advance(now_ns)
+        self._transfer_account(account_id)
+        seen = self._deposits.get(tx_id)
+        if seen is not None:
+            if (seen.account_id, seen.asset, seen.amount) != (account_id, asset, amount):
+                raise self._refuse(
+                    TransferRefusal.CONFLICTING_DEPOSIT,
+                    f"tx {tx_id!r} was credited before as {_plain(seen.amount)} {seen.asset} "
+                    f"to {seen.account_id!r}",
+                )
+            return seen
+        if not tx_id:
+            raise self._refuse(TransferRefusal.CONFLICTING_DEPOSIT, "a deposit needs a tx id")
+        self._check_amount(amount)
+        self.deposit(account_id, asset, amount, Wallet.SPOT)
+        record = DepositRecord(
+            deposit_id=len(self._deposits) + 1,
+            account_id=account_id,
+            asset=asset,
+            amount=amount,
+            tx_id=tx_id,
+            address=address,
+            network=network,
+            credited_ns=now_ns,
+        )
+        self._deposits[tx_id] = record
+        return record
+
+    def transfers(
+        self,
+        account_id: str,
+        kind: TransferKind | None = None,
+        *,
+        transfer_id: int | None = None,
+        client_id: str | None = None,
+    ) -> list[TransferRecord]:
+        """The account's transfers and withdrawals, oldest first: of one `kind`, by id, by
+        client id, as asked."""
+        self._transfer_account(account_id)
+        return [
+            self._transfer_record(t)
+            for t in self._transfers.values()
+            if t.account == account_id
+            and (kind is None or t.kind is kind)
+            and (transfer_id is None or t.transfer_id == transfer_id)
+            and (client_id is None or t.client_id == client_id)
+        ]
+
+    def deposits(self, account_id: str) -> list[DepositRecord]:
+        """The deposits credited to the account, oldest first."""
+        self._transfer_account(account_id)
+        return [d for d in self._deposits.values() if d.account_id == account_id]
+
+    def assets(self) -> set[str]:
+        """The assets this venue knows: USDT, both assets of every instrument, and any an
+        account holds."""
+        known = {MARGIN_ASSET}
+        for inst in self.instruments.values():
+            known |= {inst.base, inst.quote}
+        for acct in self._accounts.values():
+            known |= set(acct.spot) | set(acct.futures_assets)
+        return known
+
+    def _settle_transfers(self, now_ns: int) -> None:
+        """End every pending transfer whose time has come, in the order of their times."""
+        due = sorted(
+            (
+                t
+                for t in self._pending_transfers.values()
+                if t.complete_at_ns is not None and t.complete_at_ns <= now_ns
+            ),
+            key=lambda t: (t.complete_at_ns, t.transfer_id),
+        )
+        for t in due:
+            assert t.complete_at_ns is not None
+            self._end(
+                t, TransferState.FAILED if t.fails else TransferState.COMPLETED, t.complete_at_ns
+            )
+
+    def _end(self, t: _Transfer, state: TransferState, at_ns: int) -> None:
+        if state not in _TRANSFER_MOVES[t.state]:
+            raise IllegalTransferMove(t.transfer_id, t.state, state)
+        t.state, t.updated_ns = state, at_ns
+        del self._pending_transfers[t.transfer_id]
+        if state is TransferState.FAILED:
+            self.deposit(t.account, t.asset, t.amount, t.source)  # given back
+        elif t.kind is TransferKind.INTERNAL:
+            self.deposit(t.account, t.asset, t.amount, Wallet(t.destination))
+        else:
+            t.tx_id = f"{self.venue}-withdrawal-{t.transfer_id}"
+            self._outbox.append(
+                WithdrawalSent(
+                    venue=self.venue,
+                    account_id=t.account,
+                    transfer_id=t.transfer_id,
+                    client_id=t.client_id,
+                    asset=t.asset,
+                    amount=t.amount,
+                    address=t.destination,
+                    network=t.network,
+                    tx_id=t.tx_id,
+                    sent_ns=at_ns,
+                )
+            )
+
+    def _open_transfer(
+        self,
+        kind: TransferKind,
+        acct: _Account,
+        asset: str,
+        amount: Decimal,
+        source: Wallet,
+        destination: str,
+        client_id: str,
+        network: str,
+        now_ns: int,
+        complete_at_ns: int | None,
+        fails: bool,
+    ) -> _Transfer:
+        t = _Transfer(
+            self._next_transfer_id,
+            kind,
+            acct.account_id,
+            asset,
+            amount,
+            source,
+            destination,
+            client_id,
+            network,
+            now_ns,
+            complete_at_ns,
+            fails,
+            updated_ns=now_ns,
+        )
+        self._next_transfer_id += 1
+        self._transfers[t.transfer_id] = self._pending_transfers[t.transfer_id] = t
+        if client_id:
+            self._transfer_by_client[(acct.account_id, kind, client_id)] = t.transfer_id
+        return t
+
+    def _transferable(self, acct: _Account, wallet: Wallet, asset: str) -> Decimal:
+        """What of `asset` may leave `wallet`: the spot wallet's free amount (not what open
+        orders lock); from the futures wallet its available margin, but never more than the
+        wallet itself (unrealised profit is not transferable, as on Binance)."""
+        if wallet is Wallet.SPOT:
+            held = acct.spot.get(asset)
+            return held.free if held is not None else _ZERO
+        return max(_ZERO, min(self._available(acct), acct.wallet))
+
+    def _debit(self, acct: _Account, wallet: Wallet, asset: str, amount: Decimal) -> None:
+        if wallet is Wallet.SPOT:
+            acct.asset(asset).free -= amount
+        else:
+            acct.wallet -= amount
+
+    def _check_amount(self, amount: Decimal) -> None:
+        if not (amount.is_finite() and amount > 0 and amount % _FEE_QUANTUM == 0):
+            raise self._refuse(
+                TransferRefusal.INVALID_AMOUNT,
+                f"amount {amount} must be positive, with at most 8 decimals",
+            )
+
+    def _check_asset(self, asset: str) -> None:
+        if asset not in self.assets():
+            raise self._refuse(
+                TransferRefusal.UNKNOWN_ASSET,
+                f"unknown asset {asset!r}; this venue knows {', '.join(sorted(self.assets()))}",
+            )
+
+    def _check_client_id(self, acct: _Account, kind: TransferKind, client_id: str) -> None:
+        prior = self._transfer_by_client.get((acct.account_id, kind, client_id))
+        if client_id and prior is not None:
+            raise self._refuse(
+                TransferRefusal.DUPLICATE_CLIENT_ID,
+                f"client id {client_id!r} already names {kind.value} {prior} of this account",
+            )
+
+    def _transfer_account(self, account_id: str) -> _Account:
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            raise self._refuse(TransferRefusal.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
+        return acct
+
+    def _find_transfer(self, account_id: str, transfer_id: int) -> _Transfer:
+        t = self._transfers.get(transfer_id)
+        if t is None or t.account != account_id:
+            raise UnknownTransfer(
+                f"no transfer {transfer_id} for account {account_id!r}", venue=self.venue
+            )
+        return t
+
+    def _refuse(self, reason: TransferRefusal, message: str) -> TransferRefused:
+        return TransferRefused(message, reason=reason, venue=self.venue)
+
+    def _transfer_record(self, t: _Transfer) -> TransferRecord:
+        return TransferRecord(
+            transfer_id=t.transfer_id,
+            kind=t.kind,
+            account_id=t.account,
+            asset=t.asset,
+            amount=t.amount,
+            source=t.source,
+            destination=t.destination,
+            state=t.state,
+            requested_ns=t.requested_ns,
+            updated_ns=t.updated_ns,
+            client_id=t.client_id,
+            network=t.network,
+            tx_id=t.tx_id,
+        )
 
     # --- account views -------------------------------------------------------------
     def account_snapshot(self, account_id: str, now_ns: int) -> AccountSnapshot:

@@ -6,18 +6,34 @@ answers, rate limits: what becomes of an order is decided in `venues.sim.outcome
 the backtest drives too) and fans execution reports and market events out to subscribers
 after the profile's stream lag. `SimVenueClient` binds it to one account. The Binance
 compatible HTTP server is built on the same `SimVenue`, so both paths behave alike.
+
+Transfers and withdrawals take the times and fates the profile's `transfers` draw; the
+venue's own loop (`_run`, every few ms) advances the exchange, which ends them when their
+time comes even if no order flows. A withdrawal sent is delivered by the courier of its
+address's scheme (`SimVenue.couriers`): `sim-local://<venue>/<account>` credits a venue of
+this process directly (`_LOCAL_VENUES`), and the HTTP server adds `sim://` (another server's
+`/_sim/deposit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from decimal import Decimal
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
-from venues.errors import OrderRejected, VenueError, VenueUnavailable
+from venues.errors import (
+    InvalidRequest,
+    OrderRejected,
+    Unsupported,
+    VenueError,
+    VenueUnavailable,
+)
 from venues.model import (
     AccountSnapshot,
     AckKind,
@@ -30,8 +46,20 @@ from venues.model import (
     NewOrder,
     Position,
     RejectReason,
+    TransferKind,
+    TransferReceipt,
+    TransferState,
+    WalletKind,
 )
-from venues.sim.exchange import AccountReport, SimExchange
+from venues.sim.exchange import (
+    AccountReport,
+    SimExchange,
+    TransferRecord,
+    TransferRefusal,
+    TransferRefused,
+    Wallet,
+    WithdrawalSent,
+)
 from venues.sim.outcome import (
     accepted_view,
     admit,
@@ -48,6 +76,26 @@ __all__ = ["SimVenue", "SimVenueClient", "StreamClosed", "accepted_view"]
 
 T = TypeVar("T")
 _STREAM_QUEUE = 10_000
+log = logging.getLogger(__name__)
+
+Courier = Callable[[WithdrawalSent], Awaitable[None]]
+"""Delivers a sent withdrawal to its address: raises `VenueUnavailable` when it may work
+later (the destination is down: tried again), another `VenueError` when it never will."""
+
+LOCAL_SCHEME = "sim-local"
+# In-process venues by name, for `sim-local://<venue>/<account>` addresses: a withdrawal from
+# one `SimVenue` to another running in the same process is credited directly. `start`
+# registers a venue (unless another of its name runs already), `stop` removes it. One
+# registry per process: a venue in another process (a Ray actor, a served venue) is reached
+# by its server's `sim://` address instead.
+_LOCAL_VENUES: dict[str, SimVenue] = {}
+# A delivery that finds its destination down is tried again after 0.2, 0.4, 0.8, 1.6 s, then
+# given up (logged, and kept in `SimVenue.undelivered`): what left is not given back, as a
+# transaction sent on a chain is not.
+DELIVERY_ATTEMPTS = 5
+DELIVERY_BACKOFF_S = 0.2
+_WALLET_OF = {WalletKind.SPOT: Wallet.SPOT, WalletKind.MARGIN: Wallet.FUTURES}
+_KIND_OF = {wallet: kind for kind, wallet in _WALLET_OF.items()}
 
 
 class _Subscription:
@@ -112,6 +160,9 @@ class SimVenue:
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[object]] = set()
         self.orders_received = 0  # order requests that reached the venue, rejected included
+        # How a sent withdrawal reaches its address, by the address's scheme.
+        self.couriers: dict[str, Courier] = {LOCAL_SCHEME: self._deliver_local}
+        self.undelivered: list[WithdrawalSent] = []  # given up after DELIVERY_ATTEMPTS
 
     @property
     def name(self) -> str:
@@ -129,8 +180,11 @@ class SimVenue:
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"venue-{self.name}")
+            _LOCAL_VENUES.setdefault(self.name, self)
 
     async def stop(self) -> None:
+        if _LOCAL_VENUES.get(self.name) is self:
+            del _LOCAL_VENUES[self.name]
         tasks = [t for t in (self._task, *self._pending) if t is not None]
         self._task = None
         for t in tasks:
@@ -174,6 +228,9 @@ class SimVenue:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for event in events:
+            if isinstance(event, WithdrawalSent):
+                self._spawn(self._deliver(event))
+                continue
             if isinstance(event, AccountReport):
                 subs = self._accounts.get(event.account_id, ())
                 item: object = event.report
@@ -296,6 +353,136 @@ class SimVenue:
         finally:
             self._dispatch()
 
+    # --- transfers -----------------------------------------------------------------
+    def start_transfer(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        source: Wallet,
+        destination: Wallet,
+        now_ns: int,
+        client_id: str = "",
+    ) -> TransferRecord:
+        """An internal transfer, its delay and fate drawn from the profile (`transfer_fate`)."""
+        delay, fails = self.conditions.transfer_fate(TransferKind.INTERNAL)
+        return self.exchange.transfer(
+            account_id,
+            asset,
+            amount,
+            source,
+            destination,
+            now_ns,
+            complete_at_ns=None if delay is None else now_ns + delay,
+            fails=fails,
+            client_id=client_id,
+        )
+
+    def start_withdrawal(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        address: str,
+        client_id: str,
+        now_ns: int,
+        network: str = "",
+    ) -> TransferRecord:
+        """A withdrawal to `address`, its delay and fate drawn from the profile; refused
+        (`INVALID_ADDRESS`) unless a courier here delivers to the address's scheme, and for a
+        `sim-local://` address unless that venue runs in this process with that account."""
+        scheme = urlsplit(address).scheme
+        if scheme not in self.couriers:
+            accepted = ", ".join(f"{s}://" for s in sorted(self.couriers))
+            raise TransferRefused(
+                f"venue {self.name} cannot deliver to {address!r}; it delivers to {accepted}",
+                reason=TransferRefusal.INVALID_ADDRESS,
+                venue=self.name,
+            )
+        if scheme == LOCAL_SCHEME:
+            venue_name, account = parse_local_address(address)
+            dest = _LOCAL_VENUES.get(venue_name)
+            if dest is None or not dest.exchange.has_account(account):
+                raise TransferRefused(
+                    f"{address!r} names no account of a venue running in this process",
+                    reason=TransferRefusal.INVALID_ADDRESS,
+                    venue=self.name,
+                )
+        delay, fails = self.conditions.transfer_fate(TransferKind.WITHDRAWAL)
+        return self.exchange.withdraw(
+            account_id,
+            asset,
+            amount,
+            address,
+            client_id,
+            now_ns,
+            complete_at_ns=None if delay is None else now_ns + delay,
+            fails=fails,
+            network=network,
+        )
+
+    def local_address(self, account_id: str) -> str:
+        """The `sim-local://` address that credits `account_id`'s spot wallet here."""
+        return f"{LOCAL_SCHEME}://{self.name}/{account_id}"
+
+    async def _deliver(self, sent: WithdrawalSent) -> None:
+        """Deliver a sent withdrawal by its address's courier, trying again (bounded) while
+        the destination is down."""
+        courier = self.couriers.get(urlsplit(sent.address).scheme)
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                if courier is None:
+                    raise VenueError(f"no courier delivers to {sent.address!r}", venue=self.name)
+                await courier(sent)
+                return
+            except VenueUnavailable as e:
+                if attempt < DELIVERY_ATTEMPTS:
+                    pause = DELIVERY_BACKOFF_S * 2 ** (attempt - 1)
+                    log.warning(
+                        "venue %s: withdrawal %s to %s not delivered (%s); again in %.1f s",
+                        self.name,
+                        sent.tx_id,
+                        sent.address,
+                        e,
+                        pause,
+                    )
+                    await asyncio.sleep(pause)
+                    continue
+                why = str(e)
+            except VenueError as e:
+                why = str(e)
+            except Exception as e:  # a courier's bug: never the venue's loop
+                log.exception("venue %s: courier of %s failed", self.name, sent.address)
+                why = repr(e)
+            break
+        self.undelivered.append(sent)
+        log.error(
+            "venue %s: withdrawal %s of %s %s to %s given up after %d attempt(s): %s",
+            self.name,
+            sent.tx_id,
+            sent.amount,
+            sent.asset,
+            sent.address,
+            attempt,
+            why,
+        )
+
+    async def _deliver_local(self, sent: WithdrawalSent) -> None:
+        """Credit a `sim-local://` address's account at a venue of this process."""
+        venue_name, account = parse_local_address(sent.address)
+        dest = _LOCAL_VENUES.get(venue_name)
+        if dest is None:
+            raise VenueUnavailable(f"no venue {venue_name!r} runs in this process")
+        dest.exchange.credit_deposit(
+            account,
+            sent.asset,
+            sent.amount,
+            sent.tx_id,
+            dest.now_ns(),
+            address=sent.address,
+            network=sent.network,
+        )
+
     async def _apply_late(
         self, account_id: str, order: NewOrder, received: int, after_ns: int
     ) -> None:
@@ -304,6 +491,56 @@ class SimVenue:
             apply_late(self.conditions, self.exchange, account_id, order, received, self.now_ns())
         finally:
             self._dispatch()
+
+
+def parse_local_address(address: str) -> tuple[str, str]:
+    """(venue name, account id) of a `sim-local://<venue>/<account>` address; a
+    `TransferRefused` (`INVALID_ADDRESS`) for anything else."""
+    parts = urlsplit(address)
+    account = unquote(parts.path[1:])
+    if parts.scheme != LOCAL_SCHEME or not parts.netloc or not account or "/" in account:
+        raise TransferRefused(
+            f"{address!r} is not a {LOCAL_SCHEME}://<venue>/<account> address",
+            reason=TransferRefusal.INVALID_ADDRESS,
+        )
+    return parts.netloc, account
+
+
+def transfer_receipt(venue: str, record: TransferRecord) -> TransferReceipt:
+    """A transfer as the `VenueClient` contract reports it: wallets as `WalletKind` values
+    (the futures wallet is MARGIN), a withdrawal's destination its address."""
+    internal = record.kind is TransferKind.INTERNAL
+    failed = record.state is TransferState.FAILED
+    return TransferReceipt(
+        transfer_id=str(record.transfer_id),
+        client_transfer_id=record.client_id,
+        kind=record.kind,
+        venue=venue,
+        asset=record.asset,
+        amount=record.amount,
+        source=_KIND_OF[record.source].value,
+        destination=_KIND_OF[Wallet(record.destination)].value if internal else record.destination,
+        state=record.state,
+        requested_ns=record.requested_ns,
+        updated_ns=record.updated_ns,
+        reason="the venue failed it; the amount is back in the wallet it left" if failed else "",
+    )
+
+
+def contract_error(e: TransferRefused) -> VenueError:
+    """An exchange refusal of a transfer as the `VenueClient` contract raises it, as the HTTP
+    adapters do: lack of funds is `OrderRejected` (`INSUFFICIENT_BALANCE`), a move the venue
+    cannot make (an asset other than USDT to or from the margin wallet) `Unsupported`, the
+    rest `InvalidRequest`; nothing moved either way."""
+    match e.reason:
+        case TransferRefusal.INSUFFICIENT_FUNDS:
+            return OrderRejected(e.message, reason=RejectReason.INSUFFICIENT_BALANCE, venue=e.venue)
+        case TransferRefusal.UNKNOWN_ACCOUNT:
+            return OrderRejected(e.message, reason=RejectReason.UNKNOWN_ACCOUNT, venue=e.venue)
+        case TransferRefusal.INVALID_WALLETS:
+            return Unsupported(e.message, venue=e.venue)
+        case _:
+            return InvalidRequest(e.message, venue=e.venue)
 
 
 class SimVenueClient:
@@ -329,7 +566,11 @@ class SimVenueClient:
     def capabilities(self) -> Capabilities:
         kinds = {i.kind for i in self._venue.exchange.instruments.values()}
         return Capabilities(
-            instrument_kinds=frozenset(kinds), ack_semantics=self.ack_semantics, batch_size=5
+            instrument_kinds=frozenset(kinds),
+            ack_semantics=self.ack_semantics,
+            batch_size=5,
+            transfers=True,
+            withdrawals=True,
         )
 
     @property
@@ -391,6 +632,128 @@ class SimVenueClient:
         return await self._venue.call(
             lambda now: self._venue.exchange.positions(self._account, now)
         )
+
+    async def transfer(
+        self,
+        asset: str,
+        amount: Decimal,
+        source: WalletKind,
+        destination: WalletKind,
+        client_transfer_id: str,
+    ) -> TransferReceipt:
+        """USDT between the spot and margin (futures) wallets; PENDING until the profile's
+        `transfers.internal_s` has passed. Asked again under a `client_transfer_id` it has
+        seen, it answers that transfer and moves nothing (as the HTTP adapters do)."""
+        venue = self._venue
+        if source is destination:
+            raise Unsupported(
+                f"a transfer from the {source.value} wallet to itself: the venue moves money "
+                "between the spot and margin wallets only",
+                venue=venue.name,
+            )
+
+        def start(now: int) -> TransferRecord:
+            seen = self._seen(TransferKind.INTERNAL, client_transfer_id, asset, amount)
+            if seen is not None:
+                return seen
+            return venue.start_transfer(
+                self._account,
+                asset,
+                amount,
+                _WALLET_OF[source],
+                _WALLET_OF[destination],
+                now,
+                client_transfer_id,
+            )
+
+        try:
+            return transfer_receipt(self.venue, await venue.call(start))
+        except TransferRefused as e:
+            raise contract_error(e) from None
+
+    async def deposit_address(self, asset: str) -> str:
+        """`sim-local://<venue>/<account>`: what another in-process venue withdraws to."""
+        venue = self._venue
+        running = _LOCAL_VENUES.get(venue.name)
+        if running is not None and running is not venue:
+            raise Unsupported(
+                f"another venue named {venue.name!r} runs in this process: a sim-local address "
+                "names venues by name, so this one has none",
+                venue=venue.name,
+            )
+
+        def address(now: int) -> str:
+            if asset not in venue.exchange.assets():
+                raise InvalidRequest(f"unknown asset {asset!r}", venue=venue.name)
+            return venue.local_address(self._account)
+
+        return await venue.call(address)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, client_transfer_id: str
+    ) -> TransferReceipt:
+        """From the spot wallet to `address` (an in-process venue's `deposit_address`). Asked
+        again under a `client_transfer_id` it has seen, it answers that withdrawal and sends
+        nothing (the venue itself refuses a repeated id, as Binance does)."""
+        venue = self._venue
+
+        def start(now: int) -> TransferRecord:
+            seen = self._seen(TransferKind.WITHDRAWAL, client_transfer_id, asset, amount)
+            if seen is not None:
+                return seen
+            return venue.start_withdrawal(
+                self._account, asset, amount, address, client_transfer_id, now
+            )
+
+        try:
+            return transfer_receipt(self.venue, await venue.call(start))
+        except TransferRefused as e:
+            raise contract_error(e) from None
+
+    def _seen(
+        self, kind: TransferKind, client_id: str, asset: str, amount: Decimal
+    ) -> TransferRecord | None:
+        """The transfer of `kind` this account made under `client_id` before, if any; one
+        of another asset or amount is a `TransferRefused` (the id names something else)."""
+        if not client_id:
+            return None
+        found = self._venue.exchange.transfers(self._account, kind, client_id=client_id)
+        if not found:
+            return None
+        prior = found[-1]
+        if (prior.asset, prior.amount) != (asset, amount):
+            raise TransferRefused(
+                f"client id {client_id!r} already names {kind.value} {prior.transfer_id} of "
+                f"{prior.amount} {prior.asset}",
+                reason=TransferRefusal.DUPLICATE_CLIENT_ID,
+                venue=self._venue.name,
+            )
+        return prior
+
+    async def transfer_status(self, receipt: TransferReceipt) -> TransferReceipt:
+        """By the receipt's venue id; without one (a lost answer), by its client id. One the
+        venue does not have comes back as it was (as the HTTP adapters answer)."""
+        venue = self._venue
+
+        def find(now: int) -> TransferRecord | None:
+            if receipt.transfer_id:
+                found = (
+                    venue.exchange.transfers(
+                        self._account, receipt.kind, transfer_id=int(receipt.transfer_id)
+                    )
+                    if receipt.transfer_id.isascii() and receipt.transfer_id.isdigit()
+                    else []
+                )
+            elif receipt.client_transfer_id:
+                found = venue.exchange.transfers(
+                    self._account, receipt.kind, client_id=receipt.client_transfer_id
+                )
+            else:
+                found = []
+            return found[-1] if found else None
+
+        record = await venue.call(find)
+        return receipt if record is None else transfer_receipt(self.venue, record)
 
     async def server_time_ns(self) -> int:
         return await self._venue.call(lambda now: now)

@@ -1,4 +1,5 @@
-"""Venue profiles: latency, acknowledgement semantics, rejects, outages and rate limits."""
+"""Venue profiles: latency, acknowledgement semantics, rejects, outages, rate limits and
+transfers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from enum import StrEnum
 
 import msgspec
 
-from venues.model import AckKind
+from venues.model import AckKind, TransferKind
 
 NS_PER_MS = 1_000_000
 _Z99 = 2.326347874  # standard normal 99th percentile
@@ -55,6 +56,42 @@ class ClientIdReuse(StrEnum):
     AFTER_CLOSE = "after_close"
 
 
+class TransferProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long a venue takes to move money, and how often it goes wrong (seconds, shares).
+
+    An internal transfer (between an account's spot and futures wallets) completes
+    `internal_s` after it was asked, a withdrawal is sent `withdrawal_s` after; a share
+    `stall_rate` of either stalls and takes `stall_s` instead (`inf`: it never completes by
+    itself), and a share `fail_rate` fails when its time comes (the amount goes back to the
+    wallet it left).
+    """
+
+    internal_s: float = 1.0
+    withdrawal_s: float = 120.0
+    stall_rate: float = 0.0
+    stall_s: float = 600.0
+    fail_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("stall_rate", "fail_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # NaN fails too
+                raise ValueError(f"{name} must be a share within [0, 1], got {value}")
+        for name in ("internal_s", "withdrawal_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        if not self.stall_s >= 0:
+            raise ValueError(
+                f"stall_s must be a number of seconds >= 0, or inf (a stalled transfer never "
+                f"completes by itself), got {self.stall_s}"
+            )
+
+    def delay_s(self, kind: TransferKind) -> float:
+        """How long a transfer of `kind` that does not stall takes."""
+        return self.internal_s if kind is TransferKind.INTERNAL else self.withdrawal_s
+
+
 class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How a venue behaves on the wire. Presets: `colo`, `same_region`, `cross_region`.
 
@@ -72,6 +109,9 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     `client_id_reuse`: whether a client order id used before on the account may name a new
     order (`ClientIdReuse`); a refused one is a duplicate (-4116).
+
+    `transfers`: the delays, stalls and failures of transfers and withdrawals
+    (`TransferProfile`).
     """
 
     ack: AckKind = AckKind.ACCEPTED
@@ -87,6 +127,7 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     orders_per_minute: int = 1200  # Binance USD-M default order rate limit
     clock_offset_ms: float = 0.0  # the venue's clock minus true time, to test clock sync
     client_id_reuse: ClientIdReuse = ClientIdReuse.NEVER
+    transfers: TransferProfile = TransferProfile()
 
     def __post_init__(self) -> None:
         for name in ("reject_rate", "unknown_rate", "unknown_applied"):
@@ -213,3 +254,17 @@ class VenueConditions:
         # Binance applies an order within its request's receive window or never (it refuses
         # one that reaches its engine later): the draw's tail stops there.
         return min(delay.sample_ns(self._rng), MAX_APPLY_DELAY_NS)
+
+    def transfer_fate(self, kind: TransferKind) -> tuple[int | None, bool]:
+        """(how long after it is asked a transfer of `kind` ends, in ns, or None if it stalls
+        for ever; whether it then fails), drawn from the profile's `transfers`. A rate of 0
+        draws nothing, so the seeds of profiles without stalls or failures are unchanged."""
+        t = self.profile.transfers
+        delay_s = t.delay_s(kind)
+        if t.stall_rate > 0 and self._rng.random() < t.stall_rate:
+            delay_s = t.stall_s
+        fails = t.fail_rate > 0 and self._rng.random() < t.fail_rate
+        delay_ns = delay_s * 1e9
+        if math.isinf(delay_ns):  # `inf`, or so many seconds that it is the same
+            return None, fails
+        return int(delay_ns), fails

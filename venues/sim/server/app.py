@@ -5,12 +5,15 @@ endpoints of both APIs (`/fapi` for the perpetuals, `/api/v3` for the spot instr
 serving its own only), the listenKey user-data streams, the spot WebSocket API's user data
 subscription (`/ws-api/v3`) and the `bookTicker`/`trade`/`aggTrade` market streams,
 HMAC-SHA256 signatures and Binance's error codes, close enough that a stock client of either
-API works once its base URLs point here. Every request goes through the venue, so the
-venue profile applies: latency, acknowledgement semantics, stream lag, outages (HTTP 503, or
-connections refused), injected rejects and lost answers (-1007). `/_sim/` (not Binance) tells
-tests and TCA the venue-side times of each order and injects faults (outages, dropped
-streams); it answers on loopback to known API keys only. Secrets and signatures are never
-logged.
+API works once its base URLs point here. The wallet endpoints (`/sapi`: universal transfers
+between the spot and futures wallets, deposit addresses, withdrawals and their histories)
+move money between the two wallets and, by `sim://` addresses, to other simulated venues.
+Every request goes through the venue, so the venue profile applies: latency,
+acknowledgement semantics, stream lag, outages (HTTP 503, or connections refused), injected
+rejects and lost answers (-1007). `/_sim/` (not Binance) tells tests and TCA the venue-side
+times of each order, injects faults (outages, dropped streams) and takes deposits from other
+simulated venues; it answers on loopback only (to known API keys, but for deposits). Secrets
+and signatures are never logged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import aiohttp
 from aiohttp import web
 
 from venues.config import ApiCredential
@@ -77,11 +81,24 @@ from venues.sim.server.streams import (
     raw_stream,
 )
 from venues.sim.server.testapi import (
+    sim_deposit,
+    sim_end_transfer,
     sim_get_profile,
     sim_order,
     sim_set_profile,
     sim_start_outage,
     sim_stop_outage,
+)
+from venues.sim.server.transfers import (
+    DELIVERY_TIMEOUT,
+    SIM_SCHEME,
+    deposit_address,
+    deposit_history,
+    http_courier,
+    new_transfer,
+    transfer_history,
+    withdraw,
+    withdraw_history,
 )
 from venues.sim.server.wsapi import ws_api
 
@@ -131,11 +148,16 @@ async def _binance_errors(
 
 
 async def _venue_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The venue runs (market, timers, streams) for as long as the application does."""
+    """The venue runs (market, timers, streams) for as long as the application does, and
+    delivers its withdrawals to `sim://` addresses (other servers' `/_sim/deposit`) over one
+    HTTP session, closed after the venue stops (which ends the deliveries under way)."""
     gw = app[GATEWAY]
-    await gw.venue.start()
-    yield
-    await gw.venue.stop()
+    async with aiohttp.ClientSession(timeout=DELIVERY_TIMEOUT) as session:
+        gw.venue.couriers[SIM_SCHEME] = http_courier(session)
+        await gw.venue.start()
+        yield
+        await gw.venue.stop()
+        gw.venue.couriers.pop(SIM_SCHEME, None)
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -191,6 +213,13 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_post("/api/v3/userDataStream", new_spot_listen_key)
     r.add_put("/api/v3/userDataStream", keep_spot_listen_key)
     r.add_delete("/api/v3/userDataStream", close_spot_listen_key)
+    # Binance's wallet endpoints: between the spot and futures wallets, and to other venues.
+    r.add_post("/sapi/v1/asset/transfer", new_transfer)
+    r.add_get("/sapi/v1/asset/transfer", transfer_history)
+    r.add_get("/sapi/v1/capital/deposit/address", deposit_address)
+    r.add_post("/sapi/v1/capital/withdraw/apply", withdraw)
+    r.add_get("/sapi/v1/capital/withdraw/history", withdraw_history)
+    r.add_get("/sapi/v1/capital/deposit/hisrec", deposit_history)
     r.add_get("/ws-api/v3", ws_api)
     r.add_get("/ws", bare_stream)  # streams subscribed by message
     r.add_get("/ws/{stream}", raw_stream)
@@ -209,6 +238,8 @@ def make_app(venue: SimVenue, credentials: Mapping[str, ApiCredential]) -> web.A
     r.add_get("/_sim/profile", sim_get_profile)
     r.add_post("/_sim/profile", sim_set_profile)
     r.add_post("/_sim/streams/drop", sim_drop_streams)
+    r.add_post("/_sim/deposit", sim_deposit)
+    r.add_post("/_sim/transfers/{transfer_id}", sim_end_transfer)
     return app
 
 

@@ -1,9 +1,12 @@
-"""`/_sim/`: what tests and TCA need that Binance does not have (order times, faults, profile)."""
+"""`/_sim/`: what tests and TCA need that Binance does not have (order times, faults, profile,
+deposits from other simulated venues, ending a stalled transfer)."""
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import re
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -11,6 +14,7 @@ from aiohttp import web
 
 from venues.config import ApiCredential, profile_from
 from venues.errors import UnknownOrder
+from venues.sim.exchange import TransferRefused, UnknownTransfer
 from venues.sim.server.errors import BinanceError, _bad_key, _invalid
 from venues.sim.server.gateway import GATEWAY
 from venues.sim.server.render import _json, _num
@@ -21,6 +25,8 @@ _REFUSE_DELAY_NS = 20_000_000
 
 
 MAX_OUTAGE_S = 86_400.0  # a day: longer is no outage a test needs
+_ASSET = re.compile(r"[A-Z0-9]{1,20}")
+_TX_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class _OutageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -28,8 +34,26 @@ class _OutageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mode: Literal["503", "refuse"] = "503"
 
 
+class _DepositRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    account: str
+    asset: str
+    amount: Decimal
+    txId: str  # the wire's name
+    address: str = ""
+    network: str = ""
+
+
+class _EndTransferRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    outcome: Literal["COMPLETED", "FAILED"] = "COMPLETED"
+
+
 def _admin(request: web.Request) -> ApiCredential:
-    gw = request.app[GATEWAY]
+    _loopback(request)
+    return request.app[GATEWAY].credential(request)
+
+
+def _loopback(request: web.Request) -> None:
+    """-2015 unless the request came from this machine."""
     remote = request.remote or ""
     try:
         loopback = ipaddress.ip_address(remote).is_loopback
@@ -37,7 +61,6 @@ def _admin(request: web.Request) -> ApiCredential:
         loopback = False
     if not loopback:
         raise _bad_key()
-    return gw.credential(request)
 
 
 async def _admin_body(request: web.Request, kind: type[T]) -> T:
@@ -131,3 +154,73 @@ async def sim_set_profile(request: web.Request) -> web.Response:
         raise BinanceError(-1130, f"Data sent for the profile is not valid. ({e})") from None
     gw.venue.conditions.set_profile(profile)
     return _json(msgspec.to_builtins(profile))
+
+
+async def sim_deposit(request: web.Request) -> web.Response:
+    """`POST /_sim/deposit` `{"account", "asset", "amount", "txId", "address", "network"}`: a
+    withdrawal from another simulated venue arriving; credits the account's spot wallet once
+    per `txId` (a repeat answers the deposit it made). Loopback only, and no API key: the
+    sending venue holds none of this one's, the address names the account. An outage refuses
+    it as it refuses Binance's endpoints, and the sender tries again."""
+    gw = request.app[GATEWAY]
+    _loopback(request)
+    body = await _admin_body(request, _DepositRequest)
+    if not _ASSET.fullmatch(body.asset):
+        raise _invalid("asset", "1-20 of A-Z and 0-9")
+    if not _TX_ID.fullmatch(body.txId):
+        raise _invalid("txId", "1-128 printable ASCII characters, no spaces")
+    if not gw.exchange.has_account(body.account):
+        raise _invalid("account", f"no account {body.account!r} on {gw.venue.name}")
+    try:
+        deposit = await gw.call(
+            lambda now: gw.exchange.credit_deposit(
+                body.account,
+                body.asset,
+                body.amount,
+                body.txId,
+                now,
+                address=body.address,
+                network=body.network,
+            )
+        )
+    except TransferRefused as e:
+        raise BinanceError(-1130, f"Data sent is not valid. ({e.message})") from None
+    return _json(
+        {
+            "id": deposit.deposit_id,
+            "account": deposit.account_id,
+            "asset": deposit.asset,
+            "amount": _num(deposit.amount),
+            "txId": deposit.tx_id,
+            "creditedNs": deposit.credited_ns,
+        }
+    )
+
+
+async def sim_end_transfer(request: web.Request) -> web.Response:
+    """`POST /_sim/transfers/<id>` `{"outcome": "COMPLETED" | "FAILED"}`: end one of the key
+    holder's pending transfers or withdrawals now (a stalled one never ends by itself)."""
+    gw = request.app[GATEWAY]
+    cred = _admin(request)
+    raw = request.match_info["transfer_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise _invalid("transfer id", "a number")
+    body = await _admin_body(request, _EndTransferRequest)
+    try:
+        record = await gw.call(
+            lambda now: gw.exchange.end_transfer(
+                cred.account_id, int(raw), now, fails=body.outcome == "FAILED"
+            )
+        )
+    except UnknownTransfer:
+        raise BinanceError(-4029, "The withdrawal record does not exist.") from None
+    except TransferRefused as e:
+        raise BinanceError(-1130, f"Data sent is not valid. ({e.message})") from None
+    return _json(
+        {
+            "id": record.transfer_id,
+            "kind": record.kind.value,
+            "state": record.state.value,
+            "updatedNs": record.updated_ns,
+        }
+    )
