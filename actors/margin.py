@@ -29,6 +29,7 @@ from actors.fees import USD_ASSETS
 from venues.model import AccountSnapshot, Instrument, InstrumentKind, Side
 
 USD = "USD"  # a venue's margin pool: its margin asset (USDT), counted in dollars
+MARGIN_ASSET = "USDT"  # what the margin pool holds, and moves to and from the spot wallet
 SPOT = "spot:"  # the prefix of a venue's spot-wallet pools
 
 
@@ -63,19 +64,38 @@ class LegNeed(msgspec.Struct, frozen=True, kw_only=True):
     qty: Decimal
     price: Decimal
     leverage: Decimal | int = 1
+    leg_id: str = ""
+
+    @property
+    def pool(self) -> Pool:
+        """The pool the leg draws on: its venue's margin for a perpetual; for spot, the
+        quote asset a buy pays with or the base asset a sell delivers."""
+        inst = self.instrument
+        if inst.kind is InstrumentKind.PERP:
+            return (self.venue, USD)
+        return (self.venue, spot_pool(inst.quote if self.side is Side.BUY else inst.base))
 
 
 class Transfer(msgspec.Struct, frozen=True, kw_only=True):
-    """Move `amount` of `asset` from one venue account to another."""
+    """Move `amount` of `asset` from one venue account to another; with `from_asset`, from
+    the venue's other wallet (`spot:USDT` into the margin pool `USD`, or back)."""
 
     asset: str
     from_venue: str
     to_venue: str
     amount: Decimal
+    from_asset: str = ""
 
     @property
     def message(self) -> str:
-        return f"move {_fmt(self.amount, self.asset)} from {self.from_venue} to {self.to_venue}"
+        what = fmt_amount(self.amount, self.asset)
+        if self.from_asset:
+            wallets = {USD: "margin wallet", spot_pool(MARGIN_ASSET): "spot wallet"}
+            return (
+                f"move {what} on {self.to_venue} from its {wallets[self.from_asset]} to its "
+                f"{wallets[self.asset]}"
+            )
+        return f"move {what} from {self.from_venue} to {self.to_venue}"
 
 
 class Shortfall(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,9 +114,10 @@ class Shortfall(msgspec.Struct, frozen=True, kw_only=True):
     def message(self) -> str:
         a = self.asset
         return (
-            f"venue {self.venue} needs {_fmt(self.need, a)} but {_fmt(self.available, a)} is "
-            f"available ({_fmt(self.reserved_by_others, a)} reserved by other baskets, "
-            f"{_fmt(self.free, a)} free): short {_fmt(self.short, a)}"
+            f"venue {self.venue} needs {fmt_amount(self.need, a)} but "
+            f"{fmt_amount(self.available, a)} is "
+            f"available ({fmt_amount(self.reserved_by_others, a)} reserved by other baskets, "
+            f"{fmt_amount(self.free, a)} free): short {fmt_amount(self.short, a)}"
         )
 
 
@@ -243,7 +264,7 @@ class MarginBook:
             margin = notional / Decimal(leg.leverage)
             raw = (margin + notional * self.taker_rate) * (1 + self.buffer)
             out[leg.venue] = out.get(leg.venue, _ZERO) + raw
-        return {v: _ceil(n, CENT) for v, n in out.items() if n > 0}
+        return {v: ceil_to(n, CENT) for v, n in out.items() if n > 0}
 
     def holdings_need(self, legs: Sequence[LegNeed]) -> dict[str, dict[str, Decimal]]:
         """Spot-wallet pools per venue: a buy's quote asset (the notional plus the taker fee,
@@ -264,7 +285,8 @@ class MarginBook:
                 pool = spot_pool(inst.base)
                 per[pool] = per.get(pool, _ZERO) + leg.qty * inst.contract_size
         return {
-            venue: {p: _ceil(n, _quantum(p)) for p, n in per.items()} for venue, per in out.items()
+            venue: {p: ceil_to(n, pool_quantum(p)) for p, n in per.items()}
+            for venue, per in out.items()
         }
 
     # --- promises ----------------------------------------------------------------------
@@ -285,7 +307,7 @@ class MarginBook:
         granted as they are (as `adjust` grants a shrink), the others are checked against
         what the other baskets hold, and a refusal leaves the old reservation as it was.
         """
-        wanted = _pools(needs, holdings)
+        wanted = pools_of(needs, holdings)
         current = self._results.get(basket_id)
         if current is not None and self._holds[basket_id] == wanted:
             return current
@@ -374,6 +396,21 @@ class MarginBook:
         """What all baskets (but `excluding`) hold on a pool."""
         pool = (venue, asset)
         return sum((h.get(pool, _ZERO) for b, h in self._holds.items() if b != excluding), _ZERO)
+
+    def spare(
+        self, basket_id: str, wanted: Mapping[Pool, Decimal] | None = None
+    ) -> dict[Pool, Decimal]:
+        """Every known pool's collateral left for `basket_id` to move elsewhere: available
+        less what the other baskets hold and what the basket itself wants there (`wanted`).
+        Negative where the pool is already short."""
+        wanted = wanted or {}
+        pools = set(self._available) | set(wanted)
+        return {
+            (v, a): self._available.get((v, a), _ZERO)
+            - self.reserved(v, a, excluding=basket_id)
+            - wanted.get((v, a), _ZERO)
+            for v, a in pools
+        }
 
     def free(self, venue: str, asset: str = USD) -> Decimal:
         """Available minus reserved; negative when the venue fell below its promises."""
@@ -476,7 +513,7 @@ class MarginBook:
             reason += "; cure: " + ", ".join(t.message for t in transfers)
         if missing:
             reason += "; missing overall: " + ", ".join(
-                _fmt(n, a) for a, n in sorted(missing.items())
+                fmt_amount(n, a) for a, n in sorted(missing.items())
             )
         return Refused(
             basket_id=basket_id,
@@ -487,6 +524,45 @@ class MarginBook:
             reason=reason,
             ts_ns=now_ns,
         )
+
+    def _cure_inside(
+        self,
+        basket_id: str,
+        wanted: Mapping[Pool, Decimal],
+        shortfalls: Iterable[Shortfall],
+        now_ns: int,
+        transfers: list[Transfer],
+    ) -> list[Shortfall]:
+        """First, each short pool from its venue's other wallet (spot ↔ margin: seconds at
+        the venue, no withdrawal); what that leaves short goes to `_cure`'s transfers
+        between venues."""
+        left: list[Shortfall] = []
+        for s in shortfalls:
+            link = _linked(s.asset)
+            short = ceil_to(s.short, CENT)
+            if link is not None and self._known((s.venue, link), now_ns):
+                pool = (s.venue, link)
+                spare = floor_to(
+                    self._available.get(pool, _ZERO)
+                    - self.reserved(s.venue, link, excluding=basket_id)
+                    - wanted.get(pool, _ZERO),
+                    CENT,
+                )
+                move = min(short, spare)
+                if move > 0:
+                    transfers.append(
+                        Transfer(
+                            asset=s.asset,
+                            from_venue=s.venue,
+                            to_venue=s.venue,
+                            amount=move,
+                            from_asset=link,
+                        )
+                    )
+                    short -= move
+            if short > 0:
+                left.append(msgspec.structs.replace(s, short=short))
+        return left
 
     def _cure(
         self,
@@ -507,10 +583,10 @@ class MarginBook:
         transfers: list[Transfer] = []
         missing: dict[str, Decimal] = {}
         by_asset: dict[str, list[Shortfall]] = {}
-        for s in shortfalls:
+        for s in self._cure_inside(basket_id, wanted, shortfalls, now_ns, transfers):
             by_asset.setdefault(s.asset, []).append(s)
         for asset, shorts in sorted(by_asset.items()):
-            quantum = _quantum(asset)
+            quantum = pool_quantum(asset)
             surplus: dict[str, Decimal] = {}
             for venue, a in self._available:
                 if a != asset or not self._known((venue, a), now_ns):
@@ -520,12 +596,12 @@ class MarginBook:
                     - self.reserved(venue, asset, excluding=basket_id)
                     - wanted.get((venue, asset), _ZERO)
                 )
-                spare = _floor(spare, quantum)
+                spare = floor_to(spare, quantum)
                 if spare > 0:
                     surplus[venue] = spare
             gap = _ZERO
             for s in sorted(shorts, key=lambda s: (-s.short, s.venue)):
-                left = _ceil(s.short, quantum)
+                left = ceil_to(s.short, quantum)
                 fits = [v for v, n in surplus.items() if n >= left]
                 if fits:
                     sources = [min(fits, key=lambda v: (surplus[v], v))]
@@ -548,7 +624,13 @@ class MarginBook:
         return transfers, missing
 
 
-def _pools(
+def _linked(pool_asset: str) -> str | None:
+    """A venue's other wallet that an internal transfer reaches from this pool: the margin
+    pool and the spot wallet's margin asset, each the other's."""
+    return {USD: spot_pool(MARGIN_ASSET), spot_pool(MARGIN_ASSET): USD}.get(pool_asset)
+
+
+def pools_of(
     needs: Mapping[str, Decimal], holdings: Mapping[str, Mapping[str, Decimal]] | None
 ) -> dict[Pool, Decimal]:
     out: dict[Pool, Decimal] = {}
@@ -571,25 +653,25 @@ def _amount(value: Decimal | int | str, field: str) -> Decimal:
     return amount
 
 
-def _ceil(value: Decimal, quantum: Decimal | None) -> Decimal:
+def ceil_to(value: Decimal, quantum: Decimal | None) -> Decimal:
     if quantum is None:
         return value
     return (value / quantum).to_integral_value(rounding=ROUND_CEILING) * quantum
 
 
-def _floor(value: Decimal, quantum: Decimal | None) -> Decimal:
+def floor_to(value: Decimal, quantum: Decimal | None) -> Decimal:
     if quantum is None:
         return value
     return (value / quantum).to_integral_value(rounding=ROUND_FLOOR) * quantum
 
 
-def _quantum(pool_asset: str) -> Decimal | None:
+def pool_quantum(pool_asset: str) -> Decimal | None:
     """Dollar pools are counted to the cent; others exactly."""
     asset = pool_asset.removeprefix(SPOT)
     return CENT if asset == USD or asset in USD_ASSETS else None
 
 
-def _fmt(amount: Decimal, asset: str) -> str:
+def fmt_amount(amount: Decimal, asset: str) -> str:
     if asset == USD:
         return f"{amount:,.2f} USD"
     wallet = " (spot wallet)" if asset.startswith(SPOT) else ""

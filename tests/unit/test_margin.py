@@ -19,6 +19,7 @@ from actors.margin import (
     Reserved,
     ReserveResult,
     Transfer,
+    spot_pool,
 )
 from venues.errors import OrderRejected
 from venues.model import (
@@ -512,3 +513,26 @@ ConcurrentBaskets.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_concurrent_baskets = ConcurrentBaskets.TestCase
+
+
+def test_a_short_margin_pool_is_cured_first_from_its_own_venues_spot_wallet() -> None:
+    # gamma's spot wallet holds USDT: moving it to its margin is one transfer at the venue,
+    # before any withdrawal from A; what it cannot cover comes from A.
+    b = book(A=50_000, gamma=1_000)
+    b.update_account("gamma", D(2_000), T0, asset=spot_pool("USDT"))
+    refused = b.reserve("bk1", {"gamma": D(4_000)}, T0)
+    assert isinstance(refused, Refused)
+    assert refused.transfers == [
+        Transfer(
+            asset=USD,
+            from_venue="gamma",
+            to_venue="gamma",
+            amount=D(2_000),
+            from_asset=spot_pool("USDT"),
+        ),
+        Transfer(asset=USD, from_venue="A", to_venue="gamma", amount=D(1_000)),
+    ]
+    assert (
+        "cure: move 2,000.00 USD on gamma from its spot wallet to its margin wallet, "
+        "move 1,000.00 USD from A to gamma" in refused.reason
+    )
