@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -82,17 +83,20 @@ def _run_basket(
     html_path: str | None,
     progress: bool,
     every_s: float,
+    overrides: Sequence[str] = (),
 ) -> int:
     """Submit one basket, show its progress, print its report; 0 if it completed."""
     from actors.lifecycle import BasketState
-    from actors.spec import SpecError, load_basket
+    from actors.spec import SpecError
+    from actors.spec.overrides import load_basket_with_overrides
     from cluster import present
     from cluster.engine import Engine, EngineError
 
     try:
-        spec = load_basket(Path(basket))
+        spec = load_basket_with_overrides(Path(basket), overrides)
     except SpecError as e:
         raise UserError(str(e)) from None
+    _show_overrides(overrides)
     try:
         engine = Engine.start(venues, address=address)
     except EngineError as e:
@@ -112,6 +116,12 @@ def _run_basket(
         report = handle.result()
     _show_report(report, png_path, html_path, json_path=json_path)
     return 0 if report.status is BasketState.COMPLETED else 1
+
+
+def _show_overrides(overrides: Sequence[str]) -> None:
+    """One line of the `--set`s applied, so that a result can be traced to its command."""
+    if overrides:
+        print(f"overrides: {' '.join(shlex.quote(o) for o in overrides)}", flush=True)
 
 
 def _show_report(
@@ -165,17 +175,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         html_path=args.html,
         progress=progress,
         every_s=args.every,
+        overrides=args.overrides or (),
     )
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from actors.backtest import BacktestError, check_venues, compare, parse_modes, results_table
-    from actors.spec import SpecError, load_basket
+    from actors.spec import SpecError
+    from actors.spec.overrides import load_basket_with_overrides
     from cluster.config import load_cluster
 
+    overrides = args.overrides or []
     try:
         modes = parse_modes(args.compare)
-        spec = load_basket(Path(args.basket))
+        spec = load_basket_with_overrides(Path(args.basket), overrides)
         cluster = load_cluster(args.venues)
         replay = None
         if args.replay:
@@ -204,6 +217,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             + f", {args.seeds} seed(s), modes {', '.join(m.value for m in modes)}",
             flush=True,
         )
+        _show_overrides(overrides)
         doc = compare(spec, config, modes, args.seeds, risk=cluster.risk, progress=progress)
     except (SpecError, BacktestError) as e:
         raise UserError(str(e)) from None
@@ -213,6 +227,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"\n{doc['market_events']:,} market events in {doc['wall_s']:.1f} s: "
         f"{doc['events_per_s']:,.0f} events/s"
     )
+    if overrides:
+        doc["overrides"] = overrides  # with the basket file, what the figures were run on
     _write_json(args.json, doc)
     return 0
 
@@ -391,6 +407,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         html_path=args.html,
         progress=not args.no_progress and sys.stdout.isatty(),
         every_s=2.0,
+        overrides=args.overrides or (),
     )
 
 
@@ -402,6 +419,19 @@ def _report_outputs(cmd: argparse.ArgumentParser, json: bool = True) -> None:
     )
     cmd.add_argument(
         "--html", metavar="PATH", help="also write the report as a self-contained HTML page"
+    )
+
+
+def _overrides_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field of the basket file before it is validated; repeatable. KEY is "
+        "a dotted path (params.horizon_s, legs.0.quantity or legs.eth.quantity by leg_id), "
+        "VALUE a TOML value or a plain string: --set params.horizon_s=120 "
+        "--set policy=unwind",
     )
 
 
@@ -423,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         "No cluster and no credentials needed. (`legato venues simulate` shows the markets.)",
     )
     _report_outputs(demo)
+    _overrides_option(demo)
     demo.add_argument("--no-progress", action="store_true", help="no live progress display")
     demo.set_defaults(func=cmd_demo)
 
@@ -446,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='a Ray cluster ("auto", "ray://host:10001"); default: $RAY_ADDRESS or a local Ray',
     )
     _report_outputs(run)
+    _overrides_option(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument(
         "--every",
@@ -485,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
     backtest.add_argument("--quiet", action="store_true", help="no line per run")
+    _overrides_option(backtest)
     backtest.set_defaults(func=cmd_backtest)
 
     report = sub.add_parser(
