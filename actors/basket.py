@@ -113,6 +113,9 @@ class BasketCoordinator:
         self.failed: dict[str, str] = {}
         self.done_ns: int | None = None
         self.shrinks: list[BasketShrunk] = []
+        # Legs not started yet: their collateral is being routed (`params.on_unfunded =
+        # "hedge"`); the hedge holds the exposure they would offset until they start.
+        self.deferred: set[str] = set()
         self._exposure_seq = 0
         self._last_exposure: np.ndarray | None = None
 
@@ -136,7 +139,8 @@ class BasketCoordinator:
                     ts_ns=now_ns,
                 )
             )
-        if self.launched_ns is None and all(leg.first_ack for leg in self.legs.values()):
+        started = [leg for leg_id, leg in self.legs.items() if leg_id not in self.deferred]
+        if self.launched_ns is None and started and all(leg.first_ack for leg in started):
             self.launched_ns = now_ns
             effects.append(Launched(ts_ns=now_ns))
         return effects + self.tick(now_ns)
@@ -147,7 +151,7 @@ class BasketCoordinator:
         if self.synchronizing and not self.failed:
             blocked = {leg: p.blocked for leg, p in self.legs.items()}
             for effect in self.sync.evaluate(
-                self.legs, self.schedule_progress(now_ns), now_ns, blocked
+                self.legs, self.schedule_progress(now_ns), now_ns, blocked, self.deferred
             ):
                 if isinstance(effect, BasketShrunk):
                     self.shrinks.append(effect)

@@ -12,7 +12,9 @@ import msgspec
 
 from actors.lifecycle import BasketState
 from actors.messages import LegProgress
+from actors.report import TransferView
 from actors.risk import RiskSettings
+from actors.routing import RoutingRules
 from actors.spec import HedgeSpec, ResolvedLeg
 from venues.config import VenueConfig
 from venues.model import AckKind, ExecutionReport, Side
@@ -154,6 +156,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     min_overrun_s: float = 60.0  # a basket fails once past horizon + grace + max(this, horizon)
     leg_clock_offsets_ns: dict[str, int] = {}  # test hook: a leg node's clock is off by this
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)  # the config's [risk]
+    routing: RoutingRules | None = None  # the config's [collateral] (None: no transfers)
     # The journal (DESIGN §9): where it lives ("" : none), and this run's identity in it and
     # the prefix of its client order ids (the engine's supervisor gives both per submission).
     journal: str = ""
@@ -172,3 +175,4 @@ class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):
     hedge_position_usd: float
     ts_ns: int
     band: float | None = None  # the completion band: max − min leg completion allowed
+    transfers: list[TransferView] = []  # asked to fund the basket (`[collateral] routing`)

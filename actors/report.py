@@ -19,7 +19,7 @@ from actors.leg import ChildOrder, Mismatch
 from actors.lifecycle import BasketState, StateChanged
 from actors.messages import LegStatus
 from actors.spec import Policy
-from venues.model import AckKind, Side
+from venues.model import AckKind, Side, TransferKind, TransferState
 from venues.sim.calibration import SECONDS_PER_YEAR
 
 
@@ -163,13 +163,46 @@ class TimelineRecorder:
             self._spacing_ns = max(2 * self._spacing_ns, points[1].ts_ns - points[0].ts_ns)
 
 
+class TransferView(msgspec.Struct, frozen=True, kw_only=True):
+    """One transfer step as the basket, the journal and the report see it.
+
+    `source` and `destination` are `venue/wallet` (`alpha/spot`, `gamma/margin`);
+    `requested_ns`/`updated_ns` on the collateral actor's clock; `venue_transfer_id` the
+    venue's id once known."""
+
+    client_transfer_id: str
+    basket_id: str
+    kind: TransferKind
+    venue: str
+    asset: str
+    amount: Decimal
+    source: str
+    destination: str
+    state: TransferState
+    requested_ns: int
+    updated_ns: int
+    venue_transfer_id: str = ""
+    reason: str = ""
+
+    def age_s(self, now_ns: int) -> float:
+        end = self.updated_ns if self.state.is_final else now_ns
+        return max(0.0, (end - self.requested_ns) / 1e9)
+
+    @property
+    def message(self) -> str:
+        what = f"{self.amount.normalize():f} {self.asset} {self.source} → {self.destination}"
+        return f"{self.kind.value} {self.client_transfer_id} {what}: {self.state.value}"
+
+
 class CollateralReport(msgspec.Struct, kw_only=True):
-    """What the collateral actor held for the basket."""
+    """What the collateral actor held for the basket, and the transfers that funded it."""
 
     reserved: dict[str, Decimal] = {}  # USD per venue
     holdings: dict[str, dict[str, Decimal]] = {}  # base asset per venue (spot sells)
     released: bool = False
     refused: list[str] = []  # the shortfalls, when the basket was refused
+    transfers: list[TransferView] = []  # asked to cure a shortfall (`[collateral] routing`)
+    funding: str = ""  # what the basket did while they were under way
 
 
 class BasketReport(msgspec.Struct, kw_only=True):

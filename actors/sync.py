@@ -37,7 +37,7 @@ is stuck while it is blocked, or while it is the slowest leg with the risk over 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 
 import msgspec
@@ -143,17 +143,24 @@ class Synchronizer:
         schedule_progress: float,
         now_ns: int,
         blocked: Mapping[str, bool] | None = None,
+        deferred: Collection[str] = (),
     ) -> list[SyncEffect]:
         """The changes to make now, given each leg's newest snapshot.
 
         `schedule_progress` is the basket's scheduled completion fraction at `now_ns`
         (`actors.schedule.scheduled_fraction`); `blocked` flags legs that cannot progress.
         A leg without a snapshot counts as nothing filled; a `FAILED` leg as blocked.
+        `deferred` legs have not started (their collateral is still being routed; the hedge
+        holds what they would offset): they neither hold the others back nor shrink the
+        basket, and are not adjusted until they start.
         """
         s = min(max(float(schedule_progress), 0.0), 1.0)
-        filled = {
+        every = {
             leg: progress[leg].filled_qty if leg in progress else _ZERO for leg in self.targets
         }
+        filled = {leg: q for leg, q in every.items() if leg not in deferred}
+        if not filled:
+            return []
         stopped = {
             leg
             for leg in self.targets
@@ -180,7 +187,7 @@ class Synchronizer:
         }
 
         prior = dict(self.targets)
-        shrunk = self._shrink(overdue, filled, s, stopped, now_ns) if overdue else None
+        shrunk = self._shrink(overdue, every, s, stopped, now_ns) if overdue else None
         if shrunk is not None:
             self._stuck_since.clear()
             desired = self._desired(filled, s, risk)

@@ -218,7 +218,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             flush=True,
         )
         _show_overrides(overrides)
-        doc = compare(spec, config, modes, args.seeds, risk=cluster.risk, progress=progress)
+        doc = compare(
+            spec,
+            config,
+            modes,
+            args.seeds,
+            risk=cluster.risk,
+            progress=progress,
+            routing=cluster.collateral.rules(),
+        )
     except (SpecError, BacktestError) as e:
         raise UserError(str(e)) from None
     print()

@@ -2,8 +2,8 @@
 hedge and the risk model.
 
 One TOML file serves `legato venues up` (which reads its `[venues.<name>]` tables) and the
-engine (which also reads `[engine]`, `[hedge]` and `[risk]`). Any other top-level table is a
-mistake and is named as one. docs/deploy.md documents the settings.
+engine (which also reads `[engine]`, `[hedge]`, `[risk]` and `[collateral]`). Any other
+top-level table is a mistake and is named as one. docs/deploy.md documents the settings.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +19,14 @@ import msgspec
 
 from actors.protocol import BasketOptions
 from actors.risk import RiskSettings
+from actors.routing import RoutingRules
 from actors.spec import FieldError, HedgeSpec
 from actors.spec.bounds import check_hedge_values
 from venues.config import ConfigError, VenuesConfig, parse_venues, read_config
 
-TABLES = ("venues", "engine", "hedge", "risk")
+MAX_BUFFER_USD = 10**12  # a buffer is kept free: a trillion dollars is every real account
+
+TABLES = ("venues", "engine", "hedge", "risk", "collateral")
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -146,11 +150,49 @@ def check_engine(settings: EngineSettings, where: str) -> None:
             )
 
 
+class CollateralSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`[collateral]`: whether and how collateral is routed to cure a basket's shortfall.
+
+    `routing` off (the default): a short basket is refused, naming the transfers that would
+    cure it. On: the collateral actor plans and carries them out (`actors.routing`,
+    `actors.runners.funding`), and the basket waits or hedges (`params.on_unfunded`).
+    `internal`: a venue's spot wallet may fund its margin wallet and back; `withdrawals`:
+    money may move between venues; `routes`: which venue may fund which by withdrawal
+    (`"alpha -> gamma"`; empty: any); `buffers`: dollars each venue keeps free when it is a
+    source."""
+
+    routing: bool = False
+    internal: bool = True
+    withdrawals: bool = False
+    routes: list[str] = []
+    buffers: dict[str, Decimal] = {}
+
+    def rules(self) -> RoutingRules | None:
+        """The planner's rules (None when routing is off)."""
+        if not self.routing:
+            return None
+        pairs = [_route(r) for r in self.routes]
+        return RoutingRules(
+            internal=self.internal,
+            withdrawals=self.withdrawals,
+            routes=[p for p in pairs if p is not None],
+            buffers=dict(self.buffers),
+        )
+
+
+def _route(text: str) -> tuple[str, str] | None:
+    left, arrow, right = text.partition("->")
+    if not arrow or not left.strip() or not right.strip():
+        return None
+    return left.strip(), right.strip()
+
+
 class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
     venues: VenuesConfig
     engine: EngineSettings = EngineSettings()
     hedge: HedgeSpec | None = None  # for baskets that name no [hedge] of their own
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+    collateral: CollateralSettings = CollateralSettings()
     source: str = "<config>"
 
 
@@ -190,7 +232,51 @@ def parse_cluster(
     if problems:
         field, what = problems[0]
         raise ConfigError(f"{source}: risk.{field}: {what}")
-    return ClusterConfig(venues=venues, engine=engine, hedge=hedge, risk=risk, source=source)
+    collateral = _table(data, "collateral", CollateralSettings, source)
+    assert isinstance(collateral, CollateralSettings)
+    _check_collateral(collateral, venues, source)
+    return ClusterConfig(
+        venues=venues,
+        engine=engine,
+        hedge=hedge,
+        risk=risk,
+        collateral=collateral,
+        source=source,
+    )
+
+
+def _check_collateral(c: CollateralSettings, venues: VenuesConfig, source: str) -> None:
+    names = sorted(venues.venues)
+    accepted = ", ".join(names)
+    for i, text in enumerate(c.routes):
+        pair = _route(text)
+        if pair is None:
+            raise ConfigError(
+                f'{source}: collateral.routes[{i}]: {text!r} is not accepted; accepted: "FROM '
+                f'-> TO", two venue names, e.g. "{names[0] if names else "alpha"} -> ..."'
+            )
+        for venue in pair:
+            if venue not in venues.venues:
+                raise ConfigError(
+                    f"{source}: collateral.routes[{i}]: {venue!r} is not a venue of this "
+                    f"file; accepted: {accepted}"
+                )
+    for venue, amount in c.buffers.items():
+        if venue not in venues.venues:
+            raise ConfigError(
+                f"{source}: collateral.buffers.{venue}: not a venue of this file; accepted: "
+                f"{accepted}"
+            )
+        if not amount.is_finite() or not 0 <= amount <= MAX_BUFFER_USD:
+            raise ConfigError(
+                f"{source}: collateral.buffers.{venue}: {amount} is not accepted; accepted: "
+                f"dollars from 0 to {MAX_BUFFER_USD:,}"
+            )
+    if c.routes and not c.withdrawals:
+        raise ConfigError(
+            f"{source}: collateral.routes: routes between venues are listed but withdrawals "
+            "= false; set withdrawals = true to use them, or remove them"
+        )
 
 
 def _check_risk(risk: RiskSettings, source: str) -> None:

@@ -333,7 +333,7 @@ class Engine:
         namespace = namespace or settings.namespace
         placement = placement or settings.placement
         basket_options = basket_options or msgspec.structs.replace(
-            settings.basket_options(), risk=risk
+            settings.basket_options(), risk=risk, routing=venues.collateral.rules()
         )
         journal = journal_location(journal if journal is not None else settings.journal)
         started = False

@@ -66,7 +66,14 @@ def status_lines(status: BasketStatus) -> list[str]:
         f"  {_band_text(status)}  hedge ${status.hedge_position_usd:,.0f}"
     )
     width = max([8, *(len(leg.leg_id) for leg in status.legs)])
-    return [head] + [_leg_line(leg, status.schedule_progress, width) for leg in status.legs]
+    lines = [head] + [_leg_line(leg, status.schedule_progress, width) for leg in status.legs]
+    # The transfers that fund it (`[collateral] routing`), each with its age while pending.
+    lines += [
+        f"  transfer {t.message}"
+        + ("" if t.state.is_final else f" for {t.age_s(status.ts_ns):.0f} s")
+        for t in status.transfers
+    ]
+    return lines
 
 
 def status_line(status: BasketStatus) -> str:
@@ -83,4 +90,8 @@ def status_line(status: BasketStatus) -> str:
     ]
     if outside_band(status):
         words.append("OUTSIDE_BAND")
+    pending = [t for t in status.transfers if not t.state.is_final]
+    if pending:
+        oldest = max(t.age_s(status.ts_ns) for t in pending)
+        words.append(f"transfers_pending={len(pending)} oldest_s={oldest:.0f}")
     return " ".join(words)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actors.report import BasketReport, LegReport
+from actors.report import BasketReport, LegReport, TransferView
 from actors.tca import basket_tca
 
 if TYPE_CHECKING:
@@ -360,6 +360,16 @@ def _operations(report: BasketReport, tca: dict[str, Any]) -> Section:
         state = "released" if c.released else "NOT released"
         facts.append(("collateral", f"{', '.join(held)}; {state}"))
     facts += [("refused", r) for r in c.refused]
+    if c.funding:
+        facts.append(("funding", c.funding))
+    if c.transfers:
+        items.append(
+            Table(
+                ("transfer", "kind", "amount", "from → to", "state", "took", "venue id"),
+                [_transfer_row(t) for t in c.transfers],
+                frozenset({2, 5}),
+            )
+        )
     rejects = [(leg.leg_id, len(leg.rejects)) for leg in report.legs if leg.rejects]
     total = sum(n for _, n in rejects)
     facts.append(
@@ -374,6 +384,20 @@ def _operations(report: BasketReport, tca: dict[str, Any]) -> Section:
     facts += [("note", n) for n in report.notes]
     items.append(pairs(facts))
     return Section("operations", items)
+
+
+def _transfer_row(t: TransferView) -> tuple[str, ...]:
+    took = f"{t.age_s(t.updated_ns):.1f} s" if t.state.is_final else "still pending"
+    state = t.state.value + (f" ({t.reason})" if t.reason else "")
+    return (
+        t.client_transfer_id,
+        t.kind.value,
+        f"{t.amount.normalize():f} {t.asset}",
+        f"{t.source} → {t.destination}",
+        state,
+        took,
+        t.venue_transfer_id or "–",
+    )
 
 
 # -- as text ---------------------------------------------------------------------------------

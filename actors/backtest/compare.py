@@ -17,6 +17,7 @@ from actors.backtest.run import (
 )
 from actors.lifecycle import BasketState
 from actors.risk import RiskSettings
+from actors.routing import RoutingRules
 from actors.spec import BasketSpec, RebalanceSpec
 from venues.config import (
     VenuesConfig,
@@ -24,15 +25,16 @@ from venues.config import (
 
 
 def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    """{mean, p50, p95, n} of the values that exist."""
+    """{mean, p50, p95, max, n} of the values that exist."""
     xs = [v for v in values if v is not None]
     if not xs:
-        return {"mean": None, "p50": None, "p95": None, "n": 0}
+        return {"mean": None, "p50": None, "p95": None, "max": None, "n": 0}
     a = np.asarray(xs, dtype=float)
     return {
         "mean": float(a.mean()),
         "p50": float(np.percentile(a, 50)),
         "p95": float(np.percentile(a, 95)),
+        "max": float(a.max()),
         "n": len(xs),
     }
 
@@ -46,6 +48,7 @@ def compare(
     risk: RiskSettings | None = None,
     settings: BacktestSettings | None = None,
     progress: Callable[[RunResult], None] | None = None,
+    routing: RoutingRules | None = None,
 ) -> dict[str, Any]:
     """Every mode over seeds 0..seeds−1: the JSON document of `legato backtest`."""
     if seeds < 1:
@@ -55,7 +58,7 @@ def compare(
     runs: dict[ExecutionMode, list[RunResult]] = {m: [] for m in modes}
     for seed in range(seeds):
         for mode in modes:
-            r = run_once(spec, config, mode, seed, risk=risk, settings=settings)
+            r = run_once(spec, config, mode, seed, risk=risk, settings=settings, routing=routing)
             runs[mode].append(r)
             if progress is not None:
                 progress(r)
@@ -72,6 +75,7 @@ def compare(
             {r.report.reason for r in rs if r.report.status is not BasketState.COMPLETED}
         )
         entry["failures"] = failures
+        entry["sent_unfunded"] = sum(r.sent_unfunded for r in rs)
         out["modes"][mode.value] = entry
     out["market_events"] = events
     out["wall_s"] = wall
@@ -117,4 +121,34 @@ def results_table(doc: Mapping[str, Any]) -> str:
             )
         cells.append(f"{m['completed']}/{m['runs']}")
         lines.append("| " + " | ".join(cells) + " |")
+    funded = [
+        (mode, m)
+        for mode, m in doc["modes"].items()
+        if m.get("funding_s", {}).get("mean") is not None
+    ]
+    if funded:
+        lines += [
+            "",
+            "| mode | waited for funds s | orders sent unfunded | peak beta imbalance while "
+            "pending $ (basket / net of hedge, its 1-day risk) | peak 1-day risk left, every "
+            "factor $ |",
+            "|" + "---|" * 5,
+        ]
+        for mode, m in funded:
+            beta, net = m["pending_beta_usd"]["max"], m["pending_net_beta_usd"]["max"]
+            beta_risk = m["pending_net_beta_risk_usd"]["max"]
+            betas = "–" if beta is None else f"{beta:,.0f} / {net:,.0f} (${beta_risk:,.2f})"
+            left = m["pending_net_risk_usd"]["max"]
+            lines.append(
+                f"| {mode} | {_mean_p95(m['funding_s'])} | {m['sent_unfunded']} | {betas} | "
+                + ("–" if left is None else f"{left:,.2f}")
+                + " |"
+            )
+    for mode, m in doc["modes"].items():
+        for reason in m.get("failures", [])[:3]:
+            lines.append(f"\n{mode}: {reason}")
     return "\n".join(lines)
+
+
+def _mean_p95(s: Mapping[str, Any]) -> str:
+    return "–" if s["mean"] is None else f"{s['mean'] + 0.0:,.2f} / {s['p95'] + 0.0:,.2f}"

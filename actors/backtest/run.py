@@ -8,19 +8,21 @@ import gc
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from actors.backtest.collateral import BacktestCollateral
 from actors.backtest.loop import Loop
 from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
 from actors.hedge import hedge_limit_order
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
+from actors.margin import Refused, Reserved
 from actors.messages import LegProgress
 from actors.protocol import (
     ArmLeg,
@@ -32,10 +34,13 @@ from actors.protocol import (
 )
 from actors.report import BasketReport, CollateralReport
 from actors.risk import RiskSettings, with_risk_betas
+from actors.routing import RoutingRules
 from actors.runners.basket import BasketRunner, RunSettings
+from actors.runners.collateral import CollateralRunner, margin_needs
+from actors.runners.funding import Funding, FundingAsk
 from actors.runners.hedge import DeskRunner
 from actors.runners.leg import LegRunner, Unwound
-from actors.spec import BasketSpec, RebalanceSpec, ResolvedBasket, validate
+from actors.spec import BasketSpec, OnUnfunded, RebalanceSpec, ResolvedBasket, validate
 from actors.sync import AdjustLeg
 from venues.config import (
     ReplayMarketConfig,
@@ -100,6 +105,15 @@ class RunResult(msgspec.Struct, kw_only=True):
     done_ns: int | None
     market_events: int
     wall_s: float
+    # Collateral routing: how long the basket waited for its funds (None: it did not),
+    # orders its legs sent before the funds landed, and while deferred legs waited the
+    # peak net market exposure of the basket alone and with the hedge.
+    funding_s: float | None = None
+    sent_unfunded: int = 0
+    pending_beta_usd: float | None = None
+    pending_net_beta_usd: float | None = None
+    pending_net_risk_usd: float | None = None  # one-day 1σ, every factor
+    market_vol_1d: float | None = None  # of the market factor (betas are to it)
 
     @property
     def completion_s(self) -> float | None:
@@ -118,6 +132,15 @@ class RunResult(msgspec.Struct, kw_only=True):
             "completion_s": self.completion_s,
             "hedge_cost_usd": tca.get("hedge_cost_usd"),
             "observed_legging_risk_usd": tca.get("legging_risk_usd"),
+            "funding_s": self.funding_s,
+            "pending_beta_usd": self.pending_beta_usd,
+            "pending_net_beta_usd": self.pending_net_beta_usd,
+            "pending_net_risk_usd": self.pending_net_risk_usd,
+            "pending_net_beta_risk_usd": (
+                None
+                if self.pending_net_beta_usd is None or self.market_vol_1d is None
+                else self.pending_net_beta_usd * self.market_vol_1d
+            ),
         }
 
 
@@ -231,7 +254,12 @@ class _Run:
         risk_settings: RiskSettings,
         settings: BacktestSettings,
         configs: Mapping[str, SimVenueConfig],
+        lifecycle: BasketLifecycle | None = None,
+        deferred: Collection[str] = (),
+        collateral: CollateralReport | None = None,
     ) -> None:
+        """`lifecycle`: the basket's, when it was checked before (its collateral waited
+        for); `deferred`: legs that wait for their funding (`BasketRunner.fund`)."""
         self.basket = basket
         self.venues = venues
         self.loop = loop
@@ -242,9 +270,13 @@ class _Run:
         self.settings = settings
         self._rng = random.Random(seed * 7_919 + 1)
         self.accepted_ns = loop.now
-        lifecycle = BasketLifecycle(basket.basket_id, loop.now)
-        lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
+        if lifecycle is None:
+            lifecycle = BasketLifecycle(basket.basket_id, loop.now)
+            lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
+        else:
+            self.accepted_ns = lifecycle.history[0].ts_ns
         lifecycle.to(BasketState.ARMING, loop.now, "legs armed (simulated)")
+        self.collateral = collateral or CollateralReport()
         params = basket.params
         coordinated = mode is ExecutionMode.COORDINATED
         hedged = coordinated and basket.hedge is not None and basket.hedge.enabled
@@ -296,6 +328,25 @@ class _Run:
             min_overrun_s=settings.min_overrun_s,
             leg_silence_ns=0,  # a simulated leg never goes quiet
         )
+        # The market betas of the legs and the hedge instruments, for `sampled`.
+        legs = [leg.instrument for leg in basket.legs]
+        self._leg_beta = dict(
+            zip([leg.leg_id for leg in basket.legs], risk.market_betas(legs).tolist(), strict=True)
+        )
+        hedges = basket.hedge_instruments if hedged else []
+        self._hedge_beta = (
+            dict(zip([i.symbol for i in hedges], risk.market_betas(hedges).tolist(), strict=True))
+            if hedges
+            else {}
+        )
+        self.pending_beta_usd = 0.0
+        self.pending_net_beta_usd = 0.0
+        self.pending_net_risk_usd = 0.0
+        self._risk = risk
+        self._instruments = {leg.leg_id: leg.instrument for leg in basket.legs}
+        self._hedges = {i.symbol: i for i in hedges}
+        m = risk.factors[0]
+        self.market_vol_1d = risk.dollar_risk({m: 1.0})  # per dollar of market exposure
         self.runner = BasketRunner(
             basket,
             lifecycle,
@@ -305,12 +356,13 @@ class _Run:
             hedge=hedged,
             synchronize=coordinated,
             sequential=mode is ExecutionMode.SEQUENTIAL,
+            deferred=deferred,
         )
         # The basket's fire call reaches each leg well inside the lead; a leg whose venue is
         # far sends one one-way trip early when it is kept in step.
         rtts = list(self._rtt.values()) if coordinated else []
-        lead = BasketRunner.fire_lead_ns(int(settings.fire_lead_ms * MS), 0, rtts)
-        self.fire_ns = loop.now + lead
+        self.lead_ns = BasketRunner.fire_lead_ns(int(settings.fire_lead_ms * MS), 0, rtts)
+        self.fire_ns = loop.now + self.lead_ns
 
     def ray_ns(self) -> int:
         return self.settings.ray_call.sample_ns(self._rng)
@@ -367,7 +419,25 @@ class _Run:
         return self.desk.ledger.gross_usd() if self.desk is not None else 0.0
 
     def sampled(self, core: BasketCoordinator, hedge_usd: float, force: bool) -> None:
-        pass
+        """While legs wait for their funding: the basket's net market (beta) exposure,
+        on its own and with the hedge desk's position, each tick (the scenario figures of
+        `bench/scenarios/routing_stall`)."""
+        if not self.runner.deferred:
+            return
+        u = core.imbalance()
+        basket_beta = sum(self._leg_beta[leg] * usd for leg, usd in u.items())
+        hedge_beta = 0.0
+        if self.desk is not None:
+            held = self.desk.ledger.positions_usd()
+            hedge_beta = sum(self._hedge_beta.get(sym, 0.0) * usd for sym, usd in held.items())
+        self.pending_beta_usd = max(self.pending_beta_usd, abs(basket_beta))
+        self.pending_net_beta_usd = max(self.pending_net_beta_usd, abs(basket_beta + hedge_beta))
+        # The one-day 1σ risk left over, as the hedge desk reckons it against its activation
+        # and hysteresis: every factor of the imbalance and the hedge, not only the market.
+        e = self._risk.leg_exposures(u, self._instruments)
+        if self.desk is not None:
+            e = e + self._risk.exposures(self.desk.ledger.positions_usd(), self._hedges)
+        self.pending_net_risk_usd = max(self.pending_net_risk_usd, self._risk.dollar_risk(e))
 
     def _to_desk(self, e: ExposureChanged) -> None:
         desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
@@ -392,11 +462,169 @@ class _Run:
         if not self.runner.finished:
             notes.append("the simulation's time limit ended the run")
         return self.runner.report(
-            legs, submitted_ns=self.accepted_ns, collateral=CollateralReport(), notes=notes
+            legs, submitted_ns=self.accepted_ns, collateral=self.collateral, notes=notes
         )
 
 
 # -- building a run ------------------------------------------------------------------------
+class _Funds:
+    """The basket's collateral in the backtest: reserved as live (the collateral runner
+    on the simulated accounts, `BacktestCollateral`), and, short with routing on, the
+    transfers waited for (`wait`: before anything is armed) or the unfunded legs deferred
+    until they land (`hedge`)."""
+
+    def __init__(
+        self,
+        basket: ResolvedBasket,
+        venues: dict[str, Venue],
+        loop: Loop,
+        routing: RoutingRules | None,
+    ) -> None:
+        self.basket = basket
+        self.loop = loop
+        self.port = BacktestCollateral(loop, venues)
+        self.runner = CollateralRunner(self.port)
+        self.routing = routing
+        self.lifecycle = BasketLifecycle(basket.basket_id, loop.now)
+        self.lifecycle.to(BasketState.CHECKING, loop.now, "validated against the venues' books")
+        self.report = CollateralReport()
+        self.deferred: list[str] = []
+        self.funding: Funding | None = None
+        self.funded_ns: int | None = None
+        self.outcome: Reserved | Refused | None = None
+        leverage = {name: v.exchange.leverage(v.account_id) for name, v in venues.items()}
+        self.needs = margin_needs(basket, leverage)
+
+    def reserve(self) -> bool:
+        """Reserve the basket's collateral, waiting for its transfers under `wait`; False
+        when it is refused (nothing is sent)."""
+        basket, loop = self.basket, self.loop
+        params = basket.params
+        ask = FundingAsk(
+            mode=params.on_unfunded,
+            timeout_ns=int(params.funding_timeout_s * NS),
+            client_prefix=basket.basket_id,
+            rules=self.routing,
+        )
+        got: list[Reserved | Refused | Funding] = []
+        names = sorted({leg.venue for leg in basket.legs})
+        self.runner.reserve(basket.basket_id, self.needs, names, None, got.append, funding=ask)
+        loop.run(lambda: bool(got), loop.now + END_LIMIT_NS)
+        result = got[0] if got else None
+        if isinstance(result, Funding):
+            self.funding = result
+            if result.mode is OnUnfunded.HEDGE and result.reserved is not None:
+                self.deferred = list(result.unfunded_legs)
+                self._held(result.reserved)
+                return True
+            landed: list[Reserved | Refused] = []
+            self.runner.funded(basket.basket_id, landed.append)
+            loop.run(lambda: bool(landed), result.deadline_ns + END_LIMIT_NS)
+            result = landed[0] if landed else None
+            self.funded_ns = loop.now
+        if not isinstance(result, Reserved):
+            why = result.reason if result is not None else "the collateral was never answered"
+            if result is not None:
+                self.report.refused = [s.message for s in result.shortfalls]
+            self.lifecycle.end(BasketState.FAILED, loop.now, why)
+            self.finish()
+            return False
+        self._held(result)
+        return True
+
+    def follow(self, run: _Run) -> None:
+        """Under `hedge`: fire the deferred legs once their money lands, or fail them."""
+        if not self.deferred:
+            return
+
+        def landed(result: Reserved | Refused) -> None:
+            if isinstance(result, Reserved):
+                self.funded_ns = self.loop.now
+                self._held(result)
+                run.runner.fund(self.loop.now + run.lead_ns)
+            else:
+                run.runner.unfunded(result.reason)
+
+        self.runner.funded(self.basket.basket_id, landed)
+
+    def finish(self) -> None:
+        """The transfers and what the basket did meanwhile, into its report."""
+        self.report.transfers = sorted(
+            self.port.views.values(), key=lambda v: (v.requested_ns, v.client_transfer_id)
+        )
+        f = self.funding
+        if f is None:
+            return
+        took = None if self.funded_ns is None else (self.funded_ns - f.ts_ns) / NS
+        if self.deferred:
+            self.report.funding = (
+                f"legs {', '.join(self.deferred)} started {took:.1f} s after the others, once "
+                "funded; the hedge held the exposure they would have offset meanwhile"
+                if took is not None
+                else f"legs {', '.join(self.deferred)} were never funded"
+            )
+        elif took is not None and self.outcome is not None:
+            self.report.funding = f"waited {took:.1f} s in CHECKING for the transfers"
+        else:
+            self.report.funding = "waited for the transfers, which did not land; nothing sent"
+
+    @property
+    def waited_s(self) -> float | None:
+        f = self.funding
+        if f is None:
+            return None
+        end = self.funded_ns if self.funded_ns is not None else self.loop.now
+        return (end - f.ts_ns) / NS
+
+    def sent_before(self, report: BasketReport) -> int:
+        """Child orders sent before the funds landed: under `wait` none of any leg, under
+        `hedge` none of a deferred leg (0 when nothing was routed)."""
+        if self.funding is None:
+            return 0
+        landed = self.funded_ns if self.funded_ns is not None else self.loop.now
+        legs = set(self.deferred) if self.deferred else {leg.leg_id for leg in report.legs}
+        return sum(
+            1
+            for leg in report.legs
+            if leg.leg_id in legs
+            for o in leg.child_orders
+            if o.sent_ns < landed
+        )
+
+    def _held(self, reserved: Reserved) -> None:
+        self.outcome = reserved
+        self.report.reserved = dict(reserved.needs)
+        self.report.holdings = {v: dict(h) for v, h in reserved.holdings.items()}
+
+    def refused_result(self, mode: ExecutionMode, seed: int, wall: float) -> RunResult:
+        """The run of a basket refused at its check: nothing was sent."""
+        basket, lc = self.basket, self.lifecycle
+        last = lc.history[-1]
+        report = BasketReport(
+            basket_id=basket.basket_id,
+            status=lc.state,
+            policy=basket.policy,
+            reason=last.reason,
+            submitted_ns=lc.history[0].ts_ns,
+            launched_ns=None,
+            completed_ns=last.ts_ns,
+            legs=[],
+            hedge=None,
+            collateral=self.report,
+            history=list(lc.history),
+            notes=list(basket.notes),
+        )
+        return RunResult(
+            mode=mode,
+            seed=seed,
+            report=report,
+            fire_ns=last.ts_ns,
+            done_ns=None,
+            market_events=0,
+            wall_s=time.perf_counter() - wall,
+        )
+
+
 def check_venues(config: VenuesConfig, replay: Path | None = None) -> VenuesConfig:
     """The venues as the backtest runs them: simulated only; with `replay`, every venue
     replays that directory (a replay venue keeps its kind, a synthetic one becomes USD-M)."""
@@ -501,6 +729,7 @@ def run_once(
     start_ns: int | None = None,
     arrive_ns: int | None = None,
     cancel_at_ns: int | None = None,
+    routing: RoutingRules | None = None,
 ) -> RunResult:
     """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
 
@@ -508,6 +737,8 @@ def run_once(
     is accepted (default: the seed's instant after the warm-up): together with a synthetic
     market of fixed origin they replay a live run's market exactly. `cancel_at_ns`: the user
     cancels the basket at that instant (simulated time), as `legato cancel` would live.
+    `routing`: the configuration's `[collateral]` rules; the basket's collateral is reserved
+    as live, on the simulated accounts, and a shortfall routed (`_Funds`).
 
     Raises `SpecError` for a basket the venues refuse (nothing runs), `BacktestError` for
     venues the backtest cannot simulate.
@@ -541,12 +772,29 @@ def run_once(
     for venue in venues.values():
         venue.start()
     configs = {name: cfg for name, cfg in config.venues.items() if isinstance(cfg, SimVenueConfig)}
-    run = _Run(basket, venues, loop, mode, seed, risk, settings, configs)
+    funds = _Funds(basket, venues, loop, routing)
+    if not funds.reserve():
+        return funds.refused_result(mode, seed, wall)
+    run = _Run(
+        basket,
+        venues,
+        loop,
+        mode,
+        seed,
+        risk,
+        settings,
+        configs,
+        lifecycle=funds.lifecycle,
+        deferred=funds.deferred,
+        collateral=funds.report,
+    )
+    funds.follow(run)
     run.start()
     if cancel_at_ns is not None:
         loop.at(cancel_at_ns, run.runner.cancel, "cancelled by the user")
     loop.run(lambda: run.finished, run.runner.deadline_ns + END_LIMIT_NS)
     events = sum(v.exchange.updates_applied for v in venues.values())
+    funds.finish()
     report = run.report()
     return RunResult(
         mode=mode,
@@ -556,4 +804,10 @@ def run_once(
         done_ns=run.runner.done_ns,
         market_events=events,
         wall_s=time.perf_counter() - wall,
+        funding_s=funds.waited_s,
+        sent_unfunded=funds.sent_before(report),
+        pending_beta_usd=run.pending_beta_usd if funds.deferred else None,
+        pending_net_beta_usd=run.pending_net_beta_usd if funds.deferred else None,
+        pending_net_risk_usd=run.pending_net_risk_usd if funds.deferred else None,
+        market_vol_1d=run.market_vol_1d,
     )

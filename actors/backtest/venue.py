@@ -17,7 +17,7 @@ from venues.model import (
     MarketTrade,
     NewOrder,
 )
-from venues.sim.exchange import AccountReport, SimExchange
+from venues.sim.exchange import AccountReport, SimExchange, WithdrawalSent
 from venues.sim.outcome import (
     Admitted,
     apply_late,
@@ -61,6 +61,8 @@ class Venue:
         self._account_due = 0
         self._market_due: dict[str, int] = {}
         self.running = True
+        # Where a withdrawal that left this venue goes (the collateral port delivers it).
+        self.on_withdrawal: Callable[[WithdrawalSent], None] | None = None
 
     @property
     def typical_delivery_ns(self) -> int:
@@ -132,6 +134,8 @@ class Venue:
                 entry = market.setdefault(event.symbol, [None, _ZERO, _ZERO])
                 entry[1] += event.quantity
                 entry[2] += event.quantity * event.price
+            elif isinstance(event, WithdrawalSent) and self.on_withdrawal is not None:
+                self.on_withdrawal(event)
         for symbol, (ticker, qty, notional) in market.items():
             legs = self.listeners.get(symbol)
             if not legs:

@@ -275,6 +275,27 @@ class CollateralReleased(_Record, kw_only=True):
     ts_ns: int
 
 
+class TransferRecorded(_Record, kw_only=True):
+    """A transfer asked for a run's collateral, as asked or as it changed state (the newest
+    of one `client_transfer_id` is its state): who asked (the run), what moved where, and
+    the venue's id and reason as reported."""
+
+    run_id: str
+    client_transfer_id: str
+    transfer_kind: str  # venues.model.TransferKind
+    venue: str
+    asset: str
+    amount: Decimal
+    source: str  # venue/wallet
+    destination: str  # venue/wallet
+    state: str  # venues.model.TransferState
+    requested_ns: int
+    updated_ns: int
+    venue_transfer_id: str = ""
+    reason: str = ""
+    ts_ns: int
+
+
 Record = (
     BasketSubmitted
     | BasketStateChanged
@@ -292,6 +313,7 @@ Record = (
     | HedgePosition
     | CollateralReserved
     | CollateralReleased
+    | TransferRecorded
 )
 RECORD_TYPES: tuple[type[Record], ...] = Record.__args__  # type: ignore[attr-defined]
 ORDER_KINDS: tuple[type[Record], ...] = (

@@ -32,7 +32,7 @@ hedge, outcome) is one sequence of callbacks over one state, and reads best in o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -150,7 +150,10 @@ class BasketRunner:
         synchronize: bool = True,
         sequential: bool = False,
         on_end: Callable[[], None] | None = None,
+        deferred: Collection[str] = (),
     ) -> None:
+        """`deferred`: legs armed but not fired until `fund` (their collateral is being
+        routed, `params.on_unfunded = "hedge"`); `unfunded` fails them."""
         self.basket = basket
         self.lifecycle = lifecycle
         self.port = port
@@ -187,6 +190,9 @@ class BasketRunner:
         self._stuck = ""  # what an unwind left open, in words
         self._resuming = False  # a take-over's legs are being brought up to carry on
         self._end_held = False  # the basket's end waits for them
+        # Legs armed but not fired: their collateral is still being routed (`fund`).
+        self.deferred: set[str] = set(deferred)
+        self.funded_ns: int | None = None
 
     # -- fire ------------------------------------------------------------------------------
     @staticmethod
@@ -214,13 +220,55 @@ class BasketRunner:
         now = self.port.now_ns()
         for leg in basket.legs:
             self._heard[leg.leg_id] = now
+        self.core.deferred = set(self.deferred)
         if self.sequential:
             self._queue = [leg.leg_id for leg in basket.legs]
             self._start_next(fire_at_ns)
         else:
             for leg in basket.legs:
-                self.port.fire(leg.leg_id, fire_at_ns)
+                if leg.leg_id not in self.deferred:
+                    self.port.fire(leg.leg_id, fire_at_ns)
         self._tick_timer = self.port.call_at(fire_at_ns, self._tick)
+
+    # -- legs whose collateral is being routed (`params.on_unfunded = "hedge"`) ---------------
+    def fund(self, fire_at_ns: int) -> None:
+        """The deferred legs' collateral has landed: they fire at `fire_at_ns` and catch up
+        (the synchronizer keeps the others in step with them from now on). The basket's
+        deadline moves by as long as they waited."""
+        core = self.core
+        legs = sorted(self.deferred)
+        self.deferred.clear()
+        if core is None or self.finished or not legs:
+            return
+        core.deferred.clear()
+        if self.fire_ns is not None:
+            self.deadline_ns += max(0, fire_at_ns - self.fire_ns)
+        self.funded_ns = fire_at_ns
+        self.notes.append(f"legs {', '.join(legs)} funded: they fire and catch up")
+        for leg_id in legs:
+            if not self.ending:
+                self.port.fire(leg_id, fire_at_ns)
+
+    def unfunded(self, reason: str) -> None:
+        """The deferred legs' collateral will not come: each fails (never having sent an
+        order), and the basket's failure policy applies."""
+        core = self.core
+        legs = sorted(self.deferred)
+        self.deferred.clear()
+        if core is None or self.finished or not legs:
+            return
+        core.deferred.clear()
+        now = self.port.now_ns()
+        for leg_id in legs:
+            last = core.legs[leg_id]
+            failed = msgspec.structs.replace(
+                last,
+                seq=last.seq + 1,
+                status=LegStatus.FAILED,
+                reason=f"not funded: {reason}",
+                ts_ns=now,
+            )
+            self.on_progress(failed)
 
     def take_over(self, fire_at_ns: int | None, reason: str) -> None:
         """Carry on a basket whose actor was lost (DESIGN §9), from a fresh runner; its

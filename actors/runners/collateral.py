@@ -34,8 +34,11 @@ from functools import partial
 from typing import Protocol
 
 from actors.margin import LegNeed, MarginBook, MarginBookSnapshot, Refused, Reserved
+from actors.runners.funding import POLL_NS, Funder, Funding, FundingAsk, FundingPort
 from actors.runners.port import Clock
+from actors.runners.port import short_error as _short
 from actors.spec import ResolvedBasket
+from actors.spec.model import OnUnfunded
 from venues.model import AccountSnapshot
 
 ACCOUNT_ATTEMPTS = 3  # account reads of a venue before a reservation gives up on it
@@ -46,8 +49,9 @@ ACCOUNT_RETRY_S = 0.5  # the pause before the second read, doubling after each f
 AccountAnswer = AccountSnapshot | Exception
 
 
-class CollateralPort(Clock, Protocol):
-    """The collateral runner's world: its clock, and the venues' accounts."""
+class CollateralPort(Clock, FundingPort, Protocol):
+    """The collateral runner's world: its clock, the venues' accounts and (for routing)
+    their wallets' transfers."""
 
     def read_account(self, venue_name: str, then: Callable[[AccountAnswer], None]) -> None:
         """Ask the venue for its account; `then` gets the snapshot or the error, later (or
@@ -80,6 +84,7 @@ def margin_needs(basket: ResolvedBasket, leverage: Mapping[str, int]) -> list[Le
                 qty=leg.quantity,
                 price=leg.price * (1 + slip),  # the notional, and so the margin, at its largest
                 leverage=leverage[leg.venue],
+                leg_id=leg.leg_id,
             )
         )
     return needs
@@ -99,14 +104,28 @@ class CollateralRunner:
     """The cluster's margin book and the account reads behind it (see the module
     docstring)."""
 
-    def __init__(self, port: CollateralPort, book: MarginBook | None = None) -> None:
+    def __init__(
+        self,
+        port: CollateralPort,
+        book: MarginBook | None = None,
+        *,
+        poll_ns: int = POLL_NS,
+    ) -> None:
+        """A short basket is refused (with the transfers that would cure it, in words),
+        unless it asks for routing (`reserve(funding=...)` with the rules of its
+        configuration's `[collateral]`)."""
         self.port = port
         self.book = MarginBook() if book is None else book
+        self.funder = Funder(self, poll_ns=poll_ns)
         self._reading: dict[str, _Read] = {}  # venue → the read in flight
         # Reads are numbered per venue as they start; `_read_ok` is the number of the newest
         # read that succeeded (its figures are the book's).
         self._started: dict[str, int] = {}
         self._read_ok: dict[str, int] = {}
+
+    def started(self, venue: str) -> int:
+        """The number of the newest account read of `venue` started (0: none yet)."""
+        return self._started.get(venue, 0)
 
     @property
     def reading(self) -> dict[str, int]:
@@ -125,13 +144,19 @@ class CollateralRunner:
         needs: Sequence[LegNeed],
         venue_names: Iterable[str],
         fresh: Mapping[str, int] | None,
-        then: Callable[[Reserved | Refused], None],
+        then: Callable[[Reserved | Refused | Funding], None],
+        *,
+        funding: FundingAsk | None = None,
     ) -> None:
         """Read the account of every venue in `venue_names` (but those `fresh` says were
         read since) and reserve what `needs` ask, on every venue or on none; `then` gets the
         outcome. `Refused` when the shortfall is real, and when a venue's account could not
         be read (its `unknown_venues`). A malformed need raises `CollateralError` at once:
-        that is the caller's bug, not a refusal."""
+        that is the caller's bug, not a refusal.
+
+        With `funding` (the basket's `on_unfunded` other than `refuse`) and routing on, a
+        shortfall is answered `Funding` instead: the transfers that cure it are under way,
+        and `funded` tells the outcome (`actors.runners.funding`)."""
         usd = self.book.need(needs)
         holdings = self.book.holdings_need(needs)
         fresh = fresh or {}
@@ -147,8 +172,19 @@ class CollateralRunner:
             now = self.port.now_ns()
             if unread:
                 then(_unread(basket_id, unread, now))
-            else:
-                then(self.book.reserve(basket_id, usd, now, holdings=holdings))
+                return
+            result = self.book.reserve(basket_id, usd, now, holdings=holdings)
+            if (
+                isinstance(result, Refused)
+                and funding is not None
+                and funding.rules is not None
+                and funding.mode is not OnUnfunded.REFUSE
+                and result.shortfalls
+                and not result.unknown_venues
+            ):
+                self.funder.fund(basket_id, needs, result, funding, then)
+                return
+            then(result)
 
         def read(name: str, why: str | None) -> None:
             if why is not None:
@@ -163,14 +199,26 @@ class CollateralRunner:
         for name in stale:
             self._join(name, partial(read, name))
 
+    def funded(self, basket_id: str, then: Callable[[Reserved | Refused], None]) -> bool:
+        """`then` gets the outcome of the basket's funding (`Reserved`: all of it is held
+        now; `Refused`: the transfers failed or the deadline passed); False when it has no
+        funding under way."""
+        return self.funder.funded(basket_id, then)
+
     def release(self, basket_id: str) -> Reserved | None:
         """Give back what the basket holds (harmless if it holds nothing)."""
+        self.funder.release(basket_id)
         return self.book.release(basket_id)
 
     def snapshot(self) -> MarginBookSnapshot:
         return self.book.snapshot(self.port.now_ns())
 
     # -- the reads ---------------------------------------------------------------------------
+    def join_read(self, name: str, then: Callable[[str | None], None]) -> int:
+        """Read the venue's account (joining a read in flight); `then` is told None, or why
+        the read failed."""
+        return self._join(name, then)
+
     def _join(self, name: str, waiter: Callable[[str | None], None] | None = None) -> int:
         """The number of the venue's read in flight, started now if there is none; `waiter`
         is told how it ended."""
@@ -215,6 +263,7 @@ class CollateralRunner:
         else:
             self.book.update_from_snapshot(answer, self.port.now_ns())
             self._read_ok[name] = max(self._read_ok.get(name, 0), read.number)
+            self.funder.read_done(name, read.number)
             self._done(name, read, None)
             return
         if read.tries >= ACCOUNT_ATTEMPTS:
@@ -227,6 +276,8 @@ class CollateralRunner:
         del self._reading[name]  # a reservation from now on starts a read of its own
         for waiter in read.waiting:
             waiter(why)
+        if self.funder.holds_waiting(name):
+            self._join(name)  # a transfer's debit shows only in a read started after it
 
 
 def _unread(basket_id: str, unread: Mapping[str, str], now_ns: int) -> Refused:
@@ -245,14 +296,6 @@ def _unread(basket_id: str, unread: Mapping[str, str], now_ns: int) -> Refused:
         "reserved or sent: submit it again once the venue answers",
         ts_ns=now_ns,
     )
-
-
-def _short(e: BaseException) -> str:
-    """An error in one line, a Ray task error's by its cause."""
-    cause = getattr(e, "cause", None)
-    e = cause if isinstance(cause, BaseException) else e
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
 
 
 def _ns(seconds: float) -> int:

@@ -58,3 +58,11 @@ class LegPort(Clock, Protocol):
     def send(self, progress: LegProgress) -> None:
         """Tell the basket how far the leg is (a monotonic snapshot: losing one is harmless)."""
         ...
+
+
+def short_error(e: BaseException) -> str:
+    """An error in one line, a Ray task error's by its cause."""
+    cause = getattr(e, "cause", None)
+    e = cause if isinstance(cause, BaseException) else e
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__

@@ -49,10 +49,12 @@ from actors.report import (
     BasketReport,
     CollateralReport,
     LegReport,
+    TransferView,
 )
 from actors.risk import RiskModel
 from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import margin_needs
+from actors.runners.funding import Funding, FundingAsk
 from actors.shells.channel import Inbox, Outbox
 from actors.shells.drive import LiveClock
 from actors.shells.journaling import ActorJournal
@@ -63,6 +65,7 @@ from actors.shells.remote import actor_options, kill, leg_actor_name, ref_result
 from actors.shells.tasks import BackgroundTasks
 from actors.spec import (
     BasketSpec,
+    OnUnfunded,
     RebalanceSpec,
     ResolvedBasket,
     SpecError,
@@ -123,6 +126,10 @@ class BasketActor:
         self.clocks: dict[str, ClockOffsetEstimator] = {}
         self.reserved: Reserved | None = None
         self.refused: Refused | None = None
+        self.funding: Funding | None = None  # the transfers that cure a shortfall, if any
+        self.funded_ns: int | None = None  # when they had (the whole reservation held)
+        self._transfers: list[TransferView] = []  # as the collateral actor last listed them
+        self._deferred: set[str] = set()  # legs that wait for their funding (hedged)
         self.released = False
         self.notes: list[str] = []  # the shell's own (collateral, legs that gave no report)
         self.completed_ns: int | None = None
@@ -377,10 +384,25 @@ class BasketActor:
             with contextlib.suppress(Exception):
                 self._hedge_position = await self.hedger.position_of.remote(self.basket_id)
         now = time.time_ns()
+        reason = self.reason if self.runner is None else self.runner.reason
+        transfers: list[TransferView] = []
+        if self.funding is not None:
+            unsettled = not self._transfers or any(not t.state.is_final for t in self._transfers)
+            if unsettled and not self.lifecycle.state.is_terminal:  # asked until each ends
+                with contextlib.suppress(Exception):
+                    self._transfers = await asyncio.wait_for(
+                        ref_result(self.collateral.transfers.remote(self.basket_id)), 2.0
+                    )
+            transfers = self._transfers or list(self.funding.transfers)
+            pending = [t for t in transfers if not t.state.is_final]
+            if pending and self.funded_ns is None:
+                what = "; ".join(f"{t.message} for {t.age_s(now):.0f} s" for t in pending)
+                reason = f"{reason} — pending: {what}"
         return BasketStatus(
             basket_id=self.basket_id,
             state=self.lifecycle.state,
-            reason=self.reason if self.runner is None else self.runner.reason,
+            reason=reason,
+            transfers=transfers,
             legs=[] if core is None else list(core.legs.values()),
             schedule_progress=0.0 if core is None else core.schedule_progress(now),
             hedge_position_usd=self._hedge_position,
@@ -589,15 +611,100 @@ class BasketActor:
                 fresh = await self._account_reads
             except Exception as e:  # the reservation reads the accounts itself
                 log.warning("basket %s: early account reads: %s", self.basket_id, _short(e))
-        result = await self.collateral.reserve.remote(
-            self.basket_id, needs, venues, fresh, run_id=self.run_id
+        params = basket.params
+        ask = FundingAsk(
+            mode=params.on_unfunded,
+            timeout_ns=int(params.funding_timeout_s * NS),
+            client_prefix=self.options.order_prefix or self.basket_id,
+            rules=self.options.routing,
         )
+        result = await self.collateral.reserve.remote(
+            self.basket_id, needs, venues, fresh, run_id=self.run_id, funding=ask, every=self.venues
+        )
+        if isinstance(result, Funding):
+            self.funding = result
+            if result.mode is OnUnfunded.HEDGE and result.reserved is not None:
+                # The funded legs start; the others wait for the money, hedged (`_funded`).
+                self.reserved = result.reserved
+                self._deferred = set(result.unfunded_legs)
+                self.reason = f"legs {', '.join(result.unfunded_legs)} wait for {result.plan}"
+                log.info("basket %s: %s", self.basket_id, self.reason)
+                return True
+            self.reserved = result.reserved  # given back if the money never comes
+            self.reason = f"waiting for collateral: {result.plan} (nothing is sent meanwhile)"
+            log.info("basket %s: %s", self.basket_id, self.reason)
+            try:
+                result = await self._await_funding()
+            except Exception as e:  # the collateral actor is gone: its funding with it
+                result = _not_funded(self.basket_id, e)
+            if result is None:
+                self._finish(S.CANCELLED, self._cancel or "cancelled while waiting for funds")
+                return False
+        if self.funding is not None and isinstance(result, Reserved):
+            self.funded_ns = time.time_ns()
         if isinstance(result, Refused):
             self.refused = result
-            self._finish(S.FAILED, result.reason)
+            reason = result.reason
+            if self.funding is not None:
+                reason += "; nothing was sent"
+            self._finish(S.FAILED, reason)
             return False
         self.reserved = result
         return True
+
+    def _funding_story(self) -> str:
+        """What the basket did while its collateral was routed, in one line."""
+        f = self.funding
+        assert f is not None
+        waited = f"{(self.funded_ns - f.ts_ns) / NS:.1f} s" if self.funded_ns is not None else None
+        legs = ", ".join(f.unfunded_legs)
+        if f.mode is OnUnfunded.HEDGE and f.reserved is not None:
+            if waited is None:
+                return (
+                    f"legs {legs} were never funded ({self.refused.reason if self.refused else ''}"
+                    "); the others ran, hedged, under the basket's policy"
+                )
+            return (
+                f"legs {legs} started {waited} after the others, once funded; the hedge held "
+                "the exposure they would have offset meanwhile"
+            )
+        if waited is None:
+            return "waited in CHECKING for the transfers, which did not land; nothing was sent"
+        return f"waited {waited} in CHECKING for the transfers; nothing was sent meanwhile"
+
+    async def _await_funding(self) -> Reserved | Refused | None:
+        """The outcome of the basket's funding (None: cancelled while waiting; the
+        transfers under way still end at their venues, and are journaled)."""
+        outcome = asyncio.ensure_future(ref_result(self.collateral.funded.remote(self.basket_id)))
+        try:
+            while self._cancel is None:
+                self._wake.clear()
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({outcome, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if outcome.done():
+                    return outcome.result()
+            return None
+        finally:
+            outcome.cancel()
+
+    async def _funded(self) -> None:
+        """Under `on_unfunded = "hedge"`: once the deferred legs' money lands they fire;
+        if it never does, they fail and the basket's policy applies."""
+        try:
+            result = await self._await_funding()
+        except Exception as e:  # the collateral actor is gone: the legs cannot be funded
+            result = None if self._cancel is not None else _not_funded(self.basket_id, e)
+        if result is None:
+            return
+        if isinstance(result, Refused):
+            self.refused = result
+            self._clock.run(lambda: self._r.unfunded(result.reason))
+            return
+        self.reserved = result
+        self.funded_ns = time.time_ns()
+        lead = int(self.options.fire_lead_ms * 1e6)
+        self._clock.run(lambda: self._r.fund(time.time_ns() + lead))
 
     def _arm_command(
         self, basket: ResolvedBasket, leg_id: str, inbox: InboxAddress | None
@@ -825,6 +932,8 @@ class BasketActor:
         fire_at = max(now + lead, basket.params.start_ns(now))
         self.runner = self._new_runner(basket)
         self._clock.run(lambda: self._r.fire(fire_at))
+        if self._deferred:
+            self._tasks.spawn(self._funded(), "funded")
 
     def _new_runner(self, basket: ResolvedBasket) -> BasketRunner:
         opts = self.options
@@ -841,6 +950,7 @@ class BasketActor:
                 leg_silence_ns=int(opts.leg_silence_s * NS),
             ),
             on_end=self._ended.set,
+            deferred=self._deferred,
         )
 
     @property
@@ -1095,6 +1205,16 @@ class BasketActor:
             collateral.refused += [
                 f"venue {v}: no account figure" for v in self.refused.unknown_venues
             ]
+        if self.funding is not None:
+            collateral.funding = self._funding_story()
+            try:
+                collateral.transfers = await asyncio.wait_for(
+                    ref_result(self.collateral.transfers.remote(self.basket_id)),
+                    LEG_CALL_TIMEOUT_S,
+                )
+            except Exception as e:  # the transfers as the basket last heard of them
+                notes.append(f"transfers: the collateral actor did not list them: {_short(e)}")
+                collateral.transfers = list(self.funding.transfers)
         venue_nodes = {
             v: {"node_id": e.placement.node_id, **e.placement.node_labels}
             for v, e in self.endpoints.items()
@@ -1211,6 +1331,18 @@ class BasketActor:
 def _venues_of(basket: ResolvedBasket) -> set[str]:
     hedge = {basket.hedge.venue} if basket.hedge is not None else set()
     return {leg.venue for leg in basket.legs} | hedge
+
+
+def _not_funded(basket_id: str, e: BaseException) -> Refused:
+    return Refused(
+        basket_id=basket_id,
+        shortfalls=[],
+        transfers=[],
+        missing={},
+        unknown_venues=[],
+        reason=f"the collateral actor did not say whether the funds landed: {_short(e)}",
+        ts_ns=time.time_ns(),
+    )
 
 
 def _short(e: BaseException) -> str:

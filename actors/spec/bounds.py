@@ -15,6 +15,7 @@ from actors.spec._checks import _choices, _decimal, _show, _type_name
 from actors.spec.model import (
     DEFAULT_BAND,
     MAX_AMOUNT,
+    MAX_FUNDING_TIMEOUT_S,
     MAX_GRACE_S,
     MAX_HEDGE_INSTRUMENTS,
     MAX_HORIZON_S,
@@ -29,6 +30,7 @@ from actors.spec.model import (
     ExecutionParams,
     FieldError,
     HedgeSpec,
+    OnUnfunded,
     Spec,
 )
 
@@ -211,6 +213,28 @@ def check_params(params: object, errors: list[FieldError]) -> None:
                 f"{at}.grace_s",
                 f"{_show(grace)} s is more than {MAX_GRACE_S:g} s; accepted: seconds from 0 "
                 "to 86400 (a day)",
+            )
+        )
+
+    if params.on_unfunded not in tuple(OnUnfunded):
+        errors.append(
+            FieldError(
+                f"{at}.on_unfunded",
+                f"{_show(params.on_unfunded)} is not accepted; accepted: {_choices(OnUnfunded)}",
+            )
+        )
+    timeout = number(
+        params.funding_timeout_s,
+        f"{at}.funding_timeout_s",
+        errors,
+        f"seconds from 1 to {MAX_FUNDING_TIMEOUT_S:g}",
+    )
+    if timeout is not None and not 1 <= timeout <= MAX_FUNDING_TIMEOUT_S:
+        errors.append(
+            FieldError(
+                f"{at}.funding_timeout_s",
+                f"{_show(timeout)} is not accepted; accepted: seconds from 1 to "
+                f"{MAX_FUNDING_TIMEOUT_S:g} (a day)",
             )
         )
 

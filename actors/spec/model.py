@@ -46,6 +46,7 @@ MIN_SLICE_S = 0.01  # 10 ms, about the round trip to a venue in the same region
 MAX_SLICES = 10_000
 MAX_SLIPPAGE_BPS = 10_000.0  # 100 %: anything above is a typo, not a limit
 MAX_GRACE_S = 86_400.0  # a day
+MAX_FUNDING_TIMEOUT_S = 86_400.0  # a day: withdrawals between venues take minutes, not days
 MAX_AMOUNT = Decimal(10) ** 12  # quantities (base units) and USD amounts: finite, > 0, <= this
 MAX_LEGS = 100  # legs of a basket, or targets of a rebalance
 MAX_HEDGE_INSTRUMENTS = 10
@@ -63,6 +64,14 @@ class Policy(enum.StrEnum):
     UNWIND = "unwind"  # reverse the filled legs back to where they started
     HEDGE_AND_HOLD = "hedge_and_hold"  # keep the hedge, leave the basket open for an operator
     COMPLETE = "complete"  # keep going on the healthy legs
+
+
+class OnUnfunded(enum.StrEnum):
+    """What a basket does while a transfer cures a venue's shortfall (DESIGN §5.2)."""
+
+    WAIT = "wait"  # stay CHECKING, send nothing, until every leg is funded or the deadline
+    HEDGE = "hedge"  # start the funded legs; the hedge holds what the unfunded ones offset
+    REFUSE = "refuse"  # no transfers: refused with the shortfall, as without routing
 
 
 class ChildStyle(enum.StrEnum):
@@ -102,6 +111,8 @@ class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     child_style: ChildStyle = ChildStyle.TWAP
     slice_s: float = 10.0
     grace_s: float = 30.0
+    on_unfunded: OnUnfunded = OnUnfunded.WAIT
+    funding_timeout_s: float = 900.0  # how long transfers may take before the basket fails
 
     @property
     def completion_band(self) -> float | None:

@@ -60,6 +60,7 @@ from actors.journal.records import (
     Purpose,
     Record,
     ReportSource,
+    TransferRecorded,
     desk_stream,
 )
 from actors.journal.sqlite import SqliteJournal
@@ -326,6 +327,21 @@ def one_of_each(run_id: str, desk: str = "desk-1") -> list[Record]:
         ),
         CollateralReleased(
             run_id=run_id, needs={"alpha": D("1234.56")}, reason="completed", ts_ns=T0 + 14
+        ),
+        TransferRecorded(
+            run_id=run_id,
+            client_transfer_id="demo.1abc-t1",
+            transfer_kind="internal",
+            venue="gamma",
+            asset="USDT",
+            amount=D("2821.24"),
+            source="gamma/spot",
+            destination="gamma/margin",
+            state="completed",
+            requested_ns=T0 + 15,
+            updated_ns=T0 + 60_000_000_015,
+            venue_transfer_id="17",
+            ts_ns=T0 + 16,
         ),
     ]
 

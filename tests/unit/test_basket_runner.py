@@ -1060,3 +1060,58 @@ def test_a_basket_taken_over_past_its_horizon_and_grace_does_not_carry_on() -> N
     assert port.calls("resume") == []
     assert sorted(port.legs_called("recover")) == ["btc", "eth"]
     assert run.state is S.FAILED and "does not carry on" in run.runner.reason
+
+
+# -- legs whose collateral is being routed (`params.on_unfunded = "hedge"`) ------------------
+
+
+def test_a_deferred_leg_is_not_fired_and_holds_no_leader_back_while_the_hedge_covers_it() -> None:
+    run = Run(
+        {"eth": Script(filling("10", 4_000)), "btc": Script(filling("0.4", 2_000))},
+        deferred={"btc"},
+    )
+    port = run.port
+    run.at(3_000)
+    assert port.legs_called("fire") == ["eth"]
+    # eth ran on alone, never paused for the leg that has not started ...
+    assert not [
+        e for e in port.calls("adjust") if e.leg_id == "eth" and e.detail.mode.value == "PAUSE"
+    ]
+    assert run.runner.core is not None and run.runner.core.legs["eth"].filled_qty > D("5")
+    # ... and its exposure went to the hedge, as the whole of eth's fills.
+    last = port.calls("exposure")[-1].detail
+    assert last.imbalance_usd["btc"] == 0 and last.imbalance_usd["eth"] > 0
+    assert not run.runner.finished
+
+
+def test_a_funded_leg_fires_late_and_the_basket_completes_with_its_deadline_moved() -> None:
+    run = Run(
+        {"eth": Script(filling("10", 2_000)), "btc": Script(filling("0.4", 2_000))},
+        deferred={"btc"},
+    )
+    port = run.port
+    deadline = run.runner.deadline_ns
+    run.at(5_000)
+    assert port.legs_called("fire") == ["eth"]
+    run.runner.fund(FIRE + 5_000 * MS)
+    assert port.legs_called("fire") == ["eth", "btc"]
+    assert port.calls("fire")[-1].detail == FIRE + 5_000 * MS
+    assert run.runner.deadline_ns == deadline + 5_000 * MS
+    run.finish()
+    assert run.state is S.COMPLETED
+    assert any("funded" in note for note in run.report().notes)
+
+
+def test_a_leg_never_funded_fails_and_the_policy_unwinds_the_others() -> None:
+    run = Run(
+        {"eth": Script(filling("10", 2_000)), "btc": Script(filling("0.4", 2_000))},
+        deferred={"btc"},
+    )
+    port = run.port
+    run.at(3_000)
+    run.runner.unfunded("transfer b.r1-t1 failed: rejected")
+    run.finish()
+    assert run.state is S.FAILED
+    assert "leg btc failed" in run.runner.reason and "not funded" in run.runner.reason
+    assert "eth" in port.legs_called("unwind")
+    assert port.legs_called("fire") == ["eth"]

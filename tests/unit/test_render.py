@@ -23,12 +23,13 @@ from actors.report import (
     LegReport,
     Timeline,
     TimelinePoint,
+    TransferView,
     load_report,
 )
 from actors.spec import Policy
 from actors.tca import basket_tca
 from cluster import present, render
-from venues.model import AckKind, Side
+from venues.model import AckKind, Side, TransferKind, TransferState
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # submission, basket axis
@@ -441,3 +442,59 @@ def test_live_progress_without_legs_or_band() -> None:
         "b-live  RUNNING     schedule  50.0%  skew —  hedge $1,234"
     ]
     assert "band in dollars" in present.status_lines(status({"eth": 0.5}, band=None))[0]
+
+
+def test_live_progress_shows_each_transfer_and_how_long_a_pending_one_has_waited() -> None:
+    def transfer(n: int, state: TransferState, asked_s_ago: float) -> TransferView:
+        return TransferView(
+            client_transfer_id=f"b-live.r1-t{n}",
+            basket_id="b-live",
+            kind=TransferKind.INTERNAL,
+            venue="gamma",
+            asset="USDT",
+            amount=Decimal("2821.24"),
+            source="gamma/spot",
+            destination="gamma/margin",
+            state=state,
+            requested_ns=T0 - int(asked_s_ago * 1e9),
+            updated_ns=T0,
+        )
+
+    waiting = msgspec.structs.replace(
+        status({}, band=None),
+        state=BasketState.CHECKING,
+        transfers=[transfer(1, TransferState.COMPLETED, 5), transfer(2, TransferState.PENDING, 42)],
+    )
+    lines = present.status_lines(waiting)
+    assert lines[1:] == [
+        "  transfer internal b-live.r1-t1 2821.24 USDT gamma/spot → gamma/margin: completed",
+        "  transfer internal b-live.r1-t2 2821.24 USDT gamma/spot → gamma/margin: pending for 42 s",
+    ]
+    assert present.status_line(waiting).endswith("transfers_pending=1 oldest_s=42")
+
+
+def test_the_report_lists_the_transfers_that_funded_the_basket_and_what_it_did_meanwhile() -> None:
+    report = completed_report()
+    moved = TransferView(
+        client_transfer_id="b-render.r1-t1",
+        basket_id="b-render",
+        kind=TransferKind.INTERNAL,
+        venue="gamma",
+        asset="USDT",
+        amount=Decimal("2821.24"),
+        source="gamma/spot",
+        destination="gamma/margin",
+        state=TransferState.COMPLETED,
+        requested_ns=T0,
+        updated_ns=T0 + 61_180_000_000,
+        venue_transfer_id="17",
+    )
+    report.collateral.transfers = [moved]
+    report.collateral.funding = "waited 61.2 s in CHECKING for the transfers"
+    text = render.summary(report)
+    row = next(line for line in text.splitlines() if "b-render.r1-t1" in line)
+    for cell in ("internal", "2821.24 USDT", "gamma/spot → gamma/margin", "completed", "61.2 s"):
+        assert cell in row
+    assert row.rstrip().endswith("17")
+    assert "waited 61.2 s in CHECKING for the transfers" in text
+    assert "b-render.r1-t1" in render.html_report(report)
