@@ -306,6 +306,11 @@ class Funder:
             return
         if b.result is None:
             self._end(b, _refused_plain(b, "the basket ended while its transfers were pending"))
+        for s in b.steps:
+            if s.asked and s.accepted_after_read == ASKED:
+                # The venue never said it has it: no longer held back here (if it did take
+                # it, its account figures show the debit at the next read).
+                self._let_go(s)
         self._ended.append(b)
         while len(self._ended) > KEPT:
             gone = self._ended.pop(0)

@@ -403,3 +403,20 @@ def test_two_baskets_short_on_one_pool_each_bring_their_own_shortfall():
     assert isinstance(r1, Reserved) and isinstance(r2, Reserved)
     assert r1.needs["gamma"] + r2.needs["gamma"] <= w.wallets.margin["gamma"]
     assert len(w.wallets.sent) == 2
+
+
+def test_a_transfer_the_venue_never_confirmed_holds_nothing_once_its_basket_has_ended():
+    w = World(gamma=(100, 5_000))
+    w.wallets.stall = True
+    w.wallets.lose_answer = True
+
+    def never_found(receipt: TransferReceipt, then: Callable[[TransferAnswer], None]) -> None:
+        then(VenueUnavailable("timed out", venue="gamma"))
+
+    w.wallets.transfer_status = never_found  # type: ignore[method-assign]
+    w.reserve("b1", ["gamma"])
+    w.at_s(5)
+    held = [r.basket_id for r in w.runner.book.snapshot(0).reservations]
+    assert "transfer:b1.r1-t1" in held
+    w.runner.release("b1")
+    assert [r.basket_id for r in w.runner.book.snapshot(0).reservations] == []
