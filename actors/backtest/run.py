@@ -378,8 +378,8 @@ class _Run:
         self.loop.after(self.ray_ns(), self.runner.on_progress, p)
 
     # -- the `BasketPort` ------------------------------------------------------------------
-    def fire(self, leg_id: str, at_ns: int) -> None:
-        self.legs[leg_id].fire(at_ns, self._rtt[leg_id], self._delivery[leg_id])
+    def fire(self, leg_id: str, at_ns: int, schedule_ns: int | None = None) -> None:
+        self.legs[leg_id].fire(at_ns, self._rtt[leg_id], self._delivery[leg_id], schedule_ns)
 
     def adjust(self, adj: AdjustLeg) -> None:
         self.loop.after(self.ray_ns(), self.legs[adj.leg_id].adjust, adj)

@@ -82,8 +82,9 @@ class BasketPort(Clock, Protocol):
     call, in time: with the error that stood in for the answer when there was none (the
     live shell bounds each leg call, and a lost actor's call fails at once)."""
 
-    def fire(self, leg_id: str, at_ns: int) -> None:
-        """Have the leg send its first order at `at_ns` (basket clock)."""
+    def fire(self, leg_id: str, at_ns: int, schedule_ns: int | None = None) -> None:
+        """Have the leg send its first order at `at_ns` (basket clock); `schedule_ns`: the
+        schedule began then, before (a leg fired late, whose collateral was being moved)."""
         ...
 
     def adjust(self, adj: AdjustLeg) -> None: ...
@@ -232,9 +233,10 @@ class BasketRunner:
 
     # -- legs whose collateral is being routed (`params.on_unfunded = "hedge"`) ---------------
     def fund(self, fire_at_ns: int) -> None:
-        """The deferred legs' collateral has landed: they fire at `fire_at_ns` and catch up
-        (the synchronizer keeps the others in step with them from now on). The basket's
-        deadline moves by as long as they waited."""
+        """The deferred legs' collateral has landed: they fire at `fire_at_ns` on the
+        basket's schedule (begun at its fire), behind it, and catch up; the synchronizer
+        keeps the others in step with them from now on. The basket's deadline moves by as
+        long as they waited."""
         core = self.core
         legs = sorted(self.deferred)
         self.deferred.clear()
@@ -247,7 +249,8 @@ class BasketRunner:
         self.notes.append(f"legs {', '.join(legs)} funded: they fire and catch up")
         for leg_id in legs:
             if not self.ending:
-                self.port.fire(leg_id, fire_at_ns)
+                # On the basket's schedule, begun at its fire: behind it, the leg catches up.
+                self.port.fire(leg_id, fire_at_ns, self.fire_ns)
 
     def unfunded(self, reason: str) -> None:
         """The deferred legs' collateral will not come: each fails (never having sent an

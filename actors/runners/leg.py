@@ -185,7 +185,13 @@ class LegRunner:
         self._market_qty = _ZERO
 
     # -- inputs from the driver ---------------------------------------------------------------
-    def fire(self, fire_at_ns: int, rtt_ns: int, delivery_ns: int | None = None) -> None:
+    def fire(
+        self,
+        fire_at_ns: int,
+        rtt_ns: int,
+        delivery_ns: int | None = None,
+        schedule_ns: int | None = None,
+    ) -> None:
         """Have the first child order reach the venue at `fire_at_ns` (this leg's clock),
         then work the leg. `rtt_ns`: the venue's median round trip as this leg measures it;
         `delivery_ns`: how late its book reaches the leg (from the venue's stamp on a book
@@ -202,7 +208,11 @@ class LegRunner:
         if self.sched is not None or self.status is not LegStatus.ARMED:
             raise RuntimeError(f"leg {self.leg.leg_id}: fire() needs an armed leg not yet fired")
         start = fire_at_ns - (rtt_ns // 2 if self.cmd.synchronized else 0)
-        self.sched = self._scheduler(start, rtt_ns, delivery_ns)
+        # `schedule_ns`: the schedule began earlier (this leg's clock), with its partners; a
+        # leg that starts late (its collateral was still being moved) is behind it at once
+        # and catches up, rather than running its whole horizon from now.
+        begun = start if schedule_ns is None else min(schedule_ns, start)
+        self.sched = self._scheduler(begun, rtt_ns, delivery_ns)
         self._timer = self.port.call_at(start, self._go, precise=True)
 
     def resume(self, started_ns: int, rtt_ns: int, delivery_ns: int | None = None) -> None:

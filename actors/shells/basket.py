@@ -975,8 +975,9 @@ class BasketActor:
     def call_at(self, t_ns: int, fn: Any, *, precise: bool = False) -> Any:
         return self._clock.call_at(t_ns, fn, precise=precise)
 
-    def fire(self, leg_id: str, at_ns: int) -> None:
-        ref = self.legs[leg_id].fire.remote(self._to_leg(leg_id, at_ns))
+    def fire(self, leg_id: str, at_ns: int, schedule_ns: int | None = None) -> None:
+        since = None if schedule_ns is None else self._to_leg(leg_id, schedule_ns)
+        ref = self.legs[leg_id].fire.remote(self._to_leg(leg_id, at_ns), since)
         self._tasks.spawn(ref_result(ref), f"fire-{leg_id}")  # a failure is logged; probes see it
 
     def adjust(self, adj: AdjustLeg) -> None:

@@ -320,13 +320,14 @@ class LegActor:
                 self._clock.run(lambda q=qty, v=notional: runner.on_market(None, q, v))
 
     # -- fire and run ------------------------------------------------------------------------
-    def fire(self, fire_at_ns: int) -> None:
+    def fire(self, fire_at_ns: int, schedule_ns: int | None = None) -> None:
         """Have the first child order reach the venue at `fire_at_ns` of this leg's clock,
-        then work the leg (`LegRunner.fire`, with this leg's measured round trip)."""
+        then work the leg (`LegRunner.fire`, with this leg's measured round trip);
+        `schedule_ns`: when the basket's schedule began, for a leg that fires late."""
         runner = self._runner
         if runner is None or self._client is None:
             raise RuntimeError("fire() needs an armed leg that has not fired yet")
-        runner.fire(fire_at_ns, self._typical_rtt_ns(), self._delivery_ns())
+        runner.fire(fire_at_ns, self._typical_rtt_ns(), self._delivery_ns(), schedule_ns)
 
     def _delivery_ns(self) -> int | None:
         """The median delay of the leg's book updates (venue stamp → here), None before any."""

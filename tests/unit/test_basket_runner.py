@@ -295,6 +295,7 @@ class FakeBasketPort:
         self.basket = basket
         self.legs = {leg.leg_id: FakeLeg(self, leg, scripts[leg.leg_id]) for leg in basket.legs}
         self.log: list[Event] = []
+        self.schedules: dict[str, int | None] = {}  # leg → the schedule start it was given
         self.samples = 0
         self._runner: BasketRunner | None = None
 
@@ -357,8 +358,9 @@ class FakeBasketPort:
         delay = leg.script.delay_ms.get(what, CALL_MS) * MS
         self._answer(what, leg_id, delay, getattr(leg, what), then)
 
-    def fire(self, leg_id: str, at_ns: int) -> None:
+    def fire(self, leg_id: str, at_ns: int, schedule_ns: int | None = None) -> None:
         self._call("fire", leg_id, at_ns)
+        self.schedules[leg_id] = schedule_ns
         leg = self.legs[leg_id]
         self.clock.call_at(at_ns, lambda: leg.fire(at_ns))
 
@@ -1096,6 +1098,7 @@ def test_a_funded_leg_fires_late_and_the_basket_completes_with_its_deadline_move
     run.runner.fund(FIRE + 5_000 * MS)
     assert port.legs_called("fire") == ["eth", "btc"]
     assert port.calls("fire")[-1].detail == FIRE + 5_000 * MS
+    assert port.schedules == {"eth": None, "btc": FIRE}  # btc joins the basket's schedule
     assert run.runner.deadline_ns == deadline + 5_000 * MS
     run.finish()
     assert run.state is S.COMPLETED

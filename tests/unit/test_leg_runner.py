@@ -130,6 +130,24 @@ def test_a_leg_works_its_slices_on_the_fake_venue() -> None:
     assert leg.port.snapshots[-1].filled_qty == TARGET
 
 
+def test_a_leg_fired_late_on_the_baskets_schedule_is_behind_it_and_catches_up() -> None:
+    # Fired 2 s into its basket's 4 s schedule (its collateral was being moved): half the
+    # target is due at once, and the leg is done by the schedule's end, not 4 s later.
+    late = Leg()
+    late.runner.fire(FIRE_AT + 2 * SECOND, RTT, schedule_ns=FIRE_AT - RTT // 2)
+    late.clock.run_until(lambda: late.runner.status is LegStatus.DONE, FIRE_AT + 10 * SECOND)
+    first = late.venue.sent[0]
+    assert first.order.quantity >= D("0.2")  # the half already due, not one slice
+    assert first.t_ns >= FIRE_AT + 2 * SECOND - RTT
+    assert max(s.t_ns for s in late.venue.sent) < FIRE_AT + 4 * SECOND + 500_000_000
+    # Without it, the same late fire runs its whole horizon from the fire.
+    alone = Leg()
+    alone.runner.fire(FIRE_AT + 2 * SECOND, RTT)
+    alone.clock.run_until(lambda: alone.runner.status is LegStatus.DONE, FIRE_AT + 10 * SECOND)
+    assert alone.venue.sent[0].order.quantity == D("0.1")
+    assert max(s.t_ns for s in alone.venue.sent) >= FIRE_AT + 4 * SECOND + 500_000_000
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 
