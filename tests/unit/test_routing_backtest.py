@@ -122,3 +122,53 @@ def test_a_transfer_that_stalls_past_the_deadline_fails_the_waiting_basket_with_
     assert r.report.legs == []
     (t,) = r.report.collateral.transfers
     assert t.state is TransferState.PENDING
+
+
+def test_a_withdrawal_from_another_venue_funds_the_short_one_when_the_routes_allow_it(
+    tmp_path: Path,
+) -> None:
+    # gamma holds nothing in its spot wallet now: the money comes from beta's, by a
+    # withdrawal that lands in gamma's spot wallet, then a transfer into its margin.
+    text = (SCENARIO / "venues.toml").read_text()
+    text = text.replace("spot_balances = { USDT = 20_000 }\n", "")
+    text = text.replace(
+        "internal = true     # a venue's spot wallet may fund its margin wallet",
+        'internal = true\nwithdrawals = true\nroutes = ["beta -> gamma"]',
+    )
+    text = text.replace(
+        "transfers = { internal_s = 1, stall_rate = 1.0, stall_s = 60 }",
+        "transfers = { internal_s = 1 }",
+    )
+    text = text.replace(
+        'profile = { preset = "same_region" }',
+        'profile = { preset = "same_region", transfers = { withdrawal_s = 20 } }',
+    )
+    venues = tmp_path / "venues.toml"
+    venues.write_text(text)
+    cluster = load_cluster(venues)
+    spec = load_basket(SCENARIO / "basket.toml")
+    r = run_once(
+        spec,
+        check_venues(cluster.venues),
+        ExecutionMode.COORDINATED,
+        0,
+        risk=cluster.risk,
+        routing=cluster.collateral.rules(),
+    )
+    report = r.report
+    assert report.status is BasketState.COMPLETED, report.reason
+    withdrawal, internal = report.collateral.transfers
+    assert (withdrawal.kind, withdrawal.source, withdrawal.destination) == (
+        TransferKind.WITHDRAWAL,
+        "beta/spot",
+        "gamma/spot",
+    )
+    assert (internal.kind, internal.source, internal.destination) == (
+        TransferKind.INTERNAL,
+        "gamma/spot",
+        "gamma/margin",
+    )
+    assert withdrawal.state is internal.state is TransferState.COMPLETED
+    assert internal.requested_ns >= withdrawal.updated_ns  # one after the other
+    assert 20 <= withdrawal.age_s(withdrawal.updated_ns) < 23
+    assert r.sent_unfunded == 0 and first_send_ns(r) >= internal.updated_ns
