@@ -171,7 +171,7 @@ class CollateralActor:
         if funding is not None and funding.rules is not None:
             await self._read_caps(self._venues)
         if run_id:
-            self._runs.setdefault(basket_id, run_id)  # its transfers are journaled under it
+            self._runs[basket_id] = run_id  # the run asking: its transfers are journaled under it
         done: asyncio.Future[Reserved | Refused | Funding] = (
             asyncio.get_running_loop().create_future()
         )
