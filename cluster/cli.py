@@ -450,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="legato",
         description="Coordinated basket and multi-leg order execution for crypto, on Ray.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"legato {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -630,6 +633,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("config", metavar="CONFIG.toml", help="venues configuration file")
     up.set_defaults(func=cmd_venues_up)
     return parser
+
+
+def _version() -> str:
+    """The installed package's version (the checkout's, for an editable install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("legato")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
