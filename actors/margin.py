@@ -478,13 +478,7 @@ class MarginBook:
         )
 
     def _hold(self, basket_id: str, wanted: dict[Pool, Decimal], reserved_ns: int) -> Reserved:
-        needs: dict[str, Decimal] = {}
-        holdings: dict[str, dict[str, Decimal]] = {}
-        for (venue, asset), amount in sorted(wanted.items()):
-            if asset == USD:
-                needs[venue] = amount
-            else:
-                holdings.setdefault(venue, {})[asset] = amount
+        needs, holdings = split_pools(wanted)
         result = Reserved(
             basket_id=basket_id, needs=needs, holdings=holdings, reserved_ns=reserved_ns
         )
@@ -628,6 +622,21 @@ def _linked(pool_asset: str) -> str | None:
     """A venue's other wallet that an internal transfer reaches from this pool: the margin
     pool and the spot wallet's margin asset, each the other's."""
     return {USD: spot_pool(MARGIN_ASSET), spot_pool(MARGIN_ASSET): USD}.get(pool_asset)
+
+
+def split_pools(
+    pools: Mapping[Pool, Decimal],
+) -> tuple[dict[str, Decimal], dict[str, dict[str, Decimal]]]:
+    """Pools as `reserve` takes them: USD margin per venue, spot-wallet pools per venue
+    (`pools_of` the other way)."""
+    needs: dict[str, Decimal] = {}
+    holdings: dict[str, dict[str, Decimal]] = {}
+    for (venue, asset), amount in sorted(pools.items()):
+        if asset == USD:
+            needs[venue] = amount
+        else:
+            holdings.setdefault(venue, {})[asset] = amount
+    return needs, holdings
 
 
 def pools_of(

@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from actors.margin import USD, LegNeed, Pool, Refused, Reserved, pools_of, spot_pool
+from actors.margin import (
+    LegNeed,
+    Pool,
+    Refused,
+    Reserved,
+    pools_of,
+    split_pools,
+    spot_pool,
+)
 from actors.report import TransferView
 from actors.routing import NoRoute, Plan, RoutingRules, Step, plan_transfers
 from actors.runners.port import short_error as _short
@@ -256,7 +264,7 @@ class Funder:
             pool: max(min(amount, spare.get(pool, amount)), Decimal(0)) if pool in short else amount
             for pool, amount in wanted.items()
         }
-        usd_now, holdings_now = _split(now_held)
+        usd_now, holdings_now = split_pools(now_held)
         got = book.reserve(basket_id, usd_now, now, holdings=holdings_now)
         partial = got if isinstance(got, Reserved) else None
         if partial is None:
@@ -557,20 +565,6 @@ class Funder:
             venue_transfer_id=s.receipt.transfer_id if s.receipt is not None else "",
             reason=s.reason,
         )
-
-
-def _split(
-    pools: Mapping[Pool, Decimal],
-) -> tuple[dict[str, Decimal], dict[str, dict[str, Decimal]]]:
-    """Pools as the book's (USD needs per venue, spot holdings per venue)."""
-    usd: dict[str, Decimal] = {}
-    holdings: dict[str, dict[str, Decimal]] = {}
-    for (venue, asset), amount in pools.items():
-        if asset == USD:
-            usd[venue] = amount
-        else:
-            holdings.setdefault(venue, {})[asset] = amount
-    return usd, holdings
 
 
 def _short_pools(refused: Refused) -> set[Pool]:
