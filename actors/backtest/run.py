@@ -37,7 +37,7 @@ from actors.risk import RiskSettings, with_risk_betas
 from actors.routing import RoutingRules
 from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import CollateralRunner, margin_needs
-from actors.runners.funding import Funding, FundingAsk
+from actors.runners.funding import Funding, FundingAsk, funding_story
 from actors.runners.hedge import DeskRunner
 from actors.runners.leg import LegRunner, Unwound
 from actors.spec import BasketSpec, OnUnfunded, RebalanceSpec, ResolvedBasket, validate
@@ -490,8 +490,8 @@ class _Funds:
         self.report = CollateralReport()
         self.deferred: list[str] = []
         self.funding: Funding | None = None
-        self.funded_ns: int | None = None
-        self.outcome: Reserved | Refused | None = None
+        self.funded_ns: int | None = None  # when the whole reservation was held
+        self.why_not = ""  # why it never was
         leverage = {name: v.exchange.leverage(v.account_id) for name, v in venues.items()}
         self.needs = margin_needs(basket, leverage)
 
@@ -521,9 +521,11 @@ class _Funds:
             self.runner.funded(basket.basket_id, landed.append)
             loop.run(lambda: bool(landed), result.deadline_ns + END_LIMIT_NS)
             result = landed[0] if landed else None
-            self.funded_ns = loop.now
+            if isinstance(result, Reserved):
+                self.funded_ns = loop.now
         if not isinstance(result, Reserved):
             why = result.reason if result is not None else "the collateral was never answered"
+            self.why_not = why
             if result is not None:
                 self.report.refused = [s.message for s in result.shortfalls]
             self.lifecycle.end(BasketState.FAILED, loop.now, why)
@@ -543,6 +545,7 @@ class _Funds:
                 self._held(result)
                 run.runner.fund(self.loop.now + run.lead_ns)
             else:
+                self.why_not = result.reason
                 run.runner.unfunded(result.reason)
 
         self.runner.funded(self.basket.basket_id, landed)
@@ -552,21 +555,8 @@ class _Funds:
         self.report.transfers = sorted(
             self.port.views.values(), key=lambda v: (v.requested_ns, v.client_transfer_id)
         )
-        f = self.funding
-        if f is None:
-            return
-        took = None if self.funded_ns is None else (self.funded_ns - f.ts_ns) / NS
-        if self.deferred:
-            self.report.funding = (
-                f"legs {', '.join(self.deferred)} started {took:.1f} s after the others, once "
-                "funded; the hedge held the exposure they would have offset meanwhile"
-                if took is not None
-                else f"legs {', '.join(self.deferred)} were never funded"
-            )
-        elif took is not None and self.outcome is not None:
-            self.report.funding = f"waited {took:.1f} s in CHECKING for the transfers"
-        else:
-            self.report.funding = "waited for the transfers, which did not land; nothing sent"
+        if self.funding is not None:
+            self.report.funding = funding_story(self.funding, self.funded_ns, self.why_not)
 
     @property
     def waited_s(self) -> float | None:
@@ -592,7 +582,6 @@ class _Funds:
         )
 
     def _held(self, reserved: Reserved) -> None:
-        self.outcome = reserved
         self.report.reserved = dict(reserved.needs)
         self.report.holdings = {v: dict(h) for v, h in reserved.holdings.items()}
 

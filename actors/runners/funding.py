@@ -567,6 +567,27 @@ class Funder:
         )
 
 
+def funding_story(f: Funding, funded_ns: int | None, why_not: str = "") -> str:
+    """What a basket did while its collateral was routed, in one line, for its report:
+    `funded_ns` when the whole reservation was held (None: never), `why_not` the refusal."""
+    waited = None if funded_ns is None else f"{(funded_ns - f.ts_ns) / NS:.1f} s"
+    if f.mode is OnUnfunded.HEDGE and f.reserved is not None:
+        legs = ", ".join(f.unfunded_legs)
+        if waited is None:
+            because = f" ({why_not})" if why_not else ""
+            return (
+                f"legs {legs} were never funded{because}; the others ran, hedged, under the "
+                "basket's policy"
+            )
+        return (
+            f"legs {legs} started {waited} after the others, once funded; the hedge held the "
+            "exposure they would have offset meanwhile"
+        )
+    if waited is None:
+        return "waited in CHECKING for the transfers, which did not land; nothing was sent"
+    return f"waited {waited} in CHECKING for the transfers; nothing was sent meanwhile"
+
+
 def _short_pools(refused: Refused) -> set[Pool]:
     return {(s.venue, s.asset) for s in refused.shortfalls}
 

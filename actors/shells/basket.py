@@ -54,7 +54,7 @@ from actors.report import (
 from actors.risk import RiskModel
 from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import margin_needs
-from actors.runners.funding import Funding, FundingAsk
+from actors.runners.funding import Funding, FundingAsk, funding_story
 from actors.shells.channel import Inbox, Outbox
 from actors.shells.drive import LiveClock
 from actors.shells.journaling import ActorJournal
@@ -652,26 +652,6 @@ class BasketActor:
         self.reserved = result
         return True
 
-    def _funding_story(self) -> str:
-        """What the basket did while its collateral was routed, in one line."""
-        f = self.funding
-        assert f is not None
-        waited = f"{(self.funded_ns - f.ts_ns) / NS:.1f} s" if self.funded_ns is not None else None
-        legs = ", ".join(f.unfunded_legs)
-        if f.mode is OnUnfunded.HEDGE and f.reserved is not None:
-            if waited is None:
-                return (
-                    f"legs {legs} were never funded ({self.refused.reason if self.refused else ''}"
-                    "); the others ran, hedged, under the basket's policy"
-                )
-            return (
-                f"legs {legs} started {waited} after the others, once funded; the hedge held "
-                "the exposure they would have offset meanwhile"
-            )
-        if waited is None:
-            return "waited in CHECKING for the transfers, which did not land; nothing was sent"
-        return f"waited {waited} in CHECKING for the transfers; nothing was sent meanwhile"
-
     async def _await_funding(self) -> Reserved | Refused | None:
         """The outcome of the basket's funding (None: cancelled while waiting; the
         transfers under way still end at their venues, and are journaled)."""
@@ -1207,7 +1187,8 @@ class BasketActor:
                 f"venue {v}: no account figure" for v in self.refused.unknown_venues
             ]
         if self.funding is not None:
-            collateral.funding = self._funding_story()
+            why_not = self.refused.reason if self.refused is not None else ""
+            collateral.funding = funding_story(self.funding, self.funded_ns, why_not)
             try:
                 collateral.transfers = await asyncio.wait_for(
                     ref_result(self.collateral.transfers.remote(self.basket_id)),
