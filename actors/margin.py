@@ -145,14 +145,15 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
     no transfer can find, per asset, when the free collateral everywhere is not enough;
     `unknown_venues` have no account figure, or one older than the book's `max_age_ns`,
     so nothing can be promised on them until they are refreshed. `reason` says it all in
-    one sentence.
+    one sentence. A refusal for another cause (the journal, a transfer that failed) names
+    none of them.
     """
 
     basket_id: str
-    shortfalls: list[Shortfall]
-    transfers: list[Transfer]
-    missing: dict[str, Decimal]
-    unknown_venues: list[str]
+    shortfalls: list[Shortfall] = []
+    transfers: list[Transfer] = []
+    missing: dict[str, Decimal] = {}
+    unknown_venues: list[str] = []
     reason: str
     ts_ns: int
 

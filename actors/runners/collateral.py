@@ -288,9 +288,6 @@ def _unread(basket_id: str, unread: Mapping[str, str], now_ns: int) -> Refused:
     )
     return Refused(
         basket_id=basket_id,
-        shortfalls=[],
-        transfers=[],
-        missing={},
         unknown_venues=sorted(unread),
         reason=f"basket {basket_id}: collateral not reserved: {what}; nothing was "
         "reserved or sent: submit it again once the venue answers",

@@ -313,7 +313,7 @@ class Funder:
         if b is None:
             return
         if b.result is None:
-            self._end(b, _refused_plain(b, "the basket ended while its transfers were pending"))
+            self._end(b, self._refusal(b, "the basket ended while its transfers were pending"))
         for s in b.steps:
             if s.asked and s.accepted_after_read == ASKED:
                 # The venue never said it has it: no longer held back here (if it did take
@@ -460,7 +460,7 @@ class Funder:
         s.updated_ns = self.runner.port.now_ns()
         self.port.transfer_changed(self._view(b, s))
         if state is TransferState.FAILED and b.result is None:
-            self._end(b, _refused_plain(b, f"transfer {s.client_id} failed: {reason or 'failed'}"))
+            self._end(b, self._refusal(b, f"transfer {s.client_id} failed: {reason or 'failed'}"))
 
     def _poll_later(self, b: _Basket) -> None:
         if b.polling:
@@ -540,7 +540,12 @@ class Funder:
         what = "; ".join(f"{v.message} for {v.age_s(now):.0f} s" for v in pending)
         timeout_s = b.ask.timeout_ns / NS
         why = f"funding not done within params.funding_timeout_s = {timeout_s:g} s"
-        self._end(b, _refused_plain(b, f"{why}: {what}" if what else why))
+        self._end(b, self._refusal(b, f"{why}: {what}" if what else why))
+
+    def _refusal(self, b: _Basket, why: str) -> Refused:
+        """The basket's funding ended without its collateral, `why`, now."""
+        now = self.runner.port.now_ns()
+        return Refused(basket_id=b.basket_id, reason=f"basket {b.basket_id}: {why}", ts_ns=now)
 
     def _end(self, b: _Basket, result: Reserved | Refused) -> None:
         b.result = result
@@ -626,15 +631,3 @@ def _unknown_receipt(s: _Step, now: int) -> TransferReceipt:
 
 def _refused(refused: Refused, reason: str) -> Refused:
     return msgspec.structs.replace(refused, reason=reason)
-
-
-def _refused_plain(b: _Basket, why: str) -> Refused:
-    return Refused(
-        basket_id=b.basket_id,
-        shortfalls=[],
-        transfers=[],
-        missing={},
-        unknown_venues=[],
-        reason=f"basket {b.basket_id}: {why}",
-        ts_ns=0,
-    )

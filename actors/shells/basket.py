@@ -1318,10 +1318,6 @@ def _venues_of(basket: ResolvedBasket) -> set[str]:
 def _not_funded(basket_id: str, e: BaseException) -> Refused:
     return Refused(
         basket_id=basket_id,
-        shortfalls=[],
-        transfers=[],
-        missing={},
-        unknown_venues=[],
         reason=f"the collateral actor did not say whether the funds landed: {_short(e)}",
         ts_ns=time.time_ns(),
     )

@@ -228,10 +228,6 @@ class CollateralActor:
         if not self.runner.funded(basket_id, then):
             return Refused(
                 basket_id=basket_id,
-                shortfalls=[],
-                transfers=[],
-                missing={},
-                unknown_venues=[],
                 reason=f"basket {basket_id}: no funding under way (the collateral actor may "
                 "have restarted); submit it again",
                 ts_ns=self.now_ns(),
@@ -283,10 +279,6 @@ class CollateralActor:
             self._runs.pop(result.basket_id, None)
             outcome = Refused(
                 basket_id=result.basket_id,
-                shortfalls=[],
-                transfers=[],
-                missing={},
-                unknown_venues=[],
                 reason=f"the journal cannot record the reservation: {e}",
                 ts_ns=self.now_ns(),
             )
