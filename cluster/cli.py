@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +19,11 @@ if TYPE_CHECKING:
     from actors.report import BasketReport
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_VENUES = REPO_ROOT / "examples" / "venues.toml"
-DEMO_BASKET = REPO_ROOT / "examples" / "synthetic_eth_quick.toml"
+# The examples travel inside the package (examples/ of a checkout links here), so that an
+# installed legato runs `legato demo` with no checkout.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+DEMO_VENUES = EXAMPLES / "venues.toml"
+DEMO_BASKET = EXAMPLES / "synthetic_eth_quick.toml"
 
 
 def default_data_dir() -> Path:
@@ -27,6 +32,17 @@ def default_data_dir() -> Path:
     if env:
         return Path(env)
     return REPO_ROOT.parent / "shared" / "data" / "binance-20240808"
+
+
+# Exit statuses, the same for every command (docs/operations.md, "Exit codes").
+EXIT_OK = 0  # done: the basket (every run, every run followed) completed
+EXIT_NOT_COMPLETED = 1  # the command worked, but a basket or a run did not complete
+EXIT_USER_ERROR = 2  # bad input, a basket that fails validation, no cluster to reach
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_STATUSES = (
+    "Exit status: 0 done; 1 a basket or run did not complete; 2 a mistake in the input, "
+    "a basket that fails its checks, or no cluster to reach; 130 interrupted."
+)
 
 
 class UserError(Exception):
@@ -44,6 +60,16 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
         return value
 
     return parse
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _write_json(path: str | None, payload: object) -> None:
@@ -84,8 +110,11 @@ def _run_basket(
     progress: bool,
     every_s: float,
     overrides: Sequence[str] = (),
+    web: bool = False,
 ) -> int:
-    """Submit one basket, show its progress, print its report; 0 if it completed."""
+    """Submit one basket, show its progress, print its report; 0 if it completed. With
+    `web`, the web view is served while it runs (and, on a terminal, after it, until
+    Ctrl-C)."""
     from actors.lifecycle import BasketState
     from actors.spec import SpecError
     from actors.spec.overrides import load_basket_with_overrides
@@ -102,20 +131,59 @@ def _run_basket(
     except EngineError as e:
         raise UserError(str(e)) from None
     with engine:
+        view = _serve_web(engine) if web else None
         try:
-            handle = engine.submit(spec, submitted_by="legato run")
-        except (SpecError, EngineError) as e:
-            raise UserError(str(e)) from None
-        if handle.run_id:
-            print(f"legato: run {handle.run_id} (journal: {engine.journal_shown})", flush=True)
-        try:
-            _show_progress(handle, progress, every_s, present)
-        except KeyboardInterrupt:
-            print("\nlegato: cancelling the basket (Ctrl-C again does not wait)", file=sys.stderr)
-            handle.cancel("cancelled from the terminal")
-        report = handle.result()
-    _show_report(report, png_path, html_path, json_path=json_path)
-    return 0 if report.status is BasketState.COMPLETED else 1
+            try:
+                handle = engine.submit(spec, submitted_by="legato run")
+            except (SpecError, EngineError) as e:
+                raise UserError(str(e)) from None
+            if handle.run_id:
+                print(f"legato: run {handle.run_id} (journal: {engine.journal_shown})", flush=True)
+            try:
+                _show_progress(handle, progress, every_s, present)
+            except KeyboardInterrupt:
+                print(
+                    "\nlegato: cancelling the basket (Ctrl-C again does not wait)", file=sys.stderr
+                )
+                handle.cancel("cancelled from the terminal")
+            report = handle.result()
+            if view is not None:  # shown while the engine (and so the view's data) is up
+                _show_report(report, png_path, html_path, json_path=json_path)
+                _keep_serving(view)
+        finally:
+            if view is not None:
+                view.close()
+    if view is None:
+        _show_report(report, png_path, html_path, json_path=json_path)
+    return EXIT_OK if report.status is BasketState.COMPLETED else EXIT_NOT_COMPLETED
+
+
+def _serve_web(engine: object) -> object:
+    """The web view of the engine's namespace on 127.0.0.1 (any free port); its URL printed."""
+    from cluster.web import WebError, serve_in_thread
+
+    try:
+        view = serve_in_thread(
+            engine.namespace,  # type: ignore[attr-defined]
+            host="127.0.0.1",
+            port=0,
+            journal=engine.journal,  # type: ignore[attr-defined]
+        )
+    except (WebError, OSError) as e:
+        raise UserError(f"--web: cannot serve the web view: {e}") from None
+    print(f"legato: web view at {view.url}", flush=True)
+    return view
+
+
+def _keep_serving(view: object) -> None:
+    """On a terminal the web view stays up after the report, until Ctrl-C; elsewhere (a
+    pipe, a job log) nobody is there to look, and the command ends."""
+    if not sys.stdin.isatty():
+        return
+    url = view.url  # type: ignore[attr-defined]
+    print(f"legato: the web view stays at {url} until Ctrl-C", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 def _show_overrides(overrides: Sequence[str]) -> None:
@@ -147,21 +215,22 @@ def _show_report(
 
 
 def _show_progress(handle: object, tty: bool, every_s: float, present: object) -> None:
-    drawn = 0
+    """On a terminal, the basket's block redrawn in place (rich's `Live`); elsewhere a plain
+    line every `every_s` seconds and at the end."""
+    statuses = handle.progress(every_s=0.25 if tty else every_s)  # type: ignore[attr-defined]
+    if tty:
+        from rich.live import Live
+
+        with Live(auto_refresh=False, transient=False, redirect_stdout=False) as live:
+            for status in statuses:
+                live.update(present.status_view(status), refresh=True)  # type: ignore[attr-defined]
+        return
     last_plain = 0.0
-    for status in handle.progress(every_s=0.25 if tty else every_s):  # type: ignore[attr-defined]
-        if tty:
-            lines = present.status_lines(status)  # type: ignore[attr-defined]
-            if drawn:
-                sys.stdout.write(f"\x1b[{drawn}F")  # back to the top of the block
-            sys.stdout.write("".join(f"{line}\x1b[K\n" for line in lines))
-            sys.stdout.flush()
-            drawn = len(lines)
-        else:
-            now = time.monotonic()
-            if now - last_plain >= every_s or status.state.is_terminal:
-                print(present.status_line(status), flush=True)  # type: ignore[attr-defined]
-                last_plain = now
+    for status in statuses:
+        now = time.monotonic()
+        if now - last_plain >= every_s or status.state.is_terminal:
+            print(present.status_line(status), flush=True)  # type: ignore[attr-defined]
+            last_plain = now
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,7 +249,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from actors.backtest import BacktestError, check_venues, compare, parse_modes, results_table
+    from actors.backtest import (
+        BacktestError,
+        RunResult,
+        check_venues,
+        compare,
+        parse_modes,
+        results_table,
+    )
+    from actors.lifecycle import BasketState
     from actors.spec import SpecError
     from actors.spec.overrides import load_basket_with_overrides
     from cluster.config import load_cluster
@@ -199,13 +276,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if spec.hedge is None and cluster.hedge is not None:
             spec = msgspec.structs.replace(spec, hedge=cluster.hedge)  # the config's [hedge]
 
-        def progress(r: object) -> None:
+        failed: list[str] = []
+
+        def progress(r: RunResult) -> None:
+            report = r.report
+            if report.status is not BasketState.COMPLETED:
+                failed.append(
+                    f"seed {r.seed} {r.mode.value}: {report.status.value}: {report.reason}"
+                )
             if args.quiet:
                 return
-            m = r.metrics()  # type: ignore[attr-defined]
+            m = r.metrics()
             risk = m["legging_risk_usd"]
             print(
-                f"  seed {r.seed:3d} {r.mode.value:12s} {r.report.status.value:10s} "  # type: ignore[attr-defined]
+                f"  seed {r.seed:3d} {r.mode.value:12s} {r.report.status.value:10s} "
                 f"legging risk ${risk if risk is not None else float('nan'):,.2f}  "
                 f"shortfall {m['shortfall_bps'] or 0:.2f} bp",
                 flush=True,
@@ -238,7 +322,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if overrides:
         doc["overrides"] = overrides  # with the basket file, what the figures were run on
     _write_json(args.json, doc)
-    return 0
+    if failed:
+        # A run that did not end COMPLETED failed, a basket refused at its check (FAILED
+        # with nothing sent) included: the figures above leave it out of nothing.
+        print(f"\n{len(failed)} run(s) did not complete:")
+        for line in failed:
+            print(f"  {line}")
+        return EXIT_NOT_COMPLETED
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -263,6 +354,8 @@ def _connect(address: str | None) -> None:
 
     from cluster.engine import EngineError, check_reachable
 
+    if ray.is_initialized():  # a process already connected (a driver script, a test) asks it
+        return
     where = address or os.environ.get("RAY_ADDRESS")
     if not where:
         raise UserError(
@@ -282,22 +375,205 @@ def _connect(address: str | None) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     import ray
 
+    from actors.journal import JournalError
+    from actors.shells.remote import REGISTRY_NAME
     from cluster import present
+    from cluster.config import journal_location
     from cluster.engine import running_baskets
+    from cluster.journal_cli import JournalLookupError, history_text, recent_runs, where
 
     _connect(args.address)
     # The registry knows every live basket, those on unnamed warm-pool actors included.
-    running = running_baskets(args.namespace)
-    if not running:
-        print(f"no basket running in namespace {args.namespace!r}")
-        return 0
-    for basket_id in sorted(running):
+    live = running_baskets(args.namespace)
+    admission: dict[str, list[str]] = {"arming": [], "running": [], "waiting": []}
+    if live:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=args.namespace)
+        admission = ray.get(registry.admission_queue.remote(), timeout=10)
+    statuses = {}
+    for basket_id in sorted(live):
         try:
-            status = ray.get(running[basket_id].status.remote(), timeout=10)
+            statuses[basket_id] = ray.get(live[basket_id].status.remote(), timeout=10)
         except Exception:  # it ended between the listing and the call
             continue
+    waiting = [b for b in admission.get("waiting", []) if b in statuses]
+    running = [statuses[b] for b in sorted(statuses) if b not in waiting]
+    queued = [statuses[b] for b in waiting]
+    location = args.journal or journal_location()
+    recent: list[present.RunRow] = []
+    trouble = None
+    if args.recent:
+        try:
+            recent = recent_runs(location, args.recent)
+        except (JournalLookupError, JournalError, OSError) as e:
+            trouble = str(e)
+    if args.json:
+        view = present.StatusView(
+            namespace=args.namespace,
+            running=running,
+            queued=queued,
+            admission=admission,
+            recent=recent,
+            journal=where(location),
+            journal_error=trouble,
+        )
+        print(msgspec.json.format(msgspec.json.encode(view), indent=2).decode())
+        return EXIT_OK
+    if not running and not queued:
+        print(f"no basket running in namespace {args.namespace!r}")
+    for status in running:
         print("\n".join(present.status_lines(status)))
-    return 0
+    if queued:
+        print(f"queued ({len(queued)}), first in line first:")
+        for place, status in enumerate(queued, 1):
+            print(f"  {place}. {status.basket_id}: {status.reason or status.state.value}")
+    if args.recent:
+        print()
+        if trouble is not None:
+            print(f"recent runs: none shown ({trouble})")
+        elif recent:
+            print(f"recent runs (journal at {where(location)}):")
+            print(history_text(recent))
+        else:
+            print(f"recent runs: none finished in the journal at {where(location)}")
+    return EXIT_OK
+
+
+def cmd_release_hedge(args: argparse.Namespace) -> int:
+    """Trade away the hedge a finished basket holds (policy `hedge_and_hold`)."""
+    import ray
+
+    from actors.shells.remote import HEDGE_NAME
+
+    _connect(args.address)
+    try:
+        hedger = ray.get_actor(HEDGE_NAME, namespace=args.namespace)
+    except ValueError:
+        raise UserError(
+            f"no hedge actor in namespace {args.namespace!r}: no engine ever ran there"
+        ) from None
+    try:
+        statements = ray.get(hedger.release.remote(args.basket_id), timeout=args.timeout)
+    except ray.exceptions.GetTimeoutError:
+        print(
+            f"basket {args.basket_id}: the hedge actor did not answer within "
+            f"{args.timeout:g} s; the release may still be under way",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_COMPLETED
+    except Exception as e:
+        raise UserError(f"basket {args.basket_id}: {_remote_cause(e)}") from None
+    if not statements:
+        raise UserError(
+            f"basket {args.basket_id!r} holds no hedge in namespace {args.namespace!r} (it "
+            "never had one, or it was already released)"
+        )
+    for st in statements:
+        print(
+            f"basket {st.basket_id}: hedge released: {st.orders} order(s), largest position "
+            f"${st.max_abs_position:,.0f}, P&L ${st.pnl_usd:,.2f}, fees ${st.fees_usd:,.2f}, "
+            + ("flat" if st.flat else "NOT flat")
+        )
+    return EXIT_OK if all(st.flat for st in statements) else EXIT_NOT_COMPLETED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a basket against its venues' instruments and collateral; nothing is sent."""
+    from actors.spec import RebalanceSpec, SpecError
+    from actors.spec.overrides import load_basket_with_overrides
+    from cluster import validate as checks
+    from cluster.config import load_cluster
+
+    path = Path(args.basket)
+    overrides = args.overrides or []
+    try:
+        spec = load_basket_with_overrides(path, overrides)
+    except SpecError as e:
+        raise UserError(str(e)) from None
+    cluster = load_cluster(args.venues)  # a ConfigError names the file and the field
+    if spec.hedge is None and cluster.hedge is not None:
+        spec = msgspec.structs.replace(spec, hedge=cluster.hedge)  # the config's [hedge]
+    source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    rules = cluster.collateral.rules()
+    names = checks.venues_of(spec, cluster.venues, rules)
+    now = time.time_ns()
+    figures, trouble = checks.read_venues(
+        cluster.venues,
+        names,
+        checks.symbols_of(spec),
+        cluster.risk,
+        positions=isinstance(spec, RebalanceSpec),
+        now_ns=now,
+    )
+    if trouble:
+        lines = "\n".join(f"  {e}" for e in trouble)
+        raise UserError(f"{source}: cannot check basket {spec.basket_id!r}: {lines.strip()}")
+    try:
+        checked = checks.check(spec, figures, list(cluster.venues.venues), rules, now)
+    except SpecError as e:
+        raise UserError(str(SpecError(e.errors, source=source, basket_id=e.basket_id))) from None
+    _show_checked(checked, source, args.venues)
+    return EXIT_OK
+
+
+def _show_checked(checked: object, source: str, venues: str) -> None:
+    from actors.margin import fmt_amount
+    from cluster.render import Table, _num, _price, _qty, text_table
+
+    basket = checked.basket  # type: ignore[attr-defined]
+    print(
+        f"{source}: basket {basket.basket_id} ok against {venues}: {len(basket.legs)} leg(s), "
+        "nothing was sent"
+    )
+    legs = Table(
+        ("leg", "venue", "symbol", "side", "quantity", "price", "notional $"),
+        [
+            (
+                leg.leg_id,
+                leg.venue,
+                leg.symbol,
+                leg.side.value,
+                _qty(leg.quantity),
+                _price(leg.price),
+                _num(leg.instrument.notional(leg.price, leg.quantity) if leg.price else None),
+            )
+            for leg in basket.legs
+        ],
+        right=frozenset({4, 5, 6}),
+    )
+    print("\n".join(text_table(legs)))
+
+    pools = Table(
+        ("venue", "notional $", "needs", "available"),
+        [
+            (
+                v.venue,
+                _num(v.notional_usd),
+                fmt_amount(need, asset),
+                fmt_amount(v.available.get(asset, 0), asset),
+            )
+            for v in checked.venues  # type: ignore[attr-defined]
+            for asset, need in sorted(v.needs.items())
+        ],
+        right=frozenset({1, 2, 3}),
+    )
+    print("collateral (margin with the collateral actor's buffer and fees):")
+    print("\n".join(text_table(pools)))
+    routing = checked.routing  # type: ignore[attr-defined]
+    if routing:
+        print(f"  short: under [collateral] routing these transfers would fund it: {routing}")
+        waits = basket.params.on_unfunded.value == "wait"
+        print(
+            f"  meanwhile (params.on_unfunded = {basket.params.on_unfunded.value}): "
+            + (
+                "the basket waits in CHECKING, nothing sent"
+                if waits
+                else "the funded legs start, the hedge holds the others' exposure"
+            )
+        )
+    else:
+        print("  reservable now on every venue")
+    for note in basket.notes:
+        print(f"  note: {note}")
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -416,6 +692,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stdout.isatty(),
         every_s=2.0,
         overrides=args.overrides or (),
+        web=args.web,
     )
 
 
@@ -443,8 +720,16 @@ def _overrides_option(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _cluster_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--address", metavar="ADDR", help="the Ray cluster (default: $RAY_ADDRESS)")
+    cmd.add_argument(
+        "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cluster.journal_cli import add_journal_commands
+    from cluster.web import add_web_command
 
     parser = argparse.ArgumentParser(
         prog="legato",
@@ -461,11 +746,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="The embedded default: a local Ray, three simulated venues "
         "(examples/venues.toml: colocated, same-region, cross-region) and the synthetic ETH "
         "basket (examples/synthetic_eth_quick.toml), with live progress and the report. "
-        "No cluster and no credentials needed. (`legato venues simulate` shows the markets.)",
+        "No cluster and no credentials needed. (`legato venues simulate` shows the markets.) "
+        "--web also serves the web view on 127.0.0.1 while it runs. " + EXIT_STATUSES,
     )
     _report_outputs(demo)
     _overrides_option(demo)
     demo.add_argument("--no-progress", action="store_true", help="no live progress display")
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the web view on 127.0.0.1 (its URL is printed) while the demo runs; on a "
+        "terminal it stays up after the report until Ctrl-C",
+    )
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
@@ -473,14 +765,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="execute a basket and print its report",
         description="Submit BASKET.toml to the engine, show its progress (bars on a terminal, "
         "a plain line every few seconds otherwise, as in Ray job logs) and print its report. "
-        "Exit status 0 only if the basket completed.",
+        + EXIT_STATUSES,
     )
     run.add_argument("basket", metavar="BASKET.toml", help="the basket (docs/basket.md)")
     run.add_argument(
         "--venues",
         metavar="VENUES.toml",
         default=str(DEMO_VENUES),
-        help="the venues configuration (default examples/venues.toml)",
+        help="the venues configuration (default: the packaged examples/venues.toml)",
     )
     run.add_argument(
         "--address",
@@ -505,14 +797,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay of recorded data) through the same pure cores as the actors, on simulated "
         "time with no Ray, once per seed and execution mode, and print per mode the mean and "
         "p95 of legging risk, peak imbalance, shortfall, completion time and hedge cost "
-        "(docs/backtest.md). Deterministic per seed.",
+        "(docs/backtest.md). Deterministic per seed. A run fails unless it ends COMPLETED "
+        "(a basket its collateral check refuses fails too): exit 1 lists the seeds and modes "
+        "that failed. " + EXIT_STATUSES,
     )
     backtest.add_argument("basket", metavar="BASKET.toml", help="the basket (docs/basket.md)")
     backtest.add_argument(
         "--venues",
         metavar="VENUES.toml",
         default=str(DEMO_VENUES),
-        help="the venues configuration (default examples/venues.toml); simulated venues only",
+        help="the venues configuration (default: the packaged examples/venues.toml); "
+        "simulated venues only",
     )
     backtest.add_argument(
         "--seeds", type=_positive(int), default=20, help="runs per mode, seeds 0..N-1 (default 20)"
@@ -536,40 +831,99 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a basket report's summary; draw its chart",
         description="Read REPORT.json (written by `legato run --json`, or by "
         "BasketReport.write) and print its summary: outcome, cost, legs, integrity, hedge and "
-        "operations (docs/report.md). --png and --html also write its chart and an HTML page.",
+        "operations (docs/report.md). --png and --html also write its chart and an HTML page. "
+        + EXIT_STATUSES,
     )
     report.add_argument("report", metavar="REPORT.json", help="a basket report")
     _report_outputs(report, json=False)
     report.set_defaults(func=cmd_report)
 
-    for name, helptext, func in (
-        ("status", "list the running baskets of a cluster and their progress", cmd_status),
-        ("cancel", "cancel a running basket (its failure policy applies)", cmd_cancel),
-    ):
-        cmd = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
-        if name == "cancel":
-            cmd.add_argument("basket_id", metavar="BASKET_ID", help="the basket's id")
-        cmd.add_argument(
-            "--address", metavar="ADDR", help="the Ray cluster (default: $RAY_ADDRESS)"
-        )
-        cmd.add_argument(
-            "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
-        )
-        cmd.set_defaults(func=func)
+    status = sub.add_parser(
+        "status",
+        help="list the running and queued baskets of a cluster, and the runs that ended last",
+        description="List the baskets running on a cluster (a block each: state, schedule, "
+        "skew against the band, hedge, a bar per leg), those queued for their turn to arm, "
+        "and the --recent runs that finished last, from the journal. --json prints one "
+        "object {namespace, running, queued, admission, recent, journal, journal_error} "
+        "(docs/operations.md). " + EXIT_STATUSES,
+    )
+    _cluster_options(status)
+    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    status.add_argument(
+        "--recent",
+        type=_count,
+        default=5,
+        metavar="N",
+        help="the N runs that finished last, from the journal (default 5; 0: none)",
+    )
+    status.add_argument(
+        "--journal",
+        metavar="LOC",
+        help="the journal: a data directory (SQLite) or a postgresql:// DSN (default: "
+        "$LEGATO_JOURNAL, else where the engine keeps it)",
+    )
+    status.set_defaults(func=cmd_status)
+
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel a running basket (its failure policy applies)",
+        description="Cancel the running basket BASKET_ID: its legs stop and its failure "
+        "policy applies (unwind, complete or hedge_and_hold). " + EXIT_STATUSES,
+    )
+    cancel.add_argument("basket_id", metavar="BASKET_ID", help="the basket's id")
+    _cluster_options(cancel)
+    cancel.set_defaults(func=cmd_cancel)
+
+    release = sub.add_parser(
+        "release-hedge",
+        help="trade away the hedge a finished basket holds",
+        description="The hedge actor lets go of the hedge BASKET_ID holds (policy "
+        "hedge_and_hold, or complete after a failure) and trades it away; prints what it "
+        "released. A basket that holds no hedge is an error (2); a hedge not flat after the "
+        "release exits 1. " + EXIT_STATUSES,
+    )
+    release.add_argument("basket_id", metavar="BASKET_ID", help="the basket's id")
+    _cluster_options(release)
+    release.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for the hedge to be traded away (default 120)",
+    )
+    release.set_defaults(func=cmd_release_hedge)
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a basket against its venues' instruments and collateral; sends nothing",
+        description="Check BASKET.toml as the engine checks it at submission: every field, "
+        "each leg's symbol against its venue's listing, the lot grid and the minimum "
+        "notional at the venue's price, the hedge's instruments, and the collateral: the "
+        "margin (with the collateral actor's buffer and fees) against each venue's account, "
+        "or the transfers [collateral] routing would make. Simulated venues are built in "
+        "this process; real ones are read through their clients' read-only calls (their "
+        "keys from the environment). Prints the legs and the collateral per venue, or every "
+        "error with its field. Nothing is sent to any venue. " + EXIT_STATUSES,
+    )
+    validate.add_argument("basket", metavar="BASKET.toml", help="the basket (docs/basket.md)")
+    validate.add_argument(
+        "--venues",
+        metavar="VENUES.toml",
+        default=str(DEMO_VENUES),
+        help="the venues configuration (default: the packaged examples/venues.toml)",
+    )
+    _overrides_option(validate)
+    validate.set_defaults(func=cmd_validate)
 
     attach = sub.add_parser(
         "attach",
         help="follow a running basket (submitted by any driver) and print its report",
         description="Follow RUN (a run id such as synth-eth-quick#3, or a basket id: its "
         "latest run) on a cluster until it ends, then print its report. A run whose basket "
-        "actor was lost is carried on from the journal first. Exit status 0 only if it "
-        "completed.",
+        "actor was lost is carried on from the journal first. " + EXIT_STATUSES,
     )
     attach.add_argument("run", metavar="RUN", help="a run id, or a basket id (its latest run)")
-    attach.add_argument("--address", metavar="ADDR", help="the Ray cluster (default: $RAY_ADDRESS)")
-    attach.add_argument(
-        "--namespace", default="legato", help="the engine's Ray namespace (default legato)"
-    )
+    _cluster_options(attach)
     attach.add_argument("--no-progress", action="store_true", help="no progress lines")
     attach.add_argument(
         "--every", type=_positive(float), default=5.0, help="seconds between progress lines"
@@ -583,21 +937,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the engine of VENUES.toml (a local Ray, or --address): its "
         "supervisor takes every run of the journal that did not finish (a machine that "
         "restarted, a cluster that was lost), checks it against its venues and carries it "
-        "on under its policy. Exits when those runs end: 0 if every one completed.",
+        "on under its policy. Exits when those runs end: 0 if every one completed. "
+        + EXIT_STATUSES,
     )
     recover.add_argument(
         "--venues",
         metavar="VENUES.toml",
         default=str(DEMO_VENUES),
-        help="the venues configuration (default examples/venues.toml)",
+        help="the venues configuration (default: the packaged examples/venues.toml)",
     )
     recover.add_argument("--address", metavar="ADDR", help="a Ray cluster (default: a local Ray)")
     recover.set_defaults(func=cmd_recover)
 
     add_journal_commands(sub)
+    add_web_command(sub)
 
     venues = sub.add_parser(
-        "venues", help="simulated venues", description="Run and inspect simulated venues."
+        "venues",
+        help="simulated venues",
+        description="Run and inspect simulated venues. " + EXIT_STATUSES,
     )
     vsub = venues.add_subparsers(dest="venues_command", required=True, metavar="COMMAND")
     sim = vsub.add_parser(
@@ -605,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a simulated market as fast as it goes and measure it",
         description="Run the market for N seconds of simulated time through the exchange "
         "core and print realised vol, correlations, spread and top-of-book depth "
-        "beside the calibration targets.",
+        "beside the calibration targets. " + EXIT_STATUSES,
     )
     sim.add_argument(
         "--seconds", type=_positive(float), default=600.0, help="simulated seconds (default 600)"
@@ -628,7 +986,7 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="serve the venues of a config over the Binance USD-M API",
         description="Start every simulated venue of CONFIG on its own 127.0.0.1 port, print "
-        "their URLs, and serve until Ctrl-C.",
+        "their URLs, and serve until Ctrl-C. " + EXIT_STATUSES,
     )
     up.add_argument("config", metavar="CONFIG.toml", help="venues configuration file")
     up.set_defaults(func=cmd_venues_up)

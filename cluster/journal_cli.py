@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from actors.journal import Entry, JournaledOrder, JournalStore, RunInfo
 
 DEFAULT_LIMIT = 20
+# As `legato`'s other commands say theirs (docs/operations.md, "Exit codes"); these only read.
+_EXIT_STATUSES = "Exit status: 0 done; 2 no journal there, or no such run in it; 130 interrupted."
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 _NS = 1_000_000_000
 T = TypeVar("T")
@@ -249,6 +251,18 @@ async def _reading(location: str, read: Callable[[JournalStore], Awaitable[T]]) 
 
 
 async def _history(store: JournalStore, args: argparse.Namespace) -> list[RunRow]:
+    runs = await store.runs(args.basket, unfinished_only=args.unfinished)
+    runs.sort(key=lambda r: (r.created_ns, r.basket_id, r.number), reverse=True)
+    return await _rows(store, runs[: args.limit])
+
+
+async def _recent(store: JournalStore, limit: int) -> list[RunRow]:
+    runs = [r for r in await store.runs(None, unfinished_only=False) if r.finished]
+    runs.sort(key=lambda r: (r.updated_ns, r.basket_id, r.number), reverse=True)
+    return await _rows(store, runs[:limit])
+
+
+async def _rows(store: JournalStore, runs: Sequence[RunInfo]) -> list[RunRow]:
     from actors.journal.records import (  # noqa: PLC0415
         BasketReported,
         BasketResolved,
@@ -256,10 +270,20 @@ async def _history(store: JournalStore, args: argparse.Namespace) -> list[RunRow
         FillBooked,
     )
 
-    runs = await store.runs(args.basket, unfinished_only=args.unfinished)
-    runs.sort(key=lambda r: (r.created_ns, r.basket_id, r.number), reverse=True)
     kinds = (BasketSubmitted, BasketResolved, BasketReported, FillBooked)
-    return [run_row(info, await store.records(info.run_id, kinds)) for info in runs[: args.limit]]
+    return [run_row(info, await store.records(info.run_id, kinds)) for info in runs]
+
+
+def recent_runs(location: str, limit: int) -> list[RunRow]:
+    """The `limit` runs that finished last, newest first (`legato status`). Raises
+    `JournalLookupError` when there is no journal at `location`, `JournalError` when it
+    cannot be read."""
+    return asyncio.run(_reading(location, lambda store: _recent(store, limit)))
+
+
+def where(location: str) -> str:
+    """The journal's location as it may be shown (a DSN's password masked)."""
+    return _where(location)
 
 
 async def _show(store: JournalStore, ident: str, location: str) -> RunView:
@@ -300,7 +324,7 @@ async def _show(store: JournalStore, ident: str, location: str) -> RunView:
 # -- as text -------------------------------------------------------------------------------
 def history_text(rows: Sequence[RunRow]) -> str:
     """`legato history`'s table."""
-    from cluster.render import DASH, Table, _num, _text_table  # noqa: PLC0415
+    from cluster.render import DASH, Table, _num, text_table  # noqa: PLC0415
 
     table = Table(
         ("run", "state", "created (UTC)", "updated (UTC)", "legs", "fills", "filled notional"),
@@ -318,13 +342,13 @@ def history_text(rows: Sequence[RunRow]) -> str:
         ],
         right=frozenset({4, 5, 6}),
     )
-    return "\n".join(line.removeprefix("  ") for line in _text_table(table))
+    return "\n".join(line.removeprefix("  ") for line in text_table(table))
 
 
 def show_text(view: RunView, with_orders: bool) -> str:
     """`legato show`: the run, its states, its report's summary and (asked) its orders."""
     from actors.report import load_report  # noqa: PLC0415
-    from cluster.render import DASH, Table, _num, _text_table, pairs, summary  # noqa: PLC0415
+    from cluster.render import DASH, Table, _num, pairs, summary, text_table  # noqa: PLC0415
 
     run = view.run
     facts = [
@@ -336,10 +360,10 @@ def show_text(view: RunView, with_orders: bool) -> str:
     ]
     facts += [("submitted by", run.submitted_by)] if run.submitted_by else []
     facts += [("order prefix", run.order_prefix)] if run.order_prefix else []
-    blocks = ["\n".join([f"run {run.run_id}: {run.state}", *_text_table(pairs(facts))])]
+    blocks = ["\n".join([f"run {run.run_id}: {run.state}", *text_table(pairs(facts))])]
 
     states = Table(("", "", ""), [(s.ts, s.state, s.reason) for s in view.states], header=False)
-    blocks.append("\n".join(["states", *(_text_table(states) or ["  (none recorded)"])]))
+    blocks.append("\n".join(["states", *(text_table(states) or ["  (none recorded)"])]))
 
     if view.report is not None:
         try:
@@ -360,7 +384,7 @@ def show_text(view: RunView, with_orders: bool) -> str:
 
 def orders_text(orders: Sequence[OrderRow]) -> str:
     """The child orders table, and why any order was refused or is unknown."""
-    from cluster.render import DASH, Table, _price, _qty, _text_table  # noqa: PLC0415
+    from cluster.render import DASH, Table, _price, _qty, text_table  # noqa: PLC0415
 
     def status(o: OrderRow) -> str:
         if o.unknown:
@@ -399,7 +423,7 @@ def orders_text(orders: Sequence[OrderRow]) -> str:
         ],
         right=frozenset({4, 5, 7, 8, 9, 10}),
     )
-    lines = [f"orders ({len(orders)})", *(_text_table(table) if orders else ["  (none sent)"])]
+    lines = [f"orders ({len(orders)})", *(text_table(table) if orders else ["  (none sent)"])]
     lines += [f"  {o.client_order_id}: {o.reject}" for o in orders if o.reject]
     return "\n".join(lines)
 
@@ -492,7 +516,8 @@ def add_journal_commands(sub: argparse._SubParsersAction) -> None:
         help="list past and running basket runs from the journal",
         description="List the basket runs the journal holds, newest first: run id, state, "
         "when it was created and last changed (UTC), its legs, and its trades and their "
-        "notional (Σ qty × price, in the quote currency). Reads only; never creates a journal.",
+        "notional (Σ qty × price, in the quote currency). Reads only; never creates a journal. "
+        + _EXIT_STATUSES,
     )
     _journal_option(history)
     history.add_argument("--basket", metavar="BASKET_ID", help="only the runs of this basket")
@@ -515,7 +540,8 @@ def add_journal_commands(sub: argparse._SubParsersAction) -> None:
         description="Show a run: its state changes (with times and reasons), its report's "
         "summary once it has ended (docs/report.md), and a count of its child orders "
         "(--orders lists them). ID is a run id (basket#3) or a basket id (its latest run). "
-        "--json prints one object {run, states, report, orders}, the orders always included.",
+        "--json prints one object {run, states, report, orders}, the orders always included. "
+        + _EXIT_STATUSES,
     )
     show.add_argument("id", metavar="ID", help="a run id (basket#3) or a basket id (latest run)")
     _journal_option(show)

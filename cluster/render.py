@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DASH = "—"
+PLAIN_WIDTH = 1000  # columns of plain text: wide enough that no table is ever cut
 
 
 # -- the summary's model ---------------------------------------------------------------------
@@ -408,26 +409,56 @@ def summary(report: BasketReport) -> str:
         lines = [s.title]
         for item in s.items:
             if isinstance(item, Table):
-                lines += _text_table(item)
+                lines += text_table(item)
             else:
                 lines.append(f"  {item}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
-def _text_table(t: Table) -> list[str]:
-    rows: list[Sequence[str]] = ([t.columns] if t.header else []) + list(t.rows)
-    if not rows:
+def text_table(t: Table, indent: str = "  ") -> list[str]:
+    """The table as plain lines (rich lays it out): columns two spaces apart, numeric ones
+    right-aligned, no colour and no box, so that logs and `grep` read it as they read any
+    line. Empty without rows or header."""
+    from rich.table import Table as RichTable  # noqa: PLC0415 (rich loads on first use)
+    from rich.text import Text  # noqa: PLC0415
+
+    if not t.rows and not t.header:
         return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(t.columns))]
-    out = []
-    for r in rows:
-        cells = [
-            c.rjust(w) if i in t.right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        out.append(("  " + "  ".join(cells)).rstrip())
-    return out
+    table = RichTable(box=None, show_header=t.header, pad_edge=False, padding=(0, 1))
+    for i, name in enumerate(t.columns):
+        table.add_column(name, justify="right" if i in t.right else "left", no_wrap=True)
+    for row in t.rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: a "[x]" in a cell is no markup
+    return [indent + line for line in plain_lines(table)]
+
+
+def plain_lines(renderable: object, width: int = PLAIN_WIDTH) -> list[str]:
+    """What rich draws of `renderable` as plain text: no escape codes, a fixed width (a
+    generous one: tables are as wide as their cells), trailing spaces and the blank lines
+    around it removed."""
+    from rich.console import Console  # noqa: PLC0415
+
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=width,
+        force_terminal=False,
+        force_jupyter=False,
+        color_system=None,
+        no_color=True,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        legacy_windows=False,
+    )
+    console.print(renderable)
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 # -- the chart -------------------------------------------------------------------------------

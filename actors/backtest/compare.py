@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -105,49 +106,95 @@ def _mode_names() -> str:
 
 
 def results_table(doc: Mapping[str, Any]) -> str:
-    """The comparison as a markdown table: each figure's mean and p95 per mode."""
-    header = (
-        "| mode | legging risk $ (mean / p95) | peak imbalance $ | shortfall bp "
-        "| completion s | hedge cost $ | completed |"
-    )
-    lines = [header, "|" + "---|" * 7]
+    """The comparison as markdown tables (rich lays them out, plain text, no colour): each
+    figure's mean and p95 per mode; the funding figures when a run waited for transfers;
+    the first reasons of the runs that did not complete."""
+    rows = []
     for mode, m in doc["modes"].items():
         cells = [mode]
         for key in METRICS:
-            s = m[key]
-            # + 0.0: a cost of -0.0 (no hedge) reads as 0.00
-            cells.append(
-                "–" if s["mean"] is None else f"{s['mean'] + 0.0:,.2f} / {s['p95'] + 0.0:,.2f}"
-            )
+            cells.append(_mean_p95(m[key]))
         cells.append(f"{m['completed']}/{m['runs']}")
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    blocks = [
+        _markdown(
+            [
+                "mode",
+                "legging risk $ (mean / p95)",
+                "peak imbalance $",
+                "shortfall bp",
+                "completion s",
+                "hedge cost $",
+                "completed",
+            ],
+            rows,
+        )
+    ]
     funded = [
         (mode, m)
         for mode, m in doc["modes"].items()
         if m.get("funding_s", {}).get("mean") is not None
     ]
     if funded:
-        lines += [
-            "",
-            "| mode | waited for funds s | orders sent unfunded | peak beta imbalance while "
-            "pending $ (basket / net of hedge, its 1-day risk) | peak 1-day risk left, every "
-            "factor $ |",
-            "|" + "---|" * 5,
-        ]
+        rows = []
         for mode, m in funded:
             beta, net = m["pending_beta_usd"]["max"], m["pending_net_beta_usd"]["max"]
             beta_risk = m["pending_net_beta_risk_usd"]["max"]
             betas = "–" if beta is None else f"{beta:,.0f} / {net:,.0f} (${beta_risk:,.2f})"
             left = m["pending_net_risk_usd"]["max"]
-            lines.append(
-                f"| {mode} | {_mean_p95(m['funding_s'])} | {m['sent_unfunded']} | {betas} | "
-                + ("–" if left is None else f"{left:,.2f}")
-                + " |"
+            rows.append(
+                [
+                    mode,
+                    _mean_p95(m["funding_s"]),
+                    str(m["sent_unfunded"]),
+                    betas,
+                    "–" if left is None else f"{left:,.2f}",
+                ]
             )
+        blocks.append(
+            _markdown(
+                [
+                    "mode",
+                    "waited for funds s",
+                    "orders sent unfunded",
+                    "peak beta imbalance while pending $ (basket / net of hedge, its 1-day risk)",
+                    "peak 1-day risk left, every factor $",
+                ],
+                rows,
+            )
+        )
+    text = "\n\n".join(blocks)
     for mode, m in doc["modes"].items():
         for reason in m.get("failures", [])[:3]:
-            lines.append(f"\n{mode}: {reason}")
-    return "\n".join(lines)
+            text += f"\n\n{mode}: {reason}"
+    return text
+
+
+def _markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table drawn by rich as plain text: the mode's column left, figures right."""
+    from rich.box import MARKDOWN  # noqa: PLC0415 (rich loads on first use)
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    table = Table(box=MARKDOWN, show_edge=True, pad_edge=True, padding=(0, 1))
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=1000,
+        force_terminal=False,
+        color_system=None,
+        no_color=True,
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
+    console.print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines() if line.strip())
 
 
 def _mean_p95(s: Mapping[str, Any]) -> str:

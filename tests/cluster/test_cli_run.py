@@ -11,7 +11,15 @@ import pytest
 from actors.lifecycle import BasketState
 from actors.report import load_report
 from cluster import cli
-from tests.cluster.test_baskets import BETA, SYNTH_ETH, VENUES
+from tests.cluster.test_baskets import (  # noqa: F401 (make_engine: a fixture)
+    BETA,
+    NAMESPACE,
+    SYNTH_ETH,
+    VENUES,
+    make_engine,
+    synth_eth,
+    venues,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -57,3 +65,28 @@ def test_run_exits_non_zero_when_the_basket_does_not_complete(
     printed = capsys.readouterr().out
     assert rc == 1
     assert "FAILED" in printed and "gamma" in printed
+
+
+def test_status_json_and_release_hedge_on_a_basket_that_holds_its_hedge(
+    make_engine,  # noqa: F811 (the fixture imported above)
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge: gamma refuses
+    # every order, so under `complete` the basket ends holding its hedge.
+    engine = make_engine(venues(gamma_rejects=1.0))
+    handle = engine.submit(synth_eth("t-cli-hold", policy="complete", activation=5))
+    capsys.readouterr()
+    assert cli.main(["status", "--json", "--namespace", NAMESPACE, "--recent", "0"]) == 0
+    doc = msgspec.json.decode(capsys.readouterr().out)
+    assert doc["namespace"] == NAMESPACE and doc["recent"] == []
+    seen = [s["basket_id"] for s in doc["running"] + doc["queued"]]
+    assert seen in ([], ["t-cli-hold"])  # listed while it lives (it may have ended already)
+    report = handle.result(timeout=120)
+    assert report.hedge is not None and report.hedge.held
+
+    assert cli.main(["release-hedge", "t-cli-hold", "--namespace", NAMESPACE]) == 0
+    out = capsys.readouterr().out
+    assert "basket t-cli-hold: hedge released:" in out and out.rstrip().endswith("flat")
+    # Released once: nothing is held any more.
+    assert cli.main(["release-hedge", "t-cli-hold", "--namespace", NAMESPACE]) == 2
+    assert "holds no hedge" in capsys.readouterr().err

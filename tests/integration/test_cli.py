@@ -33,6 +33,9 @@ def legato(*args: str) -> subprocess.CompletedProcess[str]:
         ("run",),
         ("status",),
         ("cancel",),
+        ("release-hedge",),
+        ("validate",),
+        ("backtest",),
         ("venues",),
         ("venues", "simulate"),
         ("venues", "up"),
@@ -65,6 +68,9 @@ def test_simulate_prints_measurements_beside_targets(tmp_path: Path) -> None:
         (("run", "examples/venues.toml"), "invalid basket"),  # a venues file is no basket
         (("status", "--address", "127.0.0.1:1"), "nothing answers there"),
         (("cancel", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("release-hedge", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("status", "--recent", "-1"), "must be 0 or more"),
+        (("validate", "examples/venues.toml"), "invalid basket"),  # a venues file is no basket
         (("status", "--address", "nowhere"), "not a Ray cluster address"),
         (("run", "examples/pair_cross_venue.toml", "--address", "127.0.0.1:1"), "nothing answers"),
     ],
