@@ -50,6 +50,19 @@ class VenueEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     placement: Placement | None = None
 
 
+AUDIT_LEVELS = ("orders", "fills", "off")
+
+
+class AuditSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The audit log (docs/audit.md; the config's `[audit]`): `destination` a file path,
+    "stderr" or "off" ("" : `audit.jsonl` in the journal's data directory, stderr when the
+    journal is PostgreSQL); `level` one of `AUDIT_LEVELS`. `$LEGATO_AUDIT_LOG` and
+    `$LEGATO_AUDIT_LEVEL`, where an actor runs, override both."""
+
+    destination: str = ""
+    level: str = "orders"
+
+
 class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     """Prepare to work `leg`: connect, measure the venue clock, read the book."""
 
@@ -79,6 +92,7 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     # the journal lives (`actors.journal.journal_store`).
     run_id: str = ""
     journal: str = ""
+    audit: AuditSettings | None = None  # the audit log's settings (None: the defaults)
 
 
 class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +176,7 @@ class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):
     journal: str = ""
     run_id: str = ""
     order_prefix: str = ""
+    audit: AuditSettings = AuditSettings()  # the config's [audit]
 
 
 class BasketStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,8 +2,9 @@
 hedge and the risk model.
 
 One TOML file serves `legato venues up` (which reads its `[venues.<name>]` tables) and the
-engine (which also reads `[engine]`, `[hedge]`, `[risk]` and `[collateral]`). Any other
-top-level table is a mistake and is named as one. docs/deploy.md documents the settings.
+engine (which also reads `[engine]`, `[hedge]`, `[risk]`, `[collateral]` and `[audit]`). Any
+other top-level table is a mistake and is named as one. docs/deploy.md documents the
+settings; docs/audit.md the audit log.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from actors.protocol import BasketOptions
+from actors.protocol import AUDIT_LEVELS, AuditSettings, BasketOptions
 from actors.risk import RiskSettings
 from actors.routing import RoutingRules
 from actors.spec import FieldError, HedgeSpec
@@ -26,7 +27,14 @@ from venues.config import ConfigError, VenuesConfig, parse_venues, read_config
 
 MAX_BUFFER_USD = 10**12  # a buffer is kept free: a trillion dollars is every real account
 
-TABLES = ("venues", "engine", "hedge", "risk", "collateral")
+TABLES = ("venues", "engine", "hedge", "risk", "collateral", "audit")
+# `[audit] level`: what each level writes (docs/audit.md).
+AUDIT_MEANING = {
+    "orders": "every order sent, every answer and report, every fill",
+    "fills": "fills only",
+    "off": "nothing",
+}
+AUDIT_TARGETS = ("stderr", "off")  # or a file path
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -193,6 +201,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
     hedge: HedgeSpec | None = None  # for baskets that name no [hedge] of their own
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
     collateral: CollateralSettings = CollateralSettings()
+    audit: AuditSettings = AuditSettings()
     source: str = "<config>"
 
 
@@ -235,14 +244,39 @@ def parse_cluster(
     collateral = _table(data, "collateral", CollateralSettings, source)
     assert isinstance(collateral, CollateralSettings)
     _check_collateral(collateral, venues, source)
+    audit = _table(data, "audit", AuditSettings, source)
+    assert isinstance(audit, AuditSettings)
+    audit = check_audit(audit, f"{source}: audit.", base_dir)
     return ClusterConfig(
         venues=venues,
         engine=engine,
         hedge=hedge,
         risk=risk,
         collateral=collateral,
+        audit=audit,
         source=source,
     )
+
+
+def check_audit(audit: AuditSettings, where: str, base_dir: Path | None = None) -> AuditSettings:
+    """`[audit]` checked, its file path made absolute (from `base_dir`, the configuration
+    file's directory): every actor on the machine appends to the same file whatever its
+    working directory. `ConfigError` names the field (after `where`) and what is accepted."""
+    if audit.level not in AUDIT_LEVELS:
+        accepted = "; ".join(f'"{k}" ({v})' for k, v in AUDIT_MEANING.items())
+        raise ConfigError(f"{where}level: {audit.level!r} is not accepted; accepted: {accepted}")
+    target = audit.destination
+    if target in ("", *AUDIT_TARGETS):
+        return audit
+    if "\x00" in target or len(target) > 4096 or target.endswith(("/", "\\")):
+        raise ConfigError(
+            f"{where}destination: {target!r} is not accepted; accepted: a file path (at most "
+            '4,096 characters, without NUL), "stderr", or "off"'
+        )
+    path = Path(target).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return msgspec.structs.replace(audit, destination=str(path.absolute()))
 
 
 def _check_collateral(c: CollateralSettings, venues: VenuesConfig, source: str) -> None:

@@ -333,7 +333,10 @@ class Engine:
         namespace = namespace or settings.namespace
         placement = placement or settings.placement
         basket_options = basket_options or msgspec.structs.replace(
-            settings.basket_options(), risk=risk, routing=venues.collateral.rules()
+            settings.basket_options(),
+            risk=risk,
+            routing=venues.collateral.rules(),
+            audit=venues.audit,
         )
         journal = journal_location(journal if journal is not None else settings.journal)
         started = False
@@ -406,7 +409,9 @@ class Engine:
         collateral = _Collateral.options(**singleton_options(namespace, COLLATERAL_NAME)).remote(
             journal
         )
-        hedger = _Hedge.options(**singleton_options(namespace, HEDGE_NAME)).remote(journal)
+        hedger = _Hedge.options(**singleton_options(namespace, HEDGE_NAME)).remote(
+            journal, venues.audit
+        )
         registry = _Registry.options(**singleton_options(namespace, REGISTRY_NAME)).remote(
             journal, namespace
         )

@@ -182,7 +182,11 @@ class BasketActor:
         self.run_id = options.run_id
         if options.run_id and options.journal:
             self.journal = ActorJournal(
-                options.journal, self._tasks, self._clock.run, f"basket {self.run_id}"
+                options.journal,
+                self._tasks,
+                self._clock.run,
+                f"basket {self.run_id}",
+                options.audit,
             )
             self.lifecycle.on_change = self._record_state
         self._assigned.set()
@@ -708,6 +712,7 @@ class BasketActor:
             order_prefix=self.options.order_prefix,
             run_id=self.options.run_id,
             journal=self.options.journal,
+            audit=self.options.audit,
         )
 
     async def _arm(self, basket: ResolvedBasket) -> str | None:
@@ -1067,9 +1072,8 @@ class BasketActor:
         return self._hedge_position
 
     def sampled(self, core: BasketCoordinator, hedge_usd: float, force: bool) -> None:
-        """Every tick: metrics; now and then the legs' clocks and the hedge desk's
-        position, in the background (a busy hedge must not slow the ticks)."""
-        self.metrics.observe(core, hedge_usd, force=force)
+        """Every tick: now and then the legs' clocks and the hedge desk's position, in the
+        background (a busy hedge must not slow the ticks)."""
         if force:
             return
         now = time.monotonic()

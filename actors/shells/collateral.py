@@ -35,6 +35,7 @@ from actors.runners.collateral import AccountAnswer, CollateralRunner
 from actors.runners.funding import Funding, FundingAsk, TransferAnswer, TransferView
 from actors.shells.drive import LiveClock
 from actors.shells.journaling import ActorJournal
+from actors.shells.metrics import PUBLISH_EVERY_S, CollateralMetrics
 from actors.shells.tasks import BackgroundTasks
 from venues.model import TransferKind, TransferReceipt
 
@@ -63,6 +64,8 @@ class CollateralActor:
         )
         self._rebuilt: asyncio.Future[None] | None = None
         self.restored: list[str] = []  # runs whose reservation the journal gave back
+        self._metrics = CollateralMetrics()
+        self._publishing: asyncio.Task[None] | None = None
 
     def _crashed(self, error: BaseException) -> None:
         # A runner step failed (a bug): no reservation waiting for it is left waiting forever.
@@ -143,6 +146,7 @@ class CollateralActor:
         """Start reading the accounts of `venues` (name → VenueActor), joining any read in
         flight, and answer at once: each venue's read number, for `reserve(fresh=...)`."""
         self._venues.update(venues)
+        self._start_metrics()
         return self.runner.refresh(venues)
 
     async def reserve(
@@ -311,6 +315,17 @@ class CollateralActor:
         await self._rebuild()
         return list(self.restored)
 
+    # -- metrics -----------------------------------------------------------------------------
+    def _start_metrics(self) -> None:
+        if self._publishing is None:
+            self._publishing = self._tasks.spawn(self._publish(), "collateral-metrics")
+
+    async def _publish(self) -> None:
+        """The margin book's gauges, every `PUBLISH_EVERY_S`."""
+        while True:
+            self._metrics.publish(self.runner.snapshot())
+            await asyncio.sleep(PUBLISH_EVERY_S)
+
     # -- the journal -------------------------------------------------------------------------
     def _record(self, record: CollateralReserved | CollateralReleased | TransferRecorded) -> None:
         if self.journal is not None and self.journal.opened:
@@ -319,6 +334,7 @@ class CollateralActor:
     async def _rebuild(self) -> None:
         """Once, before the first call is answered: open the journal and hold again what
         the runs still unfinished held (the actor may be a restart)."""
+        self._start_metrics()
         if self.journal is None:
             return
         if self._rebuilt is None:

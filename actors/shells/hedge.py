@@ -26,6 +26,7 @@ from ray.exceptions import ActorDiedError
 
 from actors.journal.records import HedgeOrderReported, HedgeOrderSent, HedgePosition, Record
 from actors.protocol import (
+    AuditSettings,
     ExposureReport,
     HedgeFill,
     HedgeStatement,
@@ -38,9 +39,11 @@ from actors.runners.hedge import DeskPort, DeskRunner
 from actors.shells.channel import Inbox
 from actors.shells.drive import LiveClock
 from actors.shells.journaling import ActorJournal
+from actors.shells.metrics import PUBLISH_EVERY_S, HedgeMetrics
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import VenueGateway
 from actors.spec import HedgeSpec
+from venues.errors import OutcomeUnknown
 from venues.model import Side
 
 log = logging.getLogger(__name__)
@@ -160,6 +163,19 @@ class _Desk:
                     )
                 )
                 self._record_position(c.symbol)
+            elif self.journal is not None and self.journal.opened and self.desk_id:
+                reason = (
+                    f"{type(answer).__name__}: {answer}"
+                    if answer is not None
+                    else "NOT_SENT: sized to nothing, or under the venue's minimum"
+                )
+                self.journal.hedge_unanswered(
+                    self.desk_id,
+                    c.client_order_id,
+                    reason,
+                    unknown=isinstance(answer, OutcomeUnknown),
+                    now_ns=self.now_ns(),
+                )
 
         self._call(
             self.trader.hedge(c.client_order_id, c.symbol, c.side, c.qty, c.notional_usd), answered
@@ -213,17 +229,20 @@ def _desk_key(spec: HedgeSpec, epoch: str, risk: RiskSettings) -> DeskKey:
 class HedgeActor:
     """The cluster's hedger (see the module docstring)."""
 
-    def __init__(self, journal: str = "") -> None:
-        """`journal`: where the journal lives ("" : none). The actor is restarted when it
-        dies (`singleton_options`); a desk the new one opens starts from the venue's
-        positions in its instruments, so that a hedge held before is carried on (netted,
-        and traded back as its baskets close), never forgotten nor doubled."""
+    def __init__(self, journal: str = "", audit: AuditSettings | None = None) -> None:
+        """`journal`: where the journal lives ("" : none); `audit`: the audit log's
+        settings (the config's `[audit]`). The actor is restarted when it dies
+        (`singleton_options`); a desk the new one opens starts from the venue's positions
+        in its instruments, so that a hedge held before is carried on (netted, and traded
+        back as its baskets close), never forgotten nor doubled."""
         self._desks: dict[DeskKey, _Desk] = {}
         self._tasks = BackgroundTasks("hedge actor")
         self._clock = LiveClock(self._tasks, time.time_ns, self._crashed)
         self.journal = (
-            ActorJournal(journal, self._tasks, self._clock.run, "hedge") if journal else None
+            ActorJournal(journal, self._tasks, self._clock.run, "hedge", audit) if journal else None
         )
+        self._metrics = HedgeMetrics()
+        self._publishing: asyncio.Task[None] | None = None
         self._journal_opened: asyncio.Future[None] | None = None
         # Exposures from baskets on this node stream in here (`actors.shells.channel`).
         self._inbox = Inbox(ExposureReport, self._streamed, "hedge desk")
@@ -289,7 +308,15 @@ class HedgeActor:
                 return self._desks[key]
             self._desks[key] = desk
             desk.marker = self._tasks.spawn(self._mark_loop(desk), f"mark-{key[0]}")
+            if self._publishing is None:
+                self._publishing = self._tasks.spawn(self._publish(), "hedge-metrics")
         return desk
+
+    async def _publish(self) -> None:
+        """The desks' gauges, every `PUBLISH_EVERY_S` (a closed desk's go to 0)."""
+        while True:
+            self._metrics.publish((d.key[0], d.runner.ledger) for d in self._desks.values())
+            await asyncio.sleep(PUBLISH_EVERY_S)
 
     async def _mark_loop(self, desk: _Desk) -> None:
         while True:

@@ -12,6 +12,11 @@ lost. A write-ahead (`record_durably`) refuses at once while the backlog is not 
 that an order is never sent ahead of records the journal has not yet taken. A writer that
 stopped for good (its store unreachable past its retries) refuses every write-ahead, so
 no more orders go out; plain records are logged and kept in memory (`unsaved`).
+
+Every record is also tapped as it is taken, before the writer sees it: counted for the
+metrics (`actors.shells.metrics.OrderMetrics`) and written to the audit log
+(`actors.shells.audit`), so neither waits on the database. A write-ahead is tapped once the
+writer accepted it: an order the journal refuses is never sent, nor counted as sent.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from actors.journal import (
     journal_store,
 )
 from actors.journal.records import Record
+from actors.protocol import AuditSettings
+from actors.shells.audit import AuditLog, SentOrders, hedge_unanswered_line, resolve_audit
+from actors.shells.metrics import OrderMetrics
 from actors.shells.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -39,7 +47,8 @@ CLOSE_TIMEOUT_S = 30.0
 
 class ActorJournal:
     """The journal at `location` for one actor (see the module docstring). `run` calls
-    `then` on the actor's loop the way its runner's other callbacks are called."""
+    `then` on the actor's loop the way its runner's other callbacks are called; `audit`
+    says where the audit log goes (None: its defaults, `resolve_audit`)."""
 
     def __init__(
         self,
@@ -47,9 +56,13 @@ class ActorJournal:
         tasks: BackgroundTasks,
         run: Callable[[Callable[[], None]], None],
         owner: str,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.location = location
         self.owner = owner
+        self.orders = SentOrders()
+        self.metrics = OrderMetrics(owner)
+        self.audit = AuditLog(resolve_audit(audit, location), owner)
         self._tasks = tasks
         self._run = run
         self._writer: JournalWriter | None = None
@@ -107,6 +120,7 @@ class ActorJournal:
 
     # -- the runners' `Journal` ------------------------------------------------------------
     def record(self, record: Record) -> None:
+        self._tap(record)
         if self._backlog:
             self._backlog.append(record)  # behind the ones already waiting: order is kept
             return
@@ -115,18 +129,22 @@ class ActorJournal:
     def record_durably(self, record: Record, then: Callable[[Exception | None], None]) -> None:
         writer = self._writer
         if writer is None:
+            self.orders.take(record)  # what the refusal that follows is about
             self._run(lambda: then(JournalError("the journal is not open")))
             return
         if self._backlog:
+            self.orders.take(record)
             waiting = len(self._backlog)
             self._run(lambda: then(JournalBackpressure(f"{waiting} records wait for the journal")))
             return
         try:
             writer.write(record)
         except JournalError as e:
+            self.orders.take(record)
             refused: Exception = e
             self._run(lambda: then(refused))
             return
+        self._tap(record)
 
         async def commit() -> None:
             try:
@@ -152,6 +170,22 @@ class ActorJournal:
         await done.wait()
         if failure[0] is not None:
             raise failure[0]
+
+    # -- the tap ---------------------------------------------------------------------------
+    def _tap(self, record: Record) -> None:
+        sent = self.orders.take(record)
+        self.audit.write(record, sent)
+        self.metrics.count(record, sent)
+
+    def hedge_unanswered(
+        self, desk_id: str, client_order_id: str, reason: str, *, unknown: bool, now_ns: int
+    ) -> None:
+        """A hedge order that ended without a report (refused, lost, or sized to nothing):
+        the journal keeps no record of it, the audit log and the metrics do."""
+        sent = self.orders.get(client_order_id)
+        line = hedge_unanswered_line(desk_id, client_order_id, sent, reason, unknown, now_ns)
+        self.audit.write_line(line)
+        self.metrics.hedge_unanswered(sent, unknown, reason)
 
     # -- the backlog -----------------------------------------------------------------------
     def _offer(self, record: Record) -> None:
@@ -203,6 +237,7 @@ class ActorJournal:
 
     async def close(self) -> None:
         """Write what is waiting (within `CLOSE_TIMEOUT_S`), then close the store."""
+        self.audit.close()
         writer = self._writer
         if writer is None:
             return

@@ -39,6 +39,7 @@ from actors.shells.channel import Outbox
 from actors.shells.drive import ClientCalls, LiveClock
 from actors.shells.journaling import ActorJournal
 from actors.shells.lease import PoolLease
+from actors.shells.metrics import PUBLISH_EVERY_S, ClientCounters
 from actors.shells.remote import ref_result
 from actors.shells.tasks import BackgroundTasks
 from actors.shells.venue import client_for
@@ -93,6 +94,7 @@ class LegActor:
         # How late the leg's book updates arrive (venue stamp → here), the newest ones.
         self._delivery: deque[int] = deque(maxlen=DELIVERY_SAMPLES)
         self._journal: ActorJournal | None = None
+        self._counters = ClientCounters(venue)
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset
@@ -141,6 +143,7 @@ class LegActor:
                 # The account's order reports flow from now on (other baskets' orders on the
                 # same account too): read them, or an idle connection's queue would overflow.
                 self._tasks.spawn(self._follow_reports(), f"{self.venue}-reports"),
+                self._tasks.spawn(self._publish_counters(), f"{self.venue}-counters"),
             ]
 
     async def _disconnect(self) -> None:
@@ -151,6 +154,7 @@ class LegActor:
                 await task
         self._connection = []
         if self._client is not None:
+            self._counters.publish(self._client)  # what it counted since the last time
             await self._client.close()
         self._client, self._endpoint = None, None
 
@@ -222,6 +226,12 @@ class LegActor:
         remote = await self._client.server_time_ns()
         self._venue_clock.add_sample(t_send, remote, self.now_ns())
 
+    async def _publish_counters(self) -> None:
+        """The venue client's reconnections and rate-limit answers, as metrics."""
+        while True:
+            await asyncio.sleep(PUBLISH_EVERY_S)
+            self._counters.publish(self._client)
+
     async def _track_venue_clock(self) -> None:
         """Keep measuring the venue clock while the leg lives (DESIGN §6: continuous,
         drift-aware). A failed exchange is skipped; the venue's errors show elsewhere."""
@@ -246,7 +256,9 @@ class LegActor:
         assert client is not None
         journal: ActorJournal | None = None
         if cmd.run_id and cmd.journal:
-            journal = ActorJournal(cmd.journal, self._tasks, self._clock.run, f"leg {leg.leg_id}")
+            journal = ActorJournal(
+                cmd.journal, self._tasks, self._clock.run, f"leg {leg.leg_id}", cmd.audit
+            )
             book, _ = await asyncio.gather(client.order_book(leg.symbol, 5), journal.open())
         else:
             book = await client.order_book(leg.symbol, 5)

@@ -21,6 +21,7 @@ from actors.lifecycle import BasketState
 from actors.protocol import BasketOptions
 from actors.report import BasketReport
 from actors.shells.journaling import ActorJournal
+from actors.shells.metrics import PUBLISH_EVERY_S, BasketStates
 from actors.shells.remote import (
     COLLATERAL_NAME,
     HEDGE_NAME,
@@ -86,6 +87,8 @@ class BasketRegistry:
         self._queue = AdmissionQueue()
         self._turns: dict[str, asyncio.Event] = {}  # basket id → set when its turn comes
         self._expiry: asyncio.TimerHandle | None = None
+        self._states = BasketStates()
+        self._publishing: asyncio.Task[None] | None = None
 
     # -- the turn to arm ---------------------------------------------------------------------
     async def queue_to_arm(self, basket_id: str, limits: Limits) -> Admission:
@@ -227,6 +230,22 @@ class BasketRegistry:
         if self._opened is None:
             self._opened = asyncio.ensure_future(self.journal.open())
         await asyncio.shield(self._opened)
+        if self._publishing is None:
+            self._publishing = self._tasks.spawn(self._publish_states(), "basket-states")
+
+    async def _publish_states(self) -> None:
+        """`legato_baskets{state}`, every `PUBLISH_EVERY_S`: the journal's state of every run
+        this supervisor carries or a driver is submitting (a restarted supervisor carries
+        on the same runs, so the figure survives it)."""
+        store = self.journal.store  # type: ignore[union-attr]
+        while True:
+            try:
+                ours = self._opening.keys() | {r for r, f in self._watched.items() if not f.done()}
+                runs = await store.runs(unfinished_only=True) if ours else []
+                self._states.publish(i.state for i in runs if i.run_id in ours)
+            except JournalError as e:
+                log.warning("supervisor: basket states for the metrics: %s", e)
+            await asyncio.sleep(PUBLISH_EVERY_S)
 
     def configure(
         self,
@@ -375,6 +394,7 @@ class BasketRegistry:
             return await self._take_over(run_id, "its basket actor was lost")
         # Its name, its memory: the report is in the journal.
         kill([actor, *(pooled or [])])
+        self._states.ended(report.status)
         return report
 
     async def _take_over(self, run_id: str, why: str) -> BasketReport:

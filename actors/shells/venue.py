@@ -24,6 +24,7 @@ from actors.hedge import hedge_limit_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
+from actors.shells.metrics import PUBLISH_EVERY_S, ClientCounters
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.clients import build_client, build_sim_client
@@ -81,6 +82,7 @@ class VenueGateway:
         self._reports: dict[str, ExecutionReport] = {}
         self._final: dict[str, asyncio.Event] = {}
         self._tasks = BackgroundTasks(f"venue {self.name}")
+        self._counters = ClientCounters(self.name)
 
     async def start(self, symbols: list[str] | None = None) -> None:
         """Connect, read the listing, and follow the account's reports and the market of
@@ -101,11 +103,19 @@ class VenueGateway:
         self._tasks.spawn(self._follow_reports(), f"{self.name}-reports")
         followed = list(self.instruments) if symbols is None else symbols
         self._tasks.spawn(self._follow_market(followed), f"{self.name}-market")
+        self._tasks.spawn(self._publish_counters(), f"{self.name}-counters")
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         if self._client is not None:
+            self._counters.publish(self._client)
             await self._client.close()
+
+    async def _publish_counters(self) -> None:
+        """The client's reconnections and rate-limit answers, as metrics."""
+        while True:
+            await asyncio.sleep(PUBLISH_EVERY_S)
+            self._counters.publish(self._client)
 
     async def _follow_reports(self) -> None:
         while True:

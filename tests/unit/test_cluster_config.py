@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from actors.protocol import AuditSettings
 from actors.risk import RiskSettings, with_risk_betas
-from cluster.config import EngineSettings, load_cluster, parse_cluster
+from cluster.config import ClusterConfig, EngineSettings, load_cluster, parse_cluster
 from venues.config import ConfigError
 from venues.model import Instrument, InstrumentKind
 
@@ -233,3 +234,46 @@ def test_a_config_nested_too_deep_or_too_long_is_one_error(tmp_path: Path) -> No
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match=r"c\.toml: cannot read it"):
         load_cluster(path)
+
+
+def test_the_audit_log_defaults_to_every_order_beside_the_journal() -> None:
+    config = parse("")
+    assert isinstance(config, ClusterConfig)
+    assert config.audit == AuditSettings(destination="", level="orders")
+
+
+def test_an_audit_file_is_made_absolute_from_the_configuration_files_directory(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "venues.toml"
+    path.write_text(VENUE + '[audit]\ndestination = "logs/audit.jsonl"\nlevel = "fills"\n')
+    config = load_cluster(path)
+    assert config.audit == AuditSettings(
+        destination=str(tmp_path / "logs" / "audit.jsonl"), level="fills"
+    )
+    for target in ("stderr", "off"):
+        kept = parse(f'[audit]\ndestination = "{target}"\n')
+        assert isinstance(kept, ClusterConfig) and kept.audit.destination == target
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            '[audit]\nlevel = "all"\n',
+            "c.toml: audit.level: 'all' is not accepted; accepted: \"orders\" (every order "
+            'sent, every answer and report, every fill); "fills" (fills only); "off" (nothing)',
+        ),
+        ("[audit]\nlevel = 3\n", "audit.level: expected str, got int"),
+        ('[audit]\nfile = "a.jsonl"\n', "c.toml: audit.file: unknown field; accepted here:"),
+        (
+            '[audit]\ndestination = "logs/"\n',
+            "audit.destination: 'logs/' is not accepted; accepted: a file path",
+        ),
+        ('audit = "stderr"\n', "audit: expected a table [audit], got str"),
+    ],
+)
+def test_audit_mistakes_name_the_field_and_what_is_accepted(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(extra)
+    assert message in str(info.value)

@@ -159,6 +159,11 @@ class BinanceClientBase:
         return self._user.resyncs
 
     @property
+    def rate_limited(self) -> int:
+        """Rate-limit answers to this client's requests."""
+        return self._rest.rate_limited
+
+    @property
     def keepalives(self) -> int:
         """listenKey keepalives the venue accepted."""
         return self._user.keepalives

@@ -19,7 +19,7 @@ from yarl import URL
 
 from venues.adapter_kit import measure_clock
 from venues.binance import parse, wire
-from venues.errors import AuthError, OutcomeUnknown, VenueError, VenueUnavailable
+from venues.errors import AuthError, OutcomeUnknown, RateLimited, VenueError, VenueUnavailable
 from venues.model import RejectReason
 
 T = TypeVar("T")
@@ -84,6 +84,7 @@ class BinanceTransport:
 
         self.closed = False
         self._session: aiohttp.ClientSession | None = None
+        self.rate_limited = 0  # rate-limit answers (418/429 or a rate-limit code), for metrics
 
         self.offset_ns = 0
         self.rtt_ns: int | None = None
@@ -162,7 +163,7 @@ class BinanceTransport:
             raise VenueUnavailable(what, venue=self.venue) from e
         if 200 <= status < 300:
             return body
-        raise parse.error_from_response(
+        error = parse.error_from_response(
             status,
             body,
             venue=self.venue,
@@ -171,6 +172,9 @@ class BinanceTransport:
             retry_after_s=parse.retry_after(retry_after),
             reject_reason=self._reject_reason,
         )
+        if isinstance(error, RateLimited):
+            self.rate_limited += 1
+        raise error
 
     async def call(
         self,

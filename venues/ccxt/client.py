@@ -50,6 +50,7 @@ from venues.errors import (
     InvalidRequest,
     OrderRejected,
     OutcomeUnknown,
+    RateLimited,
     UnknownOrder,
     Unsupported,
     VenueError,
@@ -121,6 +122,7 @@ class CcxtClient:
         if not api_key or not secret:
             raise AuthError("an API key and secret are required", venue=venue)
         self._venue = venue
+        self.rate_limited = 0  # rate-limit answers to this client's calls, for metrics
         self._exchange_id = exchange_id
         self._account_id = account_id
         self._api_key = api_key
@@ -389,6 +391,8 @@ class CcxtClient:
                 err = self.error(
                     e, mutating=mutating, client_order_id=client_order_id, wallet=wallet
                 )
+                if isinstance(err, RateLimited):
+                    self.rate_limited += 1
                 if attempt or not parse.stale_clock(err, e) or not self._ex.has.get("fetchTime"):
                     raise err from None
             await self._resync_clock(epoch)
