@@ -200,7 +200,7 @@ def order_rows(orders: Sequence[JournaledOrder]) -> list[OrderRow]:
 
 
 # -- reading the journal -------------------------------------------------------------------
-def _where(location: str) -> str:
+def where(location: str) -> str:
     """The location as it may be shown: a DSN with its password masked."""
     if location.startswith(_POSTGRES_SCHEMES):
         try:
@@ -211,7 +211,7 @@ def _where(location: str) -> str:
     return location
 
 
-def _store(location: str) -> JournalStore:
+def existing_store(location: str) -> JournalStore:
     """The store at `location`, refusing a directory that holds no journal (opening one
     would create it)."""
     from actors.journal import journal_store  # noqa: PLC0415
@@ -237,13 +237,13 @@ def _store(location: str) -> JournalStore:
 
 async def _reading(location: str, read: Callable[[JournalStore], Awaitable[T]]) -> T:
     """`read` on the opened store at `location`; the store is closed after."""
-    store = _store(location)
+    store = existing_store(location)
     await store.open()
     try:
         return await read(store)
     except msgspec.DecodeError as e:
         raise JournalLookupError(
-            f"the journal at {_where(location)} holds a record this legato cannot read "
+            f"the journal at {where(location)} holds a record this legato cannot read "
             f"({e}); a newer legato may have written it"
         ) from None
     finally:
@@ -281,11 +281,6 @@ def recent_runs(location: str, limit: int) -> list[RunRow]:
     return asyncio.run(_reading(location, lambda store: _recent(store, limit)))
 
 
-def where(location: str) -> str:
-    """The journal's location as it may be shown (a DSN's password masked)."""
-    return _where(location)
-
-
 async def _show(store: JournalStore, ident: str, location: str) -> RunView:
     from actors.journal.orders import fold_orders  # noqa: PLC0415
     from actors.journal.records import BasketReported  # noqa: PLC0415
@@ -299,7 +294,7 @@ async def _show(store: JournalStore, ident: str, location: str) -> RunView:
         what = f"no run of basket {ident!r}"
     if info is None:
         raise JournalLookupError(
-            f"{what} in the journal at {_where(location)}; `legato history` lists the runs"
+            f"{what} in the journal at {where(location)}; `legato history` lists the runs"
         )
     entries = await store.records(info.run_id)
     reports = [e.record.report for e in entries if isinstance(e.record, BasketReported)]
@@ -309,7 +304,7 @@ async def _show(store: JournalStore, ident: str, location: str) -> RunView:
             msgspec.json.decode(reports[-1])  # JSON it must be, to be passed on as it is
         except msgspec.DecodeError as e:
             raise JournalLookupError(
-                f"the report of run {info.run_id!r} in the journal at {_where(location)} is "
+                f"the report of run {info.run_id!r} in the journal at {where(location)} is "
                 f"not JSON ({e})"
             ) from None
         report = msgspec.Raw(reports[-1].encode())
@@ -470,7 +465,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         else:
             which = " unfinished" if args.unfinished else ""
             of = f" of basket {args.basket!r}" if args.basket else ""
-            print(f"no{which} runs{of} in the journal at {_where(location)}")
+            print(f"no{which} runs{of} in the journal at {where(location)}")
 
     return _run_command(work)
 

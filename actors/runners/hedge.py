@@ -68,6 +68,7 @@ class BasketHedge(msgspec.Struct, kw_only=True):
     spec: HedgeSpec | None = None
     risk: RiskSettings | None = None
     closed: bool = False
+    held: bool = False  # finished, its exposure kept in the netting until released
 
 
 class DeskRunner:
@@ -122,6 +123,7 @@ class DeskRunner:
         """The basket is finished: leave the netting (unless `hold`), let the desk trade what
         that changes (bounded by `CLOSE_TIMEOUT_NS`), then `then` gets its statement."""
         stats = self.baskets.setdefault(basket_id, BasketHedge(spec=spec, risk=risk))
+        stats.held = hold
         if hold:
             then(self.statement(basket_id, held=True))
             return
@@ -152,6 +154,10 @@ class DeskRunner:
             flat=self.flat(),
             reaction_ns=list(stats.reaction_ns),
         )
+
+    def held(self) -> list[str]:
+        """The finished baskets whose hedge this desk holds (until released)."""
+        return [b for b, stats in self.baskets.items() if stats.held and b in self.book.baskets]
 
     def flat(self) -> bool:
         return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())

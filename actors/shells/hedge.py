@@ -420,6 +420,15 @@ class HedgeActor:
             for desk in self._desks.values()
         }
 
+    def held(self) -> dict[str, float]:
+        """The finished baskets whose hedge is held (policy `hedge_and_hold`), each with the
+        gross USD position of the desk(s) holding it: what `release` would let go of."""
+        out: dict[str, float] = {}
+        for desk in self._desks.values():
+            for basket_id in desk.runner.held():
+                out[basket_id] = out.get(basket_id, 0.0) + desk.runner.ledger.gross_usd()
+        return out
+
     def position_of(self, basket_id: str) -> float:
         """Gross USD hedge position of the desk(s) a basket is in (0 when in none)."""
         return sum(

@@ -94,7 +94,9 @@ def add_web_command(sub: argparse._SubParsersAction) -> None:
         "per venue, transfers in flight and past runs from the journal with their reports "
         "(docs/web.md). Listens on 127.0.0.1 unless --host says otherwise; any other address "
         "needs a token ($LEGATO_WEB_TOKEN or --token-file), which is also what cancelling a "
-        "basket or releasing a held hedge from the page asks for. Serves until Ctrl-C.",
+        "basket or releasing a held hedge from the page asks for. Serves until Ctrl-C. "
+        "Exit status: 0 stopped with Ctrl-C; 2 a mistake in the input (a bind without a "
+        "token, a bad token file) or no cluster to reach.",
     )
     web.add_argument(
         "--address", help="the Ray cluster (default $RAY_ADDRESS), e.g. 127.0.0.1:6379"

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -21,7 +21,7 @@ from actors.journal.records import BasketReported
 from actors.protocol import BasketStatus, HedgeStatement
 from actors.report import load_report
 from actors.shells.remote import COLLATERAL_NAME, HEDGE_NAME, REGISTRY_NAME, ref_result
-from cluster.journal_cli import JournalLookupError, _store, _where, utc
+from cluster.journal_cli import JournalLookupError, existing_store, utc, where
 from cluster.web import view
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ class DeskReader:
         self._runs_read_at = 0.0
         self._runs_problem = ""
         self._last_running: frozenset[str] = frozenset()
-        self._held_list: list[view.HeldHedge] | None = None
         self._reports: dict[str, str] = {}  # run id → its HTML (a finished run's is final)
 
     # -- the actors ------------------------------------------------------------------------
@@ -114,20 +113,6 @@ class DeskReader:
         got = await asyncio.gather(*(one(b, a) for b, a in sorted(actors.items())))
         return [s for s in got if s is not None]
 
-    async def _held(self, candidates: Sequence[str]) -> list[view.HeldHedge]:
-        async def one(basket_id: str) -> view.HeldHedge | None:
-            usd = await self._singleton(HEDGE_NAME, "position_of", basket_id)
-            if not usd:
-                return None
-            return view.HeldHedge(
-                basket_id=basket_id,
-                desk_position_usd=float(usd),
-                release_url=view.release_url(basket_id),
-            )
-
-        got = await asyncio.gather(*(one(b) for b in candidates))
-        return [h for h in got if h is not None]
-
     # -- the whole view --------------------------------------------------------------------
     async def state(self, *, actions_enabled: bool) -> view.DeskState:
         """One snapshot of everything the page shows."""
@@ -145,29 +130,32 @@ class DeskReader:
             attempt(self._singleton(REGISTRY_NAME, "admission_queue"), {}),
         )
         statuses = await self._statuses(running)
-        snapshot, transfers, positions = await asyncio.gather(
+        snapshot, transfers, positions, held_usd = await asyncio.gather(
             attempt(self._singleton(COLLATERAL_NAME, "snapshot"), None),
             attempt(self._singleton(COLLATERAL_NAME, "transfers"), None),
             attempt(self._singleton(HEDGE_NAME, "positions"), None),
+            attempt(self._singleton(HEDGE_NAME, "held"), None),
         )
         ended = self._last_running - running.keys()
         self._last_running = frozenset(running)
-        runs, fresh = await self._recent_runs(force=bool(ended))
+        runs = await self._recent_runs(force=bool(ended))
         if self._runs_problem:
             problems.append(self._runs_problem)
-        if fresh or self._held_list is None:
-            # Asked with the runs (not at every reading): one call per finished basket.
-            finished = dict.fromkeys(r.basket_id for r in runs if r.finished)
-            candidates = [b for b in finished if b not in running]
-            self._held_list = await attempt(self._held(candidates), None)
-        held = self._held_list or []
+        held = [
+            view.HeldHedge(
+                basket_id=basket_id,
+                desk_position_usd=float(usd),
+                release_url=view.release_url(basket_id),
+            )
+            for basket_id, usd in sorted((held_usd or {}).items())
+        ]
         now = time.time_ns()
         shown = {s.basket_id for s in statuses}
         queue = admission if isinstance(admission, dict) else {}
         return view.DeskState(
             ts_ns=now,
             namespace=self.namespace,
-            journal=_where(self._location) if self._location else "",
+            journal=where(self._location) if self._location else "",
             actions_enabled=actions_enabled,
             baskets=[view.basket_row(s, view.queue_of(queue, s.basket_id)) for s in statuses],
             waiting=[b for b in queue.get("waiting", []) if b not in shown],
@@ -187,15 +175,15 @@ class DeskReader:
                 raise JournalLookupError(f"journal: {e}") from None
             if not location:
                 raise JournalLookupError("this engine keeps no journal: no past runs to show")
-            store = _store(location)
+            store = existing_store(location)
             await store.open()
             self._store = store
         return self._store
 
-    async def _recent_runs(self, *, force: bool = False) -> tuple[list[RunInfo], bool]:
-        """The recent runs, read again when due (or `force`d); and whether they were."""
+    async def _recent_runs(self, *, force: bool = False) -> list[RunInfo]:
+        """The recent runs, read again when due (or `force`d)."""
         if not force and time.monotonic() - self._runs_read_at < RUNS_EVERY_S:
-            return self._runs, False
+            return self._runs
         self._runs_read_at = time.monotonic()
         try:
             runs = await self.runs()
@@ -207,7 +195,7 @@ class DeskReader:
         else:
             self._runs_problem = ""
             self._runs = runs
-        return self._runs, True
+        return self._runs
 
     async def runs(self, limit: int = RUNS_LIMIT) -> list[RunInfo]:
         """The newest `limit` runs of the journal, newest first."""
@@ -257,7 +245,7 @@ class DeskReader:
         actor = await self._actor(HEDGE_NAME)
         # Releasing trades: it may take longer than a read.
         call = actor.release.remote(basket_id)
-        self._runs_read_at = 0.0  # the held hedges are asked again at the next reading
+        self._runs_read_at = 0.0  # the run it ends shows at the next reading
         try:
             return await asyncio.wait_for(ref_result(call), max(self.timeout_s, 30.0))
         except TimeoutError:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import ray
 
 from actors.lifecycle import BasketState
 from actors.report import load_report
@@ -83,10 +84,13 @@ def test_status_json_and_release_hedge_on_a_basket_that_holds_its_hedge(
     assert seen in ([], ["t-cli-hold"])  # listed while it lives (it may have ended already)
     report = handle.result(timeout=120)
     assert report.hedge is not None and report.hedge.held
+    # What the web view lists as held: the hedge actor's own account of it.
+    assert "t-cli-hold" in ray.get(engine.hedger.held.remote(), timeout=10)
 
     assert cli.main(["release-hedge", "t-cli-hold", "--namespace", NAMESPACE]) == 0
     out = capsys.readouterr().out
     assert "basket t-cli-hold: hedge released:" in out and out.rstrip().endswith("flat")
+    assert "t-cli-hold" not in ray.get(engine.hedger.held.remote(), timeout=10)
     # Released once: nothing is held any more.
     assert cli.main(["release-hedge", "t-cli-hold", "--namespace", NAMESPACE]) == 2
     assert "holds no hedge" in capsys.readouterr().err
