@@ -398,7 +398,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     waiting = [b for b in admission.get("waiting", []) if b in statuses]
     running = [statuses[b] for b in sorted(statuses) if b not in waiting]
     queued = [statuses[b] for b in waiting]
-    location = args.journal or journal_location()
+    location = args.journal or _cluster_journal(args.namespace) or journal_location()
     recent: list[present.RunRow] = []
     trouble = None
     if args.recent:
@@ -436,6 +436,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"recent runs: none finished in the journal at {where(location)}")
     return EXIT_OK
+
+
+def _cluster_journal(namespace: str) -> str | None:
+    """Where the engine of `namespace` keeps its journal, as its registry says (None when no
+    engine ever ran there): the cluster's journal, not this machine's default."""
+    import ray
+
+    from actors.shells.remote import REGISTRY_NAME
+
+    try:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
+        return str(ray.get(registry.journal_location.remote(), timeout=10))
+    except Exception:  # no engine ever ran there, or its registry is restarting
+        return None
 
 
 def cmd_release_hedge(args: argparse.Namespace) -> int:
@@ -859,8 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--journal",
         metavar="LOC",
-        help="the journal: a data directory (SQLite) or a postgresql:// DSN (default: "
-        "$LEGATO_JOURNAL, else where the engine keeps it)",
+        help="the journal: a data directory (SQLite) or a postgresql:// DSN (default: the "
+        "one the namespace's engine keeps, else $LEGATO_JOURNAL or the local default)",
     )
     status.set_defaults(func=cmd_status)
 

@@ -326,7 +326,13 @@ class HedgeActor:
                 mids = await desk.venue.mids.remote([i.symbol for i in desk.runner.instruments])
                 desk.runner.mark({s: float(m) for s, m in mids.items()})
             except ActorDiedError:  # the venue is gone (its engine stopped): so is the desk
-                held = {s: q for s, q in desk.runner.ledger.qty.items() if q}
+                # Float dust below half a lot is no position (`DeskRunner.flat`).
+                half_lot = {s: lot / 2 for s, lot in desk.runner.lots.items()}
+                held = {
+                    s: q
+                    for s, q in desk.runner.ledger.qty.items()
+                    if q and abs(q) >= half_lot.get(s, 0.0)
+                }
                 if held:  # never silently: what it held stays in the journal and the log
                     for symbol in held:
                         desk._record_position(symbol)

@@ -71,6 +71,8 @@ def test_run_exits_non_zero_when_the_basket_does_not_complete(
 def test_status_json_and_release_hedge_on_a_basket_that_holds_its_hedge(
     make_engine,  # noqa: F811 (the fixture imported above)
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # As test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge: gamma refuses
     # every order, so under `complete` the basket ends holding its hedge.
@@ -80,6 +82,10 @@ def test_status_json_and_release_hedge_on_a_basket_that_holds_its_hedge(
     assert cli.main(["status", "--json", "--namespace", NAMESPACE, "--recent", "0"]) == 0
     doc = msgspec.json.decode(capsys.readouterr().out)
     assert doc["namespace"] == NAMESPACE and doc["recent"] == []
+    # The journal the cluster's engine keeps, whatever this machine's default would be.
+    monkeypatch.setenv("LEGATO_JOURNAL", str(tmp_path / "not-the-clusters"))
+    assert cli.main(["status", "--json", "--namespace", NAMESPACE]) == 0
+    assert msgspec.json.decode(capsys.readouterr().out)["journal"] == engine.journal
     seen = [s["basket_id"] for s in doc["running"] + doc["queued"]]
     assert seen in ([], ["t-cli-hold"])  # listed while it lives (it may have ended already)
     report = handle.result(timeout=120)
