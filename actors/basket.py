@@ -18,7 +18,7 @@ from actors.messages import LegProgress, LegStatus, newest
 from actors.risk import LeggingRiskIntegrator, RiskModel, imbalance_usd
 from actors.schedule import Mode, scheduled_fraction
 from actors.spec import ResolvedBasket
-from actors.sync import AdjustLeg, BasketShrunk, Synchronizer
+from actors.sync import AdjustLeg, BasketRestored, BasketShrunk, Synchronizer
 
 NS_PER_S = 1_000_000_000
 HEDGE_MIN_CHANGE_USD = 1.0  # an exposure change smaller than this on every factor is not news
@@ -47,6 +47,9 @@ class ExposureChanged(msgspec.Struct, frozen=True, kw_only=True):
     imbalance_usd: dict[str, float]  # per leg, signed
     cause_ns: int | None  # the newest fill behind it, when a leg saw it (basket axis)
     ts_ns: int
+    # How long the imbalance is expected to last (`BasketCoordinator.catchup_s`): what the
+    # hedge weighs the risk it would remove over against what hedging costs.
+    catchup_s: float | None = None
 
 
 class AllDone(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +58,9 @@ class AllDone(msgspec.Struct, frozen=True, kw_only=True):
     ts_ns: int
 
 
-BasketEffect = AdjustLeg | BasketShrunk | Launched | LegFailed | ExposureChanged | AllDone
+BasketEffect = (
+    AdjustLeg | BasketShrunk | BasketRestored | Launched | LegFailed | ExposureChanged | AllDone
+)
 
 _FINISHED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
 
@@ -106,13 +111,14 @@ class BasketCoordinator:
             int(params.grace_s * NS_PER_S),
             risk_limit_usd=params.band_risk_usd if band is None else None,
             risk_of=self._risk_of if band is None else None,
+            start_ns=start_ns,
         )
         self.synchronizing = synchronize
         self.integrator = LeggingRiskIntegrator(risk, self.instruments)
         self.launched_ns: int | None = None
         self.failed: dict[str, str] = {}
         self.done_ns: int | None = None
-        self.shrinks: list[BasketShrunk] = []
+        self.shrinks: list[BasketShrunk | BasketRestored] = []  # every change of its size
         # Legs not started yet: their collateral is being routed (`params.on_unfunded =
         # "hedge"`); the hedge holds the exposure they would offset until they start.
         self.deferred: set[str] = set()
@@ -153,7 +159,7 @@ class BasketCoordinator:
             for effect in self.sync.evaluate(
                 self.legs, self.schedule_progress(now_ns), now_ns, blocked, self.deferred
             ):
-                if isinstance(effect, BasketShrunk):
+                if isinstance(effect, BasketShrunk | BasketRestored):
                     self.shrinks.append(effect)
                 effects.append(effect)
         exposure = self._exposure(now_ns)
@@ -218,7 +224,8 @@ class BasketCoordinator:
             return None
         e = self.risk.leg_exposures(u, self.instruments)
         last = self._last_exposure
-        if last is not None and np.all(np.abs(e - last) < HEDGE_MIN_CHANGE_USD):
+        # The array's own `all`: numpy's `np.all` wrapper cost more than the test, every tick.
+        if last is not None and (np.abs(e - last) < HEDGE_MIN_CHANGE_USD).all():
             return None
         self._last_exposure = e
         self._exposure_seq += 1
@@ -229,4 +236,18 @@ class BasketCoordinator:
             imbalance_usd=u,
             cause_ns=max(seen) if seen else None,
             ts_ns=now_ns,
+            catchup_s=self.catchup_s(now_ns),
         )
+
+    def catchup_s(self, now_ns: int) -> float:
+        """Seconds the imbalance is expected to last: a leg waiting for its collateral, up
+        to the funding timeout; a blocked leg (its slippage cap, its venue), the horizon
+        left and the grace after it; otherwise the time the schedule takes to cover the
+        legs' completion skew, at which pace the laggard closes it."""
+        params = self.basket.params
+        if self.deferred:
+            return float(params.funding_timeout_s)
+        if any(p.blocked for p in self.legs.values()):
+            left_ns = self.start_ns + self.horizon_ns - now_ns
+            return max(0.0, left_ns / NS_PER_S) + float(params.grace_s)
+        return self.completion_skew() * float(params.horizon_s)

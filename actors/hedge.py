@@ -4,7 +4,10 @@
 columns of B, the hedge that minimises the residual variance of exposure e is
 h = −(BᵀΣB)⁻¹BᵀΣe, in signed dollar notionals. `HedgeBook` is the state the HedgeActor's core
 holds: the newest exposure snapshot of every basket, netted into one hedge, traded with
-hysteresis, and the hedge's P&L attributed back to the baskets.
+hysteresis, and the hedge's P&L attributed back to the baskets. `HedgeRule` decides whether
+a hedge trade earns its cost (docs/basket.md, "Hedge"): the risk it removes over the expected
+catch-up time, priced at `risk_price` per dollar of 1σ, against the round trip in and out
+(`HedgeCosts`). `RiskRemoved` integrates the variance the hedge actually took off.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 
-from actors.risk import RISK_HORIZON_S, Exposure, RiskModel
+from actors.risk import NS_PER_YEAR, RISK_HORIZON_S, Exposure, RiskModel
 from venues.model import Instrument, NewOrder, OrderType, Side, TimeInForce
+from venues.sim.calibration import SECONDS_PER_YEAR
 
 # Exposures below this many dollars on every factor count as flat.
 _DUST_USD = 1e-9
@@ -26,6 +30,9 @@ HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through t
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.
 _SHARE_TOL = 1e-12
+# A gross hedge position below a dollar is flat: lot rounding's residue, not a hedge
+# (the TCA's `HEDGE_ACTIVE_USD`).
+FLAT_USD = 1.0
 
 
 class HedgeReason(enum.StrEnum):
@@ -43,6 +50,56 @@ class HedgeOrder(msgspec.Struct, frozen=True, kw_only=True):
     target_usd: float  # the signed position the order aims at
     reason: HedgeReason
     ts_ns: int
+
+
+class HedgeCosts(msgspec.Struct, frozen=True, kw_only=True):
+    """What one hedge trade costs: fee + half spread + impact, in bp of its notional.
+
+    `half_spread_bps` per symbol (the desk's estimate from the book, `DeskRunner`);
+    impact is linear in size, `impact_bps_per_musd` per $1M traded.
+    """
+
+    fee_bps: float
+    impact_bps_per_musd: float
+    half_spread_bps: dict[str, float] = {}
+
+    def one_way_usd(self, symbol: str, notional_usd: float) -> float:
+        """The cost of trading `notional_usd` (either side) of `symbol` once."""
+        n = abs(notional_usd)
+        bps = self.fee_bps + self.half_spread_bps.get(symbol, 0.0)
+        bps += self.impact_bps_per_musd * n / 1e6
+        return n * bps / 10_000
+
+    def round_trip_usd(self, positions: Mapping[str, float]) -> float:
+        """Into `positions` (symbol → signed USD) from flat, and out again."""
+        return sum(2 * self.one_way_usd(s, x) for s, x in positions.items())
+
+
+def risk_value_usd(risk_price: float, removed_variance: float, seconds: float) -> float:
+    """risk_price × sqrt(ΔV × T / 1 year): what removing ΔV (USD² a year) for `seconds` is
+    worth, in USD. Nothing when ΔV ≤ 0 (a trade that adds risk removes none)."""
+    if removed_variance <= 0.0 or seconds <= 0.0:
+        return 0.0
+    return risk_price * math.sqrt(removed_variance * seconds / SECONDS_PER_YEAR)
+
+
+class HedgeRule(msgspec.Struct, frozen=True, kw_only=True):
+    """When a hedge trade earns its cost (docs/basket.md, "Hedge").
+
+    value(ΔV, T) = risk_price × sqrt(ΔV · T / 1 year), ΔV the residual variance (USD² a
+    year) a trade takes off the netted exposure and T the expected catch-up time:
+    - enter (from flat) when value ≥ enter_ratio × the round trip into the target and out;
+    - resize when the move's own value ≥ enter_ratio × its cost (the trade, and what it
+      adds to the way out);
+    - leave when the position's value (the variance it removes now, over T) falls below
+      exit_ratio × its round trip;
+    - and a position is held `min_hold_ns` before it is traded again.
+    """
+
+    risk_price: float = 1.0
+    enter_ratio: float = 1.0
+    exit_ratio: float = 0.5
+    min_hold_ns: int = 10_000_000_000
 
 
 class HedgeSizer:
@@ -230,6 +287,107 @@ class HedgeBook:
             )
         return out
 
+    def has(self, basket_id: str) -> bool:
+        """The basket is in the netting (it reported an exposure, and is not flat)."""
+        return basket_id in self._exposures
+
+    def catchup_s(self, seconds: Mapping[str, float]) -> float:
+        """The netting's expected catch-up time: each basket's (`seconds`, by basket; absent:
+        0) weighted by the variance of its own exposure."""
+        risk = self.sizer.risk
+        weights = {b: risk.variance(e) for b, e in self._exposures.items()}
+        total = sum(weights.values())
+        if total <= 0.0:
+            return 0.0
+        return sum(w * seconds.get(b, 0.0) for b, w in weights.items()) / total
+
+    def decide(
+        self,
+        current_positions_usd: Mapping[str, float],
+        now_ns: int,
+        *,
+        activation_usd: float,
+        hysteresis_usd: float,
+        rule: HedgeRule,
+        costs: HedgeCosts,
+        catchup_s: float,
+        last_trade_ns: int | None,
+    ) -> list[HedgeOrder]:
+        """The trades that earn their cost (`HedgeRule`), towards `target(activation_usd)`.
+
+        Flat: enter when the hedge's value over `catchup_s` covers `enter_ratio` round
+        trips. Hedged, and held `min_hold_ns` since `last_trade_ns`: leave when what the
+        position removes is worth less than `exit_ratio` round trips, else resize when the
+        move pays for itself; an instrument trades only by more than `hysteresis_usd`. With
+        no basket left the hedge goes flat at once (`orders`).
+        """
+        if not self._exposures:
+            return self.orders(current_positions_usd, now_ns, activation_usd, hysteresis_usd)
+        symbols = self.sizer.symbols
+        cur = np.array([float(current_positions_usd.get(s, 0.0)) for s in symbols])
+        target_map = self.target(activation_usd)
+        tgt = np.array([target_map[s] for s in symbols])
+        e = self.netted()
+        v_none = self.sizer.risk.variance(e)
+        v_cur = self.sizer.residual_variance(e, cur)
+        v_tgt = self.sizer.residual_variance(e, tgt)
+        hedged = float(np.abs(cur).sum()) >= FLAT_USD
+        if not hedged:
+            if not np.any(tgt):
+                return []
+            value = risk_value_usd(rule.risk_price, v_none - v_tgt, catchup_s)
+            cost = costs.round_trip_usd(dict(zip(symbols, tgt.tolist(), strict=True)))
+            if value <= 0.0 or value < rule.enter_ratio * cost:
+                return []
+            return self._moves(cur, tgt, now_ns, hysteresis_usd)
+        if last_trade_ns is not None and now_ns - last_trade_ns < rule.min_hold_ns:
+            return []
+        held = dict(zip(symbols, cur.tolist(), strict=True))
+        keep = risk_value_usd(rule.risk_price, v_none - v_cur, catchup_s)
+        if keep < rule.exit_ratio * costs.round_trip_usd(held):
+            return self._moves(cur, np.zeros(len(symbols)), now_ns, 0.0)
+        value = risk_value_usd(rule.risk_price, v_cur - v_tgt, catchup_s)
+        cost = sum(
+            costs.one_way_usd(s, t - c)
+            + max(0.0, costs.one_way_usd(s, t) - costs.one_way_usd(s, c))
+            for s, c, t in zip(symbols, cur.tolist(), tgt.tolist(), strict=True)
+        )
+        if value <= 0.0 or value < rule.enter_ratio * cost:
+            return []
+        return self._moves(cur, tgt, now_ns, hysteresis_usd)
+
+    def _moves(
+        self, cur: np.ndarray, tgt: np.ndarray, now_ns: int, hysteresis_usd: float
+    ) -> list[HedgeOrder]:
+        """Orders from positions `cur` to `tgt` (by `sizer.symbols`), each instrument's only
+        when it moves by more than `hysteresis_usd`; to flat, always."""
+        out = []
+        for symbol, c, t in zip(self.sizer.symbols, cur.tolist(), tgt.tolist(), strict=True):
+            delta = t - c
+            if abs(delta) <= _DUST_USD or (abs(delta) <= hysteresis_usd and t != 0.0):
+                continue
+            if t == 0.0:
+                reason = HedgeReason.UNWIND
+            elif abs(c) < FLAT_USD:
+                reason = HedgeReason.OPEN
+            else:
+                reason = HedgeReason.ADJUST
+            out.append(
+                HedgeOrder(
+                    symbol=symbol,
+                    side=Side.BUY if delta > 0 else Side.SELL,
+                    notional_usd=abs(delta),
+                    target_usd=t,
+                    reason=reason,
+                    ts_ns=now_ns,
+                )
+            )
+        return out
+
+    def shares_in_force(self) -> dict[str, float]:
+        """The baskets' shares of the hedge now, else those it last served."""
+        return dict(self._shares or self._last_shares)
+
     # -- attribution ---------------------------------------------------------------------
 
     def accrue(self, pnl_usd: float, now_ns: int) -> dict[str, float]:
@@ -274,6 +432,38 @@ class HedgeBook:
         self._shares = self.sizer.shares(self._exposures)
         if self._shares and not self._last_shares:
             self._last_shares = self._shares
+
+
+class RiskRemoved:
+    """∫ (V(e) − V(e + Bh)) dt: the variance the hedge took off the netted exposure, in USD².
+
+    The rate (USD² a year) holds from one `update` to the next (piecewise constant, like
+    `LeggingRiskIntegrator`); it is negative while a hedge adds risk (its baskets caught up
+    before it was unwound), and so is charged for it. Each basket gets the rate × its share
+    of the hedge (`HedgeBook.shares_in_force`) for the time the share held.
+    """
+
+    def __init__(self) -> None:
+        self.total_usd2 = 0.0
+        self.by_basket: dict[str, float] = {}
+        self._rate = 0.0
+        self._shares: dict[str, float] = {}
+        self._since_ns: int | None = None
+
+    def update(self, rate: float, shares: Mapping[str, float], now_ns: int) -> None:
+        """From `now_ns` on the hedge removes `rate` USD² a year, split by `shares`."""
+        self.accrue(now_ns)
+        self._rate = rate
+        self._shares = dict(shares)
+
+    def accrue(self, now_ns: int) -> None:
+        if self._since_ns is not None and now_ns > self._since_ns and self._rate != 0.0:
+            got = self._rate * (now_ns - self._since_ns) / NS_PER_YEAR
+            self.total_usd2 += got
+            for b, share in self._shares.items():
+                self.by_basket[b] = self.by_basket.get(b, 0.0) + got * share
+        if self._since_ns is None or now_ns > self._since_ns:
+            self._since_ns = now_ns  # a clock that steps back adds no time
 
 
 class HedgeLedger:

@@ -17,10 +17,11 @@ import msgspec
 from actors.fees import ChargedFee, FeeTotals
 from actors.fees import total as fee_total
 from actors.messages import LegProgress, LegStatus
-from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, Side
+from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, RejectReason, Side
 
 _ZERO = Decimal(0)
 MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row a leg gives up (FAILED)
+POST_ONLY_REFUSAL = RejectReason.POST_ONLY_WOULD_CROSS.value  # how such a refusal starts
 
 # How far along an order is: a report never moves an order back down this scale.
 _RANK = {
@@ -73,6 +74,12 @@ class ChildOrder(msgspec.Struct, kw_only=True):
         return self.filled_qty * self.avg_price if self.avg_price is not None else _ZERO
 
 
+def requoted(child: ChildOrder) -> bool:
+    """A post-only quote the venue refused because it would have crossed the book: the
+    leg prices a new one (`passive`), it is no refusal of the leg's orders."""
+    return child.reject is not None and child.reject.startswith(POST_ONLY_REFUSAL)
+
+
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
     """An order on which the leg's record and the venue disagree."""
 
@@ -109,6 +116,11 @@ class LegLedger:
         self.seq = 0
         self.last_fill_seen_ns: int | None = None  # when a fill last became known (leg clock)
         self._newest_slice: ChildOrder | None = None
+        self._first: ChildOrder | None = None  # `first`, kept as orders are recorded
+        # The totals below, until an order changes: a leg asks for them on every step and
+        # snapshot, and adding up every child order each time was a tenth of a backtest.
+        # Every change to an order goes through a method here, which empties it first.
+        self._totals: dict[str, Decimal | None] = {}
 
     # -- recording ---------------------------------------------------------------------------
     def sent(
@@ -121,6 +133,7 @@ class LegLedger:
     ) -> ChildOrder:
         """Record `order` as sent at `now_ns` (before the request goes out), with the mid
         the leg saw then."""
+        self._totals.clear()
         if order.client_order_id in self.orders:
             raise ValueError(
                 f"client order id {order.client_order_id} was already sent; an id is never reused"
@@ -136,12 +149,15 @@ class LegLedger:
             mid=mid,
         )
         self.orders[order.client_order_id] = child
+        if purpose == "slice" and (self._first is None or n < self._first.n):
+            self._first = child
         if purpose == "slice" and (self._newest_slice is None or n > self._newest_slice.n):
             self._newest_slice = child
         return child
 
     def acked(self, report: ExecutionReport, now_ns: int) -> bool:
         """The venue's answer to the placement (its ack); True if anything changed."""
+        self._totals.clear()
         child = self.orders.get(report.client_order_id)
         if child is None:
             return False
@@ -157,6 +173,7 @@ class LegLedger:
     def on_report(self, report: ExecutionReport, now_ns: int) -> bool:
         """Take a report (ack, stream or query) about one of our orders; True if it changed
         the order. Reports of other orders are ignored (returns False)."""
+        self._totals.clear()
         child = self.orders.get(report.client_order_id)
         if child is None:
             return False
@@ -191,6 +208,7 @@ class LegLedger:
     ) -> None:
         """The placement failed with an error: the order never worked. `turned_away`: the
         venue was down or rate-limited us, which says nothing about the order itself."""
+        self._totals.clear()
         child = self.orders[client_order_id]
         child.ack_ns = child.ack_ns or now_ns
         child.status = OrderStatus.REJECTED
@@ -200,6 +218,7 @@ class LegLedger:
 
     def unknown(self, client_order_id: str) -> None:
         """The placement's outcome could not be learned: it may or may not be working."""
+        self._totals.clear()
         self.orders[client_order_id].unknown = True
 
     # -- totals ------------------------------------------------------------------------------
@@ -209,7 +228,12 @@ class LegLedger:
     @property
     def filled_qty(self) -> Decimal:
         """Net filled along the leg's side: slices minus what an unwind sold back."""
-        return sum((self._signed(c) for c in self.orders.values()), _ZERO)
+        got = self._totals.get("filled")
+        if got is None:
+            got = self._totals["filled"] = sum(
+                (self._signed(c) for c in self.orders.values()), _ZERO
+            )
+        return got
 
     @property
     def slice_filled_qty(self) -> Decimal:
@@ -222,6 +246,12 @@ class LegLedger:
     @property
     def avg_price(self) -> Decimal | None:
         """Volume-weighted price of the slices' fills."""
+        totals = self._totals
+        if "avg_price" not in totals:
+            totals["avg_price"] = self._avg_price()
+        return totals["avg_price"]
+
+    def _avg_price(self) -> Decimal | None:
         slices = [c for c in self.orders.values() if c.purpose == "slice" and c.filled_qty > 0]
         qty = sum((c.filled_qty for c in slices), _ZERO)
         if qty <= 0:
@@ -231,10 +261,16 @@ class LegLedger:
     @property
     def open_qty(self) -> Decimal:
         """Quantity still working or in flight (an order of unknown outcome counts whole)."""
-        return sum(
-            (c.quantity - c.filled_qty if c.unknown else c.open_qty for c in self.orders.values()),
-            _ZERO,
-        )
+        got = self._totals.get("open")
+        if got is None:
+            got = self._totals["open"] = sum(
+                (
+                    c.quantity - c.filled_qty if c.unknown else c.open_qty
+                    for c in self.orders.values()
+                ),
+                _ZERO,
+            )
+        return got
 
     @property
     def missed_qty(self) -> Decimal:
@@ -246,6 +282,13 @@ class LegLedger:
         if newest is None or newest.status not in (OrderStatus.EXPIRED, OrderStatus.CANCELED):
             return _ZERO
         return newest.quantity - newest.filled_qty
+
+    @property
+    def quote_refused(self) -> bool:
+        """The newest slice was a post-only quote the venue refused as crossing (`passive`
+        prices the next one on a newer book)."""
+        newest = self._newest_slice
+        return newest is not None and requoted(newest)
 
     @property
     def fees(self) -> Decimal:
@@ -276,9 +319,10 @@ class LegLedger:
         turned away while down or rate-limiting are no refusals of the leg's orders: an
         outage blocks the leg, and the basket's grace and deadline decide about it."""
         first = self.first
-        if first is not None and first.reject is not None:
+        if first is not None and first.reject is not None and not requoted(first):
             return f"first order {first.client_order_id} rejected: {first.reject}"
-        judged = [c for c in self.orders.values() if not c.turned_away]
+        # A post-only quote refused because it would cross is re-quoted: no fault of the leg.
+        judged = [c for c in self.orders.values() if not c.turned_away and not requoted(c)]
         latest = sorted(judged, key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
         if len(latest) == MAX_CONSECUTIVE_REJECTS and all(c.reject is not None for c in latest):
             return f"{MAX_CONSECUTIVE_REJECTS} orders in a row rejected: {latest[-1].reject}"
@@ -286,12 +330,9 @@ class LegLedger:
 
     @property
     def first(self) -> ChildOrder | None:
-        """The first slice sent (the launch order)."""
-        return min(
-            (c for c in self.orders.values() if c.purpose == "slice"),
-            key=lambda c: c.n,
-            default=None,
-        )
+        """The first slice sent (the launch order): the lowest `n` of the slices, the one
+        recorded first among equals (kept by `sent`: every send and snapshot asks)."""
+        return self._first
 
     def progress(
         self,
@@ -335,6 +376,7 @@ class LegLedger:
         replace the record's (the venue is the source of truth). With `adopt=False` the record
         is left as it is, so that a later look can still tell a real disagreement from a
         report that was on its way."""
+        self._totals.clear()
         mismatches: list[Mismatch] = []
         still_open: list[str] = []
         missing: list[str] = []
@@ -392,6 +434,7 @@ class LegLedger:
                 child.filled_qty = answer.cum_filled
                 child.avg_price = answer.avg_price
                 child.status = answer.status
+        self._totals.clear()
         return Reconciliation(
             leg_id=self.leg_id,
             reconciled=not mismatches and not still_open,

@@ -138,6 +138,9 @@ class ExposureReport(msgspec.Struct, frozen=True, kw_only=True):
     risk: RiskSettings = msgspec.field(
         default_factory=RiskSettings
     )  # the model it was measured with
+    # Seconds the basket expects until its legs are back in step (None: it does not say,
+    # and the desk reckons from how long the imbalance has lasted; `actors.hedge.catchup_s`).
+    catchup_s: float | None = None
 
 
 class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,6 +154,12 @@ class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):
     held: bool
     flat: bool
     reaction_ns: list[int]
+    # What the hedge cost against what it removed (docs/basket.md, "Hedge"): fees and the
+    # spread and impact paid against the mid, and ∫ of the variance it took off (USD²),
+    # both the basket's attributed share; the value is `risk_price × sqrt(risk_removed)`.
+    trading_cost_usd: float = 0.0
+    risk_removed_usd2: float = 0.0
+    risk_value_usd: float = 0.0
 
 
 class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -79,6 +79,18 @@ class HedgeReport(msgspec.Struct, kw_only=True):
     held: bool = False  # the basket still has exposure in the netting (hedge_and_hold)
     flat_at_end: bool = True  # the hedge book was flat when the basket closed
     reaction_ns: list[int] = []  # fill seen by a leg → hedge order sent, per hedge order
+    # The hedge's cost beside the risk it removed (docs/basket.md, "Hedge"), the basket's
+    # attributed share of each: fees with the spread and impact paid against the mid, and
+    # ∫ of the variance it took off the netted exposure (USD²); `risk_removed_usd` is its
+    # square root, and `risk_value_usd` what the decision rule prices it at.
+    trading_cost_usd: float = 0.0
+    risk_removed_usd2: float = 0.0
+    risk_value_usd: float = 0.0
+
+    @property
+    def risk_removed_usd(self) -> float:
+        """sqrt(∫ ΔV dt): the standard deviation of P&L the hedge took off, in USD."""
+        return max(self.risk_removed_usd2, 0.0) ** 0.5
 
 
 class TimelinePoint(msgspec.Struct, frozen=True, array_like=True):
@@ -220,6 +232,10 @@ class BasketReport(msgspec.Struct, kw_only=True):
     collateral: CollateralReport
     tca: dict[str, Any] | None = None  # filled in by the TCA (DESIGN §8)
     fraction: float = 1.0  # of the original basket targeted at the end (shrinks cut it)
+    # Why it ended smaller than ordered: the final fraction, the leg that limited it, why and
+    # since when on the basket's clock ("shrunk to 62 %: btc at its slippage cap since
+    # 371 s (final at 600 s)"); "" at its whole size. Every change of size is in `notes`.
+    shrink: str = ""
     launch_skew_ns: int | None = None  # first to last leg's venue accept, basket axis
     raw_ack_skew_ns: int | None = None  # first to last leg's ack arrival: not comparable
     venue_nodes: dict[str, dict[str, str]] = {}  # venue → labels of the node its actor ran on

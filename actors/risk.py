@@ -378,3 +378,53 @@ class LeggingRiskIntegrator:
         if self._since_ns is None or now_ns <= self._since_ns:
             return self._integral
         return self._integral + self._rate * (now_ns - self._since_ns) / NS_PER_YEAR
+
+
+# -- a basket's scale ---------------------------------------------------------------------------
+
+# Up to this many legs the largest imbalance is found by trying every set of filled legs;
+# beyond, `max_imbalance_risk_usd` gives the gross risk, which bounds it from above.
+_EXACT_IMBALANCE_LEGS = 12
+
+
+def gross_risk_usd(
+    risk: RiskModel,
+    notionals_usd: Sequence[float],
+    instruments: Sequence[Instrument],
+    horizon_s: float = RISK_HORIZON_S,
+) -> float:
+    """Σ_i |N_i|·σ_i over `horizon_s`: the legs' stand-alone dollar risks, added up.
+
+    No netting and no correlation: what the basket would risk if each leg stood alone. By
+    the triangle inequality no imbalance of the basket (each leg between none and all of
+    its notional) has more risk, so a share of it is a threshold on the basket's own scale.
+    """
+    scale = math.sqrt(horizon_s / SECONDS_PER_YEAR)
+    return scale * sum(
+        abs(n) * risk.volatility(i) for n, i in zip(notionals_usd, instruments, strict=True)
+    )
+
+
+def max_imbalance_risk_usd(
+    risk: RiskModel,
+    signed_notionals_usd: Sequence[float],
+    instruments: Sequence[Instrument],
+    horizon_s: float = RISK_HORIZON_S,
+) -> float:
+    """The largest dollar risk an imbalance of the basket can carry over `horizon_s`.
+
+    An imbalance holds each leg between none and all of its signed notional; its variance
+    is convex in the fills, so the largest is at a corner: some legs wholly filled, the
+    others not at all (a pair with one leg done). Every corner is tried up to
+    `_EXACT_IMBALANCE_LEGS` legs; beyond, the gross risk (`gross_risk_usd`) bounds it.
+    """
+    n = len(instruments)
+    if n > _EXACT_IMBALANCE_LEGS:
+        return gross_risk_usd(risk, signed_notionals_usd, instruments, horizon_s)
+    cov = risk.instrument_covariance(instruments)
+    v = np.asarray(signed_notionals_usd, dtype=float)
+    best = 0.0
+    for mask in range(1, 1 << n):
+        u = np.array([v[i] if mask >> i & 1 else 0.0 for i in range(n)])
+        best = max(best, float(u @ cov @ u))
+    return math.sqrt(best * horizon_s / SECONDS_PER_YEAR)

@@ -12,7 +12,7 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   a synchronized leg, below): after a send the next one is due at the next grid point
   (`next_due_ns`); a call that sends nothing does not use up its interval, so the shell may
   ask again (on a book update, a mode change).
-- **Order type.** Every child order is a LIMIT **IOC**. A slice is one decision at one price:
+- **Order type.** Every `twap` child order is a LIMIT **IOC**. A slice is one decision at one price:
   it trades what the book offers up to its limit and the rest expires, so nothing rests at a
   stale price (a resting order could outlive the slippage cap, the synchronizer's pause or a
   shrink), there is no cancel/replace to track, and the open quantity returns to zero with
@@ -69,6 +69,17 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   below one minimum order is not sent and carries to the next (`Hold.BELOW_MINIMUM`). When
   what remains of the whole leg is below one minimum order the leg is done (`Hold.DONE`):
   that dust can never be sent.
+- **Child styles** (`style`; docs/basket.md, "Child styles"). All of the above is `twap`.
+  `passive` keeps one post-only quote (`_rest`): one tick inside a spread of two ticks or
+  more, else at the touch, never past the cap, for the schedule `QUOTE_AHEAD_SLICES`
+  intervals ahead; it is replaced (`CancelChildOrder`, then a new quote once the cancel is
+  answered) when the touch leaves it or its size no longer fits, never within
+  `REQUOTE_MIN_NS` of its placement; a quote refused as crossing goes again on a newer book
+  (`refused`). Behind the schedule by more than `catch_up_lag` of the target, or in
+  `CATCH_UP`, it cancels the quote and crosses (`_cross`: an IOC at the cap, one per
+  interval). `PAUSE`, `STOP` and a finished target pull the quote. `pov` sends one IOC per
+  interval of `pov_rate` × the volume since the last child, at the `NORMAL` price, and works
+  as `twap`'s `CATCH_UP` when behind. Both styles leave `twap`'s path untouched.
 - **Ids.** The n-th child order's id is `<basket>-<leg>-<n>` (DESIGN §7, `client_order_id`),
   n counting sent orders from `next_n`; same inputs, same orders.
 """
@@ -81,7 +92,7 @@ from decimal import ROUND_UP, Decimal
 
 import msgspec
 
-from actors.spec import MAX_CHILD_SEQ, MAX_CLIENT_ORDER_ID_LEN, client_order_id
+from actors.spec import MAX_CHILD_SEQ, MAX_CLIENT_ORDER_ID_LEN, ChildStyle, client_order_id
 from venues.model import BookTicker, Instrument, NewOrder, OrderType, Side, TimeInForce
 
 _ZERO = Decimal(0)
@@ -89,6 +100,9 @@ _BPS = Decimal(10_000)
 NORMAL_MAX_SLICES = 2  # regular TWAP slices a NORMAL child order may carry
 LATENCY_SIGMAS = 2.0  # a NORMAL limit allows this many σ of price move over the venue trip
 MAX_RESENDS = 2  # `synchronized`: times one interval's missed slice is sent again
+REQUOTE_MIN_NS = 1_000_000_000  # `passive`: a quote rests this long before it is replaced
+QUOTE_AHEAD_SLICES = 2  # `passive`: a quote covers the schedule this many intervals ahead
+DEFAULT_CATCH_UP_LAG = 0.025  # behind the schedule by more than this share: cross (band/2)
 _SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
@@ -122,7 +136,10 @@ class Hold(enum.StrEnum):
     NO_BOOK = "NO_BOOK"  # no usable two-sided top of book
     SLIPPAGE_CAP = "SLIPPAGE_CAP"  # the touch is beyond the slippage cap from arrival
     BELOW_MINIMUM = "BELOW_MINIMUM"  # this slice is under one lot or the minimum notional
-    MISSED = "MISSED"  # this interval's IOC missed: sent again on the next book
+    MISSED = "MISSED"  # this interval's IOC missed (a quote was refused): again on a new book
+    RESTING = "RESTING"  # `passive`: the quote rests where it should
+    REQUOTE_WAIT = "REQUOTE_WAIT"  # `passive`: the quote is stale; replaced once it may be
+    WAITING = "WAITING"  # an order's outcome is awaited before anything more is sent
 
     @property
     def blocks(self) -> bool:
@@ -152,6 +169,26 @@ class SendChildOrder(msgspec.Struct, frozen=True, kw_only=True):
     arrival_price: Decimal  # mid at the leg's first send
     price_cap: Decimal  # the furthest limit the slippage cap allows, on the tick grid
     ts_ns: int
+
+
+class CancelChildOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """Cancel the leg's resting child order `client_order_id` (`passive`: a re-quote, a
+    pull while paused or done, a cross to catch up); the shell reconciles its fate."""
+
+    leg_id: str
+    client_order_id: str
+    reason: str
+    ts_ns: int
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """The leg's resting post-only child order, as the leg's record has it."""
+
+    client_order_id: str
+    price: Decimal
+    open_qty: Decimal  # what is left of it to fill
+    placed_ns: int  # when it was sent (the re-quote bound counts from here)
+    working: bool = True  # the venue acknowledged it (False: its outcome is unknown)
 
 
 def scheduled_fraction(now_ns: int, start_ns: int, horizon_ns: int) -> Decimal:
@@ -184,11 +221,17 @@ class SliceScheduler:
         next_n: int = 0,
         latency_buffer_bps: float = 0.0,
         synchronized: bool = False,
+        style: ChildStyle = ChildStyle.TWAP,
+        pov_rate: float = 0.0,
+        catch_up_lag: float = DEFAULT_CATCH_UP_LAG,
     ) -> None:
         """`max_child_fraction` bounds each child order to that share of the target (the
         basket passes band/2); `arrival_price` and `next_n` restore a restarted leg;
         `synchronized` marks a leg of a basket kept in step (the module docstring's
-        **Legs in step**: a launch slice in ratio, a missed slice sent again at once)."""
+        **Legs in step**: a launch slice in ratio, a missed slice sent again at once).
+        `style` is the child style (**Child styles**); `pov_rate` the `pov` share of traded
+        volume; `catch_up_lag` how far behind the schedule (a share of the target) a
+        `passive` or `pov` leg crosses on its own."""
         if target_qty < 0:
             raise ValueError(f"target_qty: {target_qty} is negative; a leg trades 0 or more")
         if horizon_ns <= 0:
@@ -203,6 +246,12 @@ class SliceScheduler:
             raise ValueError(f"latency_buffer_bps: {latency_buffer_bps} must be 0 or more")
         if max_child_fraction is not None and not 0 < max_child_fraction <= 1:
             raise ValueError(f"max_child_fraction: {max_child_fraction} must be in (0, 1]")
+        if style is ChildStyle.POV and not 0 < pov_rate <= participation_cap:
+            raise ValueError(
+                f"pov_rate: {pov_rate} must be in (0, participation_cap={participation_cap}]"
+            )
+        if not 0 < catch_up_lag <= 1:
+            raise ValueError(f"catch_up_lag: {catch_up_lag} must be in (0, 1]")
         longest = client_order_id(basket_id, leg_id, MAX_CHILD_SEQ)
         if len(longest) > MAX_CLIENT_ORDER_ID_LEN:
             raise ValueError(
@@ -234,6 +283,12 @@ class SliceScheduler:
         self._stopped = False
         self._priced_on: BookTicker | None = None  # the book the last child order was priced on
         self._resends = 0  # missed slices sent again in this interval
+        self.style = ChildStyle(style)
+        self._pov = Decimal(str(pov_rate))
+        self._lag = Decimal(str(catch_up_lag))
+        self._next_cross_ns = start_ns  # `passive`: one cross per interval
+        # `passive`: when the decision can next change on the clock alone (None: the grid).
+        self.wake_ns: int | None = None
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -282,19 +337,33 @@ class SliceScheduler:
         mode: Mode,
         open_qty: Decimal = _ZERO,
         missed_qty: Decimal = _ZERO,
-    ) -> SendChildOrder | None:
-        """The child order to send now, or None (and `hold` says why).
+        quote: Quote | None = None,
+        refused: bool = False,
+    ) -> SendChildOrder | CancelChildOrder | None:
+        """The child order to send (or, `passive`, the quote to cancel) now, or None (and
+        `hold` says why).
 
         `traded_volume_since_last` is the market volume printed since the previous call;
-        `open_qty` is what is still resting or in flight from earlier child orders;
-        `missed_qty` what the newest child order left unfilled when the venue ended it
-        without refusing it (`LegLedger.missed_qty`: an IOC that expired at the book).
+        `open_qty` is what is still resting or in flight from earlier child orders (the
+        quote's included); `missed_qty` what the newest child order left unfilled when the
+        venue ended it without refusing it (`LegLedger.missed_qty`: an IOC that expired at
+        the book); `quote` the leg's resting post-only order, `refused` whether the last one was
+        refused as crossing (`passive`: the next goes on a newer book).
         """
         self._volume += traded_volume_since_last
         self._filled = filled_qty
         if mode is Mode.STOP:
             self._stopped = True
-        hold_or_order = self._decide(now_ns, filled_qty, open_qty, missed_qty, book, mode)
+        self.wake_ns = None
+        hold_or_order: Hold | SendChildOrder | CancelChildOrder
+        if self.style is ChildStyle.PASSIVE:
+            hold_or_order = self._decide_passive(
+                now_ns, filled_qty, open_qty, book, mode, quote, refused
+            )
+        elif self.style is ChildStyle.POV:
+            hold_or_order = self._decide_pov(now_ns, filled_qty, open_qty, book, mode)
+        else:
+            hold_or_order = self._decide(now_ns, filled_qty, open_qty, missed_qty, book, mode)
         if isinstance(hold_or_order, Hold):
             self.hold = hold_or_order
             return None
@@ -419,7 +488,14 @@ class SliceScheduler:
         limit = self.instrument.snap_price_passive(through, self.side)
         return _Priced(book=book, arrival=arrival, cap=cap, limit=limit)
 
-    def _order(self, now_ns: int, qty: Decimal, priced: _Priced, mode: Mode) -> SendChildOrder:
+    def _order(
+        self,
+        now_ns: int,
+        qty: Decimal,
+        priced: _Priced,
+        mode: Mode,
+        tif: TimeInForce = TimeInForce.IOC,
+    ) -> SendChildOrder:
         n = self.next_n
         order = NewOrder(
             client_order_id=client_order_id(self.basket_id, self.leg_id, n),
@@ -428,7 +504,7 @@ class SliceScheduler:
             type=OrderType.LIMIT,
             quantity=qty,
             price=priced.limit,
-            time_in_force=TimeInForce.IOC,
+            time_in_force=tif,
         )
         self.arrival_price = priced.arrival
         self._priced_on = priced.book
@@ -442,3 +518,193 @@ class SliceScheduler:
             price_cap=priced.cap,
             ts_ns=now_ns,
         )
+
+    # -- passive and pov -------------------------------------------------------------------
+    def _behind(self, now_ns: int, filled: Decimal, mode: Mode) -> bool:
+        """Whether a `passive` or `pov` leg crosses to catch up: the synchronizer says so
+        (`CATCH_UP`), or it is behind the schedule by more than `catch_up_lag`."""
+        return mode is Mode.CATCH_UP or self.scheduled_qty(now_ns) - filled > (
+            self._lag * self.target_qty
+        )
+
+    def _decide_passive(
+        self,
+        now_ns: int,
+        filled: Decimal,
+        open_qty: Decimal,
+        book: BookTicker | None,
+        mode: Mode,
+        quote: Quote | None,
+        refused: bool,
+    ) -> Hold | SendChildOrder | CancelChildOrder:
+        """`passive` (module docstring, **Child styles**)."""
+        if self._stopped or filled >= self.target_qty or mode is Mode.PAUSE:
+            hold = (
+                Hold.STOPPED
+                if self._stopped
+                else Hold.DONE
+                if filled >= self.target_qty
+                else Hold.PAUSED
+            )
+            return hold if quote is None else self._cancel(now_ns, quote, hold.value.lower())
+        if now_ns < self.start_ns:
+            return Hold.NOT_STARTED
+        elsewhere = open_qty - (quote.open_qty if quote is not None else _ZERO)
+        if elsewhere > 0 or (quote is not None and not quote.working):
+            return Hold.WAITING  # an IOC or an order of unknown outcome is out: its answer first
+        interval = (now_ns - self.start_ns) // self.slice_ns
+        interval_end = self.start_ns + (interval + 1) * self.slice_ns
+        remaining = self.target_qty - filled
+        if self._behind(now_ns, filled, mode):
+            crossing = self._price(book, Mode.CATCH_UP)
+            if not isinstance(crossing, Hold):
+                if quote is not None:
+                    return self._cancel(now_ns, quote, "crossing to catch up")
+                if now_ns < self._next_cross_ns:
+                    self.wake_ns = self._next_cross_ns
+                    return Hold.NOT_DUE
+                return self._cross(now_ns, filled, interval_end, crossing, mode)
+            if quote is not None:
+                return crossing  # cannot cross (no book, the cap): the quote stays
+        return self._rest(now_ns, filled, remaining, interval_end, book, quote, refused)
+
+    def _cross(
+        self, now_ns: int, filled: Decimal, interval_end: int, priced: _Priced, mode: Mode
+    ) -> Hold | SendChildOrder:
+        """An IOC at the slippage cap for the deficit: to the schedule at the end of this
+        interval (one further in `CATCH_UP`, as `twap`), at least one regular slice, at
+        most `max_child_fraction` of the target."""
+        catch_up = mode is Mode.CATCH_UP
+        aim = self.scheduled_qty(interval_end + (self.slice_ns if catch_up else 0))
+        remaining = self.target_qty - filled
+        min_qty = self.min_order_qty(priced.limit)
+        if remaining < min_qty:
+            return Hold.DONE
+        regular = self.target_qty * self.slice_ns / self.horizon_ns
+        want = max(aim - filled, regular, min_qty)
+        if self._max_child is not None:
+            want = min(want, max(self._max_child * self.target_qty, min_qty))
+        want = min(want, remaining)
+        if remaining - want < min_qty:
+            want = remaining
+        qty = self.instrument.snap_qty(want)
+        if qty < min_qty:
+            return Hold.BELOW_MINIMUM
+        self._volume = _ZERO
+        self._next_cross_ns = interval_end
+        return self._order(now_ns, qty, priced, Mode.CATCH_UP)
+
+    def _rest(
+        self,
+        now_ns: int,
+        filled: Decimal,
+        remaining: Decimal,
+        interval_end: int,
+        book: BookTicker | None,
+        quote: Quote | None,
+        refused: bool,
+    ) -> Hold | SendChildOrder | CancelChildOrder:
+        """Keep one post-only quote at or inside the touch for the schedule
+        `QUOTE_AHEAD_SLICES` intervals ahead; replace it when it is stale, at most once per
+        `REQUOTE_MIN_NS`."""
+        priced = self._quote_price(book, quote)
+        if isinstance(priced, Hold):
+            return priced
+        min_qty = self.min_order_qty(priced.limit)
+        if remaining < min_qty:
+            return Hold.DONE if quote is None else self._cancel(now_ns, quote, "dust")
+        aim = self.scheduled_qty(interval_end + (QUOTE_AHEAD_SLICES - 1) * self.slice_ns)
+        want = max(aim - filled, min_qty)
+        if self._max_child is not None:
+            want = min(want, max(self._max_child * self.target_qty, min_qty))
+        want = min(want, remaining)
+        if remaining - want < min_qty:
+            want = remaining
+        qty = self.instrument.snap_qty(want)
+        if quote is not None:
+            stale = quote.price != priced.limit or quote.open_qty > qty or 2 * quote.open_qty < qty
+            if not stale:
+                return Hold.RESTING
+            due = quote.placed_ns + REQUOTE_MIN_NS
+            if now_ns < due:
+                self.wake_ns = due
+                return Hold.REQUOTE_WAIT
+            return self._cancel(now_ns, quote, "re-quote")
+        if refused and book is not None and book == self._priced_on:
+            return Hold.MISSED  # refused as crossing on this book: a newer one first
+        if qty < min_qty:
+            return Hold.BELOW_MINIMUM
+        return self._order(now_ns, qty, priced, Mode.NORMAL, TimeInForce.POST_ONLY)
+
+    def _quote_price(self, book: BookTicker | None, quote: Quote | None) -> Hold | _Priced:
+        """A quote's price: inside the spread by one tick when it is two ticks or wider,
+        else at the touch (a quote that is the touch itself stays), never beyond the cap."""
+        if book is None or book.bid <= 0 or book.ask <= 0 or book.bid >= book.ask:
+            return Hold.NO_BOOK
+        arrival = (
+            self.arrival_price if self.arrival_price is not None else (book.bid + book.ask) / 2
+        )
+        cap = self.price_cap(arrival)
+        tick = self.instrument.tick
+        wide = book.ask - book.bid >= 2 * tick
+        if self.side is Side.BUY:
+            near = book.bid
+            price = near if quote is not None and quote.price == near else near + tick * wide
+            price = min(price, cap)
+        else:
+            near = book.ask
+            price = near if quote is not None and quote.price == near else near - tick * wide
+            price = max(price, cap)
+        return _Priced(book=book, arrival=arrival, cap=cap, limit=price)
+
+    def _cancel(self, now_ns: int, quote: Quote, reason: str) -> CancelChildOrder:
+        return CancelChildOrder(
+            leg_id=self.leg_id,
+            client_order_id=quote.client_order_id,
+            reason=reason,
+            ts_ns=now_ns,
+        )
+
+    def _decide_pov(
+        self,
+        now_ns: int,
+        filled: Decimal,
+        open_qty: Decimal,
+        book: BookTicker | None,
+        mode: Mode,
+    ) -> Hold | SendChildOrder:
+        """`pov` (module docstring, **Child styles**)."""
+        if self._stopped:
+            return Hold.STOPPED
+        if filled >= self.target_qty:
+            return Hold.DONE
+        if mode is Mode.PAUSE:
+            return Hold.PAUSED
+        if now_ns < self.start_ns:
+            return Hold.NOT_STARTED
+        if self._behind(now_ns, filled, mode):
+            return self._decide(now_ns, filled, open_qty, _ZERO, book, Mode.CATCH_UP)
+        if now_ns < self._next_due_ns:
+            return Hold.NOT_DUE
+        if open_qty > 0:
+            return Hold.WAITING
+        priced = self._price(book, Mode.NORMAL)
+        if isinstance(priced, Hold):
+            return priced
+        remaining = self.target_qty - filled
+        min_qty = self.min_order_qty(priced.limit)
+        if remaining < min_qty:
+            return Hold.DONE
+        want = self._pov * self._volume
+        if self._max_child is not None:
+            want = min(want, max(self._max_child * self.target_qty, min_qty))
+        want = min(want, remaining)
+        if remaining - want < min_qty:
+            want = remaining
+        qty = self.instrument.snap_qty(want)
+        if qty < min_qty:
+            return Hold.BELOW_MINIMUM  # the volume adds up until it reaches one order
+        interval = (now_ns - self.start_ns) // self.slice_ns
+        self._volume = _ZERO
+        self._next_due_ns = self.start_ns + (interval + 1) * self.slice_ns
+        return self._order(now_ns, qty, priced, Mode.NORMAL)

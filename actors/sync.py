@@ -1,10 +1,11 @@
-"""The synchronizer: keeps a basket's legs in step — leaders pause, laggards speed up, and the
-leaders shrink when a laggard cannot keep up (DESIGN §5.5).
+"""The synchronizer: keeps a basket's legs in step — leaders pause, laggards speed up, and, as
+the last resort, the basket shrinks by what a laggard cannot deliver (DESIGN §5.5).
 
 `Synchronizer.evaluate` compares the legs' completion p_i = filled_i / target_i and returns the
-changes to make: an `AdjustLeg` for each leg whose mode or target changes, and a `BasketShrunk`
-event when the basket is cut. It emits changes only, so calling it twice with the same inputs
-emits nothing the second time. The rules, with a completion band b:
+changes to make: an `AdjustLeg` for each leg whose mode or target changes, and a
+`BasketShrunk` or `BasketRestored` event when the basket's size changes. It emits changes
+only, so calling it twice with the same inputs emits nothing the second time. The rules, with
+a completion band b:
 
 - **Pause.** A leg ahead of the slowest leg by more than b pauses. It resumes once within b/2:
   the hysteresis keeps a leader from flapping on and off at the edge while the laggard closes.
@@ -12,21 +13,41 @@ emits nothing the second time. The rules, with a completion band b:
   returns to `NORMAL` once within b/4. Pausing wins over catching up: staying in step matters
   more than the clock, so a leg ahead of the slowest by more than b/2 does not catch up
   either (it would only run into the band and pause again); it trades at the normal pace.
-- **Shrink.** A leg is *stuck* while it is blocked (slippage cap, venue down, rejected: the
+- **Stuck.** A leg is *stuck* while it is blocked (slippage cap, venue down, rejected: the
   caller says so), or while it is behind the schedule by more than b and holds others back
   (some leg is ahead of it by more than b/2 — a basket that is slow as a whole is in step, and
   carries on past its horizon rather than shrinking). A leg stuck for longer than the grace
-  period shrinks the basket to what the laggard can achieve, as a fraction of the original
-  basket: a blocked leg, its filled fraction (the basket ends where it stands); a leg still
-  trading, its filled fraction projected to the end of the horizon at its pace so far (p/s at
-  schedule fraction s), but never less than the largest fraction any leg already holds — the
-  leaders stop where they are and the laggard is asked to reach them, past the horizon if
-  need be, rather than leave the basket out of ratio. Every leg's target becomes original ×
-  fraction, snapped down to its lot, never below what it has filled: a leader already past
-  the new in-ratio size (only when a blocked leg ends the basket) keeps its fills and the
-  excess is reported in `BasketShrunk.excess_qty` for the failure policy to unwind or hedge
-  (cutting a target never sells back). After a shrink every grace period starts again, and a
-  stuck leg that can achieve no less than the current size changes nothing.
+  period *limits* the basket until it can deliver its whole size again.
+- **Shrink by what the laggards cannot deliver.** The basket's size f (a fraction of the
+  original) is the least that a limiting leg can still deliver by the horizon, re-estimated
+  at every step from why it is stuck:
+  - a blocked leg delivers nothing more until it can trade again (its price comes back inside
+    its cap, its venue answers): f_i = filled_i / original_i;
+  - a leg still trading delivers at its achievable rate, r_i = what it filled per unit of the
+    schedule since its trouble began (measured over at least one grace period; until then —
+    a leg just back inside its cap — the schedule's own rate, original_i per unit), over the
+    schedule still to run: f_i = min(1, (filled_i + r_i·(1 − s)) / original_i).
+  f moves in steps of at least `RESIZE_STEP` of the basket, twice that to turn back (back to
+  the whole size at once).
+- **Reversible until the horizon.** Before the horizon a cut is *soft*: the synchronizer's
+  targets (original × f, snapped down to the lot, never below filled) measure progress and
+  the band, and a leg that reached its cut target pauses, but no leg's own target is cut. A
+  soft cut is therefore reversible: when a limiting leg's estimate rises (its price came back,
+  it trades faster) the basket's size rises with it — never above the original — and a leg
+  whose estimate reaches its whole size stops limiting. A limiting leg is never paused: it
+  trades (catching up while behind its original schedule) to win the size back.
+- **Final at the horizon.** From the horizon on a cut is *final*: every leg's own target is
+  cut (an `AdjustLeg` with `target_qty`), so that the basket ends — to the fills of a leg
+  blocked for longer than the grace period, and otherwise (a leg still trading, or blocked
+  only a moment) to the largest fraction any leg already holds: the leaders stop where they
+  are and the laggard is asked to reach them, past the horizon if need be. A final cut only
+  ever cuts, and is never restored (the legs cannot take a target back). A leader already
+  past the in-ratio size keeps its fills and the excess is reported in
+  `BasketShrunk.excess_qty` for the failure policy to unwind or hedge (cutting a target never
+  sells back).
+
+So a basket ends when every leg reached its (possibly restored) target, or, short of it, at the
+horizon (plus the grace a newly blocked leg is given): never early because it was shrunk.
 
 In **risk** mode the band is a dollar limit L on the imbalance risk sqrt(uᵀΣu), computed by the
 caller's `risk_of(progress)`. Above L, every leg ahead of the slowest pauses and the slowest
@@ -49,6 +70,8 @@ from venues.model import Instrument
 
 # Leave a pause (catch-up, risk alarm) only once the gap is this fraction of what entered it.
 RESUME = 0.5
+# The basket's size moves by at least this share of it (a trading laggard's estimate drifts).
+RESIZE_STEP = Decimal("0.01")
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -73,14 +96,37 @@ class BasketShrunk(msgspec.Struct, frozen=True, kw_only=True):
     fraction: float  # of the original basket now targeted
     previous_fraction: float
     reason: str
-    laggards: list[str]  # the legs stuck past the grace period, the one that set the size first
+    laggards: list[str]  # the legs that limit the basket, the one that set the size first
     targets: dict[str, Decimal]  # every leg's target after the cut
     shortfall_qty: dict[str, Decimal]  # original target − new target, every leg
     excess_qty: dict[str, Decimal]  # filled beyond the in-ratio size (legs already past it)
     ts_ns: int
+    final: bool = False  # the legs' own targets were cut (at the horizon): not reversible
 
 
-SyncEffect = AdjustLeg | BasketShrunk
+class BasketRestored(msgspec.Struct, frozen=True, kw_only=True):
+    """A soft cut was (partly) undone: a limiting leg can deliver more again."""
+
+    fraction: float  # of the original basket now targeted (1.0: the whole basket)
+    previous_fraction: float
+    reason: str
+    laggards: list[str]  # the legs that still limit it
+    targets: dict[str, Decimal]
+    ts_ns: int
+
+
+SyncEffect = AdjustLeg | BasketShrunk | BasketRestored
+
+
+class _Trouble(msgspec.Struct, kw_only=True):
+    """Why a leg is stuck, since when, and what it had filled when its trouble began."""
+
+    blocked: bool
+    why: str  # "at its slippage cap", "behind the schedule", …
+    since_ns: int  # stuck since (the grace period runs from here)
+    window_ns: int  # this kind of trouble (blocked, or trading slowly) since
+    window_s: float  # the schedule's fraction then
+    window_filled: Decimal
 
 
 class Synchronizer:
@@ -96,11 +142,13 @@ class Synchronizer:
         risk_limit_usd: float | None = None,
         risk_of: RiskOf | None = None,
         catch_up_lag: float | None = None,
+        start_ns: int = 0,
     ) -> None:
         """Give `band` (a completion fraction), or `risk_limit_usd` with `risk_of`.
 
         `catch_up_lag` is how far behind the schedule a leg may fall before it catches up:
-        b/2 by default in band mode, `DEFAULT_BAND`/2 in risk mode.
+        b/2 by default in band mode, `DEFAULT_BAND`/2 in risk mode. `start_ns`: the basket's
+        start, the zero of the times its reasons give ("since 371 s").
         """
         if not targets:
             raise ValueError("targets: a basket needs at least one leg")
@@ -123,6 +171,7 @@ class Synchronizer:
             raise ValueError(f"grace_ns: {grace_ns} must be 0 or more")
         self.band = band
         self.grace_ns = grace_ns
+        self.start_ns = start_ns
         self.risk_limit_usd = risk_limit_usd
         self._risk_of = risk_of
         if catch_up_lag is None:
@@ -130,11 +179,19 @@ class Synchronizer:
         self.catch_up_lag = catch_up_lag
         self.instruments = dict(instruments)
         self.original: dict[str, Decimal] = dict(targets)
+        # In-ratio targets at the basket's current size (soft cuts included): the band's.
         self.targets: dict[str, Decimal] = dict(targets)
-        self.fraction = _ONE  # of the original basket
+        # The legs' own targets: cut only by a final cut, and never raised again.
+        self.committed: dict[str, Decimal] = dict(targets)
+        self._told: dict[str, Decimal] = dict(targets)  # what each leg was last told
+        self.fraction = _ONE  # of the original basket now targeted
+        self.final_fraction = _ONE  # no soft size may exceed the last final cut
+        self.reason = ""  # why the basket is smaller than ordered ("" at its whole size)
         self.modes: dict[str, Mode] = dict.fromkeys(targets, Mode.NORMAL)
         self.risk_over = False  # risk mode: the alarm is on (until the risk is under L/2)
-        self._stuck_since: dict[str, int] = {}
+        self.limiting: dict[str, _Trouble] = {}  # stuck past the grace period
+        self._stuck: dict[str, _Trouble] = {}  # stuck, within the grace period
+        self._last_down = True  # the basket's size last moved down (or never moved)
 
     # -- the control step ------------------------------------------------------------------
     def evaluate(
@@ -162,7 +219,7 @@ class Synchronizer:
         if not filled:
             return []
         stopped = {
-            leg
+            leg: _trouble(progress.get(leg))
             for leg in self.targets
             if (blocked or {}).get(leg, False)
             or (leg in progress and progress[leg].status is LegStatus.FAILED)
@@ -174,41 +231,30 @@ class Synchronizer:
             self.risk_over = risk > limit or (self.risk_over and risk > limit * RESUME)
 
         desired = self._desired(filled, s, risk)
-        stuck = self._stuck(filled, s, stopped, desired)
-        for leg in list(self._stuck_since):
-            if leg not in stuck:
-                del self._stuck_since[leg]
-        for leg in stuck:
-            self._stuck_since.setdefault(leg, now_ns)
-        overdue = {
-            leg: why
-            for leg, why in stuck.items()
-            if now_ns - self._stuck_since[leg] > self.grace_ns
-        }
-
-        prior = dict(self.targets)
-        shrunk = self._shrink(overdue, every, s, stopped, now_ns) if overdue else None
-        if shrunk is not None:
-            self._stuck_since.clear()
+        self._track(self._stuck_now(filled, s, stopped, desired), stopped, every, s, now_ns)
+        resized = self._resize(every, s, stopped, now_ns)
+        if resized is not None:
             desired = self._desired(filled, s, risk)
 
         effects: list[SyncEffect] = []
         for leg, (mode, why) in desired.items():
-            cut = self.targets[leg] != prior[leg]
+            cut = self.committed[leg] < self._told[leg]
             if mode is self.modes[leg] and not cut:
                 continue
             self.modes[leg] = mode
+            if cut:
+                self._told[leg] = self.committed[leg]
             effects.append(
                 AdjustLeg(
                     leg_id=leg,
                     mode=mode,
-                    target_qty=self.targets[leg] if cut else None,
-                    reason=f"{shrunk.reason}; {why}" if cut and shrunk is not None else why,
+                    target_qty=self.committed[leg] if cut else None,
+                    reason=f"{self.reason}; {why}" if cut and self.reason else why,
                     ts_ns=now_ns,
                 )
             )
-        if shrunk is not None:
-            effects.append(shrunk)
+        if resized is not None:
+            effects.append(resized)
         return effects
 
     # -- the rules -------------------------------------------------------------------------
@@ -223,11 +269,26 @@ class Synchronizer:
         p = {leg: self.progress_of(leg, q) for leg, q in filled.items()}
         slowest = min(p, key=lambda leg: p[leg])
         p_min = p[slowest]
+        lag = self.catch_up_lag
         out: dict[str, tuple[Mode, str]] = {}
         for leg, p_i in p.items():
             current = self.modes[leg]
-            if filled[leg] >= self.targets[leg]:
+            if filled[leg] >= self.committed[leg]:
                 out[leg] = (current, "done")  # a finished leg sends nothing whatever its mode
+                continue
+            if leg in self.limiting:
+                # It sets the basket's size: it trades to win size back, never held.
+                original = self.original[leg]
+                behind = s - (float(filled[leg] / original) if original > 0 else 1.0)
+                if behind > lag or (current is Mode.CATCH_UP and behind > lag * RESUME):
+                    out[leg] = (Mode.CATCH_UP, f"limits the basket's size: {self.reason}")
+                else:
+                    out[leg] = (Mode.NORMAL, f"limits the basket's size: {self.reason}")
+                continue
+            if filled[leg] >= self.targets[leg]:
+                # At the basket's (soft) cut size: held there, its own target untouched, so
+                # that the size can be restored.
+                out[leg] = (Mode.PAUSE, f"held at the basket's size: {self.reason}")
                 continue
             lead, behind = p_i - p_min, s - p_i
             if risk is not None:
@@ -248,7 +309,6 @@ class Synchronizer:
                         f"ahead of the slowest leg {slowest} by {lead:.4f} (band {b})",
                     )
                     continue
-            lag = self.catch_up_lag
             laggard = lead <= lag
             if laggard and (behind > lag or (current is Mode.CATCH_UP and behind > lag * RESUME)):
                 out[leg] = (Mode.CATCH_UP, f"behind the schedule by {behind:.4f} (lag {lag})")
@@ -256,80 +316,242 @@ class Synchronizer:
                 out[leg] = (Mode.NORMAL, "in step")
         return out
 
-    def _stuck(
+    def _stuck_now(
         self,
         filled: Mapping[str, Decimal],
         s: float,
-        stopped: set[str],
+        stopped: Mapping[str, str],
         desired: Mapping[str, tuple[Mode, str]],
     ) -> dict[str, str]:
-        """The legs that cannot keep up now, and why."""
+        """The legs, not yet limiting the basket, that cannot keep up now, and why."""
         p = {leg: self.progress_of(leg, q) for leg, q in filled.items()}
         p_min, p_max = min(p.values()), max(p.values())
         out: dict[str, str] = {}
         for leg, p_i in p.items():
-            if filled[leg] >= self.targets[leg]:
+            if filled[leg] >= self.targets[leg] or leg in self.limiting:
                 continue
             if leg in stopped:
-                out[leg] = "blocked"
+                out[leg] = stopped[leg]
             elif self.band is not None:
                 b = self.band
                 if desired[leg][0] is not Mode.PAUSE and s - p_i > b and p_max - p_i > b / 2:
-                    out[leg] = f"behind the schedule by {s - p_i:.4f} (band {b})"
+                    out[leg] = "behind the schedule"
             elif self.risk_over and p_i <= p_min:
                 out[leg] = "the slowest leg with the imbalance risk over the limit"
         return out
 
-    def _shrink(
+    def _track(
         self,
-        overdue: Mapping[str, str],
-        filled: Mapping[str, Decimal],
+        stuck: Mapping[str, str],
+        stopped: Mapping[str, str],
+        every: Mapping[str, Decimal],
         s: float,
-        stopped: set[str],
         now_ns: int,
+    ) -> None:
+        """Start, carry on or end each leg's trouble; a leg stuck past the grace period
+        limits the basket. A limiting leg's rate is measured afresh when its trouble changes
+        kind (blocked, or trading slowly)."""
+        for leg in list(self._stuck):
+            if leg not in stuck:
+                del self._stuck[leg]
+        for leg, why in stuck.items():
+            t = self._stuck.get(leg)
+            if t is None:
+                t = self._stuck[leg] = _Trouble(
+                    blocked=leg in stopped,
+                    why=why,
+                    since_ns=now_ns,
+                    window_ns=now_ns,
+                    window_s=s,
+                    window_filled=every[leg],
+                )
+            else:
+                _carry_on(t, leg in stopped, why, every[leg], s, now_ns)
+            if now_ns - t.since_ns > self.grace_ns:
+                self.limiting[leg] = self._stuck.pop(leg)
+        for leg, t in self.limiting.items():
+            blocked = leg in stopped
+            if blocked:
+                why = stopped[leg]
+            elif not t.blocked:
+                why = t.why
+            elif self.band is not None:
+                why = "behind the schedule"
+            else:
+                why = "the slowest leg with the imbalance risk over the limit"
+            _carry_on(t, blocked, why, every[leg], s, now_ns)
+
+    def _reach(self, leg: str, t: _Trouble, filled: Decimal, s: float, now_ns: int) -> Decimal:
+        """The fraction of its original size the leg can still deliver by the horizon."""
+        original = self.original[leg]
+        if original <= 0:
+            return _ONE
+        have = filled / original
+        if t.blocked or s >= 1:
+            return have  # nothing more until it can trade again (or no time is left)
+        span = Decimal(repr(s - t.window_s))
+        if now_ns - t.window_ns >= self.grace_ns and span > 0:
+            rate = (filled - t.window_filled) / span  # what it achieved since its trouble began
+        else:
+            rate = original  # not measured yet (it just came back): the schedule's rate
+        return min(_ONE, (filled + rate * Decimal(repr(1 - s))) / original)
+
+    def _resize(
+        self,
+        every: Mapping[str, Decimal],
+        s: float,
+        stopped: Mapping[str, str],
+        now_ns: int,
+    ) -> BasketShrunk | BasketRestored | None:
+        """Set the basket's size to what its limiting legs can deliver (module docstring)."""
+        reach = {
+            leg: self._reach(leg, t, every[leg], s, now_ns) for leg, t in self.limiting.items()
+        }
+        freed = sorted(
+            leg for leg, r in reach.items() if r >= 1 or every[leg] >= self.committed[leg]
+        )
+        for leg in freed:
+            del self.limiting[leg]
+            del reach[leg]
+        if s >= 1 and reach:
+            cut = self._cut_for_good(every, reach, now_ns)
+            if cut is not None or self.final_fraction < 1:
+                return cut
+            reach = dict.fromkeys(reach, _ONE)  # a leader holds it all: the laggard follows
+        fraction = min(min(reach.values(), default=_ONE), self.final_fraction)
+        # A trading laggard's estimate wobbles with its slices: a move back the other way
+        # needs twice the step, so that the size does not saw up and down.
+        step = abs(fraction - self.fraction)
+        down = fraction < self.fraction
+        least = RESIZE_STEP if down == self._last_down else 2 * RESIZE_STEP
+        if fraction == self.fraction or (fraction < self.final_fraction and step < least):
+            return None
+        self._last_down = down
+        laggards = sorted(reach, key=lambda leg: (reach[leg], leg))
+        previous = self.fraction
+        excess = self._set_size(fraction, every, final=False)
+        if fraction < previous:
+            self.reason = f"shrunk to {_pct(fraction)}: {self._why(laggards, reach)}"
+            return BasketShrunk(
+                fraction=float(fraction),
+                previous_fraction=float(previous),
+                reason=self.reason,
+                laggards=laggards,
+                targets=dict(self.targets),
+                shortfall_qty={leg: self.original[leg] - t for leg, t in self.targets.items()},
+                excess_qty=excess,
+                ts_ns=now_ns,
+            )
+        at = (now_ns - self.start_ns) / 1e9
+        if laggards:
+            why = self._why(laggards, reach)
+        else:
+            whose = "its" if len(freed) == 1 else "their"
+            why = f"{', '.join(freed)} can deliver {whose} whole size again at {at:.0f} s"
+        reason = f"restored to {_pct(fraction)}: {why}"
+        self.reason = "" if fraction >= 1 else reason
+        return BasketRestored(
+            fraction=float(fraction),
+            previous_fraction=float(previous),
+            reason=reason,
+            laggards=laggards,
+            targets=dict(self.targets),
+            ts_ns=now_ns,
+        )
+
+    def _cut_for_good(
+        self, every: Mapping[str, Decimal], reach: Mapping[str, Decimal], now_ns: int
     ) -> BasketShrunk | None:
-        """Cut every target to the fraction the worst stuck leg can achieve, if that cuts."""
-        # What the legs already hold: a leg still trading is never asked to stop short of it,
-        # since cutting below the leaders' fills would only leave the basket further out of
-        # ratio (the leaders cannot give back what they bought).
+        """The horizon: cut the legs' own targets so that the basket ends."""
+        # A leg still trading is never asked to stop short of what a leader holds: cutting
+        # below the leaders' fills would only leave the basket further out of ratio (they
+        # cannot give back what they bought). A leg blocked past the grace ends it as it is.
         held = max(
-            (filled[leg] / original for leg, original in self.original.items() if original > 0),
+            (every[leg] / original for leg, original in self.original.items() if original > 0),
             default=_ZERO,
         )
-        achievable: dict[str, Decimal] = {}
-        for leg in overdue:
-            if leg in stopped or s <= 0:
-                # A blocked leg achieves what it has; the basket ends where it stands.
-                achievable[leg] = filled[leg] / self.original[leg]
-            else:
-                pace = filled[leg] / self.targets[leg] / Decimal(str(s))
-                achievable[leg] = max(self.fraction * min(pace, _ONE), held)
-        worst = min(achievable, key=lambda leg: achievable[leg])
-        fraction = min(achievable[worst], self.fraction)
-        if fraction >= self.fraction:
-            return None
-        targets: dict[str, Decimal] = {}
+        ends: dict[str, Decimal] = {}
+        for leg, r in reach.items():
+            t = self.limiting[leg]
+            ends[leg] = r if t.blocked and now_ns - t.window_ns > self.grace_ns else max(r, held)
+        fraction = min(*ends.values(), self.final_fraction)
+        if fraction >= self.final_fraction:
+            return None  # no further cut (at the whole size: the laggard reaches the leaders)
+        previous = self.fraction
+        excess = self._set_size(fraction, every, final=True)
+        laggards = sorted(ends, key=lambda leg: (ends[leg], leg))
+        at = (now_ns - self.start_ns) / 1e9
+        self.reason = (
+            f"shrunk to {_pct(fraction)}: {self._why(laggards, ends, final=True)} "
+            f"(final at {at:.0f} s)"
+        )
+        return BasketShrunk(
+            fraction=float(fraction),
+            previous_fraction=float(previous),
+            reason=self.reason,
+            laggards=laggards,
+            targets=dict(self.targets),
+            shortfall_qty={leg: self.original[leg] - t for leg, t in self.targets.items()},
+            excess_qty=excess,
+            ts_ns=now_ns,
+            final=True,
+        )
+
+    def _set_size(
+        self, fraction: Decimal, every: Mapping[str, Decimal], *, final: bool
+    ) -> dict[str, Decimal]:
+        """Every leg's target at `fraction` of the original (snapped down, never below its
+        fills nor above its own target); a final size also cuts the legs' own targets.
+        Returns the legs' fills beyond the in-ratio size."""
         excess: dict[str, Decimal] = {}
         for leg, original in self.original.items():
             in_ratio = self.instruments[leg].snap_qty(original * fraction)
-            if filled[leg] > in_ratio:
-                excess[leg] = filled[leg] - in_ratio
-            targets[leg] = min(max(in_ratio, filled[leg]), self.targets[leg])
-        if targets == self.targets:
-            return None
-        laggards = sorted(overdue, key=lambda leg: (achievable[leg], leg))
-        why = "; ".join(f"{leg} {overdue[leg]}" for leg in laggards)
-        grace_s = self.grace_ns / 1e9
-        event = BasketShrunk(
-            fraction=float(fraction),
-            previous_fraction=float(self.fraction),
-            reason=f"basket shrunk to {float(fraction):.4f}: {why} for over {grace_s:g} s",
-            laggards=laggards,
-            targets=targets,
-            shortfall_qty={leg: self.original[leg] - t for leg, t in targets.items()},
-            excess_qty=excess,
-            ts_ns=now_ns,
-        )
-        self.targets = targets
+            if every[leg] > in_ratio:
+                excess[leg] = every[leg] - in_ratio
+            target = min(max(in_ratio, every[leg]), self.committed[leg])
+            self.targets[leg] = target
+            if final:
+                self.committed[leg] = min(target, self.committed[leg])
         self.fraction = fraction
-        return event
+        if final:
+            self.final_fraction = fraction
+        return excess
+
+    def _why(self, legs: list[str], reach: Mapping[str, Decimal], *, final: bool = False) -> str:
+        """Each limiting leg, why and since when; a trading one with its estimate (`final`:
+        with what it is asked to reach)."""
+        parts = []
+        for leg in legs:
+            t = self.limiting[leg]
+            since = f"since {(t.window_ns - self.start_ns) / 1e9:.0f} s"
+            if t.blocked:
+                parts.append(f"{leg} {t.why} {since}")
+            elif final:
+                parts.append(f"{leg} {t.why} {since}, to reach {_pct(reach[leg])} past the horizon")
+            else:
+                parts.append(f"{leg} {t.why} {since}, on pace for {_pct(reach[leg])}")
+        return "; ".join(parts)
+
+
+def _carry_on(t: _Trouble, blocked: bool, why: str, filled: Decimal, s: float, now: int) -> None:
+    """A leg's trouble goes on; a new kind of it (blocked ⇄ trading) restarts its window."""
+    t.why = why
+    if blocked != t.blocked:
+        t.blocked = blocked
+        t.window_ns, t.window_s, t.window_filled = now, s, filled
+
+
+def _trouble(p: LegProgress | None) -> str:
+    """Why a blocked leg cannot trade, in a few words, from its snapshot."""
+    reason = p.reason if p is not None else ""
+    if p is not None and p.status is LegStatus.FAILED:
+        return f"failed ({reason})" if reason else "failed"
+    if "slippage cap" in reason:
+        return "at its slippage cap"
+    return f"blocked ({reason})" if reason else "blocked"
+
+
+def _pct(fraction: Decimal) -> str:
+    """62 %, 61.6 %: a share of the basket, to a tenth of a percent."""
+    text = f"{float(fraction) * 100:.1f}".rstrip("0").rstrip(".")
+    return f"{text} %"

@@ -463,6 +463,11 @@ def basket_tca(report: BasketReport) -> dict[str, Any]:
         "legging_risk_usd": legging_risk_usd(report.timeline),
         "hedge_activations": hedge_activations(report.timeline),
         "hedge_orders": hedge.orders if hedge is not None else 0,
+        # What the hedge cost in trading (fees, spread and impact against the mid) beside
+        # the risk it removed, sqrt(∫ ΔV dt), and that risk's value (docs/basket.md, Hedge).
+        "hedge_trading_cost_usd": hedge.trading_cost_usd if hedge is not None else 0.0,
+        "hedge_risk_removed_usd": hedge.risk_removed_usd if hedge is not None else 0.0,
+        "hedge_risk_value_usd": hedge.risk_value_usd if hedge is not None else 0.0,
         "hedge_reaction_ns": percentiles(hedge.reaction_ns if hedge is not None else []),
         "ack_latency_ns": {
             venue: {kind: percentiles(v) for kind, v in sorted(kinds.items())}

@@ -282,14 +282,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             report = r.report
             if report.status is not BasketState.COMPLETED:
                 failed.append(
-                    f"seed {r.seed} {r.mode.value}: {report.status.value}: {report.reason}"
+                    f"seed {r.seed} {r.variant or r.mode.value}: {report.status.value}: "
+                    f"{report.reason}"
                 )
             if args.quiet:
                 return
             m = r.metrics()
             risk = m["legging_risk_usd"]
             print(
-                f"  seed {r.seed:3d} {r.mode.value:12s} {r.report.status.value:10s} "
+                f"  seed {r.seed:3d} {r.variant or r.mode.value:12s} "
+                f"{r.report.status.value:10s} "
                 f"legging risk ${risk if risk is not None else float('nan'):,.2f}  "
                 f"shortfall {m['shortfall_bps'] or 0:.2f} bp",
                 flush=True,
@@ -522,7 +524,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         lines = "\n".join(f"  {e}" for e in trouble)
         raise UserError(f"{source}: cannot check basket {spec.basket_id!r}: {lines.strip()}")
     try:
-        checked = checks.check(spec, figures, list(cluster.venues.venues), rules, now)
+        checked = checks.check(
+            spec, figures, list(cluster.venues.venues), rules, now, risk=cluster.risk
+        )
     except SpecError as e:
         raise UserError(str(SpecError(e.errors, source=source, basket_id=e.basket_id))) from None
     _show_checked(checked, source, args.venues)
@@ -586,8 +590,11 @@ def _show_checked(checked: object, source: str, venues: str) -> None:
         )
     else:
         print("  reservable now on every venue")
+    for warning in basket.warnings:
+        print(f"  warning: {warning}")
     for note in basket.notes:
-        print(f"  note: {note}")
+        if not note.startswith("warning: "):  # each warning is a note too: shown above
+            print(f"  note: {note}")
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -833,7 +840,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         metavar="MODES",
         default="coordinated,independent,sequential",
-        help="execution modes, comma-separated (default coordinated,independent,sequential)",
+        help="execution modes, comma-separated, each optionally with a child style as "
+        "mode:style, e.g. coordinated:twap,coordinated:passive (a row per entry; a bare mode "
+        "runs the basket's own style; default coordinated,independent,sequential)",
     )
     backtest.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
     backtest.add_argument("--quiet", action="store_true", help="no line per run")

@@ -96,6 +96,8 @@ def status_lines(status: BasketStatus) -> list[str]:
     )
     width = max([8, *(len(leg.leg_id) for leg in status.legs)])
     lines = [head] + [_leg_line(leg, status.schedule_progress, width) for leg in status.legs]
+    if resized(status):
+        lines.append(f"  {status.reason}")
     # The transfers that fund it (`[collateral] routing`), each with its age while pending.
     lines += [
         f"  transfer {t.message}"
@@ -103,6 +105,12 @@ def status_lines(status: BasketStatus) -> list[str]:
         for t in status.transfers
     ]
     return lines
+
+
+def resized(status: BasketStatus) -> bool:
+    """The basket runs at another size than it was given: its reason says to what and why
+    ("shrunk to 62 %: btc at its slippage cap since 371 s")."""
+    return status.reason.startswith(("shrunk", "restored"))
 
 
 def status_line(status: BasketStatus) -> str:
@@ -123,6 +131,8 @@ def status_line(status: BasketStatus) -> str:
     if pending:
         oldest = max(t.age_s(status.ts_ns) for t in pending)
         words.append(f"transfers_pending={len(pending)} oldest_s={oldest:.0f}")
+    if resized(status):
+        words.append(f"reason={status.reason!r}")
     return " ".join(words)
 
 
@@ -162,8 +172,9 @@ def status_view(status: BasketStatus) -> RenderableType:
                 style="red" if leg.blocked else "",
             ),
         )
-    transfers = [Text(line) for line in status_lines(status)[1 + len(status.legs) :]]
-    return Group(head, legs, *transfers)
+    # The lines under the legs (a resized basket's reason, the transfers), as plain text.
+    rest = [Text(line) for line in status_lines(status)[1 + len(status.legs) :]]
+    return Group(head, legs, *rest)
 
 
 def _bar_text(progress: float, schedule: float) -> Text:

@@ -306,6 +306,16 @@ def _hedge(report: BasketReport, tca: dict[str, Any]) -> Section:
     if h is not None:
         cost += f": the basket's share of the hedge's loss, fees {_usd(h.fees_usd)} included"
     rows.append(("cost", cost))
+    if h is not None and (h.trading_cost_usd or h.risk_removed_usd2):
+        # What the hedge's decision rule weighed (docs/basket.md#hedge): what its trades
+        # paid against the mid, beside the risk they took off the basket and its value.
+        rows.append(
+            (
+                "earned",
+                f"trading cost {_usd(h.trading_cost_usd)} against risk removed "
+                f"{_usd(h.risk_removed_usd)} (√∫ΔV), valued {_usd(h.risk_value_usd)}",
+            )
+        )
     p50, p99, n = _latency(_get(tca, "hedge_reaction_ns"))
     rows.append(("reaction", f"p50 {p50}, p99 {p99} (n={n}; fill seen by a leg → hedge sent)"))
     if h is not None:

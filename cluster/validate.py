@@ -113,14 +113,16 @@ def check(
     known: Collection[str],
     rules: RoutingRules | None,
     now_ns: int,
+    risk: RiskSettings | None = None,
 ) -> Checked:
     """`spec` against the venues' `figures` (every venue it names must be among them;
     `known`: every configured venue), as the basket actor and the collateral actor check
-    it. Raises `SpecError` listing every mistake, each with its field."""
+    it (`risk`: the configuration's risk model, which sizes a hedge's relative thresholds).
+    Raises `SpecError` listing every mistake, each with its field."""
     instruments = {n: figures[n].instruments if n in figures else {} for n in known}
     prices = {(n, s): p for n, f in figures.items() for s, p in f.prices.items()}
     positions = {(n, s): q for n, f in figures.items() for s, q in f.positions.items()}
-    basket = validate(spec, instruments, prices, positions)
+    basket = validate(spec, instruments, prices, positions, risk=risk)
     errors: list[FieldError] = []
     book = MarginBook()  # the collateral actor's own defaults: its buffer and taker fee
     for f in figures.values():

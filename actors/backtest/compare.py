@@ -1,11 +1,16 @@
-"""Comparing execution modes over seeds: the document and table of `legato backtest`."""
+"""Comparing execution modes over seeds: the document and table of `legato backtest`.
+
+`--compare` takes modes, and modes with a child style: `coordinated:passive` runs the basket
+with `params.child_style = "passive"` (a leg's own `child_style` still wins); a bare mode runs
+the basket's own style. Each is one row of the table, named as given."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 
 from actors.backtest.run import (
@@ -19,10 +24,32 @@ from actors.backtest.run import (
 from actors.lifecycle import BasketState
 from actors.risk import RiskSettings
 from actors.routing import RoutingRules
-from actors.spec import BasketSpec, RebalanceSpec
+from actors.spec import BasketSpec, ChildStyle, RebalanceSpec
 from venues.config import (
     VenuesConfig,
 )
+
+
+class Variant(NamedTuple):
+    """A mode run with the basket's child style set to `style`."""
+
+    mode: ExecutionMode
+    style: ChildStyle
+
+    @property
+    def value(self) -> str:
+        """Its name in the document and the table: `mode:style`."""
+        return f"{self.mode.value}:{self.style.value}"
+
+
+Run = ExecutionMode | Variant
+
+
+def _styled(spec: BasketSpec | RebalanceSpec, run: Run) -> BasketSpec | RebalanceSpec:
+    if isinstance(run, ExecutionMode):
+        return spec
+    params = msgspec.structs.replace(spec.params, child_style=run.style)
+    return msgspec.structs.replace(spec, params=params)
 
 
 def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -43,7 +70,7 @@ def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
 def compare(
     spec: BasketSpec | RebalanceSpec,
     config: VenuesConfig,
-    modes: Sequence[ExecutionMode],
+    modes: Sequence[Run],
     seeds: int,
     *,
     risk: RiskSettings | None = None,
@@ -51,16 +78,22 @@ def compare(
     progress: Callable[[RunResult], None] | None = None,
     routing: RoutingRules | None = None,
 ) -> dict[str, Any]:
-    """Every mode over seeds 0..seeds−1: the JSON document of `legato backtest`."""
+    """Every mode (or mode and child style, `Variant`) over seeds 0..seeds−1: the JSON
+    document of `legato backtest`."""
     if seeds < 1:
         raise BacktestError(f"seeds: {seeds}; at least 1")
     if not modes:
         raise BacktestError("compare: no mode; give one or more of " + _mode_names())
-    runs: dict[ExecutionMode, list[RunResult]] = {m: [] for m in modes}
+    runs: dict[Run, list[RunResult]] = {m: [] for m in modes}
+    specs = {m: _styled(spec, m) for m in modes}
     for seed in range(seeds):
-        for mode in modes:
-            r = run_once(spec, config, mode, seed, risk=risk, settings=settings, routing=routing)
-            runs[mode].append(r)
+        for run in modes:
+            mode = run if isinstance(run, ExecutionMode) else run.mode
+            r = run_once(
+                specs[run], config, mode, seed, risk=risk, settings=settings, routing=routing
+            )
+            r.variant = run.value
+            runs[run].append(r)
             if progress is not None:
                 progress(r)
     all_runs = [r for rs in runs.values() for r in rs]
@@ -84,18 +117,31 @@ def compare(
     return out
 
 
-def parse_modes(text: str) -> list[ExecutionMode]:
-    """`coordinated,independent,sequential` → modes; BacktestError naming what is accepted."""
-    out: list[ExecutionMode] = []
+def parse_modes(text: str) -> list[Run]:
+    """`coordinated,independent:passive,…` → modes, each perhaps with a child style
+    (`mode:style`); BacktestError naming what is accepted."""
+    out: list[Run] = []
     for part in (p.strip() for p in text.split(",")):
+        name, colon, style_name = part.partition(":")
         try:
-            mode = ExecutionMode(part)
+            mode = ExecutionMode(name.strip())
         except ValueError:
             raise BacktestError(
-                f"--compare: unknown mode {part!r}; accepted: {_mode_names()}"
+                f"--compare: unknown mode {name.strip()!r} in {part!r}; accepted: "
+                f"{_mode_names()}, each optionally as mode:style"
             ) from None
-        if mode not in out:
-            out.append(mode)
+        run: Run = mode
+        if colon:
+            try:
+                run = Variant(mode, ChildStyle(style_name.strip()))
+            except ValueError:
+                styles = ", ".join(s.value for s in ChildStyle)
+                raise BacktestError(
+                    f"--compare: unknown child style {style_name.strip()!r} in {part!r}; "
+                    f"accepted: {styles}"
+                ) from None
+        if run not in out:
+            out.append(run)
     if not out:
         raise BacktestError(f"--compare: no mode; accepted: {_mode_names()}")
     return out

@@ -57,6 +57,7 @@ from venues.model import (
     Instrument,
     NewOrder,
 )
+from venues.sim.book import PowerQueueModel
 from venues.sim.exchange import SimExchange
 from venues.sim.profile import Latency, VenueConditions
 
@@ -93,6 +94,9 @@ class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
     market_step_ms: float = 5.0  # venues advance their market this often
     ray_call: Latency = Latency(median_ms=0.7, p99_ms=3.0)  # one actor call, one way
     min_overrun_s: float = 60.0  # engine `min_overrun_s`: a basket this late past horizon fails
+    # The simulated books' queue model (`venues.sim.book`): None, cautious (cancels from the
+    # back); n, the power-law position estimate with that exponent.
+    queue_power: float | None = None
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -114,6 +118,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     pending_net_beta_usd: float | None = None
     pending_net_risk_usd: float | None = None  # one-day 1σ, every factor
     market_vol_1d: float | None = None  # of the market factor (betas are to it)
+    variant: str = ""  # `mode:style` when a comparison set the child style (`compare`)
 
     @property
     def completion_s(self) -> float | None:
@@ -177,6 +182,9 @@ class _LegPort:
 
     def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
         self._venue.query(symbol, client_order_id, then)
+
+    def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        self._venue.cancel(symbol, client_order_id, then)
 
 
 class _DeskPort:
@@ -293,7 +301,7 @@ class _Run:
             venue = venues[leg.venue]
             cmd = ArmLeg(
                 basket_id=basket.basket_id,
-                leg=leg,
+                leg=basket.styled(leg),
                 endpoint=VenueEndpoint(venue=leg.venue, config=configs[leg.venue]),
                 horizon_ns=leg_horizon_ns,
                 slice_ns=min(slice_ns, leg_horizon_ns),
@@ -450,6 +458,7 @@ class _Run:
             venue_epoch="",
             exposure=e.exposure,
             cause_ns=e.cause_ns,
+            catchup_s=e.catchup_s,
             ts_ns=e.ts_ns,
             risk=self.risk_settings,
         )
@@ -660,7 +669,8 @@ def _build_venues(
             raise BacktestError(f"venues.{name}.market: {e}") from None
         if isinstance(cfg.market, ReplayMarketConfig):
             spans.append(market.duration_ns)  # type: ignore[attr-defined]
-        exchange = SimExchange(name, market, start_ns=start)
+        queue = None if settings.queue_power is None else PowerQueueModel(settings.queue_power)
+        exchange = SimExchange(name, market, start_ns=start, queue_model=queue)
         for acct in cfg.accounts:
             exchange.open_account(acct.spec())
         conditions = VenueConditions(
@@ -756,7 +766,7 @@ def run_once(
             mid = venue.exchange.book_snapshot(symbol, 1, accepted).mid
             if mid is not None:
                 prices[(name, symbol)] = mid
-    basket = validate(spec, instruments, prices, {})
+    basket = validate(spec, instruments, prices, {}, risk=risk)
     loop.now = accepted
     for venue in venues.values():
         venue.start()

@@ -96,17 +96,24 @@ class Venue:
         """Whether the step at `t_ns` has nothing to apply or deliver (most steps of a
         replay, nearly all of a synthetic market); known without asking the exchange again
         until something uses it."""
+        if self._stale or not self.running:
+            return t_ns < self.quiet_until()
+        return t_ns < self._quiet  # asked every turn of the loop: the common case first
+
+    def quiet_until(self) -> float:
+        """Every step before this time is idle, as things stand (`idle`)."""
         if not self.running:
-            return False
+            return -math.inf
         if self._stale:
             self._quiet, self._stale = self._exchange.quiet_until(), False
-        return t_ns < self._quiet
+        return self._quiet
 
     def step(self) -> bool:
         """The market step: advance the exchange to now and deliver what it did."""
         if not self.running:
             return False
-        self.exchange.advance(self.loop.now)
+        self._stale = True  # `exchange`, written out: once a step
+        self._exchange.advance(self.loop.now)
         self.dispatch()
         return True
 
@@ -121,23 +128,29 @@ class Venue:
         if not events:
             return
         now = self.loop.now
+        listeners = self.listeners
         market: dict[str, list[Any]] = {}
+        # Every market event passes here: dispatch on the exact type (the events are final
+        # structs), and add up trades only for a symbol some leg listens to.
         for event in events:
-            if isinstance(event, AccountReport):
+            kind = type(event)
+            if kind is MarketTrade:
+                if event.symbol in listeners:
+                    entry = market.setdefault(event.symbol, [None, _ZERO, _ZERO])
+                    entry[1] += event.quantity
+                    entry[2] += event.quantity * event.price
+            elif kind is BookTicker:
+                if event.symbol in listeners:
+                    market.setdefault(event.symbol, [None, _ZERO, _ZERO])[0] = event
+            elif kind is AccountReport:
                 handler = self.stream.get(event.report.client_order_id)
                 if handler is not None:
                     self._account_due = max(self._account_due, now + self.stream_delay())
                     self.loop.at(self._account_due, handler, event.report)
-            elif isinstance(event, BookTicker):
-                market.setdefault(event.symbol, [None, _ZERO, _ZERO])[0] = event
-            elif isinstance(event, MarketTrade):
-                entry = market.setdefault(event.symbol, [None, _ZERO, _ZERO])
-                entry[1] += event.quantity
-                entry[2] += event.quantity * event.price
-            elif isinstance(event, WithdrawalSent) and self.on_withdrawal is not None:
+            elif kind is WithdrawalSent and self.on_withdrawal is not None:
                 self.on_withdrawal(event)
         for symbol, (ticker, qty, notional) in market.items():
-            legs = self.listeners.get(symbol)
+            legs = listeners.get(symbol)
             if not legs:
                 continue
             due = max(self._market_due.get(symbol, 0), now + self.stream_delay())
@@ -175,6 +188,31 @@ class Venue:
                     answer = self.exchange.query(self.account_id, symbol, client_order_id)
                 except VenueError as e:
                     answer = e
+            self.loop.after(back, then, answer)
+
+        self.loop.after(there, arrive)
+
+    def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        """Cancel an order by its client order id; `then` gets its report (CANCELED) or the
+        error (`UnknownOrder` when it has already ended). The venue's median trip each way,
+        as a query (no draw: the seeded latencies of the orders stay where they were)."""
+        p = self.profile
+        there = int(p.request.median_ms * MS)
+        back = int(p.response.median_ms * MS)
+
+        def arrive() -> None:
+            answer: Answer
+            refusal = outage_refusal(self.conditions, self.name, self.loop.now)
+            if refusal is not None:
+                answer = refusal
+            else:
+                try:
+                    answer = self.exchange.cancel(
+                        self.account_id, symbol, client_order_id, self.loop.now
+                    )
+                except VenueError as e:
+                    answer = e
+                self.dispatch()
             self.loop.after(back, then, answer)
 
         self.loop.after(there, arrive)

@@ -54,7 +54,7 @@ from actors.risk import RiskModel
 from actors.runners.leg import Unwound
 from actors.runners.port import Clock
 from actors.spec import Policy, ResolvedBasket
-from actors.sync import AdjustLeg, BasketShrunk
+from actors.sync import AdjustLeg, BasketRestored, BasketShrunk
 from actors.tca import basket_tca
 
 log = logging.getLogger(__name__)
@@ -397,8 +397,11 @@ class BasketRunner:
             match effect:
                 case AdjustLeg():
                     self.port.adjust(effect)
-                case BasketShrunk():
+                case BasketShrunk() | BasketRestored():
+                    # The basket's size changed: what the status line says while it runs.
                     self.notes.append(effect.reason)
+                    if not self.ending:
+                        self.reason = effect.reason
                 case Launched():
                     self.launched_ns = effect.ts_ns
                 case LegFailed():
@@ -673,9 +676,17 @@ class BasketRunner:
         elif self.failure_soft is not None:
             self._finish(S.FAILED, self.failure_soft + held)
         elif self._all_reconciled():
-            self._finish(S.COMPLETED, "every leg reconciled with its venue")
+            shrunk = self._shrunk()
+            done = "every leg reconciled with its venue"
+            self._finish(S.COMPLETED, f"{done}; {shrunk}" if shrunk else done)
         else:
             self._finish(S.FAILED, self._disagreement())
+
+    def _shrunk(self) -> str:
+        """Why the basket ends smaller than ordered: its size, the leg, why and since when
+        ("shrunk to 62 %: btc at its slippage cap since 371 s"); "" at its whole size."""
+        core = self.core
+        return core.sync.reason if core is not None and core.sync.fraction < 1 else ""
 
     def _all_reconciled(self) -> bool:
         legs = self._leg_ids
@@ -781,6 +792,9 @@ class BasketRunner:
                 hedge.held = st.held
                 hedge.flat_at_end = st.flat
                 hedge.reaction_ns = list(st.reaction_ns)
+                hedge.trading_cost_usd = st.trading_cost_usd
+                hedge.risk_removed_usd2 = st.risk_removed_usd2
+                hedge.risk_value_usd = st.risk_value_usd
         report = BasketReport(
             basket_id=basket.basket_id,
             status=self.lifecycle.state,
@@ -793,6 +807,7 @@ class BasketRunner:
             hedge=hedge,
             collateral=collateral,
             fraction=1.0 if self.core is None else float(self.core.sync.fraction),
+            shrink=self._shrunk(),
             launch_skew_ns=(max(accepts) - min(accepts)) if full else None,
             raw_ack_skew_ns=(max(acks) - min(acks)) if len(acks) == len(out) > 1 else None,
             venue_nodes=venue_nodes or {},

@@ -6,9 +6,16 @@ value risk alike. Its cores net their exposures and size the minimum-variance he
 decides the rest:
 
 - **when to trade**: on every new exposure snapshot (a stale or repeated one changes
-  nothing), in bounded rounds (`HEDGE_ROUNDS`) while newer snapshots keep arriving, one
-  order at a time, with the activation and hysteresis of the most sensitive basket in the
-  netting;
+  nothing) and on a timer while a basket is in the netting (`RECHECK_NS`), in bounded
+  rounds (`HEDGE_ROUNDS`) while newer snapshots keep arriving, one order at a time, with
+  the activation, hysteresis and decision rule of the most sensitive basket in the
+  netting, and only a trade that earns its cost (`HedgeRule`): the risk it removes over
+  the expected catch-up time against fees, half the spread and impact;
+- **the expected catch-up time** of each basket: a held basket's is a day (an operator
+  must act); one the basket reports (`ExposureReport.catchup_s`); else how long its
+  imbalance has lasted (an imbalance that has lasted t is expected to last about t more);
+- **what a trade cost and what it removed**: fees and the spread and impact paid against
+  the mid, and ∫ of the variance the hedge took off (`RiskRemoved`), per basket by share;
 - **what an order's failure means**: it may have filled all the same, so the positions are
   read back from the venue before the desk goes on;
 - **who an order served**: every basket in the netting (or just closed) shares its fees by
@@ -23,21 +30,35 @@ Its port gives the time, timers, and the hedge venue as two callbacks (`DeskPort
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
 
 import msgspec
+import numpy as np
 
-from actors.hedge import HedgeBook, HedgeLedger, HedgeOrder, HedgeSizer, hedge_quantity
+from actors.hedge import (
+    HedgeBook,
+    HedgeCosts,
+    HedgeLedger,
+    HedgeOrder,
+    HedgeRule,
+    HedgeSizer,
+    RiskRemoved,
+    hedge_quantity,
+)
 from actors.protocol import ExposureReport, HedgeFill, HedgeStatement, PlaceHedge
-from actors.risk import RiskSettings
+from actors.risk import RISK_HORIZON_S, RiskSettings
 from actors.runners.port import Clock
 from actors.spec import HedgeSpec
 from venues.model import Instrument
 
 HEDGE_ROUNDS = 20  # re-evaluations per trading burst, while newer exposures keep arriving
 CLOSE_TIMEOUT_NS = 15_000_000_000  # how long closing a basket waits for the trades it causes
+# How often the desk looks again while a basket is in the netting and nothing is reported:
+# a catch-up time reckoned from the imbalance's age grows without any new exposure.
+RECHECK_NS = 1_000_000_000
 
 
 class DeskPort(Clock, Protocol):
@@ -69,6 +90,9 @@ class BasketHedge(msgspec.Struct, kw_only=True):
     risk: RiskSettings | None = None
     closed: bool = False
     held: bool = False  # finished, its exposure kept in the netting until released
+    trading_cost_usd: float = 0.0  # its share of fees, spread and impact against the mid
+    catchup_s: float | None = None  # as its newest report gave it
+    since_ns: int | None = None  # when its current imbalance began (it entered the netting)
 
 
 class DeskRunner:
@@ -88,6 +112,11 @@ class DeskRunner:
         self._lot = {i.symbol: i.lot for i in instruments}
         self.closing: set[str] = set()  # closed baskets whose unwind trades are under way
         self.n = 0  # hedge orders sent (numbers their client order ids)
+        self.removed = RiskRemoved()
+        self.last_trade_ns: int | None = None
+        self._ticks = {i.symbol: float(i.tick) for i in instruments}
+        self._slip: dict[str, tuple[float, float]] = {}  # symbol → (USD paid vs mid, notional)
+        self._recheck_ns: int | None = None  # the pending re-evaluation
         self.trading = False
         self._dirty = False
         self._idle: list[Callable[[], None]] = []  # waiting for the trading to stop
@@ -106,6 +135,12 @@ class DeskRunner:
         stats = self.baskets.setdefault(r.basket_id, BasketHedge())
         stats.spec = r.hedge
         stats.risk = r.risk
+        stats.catchup_s = r.catchup_s
+        if not self.book.has(r.basket_id):
+            stats.since_ns = None
+        elif stats.since_ns is None:
+            stats.since_ns = now
+        self._measure(now)
         if r.cause_ns is not None and r.cause_ns > stats.seen_cause_ns:
             stats.pending_cause_ns = stats.seen_cause_ns = r.cause_ns
         else:
@@ -130,6 +165,7 @@ class DeskRunner:
         now = self.port.now_ns()
         self.book.accrue(self.ledger.unaccrued_usd(), now)
         self.book.close(basket_id, now)
+        self._measure(now)
         stats.closed = True
         self.closing.add(basket_id)
         self._kick()
@@ -144,6 +180,9 @@ class DeskRunner:
     # -- what it holds -----------------------------------------------------------------------
     def statement(self, basket_id: str, *, held: bool) -> HedgeStatement:
         stats = self.baskets.get(basket_id) or BasketHedge()
+        self.removed.accrue(self.port.now_ns())
+        removed = self.removed.by_basket.get(basket_id, 0.0)
+        price = stats.spec.risk_price if stats.spec is not None else HedgeRule().risk_price
         return HedgeStatement(
             basket_id=basket_id,
             orders=stats.orders,
@@ -153,6 +192,9 @@ class DeskRunner:
             held=held,
             flat=self.flat(),
             reaction_ns=list(stats.reaction_ns),
+            trading_cost_usd=stats.trading_cost_usd,
+            risk_removed_usd2=removed,
+            risk_value_usd=price * math.sqrt(max(removed, 0.0)),
         )
 
     def held(self) -> list[str]:
@@ -172,6 +214,50 @@ class DeskRunner:
         if not specs:
             return (0.0, 0.0)
         return (min(s.activation_usd for s in specs), min(s.hysteresis_usd for s in specs))
+
+    def rule(self) -> HedgeRule:
+        """The decision rule of the baskets in the netting: the most ready to hedge of
+        theirs (the highest risk price, the lowest ratios and hold)."""
+        specs = [s.spec for s in self.baskets.values() if s.spec is not None and not s.closed]
+        if not specs:
+            return HedgeRule()
+        return HedgeRule(
+            risk_price=max(s.risk_price for s in specs),
+            enter_ratio=min(s.enter_ratio for s in specs),
+            exit_ratio=min(s.exit_ratio for s in specs),
+            min_hold_ns=int(min(s.min_hold_s for s in specs) * 1e9),
+        )
+
+    def costs(self) -> HedgeCosts:
+        """The cost model: the highest fee and impact the baskets state, and half the spread
+        per instrument: one tick at the mid (DESIGN §10: perps trade a tick wide), or what
+        the desk's own fills paid against the mid on average, if more."""
+        specs = [s.spec for s in self.baskets.values() if s.spec is not None]
+        half: dict[str, float] = {}
+        for symbol, tick in self._ticks.items():
+            mid = self.ledger.mids.get(symbol)
+            bps = tick / 2 / mid * 10_000 if mid else 0.0
+            paid, notional = self._slip.get(symbol, (0.0, 0.0))
+            if notional > 0:
+                bps = max(bps, paid / notional * 10_000)
+            half[symbol] = bps
+        return HedgeCosts(
+            fee_bps=max((s.fee_bps for s in specs), default=0.0),
+            impact_bps_per_musd=max((s.impact_bps_per_musd for s in specs), default=0.0),
+            half_spread_bps=half,
+        )
+
+    def catchup_s(self, now_ns: int) -> float:
+        """The netting's expected catch-up time (see the module docstring)."""
+        seconds: dict[str, float] = {}
+        for b, stats in self.baskets.items():
+            if stats.held:
+                seconds[b] = RISK_HORIZON_S
+            elif stats.catchup_s is not None:
+                seconds[b] = stats.catchup_s
+            elif stats.since_ns is not None:
+                seconds[b] = max(0.0, (now_ns - stats.since_ns) / 1e9)
+        return self.book.catchup_s(seconds)
 
     def quantity(self, order: HedgeOrder) -> Decimal | None:
         """The order's size in base units, to the nearest lot; an unwind to flat closes the
@@ -197,8 +283,40 @@ class DeskRunner:
         self._dirty = False
         activation, hysteresis = self.limits()
         now = self.port.now_ns()
-        orders = self.book.orders(self.ledger.positions_usd(), now, activation, hysteresis)
+        orders = self.book.decide(
+            self.ledger.positions_usd(),
+            now,
+            activation_usd=activation,
+            hysteresis_usd=hysteresis,
+            rule=self.rule(),
+            costs=self.costs(),
+            catchup_s=self.catchup_s(now),
+            last_trade_ns=self.last_trade_ns,
+        )
         self._next(orders, k)
+
+    def _measure(self, now_ns: int) -> None:
+        """The variance the hedge takes off from now on: V(e) − V(e + Bh) of the netting."""
+        book = self.book
+        held = self.ledger.positions_usd()
+        h = np.array([held.get(s, 0.0) for s in book.sizer.symbols])
+        e = book.netted()
+        rate = book.sizer.risk.variance(e) - book.sizer.residual_variance(e, h)
+        self.removed.update(rate, book.shares_in_force(), now_ns)
+
+    def _recheck(self) -> None:
+        """Look again later while a basket is in the netting (see `RECHECK_NS`)."""
+        if not self.book.baskets or self._recheck_ns is not None:
+            return
+        at = self.port.now_ns() + RECHECK_NS
+        self._recheck_ns = at
+
+        def again() -> None:
+            if self._recheck_ns == at:
+                self._recheck_ns = None
+                self._kick()
+
+        self.port.call_at(at, again)
 
     def _next(self, orders: list[HedgeOrder], k: int) -> None:
         if orders:
@@ -208,6 +326,7 @@ class DeskRunner:
             self._round(k + 1)
             return
         self.trading = False
+        self._recheck()
         waiting, self._idle = self._idle, []
         for fn in waiting:
             fn()
@@ -263,9 +382,18 @@ class DeskRunner:
         r = fill.report
         qty = float(r.cum_filled)
         fee = float(r.cum_fee)
+        paid = fee
         if qty > 0 and r.avg_price is not None:
-            self.ledger.fill(order.symbol, order.side, qty, float(r.avg_price), fee)
+            price = float(r.avg_price)
+            self.ledger.fill(order.symbol, order.side, qty, price, fee)
+            size = self.ledger.contract_sizes[order.symbol]
+            slip = order.side.sign * (price - fill.mid) * qty * size
+            before = self._slip.get(order.symbol, (0.0, 0.0))
+            self._slip[order.symbol] = (before[0] + slip, before[1] + fill.mid * qty * size)
+            paid += slip
+            self.last_trade_ns = self.port.now_ns()
         self.ledger.mark({order.symbol: fill.mid})
+        self._measure(self.port.now_ns())
         shares = self.book.sizer.shares(self.book.baskets) or {
             b: 1.0 / len(involved) for b in involved
         }
@@ -274,6 +402,7 @@ class DeskRunner:
             stats = self.baskets[b]
             stats.orders += 1
             stats.fees_usd += fee * shares.get(b, 0.0)
+            stats.trading_cost_usd += paid * shares.get(b, 0.0)
             stats.max_abs_position = max(stats.max_abs_position, gross)
             cause = causes[b]
             if cause is not None:
@@ -287,4 +416,6 @@ class DeskRunner:
         if not isinstance(held, Exception):
             for i in self.instruments:
                 self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
+            self.last_trade_ns = self.port.now_ns()
+            self._measure(self.port.now_ns())
         self._next(rest, k)

@@ -48,8 +48,17 @@ from actors.protocol import ArmLeg
 from actors.report import LegReport
 from actors.runners.journal import NO_JOURNAL, Journal, LegJournal
 from actors.runners.port import LegPort, Timer, VenueAnswer
-from actors.schedule import Hold, Mode, SendChildOrder, SliceScheduler, latency_buffer_bps
-from actors.spec import MAX_CHILD_SEQ, client_order_id
+from actors.schedule import (
+    DEFAULT_CATCH_UP_LAG,
+    CancelChildOrder,
+    Hold,
+    Mode,
+    Quote,
+    SendChildOrder,
+    SliceScheduler,
+    latency_buffer_bps,
+)
+from actors.spec import MAX_CHILD_SEQ, ChildStyle, client_order_id
 from actors.sync import AdjustLeg
 from venues.binance.parse import STALE_TIMESTAMP
 from venues.errors import (
@@ -69,6 +78,7 @@ from venues.model import (
     NewOrder,
     OrderStatus,
     OrderType,
+    RejectReason,
     Side,
     TimeInForce,
 )
@@ -89,10 +99,19 @@ RECOVERED_SEQ = 1 << 40  # where a recovered leg's snapshot numbers start
 # an order report can end: a leg in one of them sleeps through book ticks and trades.
 _NEVER_REACHED = "UNKNOWN_ORDER: never reached the venue"
 _TIMED_HOLDS = frozenset(
-    {Hold.NOT_DUE, Hold.NOT_STARTED, Hold.AHEAD, Hold.PAUSED, Hold.DONE, Hold.STOPPED}
+    {
+        Hold.NOT_DUE,
+        Hold.NOT_STARTED,
+        Hold.AHEAD,
+        Hold.PAUSED,
+        Hold.DONE,
+        Hold.STOPPED,
+        Hold.REQUOTE_WAIT,
+        Hold.WAITING,
+    }
 )
 # Holds that wait on a command or a report alone: no timer but the heartbeat.
-_WAITING_HOLDS = frozenset({Hold.PAUSED, Hold.DONE, Hold.STOPPED})
+_WAITING_HOLDS = frozenset({Hold.PAUSED, Hold.DONE, Hold.STOPPED, Hold.WAITING})
 _ENDED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
 
 
@@ -183,6 +202,11 @@ class LegRunner:
         self._settlers: list[Callable[[], bool]] = []  # waiting for the open orders to end
         self._market_notional = _ZERO  # public trades while working, for the market VWAP
         self._market_qty = _ZERO
+        # `passive`: the resting post-only quote, and the cancels sent (in flight, or
+        # answered while the order's end is still to be learned: never sent twice).
+        self._quote: str | None = None
+        self._cancelling: set[str] = set()
+        self._cancel_sent: set[str] = set()
 
     # -- inputs from the driver ---------------------------------------------------------------
     def fire(
@@ -244,6 +268,10 @@ class LegRunner:
             next_n=self._next_n,
             latency_buffer_bps=latency_buffer_bps(cmd.vol_annual, book_age_ns(rtt_ns, delivery_ns)),
             synchronized=cmd.synchronized,
+            style=leg.child_style,
+            pov_rate=leg.pov_rate,
+            # Half the basket's band (what it passes as `max_child_fraction`), or the default.
+            catch_up_lag=cmd.max_child_fraction or DEFAULT_CATCH_UP_LAG,
         )
 
     def on_market(self, ticker: BookTicker | None, qty: Decimal, notional: Decimal) -> None:
@@ -300,6 +328,7 @@ class LegRunner:
         if self.status not in _ENDED:
             self.reason = self.reason or reason
         self._step()
+        self._pull_quote("stopped")
 
         def settled() -> None:
             if self.status not in (LegStatus.FAILED, LegStatus.RECONCILED):
@@ -323,6 +352,7 @@ class LegRunner:
         """Confirm every child order with the venue (DESIGN §5.7); the venue's figures win.
         Transient venue errors are retried until `deadline_ns`."""
         timeout = max(0, min(SETTLE_TIMEOUT_NS, deadline_ns - self.port.now_ns()))
+        self._pull_quote("reconciling")
         self._settle(timeout, lambda: self._reconcile_round(deadline_ns, 0, 0, then))
 
     def recover(
@@ -444,13 +474,33 @@ class LegRunner:
         sched = self.sched
         if sched is None or self._busy or self.status not in (LegStatus.WORKING, LegStatus.PAUSED):
             return
+        if self._cancelling:
+            return  # a quote's cancel is on its way: its answer steps the leg again
         now = self.port.now_ns()
         volume, self._volume = self._volume, _ZERO
         ledger = self.ledger
         filled, open_qty = ledger.filled_qty, ledger.open_qty
+        quote = self._resting()
         child = sched.next_slice(
-            now, filled, self.book, volume, self.mode, open_qty, ledger.missed_qty
+            now,
+            filled,
+            self.book,
+            volume,
+            self.mode,
+            open_qty,
+            ledger.missed_qty,
+            quote,
+            quote is None and ledger.quote_refused,
         )
+        if isinstance(child, CancelChildOrder):
+            if child.client_order_id in self._cancel_sent:
+                # Cancelled once and still open in the record: its end (a fill that won the
+                # race) is on its way or being asked for. Never cancelled twice.
+                self._query_later(child.client_order_id)
+                self._wake_at(now + SETTLE_POLL_NS)
+                return
+            self._pull(child.client_order_id)
+            return
         if child is not None:
             self._send(child)
             return
@@ -475,7 +525,14 @@ class LegRunner:
 
     def _sleep(self, sched: SliceScheduler, now: int) -> None:
         every = self.cmd.progress_every_ns
-        if sched.hold in _WAITING_HOLDS:
+        if sched.wake_ns is not None:
+            due = sched.wake_ns
+        elif sched.style is not ChildStyle.TWAP and sched.hold not in _WAITING_HOLDS:
+            # `passive`, `pov`: the schedule is looked at again at the next grid point (the
+            # market wakes a resting quote before then).
+            done = (now - sched.start_ns) // sched.slice_ns + 1
+            due = max(sched.start_ns + done * sched.slice_ns, sched.next_due_ns)
+        elif sched.hold in _WAITING_HOLDS:
             due = now + every  # woken by the command or report that ends it
         elif sched.hold is Hold.AHEAD:
             # The schedule moves on at the next grid point (or a fill or shrink wakes it).
@@ -498,13 +555,74 @@ class LegRunner:
             self._to(LegStatus.FAILED)
             self.reason = reason
         self.mode = Mode.STOP
+        self._pull_quote("failed")
         self._publish()
         self._check_settlers()
+
+    # -- the resting quote (`passive`) -------------------------------------------------------
+    def _resting(self) -> Quote | None:
+        """The resting post-only quote as the record has it (None once it has ended)."""
+        coid = self._quote
+        if coid is None:
+            return None
+        child = self.ledger.orders[coid]
+        if child.status.is_terminal and not child.unknown:
+            self._quote = None
+            self._cancel_sent.discard(coid)
+            return None
+        assert child.price is not None
+        return Quote(
+            client_order_id=coid,
+            price=child.price,
+            open_qty=child.quantity - child.filled_qty,
+            placed_ns=child.sent_ns,
+            working=not child.unknown and child.ack_ns is not None,
+        )
+
+    def _pull_quote(self, reason: str) -> None:
+        """Cancel the resting quote, if any (a stop, a failure, before reconciling)."""
+        quote = self._resting()
+        if quote is not None and quote.client_order_id not in self._cancel_sent:
+            self._pull(quote.client_order_id)
+
+    def _pull(self, coid: str) -> None:
+        """Ask the venue to cancel `coid`; the answer is booked as any report, and an order
+        that had already ended is asked about (its last report is on its way)."""
+        self._cancelling.add(coid)
+        self._cancel_sent.add(coid)
+        self.port.venue.cancel(self.leg.symbol, coid, lambda a: self._cancelled(coid, a))
+
+    def _cancelled(self, coid: str, answer: VenueAnswer) -> None:
+        self._cancelling.discard(coid)
+        now = self.port.now_ns()
+        match answer:
+            case ExecutionReport():
+                self._venue_back()
+                self.journal.reported(answer, ReportSource.QUERY, now)
+                self.ledger.on_report(answer, now)
+            case UnknownOrder():
+                self._query_later(coid)  # it ended before the cancel: learn how
+            case _:
+                # The venue did not answer (down, rate limit): the quote may still rest.
+                # Ask about it, and cancel again after a pause.
+                self._query_later(coid)
+
+                def again() -> None:
+                    self._cancel_sent.discard(coid)
+                    if self.status in (LegStatus.WORKING, LegStatus.PAUSED):
+                        self._step()
+                    else:
+                        self._pull_quote("again")
+
+                self.port.call_at(now + BACKOFF_FIRST_NS, again)
+        self._changed()
 
     # -- orders ------------------------------------------------------------------------------
     def _send(self, child: SendChildOrder) -> None:
         if self.arrival is None:
             self.arrival = child.arrival_price
+        if child.order.time_in_force is TimeInForce.POST_ONLY:
+            self._quote = child.order.client_order_id
         self._next_n = max(self._next_n, child.n + 1)
         self._busy = True
         self._place(child.order, child.n, "slice", self._answered_slice)
@@ -561,6 +679,13 @@ class LegRunner:
                 if answer.status is OrderStatus.REJECTED and first:
                     self._fail(f"first order {coid} rejected: {answer.reject_message}")
                     return
+                self._changed()
+            case OrderRejected() if answer.reason is RejectReason.POST_ONLY_WOULD_CROSS:
+                # The touch moved onto the quote's price while it travelled: it is priced
+                # again on a newer book, no refusal of the leg's orders.
+                reason = f"{answer.reason.value}: {answer.message}"
+                self.journal.refused(coid, reason, now)
+                ledger.refused(coid, reason, now)
                 self._changed()
             case OrderRejected():
                 reason = f"{answer.reason.value}: {answer.message}"

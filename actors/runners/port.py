@@ -41,6 +41,14 @@ class VenueCalls(Protocol):
         self, symbol: str, client_order_id: str, then: Callable[[VenueAnswer], None]
     ) -> None: ...
 
+    def cancel(
+        self, symbol: str, client_order_id: str, then: Callable[[VenueAnswer], None]
+    ) -> None:
+        """Cancel a resting order by its client order id; `then` gets the venue's report of
+        it (CANCELED, or FILLED when a fill won the race) or its error (`UnknownOrder`: the
+        venue does not know the order or it has already ended; ask it with `query`)."""
+        ...
+
     def trades(
         self, symbol: str, order_id: str, then: Callable[[list[Fill] | VenueError], None]
     ) -> None:

@@ -592,7 +592,7 @@ class BasketActor:
         if isinstance(spec, RebalanceSpec):
             held = await asyncio.gather(*(self.venues[v].positions.remote() for v in names))
             positions = {(v, s): q for v, h in zip(names, held, strict=True) for s, q in h.items()}
-        resolved = validate(spec, instruments, prices, positions)
+        resolved = validate(spec, instruments, prices, positions, risk=self.options.risk)
         self.resolved = resolved
         if self.journal is not None:
             await self._open_journal()
@@ -695,7 +695,7 @@ class BasketActor:
     ) -> ArmLeg:
         params = basket.params
         band = params.completion_band
-        leg = basket.leg(leg_id)
+        leg = basket.styled(basket.leg(leg_id))  # with its child style and pov rate
         return ArmLeg(
             basket_id=basket.basket_id,
             leg=leg,
@@ -984,6 +984,7 @@ class BasketActor:
             venue_epoch=self.endpoints[basket.hedge.venue].epoch,
             exposure=e.exposure,
             cause_ns=e.cause_ns,
+            catchup_s=e.catchup_s,
             ts_ns=e.ts_ns,
             risk=self.options.risk,
         )

@@ -101,6 +101,14 @@ class ClientCalls:
         call = self._client.query(symbol, client_order_id)
         self._call(call, then, f"query-{client_order_id}", VenueUnavailable)
 
+    def cancel(
+        self, symbol: str, client_order_id: str, then: Callable[[VenueAnswer], None]
+    ) -> None:
+        # An error the client did not map leaves the order's fate open: the runner queries it
+        # (and cancels again if it still rests), never takes it as cancelled.
+        call = self._client.cancel(symbol, client_order_id)
+        self._call(call, then, f"cancel-{client_order_id}", VenueUnavailable)
+
     def trades(
         self, symbol: str, order_id: str, then: Callable[[list[Fill] | VenueError], None]
     ) -> None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sized
 from decimal import Decimal
 
-from actors.spec._checks import _choices, _decimal, _show, _type_name
+from actors.spec._checks import _choices, _decimal, _show, _type_name, check_hedge_decision
 from actors.spec.model import (
     DEFAULT_BAND,
     MAX_AMOUNT,
@@ -52,6 +52,8 @@ def check_bounds(spec: Spec) -> list[FieldError]:
                 if leg.notional_usd is not None:
                     amount(leg.notional_usd, f"{at}.notional_usd", USD, errors)
                 slippage(leg.max_slippage_bps, f"{at}.max_slippage_bps", errors, optional=True)
+                if leg.child_style is not None:
+                    child_style(leg.child_style, f"{at}.child_style", errors)
     else:
         amount(spec.total_usd, "total_usd", USD, errors)
         if count(spec.targets, "targets", MAX_LEGS, errors):
@@ -127,6 +129,14 @@ def slippage(
     return bps
 
 
+def child_style(value: object, at: str, errors: list[FieldError]) -> None:
+    """A child style: one of `ChildStyle`'s values."""
+    if value not in tuple(ChildStyle):
+        errors.append(
+            FieldError(at, f"{_show(value)} is not accepted; accepted: {_choices(ChildStyle)}")
+        )
+
+
 def usd(value: object, at: str, errors: list[FieldError], *, zero: bool) -> float | None:
     """A USD figure of the params or the hedge: finite, >= 0 (`zero`) or > 0, <= 1e12."""
     accepted = f"USD {'>=' if zero else '>'} 0 and <= {_MAX_SHOWN}"
@@ -196,13 +206,18 @@ def check_params(params: object, errors: list[FieldError]) -> None:
             )
     if params.band_risk_usd is not None:
         usd(params.band_risk_usd, f"{at}.band_risk_usd", errors, zero=False)
-    if params.child_style not in tuple(ChildStyle):
-        errors.append(
-            FieldError(
-                f"{at}.child_style",
-                f"{_show(params.child_style)} is not accepted; accepted: {_choices(ChildStyle)}",
+    child_style(params.child_style, f"{at}.child_style", errors)
+    if params.pov_rate is not None:
+        pov = number(params.pov_rate, f"{at}.pov_rate", errors, "within (0, participation_cap]")
+        top = cap if cap is not None and 0 < cap <= 1 else 1.0
+        if pov is not None and not 0 < pov <= top:
+            errors.append(
+                FieldError(
+                    f"{at}.pov_rate",
+                    f"{_show(pov)} is outside (0, {_show(top)}]; the share of the venue's "
+                    "traded volume a `pov` leg aims at, at most participation_cap, e.g. 0.05",
+                )
             )
-        )
     _check_slice(params.slice_s, horizon, errors)
     grace = number(params.grace_s, f"{at}.grace_s", errors, f"seconds from 0 to {MAX_GRACE_S:g}")
     if grace is not None and grace < 0:
@@ -298,3 +313,4 @@ def check_hedge_values(hedge: HedgeSpec, errors: list[FieldError]) -> None:
     for name in ("activation_usd", "hysteresis_usd"):
         usd(getattr(hedge, name), f"hedge.{name}", errors, zero=True)
     count(hedge.instruments, "hedge.instruments", MAX_HEDGE_INSTRUMENTS, errors)
+    check_hedge_decision(hedge, errors)  # the relative thresholds and the decision rule

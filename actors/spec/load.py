@@ -6,6 +6,7 @@ import json
 import math
 import re
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -195,7 +196,8 @@ def _convert(
 
 def _type_message(error: msgspec.ValidationError, value: object, type_: Any) -> str:
     message = str(error).partition(" - at `")[0].replace("`", "")
-    choices = _choices(type_)
+    # An optional enum (a leg's own `child_style`) offers the enum's values.
+    choices = _choices(type_) or next((c for c in map(_choices, typing.get_args(type_)) if c), "")
     if message.startswith("Invalid enum value") or (choices and "Expected" in message):
         return f"{_show(value)} is not accepted; accepted: {choices}"
     if message.startswith("Expected"):

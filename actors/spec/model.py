@@ -32,6 +32,8 @@ ID_ROOM = MAX_CLIENT_ORDER_ID_LEN - len(f"--{MAX_CHILD_SEQ}") - RUN_TAG_ROOM
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 DEFAULT_BAND = 0.05
+ACTIVATION_USD = 10_000.0  # `HedgeSpec.activation_usd` when neither it nor a share is given
+HYSTERESIS_USD = 2_000.0
 
 # --- the bounds of every value (docs/basket.md, "Limits") -------------------------------
 # `load_basket` refuses a file with a value outside them before anything starts, and
@@ -75,9 +77,11 @@ class OnUnfunded(enum.StrEnum):
 
 
 class ChildStyle(enum.StrEnum):
-    """How a leg slices its quantity into child orders."""
+    """How a leg slices its quantity into child orders (docs/basket.md, "Child styles")."""
 
-    TWAP = "twap"  # equal slices every `slice_s`, capped by participation
+    TWAP = "twap"  # equal IOC slices every `slice_s`, capped by participation
+    PASSIVE = "passive"  # rests post-only at or inside the touch; crosses only to catch up
+    POV = "pov"  # IOC children of `pov_rate` × the venue's traded volume since the last one
 
 
 # --- the specification -----------------------------------------------------------------
@@ -91,6 +95,7 @@ class LegSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     quantity: Decimal | None = None
     notional_usd: Decimal | None = None
     max_slippage_bps: float | None = None  # default: the basket's params.max_slippage_bps
+    child_style: ChildStyle | None = None  # default: the basket's params.child_style
 
 
 class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -109,6 +114,9 @@ class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     band: float | None = None
     band_risk_usd: float | None = None
     child_style: ChildStyle = ChildStyle.TWAP
+    # `pov`: the share of the venue's traded volume each leg aims at, at most
+    # `participation_cap` (None: half of it).
+    pov_rate: float | None = None
     slice_s: float = 10.0
     grace_s: float = 30.0
     on_unfunded: OnUnfunded = OnUnfunded.WAIT
@@ -125,17 +133,54 @@ class ExecutionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         """The start instant in ns; "now" is `now_ns`."""
         return now_ns if self.start == "now" else int(self.start)
 
+    @property
+    def pov_share(self) -> float:
+        """The `pov` style's share of traded volume: `pov_rate`, or half the cap."""
+        return self.pov_rate if self.pov_rate is not None else self.participation_cap / 2
+
 
 class HedgeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Temporary hedges while legs lag: instruments on one venue, traded once the imbalance's
-    one-day dollar risk (1σ, netted over the baskets hedging alike) passes `activation_usd`,
-    resized only by changes of `hysteresis_usd`."""
+    """Temporary hedges while legs lag: instruments on one venue (docs/basket.md, "Hedge").
+
+    Thresholds. The hedge is considered once the imbalance's one-day dollar risk (1σ, netted
+    over the baskets hedging alike) passes the activation, and an instrument trades only by
+    more than the hysteresis (USD notional). Each is given in dollars (`activation_usd`,
+    `hysteresis_usd`) or relative to the basket (`activation_share` of its gross one-day risk
+    Σ|N_i|σ_i, `hysteresis_share` of its gross notional Σ|N_i|); a share, when given, sets
+    the figure and the dollar field is then left out. Validation turns shares into dollars.
+
+    The decision rule. Past the activation, the desk trades only when the risk a trade
+    removes over the expected catch-up time T is worth more than the trade costs:
+    `risk_price × sqrt(ΔV × T / 1 year) ≥ enter_ratio × cost`, where ΔV is the residual
+    variance the trade takes off (USD² a year) and cost the round trip in and out (fees at
+    `fee_bps`, half the spread, impact at `impact_bps_per_musd` per $1M traded). It keeps a
+    hedge while the same ratio for the position held stays above `exit_ratio`, and holds any
+    position at least `min_hold_s` before trading it again (unless no basket is left).
+    """
 
     venue: str
     instruments: list[str]
-    activation_usd: float = 10_000.0
-    hysteresis_usd: float = 2_000.0
+    activation_usd: float = ACTIVATION_USD
+    hysteresis_usd: float = HYSTERESIS_USD
+    activation_share: float | None = None  # of the basket's gross one-day risk
+    hysteresis_share: float | None = None  # of the basket's gross notional
     enabled: bool = True
+    risk_price: float = 1.0  # USD of cost worth paying per USD of 1σ P&L removed over T
+    enter_ratio: float = 1.0  # trade when value / cost reaches this
+    exit_ratio: float = 0.5  # unwind when the position's value / cost falls below this
+    min_hold_s: float = 10.0
+    fee_bps: float = 5.0  # the hedge venue's taker fee (DESIGN §10)
+    impact_bps_per_musd: float = 1.0  # linear impact per $1M of a hedge trade
+
+    def with_thresholds(self, activation_usd: float, hysteresis_usd: float) -> HedgeSpec:
+        """This hedge with its thresholds in dollars, its shares resolved away."""
+        return msgspec.structs.replace(
+            self,
+            activation_usd=activation_usd,
+            hysteresis_usd=hysteresis_usd,
+            activation_share=None,
+            hysteresis_share=None,
+        )
 
 
 class BasketSpec(
@@ -233,6 +278,10 @@ class ResolvedLeg(msgspec.Struct, frozen=True, kw_only=True):
     instrument: Instrument
     price: Decimal | None  # the price the leg was checked (and a notional converted) at
     max_slippage_bps: float  # the leg's own limit, or the basket's
+    # The leg's own child style, or the basket's, and the `pov` share (`ResolvedBasket.styled`
+    # fills them in from the spec).
+    child_style: ChildStyle = ChildStyle.TWAP
+    pov_rate: float = 0.0
 
     @property
     def notional_usd(self) -> Decimal | None:
@@ -252,6 +301,21 @@ class ResolvedBasket(msgspec.Struct, frozen=True, kw_only=True):
     hedge_instruments: list[Instrument]
     spec: BasketSpec | RebalanceSpec  # as submitted
     notes: list[str] = []  # e.g. rebalance targets left alone because the trade is too small
+    # What is legal but probably not meant (a hedge threshold the basket can never reach):
+    # the basket runs, and the warnings are shown beside it. Each is also in `notes`.
+    warnings: list[FieldError] = []
+
+    def styled(self, leg: ResolvedLeg) -> ResolvedLeg:
+        """`leg` with its child style resolved: its own (`LegSpec.child_style`), else the
+        basket's `params.child_style`; and the `pov` share of the params."""
+        style = self.params.child_style
+        if isinstance(self.spec, BasketSpec):
+            for given in self.spec.legs:
+                if given.leg_id == leg.leg_id and given.child_style is not None:
+                    style = given.child_style
+        return msgspec.structs.replace(
+            leg, child_style=ChildStyle(style), pov_rate=self.params.pov_share
+        )
 
     def leg(self, leg_id: str) -> ResolvedLeg:
         for leg in self.legs:

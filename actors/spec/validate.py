@@ -11,7 +11,21 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 
-from actors.spec._checks import _choices, _instrument, _price, _show, _type_name, _venue
+from actors.risk import (
+    RiskModel,
+    RiskSettings,
+    gross_risk_usd,
+    max_imbalance_risk_usd,
+    with_risk_betas,
+)
+from actors.spec._checks import (
+    _choices,
+    _instrument,
+    _price,
+    _show,
+    _type_name,
+    _venue,
+)
 from actors.spec.bounds import (
     QUANTITY,
     USD,
@@ -80,6 +94,8 @@ def validate(
     instruments: Instruments,
     prices: Prices | None = None,
     positions: Prices | None = None,
+    *,
+    risk: RiskSettings | None = None,
 ) -> ResolvedBasket:
     """Check a spec against the venues' instruments and resolve its legs.
 
@@ -87,6 +103,10 @@ def validate(
     notionals; without them a notional leg or a rebalance cannot be resolved (an error),
     and quantity legs skip the minimum-notional check. `positions` (signed base units by
     (venue, symbol), default flat) are what a rebalance trades from.
+
+    The hedge's thresholds are set against the basket, under the risk model `risk` (default:
+    the calibration of DESIGN §10): shares become dollars, and a threshold that no imbalance
+    of this basket could reach is a warning (`ResolvedBasket.warnings`, also in `notes`).
 
     Raises `SpecError` listing every mistake with its field path.
     """
@@ -124,6 +144,10 @@ def validate(
     check_params(spec.params, errors)
     hedge_instruments = _check_hedge(spec, instruments, errors)
     policy = _check_policy(spec, errors)
+    warnings: list[FieldError] = []
+    hedge = spec.hedge
+    if isinstance(hedge, HedgeSpec) and not errors:
+        hedge = _hedge_for_basket(hedge, resolved, risk, errors, warnings)
     if errors:
         raise SpecError(errors, basket_id=basket_id if isinstance(basket_id, str) else None)
     assert params is not None and policy is not None
@@ -132,10 +156,11 @@ def validate(
         legs=resolved,
         params=params,
         policy=policy,
-        hedge=spec.hedge,
+        hedge=hedge,
         hedge_instruments=hedge_instruments,
         spec=spec,
-        notes=notes,
+        notes=[*notes, *(f"warning: {w}" for w in warnings)],
+        warnings=warnings,
     )
 
 
@@ -361,7 +386,7 @@ def _check_hedge(
     if not isinstance(hedge, HedgeSpec):
         errors.append(FieldError("hedge", f"expected HedgeSpec, got {_type_name(hedge)}"))
         return []
-    check_hedge_values(hedge, errors)
+    check_hedge_values(hedge, errors)  # the decision rule's figures too
     if not hedge.instruments:
         errors.append(FieldError("hedge.instruments", 'empty; list at least one, e.g. ["IDXUSDT"]'))
         return []
@@ -402,3 +427,71 @@ def _traded(spec: Spec) -> dict[tuple[str, str], str]:
     if isinstance(spec, BasketSpec):
         return {(leg.venue, leg.symbol): f"legs[{i}]" for i, leg in enumerate(spec.legs)}
     return {(v, s): f"targets.{s}" for s in spec.targets if (v := spec.venues.get(s, spec.venue))}
+
+
+def _hedge_for_basket(
+    hedge: HedgeSpec,
+    legs: Sequence[ResolvedLeg],
+    risk: RiskSettings | None,
+    errors: list[FieldError],
+    warnings: list[FieldError],
+) -> HedgeSpec:
+    """The hedge with its thresholds in dollars for this basket, and a warning for each that
+    the basket's own imbalance cannot reach (docs/basket.md, "Hedge")."""
+    shares = hedge.activation_share is not None or hedge.hysteresis_share is not None
+    unpriced = [leg.leg_id for leg in legs if leg.notional_usd is None]
+    if unpriced:
+        if shares:
+            errors.append(
+                FieldError(
+                    "hedge.activation_share"
+                    if hedge.activation_share is not None
+                    else "hedge.hysteresis_share",
+                    f"no price for legs {', '.join(unpriced)}: a share of the basket needs "
+                    "every leg priced; give the threshold in USD instead",
+                )
+            )
+        return hedge
+    model = risk.model() if risk is not None else RiskModel.from_calibration()
+    configured = risk.betas if risk is not None else None
+    instruments = [
+        with_risk_betas(leg.instrument, model.factors, configured=configured) for leg in legs
+    ]
+    notionals = [float(leg.notional_usd or 0) for leg in legs]
+    signed = [leg.side.sign * n for leg, n in zip(legs, notionals, strict=True)]
+    try:
+        gross_risk = gross_risk_usd(model, notionals, instruments)
+        reach = max_imbalance_risk_usd(model, signed, instruments)
+    except ValueError:
+        return hedge  # an instrument the model cannot value: the desk says so when it trades
+    gross = sum(notionals)
+    activation = (
+        hedge.activation_usd
+        if hedge.activation_share is None
+        else hedge.activation_share * gross_risk
+    )
+    hysteresis = (
+        hedge.hysteresis_usd if hedge.hysteresis_share is None else hedge.hysteresis_share * gross
+    )
+    if hedge.enabled and activation > reach:
+        field = "activation_share" if hedge.activation_share is not None else "activation_usd"
+        warnings.append(
+            FieldError(
+                f"hedge.{field}",
+                f"the hedge activates at ${activation:,.2f} of one-day risk, and the largest "
+                f"imbalance this basket can carry has ${reach:,.2f} (its gross one-day risk: "
+                f"${gross_risk:,.2f}): its own imbalance never engages the hedge; e.g. "
+                f"activation_share = 0.05 (${0.05 * gross_risk:,.2f})",
+            )
+        )
+    if hedge.enabled and hysteresis >= gross:
+        field = "hysteresis_share" if hedge.hysteresis_share is not None else "hysteresis_usd"
+        warnings.append(
+            FieldError(
+                f"hedge.{field}",
+                f"the hedge trades only by more than ${hysteresis:,.2f}, the basket's whole "
+                f"gross notional (${gross:,.2f}): no hedge of this basket is that large; e.g. "
+                f"hysteresis_share = 0.01 (${0.01 * gross:,.2f})",
+            )
+        )
+    return hedge.with_thresholds(activation, hysteresis)

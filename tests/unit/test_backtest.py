@@ -123,6 +123,11 @@ def test_a_hedged_basket_hedges_only_when_coordinated() -> None:
     cluster = load_cluster(ROOT / "examples" / "venues.toml")
     spec = load_basket(ROOT / "examples" / "synthetic_eth_quick.toml")
     spec = msgspec.structs.replace(spec, params=msgspec.structs.replace(spec.params, horizon_s=6))
+    # A desk that prices risk far above what hedging costs: this basket's imbalance is then
+    # worth hedging (at the default price it is not: docs/basket.md#hedge).
+    assert spec.hedge is not None
+    eager = msgspec.structs.replace(spec.hedge, risk_price=1e6)
+    spec = msgspec.structs.replace(spec, hedge=eager)
     venues = check_venues(cluster.venues)
     hedged = run_once(spec, venues, ExecutionMode.COORDINATED, 0, risk=cluster.risk).report
     plain = run_once(spec, venues, ExecutionMode.INDEPENDENT, 0, risk=cluster.risk).report
@@ -211,3 +216,36 @@ def test_a_periodic_task_keeps_the_order_of_an_event_rescheduling_itself(seed: i
     busy_b = set(rng.sample(range(121), 30))
     events = [(rng.randrange(0, 200) * rng.choice((1, 5)), k) for k in range(60)]
     assert simulate(periodic=True) == simulate(periodic=False)
+
+
+def test_modes_can_carry_a_child_style_and_each_is_a_row() -> None:
+    from actors.backtest.compare import Variant  # noqa: PLC0415
+    from actors.spec import ChildStyle  # noqa: PLC0415
+
+    assert parse_modes("coordinated:twap, coordinated:passive,independent") == [
+        Variant(ExecutionMode.COORDINATED, ChildStyle.TWAP),
+        Variant(ExecutionMode.COORDINATED, ChildStyle.PASSIVE),
+        ExecutionMode.INDEPENDENT,
+    ]
+    with pytest.raises(BacktestError, match=r"'maker'.*twap, passive, pov"):
+        parse_modes("coordinated:maker")
+
+
+@pytest.mark.parametrize("style", ["passive", "pov"])
+def test_every_child_style_completes_the_basket_reconciled(laggard, style: str) -> None:
+    from actors.backtest.compare import Variant  # noqa: PLC0415
+    from actors.spec import ChildStyle  # noqa: PLC0415
+
+    spec, venues, risk = laggard
+    runs = [ExecutionMode.COORDINATED, Variant(ExecutionMode.COORDINATED, ChildStyle(style))]
+    doc = compare(spec, venues, runs, 1, risk=risk)
+    assert set(doc["modes"]) == {"coordinated", f"coordinated:{style}"}
+    assert doc["modes"][f"coordinated:{style}"]["completed"] == 1
+    styled = msgspec.structs.replace(
+        spec, params=msgspec.structs.replace(spec.params, child_style=style)
+    )
+    r = run_once(styled, venues, ExecutionMode.COORDINATED, 0, risk=risk)
+    assert r.report.status is BasketState.COMPLETED, r.report.reason
+    assert all(leg.reconciled for leg in r.report.legs)
+    for leg in r.report.legs:
+        assert all(c.status.is_terminal for c in leg.child_orders), "an order was left open"

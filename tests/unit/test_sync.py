@@ -7,10 +7,12 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.messages import LegProgress, LegStatus
 from actors.schedule import Hold, Mode, SliceScheduler, scheduled_fraction
-from actors.sync import AdjustLeg, BasketShrunk, Synchronizer
+from actors.sync import AdjustLeg, BasketRestored, BasketShrunk, Synchronizer
 from venues.model import BookTicker, Side
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 
@@ -119,62 +121,58 @@ def test_a_finished_leg_is_left_alone() -> None:
     assert s.evaluate(progress(eth=1.0, btc=1.0), 1.0, 0) == []
 
 
-# -- shrink -----------------------------------------------------------------------------------
+# -- shrink, the last resort -------------------------------------------------------------------
+HORIZON = 300 * SECOND
+CAP = "the touch is beyond the slippage cap from arrival"
+
+
+def at(t_s: float) -> tuple[float, int]:
+    """The schedule's fraction and the time, `t_s` seconds into a 300 s basket."""
+    return t_s / 300, int(t_s * SECOND)
+
+
+def capped(snaps: dict[str, LegProgress], leg: str) -> dict[str, LegProgress]:
+    """`leg` stopped at its slippage cap, as its snapshot says."""
+    return {**snaps, leg: msgspec.structs.replace(snaps[leg], blocked=True, reason=CAP)}
 
 
 def test_the_leaders_shrink_after_the_grace_period_and_not_before() -> None:
     s = sync(band=0.1)
-    snaps = progress(eth=0.5, btc=0.3)  # btc 0.3 behind the schedule at 0.6; eth waits
-    s.evaluate(snaps, 0.6, 0)
-    assert s.evaluate(snaps, 0.6, GRACE) == []  # exactly the grace period: not longer
-    effects = s.evaluate(snaps, 0.6, GRACE + 1)
+    s.evaluate(progress(eth=0.4, btc=0.3), *at(150))  # btc 0.2 behind, eth ahead of it
+    assert shrunk(s.evaluate(progress(eth=0.42, btc=0.33), 0.6, 150 * SECOND + GRACE)) is None
+    effects = s.evaluate(progress(eth=0.42, btc=0.33), 0.6, 150 * SECOND + GRACE + 1)
     event = shrunk(effects)
-    assert event is not None
-    # btc trades at half the schedule's pace: it can reach half the basket by the end.
-    assert event.fraction == pytest.approx(0.5) and event.previous_fraction == 1.0
+    assert event is not None and not event.final
+    # btc filled 0.03 over 0.1 of the schedule: at that rate it reaches 0.45 by the horizon,
+    # and the leaders are cut by what it cannot deliver, not to its 0.33 now.
+    assert event.fraction == pytest.approx(0.45) and event.previous_fraction == 1.0
     assert event.laggards == ["btc"]
-    assert event.targets == {"eth": D(5), "btc": D("0.5")}
-    assert event.shortfall_qty == {"eth": D(5), "btc": D("0.5")}
-    assert event.excess_qty == {}
+    assert event.targets == {"eth": D("4.5"), "btc": D("0.45")}
+    assert event.reason == "shrunk to 45 %: btc behind the schedule since 150 s, on pace for 45 %"
     cuts = adjustments(effects)
-    assert cuts["eth"].target_qty == D(5) and cuts["btc"].target_qty == D("0.5")
-    assert cuts["btc"].mode is Mode.NORMAL  # 0.3 of 0.5 is on the schedule again
-    assert s.targets == {"eth": D(5), "btc": D("0.5")}
+    # A soft cut: no leg's own target is touched before the horizon (it can be restored).
+    assert all(e.target_qty is None for e in cuts.values())
+    assert set(cuts) <= {"eth"} and s.modes["eth"] is Mode.PAUSE
+    assert s.modes["btc"] is Mode.CATCH_UP  # it limits the basket: never held, it catches up
+    assert s.committed == {"eth": D(10), "btc": D(1)}
     # Idempotent: the same inputs again change nothing.
-    assert s.evaluate(progress(s.targets, eth=0.5, btc=0.3), 0.6, GRACE + 1) == []
+    assert s.evaluate(progress(eth=0.42, btc=0.33), 0.6, 150 * SECOND + GRACE + 1) == []
 
 
-def test_a_laggard_that_recovers_within_the_grace_period_starts_the_clock_again() -> None:
-    s = sync(band=0.1)
-    s.evaluate(progress(eth=0.5, btc=0.3), 0.6, 0)
-    s.evaluate(progress(eth=0.5, btc=0.45), 0.6, GRACE // 2)  # only 0.15 behind, but...
-    s.evaluate(progress(eth=0.5, btc=0.46), 0.5, GRACE // 2 + 1)  # ...now within the band
-    assert shrunk(s.evaluate(progress(eth=0.5, btc=0.3), 0.6, GRACE + 1)) is None
-    assert shrunk(s.evaluate(progress(eth=0.5, btc=0.3), 0.6, 2 * GRACE + 2)) is not None
-
-
-def test_a_basket_slow_as_a_whole_does_not_shrink() -> None:
-    s = sync(band=0.1)
-    snaps = progress(eth=0.3, btc=0.28)  # both far behind the schedule, in step together
-    effects = s.evaluate(snaps, 0.6, 0)
-    assert {e.mode for e in effects} == {Mode.CATCH_UP}
-    assert s.evaluate(snaps, 0.6, 10 * GRACE) == []
-
-
-def test_a_blocked_laggard_shrinks_the_basket_to_its_fills_after_grace() -> None:
-    s = sync(band=0.1, legs=("eth", "btc", "steth"))
-    snaps = progress(eth=0.3, btc=0.3, steth=0.2)
-    blocked = {"steth": True}
-    s.evaluate(snaps, 0.25, 0, blocked)  # steth is not even behind the schedule
-    assert shrunk(s.evaluate(snaps, 0.25, GRACE, blocked)) is None
-    event = shrunk(s.evaluate(snaps, 0.25, GRACE + 1, blocked))
+def test_a_laggard_at_its_slippage_cap_shrinks_the_basket_to_its_fills_with_the_reason() -> None:
+    start = 1_000 * SECOND  # the reason's times are on the basket's axis
+    s = sync(band=0.1, start_ns=start)
+    snaps = capped(progress(eth=0.67, btc=0.62), "btc")
+    s.evaluate(snaps, 371 / 600, start + 371 * SECOND, {"btc": True})
+    event = shrunk(s.evaluate(snaps, 402 / 600, start + 402 * SECOND, {"btc": True}))
     assert event is not None
-    assert event.fraction == pytest.approx(0.2)
-    assert "steth blocked" in event.reason
-    assert event.targets == {"eth": D(3), "btc": D("0.3"), "steth": D(4)}
-    # The leaders are past the in-ratio size: they keep their fills and the excess is reported.
-    assert event.excess_qty == {"eth": D(1), "btc": D("0.1")}
-    assert event.shortfall_qty["steth"] == D(16)
+    # At its cap it delivers nothing until its price comes back: the basket is its 62 %.
+    assert event.fraction == pytest.approx(0.62)
+    assert event.reason == "shrunk to 62 %: btc at its slippage cap since 371 s"
+    assert event.targets == {"eth": D("6.7"), "btc": D("0.62")}  # eth keeps its fills
+    assert event.excess_qty == {"eth": D("0.5")}
+    assert s.modes["eth"] is Mode.PAUSE  # held at the cut size, its own target untouched
+    assert s.reason == event.reason
 
 
 def test_a_failed_leg_counts_as_blocked() -> None:
@@ -183,6 +181,82 @@ def test_a_failed_leg_counts_as_blocked() -> None:
     s.evaluate(snaps, 0.25, 0)
     event = shrunk(s.evaluate(snaps, 0.25, GRACE + 1))
     assert event is not None and event.targets["btc"] == D("0.2")
+    assert "btc failed" in event.reason
+
+
+def test_a_laggard_whose_price_comes_back_gets_its_size_back() -> None:
+    s = sync(band=0.1)
+    snaps = capped(progress(eth=0.6, btc=0.5), "btc")
+    s.evaluate(snaps, *at(150), {"btc": True})
+    assert shrunk(s.evaluate(snaps, *at(181), {"btc": True})) is not None
+    assert s.fraction == D("0.5") and s.modes["eth"] is Mode.PAUSE
+    # Back inside its cap at 210 s: until its pace is measured, it is taken to keep the
+    # schedule's rate from here, 0.5 + 0.3 = 0.8 of the basket by the horizon.
+    effects = s.evaluate(progress(eth=0.6, btc=0.5), *at(210))
+    restored = [e for e in effects if isinstance(e, BasketRestored)]
+    assert len(restored) == 1 and restored[0].fraction == pytest.approx(0.8)
+    assert restored[0].previous_fraction == pytest.approx(0.5)
+    assert s.targets == {"eth": D(8), "btc": D("0.8")}
+    assert s.committed == s.original  # no leg's own target was ever cut
+    # It catches up fast (0.25 of its size in 0.1 of the schedule): it can deliver it all.
+    effects = s.evaluate(progress(eth=0.75, btc=0.75), *at(241))
+    restored = [e for e in effects if isinstance(e, BasketRestored)]
+    assert len(restored) == 1 and restored[0].fraction == 1.0 and restored[0].laggards == []
+    assert restored[0].reason == "restored to 100 %: btc can deliver its whole size again at 241 s"
+    assert s.targets == s.original and s.limiting == {} and s.reason == ""
+
+
+def test_a_shrunk_basket_works_until_the_horizon_and_is_cut_for_good_there() -> None:
+    s = sync(band=0.1)
+    snaps = capped(progress(eth=0.6, btc=0.5), "btc")
+    s.evaluate(snaps, *at(150), {"btc": True})
+    s.evaluate(snaps, *at(181), {"btc": True})
+    # Every leg at its cut size before the horizon: nothing ends, no leg's target is cut.
+    for t in (200, 250, 299):
+        effects = s.evaluate(snaps, *at(t), {"btc": True})
+        assert all(e.target_qty is None for e in adjustments(effects).values())
+        assert shrunk(effects) is None
+    effects = s.evaluate(snaps, *at(300), {"btc": True})
+    event = shrunk(effects)
+    assert event is not None and event.final
+    assert event.fraction == pytest.approx(0.5)
+    assert event.reason == "shrunk to 50 %: btc at its slippage cap since 150 s (final at 300 s)"
+    cuts = adjustments(effects)
+    assert {leg: e.target_qty for leg, e in cuts.items()} == {"eth": D(6), "btc": D("0.5")}
+    assert s.committed == {"eth": D(6), "btc": D("0.5")}
+    assert s.evaluate(snaps, *at(301), {"btc": True}) == []  # final: nothing more to say
+
+
+def test_a_slow_laggard_is_asked_to_reach_the_leaders_at_the_horizon() -> None:
+    s = sync(band=0.1)
+    s.evaluate(progress(eth=0.55, btc=0.3), *at(150))
+    s.evaluate(progress(eth=0.55, btc=0.33), *at(181))
+    event = shrunk(s.evaluate(progress(eth=0.55, btc=0.4), *at(300)))
+    assert event is not None and event.final
+    # Cutting to btc's 0.4 would strand eth's extra 0.15 for good: btc is asked to reach 0.55.
+    assert event.fraction == pytest.approx(0.55)
+    assert event.targets == {"eth": D("5.5"), "btc": D("0.55")}
+    assert event.excess_qty == {}
+    assert event.reason == (
+        "shrunk to 55 %: btc behind the schedule since 150 s, to reach 55 % past the horizon "
+        "(final at 300 s)"
+    )
+
+
+def test_a_final_cut_to_a_blocked_legs_fills_waits_for_the_grace_period() -> None:
+    s = sync(band=0.1)
+    s.evaluate(progress(eth=0.55, btc=0.3), *at(150))
+    s.evaluate(progress(eth=0.55, btc=0.33), *at(181))
+    assert shrunk(s.evaluate(progress(eth=0.55, btc=0.4), *at(300))) is not None
+    # Past the horizon btc stalls at its cap: another grace period before the next cut.
+    snaps = capped(progress(eth=0.55, btc=0.45), "btc")
+    s.evaluate(snaps, 1.0, 301 * SECOND, {"btc": True})
+    assert shrunk(s.evaluate(snaps, 1.0, 301 * SECOND + GRACE, {"btc": True})) is None
+    event = shrunk(s.evaluate(snaps, 1.0, 301 * SECOND + GRACE + 1, {"btc": True}))
+    assert event is not None and event.final
+    assert event.previous_fraction == pytest.approx(0.55)
+    assert event.fraction == pytest.approx(0.45)
+    assert event.targets["btc"] == D("0.45") and event.targets["eth"] == D("5.5")
 
 
 def test_a_shrink_keeps_the_basket_in_ratio() -> None:
@@ -194,46 +268,10 @@ def test_a_shrink_keeps_the_basket_in_ratio() -> None:
     assert event is not None and event.excess_qty == {}
     ratios = {leg: t / TARGETS[leg] for leg, t in event.targets.items()}
     assert set(ratios.values()) == {D("0.3")}
-    # Once every leg fills its new target, every leg is complete and the same share of the
-    # original basket: p equal (1.0) against the cut targets, and 0.3 against the original.
-    done = progress(s.targets, eth=0.3, btc=0.3, steth=0.3)
-    assert {leg: snap.progress for leg, snap in done.items()} == dict.fromkeys(TARGETS, 1.0)
-    assert s.evaluate(done, 0.9, 2 * GRACE, {"steth": True}) == []
-
-
-def test_a_slow_laggard_shrinks_the_basket_to_its_pace_in_ratio() -> None:
-    s = sync(band=0.1, legs=("eth", "btc", "steth"))
-    snaps = progress(eth=0.18, btc=0.1, steth=0.19)  # btc at 0.1 with the schedule at 0.25
-    s.evaluate(snaps, 0.25, 0)
-    event = shrunk(s.evaluate(snaps, 0.25, GRACE + 1))
-    assert event is not None and event.fraction == pytest.approx(0.4)
-    assert {leg: t / TARGETS[leg] for leg, t in event.targets.items()} == dict.fromkeys(
-        TARGETS, D("0.4")
-    )
-    # The laggard's cut target puts it back on the schedule.
-    assert s.progress_of("btc", D("0.1")) == pytest.approx(0.25)
-
-
-def test_a_shrink_never_cuts_below_what_a_leader_holds() -> None:
-    s = sync(band=0.1)
-    snaps = progress(eth=0.55, btc=0.3)  # btc's pace reaches 0.5, but eth already has 0.55
-    s.evaluate(snaps, 0.6, 0)
-    event = shrunk(s.evaluate(snaps, 0.6, GRACE + 1))
-    assert event is not None
-    # Cutting to 0.5 would strand eth's extra 0.05 for good: btc is asked to reach 0.55.
-    assert event.fraction == pytest.approx(0.55)
-    assert event.targets == {"eth": D("5.5"), "btc": D("0.55")}
-    assert event.excess_qty == {}
-
-
-def test_a_blocked_laggard_cuts_below_the_leaders_and_reports_their_excess() -> None:
-    s = sync(band=0.1)
-    snaps = progress(eth=0.55, btc=0.3)
-    s.evaluate(snaps, 0.6, 0, {"btc": True})
-    event = shrunk(s.evaluate(snaps, 0.6, GRACE + 1, {"btc": True}))
-    assert event is not None
-    assert event.targets == {"eth": D("5.5"), "btc": D("0.3")}  # never below eth's fills
-    assert event.excess_qty == {"eth": D("2.5")}
+    done = progress(eth=0.3, btc=0.3, steth=0.3)
+    assert {
+        leg: s.progress_of(leg, snap.filled_qty) for leg, snap in done.items()
+    } == dict.fromkeys(TARGETS, 1.0)
 
 
 def test_cut_targets_snap_down_to_the_lot() -> None:
@@ -253,19 +291,53 @@ def test_cut_targets_snap_down_to_the_lot() -> None:
     assert all(INST[leg].on_lot(t) for leg, t in event.targets.items())
 
 
-def test_a_second_shrink_needs_a_second_grace_period() -> None:
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),  # eth fills, tenths of a percent... of 4 %
+            st.integers(0, 40),
+            st.booleans(),  # btc blocked
+            st.integers(1, 60),  # seconds on
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_targets_stay_between_the_fills_and_the_original(steps: list) -> None:
     s = sync(band=0.1)
-    s.evaluate(progress(eth=0.5, btc=0.3), 0.6, 0)
-    assert shrunk(s.evaluate(progress(eth=0.5, btc=0.3), 0.6, GRACE + 1)) is not None
-    # btc (target now 0.5) stalls and is blocked: another grace period before the next cut.
-    snaps = progress(s.targets, eth=0.5, btc=0.35)
-    s.evaluate(snaps, 0.8, GRACE + 2, {"btc": True})
-    assert shrunk(s.evaluate(snaps, 0.8, 2 * GRACE + 2, {"btc": True})) is None
-    event = shrunk(s.evaluate(snaps, 0.8, 2 * GRACE + 3, {"btc": True}))
-    assert event is not None
-    assert event.previous_fraction == pytest.approx(0.5)
-    assert event.fraction == pytest.approx(0.35)
-    assert event.targets["btc"] == D("0.35")
+    TARGETS = {"eth": D(10), "btc": D(1)}  # the two legs of this basket
+    fills = {"eth": D(0), "btc": D(0)}
+    now = 0
+    told = dict(TARGETS)
+    for eth_step, btc_step, btc_blocked, dt in steps:
+        now += dt * SECOND
+        # A leg trades unless paused or blocked, never beyond its own target.
+        for leg, step, stopped in (("eth", eth_step, False), ("btc", btc_step, btc_blocked)):
+            if not stopped and s.modes[leg] is not Mode.PAUSE:
+                more = INST[leg].snap_qty(fills[leg] + TARGETS[leg] * step / 1000)
+                fills[leg] = max(fills[leg], min(s.committed[leg], more))
+        snaps = {
+            leg: msgspec.structs.replace(progress(**{leg: 0.0})[leg], filled_qty=q)
+            for leg, q in fills.items()
+        }
+        sched = min(1.0, now / HORIZON)
+        for e in s.evaluate(snaps, sched, now, {"btc": btc_blocked}):
+            if isinstance(e, BasketShrunk | BasketRestored):
+                # Never below what a leg has filled when its size is set (a fill in flight
+                # may land past it later; the leg is held there).
+                for leg, target in e.targets.items():
+                    assert target >= min(fills[leg], s.committed[leg])
+            if isinstance(e, AdjustLeg) and e.target_qty is not None:
+                assert e.target_qty <= told[e.leg_id]  # a leg's own target only ever shrinks
+                assert e.target_qty >= fills[e.leg_id]
+                told[e.leg_id] = e.target_qty
+        for leg, original in TARGETS.items():
+            assert s.targets[leg] <= s.committed[leg]
+            assert s.committed[leg] <= original
+        assert 0 <= s.fraction <= 1
+        if sched < 1:
+            assert s.committed == TARGETS  # no leg's own target is cut before the horizon
 
 
 # -- the risk band ----------------------------------------------------------------------------
@@ -289,12 +361,12 @@ def test_risk_band_pauses_leaders_and_speeds_the_slowest_above_the_limit() -> No
 
 def test_risk_band_shrinks_when_the_slowest_cannot_bring_the_risk_down() -> None:
     s = sync(band=None, risk_limit_usd=1_000.0, risk_of=lambda _: 2_000.0)
-    snaps = progress(eth=0.5, btc=0.3)
-    s.evaluate(snaps, 0.6, 0)
-    assert shrunk(s.evaluate(snaps, 0.6, GRACE)) is None
-    event = shrunk(s.evaluate(snaps, 0.6, GRACE + 1))
+    s.evaluate(progress(eth=0.5, btc=0.3), *at(150))
+    assert shrunk(s.evaluate(progress(eth=0.5, btc=0.33), 0.6, 150 * SECOND + GRACE)) is None
+    event = shrunk(s.evaluate(progress(eth=0.5, btc=0.33), 0.6, 150 * SECOND + GRACE + 1))
     assert event is not None and event.laggards == ["btc"]
-    assert event.fraction == pytest.approx(0.5)
+    assert event.fraction == pytest.approx(0.45)  # 0.33 + 0.3 × 0.4 at its measured rate
+    assert "the slowest leg with the imbalance risk over the limit" in event.reason
 
 
 def test_configuration_errors_name_the_field() -> None:
@@ -365,10 +437,16 @@ def test_a_thin_leg_holds_the_basket_in_step_and_shrinks_it_in_ratio() -> None:
                 filled[leg] += min(child.order.quantity, liquidity[leg])
         p = [float(filled[leg] / TARGETS[leg]) for leg in legs]
         max_skew = max(max_skew, max(p) - min(p))
-        if now == horizon:
-            assert all(scheds[leg].hold is Hold.DONE for leg in legs)
+        if now < horizon:  # a soft cut: no leg's own target is cut before the horizon
+            assert all(scheds[leg].target_qty == TARGETS[leg] for leg in legs)
     assert events, "the thin leg should have shrunk the basket"
+    # stETH's 0.25 a slice over 30 slices is 7.5 of 20: its measured rate says 37.5 % early.
+    assert events[0].fraction == pytest.approx(0.375) and not events[0].final
     assert max_skew <= 0.1 + 0.05  # the band, plus at most one child order past it
-    # stETH's 0.25 a slice over 30 slices is 7.5 of 20: the whole basket ends at 37.5 %.
-    assert {filled[leg] / TARGETS[leg] for leg in legs} == {D("0.375")}
+    # Cut for good at the horizon to what the leaders hold (one child past 37.5 %): stETH is
+    # asked to reach them, and the basket ends in ratio.
+    assert events[-1].final and events[-1].ts_ns == horizon
+    assert all(scheds[leg].hold is Hold.DONE for leg in legs)
+    for leg in legs:  # in ratio, to the lot
+        assert float(filled[leg] / TARGETS[leg]) == pytest.approx(float(s.fraction), abs=1e-3)
     assert filled == s.targets

@@ -51,7 +51,7 @@ from venues.model import (
     TransferKind,
     TransferState,
 )
-from venues.sim.book import MARKET, Match, OrderBook, RestingOrder
+from venues.sim.book import MARKET, Match, OrderBook, PowerQueueModel, RestingOrder
 from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
 from venues.sim.profile import ClientIdReuse
 
@@ -306,7 +306,10 @@ class SimExchange:
         spot_fees: FeeSchedule | None = None,
         price_band: float = 0.05,
         start_ns: int = 0,
+        queue_model: PowerQueueModel | None = None,
     ) -> None:
+        """`queue_model`: where the market's cancels fall relative to our resting orders
+        (`venues.sim.book`; None: the cautious model, from the back)."""
         self.venue = venue
         self.market = market
         self.fees = fees or FeeSchedule()  # perpetuals, in USDT
@@ -314,7 +317,9 @@ class SimExchange:
         self.price_band = Decimal(str(price_band))
         insts = list(instruments) if instruments is not None else market.instruments()
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in insts}
-        self.books: dict[str, OrderBook] = {s: OrderBook() for s in self.instruments}
+        self.books: dict[str, OrderBook] = {
+            s: OrderBook(queue_model=queue_model) for s in self.instruments
+        }
         self.now_ns = start_ns
         self._accounts: dict[str, _Account] = {}
         self._orders: dict[int, _Order] = {}
@@ -385,45 +390,50 @@ class SimExchange:
         if due is None or due > now_ns:  # nothing to apply: most calls, at a 5 ms cadence
             self.now_ns = now_ns
             return
-        books = self.books
+        books, instruments, last_trade = self.books, self.instruments, self._last_trade
+        emit = self._outbox.append
+        buy, sell = Side.BUY, Side.SELL
         # Ordered, unlike a set of strings (hashed differently in every process): tickers go
         # out in the order their symbols were first touched, so a backtest replays exactly.
         touched: dict[str, None] = {}
         n = 0
+        # The backtest's hottest loop (every market event passes here): dispatch on the exact
+        # type rather than `match` (updates are final structs), and locals for what it reads.
         for update in self.market.updates(now_ns):
             n += 1
-            if type(update) is TopOfBook:
+            kind = type(update)
+            if kind is TopOfBook:
                 continue  # recorded top of book: the rebuilt book is the venue's truth
             symbol = update.symbol
             book = books.get(symbol)
             if book is None:
                 continue
-            match update:
-                case DepthUpdate(bids=bids, asks=asks):
-                    if matches := book.set_market_levels(Side.BUY, bids):
-                        self._maker_fills(symbol, matches, update.ts_ns)
-                    if matches := book.set_market_levels(Side.SELL, asks):
-                        self._maker_fills(symbol, matches, update.ts_ns)
-                case TradePrint(aggressor=aggressor, price=ticks, qty=lots):
-                    matches, _ = book.take(aggressor, lots, ticks, MARKET)
-                    if matches:
-                        self._maker_fills(symbol, matches, update.ts_ns, public=False)
-                    inst = self.instruments[symbol]
-                    price = inst.tick * ticks
-                    self._last_trade[symbol] = price
-                    self._outbox.append(
-                        MarketTrade(
-                            venue=self.venue,
-                            symbol=symbol,
-                            trade_id=self._trade_id(),
-                            price=price,
-                            quantity=inst.lot * lots,
-                            aggressor=aggressor,
-                            ts_ns=update.ts_ns,
-                        )
+            if kind is DepthUpdate:
+                if matches := book.set_market_levels(buy, update.bids):
+                    self._maker_fills(symbol, matches, update.ts_ns)
+                if matches := book.set_market_levels(sell, update.asks):
+                    self._maker_fills(symbol, matches, update.ts_ns)
+            elif kind is TradePrint:
+                aggressor, ticks = update.aggressor, update.price
+                matches, _ = book.take(aggressor, update.qty, ticks, MARKET)
+                if matches:
+                    self._maker_fills(symbol, matches, update.ts_ns, public=False)
+                inst = instruments[symbol]
+                price = last_trade[symbol] = inst.tick * ticks
+                self._next_trade_id += 1
+                emit(
+                    MarketTrade(
+                        venue=self.venue,
+                        symbol=symbol,
+                        trade_id=self._next_trade_id - 1,
+                        price=price,
+                        quantity=inst.lot * update.qty,
+                        aggressor=aggressor,
+                        ts_ns=update.ts_ns,
                     )
-                case _:
-                    continue
+                )
+            else:
+                continue
             touched[symbol] = None
         self.updates_applied += n
         self.now_ns = now_ns
@@ -483,8 +493,7 @@ class SimExchange:
         )
 
     def _ticker(self, symbol: str) -> BookTicker | None:
-        book = self.books[symbol]
-        bid, ask = book.best_bid(), book.best_ask()
+        bid, bid_qty, ask, ask_qty = self.books[symbol].top()
         if bid is None or ask is None:
             return None
         inst = self.instruments[symbol]
@@ -492,21 +501,14 @@ class SimExchange:
             venue=self.venue,
             symbol=symbol,
             bid=inst.tick * bid,
-            bid_qty=inst.lot * book.level_qty(Side.BUY, bid),
+            bid_qty=inst.lot * bid_qty,
             ask=inst.tick * ask,
-            ask_qty=inst.lot * book.level_qty(Side.SELL, ask),
+            ask_qty=inst.lot * ask_qty,
             ts_ns=self.now_ns,
         )
 
     def _top(self, symbol: str) -> tuple[int | None, int, int | None, int]:
-        book = self.books[symbol]
-        bid, ask = book.best_bid(), book.best_ask()
-        return (
-            bid,
-            0 if bid is None else book.level_qty(Side.BUY, bid),
-            ask,
-            0 if ask is None else book.level_qty(Side.SELL, ask),
-        )
+        return self.books[symbol].top()
 
     def _publish_top(self, symbol: str, before: tuple[int | None, int, int | None, int]) -> None:
         """Our own orders move the top of book too: publish it when they did."""

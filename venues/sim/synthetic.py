@@ -44,6 +44,7 @@ _AGGRESSOR_BIAS = 0.15  # extra chance that a taker trades in the direction the 
 _TAG_COARSE, _TAG_FINE, _TAG_TRADES = 1, 2, 3
 _CACHED_STEPS = 256  # coarse steps of fine prices kept (30 kB each)
 _TRADE_CHUNK = 600  # cursor steps whose trades are drawn at once, from (seed, symbol, chunk)
+_CACHED_LADDERS = 512  # touches per side whose full ladder is kept (~3 kB each)
 
 
 class _Paths:
@@ -190,6 +191,26 @@ class _Book:
     slots: dict[Side, list[int]] = field(default_factory=lambda: {Side.BUY: [], Side.SELL: []})
     depleted: dict[Side, list[float]] = field(default_factory=dict)
     trades: tuple[int, tuple[list, ...]] | None = None  # (chunk, its draws)
+    # The full ladder (nothing depleted) of each touch, kept: a step moves the touch back
+    # and forth over a few ticks, and building the ladder was a third of what a step cost.
+    ladders: dict[Side, dict[int, tuple[list[int], dict[int, int]]]] = field(
+        default_factory=lambda: {Side.BUY: {}, Side.SELL: {}}
+    )
+    # The touch whose full ladder `shown` is: that very dict, shared (`_consume` copies it
+    # before changing it); None when `shown` is a ladder of its own.
+    base: dict[Side, int | None] = field(default_factory=lambda: {Side.BUY: None, Side.SELL: None})
+
+    def ladder(self, side: Side, touch: int) -> tuple[list[int], dict[int, int]]:
+        """The level prices best first, and the full ladder (nothing depleted) of `touch`."""
+        ladders = self.ladders[side]
+        entry = ladders.get(touch)
+        if entry is None:
+            if len(ladders) >= _CACHED_LADDERS:
+                ladders.clear()
+            prices = self.prices(side, touch)
+            full = {p: q for p, q in zip(prices, self.profile, strict=True) if q >= 1}
+            entry = ladders[touch] = (prices, full)
+        return entry
 
     def prices(self, side: Side, touch: int) -> list[int]:
         """Level prices best first: near levels follow the touch, deeper ones a fixed grid."""
@@ -202,6 +223,13 @@ class _Book:
                 bottom = -(-(touch + lo) // g) * g
                 out.extend(range(bottom, bottom + n * g, g))
         return out
+
+
+def _diff(shown: dict[int, int], target: dict[int, int]) -> list[tuple[int, int]]:
+    """The levels that take `shown` to `target`: changed or new ones, then removed ones."""
+    diff = [(p, q) for p, q in target.items() if shown.get(p) != q]
+    diff += [(p, 0) for p in shown if p not in target]
+    return diff
 
 
 class SyntheticMarket:
@@ -328,6 +356,9 @@ class SyntheticMarket:
 
     def _consume(self, book: _Book, side: Side, price: int, qty: int) -> None:
         shown = book.shown[side]
+        if book.base[side] is not None:  # the cached full ladder itself: change a copy
+            shown = book.shown[side] = dict(shown)
+            book.base[side] = None
         left = shown.get(price, 0) - qty
         if left > 0:
             shown[price] = left
@@ -372,22 +403,23 @@ class SyntheticMarket:
         book.dirty = False
         out: list[list[tuple[int, int]]] = []
         for side, touch in ((Side.BUY, bid), (Side.SELL, bid + book.spread)):
-            prices = book.slots[side] = book.prices(side, touch)
-            qty = book.profile
+            prices, full = book.ladder(side, touch)
+            book.slots[side] = prices
+            shown = book.shown[side]
             dep = book.depleted.get(side)
             if dep is not None:
                 dep[:] = [x * self._decay if x * self._decay >= 0.5 else 0.0 for x in dep]
-                qty = [round(q - x) for q, x in zip(qty, dep, strict=True)]
                 if any(dep):
                     book.dirty = True  # keep refilling next step
-                else:
-                    del book.depleted[side]
-            target = {p: q for p, q in zip(prices, qty, strict=True) if q >= 1}
-            shown = book.shown[side]
-            diff = [(p, q) for p, q in target.items() if shown.get(p) != q]
-            diff += [(p, 0) for p in shown if p not in target]
-            book.shown[side] = target
-            out.append(diff)
+                    qty = [round(q - x) for q, x in zip(book.profile, dep, strict=True)]
+                    target = {p: q for p, q in zip(prices, qty, strict=True) if q >= 1}
+                    out.append(_diff(shown, target))
+                    book.shown[side], book.base[side] = target, None
+                    continue
+                del book.depleted[side]  # refilled: the full ladder again
+            # `shown` the very ladder of this touch: nothing to send.
+            out.append([] if book.base[side] == touch else _diff(shown, full))
+            book.shown[side], book.base[side] = full, touch
         if not out[0] and not out[1]:
             return None
         return DepthUpdate(t, book.symbol, out[0], out[1])
