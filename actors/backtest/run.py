@@ -130,12 +130,20 @@ class RunResult(msgspec.Struct, kw_only=True):
         imbalance are the TCA's on the fills' own times (the exposure held); the basket's
         view of it on its coordinator ticks is `observed_legging_risk_usd`."""
         tca = self.report.tca or {}
+        gross = tca.get("gross_notional_usd") or 0.0
+        fees = (tca.get("parts") or {}).get("fees_usd")
         return {
             "legging_risk_usd": tca.get("fill_legging_risk_usd"),
             "peak_imbalance_usd": tca.get("fill_peak_imbalance_usd"),
             "shortfall_bps": tca.get("shortfall_bps"),
+            # The fees' part of the shortfall, apart: what a passive style saves first.
+            "fees_bps": None if fees is None or gross <= 0 else fees / gross * 1e4,
             "completion_s": self.completion_s,
+            "peak_beta_imbalance_usd": tca.get("peak_beta_imbalance_usd"),
+            "hedge_orders": tca.get("hedge_orders"),
             "hedge_cost_usd": tca.get("hedge_cost_usd"),
+            "hedge_risk_removed_usd": tca.get("hedge_risk_removed_usd"),
+            "hedge_risk_value_usd": tca.get("hedge_risk_value_usd"),
             "observed_legging_risk_usd": tca.get("legging_risk_usd"),
             "funding_s": self.funding_s,
             "pending_beta_usd": self.pending_beta_usd,
@@ -149,12 +157,16 @@ class RunResult(msgspec.Struct, kw_only=True):
         }
 
 
-METRICS = (
+METRICS = (  # the columns of `legato backtest`'s table, in its order
     "legging_risk_usd",
     "peak_imbalance_usd",
+    "peak_beta_imbalance_usd",
     "shortfall_bps",
+    "fees_bps",
     "completion_s",
+    "hedge_orders",
     "hedge_cost_usd",
+    "hedge_risk_removed_usd",
 )
 
 

@@ -107,6 +107,7 @@ venue = "alpha"
 instruments = ["IDXUSDT"]
 activation_usd = {activation}
 hysteresis_usd = 20
+risk_price = {risk_price}
 """
 
 # Every simulated venue of the cluster tests refuses a client order id only while an order
@@ -134,13 +135,19 @@ def with_tables(tables: str) -> ClusterConfig:
     return parse_cluster(tomllib.loads(textwrap.dedent(tables) + text), source="test config")
 
 
+EAGER_RISK_PRICE = 1e6  # USD of hedging cost worth paying per USD of 1σ risk removed
+
+
 def synth_eth(
     basket_id: str,
     *,
     policy: str = "hedge_and_hold",
     steth_usd: int = 1000,
     activation: float = 10_000,
+    eager: bool = False,
 ) -> object:
+    """The basket; `eager`: a hedge whose desk prices risk far above what hedging costs, so
+    that it trades on this small basket's imbalance (docs/basket.md#hedge)."""
     eth_usd = 9000 + steth_usd  # ETH exposure of the two long legs
     text = SYNTH_ETH.format(
         basket_id=basket_id,
@@ -148,6 +155,7 @@ def synth_eth(
         steth_usd=steth_usd,
         btc_usd=round(eth_usd * 1.04),
         activation=activation,
+        risk_price=EAGER_RISK_PRICE if eager else 1.0,
     )
     return load_basket(text)
 
@@ -280,7 +288,7 @@ def test_hedge_engages_while_a_slow_thin_leg_lags_and_is_flat_at_completion(
     engine = make_engine(
         venues(beta_profile='{ preset = "cross_region", client_id_reuse = "after_close" }')
     )
-    handle = engine.submit(synth_eth("t-hedge", steth_usd=3000, activation=5))
+    handle = engine.submit(synth_eth("t-hedge", steth_usd=3000, activation=5, eager=True))
     seen = watch(handle)
     report = handle.result(timeout=60)
 
@@ -437,9 +445,8 @@ def test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge(make_e
     # gamma refuses every order: under `complete` the ETH and stETH legs still finish, which
     # leaves the basket long ETH with no BTC short: the hedge keeps it covered.
     engine = make_engine(venues(gamma_rejects=1.0))
-    report = engine.submit(synth_eth("t-complete", policy="complete", activation=5)).result(
-        timeout=120
-    )
+    spec = synth_eth("t-complete", policy="complete", activation=5, eager=True)
+    report = engine.submit(spec).result(timeout=120)
 
     assert report.status is BasketState.FAILED
     assert "btc" in report.reason and "held" in report.reason, report.reason

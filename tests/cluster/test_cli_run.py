@@ -36,6 +36,7 @@ def files(tmp_path: Path, gamma_usdt: int = 500_000) -> tuple[Path, Path]:
             steth_usd=1000,
             btc_usd=10400,
             activation=10_000,
+            risk_price=1.0,
         )
     )
     return venues, basket
@@ -77,7 +78,7 @@ def test_status_json_and_release_hedge_on_a_basket_that_holds_its_hedge(
     # As test_complete_policy_keeps_the_healthy_legs_going_and_holds_the_hedge: gamma refuses
     # every order, so under `complete` the basket ends holding its hedge.
     engine = make_engine(venues(gamma_rejects=1.0))
-    handle = engine.submit(synth_eth("t-cli-hold", policy="complete", activation=5))
+    handle = engine.submit(synth_eth("t-cli-hold", policy="complete", activation=5, eager=True))
     capsys.readouterr()
     assert cli.main(["status", "--json", "--namespace", NAMESPACE, "--recent", "0"]) == 0
     doc = msgspec.json.decode(capsys.readouterr().out)

@@ -21,7 +21,13 @@ from actors.journal.records import FillBooked, HedgeOrderSent
 from actors.lifecycle import BasketState
 from actors.shells.audit import AUDIT_FILE
 from actors.spec import load_basket
-from tests.cluster.test_baskets import BETA, SYNTH_ETH, VENUES, make_engine  # noqa: F401
+from tests.cluster.test_baskets import (
+    BETA,
+    EAGER_RISK_PRICE,
+    SYNTH_ETH,
+    VENUES,
+    make_engine,  # noqa: F401 (a fixture)
+)
 from venues.config import parse_venues
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -86,6 +92,7 @@ def test_counters_gauges_and_the_audit_log_agree_with_the_journal(make_engine) -
                 steth_usd=1000,
                 btc_usd=10400,
                 activation=5,  # hedge at once: the hedge desk trades too
+                risk_price=EAGER_RISK_PRICE,
             )
         )
     )

@@ -286,11 +286,9 @@ def test_legato_status_and_cancel_reach_a_basket_on_a_pooled_actor(
     monkeypatch.setattr(cli, "_connect", lambda address: None)  # this process has Ray already
     handle = engine.submit(pair("t-cli", horizon_s=30))
     assert handle.warm_basket  # an actor without a name: found through the registry
-    args = argparse.Namespace(address=None, namespace=NAMESPACE, basket_id="t-cli")
-
-    assert cli.cmd_status(args) == 0
+    assert cli.main(["status", "--namespace", NAMESPACE]) == 0
     assert "t-cli" in capsys.readouterr().out
-    assert cli.cmd_cancel(args) == 0
+    assert cli.main(["cancel", "t-cli", "--namespace", NAMESPACE]) == 0
     assert "basket t-cli: cancel requested" in capsys.readouterr().out
     report = handle.result(timeout=60)
     assert report.status is BasketState.CANCELLED, report.reason

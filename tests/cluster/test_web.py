@@ -20,7 +20,10 @@ from actors.lifecycle import BasketState
 from actors.spec.overrides import load_basket_with_overrides
 from cluster.engine import Engine
 from cluster.web import RunningWeb, serve_in_thread
-from tests.cluster.conftest import NAMESPACE
+from tests.cluster.conftest import NAMESPACE as SESSION_NAMESPACE
+
+# A namespace of its own: no venue or basket another test left running can be in it.
+NAMESPACE = f"{SESSION_NAMESPACE}-web"
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

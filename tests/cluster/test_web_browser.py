@@ -18,8 +18,11 @@ import pytest
 from actors.lifecycle import BasketState
 from cluster.engine import Engine
 from cluster.web import serve_in_thread
-from tests.cluster.conftest import NAMESPACE
+from tests.cluster.conftest import NAMESPACE as SESSION_NAMESPACE
 from tests.cluster.test_web import EXAMPLES, quick
+
+# A namespace of its own: no venue or basket another test left running can be in it.
+NAMESPACE = f"{SESSION_NAMESPACE}-web-browser"
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
