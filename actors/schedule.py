@@ -388,6 +388,18 @@ class SliceScheduler:
         return self.target_qty
 
     # -- the decision ----------------------------------------------------------------------
+    def _before_any(self, now_ns: int, filled: Decimal, mode: Mode) -> Hold | None:
+        """What holds a leg whatever its style: stopped, done, paused, not started yet."""
+        if self._stopped:
+            return Hold.STOPPED
+        if filled >= self.target_qty:
+            return Hold.DONE
+        if mode is Mode.PAUSE:
+            return Hold.PAUSED
+        if now_ns < self.start_ns:
+            return Hold.NOT_STARTED
+        return None
+
     def _decide(
         self,
         now_ns: int,
@@ -397,14 +409,8 @@ class SliceScheduler:
         book: BookTicker | None,
         mode: Mode,
     ) -> Hold | SendChildOrder:
-        if self._stopped:
-            return Hold.STOPPED
-        if filled >= self.target_qty:
-            return Hold.DONE
-        if mode is Mode.PAUSE:
-            return Hold.PAUSED
-        if now_ns < self.start_ns:
-            return Hold.NOT_STARTED
+        if (hold := self._before_any(now_ns, filled, mode)) is not None:
+            return hold
         if now_ns < self._next_due_ns:
             resend = self.synchronized and missed_qty > 0 and open_qty <= 0
             if not resend or self._resends >= MAX_RESENDS:
@@ -674,14 +680,8 @@ class SliceScheduler:
         mode: Mode,
     ) -> Hold | SendChildOrder:
         """`pov` (module docstring, **Child styles**)."""
-        if self._stopped:
-            return Hold.STOPPED
-        if filled >= self.target_qty:
-            return Hold.DONE
-        if mode is Mode.PAUSE:
-            return Hold.PAUSED
-        if now_ns < self.start_ns:
-            return Hold.NOT_STARTED
+        if (hold := self._before_any(now_ns, filled, mode)) is not None:
+            return hold
         if self._behind(now_ns, filled, mode):
             return self._decide(now_ns, filled, open_qty, _ZERO, book, Mode.CATCH_UP)
         if now_ns < self._next_due_ns:

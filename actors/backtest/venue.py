@@ -171,31 +171,26 @@ class Venue:
         self.loop.after(self.latency("request"), self._arrive, order, on_answer)
 
     def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        """Ask for an order by its client order id; `then` gets the report or the error. A
-        query takes the venue's median trip each way (no draw: the seeded latencies of the
-        orders stay where they were)."""
-        p = self.profile
-        there = int(p.request.median_ms * MS)
-        back = int(p.response.median_ms * MS)
-
-        def arrive() -> None:
-            answer: Answer
-            refusal = outage_refusal(self.conditions, self.name, self.loop.now)
-            if refusal is not None:
-                answer = refusal
-            else:
-                try:
-                    answer = self.exchange.query(self.account_id, symbol, client_order_id)
-                except VenueError as e:
-                    answer = e
-            self.loop.after(back, then, answer)
-
-        self.loop.after(there, arrive)
+        """Ask for an order by its client order id; `then` gets the report or the error."""
+        self._median_trip(
+            lambda: self.exchange.query(self.account_id, symbol, client_order_id), then
+        )
 
     def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
         """Cancel an order by its client order id; `then` gets its report (CANCELED) or the
-        error (`UnknownOrder` when it has already ended). The venue's median trip each way,
-        as a query (no draw: the seeded latencies of the orders stay where they were)."""
+        error (`UnknownOrder` when it has already ended)."""
+        self._median_trip(
+            lambda: self.exchange.cancel(self.account_id, symbol, client_order_id, self.loop.now),
+            then,
+            dispatch=True,  # the cancel's own report goes down the user stream too
+        )
+
+    def _median_trip(
+        self, call: Callable[[], Answer], then: Callable[[Answer], None], *, dispatch: bool = False
+    ) -> None:
+        """`call` at the venue, the venue's median trip each way (no draw: the seeded
+        latencies of the orders stay where they were); `then` gets its answer, or the
+        refusal of an outage, or the `VenueError` it raised."""
         p = self.profile
         there = int(p.request.median_ms * MS)
         back = int(p.response.median_ms * MS)
@@ -207,12 +202,11 @@ class Venue:
                 answer = refusal
             else:
                 try:
-                    answer = self.exchange.cancel(
-                        self.account_id, symbol, client_order_id, self.loop.now
-                    )
+                    answer = call()
                 except VenueError as e:
                     answer = e
-                self.dispatch()
+                if dispatch:
+                    self.dispatch()
             self.loop.after(back, then, answer)
 
         self.loop.after(there, arrive)
