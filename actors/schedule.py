@@ -388,6 +388,17 @@ class SliceScheduler:
         return self.target_qty
 
     # -- the decision ----------------------------------------------------------------------
+    def _child_qty(self, want: Decimal, remaining: Decimal, min_qty: Decimal) -> Decimal:
+        """`want` as one child order of a passive or pov leg: at most the basket's child cap
+        (never below one minimum order) and what remains, all of it when less than one
+        minimum would be left, on the lot grid."""
+        if self._max_child is not None:
+            want = min(want, max(self._max_child * self.target_qty, min_qty))
+        want = min(want, remaining)
+        if remaining - want < min_qty:
+            want = remaining
+        return self.instrument.snap_qty(want)
+
     def _before_any(self, now_ns: int, filled: Decimal, mode: Mode) -> Hold | None:
         """What holds a leg whatever its style: stopped, done, paused, not started yet."""
         if self._stopped:
@@ -588,12 +599,7 @@ class SliceScheduler:
             return Hold.DONE
         regular = self.target_qty * self.slice_ns / self.horizon_ns
         want = max(aim - filled, regular, min_qty)
-        if self._max_child is not None:
-            want = min(want, max(self._max_child * self.target_qty, min_qty))
-        want = min(want, remaining)
-        if remaining - want < min_qty:
-            want = remaining
-        qty = self.instrument.snap_qty(want)
+        qty = self._child_qty(want, remaining, min_qty)
         if qty < min_qty:
             return Hold.BELOW_MINIMUM
         self._volume = _ZERO
@@ -621,12 +627,7 @@ class SliceScheduler:
             return Hold.DONE if quote is None else self._cancel(now_ns, quote, "dust")
         aim = self.scheduled_qty(interval_end + (QUOTE_AHEAD_SLICES - 1) * self.slice_ns)
         want = max(aim - filled, min_qty)
-        if self._max_child is not None:
-            want = min(want, max(self._max_child * self.target_qty, min_qty))
-        want = min(want, remaining)
-        if remaining - want < min_qty:
-            want = remaining
-        qty = self.instrument.snap_qty(want)
+        qty = self._child_qty(want, remaining, min_qty)
         if quote is not None:
             stale = quote.price != priced.limit or quote.open_qty > qty or 2 * quote.open_qty < qty
             if not stale:
@@ -696,12 +697,7 @@ class SliceScheduler:
         if remaining < min_qty:
             return Hold.DONE
         want = self._pov * self._volume
-        if self._max_child is not None:
-            want = min(want, max(self._max_child * self.target_qty, min_qty))
-        want = min(want, remaining)
-        if remaining - want < min_qty:
-            want = remaining
-        qty = self.instrument.snap_qty(want)
+        qty = self._child_qty(want, remaining, min_qty)
         if qty < min_qty:
             return Hold.BELOW_MINIMUM  # the volume adds up until it reaches one order
         interval = (now_ns - self.start_ns) // self.slice_ns

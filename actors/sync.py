@@ -432,16 +432,7 @@ class Synchronizer:
         excess = self._set_size(fraction, every, final=False)
         if fraction < previous:
             self.reason = f"shrunk to {_pct(fraction)}: {self._why(laggards, reach)}"
-            return BasketShrunk(
-                fraction=float(fraction),
-                previous_fraction=float(previous),
-                reason=self.reason,
-                laggards=laggards,
-                targets=dict(self.targets),
-                shortfall_qty={leg: self.original[leg] - t for leg, t in self.targets.items()},
-                excess_qty=excess,
-                ts_ns=now_ns,
-            )
+            return self._shrunk(fraction, previous, laggards, excess, now_ns, final=False)
         at = (now_ns - self.start_ns) / 1e9
         if laggards:
             why = self._why(laggards, reach)
@@ -485,17 +476,7 @@ class Synchronizer:
             f"shrunk to {_pct(fraction)}: {self._why(laggards, ends, final=True)} "
             f"(final at {at:.0f} s)"
         )
-        return BasketShrunk(
-            fraction=float(fraction),
-            previous_fraction=float(previous),
-            reason=self.reason,
-            laggards=laggards,
-            targets=dict(self.targets),
-            shortfall_qty={leg: self.original[leg] - t for leg, t in self.targets.items()},
-            excess_qty=excess,
-            ts_ns=now_ns,
-            final=True,
-        )
+        return self._shrunk(fraction, previous, laggards, excess, now_ns, final=True)
 
     def _set_size(
         self, fraction: Decimal, every: Mapping[str, Decimal], *, final: bool
@@ -516,6 +497,29 @@ class Synchronizer:
         if final:
             self.final_fraction = fraction
         return excess
+
+    def _shrunk(
+        self,
+        fraction: Decimal,
+        previous: Decimal,
+        laggards: list[str],
+        excess: dict[str, Decimal],
+        now_ns: int,
+        *,
+        final: bool,
+    ) -> BasketShrunk:
+        """The event of a cut to `fraction` (from `previous`), with the reason just set."""
+        return BasketShrunk(
+            fraction=float(fraction),
+            previous_fraction=float(previous),
+            reason=self.reason,
+            laggards=laggards,
+            targets=dict(self.targets),
+            shortfall_qty={leg: self.original[leg] - t for leg, t in self.targets.items()},
+            excess_qty=excess,
+            ts_ns=now_ns,
+            final=final,
+        )
 
     def _why(self, legs: list[str], reach: Mapping[str, Decimal], *, final: bool = False) -> str:
         """Each limiting leg, why and since when; a trading one with its estimate (`final`:
