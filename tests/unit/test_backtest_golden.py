@@ -6,7 +6,8 @@ side, quantity, price, times, status, fill, fee), every fill the simulated excha
 (the hedge's included), the basket's outcome and path (status, size, its timeline), its
 figures (`RunResult.metrics`: legging risk, shortfall, completion, hedge cost, ...) and the
 market events it consumed. Named fields, not whole reports: a field added to the report
-changes no digest, a changed result does. A change that makes the backtest faster must leave
+changes no digest, a changed result does. Floats keep 10 significant digits (`_stable`): one
+numpy build sums in another order than the next, in the last bit, and that is no change. A change that makes the backtest faster must leave
 every digest as it was; a change meant to alter results regenerates the file, on purpose:
 
     .venv/bin/python -m tests.unit.test_backtest_golden
@@ -34,6 +35,7 @@ GOLDEN = ROOT / "tests" / "data" / "backtest_golden.json"
 DATA = ROOT.parent / "shared" / "data" / "binance-20240808"
 SCENARIOS = ROOT / "bench" / "scenarios"
 SEEDS = range(4)
+FLOAT_DIGITS = 10  # significant digits a float keeps in a digest (`_stable`)
 # name → (basket, venues, seeds, with the configuration's collateral routing)
 CASES: dict[str, tuple[Path, Path, range, bool]] = {
     "quick_demo": (
@@ -110,6 +112,20 @@ def _fills(exchanges: list[SimExchange]) -> list[Any]:
     return out
 
 
+def _stable(value: Any) -> Any:
+    """`value` with every float to `FLOAT_DIGITS` significant digits: a figure summed by
+    numpy (legging risk, the timeline's imbalances) may differ in its last bit from one numpy
+    build to another (its SIMD kernels add in a different order), which is no change of
+    result; the backtest's decisions are in the exact fields (prices, quantities, times)."""
+    if isinstance(value, float):
+        return float(f"{value:.{FLOAT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_stable(v) for v in value]
+    return value
+
+
 def _digest(result: RunResult, fills: list[Any]) -> dict[str, Any]:
     report, metrics = result.report, result.metrics()
     timeline = report.timeline
@@ -145,20 +161,22 @@ def _digest(result: RunResult, fills: list[Any]) -> dict[str, Any]:
         "done_ns": result.done_ns,
         "sent_unfunded": result.sent_unfunded,
     }
-    blob = json.dumps(whole, sort_keys=True, separators=(",", ":"), default=str).encode()
+    blob = json.dumps(_stable(whole), sort_keys=True, separators=(",", ":"), default=str)
     tca = report.tca or {}
-    return {
-        "sha256": hashlib.sha256(blob).hexdigest(),
-        # A few readable figures, so a mismatch says roughly what moved.
-        "status": str(report.status),
-        "child_orders": sum(len(leg.child_orders) for leg in report.legs),
-        "fills": len(fills),
-        "market_events": result.market_events,
-        "shortfall_bps": tca.get("shortfall_bps"),
-        "legging_risk_usd": tca.get("fill_legging_risk_usd"),
-        "completion_s": result.completion_s,
-        "hedge_orders": report.hedge.orders if report.hedge else None,
-    }
+    return _stable(
+        {
+            "sha256": hashlib.sha256(blob.encode()).hexdigest(),
+            # A few readable figures, so a mismatch says roughly what moved.
+            "status": str(report.status),
+            "child_orders": sum(len(leg.child_orders) for leg in report.legs),
+            "fills": len(fills),
+            "market_events": result.market_events,
+            "shortfall_bps": tca.get("shortfall_bps"),
+            "legging_risk_usd": tca.get("fill_legging_risk_usd"),
+            "completion_s": result.completion_s,
+            "hedge_orders": report.hedge.orders if report.hedge else None,
+        }
+    )
 
 
 def run_case(name: str, seed: int, mode: ExecutionMode) -> dict[str, Any]:
