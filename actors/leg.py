@@ -62,6 +62,9 @@ class ChildOrder(msgspec.Struct, kw_only=True):
     turned_away: bool = False  # refused at the door (venue down, rate limit): not a reject
     unknown: bool = False  # the outcome is not known yet (query it; never resend)
     mid: Decimal | None = None  # the venue's mid when the order was sent (spread paid)
+    # (venue time of a fill, cumulative quantity after it), as the fills were reported: a
+    # resting order fills long after its accept time, and the exposure dates from its fills.
+    fill_marks: list[tuple[int, Decimal]] = []
 
     @property
     def open_qty(self) -> Decimal:
@@ -190,6 +193,9 @@ class LegLedger:
             child.filled_qty = report.cum_filled
             child.avg_price = report.avg_price
             self.last_fill_seen_ns = now_ns
+            at = report.last_fill.ts_ns if report.last_fill is not None else report.venue_ts_ns
+            if at:
+                child.fill_marks.append((at, report.cum_filled))
         child.fee = max(child.fee, report.cum_fee)
         fill = report.last_fill
         child.fee_asset = report.fee_asset or (fill.fee_asset if fill else "") or child.fee_asset

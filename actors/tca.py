@@ -40,6 +40,7 @@ from venues.model import Side
 from venues.sim.calibration import NS_PER_S
 
 BP = 1e4
+_ZERO = Decimal(0)
 HEDGE_ACTIVE_USD = 1.0  # below a dollar the hedge is flat: residue of lot rounding, not a hedge
 
 
@@ -258,8 +259,10 @@ def fill_path_risk(report: BasketReport) -> dict[str, float | None]:
     """Legging risk and peak gross imbalance on the fills' own times: the exposure the basket
     actually held, rather than the basket's view of it on its ticks (the timeline).
 
-    Each child order's fill counts from its venue accept time (every child order is an IOC:
-    it fills as it is accepted; else its ack, else its send), on the basket axis. u_i is leg
+    Each child order's fills count from the venue times they were reported with
+    (`ChildOrder.fill_marks`: a resting quote fills long after its accept), and what no mark
+    dates from its venue accept time (an IOC fills as it is accepted; else its ack, else its
+    send), on the basket axis. u_i is leg
     i's fills beyond the slowest leg's completion, valued at the decision price; held until
     the next fill, and the last until the basket's last timeline point. Σ per second is the
     timeline's. None without a timeline covariance to value it with.
@@ -284,9 +287,15 @@ def fill_path_risk(report: BasketReport) -> dict[str, float | None]:
         for c in leg.child_orders:
             if c.filled_qty <= 0:
                 continue
-            t = c.venue_accept_ns or c.ack_ns or c.sent_ns
-            q = float(c.filled_qty) if c.side is leg.side else -float(c.filled_qty)
-            events.append((t, i, q))
+            sign = 1.0 if c.side is leg.side else -1.0
+            dated = _ZERO
+            for t, cum in c.fill_marks:
+                if cum > dated:
+                    events.append((t, i, sign * float(min(cum, c.filled_qty) - dated)))
+                    dated = min(cum, c.filled_qty)
+            if c.filled_qty > dated:
+                t = c.venue_accept_ns or c.ack_ns or c.sent_ns
+                events.append((t, i, sign * float(c.filled_qty - dated)))
     if not events:
         return {"legging_risk_usd": 0.0, "peak_imbalance_usd": 0.0}
     events.sort()

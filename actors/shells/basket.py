@@ -1304,6 +1304,7 @@ class BasketActor:
             child.ack_ns = leg_time(child.ack_ns)
             child.venue_receive_ns = venue_time(child.venue_receive_ns)
             child.venue_accept_ns = venue_time(child.venue_accept_ns)
+            child.fill_marks = [(venue_time(t) or t, q) for t, q in child.fill_marks]
         r.first_send_ns = leg_time(r.first_send_ns)
         r.first_ack_ns = leg_time(r.first_ack_ns)
         r.first_venue_accept_ns = venue_time(r.first_venue_accept_ns)

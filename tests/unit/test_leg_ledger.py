@@ -156,6 +156,19 @@ def test_stream_reports_after_the_ack_accumulate_fills() -> None:
     assert lg.last_fill_seen_ns == 130
 
 
+def test_each_newer_fill_is_marked_with_the_venue_time_it_happened() -> None:
+    lg = ledger()
+    o = order(1, "4")
+    lg.sent(o, 1, 100)
+    lg.acked(report(o, OrderStatus.NEW, ack_kind=AckKind.ACCEPTED, venue_ts_ns=105), 110)
+    lg.on_report(report(o, OrderStatus.PARTIALLY_FILLED, "1", "2600", venue_ts_ns=500), 520)
+    # The same fill again, and an older one arriving late, mark nothing.
+    lg.on_report(report(o, OrderStatus.PARTIALLY_FILLED, "1", "2600", venue_ts_ns=500), 530)
+    lg.on_report(report(o, OrderStatus.FILLED, "4", "2601", venue_ts_ns=900), 920)
+    lg.on_report(report(o, OrderStatus.PARTIALLY_FILLED, "3", "2601", venue_ts_ns=700), 930)
+    assert lg.orders[o.client_order_id].fill_marks == [(500, D(1)), (900, D(4))]
+
+
 def test_a_late_older_report_never_moves_an_order_back() -> None:
     lg = ledger()
     o = order(1, "4")

@@ -28,7 +28,7 @@ from actors.report import (
 )
 from actors.risk import RiskModel
 from actors.spec import Policy
-from actors.tca import basket_tca, leg_shortfall, legging_risk_usd, percentiles
+from actors.tca import basket_tca, fill_path_risk, leg_shortfall, legging_risk_usd, percentiles
 from venues.model import AckKind, Side
 from venues.sim.calibration import SECONDS_PER_YEAR, SYNTHETIC_INSTRUMENTS
 
@@ -607,6 +607,39 @@ def test_without_a_band_or_betas_those_figures_are_not_given() -> None:
     one_point = msgspec.structs.replace(timeline, points=timeline.points[:1])
     assert legging_risk_usd(one_point) == 0.0
     assert legging_risk_usd(None) == 0.0
+
+
+def test_fill_path_risk_dates_a_resting_orders_fills_from_when_they_happened() -> None:
+    # Leg a's post-only quote is accepted at 0 s and fills at 2 s and 3 s (half each); leg b
+    # follows each fill with an IOC 0.5 s later. Naked: 0.5 ETH of a for 0.5 s, twice. Dated
+    # from the quote's accept instead, a would have been naked from 0 s.
+    quote = child(0, Side.BUY, "1", "100", accept_ns=0)
+    quote.fill_marks = [(2 * SECOND, D("0.5")), (3 * SECOND, D("1"))]
+    b = [
+        child(0, Side.SELL, "0.5", "100", accept_ns=2_500_000_000),
+        child(1, Side.SELL, "0.5", "100", accept_ns=3_500_000_000),
+    ]
+    var = 1e-6  # per second, uncorrelated
+    report = basket(
+        [leg(Side.BUY, "1", [quote], leg_id="a"), leg(Side.SELL, "1", b, leg_id="b")],
+        timeline=Timeline(
+            legs=["a", "b"],
+            band=0.05,
+            covariance_per_s=[[var, 0.0], [0.0, var]],
+            points=[point(0, [0.0, 0.0], [0.0, 0.0]), point(4, [1.0, 1.0], [0.0, 0.0])],
+        ),
+    )
+    path = fill_path_risk(report)
+    assert path["legging_risk_usd"] == pytest.approx(math.sqrt(2 * 50.0**2 * var * 0.5))
+    assert path["peak_imbalance_usd"] == pytest.approx(50.0)
+    # What no mark dates goes by the accept time, as an IOC's fill does: half of a from 0 s,
+    # all of it from 2 s until b's first IOC, half again until its second.
+    quote.fill_marks = [(2 * SECOND, D("0.5"))]
+    undated = fill_path_risk(report)["legging_risk_usd"]
+    assert undated == pytest.approx(math.sqrt(var * (50.0**2 * 2 + 100.0**2 * 0.5 + 50.0**2)))
+    # A mark past what the order filled (a report that overstated it) counts only the fill.
+    quote.fill_marks = [(2 * SECOND, D("0.5")), (3 * SECOND, D("1.5"))]
+    assert fill_path_risk(report) == path
 
 
 # -- latencies ----------------------------------------------------------------------------------
