@@ -17,7 +17,7 @@ import numpy as np
 from actors.messages import LegProgress, LegStatus, newest
 from actors.risk import LeggingRiskIntegrator, RiskModel, imbalance_usd
 from actors.schedule import Mode, scheduled_fraction
-from actors.spec import ResolvedBasket
+from actors.spec import ChildStyle, ResolvedBasket
 from actors.sync import AdjustLeg, BasketRestored, BasketShrunk, Synchronizer
 
 NS_PER_S = 1_000_000_000
@@ -62,7 +62,27 @@ BasketEffect = (
     AdjustLeg | BasketShrunk | BasketRestored | Launched | LegFailed | ExposureChanged | AllDone
 )
 
+# A resting leg's step (`Synchronizer`'s **Resting legs**): half a regular slice of progress.
+# Measured on the 200 ms laggard pair (bench_styles): one slice left a whole slice naked until
+# the next interval; half a slice crosses after every partner fill of a slice or more.
+RESTING_STEP_SLICES = 0.5
 _FINISHED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
+
+
+def resting_steps(basket: ResolvedBasket) -> dict[str, float]:
+    """The step of each leg whose child orders rest (`passive`): `RESTING_STEP_SLICES`
+    regular slices of its progress (slice_s / horizon_s), at most half the band."""
+    params = basket.params
+    step = RESTING_STEP_SLICES * params.slice_s / params.horizon_s
+    band = params.completion_band
+    if band is not None:
+        step = min(step, band / 2)
+    step = min(max(step, 1e-6), 0.5)
+    return {
+        leg.leg_id: step
+        for leg in basket.legs
+        if basket.styled(leg).child_style is ChildStyle.PASSIVE
+    }
 
 
 class BasketCoordinator:
@@ -112,6 +132,7 @@ class BasketCoordinator:
             risk_limit_usd=params.band_risk_usd if band is None else None,
             risk_of=self._risk_of if band is None else None,
             start_ns=start_ns,
+            resting=resting_steps(basket),
         )
         self.synchronizing = synchronize
         self.integrator = LeggingRiskIntegrator(risk, self.instruments)

@@ -76,8 +76,12 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   answered) when the touch leaves it or its size no longer fits, never within
   `REQUOTE_MIN_NS` of its placement; a quote refused as crossing goes again on a newer book
   (`refused`). Behind the schedule by more than `catch_up_lag` of the target, or in
-  `CATCH_UP`, it cancels the quote and crosses (`_cross`: an IOC at the cap, one per
-  interval). `PAUSE`, `STOP` and a finished target pull the quote. `pov` sends one IOC per
+  `CATCH_UP`, it crosses (`_cross`: an IOC at the cap, one per interval) beside its quote,
+  which keeps resting: the IOC is never more than the target leaves beside it, and only a
+  quote that holds all that is left is cancelled to make room. Told its partners' progress
+  (`reach_qty`, the synchronizer's **Resting legs**), it crosses to that at once instead
+  (`_follow`: up to 1 + `MAX_RESENDS` IOCs in an interval, each after the last one's answer)
+  and not to the schedule. `PAUSE`, `STOP` and a finished target pull the quote. `pov` sends one IOC per
   interval of `pov_rate` × the volume since the last child, at the `NORMAL` price, and works
   as `twap`'s `CATCH_UP` when behind. Both styles leave `twap`'s path untouched.
 - **Ids.** The n-th child order's id is `<basket>-<leg>-<n>` (DESIGN §7, `client_order_id`),
@@ -286,7 +290,10 @@ class SliceScheduler:
         self.style = ChildStyle(style)
         self._pov = Decimal(str(pov_rate))
         self._lag = Decimal(str(catch_up_lag))
-        self._next_cross_ns = start_ns  # `passive`: one cross per interval
+        self._next_cross_ns = start_ns  # `passive`: one cross per interval on its own,
+        self._follows = (-1, 0)  # and after its partners (interval, crosses), 1 + MAX_RESENDS
+        # `passive`: the fills its partners call for (`AdjustLeg.reach_qty`), while crossing.
+        self.reach_qty: Decimal | None = None
         # `passive`: when the decision can next change on the clock alone (None: the grid).
         self.wake_ns: int | None = None
 
@@ -575,25 +582,65 @@ class SliceScheduler:
         if self._behind(now_ns, filled, mode):
             crossing = self._price(book, Mode.CATCH_UP)
             if not isinstance(crossing, Hold):
-                if quote is not None:
+                resting = quote.open_qty if quote is not None else _ZERO
+                if quote is not None and remaining - resting < self.min_order_qty(crossing.limit):
+                    # The quote holds all that is left: only without it is there room to cross.
                     return self._cancel(now_ns, quote, "crossing to catch up")
-                if now_ns < self._next_cross_ns:
+                told = mode is Mode.CATCH_UP and self.reach_qty is not None
+                if told:
+                    # Told to stand with its partners: to them, and to the schedule only when
+                    # behind it on its own (a follow puts it level with a leader ahead of it).
+                    follow = self._follow(now_ns, filled, crossing, resting)
+                    if follow is not None:
+                        return follow
+                if now_ns >= self._next_cross_ns and (
+                    not told or self._behind(now_ns, filled, Mode.NORMAL)
+                ):
+                    return self._cross(now_ns, filled, interval_end, crossing, mode, resting)
+                if quote is None and not told:
                     self.wake_ns = self._next_cross_ns
                     return Hold.NOT_DUE
-                return self._cross(now_ns, filled, interval_end, crossing, mode)
-            if quote is not None:
+            elif quote is not None:
                 return crossing  # cannot cross (no book, the cap): the quote stays
         return self._rest(now_ns, filled, remaining, interval_end, book, quote, refused)
 
+    def _follow(
+        self, now_ns: int, filled: Decimal, priced: _Priced, resting: Decimal
+    ) -> SendChildOrder | None:
+        """Told to cross after its partners (`reach_qty`, in `CATCH_UP`): an IOC at the cap
+        for what they lead it by, at once rather than once per interval (up to
+        1 + `MAX_RESENDS` in one), never past the target beside the `resting` quote."""
+        assert self.reach_qty is not None
+        interval = (now_ns - self.start_ns) // self.slice_ns
+        if self._follows >= (interval, 1 + MAX_RESENDS):
+            return None
+        min_qty = self.min_order_qty(priced.limit)
+        room = self.target_qty - filled - resting
+        if self.reach_qty - filled < min_qty or room < min_qty:
+            return None
+        qty = self._child_qty(self.reach_qty - filled, room, min_qty)
+        if qty < min_qty:
+            return None
+        k = self._follows[1] + 1 if self._follows[0] == interval else 1
+        self._follows = (interval, k)
+        return self._order(now_ns, qty, priced, Mode.CATCH_UP)
+
     def _cross(
-        self, now_ns: int, filled: Decimal, interval_end: int, priced: _Priced, mode: Mode
+        self,
+        now_ns: int,
+        filled: Decimal,
+        interval_end: int,
+        priced: _Priced,
+        mode: Mode,
+        resting: Decimal = _ZERO,
     ) -> Hold | SendChildOrder:
         """An IOC at the slippage cap for the deficit: to the schedule at the end of this
         interval (one further in `CATCH_UP`, as `twap`), at least one regular slice, at
-        most `max_child_fraction` of the target."""
+        most `max_child_fraction` of the target, and beside a `resting` quote never more
+        than the target leaves room for (the quote stays: it may still fill as a maker)."""
         catch_up = mode is Mode.CATCH_UP
         aim = self.scheduled_qty(interval_end + (self.slice_ns if catch_up else 0))
-        remaining = self.target_qty - filled
+        remaining = self.target_qty - filled - resting
         min_qty = self.min_order_qty(priced.limit)
         if remaining < min_qty:
             return Hold.DONE

@@ -49,6 +49,20 @@ a completion band b:
 So a basket ends when every leg reached its (possibly restored) target, or, short of it, at the
 horizon (plus the grace a newly blocked leg is given): never early because it was shrunk.
 
+**Resting legs.** A leg whose child orders rest on the book (`passive`) fills when the market
+trades into its quote, at a moment none of its partners chose, so the band alone would let a
+whole quote's fill stand naked until the partners' own quotes happen to fill. Each such leg
+has a *step* s (`resting`; the basket gives half a regular slice of progress, within b/2):
+- a resting leg ahead of the slowest leg by more than s pauses (its quote is pulled) until
+  within s/2;
+- a resting leg behind the leader by more than s goes to `CATCH_UP` until within s/2, and is
+  told the leader's progress as a quantity (`AdjustLeg.reach_qty`: the leader's completion ×
+  its own target, on the lot grid, re-sent as the leader fills more). It crosses to that at
+  once, rather than to its schedule once an interval, and keeps its quote resting beside
+  the IOC (never more than its target between them).
+Before these, the band's own pause applies; after them, the schedule's catch-up. A leg that
+does not rest keeps the band's rules, whatever its partners do.
+
 In **risk** mode the band is a dollar limit L on the imbalance risk sqrt(uᵀΣu), computed by the
 caller's `risk_of(progress)`. Above L, every leg ahead of the slowest pauses and the slowest
 catches up; the legs resume once the risk is under L/2. Under the limit a leg behind the
@@ -81,13 +95,16 @@ RiskOf = Callable[[Mapping[str, LegProgress]], float]
 
 
 class AdjustLeg(msgspec.Struct, frozen=True, kw_only=True):
-    """Work leg `leg_id` in `mode`; with `target_qty`, also cut its target to that."""
+    """Work leg `leg_id` in `mode`; with `target_qty`, also cut its target to that. A resting
+    leg told to cross after its partners (**Resting legs**) gets `reach_qty`: the fills their
+    progress calls for, which it crosses to at once."""
 
     leg_id: str
     mode: Mode
     target_qty: Decimal | None
     reason: str
     ts_ns: int
+    reach_qty: Decimal | None = None
 
 
 class BasketShrunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,12 +160,15 @@ class Synchronizer:
         risk_of: RiskOf | None = None,
         catch_up_lag: float | None = None,
         start_ns: int = 0,
+        resting: Mapping[str, float] | None = None,
     ) -> None:
         """Give `band` (a completion fraction), or `risk_limit_usd` with `risk_of`.
 
         `catch_up_lag` is how far behind the schedule a leg may fall before it catches up:
         b/2 by default in band mode, `DEFAULT_BAND`/2 in risk mode. `start_ns`: the basket's
-        start, the zero of the times its reasons give ("since 371 s").
+        start, the zero of the times its reasons give ("since 371 s"). `resting`: the legs
+        whose child orders rest on the book (`passive`), each with its step tolerance
+        (**Resting legs** in the module docstring).
         """
         if not targets:
             raise ValueError("targets: a basket needs at least one leg")
@@ -169,6 +189,11 @@ class Synchronizer:
                 raise ValueError("risk_of: the risk band needs a function for the imbalance risk")
         if grace_ns < 0:
             raise ValueError(f"grace_ns: {grace_ns} must be 0 or more")
+        for leg, tol in (resting or {}).items():
+            if leg not in targets:
+                raise ValueError(f"resting: {leg!r} is not a leg of the basket")
+            if not 0 < tol < 1:
+                raise ValueError(f"resting[{leg!r}]: {tol} is outside (0, 1); a completion share")
         self.band = band
         self.grace_ns = grace_ns
         self.start_ns = start_ns
@@ -177,6 +202,9 @@ class Synchronizer:
         if catch_up_lag is None:
             catch_up_lag = (band if band is not None else DEFAULT_BAND) / 2
         self.catch_up_lag = catch_up_lag
+        self.resting: dict[str, float] = dict(resting or {})
+        self._reach_told: dict[str, Decimal | None] = dict.fromkeys(targets)
+        self._crossing: set[str] = set()  # resting legs crossing after their partners, now
         self.instruments = dict(instruments)
         self.original: dict[str, Decimal] = dict(targets)
         # In-ratio targets at the basket's current size (soft cuts included): the band's.
@@ -239,9 +267,11 @@ class Synchronizer:
         effects: list[SyncEffect] = []
         for leg, (mode, why) in desired.items():
             cut = self.committed[leg] < self._told[leg]
-            if mode is self.modes[leg] and not cut:
+            reach = self._reach_of(leg, mode, filled)
+            if mode is self.modes[leg] and not cut and reach == self._reach_told[leg]:
                 continue
             self.modes[leg] = mode
+            self._reach_told[leg] = reach
             if cut:
                 self._told[leg] = self.committed[leg]
             effects.append(
@@ -251,6 +281,7 @@ class Synchronizer:
                     target_qty=self.committed[leg] if cut else None,
                     reason=f"{self.reason}; {why}" if cut and self.reason else why,
                     ts_ns=now_ns,
+                    reach_qty=reach,
                 )
             )
         if resized is not None:
@@ -267,8 +298,11 @@ class Synchronizer:
         self, filled: Mapping[str, Decimal], s: float, risk: float | None
     ) -> dict[str, tuple[Mode, str]]:
         p = {leg: self.progress_of(leg, q) for leg, q in filled.items()}
+        self._crossing = set()
         slowest = min(p, key=lambda leg: p[leg])
         p_min = p[slowest]
+        leader = max(p, key=lambda leg: p[leg])
+        p_max = p[leader]
         lag = self.catch_up_lag
         out: dict[str, tuple[Mode, str]] = {}
         for leg, p_i in p.items():
@@ -309,12 +343,42 @@ class Synchronizer:
                         f"ahead of the slowest leg {slowest} by {lead:.4f} (band {b})",
                     )
                     continue
+            if leg in self.resting:
+                step = self._in_step(leg, current, lead, p_max - p_i, slowest, leader)
+                if step is not None:
+                    out[leg] = step
+                    if step[0] is Mode.CATCH_UP:
+                        self._crossing.add(leg)
+                    continue
             laggard = lead <= lag
             if laggard and (behind > lag or (current is Mode.CATCH_UP and behind > lag * RESUME)):
                 out[leg] = (Mode.CATCH_UP, f"behind the schedule by {behind:.4f} (lag {lag})")
             else:
                 out[leg] = (Mode.NORMAL, "in step")
         return out
+
+    def _reach_of(self, leg: str, mode: Mode, filled: Mapping[str, Decimal]) -> Decimal | None:
+        """What a resting leg crossing after its partners must fill to stand with the leader:
+        the leader's progress × its own target, on the lot grid (None for any other leg)."""
+        if mode is not Mode.CATCH_UP or leg not in self._crossing:
+            return None
+        lead = max(self.progress_of(other, q) for other, q in filled.items())
+        want = Decimal(str(min(lead, 1.0))) * self.targets[leg]
+        return self.instruments[leg].snap_qty(min(want, self.committed[leg]))
+
+    def _in_step(
+        self, leg: str, current: Mode, lead: float, gap: float, slowest: str, leader: str
+    ) -> tuple[Mode, str] | None:
+        """A resting leg's mode by its partners' fills (**Resting legs**), or None to go by
+        the schedule: its quote pulled while it leads the slowest leg by more than its step,
+        and crossing while the leader leads it by more than its step, each left at `RESUME`
+        × the step."""
+        tol = self.resting[leg]
+        if lead > tol or (current is Mode.PAUSE and lead > tol * RESUME):
+            return (Mode.PAUSE, f"quote pulled: ahead of {slowest} by {lead:.4f} (step {tol:.4f})")
+        if gap > tol or (current is Mode.CATCH_UP and gap > tol * RESUME):
+            return (Mode.CATCH_UP, f"crossing: {leader} ahead by {gap:.4f} (step {tol:.4f})")
+        return None
 
     def _stuck_now(
         self,

@@ -313,6 +313,8 @@ class LegRunner:
             # Targets only ever shrink; a cut older than one applied cannot get here.
             self.ledger.target_qty = sched.shrink(adj.target_qty, self.ledger.filled_qty)
         self.mode = adj.mode
+        if sched is not None:
+            sched.reach_qty = adj.reach_qty
         self._step()
 
     def crash(self, error: BaseException) -> None:

@@ -254,7 +254,7 @@ def test_a_quote_the_touch_leaves_is_replaced_no_sooner_than_the_requote_bound()
     assert quotes[-1].order.price > quotes[0].order.price
 
 
-def test_a_passive_leg_behind_its_schedule_cancels_its_quote_and_crosses_at_the_cap() -> None:
+def test_a_passive_leg_behind_its_schedule_crosses_at_the_cap_beside_its_quote() -> None:
     leg = Leg()
     leg.runner.fire(FIRE_AT, 2 * LATENCY)
     # Nothing ever fills the quote: by 2.5 % of the horizon past half the band (the lag is
@@ -266,11 +266,59 @@ def test_a_passive_leg_behind_its_schedule_cancels_its_quote_and_crosses_at_the_
     assert first.t_ns >= FIRE_AT + 5 * SECOND  # behind by more than 5 % of 100 s
     cap = ETH.snap_price_passive(D("2000.05") * (1 + D(50) / D(10_000)), Side.BUY)
     assert first.order.price == cap
-    # The quote was cancelled, and its cancel answered, before the IOC left.
+    # The quote was not pulled to cross: it still rests, as a maker, beside the IOC (the
+    # invariants check that quote and IOC together never exceed the target).
     quote = leg.sent(TimeInForce.POST_ONLY)[0].order.client_order_id
-    cancel_at = next(t for t, coid in leg.venue.cancels if coid == quote)
-    assert cancel_at < first.t_ns
-    assert leg.venue.orders[quote].status is OrderStatus.CANCELED
+    assert quote not in {coid for t, coid in leg.venue.cancels if t < first.t_ns}
+
+
+def test_a_passive_leg_whose_quote_holds_all_that_is_left_cancels_it_to_cross() -> None:
+    # One regular slice (0.1) fills first; the quote then covers every remaining lot.
+    leg = Leg(max_child_fraction=1.0)
+    leg.runner.fire(FIRE_AT, 2 * LATENCY)
+    leg.run(FIRE_AT + SECOND)
+    quote = leg.sent(TimeInForce.POST_ONLY)[0]
+    leg.runner.adjust(
+        AdjustLeg(
+            leg_id="eth",
+            mode=Mode.CATCH_UP,
+            target_qty=D(str(quote.order.quantity)),
+            reason="cut",
+            ts_ns=leg.clock.now_ns(),
+        )
+    )
+    leg.run(FIRE_AT + 3 * SECOND)
+    iocs = leg.sent(TimeInForce.IOC)
+    assert iocs, "the leg never crossed"
+    cancel_at = next(t for t, coid in leg.venue.cancels if coid == quote.order.client_order_id)
+    assert cancel_at < iocs[0].t_ns
+
+
+def test_a_passive_leg_told_its_partners_reach_crosses_to_it_at_once() -> None:
+    leg = Leg()
+    leg.runner.fire(FIRE_AT, 2 * LATENCY)
+    leg.run(FIRE_AT + SECOND)
+    assert not leg.sent(TimeInForce.IOC)
+    told = leg.clock.now_ns()
+    leg.runner.adjust(
+        AdjustLeg(
+            leg_id="eth",
+            mode=Mode.CATCH_UP,
+            target_qty=None,
+            reason="crossing: btc ahead",
+            ts_ns=told,
+            reach_qty=D("0.120"),
+        )
+    )
+    leg.run(told + 100 * MS)
+    iocs = leg.sent(TimeInForce.IOC)
+    # IOCs at once, for what the partner leads by (the reach, not the schedule's slice), in
+    # orders of the basket's child cap (5 %, 0.050), each after the previous one's answer.
+    assert iocs and iocs[0].t_ns - told < 5 * MS
+    assert [s.order.quantity for s in iocs] == [D("0.050"), D("0.050"), D("0.020")]
+    # Reached: nothing more crosses while the reach stands, whatever the mode says.
+    leg.run(told + 5 * SECOND)
+    assert sum(s.order.quantity for s in leg.sent(TimeInForce.IOC)) == D("0.120")
 
 
 def test_the_synchronizer_speeding_a_passive_leg_up_makes_it_cross_at_once() -> None:

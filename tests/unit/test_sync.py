@@ -105,6 +105,69 @@ def test_only_changes_are_emitted() -> None:
     assert s.evaluate(snaps, 0.5, SECOND) == []  # nothing changed but the time, within grace
 
 
+# -- resting legs (passive) ------------------------------------------------------------------
+
+
+def test_a_resting_leg_ahead_of_its_partner_by_its_step_pulls_its_quote() -> None:
+    # Well inside the band (0.1), but past the resting step (0.02): the quote is pulled.
+    s = sync(band=0.1, resting={"eth": 0.02, "btc": 0.02})
+    modes = adjustments(s.evaluate(progress(eth=0.43, btc=0.40), 0.4, 0))
+    assert modes["eth"].mode is Mode.PAUSE and "quote pulled" in modes["eth"].reason
+    # It quotes again once within half its step of the slowest, not before.
+    assert s.evaluate(progress(eth=0.43, btc=0.415), 0.4, 1) == []
+    modes = adjustments(s.evaluate(progress(eth=0.43, btc=0.425), 0.4, 2))
+    assert modes["eth"].mode is Mode.NORMAL
+
+
+def test_a_resting_leg_behind_its_partner_crosses_to_the_leaders_progress() -> None:
+    s = sync(band=0.1, resting={"eth": 0.02, "btc": 0.02})
+    modes = adjustments(s.evaluate(progress(eth=0.40, btc=0.43), 0.4, 0))
+    assert modes["eth"].mode is Mode.CATCH_UP and "btc ahead" in modes["eth"].reason
+    assert modes["eth"].reach_qty == D("4.3")  # btc's 43 % of eth's 10
+    assert modes["btc"].mode is Mode.PAUSE
+    # The leader fills more: the laggard is told the new reach though its mode is unchanged.
+    modes = adjustments(s.evaluate(progress(eth=0.40, btc=0.45), 0.4, 1))
+    assert modes["eth"].mode is Mode.CATCH_UP and modes["eth"].reach_qty == D("4.5")
+    assert "btc" not in modes
+    # Back with the leader: no reach any more.
+    modes = adjustments(s.evaluate(progress(eth=0.45, btc=0.45), 0.4, 2))
+    assert modes["eth"].mode is Mode.NORMAL and modes["eth"].reach_qty is None
+
+
+def test_a_leg_that_does_not_rest_keeps_the_bands_rules() -> None:
+    # Only eth rests: btc, the same distance behind, is in the band and on schedule.
+    s = sync(band=0.1, resting={"eth": 0.02})
+    assert s.evaluate(progress(eth=0.43, btc=0.40), 0.4, 0) == [
+        AdjustLeg(
+            leg_id="eth",
+            mode=Mode.PAUSE,
+            target_qty=None,
+            reason="quote pulled: ahead of btc by 0.0300 (step 0.0200)",
+            ts_ns=0,
+        )
+    ]
+    assert sync(band=0.1, resting={"eth": 0.02}).evaluate(progress(eth=0.40, btc=0.43), 0.4, 0) == [
+        AdjustLeg(
+            leg_id="eth",
+            mode=Mode.CATCH_UP,
+            target_qty=None,
+            reason="crossing: btc ahead by 0.0300 (step 0.0200)",
+            ts_ns=0,
+            reach_qty=D("4.3"),
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("resting", "field"),
+    [({"sol": 0.02}, "'sol' is not a leg"), ({"eth": 0.0}, "outside (0, 1)")],
+)
+def test_resting_steps_are_checked(resting: dict[str, float], field: str) -> None:
+    with pytest.raises(ValueError, match="resting") as err:
+        sync(band=0.1, resting=resting)
+    assert field in str(err.value)
+
+
 def test_legs_resume_normal_when_back_in_band() -> None:
     s = sync(band=0.1)
     s.evaluate(progress(eth=0.5, btc=0.3), 0.5, 0)
