@@ -81,9 +81,10 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
   quote that holds all that is left is cancelled to make room. Told its partners' progress
   (`reach_qty`, the synchronizer's **Resting legs**), it crosses to that at once instead
   (`_follow`: up to 1 + `MAX_RESENDS` IOCs in an interval, each after the last one's answer)
-  and not to the schedule. `PAUSE`, `STOP` and a finished target pull the quote. `pov` sends one IOC per
-  interval of `pov_rate` × the volume since the last child, at the `NORMAL` price, and works
-  as `twap`'s `CATCH_UP` when behind. Both styles leave `twap`'s path untouched.
+  and not to the schedule. `PAUSE`, `STOP` and a finished target pull the quote. `pov`
+  sends one IOC per interval of `pov_rate` × the volume since the last child, at the
+  `NORMAL` price, and works as `twap`'s `CATCH_UP` when behind. Both styles leave `twap`'s
+  path untouched.
 - **Ids.** The n-th child order's id is `<basket>-<leg>-<n>` (DESIGN §7, `client_order_id`),
   n counting sent orders from `next_n`; same inputs, same orders.
 """

@@ -7,8 +7,9 @@ side, quantity, price, times, status, fill, fee), every fill the simulated excha
 figures (`RunResult.metrics`: legging risk, shortfall, completion, hedge cost, ...) and the
 market events it consumed. Named fields, not whole reports: a field added to the report
 changes no digest, a changed result does. Floats keep 10 significant digits (`_stable`): one
-numpy build sums in another order than the next, in the last bit, and that is no change. A change that makes the backtest faster must leave
-every digest as it was; a change meant to alter results regenerates the file, on purpose:
+numpy build sums in another order than the next, in the last bit, and that is no change.
+A change that makes the backtest faster must leave every digest as it was; a change meant to
+alter results regenerates the file, on purpose:
 
     .venv/bin/python -m tests.unit.test_backtest_golden
 """
