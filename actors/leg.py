@@ -17,11 +17,20 @@ import msgspec
 from actors.fees import ChargedFee, FeeTotals
 from actors.fees import total as fee_total
 from actors.messages import LegProgress, LegStatus
-from venues.model import AckKind, ExecutionReport, NewOrder, OrderStatus, RejectReason, Side
+from venues.model import (
+    AckKind,
+    ExecutionReport,
+    NewOrder,
+    OrderStatus,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 
 _ZERO = Decimal(0)
 MAX_CONSECUTIVE_REJECTS = 5  # after this many refusals in a row a leg gives up (FAILED)
 POST_ONLY_REFUSAL = RejectReason.POST_ONLY_WOULD_CROSS.value  # how such a refusal starts
+_UNEXPLAINED = f"{OrderStatus.REJECTED.value}: "  # a refusal the venue gave no reason for
 
 # How far along an order is: a report never moves an order back down this scale.
 _RANK = {
@@ -65,6 +74,7 @@ class ChildOrder(msgspec.Struct, kw_only=True):
     # (venue time of a fill, cumulative quantity after it), as the fills were reported: a
     # resting order fills long after its accept time, and the exposure dates from its fills.
     fill_marks: list[tuple[int, Decimal]] = []
+    post_only: bool = False  # a `passive` quote (TimeInForce.POST_ONLY)
 
     @property
     def open_qty(self) -> Decimal:
@@ -79,8 +89,26 @@ class ChildOrder(msgspec.Struct, kw_only=True):
 
 def requoted(child: ChildOrder) -> bool:
     """A post-only quote the venue refused because it would have crossed the book: the
-    leg prices a new one (`passive`), it is no refusal of the leg's orders."""
-    return child.reject is not None and child.reject.startswith(POST_ONLY_REFUSAL)
+    leg prices a new one (`passive`), it is no refusal of the leg's orders. A venue that
+    answers on receipt and refuses later on its stream may not say why (Binance's
+    ORDER_TRADE_UPDATE has no field for it); such a quote, unfilled, is taken for one that
+    would have crossed, the likeliest reason by far, and `LegLedger.give_up_reason` bounds
+    how many in a row it believes that of."""
+    if child.reject is None:
+        return False
+    if child.reject.startswith(POST_ONLY_REFUSAL):
+        return True
+    return _unexplained_quote_refusal(child)
+
+
+def _unexplained_quote_refusal(child: ChildOrder) -> bool:
+    return (
+        child.post_only
+        and child.ack_kind is AckKind.RECEIPT
+        and child.filled_qty == 0
+        and child.reject is not None
+        and child.reject.startswith(_UNEXPLAINED)
+    )
 
 
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,6 +178,7 @@ class LegLedger:
             purpose=purpose,
             sent_ns=now_ns,
             mid=mid,
+            post_only=order.time_in_force is TimeInForce.POST_ONLY,
         )
         self.orders[order.client_order_id] = child
         if purpose == "slice" and (self._first is None or n < self._first.n):
@@ -327,6 +356,14 @@ class LegLedger:
         first = self.first
         if first is not None and first.reject is not None and not requoted(first):
             return f"first order {first.client_order_id} rejected: {first.reject}"
+        slices = sorted(self.orders.values(), key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]
+        if len(slices) == MAX_CONSECUTIVE_REJECTS and all(
+            _unexplained_quote_refusal(c) for c in slices
+        ):
+            return (
+                f"{MAX_CONSECUTIVE_REJECTS} quotes in a row refused with no reason given: "
+                f"{slices[-1].reject}"
+            )
         # A post-only quote refused because it would cross is re-quoted: no fault of the leg.
         judged = [c for c in self.orders.values() if not c.turned_away and not requoted(c)]
         latest = sorted(judged, key=lambda c: c.n)[-MAX_CONSECUTIVE_REJECTS:]

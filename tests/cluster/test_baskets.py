@@ -520,3 +520,36 @@ def test_a_real_venue_without_its_keys_is_refused_at_start_naming_the_variable(
     message = str(info.value)
     assert "live" in message and "LEGATO_TEST_MISSING_KEY" in message
     assert "Traceback" not in message
+
+
+def test_a_passive_basket_rests_quotes_live_and_ends_reconciled(make_engine) -> None:
+    """`passive` on the live actors: post-only quotes rest on the venues over their APIs, the
+    quotes the legs replace or pull are cancelled there, and the basket completes with every
+    leg reconciled to the venues' own positions and no order left open."""
+    engine = make_engine(venues())
+    spec = synth_eth("t-passive")
+    spec = msgspec.structs.replace(
+        spec, params=msgspec.structs.replace(spec.params, child_style="passive")
+    )
+    report = engine.submit(spec).result(timeout=120)
+
+    assert report.status is BasketState.COMPLETED, report.reason
+    legs = {leg.leg_id: leg for leg in report.legs}
+    held = positions(engine)
+    assert held["alpha"]["ETHUSDT"] == legs["eth"].filled_qty
+    assert held["gamma"]["BTCUSDT"] == -legs["btc"].filled_qty
+    for leg in legs.values():
+        assert leg.reconciled and not leg.mismatches, leg
+        assert 0 <= leg.target_qty - leg.filled_qty < leg.target_qty * D("0.01"), leg
+        assert all(c.status.is_terminal for c in leg.child_orders), "an order was left open"
+        for c in leg.child_orders:
+            if c.filled_qty > 0:
+                # Each fill dated on the basket's axis, no earlier than the order was sent.
+                assert c.fill_marks and c.fill_marks[-1][1] == c.filled_qty, c
+                assert all(t >= c.sent_ns for t, _ in c.fill_marks), c
+    quotes = [c for leg in legs.values() for c in leg.child_orders if c.status.value == "CANCELED"]
+    assert quotes, "no quote was ever replaced or pulled"
+    # Some fills were a maker's: below the 5 bp taker fee on the gross notional.
+    tca = report.tca
+    assert tca is not None
+    assert tca["parts"]["fees_usd"] / tca["gross_notional_usd"] * 1e4 < 4.9

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.leg import LegLedger, Reconciliation
+from actors.leg import MAX_CONSECUTIVE_REJECTS, LegLedger, Reconciliation, requoted
 from actors.messages import LegStatus
 from venues.model import (
     AckKind,
@@ -167,6 +167,45 @@ def test_each_newer_fill_is_marked_with_the_venue_time_it_happened() -> None:
     lg.on_report(report(o, OrderStatus.FILLED, "4", "2601", venue_ts_ns=900), 920)
     lg.on_report(report(o, OrderStatus.PARTIALLY_FILLED, "3", "2601", venue_ts_ns=700), 930)
     assert lg.orders[o.client_order_id].fill_marks == [(500, D(1)), (900, D(4))]
+
+
+def quote(n: int) -> NewOrder:
+    return msgspec.structs.replace(order(n, "1"), time_in_force=TimeInForce.POST_ONLY)
+
+
+def test_a_quote_refused_after_a_receipt_with_no_reason_is_priced_again_within_a_bound() -> None:
+    # A venue that answers on receipt refuses later on its stream, and Binance's stream says
+    # no more than REJECTED: an unfilled quote is taken for one that would have crossed.
+    lg = ledger()
+    for n in range(MAX_CONSECUTIVE_REJECTS):
+        q = quote(n)
+        lg.sent(q, n, 100 * n)
+        lg.acked(report(q, OrderStatus.PENDING_NEW, ack_kind=AckKind.RECEIPT), 100 * n + 1)
+        lg.on_report(report(q, OrderStatus.REJECTED), 100 * n + 2)
+        assert requoted(lg.orders[q.client_order_id])
+        if n < MAX_CONSECUTIVE_REJECTS - 1:
+            assert lg.give_up_reason() is None, n  # the first order too
+            assert lg.quote_refused
+    # Believed no further: that many in a row is a refusal of the leg's quotes.
+    reason = lg.give_up_reason()
+    assert reason is not None and "quotes in a row refused with no reason" in reason
+
+
+def test_an_ioc_or_a_quote_acked_otherwise_refused_with_no_reason_is_a_refusal() -> None:
+    ioc = ledger()
+    o = order(0)
+    ioc.sent(o, 0, 100)
+    ioc.acked(report(o, OrderStatus.PENDING_NEW, ack_kind=AckKind.RECEIPT), 101)
+    ioc.on_report(report(o, OrderStatus.REJECTED), 102)
+    assert not requoted(ioc.orders[o.client_order_id])
+    assert "first order" in (ioc.give_up_reason() or "")
+    lg = ledger()
+    q = quote(0)
+    lg.sent(q, 0, 100)
+    lg.acked(report(q, OrderStatus.NEW, ack_kind=AckKind.ACCEPTED), 101)
+    lg.on_report(report(q, OrderStatus.REJECTED), 102)  # it was on the book: not a crossing
+    assert not requoted(lg.orders[q.client_order_id])
+    assert "first order" in (lg.give_up_reason() or "")
 
 
 def test_a_late_older_report_never_moves_an_order_back() -> None:
