@@ -62,10 +62,11 @@ BasketEffect = (
     AdjustLeg | BasketShrunk | BasketRestored | Launched | LegFailed | ExposureChanged | AllDone
 )
 
-# A resting leg's step (`Synchronizer`'s **Resting legs**): half a regular slice of progress.
-# Measured on the 200 ms laggard pair (bench_styles): one slice left a whole slice naked until
-# the next interval; half a slice crosses after every partner fill of a slice or more.
-RESTING_STEP_SLICES = 0.5
+# A resting leg's step (`Synchronizer`'s **Resting legs**), in regular slices of progress:
+# less than its largest quote (`SYNCHRONIZED_QUOTE_SLICES`, half a slice), so that a quote
+# filled whole is followed at once. Measured on the 200 ms laggard pair (bench_styles):
+# quotes of two slices and a step of one left a whole slice naked until the next interval.
+RESTING_STEP_SLICES = 0.3
 _FINISHED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
 
 

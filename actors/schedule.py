@@ -72,19 +72,21 @@ now?" (DESIGN §5.5). It answers with one `SendChildOrder` or with None, and say
 - **Child styles** (`style`; docs/basket.md, "Child styles"). All of the above is `twap`.
   `passive` keeps one post-only quote (`_rest`): one tick inside a spread of two ticks or
   more, else at the touch, never past the cap, for the schedule `QUOTE_AHEAD_SLICES`
-  intervals ahead; it is replaced (`CancelChildOrder`, then a new quote once the cancel is
-  answered) when the touch leaves it or its size no longer fits, never within
-  `REQUOTE_MIN_NS` of its placement; a quote refused as crossing goes again on a newer book
-  (`refused`). Behind the schedule by more than `catch_up_lag` of the target, or in
-  `CATCH_UP`, it crosses (`_cross`: an IOC at the cap, one per interval) beside its quote,
-  which keeps resting: the IOC is never more than the target leaves beside it, and only a
-  quote that holds all that is left is cancelled to make room. Told its partners' progress
-  (`reach_qty`, the synchronizer's **Resting legs**), it crosses to that at once instead
-  (`_follow`: up to 1 + `MAX_RESENDS` IOCs in an interval, each after the last one's answer)
-  and not to the schedule. `PAUSE`, `STOP` and a finished target pull the quote. `pov`
-  sends one IOC per interval of `pov_rate` × the volume since the last child, at the
-  `NORMAL` price, and works as `twap`'s `CATCH_UP` when behind. Both styles leave `twap`'s
-  path untouched.
+  intervals ahead (`synchronized`: at most `SYNCHRONIZED_QUOTE_SLICES` regular slices, what
+  stands naked while the partners follow its fill); it is replaced (`CancelChildOrder`, then
+  a new quote once the cancel is answered) when the touch leaves it or its size no longer
+  fits, never within `REQUOTE_MIN_NS` of its placement; a quote refused as crossing goes
+  again on a newer book (`refused`). Behind the schedule by more than `catch_up_lag` of the
+  target, or in `CATCH_UP`, it crosses (`_cross`: an IOC at the cap, one per interval)
+  beside its quote, which keeps resting: the IOC is never more than the target leaves beside
+  it, and only a quote that holds all that is left is cancelled to make room. Told its
+  partners' progress (`reach_qty`, the synchronizer's **Resting legs**), it crosses to that
+  at once instead (`_follow`, and `follow_now` while its own orders are on their way: up to
+  1 + `MAX_RESENDS` IOCs in an interval, what is in flight counted as filled) and not to
+  the schedule. `PAUSE`, `STOP` and a finished target pull the
+  quote. `pov` sends one IOC per interval of `pov_rate` × the volume since the last child,
+  at the `NORMAL` price, and works as `twap`'s `CATCH_UP` when behind. Both styles leave
+  `twap`'s path untouched.
 - **Ids.** The n-th child order's id is `<basket>-<leg>-<n>` (DESIGN §7, `client_order_id`),
   n counting sent orders from `next_n`; same inputs, same orders.
 """
@@ -107,6 +109,7 @@ LATENCY_SIGMAS = 2.0  # a NORMAL limit allows this many σ of price move over th
 MAX_RESENDS = 2  # `synchronized`: times one interval's missed slice is sent again
 REQUOTE_MIN_NS = 1_000_000_000  # `passive`: a quote rests this long before it is replaced
 QUOTE_AHEAD_SLICES = 2  # `passive`: a quote covers the schedule this many intervals ahead
+SYNCHRONIZED_QUOTE_SLICES = Decimal("0.5")  # `passive` kept in step: the most a quote holds
 DEFAULT_CATCH_UP_LAG = 0.025  # behind the schedule by more than this share: cross (band/2)
 _SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
@@ -574,7 +577,17 @@ class SliceScheduler:
             return hold if quote is None else self._cancel(now_ns, quote, hold.value.lower())
         if now_ns < self.start_ns:
             return Hold.NOT_STARTED
-        elsewhere = open_qty - (quote.open_qty if quote is not None else _ZERO)
+        resting = quote.open_qty if quote is not None else _ZERO
+        elsewhere = open_qty - resting
+        told = mode is Mode.CATCH_UP and self.reach_qty is not None
+        if told:
+            # Told to follow its partners, it does not wait for the answers of what is out:
+            # what is in flight counts as filled and the quote as resting in full.
+            crossing = self._price(book, Mode.CATCH_UP)
+            if not isinstance(crossing, Hold):
+                follow = self._follow(now_ns, filled, crossing, resting, elsewhere)
+                if follow is not None:
+                    return follow
         if elsewhere > 0 or (quote is not None and not quote.working):
             return Hold.WAITING  # an IOC or an order of unknown outcome is out: its answer first
         interval = (now_ns - self.start_ns) // self.slice_ns
@@ -583,17 +596,12 @@ class SliceScheduler:
         if self._behind(now_ns, filled, mode):
             crossing = self._price(book, Mode.CATCH_UP)
             if not isinstance(crossing, Hold):
-                resting = quote.open_qty if quote is not None else _ZERO
                 if quote is not None and remaining - resting < self.min_order_qty(crossing.limit):
                     # The quote holds all that is left: only without it is there room to cross.
                     return self._cancel(now_ns, quote, "crossing to catch up")
-                told = mode is Mode.CATCH_UP and self.reach_qty is not None
-                if told:
-                    # Told to stand with its partners: to them, and to the schedule only when
-                    # behind it on its own (a follow puts it level with a leader ahead of it).
-                    follow = self._follow(now_ns, filled, crossing, resting)
-                    if follow is not None:
-                        return follow
+                # Told to stand with its partners (followed above), it crosses to the
+                # schedule only when behind it on its own: a follow puts it level with a
+                # leader that may be ahead of the schedule.
                 if now_ns >= self._next_cross_ns and (
                     not told or self._behind(now_ns, filled, Mode.NORMAL)
                 ):
@@ -605,21 +613,44 @@ class SliceScheduler:
                 return crossing  # cannot cross (no book, the cap): the quote stays
         return self._rest(now_ns, filled, remaining, interval_end, book, quote, refused)
 
+    def follow_now(
+        self,
+        now_ns: int,
+        filled_qty: Decimal,
+        open_qty: Decimal,
+        book: BookTicker | None,
+        quote: Quote | None,
+    ) -> SendChildOrder | None:
+        """The IOC a `passive` leg told its partners' progress (`reach_qty`) sends at once,
+        while its own orders are still on their way (a placement's or a cancel's answer not
+        in): what `next_slice` would follow with, and nothing else (None otherwise)."""
+        if self.style is not ChildStyle.PASSIVE or self.reach_qty is None or self._stopped:
+            return None
+        if now_ns < self.start_ns or filled_qty >= self.target_qty:
+            return None
+        crossing = self._price(book, Mode.CATCH_UP)
+        if isinstance(crossing, Hold):
+            return None
+        resting = quote.open_qty if quote is not None else _ZERO
+        return self._follow(now_ns, filled_qty, crossing, resting, open_qty - resting)
+
     def _follow(
-        self, now_ns: int, filled: Decimal, priced: _Priced, resting: Decimal
+        self, now_ns: int, filled: Decimal, priced: _Priced, resting: Decimal, flying: Decimal
     ) -> SendChildOrder | None:
         """Told to cross after its partners (`reach_qty`, in `CATCH_UP`): an IOC at the cap
-        for what they lead it by, at once rather than once per interval (up to
-        1 + `MAX_RESENDS` in one), never past the target beside the `resting` quote."""
+        for what they lead it by beyond what is `flying` (IOCs not yet answered, counted as
+        filled), at once rather than once per interval (up to 1 + `MAX_RESENDS` in one),
+        never past the target beside them and the `resting` quote."""
         assert self.reach_qty is not None
         interval = (now_ns - self.start_ns) // self.slice_ns
         if self._follows >= (interval, 1 + MAX_RESENDS):
             return None
         min_qty = self.min_order_qty(priced.limit)
-        room = self.target_qty - filled - resting
-        if self.reach_qty - filled < min_qty or room < min_qty:
+        need = self.reach_qty - filled - flying
+        room = self.target_qty - filled - flying - resting
+        if need < min_qty or room < min_qty:
             return None
-        qty = self._child_qty(self.reach_qty - filled, room, min_qty)
+        qty = self._child_qty(need, room, min_qty)
         if qty < min_qty:
             return None
         k = self._follows[1] + 1 if self._follows[0] == interval else 1
@@ -675,6 +706,11 @@ class SliceScheduler:
             return Hold.DONE if quote is None else self._cancel(now_ns, quote, "dust")
         aim = self.scheduled_qty(interval_end + (QUOTE_AHEAD_SLICES - 1) * self.slice_ns)
         want = max(aim - filled, min_qty)
+        if self.synchronized:
+            # Its partners follow each of its fills (the synchronizer's **Resting legs**):
+            # the smaller the quote, the smaller what stands naked while they do.
+            regular = self.target_qty * self.slice_ns / self.horizon_ns
+            want = max(min(want, SYNCHRONIZED_QUOTE_SLICES * regular), min_qty)
         qty = self._child_qty(want, remaining, min_qty)
         if quote is not None:
             stale = quote.price != priced.limit or quote.open_qty > qty or 2 * quote.open_qty < qty

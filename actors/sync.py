@@ -52,7 +52,7 @@ horizon (plus the grace a newly blocked leg is given): never early because it wa
 **Resting legs.** A leg whose child orders rest on the book (`passive`) fills when the market
 trades into its quote, at a moment none of its partners chose, so the band alone would let a
 whole quote's fill stand naked until the partners' own quotes happen to fill. Each such leg
-has a *step* s (`resting`; the basket gives half a regular slice of progress, within b/2):
+has a *step* s (`resting`; the basket gives 0.3 of a regular slice of progress, within b/2):
 - a resting leg ahead of the slowest leg by more than s pauses (its quote is pulled) until
   within s/2;
 - a resting leg behind the leader by more than s goes to `CATCH_UP` until within s/2, and is

@@ -7,7 +7,10 @@ the runner decides everything around them:
   from anywhere before the end;
 - **the run loop**: when to ask the scheduler again (the next slice, a heartbeat, a book
   tick that can end the hold) and when to tell the basket (a snapshot whenever something
-  it reads changed, and as a heartbeat every `progress_every_ns`);
+  it reads changed, and as a heartbeat every `progress_every_ns`). One slice is on its way
+  at a time, and none while a quote's cancel is: the answer steps the leg again. The one
+  exception is a `passive` leg told to follow its partners' fills, whose IOC goes at once
+  (`SliceScheduler.follow_now`, sized with what is in flight counted as filled);
 - **what an answer means**: a refusal counts towards giving up (the first order refused, or
   `MAX_CONSECUTIVE_REJECTS` in a row); a venue that is down or rate-limits blocks the leg
   but fails it only at launch; bad credentials fail it; an answer that was lost (UNKNOWN)
@@ -186,7 +189,7 @@ class LegRunner:
         self.reconciliation: Reconciliation | None = None
         self.unwound_qty = _ZERO
         self._volume = _ZERO
-        self._busy = False  # a slice is on its way: the next waits for its answer
+        self._busy = 0  # slices on their way: the next waits for their answers (but a follow)
         self._venue_down = False  # the venue turned the last order away (down, rate limit)
         self._timer: Timer | None = None
         self._rejects_in_row = 0
@@ -474,10 +477,13 @@ class LegRunner:
         """Ask the scheduler what to send now; send it, or sleep until something can
         change its answer."""
         sched = self.sched
-        if sched is None or self._busy or self.status not in (LegStatus.WORKING, LegStatus.PAUSED):
+        if sched is None or self.status not in (LegStatus.WORKING, LegStatus.PAUSED):
             return
-        if self._cancelling:
-            return  # a quote's cancel is on its way: its answer steps the leg again
+        if self._busy or self._cancelling:
+            # A slice, or a quote's cancel, is on its way: its answer steps the leg again.
+            # Only a follow of the partners' fills goes before (`SliceScheduler.follow_now`).
+            self._follow()
+            return
         now = self.port.now_ns()
         volume, self._volume = self._volume, _ZERO
         ledger = self.ledger
@@ -524,6 +530,19 @@ class LegRunner:
         # The ledger has not changed since `next_slice`: its sums are still these.
         self._publish(only_if_changed=True, totals=(filled, open_qty))
         self._sleep(sched, now)
+
+    def _follow(self) -> None:
+        """Told to follow its partners' fills, cross to them now, whatever of the leg's own
+        is still on its way (`SliceScheduler.follow_now`)."""
+        sched = self.sched
+        if sched is None or self.mode is not Mode.CATCH_UP or sched.reach_qty is None:
+            return
+        ledger = self.ledger
+        child = sched.follow_now(
+            self.port.now_ns(), ledger.filled_qty, ledger.open_qty, self.book, self._resting()
+        )
+        if child is not None:
+            self._send(child)
 
     def _sleep(self, sched: SliceScheduler, now: int) -> None:
         every = self.cmd.progress_every_ns
@@ -626,7 +645,7 @@ class LegRunner:
         if child.order.time_in_force is TimeInForce.POST_ONLY:
             self._quote = child.order.client_order_id
         self._next_n = max(self._next_n, child.n + 1)
-        self._busy = True
+        self._busy += 1
         self._place(child.order, child.n, "slice", self._answered_slice)
 
     def _place(
@@ -661,7 +680,7 @@ class LegRunner:
         self._publish_soon()
 
     def _answered_slice(self, order: NewOrder, first: bool, answer: VenueAnswer) -> None:
-        self._busy = False
+        self._busy -= 1
         self._take_answer(order, first, answer)
         self._step()
 

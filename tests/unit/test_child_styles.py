@@ -335,6 +335,45 @@ def test_the_synchronizer_speeding_a_passive_leg_up_makes_it_cross_at_once() -> 
     assert leg.sent(TimeInForce.IOC), "a leg told to catch up crosses"
 
 
+def test_a_passive_leg_kept_in_step_quotes_half_a_slice_and_a_lone_one_two_slices() -> None:
+    # Target 1.0 over ten 10 s slices: a regular slice is 0.1. With no child cap to hide it,
+    # a lone leg quotes the schedule two intervals ahead; one kept in step by its partners'
+    # fills quotes half a slice, what stands naked while they follow it.
+    sizes = {}
+    for synchronized in (False, True):
+        leg = Leg(max_child_fraction=1.0, synchronized=synchronized)
+        leg.runner.fire(FIRE_AT, 2 * LATENCY)
+        leg.run(FIRE_AT + SECOND)
+        sizes[synchronized] = [q.order.quantity for q in leg.sent(TimeInForce.POST_ONLY)]
+    assert sizes == {False: [D("0.200")], True: [D("0.050")]}
+
+
+def test_a_follow_does_not_wait_for_the_answer_of_a_quote_on_its_way() -> None:
+    leg = Leg()
+    leg.venue.latency_ns = 100 * MS  # a far venue: a quote's answer takes 200 ms
+    leg.runner.fire(FIRE_AT, 2 * LATENCY)
+    leg.run(FIRE_AT + 20 * MS)
+    quote = leg.sent(TimeInForce.POST_ONLY)
+    assert quote and leg.runner.ledger.orders[quote[0].order.client_order_id].ack_ns is None
+    told = leg.clock.now_ns()
+    leg.runner.adjust(
+        AdjustLeg(
+            leg_id="eth",
+            mode=Mode.CATCH_UP,
+            target_qty=None,
+            reason="crossing: btc ahead",
+            ts_ns=told,
+            reach_qty=D("0.040"),
+        )
+    )
+    leg.run(told + 10 * MS)
+    iocs = leg.sent(TimeInForce.IOC)
+    assert [(s.order.quantity, s.t_ns == told) for s in iocs] == [(D("0.040"), True)]
+    # Nothing more while the reach stands: what is on its way counts as filled.
+    leg.run(told + 150 * MS)
+    assert len(leg.sent(TimeInForce.IOC)) == 1
+
+
 def test_a_paused_passive_leg_pulls_its_quote_and_quotes_again_when_resumed() -> None:
     leg = Leg()
     leg.runner.fire(FIRE_AT, 2 * LATENCY)
