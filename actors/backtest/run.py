@@ -332,7 +332,7 @@ class _Run:
             # ticker a stream delivery away (from a distant venue, after the fire time).
             book = venue.exchange.book_snapshot(leg.symbol, 1, loop.now).top()
             runner = port.runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
-            venue.listeners.setdefault(leg.symbol, []).append(runner)
+            venue.listen(leg.symbol, runner)
             self.legs[leg.leg_id] = runner
             # What a leg actor measures: the venue's median round trip, and how late its
             # book arrives (the venue's stream lag, then the trip back).
@@ -780,8 +780,8 @@ def run_once(
                 prices[(name, symbol)] = mid
     basket = validate(spec, instruments, prices, {}, risk=risk)
     loop.now = accepted
-    for venue in venues.values():
-        venue.start()
+    for name, venue in venues.items():
+        venue.start({leg.symbol for leg in basket.legs if leg.venue == name})
     configs = {name: cfg for name, cfg in config.venues.items() if isinstance(cfg, SimVenueConfig)}
     funds = _Funds(basket, venues, loop, routing)
     if not funds.reserve():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 
@@ -89,8 +89,21 @@ class Venue:
         self._stale = True
         return self._exchange
 
-    def start(self) -> None:
+    def start(self, listened: Collection[str]) -> None:
+        """Step the market from now on. `listened`: the symbols whose market data some leg
+        will listen to; the rest would be dropped at delivery (`dispatch`), so the exchange
+        need not make it (most of a backtest's market events)."""
+        self._exchange.publish_only(listened)
         self.loop.every(self.step_ns, self)
+
+    def listen(self, symbol: str, leg: LegRunner) -> None:
+        """`leg` gets `symbol`'s market data from now on (one step's book ticker and trades)."""
+        publish = self._exchange.publish
+        if publish is not None and symbol not in publish:
+            raise ValueError(
+                f"{self.name}: {symbol} is not among the symbols listened to ({publish})"
+            )
+        self.listeners.setdefault(symbol, []).append(leg)
 
     def idle(self, t_ns: int) -> bool:
         """Whether the step at `t_ns` has nothing to apply or deliver (most steps of a

@@ -450,7 +450,18 @@ class OrderBook:
                     far.pop(price, None)
                 continue
             if qty > 0 and lo <= price <= hi:
-                out += self.set_market_level(side, price, qty)
+                crossed = opposite.crossed(price)
+                if price in queues or any(p in opposite.levels for p in crossed):
+                    out += self.set_market_level(side, price, qty)
+                else:
+                    # Stale background alone on the other side, and no queue here: what
+                    # `set_market_level` does (drop it, set this level), with this level
+                    # kept as background alone rather than made one background order.
+                    for p in crossed:
+                        opposite.drop_level(p)
+                    if price not in totals:
+                        bisect.insort(keys, price * sign)
+                    totals[price] = qty
                 lo, hi = self._crossing(side, opposite)
                 edge = s.edge
                 continue

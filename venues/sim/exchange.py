@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -52,7 +52,7 @@ from venues.model import (
     TransferState,
 )
 from venues.sim.book import MARKET, Match, OrderBook, PowerQueueModel, RestingOrder
-from venues.sim.market import DepthUpdate, MarketSource, TopOfBook, TradePrint
+from venues.sim.market import DepthUpdate, MarketSource, MarketUpdate, TopOfBook, TradePrint
 from venues.sim.profile import ClientIdReuse
 
 MARGIN_ASSET = "USDT"
@@ -61,6 +61,7 @@ _ZERO = Decimal(0)
 _AVG_QUANTUM = Decimal("1e-8")
 # Spot commissions are charged to the asset's precision (Binance: 8 decimals).
 _FEE_QUANTUM = Decimal("1e-8")
+_MAX_WAITING = 10_000  # market updates a book that waits holds at most (`publish_only`)
 
 
 class Wallet(enum.StrEnum):
@@ -317,7 +318,7 @@ class SimExchange:
         self.price_band = Decimal(str(price_band))
         insts = list(instruments) if instruments is not None else market.instruments()
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in insts}
-        self.books: dict[str, OrderBook] = {
+        self._books: dict[str, OrderBook] = {
             s: OrderBook(queue_model=queue_model) for s in self.instruments
         }
         self.now_ns = start_ns
@@ -334,6 +335,12 @@ class SimExchange:
         self._deposits: dict[str, DepositRecord] = {}  # by tx id
         self._last_trade: dict[str, Decimal] = {}
         self.updates_applied = 0
+        # The symbols whose public market data (trade prints, book tickers) goes out on the
+        # outbox; None: every symbol (`publish_only`).
+        self.publish: Container[str] | None = None
+        # The market's updates not yet applied to a book, by symbol: the books that wait
+        # (`publish_only`).
+        self._waiting: dict[str, list[MarketUpdate]] = {}
 
     # --- accounts ------------------------------------------------------------------
     def open_account(self, spec: AccountSpec) -> None:
@@ -379,6 +386,45 @@ class SimExchange:
             acct.futures_assets[asset] = acct.futures_assets.get(asset, _ZERO) + amount
 
     # --- market --------------------------------------------------------------------
+    def publish_only(self, symbols: Collection[str]) -> None:
+        """Make public market data (trade prints, book tickers) of `symbols` only: a host
+        that delivers only some symbols' market data says which, and the rest is never made
+        (most of a backtest's market events).
+
+        The books of the other symbols then wait: the market's updates queue for them until
+        something reads the book (an order, a snapshot, a mark price), which applies them
+        first, in order. While no order of ours rests in a book, nothing outside it depends
+        on when its background changes are applied (no fills, no prints, no tickers), so
+        waiting moves the work, or saves it, without changing what it does; a symbol an
+        order is placed on stops waiting.
+        """
+        self.publish = frozenset(symbols)
+        self._waiting = {s: [] for s in self._books if s not in self.publish}
+
+    @property
+    def books(self) -> dict[str, OrderBook]:
+        """Every instrument's book, as the market has made it by now."""
+        for symbol in self._waiting:
+            self._book(symbol)
+        return self._books
+
+    def _book(self, symbol: str) -> OrderBook:
+        """`symbol`'s book, with the market's updates that waited for it applied."""
+        book = self._books[symbol]
+        waited = self._waiting.get(symbol)
+        if waited:
+            self._waiting[symbol] = []
+            # No order of ours rests in a waiting book: the matches are all background, and
+            # nothing but the book changes (their trade ids were taken as they came).
+            for update in waited:
+                if type(update) is DepthUpdate:
+                    book.set_market_levels(Side.BUY, update.bids)
+                    book.set_market_levels(Side.SELL, update.asks)
+                else:
+                    assert type(update) is TradePrint
+                    book.take(update.aggressor, update.qty, update.price, MARKET)
+        return book
+
     def advance(self, now_ns: int) -> None:
         """Replay the market up to `now_ns`, filling our resting orders it reaches, and end
         the transfers due by then."""
@@ -390,8 +436,8 @@ class SimExchange:
         if due is None or due > now_ns:  # nothing to apply: most calls, at a 5 ms cadence
             self.now_ns = now_ns
             return
-        books, instruments, last_trade = self.books, self.instruments, self._last_trade
-        emit = self._outbox.append
+        books, instruments, last_trade = self._books, self.instruments, self._last_trade
+        emit, publish, waiting = self._outbox.append, self.publish, self._waiting
         buy, sell = Side.BUY, Side.SELL
         # Ordered, unlike a set of strings (hashed differently in every process): tickers go
         # out in the order their symbols were first touched, so a backtest replays exactly.
@@ -408,6 +454,15 @@ class SimExchange:
             book = books.get(symbol)
             if book is None:
                 continue
+            waited = waiting.get(symbol)
+            if waited is not None:  # a book that waits (`publish_only`)
+                waited.append(update)
+                if kind is TradePrint:
+                    last_trade[symbol] = instruments[symbol].tick * update.price
+                    self._next_trade_id += 1  # the print's trade id, made or not
+                if len(waited) >= _MAX_WAITING:
+                    self._book(symbol)
+                continue
             if kind is DepthUpdate:
                 if matches := book.set_market_levels(buy, update.bids):
                     self._maker_fills(symbol, matches, update.ts_ns)
@@ -421,20 +476,22 @@ class SimExchange:
                 inst = instruments[symbol]
                 price = last_trade[symbol] = inst.tick * ticks
                 self._next_trade_id += 1
-                emit(
-                    MarketTrade(
-                        venue=self.venue,
-                        symbol=symbol,
-                        trade_id=self._next_trade_id - 1,
-                        price=price,
-                        quantity=inst.lot * update.qty,
-                        aggressor=aggressor,
-                        ts_ns=update.ts_ns,
+                if publish is None or symbol in publish:
+                    emit(
+                        MarketTrade(
+                            venue=self.venue,
+                            symbol=symbol,
+                            trade_id=self._next_trade_id - 1,
+                            price=price,
+                            quantity=inst.lot * update.qty,
+                            aggressor=aggressor,
+                            ts_ns=update.ts_ns,
+                        )
                     )
-                )
             else:
                 continue
-            touched[symbol] = None
+            if publish is None or symbol in publish:
+                touched[symbol] = None
         self.updates_applied += n
         self.now_ns = now_ns
         for symbol in touched:
@@ -455,7 +512,7 @@ class SimExchange:
                 continue
             tid = self._trade_id()
             self._fill(self._orders[m.maker_order_id], m.price, m.qty, Liquidity.MAKER, ts_ns, tid)
-            if public:
+            if public and self._publishes(symbol):
                 self._outbox.append(
                     MarketTrade(
                         venue=self.venue,
@@ -470,7 +527,7 @@ class SimExchange:
 
     def mark_price(self, symbol: str) -> Decimal | None:
         """Mid of the book, else the source's fair price, else the last trade."""
-        book = self.books[symbol]
+        book = self._book(symbol)
         inst = self.instruments[symbol]
         bid, ask = book.best_bid(), book.best_ask()
         if bid is not None and ask is not None:
@@ -483,7 +540,7 @@ class SimExchange:
     def book_snapshot(self, symbol: str, depth: int, now_ns: int) -> BookSnapshot:
         inst = self._instrument(symbol)
         self.advance(now_ns)
-        book = self.books[symbol]
+        book = self._book(symbol)
         return BookSnapshot(
             venue=self.venue,
             symbol=symbol,
@@ -493,7 +550,7 @@ class SimExchange:
         )
 
     def _ticker(self, symbol: str) -> BookTicker | None:
-        bid, bid_qty, ask, ask_qty = self.books[symbol].top()
+        bid, bid_qty, ask, ask_qty = self._book(symbol).top()
         if bid is None or ask is None:
             return None
         inst = self.instruments[symbol]
@@ -508,14 +565,18 @@ class SimExchange:
         )
 
     def _top(self, symbol: str) -> tuple[int | None, int, int | None, int]:
-        return self.books[symbol].top()
+        return self._book(symbol).top()
 
     def _publish_top(self, symbol: str, before: tuple[int | None, int, int | None, int]) -> None:
         """Our own orders move the top of book too: publish it when they did."""
-        if self._top(symbol) != before:
+        if self._publishes(symbol) and self._top(symbol) != before:
             ticker = self._ticker(symbol)
             if ticker is not None:
                 self._outbox.append(ticker)
+
+    def _publishes(self, symbol: str) -> bool:
+        """Whether `symbol`'s public market data goes out (`publish`)."""
+        return self.publish is None or symbol in self.publish
 
     def notify(self, account_id: str, report: ExecutionReport) -> None:
         """Queue a report a host made itself (a reject after a RECEIPT ack)."""
@@ -534,13 +595,14 @@ class SimExchange:
         if self._outbox:
             return -math.inf
         due = self.market.next_ns()
-        ends = [
-            t.complete_at_ns
-            for t in self._pending_transfers.values()
-            if t.complete_at_ns is not None
-        ]
-        if ends and (due is None or min(ends) < due):
-            due = min(ends)
+        if self._pending_transfers:  # seldom: a list made on every call cost more than this
+            ends = [
+                t.complete_at_ns
+                for t in self._pending_transfers.values()
+                if t.complete_at_ns is not None
+            ]
+            if ends and (due is None or min(ends) < due):
+                due = min(ends)
         return math.inf if due is None else due
 
     # --- orders --------------------------------------------------------------------
@@ -581,6 +643,9 @@ class SimExchange:
             held.free -= lock
             held.locked += lock
             o.locked = lock
+        # An order of ours may rest in this book from now on: it waits no more (`publish_only`).
+        self._book(order.symbol)
+        self._waiting.pop(order.symbol, None)
         top = self._top(order.symbol)
         self._emit(o)
         self._execute(o, now_ns)
@@ -588,7 +653,7 @@ class SimExchange:
         return self._report(o)
 
     def _execute(self, o: _Order, now_ns: int) -> None:
-        req, inst, book = o.req, o.inst, self.books[o.req.symbol]
+        req, inst, book = o.req, o.inst, self._book(o.req.symbol)
         limit = None if req.type is OrderType.MARKET else int(req.price / inst.tick)
         lots = o.lots
         if (
@@ -613,17 +678,18 @@ class SimExchange:
                     self._orders[m.maker_order_id], m.price, m.qty, Liquidity.MAKER, now_ns, tid
                 )
             self._fill(o, m.price, m.qty, Liquidity.TAKER, now_ns, tid)
-            self._outbox.append(
-                MarketTrade(
-                    venue=self.venue,
-                    symbol=req.symbol,
-                    trade_id=tid,
-                    price=inst.tick * m.price,
-                    quantity=inst.lot * m.qty,
-                    aggressor=req.side,
-                    ts_ns=now_ns,
+            if self._publishes(req.symbol):
+                self._outbox.append(
+                    MarketTrade(
+                        venue=self.venue,
+                        symbol=req.symbol,
+                        trade_id=tid,
+                        price=inst.tick * m.price,
+                        quantity=inst.lot * m.qty,
+                        aggressor=req.side,
+                        ts_ns=now_ns,
+                    )
                 )
-            )
         if left == 0:
             return
         opposite = book.best_ask() if req.side is Side.BUY else book.best_bid()
@@ -671,7 +737,7 @@ class SimExchange:
             )
         symbol = o.req.symbol
         top = self._top(symbol)
-        self.books[symbol].cancel(o.order_id)
+        self._book(symbol).cancel(o.order_id)
         self._finish(o, OrderStatus.CANCELED, now_ns, None, None)
         self._publish_top(symbol, top)
         return self._report(o)
@@ -787,7 +853,7 @@ class SimExchange:
                 f"time in force {order.time_in_force.value} needs a limit order",
             )
         mark = self.mark_price(order.symbol)
-        book = self.books[order.symbol]
+        book = self._book(order.symbol)
         if order.type is OrderType.LIMIT:
             assert order.price is not None
             price = order.price
@@ -845,7 +911,7 @@ class SimExchange:
 
     def _walk_price(self, inst: Instrument, side: Side, qty: Decimal) -> Decimal | None:
         """The worst price a market order of `qty` would reach on the current book."""
-        levels = self.books[inst.symbol].depth(side.opposite, 10_000)
+        levels = self._book(inst.symbol).depth(side.opposite, 10_000)
         left = int(qty / inst.lot)
         for price, lots in levels:
             left -= lots
@@ -864,7 +930,7 @@ class SimExchange:
         if order.type is OrderType.LIMIT:
             return inst.notional(price, qty)
         cost, left = _ZERO, int(qty / inst.lot)
-        for ticks, lots in self.books[inst.symbol].depth(Side.SELL, 10_000):
+        for ticks, lots in self._book(inst.symbol).depth(Side.SELL, 10_000):
             take = min(left, lots)
             cost += inst.notional(inst.tick * ticks, inst.lot * take)
             left -= take

@@ -45,6 +45,26 @@ _TAG_COARSE, _TAG_FINE, _TAG_TRADES = 1, 2, 3
 _CACHED_STEPS = 256  # coarse steps of fine prices kept (30 kB each)
 _TRADE_CHUNK = 600  # cursor steps whose trades are drawn at once, from (seed, symbol, chunk)
 _CACHED_LADDERS = 512  # touches per side whose full ladder is kept (~3 kB each)
+_CACHED_SHAPES = 8  # book shapes whose ladders are kept (`_shared_ladders`)
+
+_Ladders = dict[Side, dict[int, tuple[list[int], dict[int, int]]]]
+_LADDERS: dict[tuple[tuple[tuple[int, int, int], ...], tuple[int, ...]], _Ladders] = {}
+
+
+def _shared_ladders(bands: list[tuple[int, int, int]], profile: list[int]) -> _Ladders:
+    """The full ladders by side and touch of every book of this shape, in this process.
+
+    A ladder is a pure function of the shape and the touch, and never changed once made
+    (`SyntheticMarket._consume` changes a copy): the venues of a backtest that list the same
+    instrument share them, and so do the runs of one seed in every execution mode.
+    """
+    key = (tuple(bands), tuple(profile))
+    ladders = _LADDERS.get(key)
+    if ladders is None:
+        if len(_LADDERS) >= _CACHED_SHAPES:
+            del _LADDERS[next(iter(_LADDERS))]  # the oldest shape
+        ladders = _LADDERS[key] = {Side.BUY: {}, Side.SELL: {}}
+    return ladders
 
 
 class _Paths:
@@ -193,9 +213,8 @@ class _Book:
     trades: tuple[int, tuple[list, ...]] | None = None  # (chunk, its draws)
     # The full ladder (nothing depleted) of each touch, kept: a step moves the touch back
     # and forth over a few ticks, and building the ladder was a third of what a step cost.
-    ladders: dict[Side, dict[int, tuple[list[int], dict[int, int]]]] = field(
-        default_factory=lambda: {Side.BUY: {}, Side.SELL: {}}
-    )
+    # Shared with every book of the same shape (`_shared_ladders`).
+    ladders: _Ladders = field(default_factory=lambda: {Side.BUY: {}, Side.SELL: {}})
     # The touch whose full ladder `shown` is: that very dict, shared (`_consume` copies it
     # before changing it); None when `shown` is a ladder of its own.
     base: dict[Side, int | None] = field(default_factory=lambda: {Side.BUY: None, Side.SELL: None})
@@ -278,7 +297,7 @@ class SyntheticMarket:
             self._books[inst.symbol] = _Book(
                 inst.symbol, col, float(inst.tick), zlib.crc32(inst.symbol.encode()), bands,
                 profile, cal.trades_per_s * SIZE_SCALE[inst.base], _TRADE_MEDIAN * profile[0],
-                cal.spread_ticks,
+                cal.spread_ticks, ladders=_shared_ladders(bands, profile),
             )  # fmt: skip
         self._decay = 0.5 ** (step_ns / NS_PER_S / cal.refill_half_life_s)
         start = origin_ns if start_ns is None else start_ns
