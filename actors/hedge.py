@@ -5,8 +5,9 @@ columns of B, the hedge that minimises the residual variance of exposure e is
 h = −(BᵀΣB)⁻¹BᵀΣe, in signed dollar notionals. `HedgeBook` is the state the HedgeActor's core
 holds: the newest exposure snapshot of every basket, netted into one hedge, traded with
 hysteresis, and the hedge's P&L attributed back to the baskets. `HedgeRule` decides whether
-a hedge trade earns its cost (docs/basket.md, "Hedge"): the risk it removes over the expected
-catch-up time, priced at `risk_price` per dollar of 1σ, against the round trip in and out
+a hedge trade earns its cost (docs/basket.md, "Hedge"): what the risk it removes over the
+expected catch-up time adds to the value of what the hedge has removed already, priced at
+`risk_price` per dollar of 1σ, against what it costs in and out, crossing or resting first
 (`HedgeCosts`). `RiskRemoved` integrates the variance the hedge actually took off.
 """
 
@@ -30,9 +31,30 @@ HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through t
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.
 _SHARE_TOL = 1e-12
+# The sizes a trade may aim at, as shares of the minimum-variance hedge: the risk removed
+# grows as sqrt(2x − x²) of the full hedge's, its cost as x, so part of the hedge can earn
+# more than its cost where the whole does not (`HedgeBook.decide` takes the best).
+HEDGE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 # A gross hedge position below a dollar is flat: lot rounding's residue, not a hedge
 # (the TCA's `HEDGE_ACTIVE_USD`).
 FLAT_USD = 1.0
+
+
+class HedgeOrderOpen(Exception):
+    """A resting hedge order that could not be cancelled: it may still rest, and fill, at
+    the venue. What it left must not be crossed on a guess (`DeskRunner`)."""
+
+    def __init__(self, client_order_id: str, symbol: str, seconds: float) -> None:
+        super().__init__(
+            f"hedge order {client_order_id} on {symbol} could not be cancelled in {seconds:.0f}"
+            " s: it may still rest at the venue"
+        )
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, float]]:
+        return (HedgeOrderOpen, (self.client_order_id, self.symbol, self.seconds))
 
 
 class HedgeReason(enum.StrEnum):
@@ -42,7 +64,9 @@ class HedgeReason(enum.StrEnum):
 
 
 class HedgeOrder(msgspec.Struct, frozen=True, kw_only=True):
-    """Trade `notional_usd` (positive) of `symbol` towards a hedge position of `target_usd`."""
+    """Trade `notional_usd` (positive) of `symbol` towards a hedge position of `target_usd`:
+    at once through the mid, or (`rest_ns` > 0) resting post-only at the touch that long
+    first, what remains then crossed."""
 
     symbol: str
     side: Side
@@ -50,29 +74,52 @@ class HedgeOrder(msgspec.Struct, frozen=True, kw_only=True):
     target_usd: float  # the signed position the order aims at
     reason: HedgeReason
     ts_ns: int
+    rest_ns: int = 0
 
 
 class HedgeCosts(msgspec.Struct, frozen=True, kw_only=True):
-    """What one hedge trade costs: fee + half spread + impact, in bp of its notional.
+    """What one hedge trade costs, in USD, by how it trades.
 
-    `half_spread_bps` per symbol (the desk's estimate from the book, `DeskRunner`);
-    impact is linear in size, `impact_bps_per_musd` per $1M traded.
+    Crossing (an IOC through the mid): fee + half spread + impact, in bp of its notional,
+    `half_spread_bps` per symbol (the desk's estimate from the book, `DeskRunner`) and impact
+    linear in size, `impact_bps_per_musd` per $1M traded. Resting first (`passive`): a share
+    `passive_fill` of it fills at the touch, paying `maker_fee_bps` and earning the half
+    spread, and the rest is crossed as above.
     """
 
     fee_bps: float
     impact_bps_per_musd: float
     half_spread_bps: dict[str, float] = {}
+    maker_fee_bps: float = 0.0
+    passive_fill: float = 0.0  # the expected share of a resting order that fills
 
-    def one_way_usd(self, symbol: str, notional_usd: float) -> float:
-        """The cost of trading `notional_usd` (either side) of `symbol` once."""
+    def one_way_usd(self, symbol: str, notional_usd: float, passive: bool = False) -> float:
+        """The expected cost of trading `notional_usd` (either side) of `symbol` once."""
         n = abs(notional_usd)
-        bps = self.fee_bps + self.half_spread_bps.get(symbol, 0.0)
-        bps += self.impact_bps_per_musd * n / 1e6
-        return n * bps / 10_000
+        half = self.half_spread_bps.get(symbol, 0.0)
+        crossed = n * (self.fee_bps + half + self.impact_bps_per_musd * n / 1e6) / 10_000
+        if not passive:
+            return crossed
+        rested = n * (self.maker_fee_bps - half) / 10_000
+        return self.passive_fill * rested + (1.0 - self.passive_fill) * crossed
 
-    def round_trip_usd(self, positions: Mapping[str, float]) -> float:
+    def round_trip_usd(self, positions: Mapping[str, float], passive: bool = False) -> float:
         """Into `positions` (symbol → signed USD) from flat, and out again."""
-        return sum(2 * self.one_way_usd(s, x) for s, x in positions.items())
+        return sum(2 * self.one_way_usd(s, x, passive) for s, x in positions.items())
+
+    def move_usd(
+        self,
+        symbol: str,
+        current_usd: float,
+        target_usd: float,
+        passive: bool = False,
+        passive_out: bool = False,
+    ) -> float:
+        """From `current_usd` to `target_usd`: the trade, and what it adds to the way out
+        (at `passive_out`); from flat, the round trip."""
+        trade = self.one_way_usd(symbol, target_usd - current_usd, passive)
+        out = self.one_way_usd(symbol, target_usd, passive_out)
+        return trade + max(0.0, out - self.one_way_usd(symbol, current_usd, passive_out))
 
 
 def risk_value_usd(risk_price: float, removed_variance: float, seconds: float) -> float:
@@ -86,20 +133,48 @@ def risk_value_usd(risk_price: float, removed_variance: float, seconds: float) -
 class HedgeRule(msgspec.Struct, frozen=True, kw_only=True):
     """When a hedge trade earns its cost (docs/basket.md, "Hedge").
 
-    value(ΔV, T) = risk_price × sqrt(ΔV · T / 1 year), ΔV the residual variance (USD² a
-    year) a trade takes off the netted exposure and T the expected catch-up time:
-    - enter (from flat) when value ≥ enter_ratio × the round trip into the target and out;
-    - resize when the move's own value ≥ enter_ratio × its cost (the trade, and what it
-      adds to the way out);
-    - leave when the position's value (the variance it removes now, over T) falls below
-      exit_ratio × its round trip;
-    - and a position is held `min_hold_ns` before it is traded again.
+    What the hedge is worth to a basket is risk_price × sqrt(R / 1 year), R = ∫ ΔV dt the
+    variance it removed (USD² a year × time, `RiskRemoved`): concave, so a trade is valued
+    by what it adds to that, given what is removed already (`gain_usd`), over the expected
+    catch-up time T (less `rest_ns` for a trade that rests first):
+    - enter or resize when the gain ≥ enter_ratio × the trade's cost (the trade, and what it
+      adds to the way out; from flat, the round trip), by the cheaper way to trade;
+    - leave when the position's own value, risk_price × sqrt(ΔV_held · T / 1 year), falls
+      below exit_ratio × its round trip;
+    - a position is held `min_hold_ns` before it is traded again;
+    - `rest_ns` > 0: a trade may rest post-only at the touch that long before crossing what
+      remains, when T is longer; exits always rest first while a basket is hedged.
     """
 
     risk_price: float = 1.0
     enter_ratio: float = 1.0
     exit_ratio: float = 0.5
     min_hold_ns: int = 10_000_000_000
+    rest_ns: int = 0
+
+    def gain_usd(
+        self,
+        removed_usd2: Mapping[str, float],
+        shares: Mapping[str, float],
+        from_variance: float,
+        to_variance: float,
+        seconds: float,
+    ) -> float:
+        """What moving the variance removed from `from_variance` to `to_variance` (USD² a
+        year) for `seconds` adds to the baskets' values: Σ_b risk_price × (sqrt(R_b +
+        s_b·ΔV_to·T) − sqrt(R_b + s_b·ΔV_from·T)) / sqrt(1 year), R_b what basket b has had
+        removed (`removed_usd2`) and s_b its share of the hedge; without shares, one pool."""
+        if seconds <= 0.0:
+            return 0.0
+        pools = dict(shares) or {"": 1.0}
+        years = seconds / SECONDS_PER_YEAR
+        total = 0.0
+        for b, share in pools.items():
+            r = removed_usd2.get(b, 0.0) if b else sum(removed_usd2.values())
+            r = max(0.0, r)
+            after = math.sqrt(max(0.0, r + share * to_variance * years))
+            total += after - math.sqrt(max(0.0, r + share * from_variance * years))
+        return self.risk_price * total
 
 
 class HedgeSizer:
@@ -287,6 +362,11 @@ class HedgeBook:
             )
         return out
 
+    def variance(self, basket_id: str) -> float:
+        """The variance (USD² a year) of one basket's own exposure; 0 when not in the netting."""
+        e = self._exposures.get(basket_id)
+        return 0.0 if e is None else self.sizer.risk.variance(e)
+
     def has(self, basket_id: str) -> bool:
         """The basket is in the netting (it reported an exposure, and is not flat)."""
         return basket_id in self._exposures
@@ -312,14 +392,17 @@ class HedgeBook:
         costs: HedgeCosts,
         catchup_s: float,
         last_trade_ns: int | None,
+        removed_usd2: Mapping[str, float] | None = None,
     ) -> list[HedgeOrder]:
         """The trades that earn their cost (`HedgeRule`), towards `target(activation_usd)`.
 
-        Flat: enter when the hedge's value over `catchup_s` covers `enter_ratio` round
-        trips. Hedged, and held `min_hold_ns` since `last_trade_ns`: leave when what the
-        position removes is worth less than `exit_ratio` round trips, else resize when the
-        move pays for itself; an instrument trades only by more than `hysteresis_usd`. With
-        no basket left the hedge goes flat at once (`orders`).
+        A move (from flat: an entry) is made when what it adds to the baskets' values over
+        `catchup_s`, given what the hedge has removed for them already (`removed_usd2`, by
+        basket), covers `enter_ratio` times its cost, by the better of crossing now and
+        resting first (`HedgeRule.rest_ns`, when `catchup_s` is longer). Hedged, and held
+        `min_hold_ns` since `last_trade_ns`: leave when what the position removes is worth
+        less than `exit_ratio` round trips; an instrument trades only by more than
+        `hysteresis_usd`. With no basket left the hedge goes flat at once (`orders`).
         """
         if not self._exposures:
             return self.orders(current_positions_usd, now_ns, activation_usd, hysteresis_usd)
@@ -330,34 +413,42 @@ class HedgeBook:
         e = self.netted()
         v_none = self.sizer.risk.variance(e)
         v_cur = self.sizer.residual_variance(e, cur)
-        v_tgt = self.sizer.residual_variance(e, tgt)
         hedged = float(np.abs(cur).sum()) >= FLAT_USD
-        if not hedged:
-            if not np.any(tgt):
-                return []
-            value = risk_value_usd(rule.risk_price, v_none - v_tgt, catchup_s)
-            cost = costs.round_trip_usd(dict(zip(symbols, tgt.tolist(), strict=True)))
-            if value <= 0.0 or value < rule.enter_ratio * cost:
-                return []
-            return self._moves(cur, tgt, now_ns, hysteresis_usd)
-        if last_trade_ns is not None and now_ns - last_trade_ns < rule.min_hold_ns:
+        rests = rule.rest_ns > 0
+        if not hedged and not np.any(tgt):
             return []
-        held = dict(zip(symbols, cur.tolist(), strict=True))
-        keep = risk_value_usd(rule.risk_price, v_none - v_cur, catchup_s)
-        if keep < rule.exit_ratio * costs.round_trip_usd(held):
-            return self._moves(cur, np.zeros(len(symbols)), now_ns, 0.0)
-        value = risk_value_usd(rule.risk_price, v_cur - v_tgt, catchup_s)
-        cost = sum(
-            costs.one_way_usd(s, t - c)
-            + max(0.0, costs.one_way_usd(s, t) - costs.one_way_usd(s, c))
-            for s, c, t in zip(symbols, cur.tolist(), tgt.tolist(), strict=True)
-        )
-        if value <= 0.0 or value < rule.enter_ratio * cost:
+        if hedged:
+            if last_trade_ns is not None and now_ns - last_trade_ns < rule.min_hold_ns:
+                return []
+            held = dict(zip(symbols, cur.tolist(), strict=True))
+            keep = risk_value_usd(rule.risk_price, v_none - v_cur, catchup_s)
+            if keep < rule.exit_ratio * costs.round_trip_usd(held, rests):
+                return self._moves(cur, np.zeros(len(symbols)), now_ns, 0.0, rule.rest_ns)
+        shares = self.shares_in_force()
+        removed = removed_usd2 or {}
+        best: tuple[float, np.ndarray, int] | None = None  # (value − cost, positions, rest)
+        for fraction in HEDGE_FRACTIONS:
+            to = tgt * fraction
+            v_to = self.sizer.residual_variance(e, to)
+            for rest_ns in (0, rule.rest_ns) if rests else (0,):
+                seconds = catchup_s - rest_ns / 1e9
+                if rest_ns and seconds <= rest_ns / 1e9:
+                    continue  # no time to rest: the hedge is wanted now
+                value = rule.gain_usd(removed, shares, v_none - v_cur, v_none - v_to, seconds)
+                cost = sum(
+                    costs.move_usd(s, c, t, rest_ns > 0, rests)
+                    for s, c, t in zip(symbols, cur.tolist(), to.tolist(), strict=True)
+                )
+                if value <= 0.0 or value < rule.enter_ratio * cost:
+                    continue
+                if best is None or value - cost > best[0]:
+                    best = (value - cost, to, rest_ns)
+        if best is None:
             return []
-        return self._moves(cur, tgt, now_ns, hysteresis_usd)
+        return self._moves(cur, best[1], now_ns, hysteresis_usd, best[2])
 
     def _moves(
-        self, cur: np.ndarray, tgt: np.ndarray, now_ns: int, hysteresis_usd: float
+        self, cur: np.ndarray, tgt: np.ndarray, now_ns: int, hysteresis_usd: float, rest_ns: int
     ) -> list[HedgeOrder]:
         """Orders from positions `cur` to `tgt` (by `sizer.symbols`), each instrument's only
         when it moves by more than `hysteresis_usd`; to flat, always."""
@@ -380,6 +471,7 @@ class HedgeBook:
                     target_usd=t,
                     reason=reason,
                     ts_ns=now_ns,
+                    rest_ns=rest_ns,
                 )
             )
         return out
@@ -548,4 +640,25 @@ def hedge_limit_order(
         quantity=qty,
         price=inst.snap_price_passive(raw, side),
         time_in_force=TimeInForce.IOC,
+    )
+
+
+def hedge_resting_order(
+    client_order_id: str, inst: Instrument, side: Side, qty: Decimal, bid: Decimal, ask: Decimal
+) -> NewOrder | None:
+    """The hedge trade resting first (`HedgeOrder.rest_ns`): post-only at the touch on its
+    own side (the bid to buy, the ask to sell), `qty` on the lot grid. None when it rounds
+    to nothing or under the venue's minimum notional."""
+    price = bid if side is Side.BUY else ask
+    qty = inst.snap_qty(qty)
+    if qty <= 0 or price <= 0 or inst.notional(price, qty) < inst.min_notional:
+        return None
+    return NewOrder(
+        client_order_id=client_order_id,
+        symbol=inst.symbol,
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=qty,
+        price=price,
+        time_in_force=TimeInForce.POST_ONLY,
     )

@@ -108,13 +108,16 @@ class LegArmed(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlaceHedge(msgspec.Struct, frozen=True, kw_only=True):
-    """Trade a hedge now: an IOC through the mid, `qty` (or about `notional_usd` without it)."""
+    """Trade a hedge now: an IOC through the mid, `qty` (or about `notional_usd` without it);
+    or, with `rest_ns` > 0 (and a `qty`), post-only at the touch, cancelled after `rest_ns`
+    if not filled by then (its final report says how much did)."""
 
     client_order_id: str
     symbol: str
     side: Side
     qty: Decimal | None
     notional_usd: float
+    rest_ns: int = 0
 
 
 class HedgeFill(msgspec.Struct, frozen=True, kw_only=True):

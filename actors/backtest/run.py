@@ -19,7 +19,7 @@ from actors.backtest.collateral import BacktestCollateral
 from actors.backtest.loop import Loop
 from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
-from actors.hedge import hedge_limit_order
+from actors.hedge import HedgeOrderOpen, hedge_limit_order, hedge_resting_order
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import Refused, Reserved
@@ -50,12 +50,13 @@ from venues.config import (
     build_market,
     profile_from,
 )
-from venues.errors import VenueError
+from venues.errors import RateLimited, UnknownOrder, VenueError, VenueUnavailable
 from venues.model import (
     AckKind,
     ExecutionReport,
     Instrument,
     NewOrder,
+    TimeInForce,
 )
 from venues.sim.book import PowerQueueModel
 from venues.sim.exchange import SimExchange
@@ -199,9 +200,18 @@ class _LegPort:
         self._venue.cancel(symbol, client_order_id, then)
 
 
+# A resting hedge order whose time is up (or whose placing failed) is cancelled, through
+# an outage, for this long, pausing from the first figure doubling to the second between
+# tries: the live gateway's `_WITHDRAW_S` and pauses.
+WITHDRAW_NS = 30 * NS
+WITHDRAW_PAUSE_NS = NS // 4
+WITHDRAW_PAUSE_MAX_NS = 4 * NS
+
+
 class _DeskPort:
     """A `DeskPort` on simulated time: the hedge actor asks the hedge venue's actor to
-    trade (one Ray call), which sends an IOC through the mid and hands the final fill back
+    trade (one Ray call), which sends an IOC through the mid (or rests a post-only order at
+    the touch, cancelling it after `PlaceHedge.rest_ns`) and hands the final fill back
     (another)."""
 
     def __init__(self, run: _Run, venue: Venue, instruments: list[Instrument]) -> None:
@@ -225,35 +235,77 @@ class _DeskPort:
 
     def _trade(self, cmd: PlaceHedge, then: Callable[[HedgeFill | Exception | None], None]) -> None:
         back = self.run.ray_ns
-        mid = self.venue.mid(cmd.symbol)
+        book = self.venue.exchange.book_snapshot(cmd.symbol, 1, self.loop.now)
+        bid, ask, mid = book.best_bid, book.best_ask, book.mid
         inst = self.instruments[cmd.symbol]
-        new = (
-            None
-            if mid is None
-            else hedge_limit_order(
+        new = None
+        if cmd.rest_ns > 0 and cmd.qty is not None and bid is not None and ask is not None:
+            new = hedge_resting_order(cmd.client_order_id, inst, cmd.side, cmd.qty, bid, ask)
+        elif mid is not None:
+            new = hedge_limit_order(
                 cmd.client_order_id, inst, cmd.side, cmd.qty, cmd.notional_usd, mid
             )
-        )
         if new is None or mid is None:
             self.loop.after(back(), then, None)
             return
         sent = self.loop.now
-        finished = [False]
+        resting = new.time_in_force is TimeInForce.POST_ONLY
+        answered_desk = [False]
+
+        def deliver(answer: HedgeFill | Exception) -> None:
+            if not answered_desk[0]:
+                answered_desk[0] = True
+                self.loop.after(back(), then, answer)
 
         def final(report: ExecutionReport) -> None:
-            if finished[0] or not report.status.is_terminal:
-                return
-            finished[0] = True
-            self.loop.after(back(), then, HedgeFill(report=report, sent_ns=sent, mid=float(mid)))
+            if report.status.is_terminal:
+                deliver(HedgeFill(report=report, sent_ns=sent, mid=float(mid)))
 
         def answered(answer: Answer) -> None:
-            if isinstance(answer, VenueError):
-                finished[0] = True
-                self.loop.after(back(), then, answer)
+            if isinstance(answer, VenueUnavailable | RateLimited) and resting:
+                # It may rest at the venue all the same: seen gone first, as live.
+                self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer)
+            elif isinstance(answer, VenueError):
+                deliver(answer)
             elif answer.status.is_terminal and answer.ack_kind is AckKind.RESULT:
                 final(answer)
 
         self.venue.submit(new, answered, final)
+        if resting:
+            self.loop.after(
+                cmd.rest_ns, lambda: self._withdraw(cmd, answered_desk, deliver, self.loop.now)
+            )
+
+    def _withdraw(
+        self,
+        cmd: PlaceHedge,
+        answered_desk: list[bool],
+        deliver: Callable[[HedgeFill | Exception], None],
+        since_ns: int,
+        cause: Exception | None = None,
+        pause_ns: int = WITHDRAW_PAUSE_NS,
+    ) -> None:
+        """Cancel a resting hedge order, asking again through an outage until the venue has
+        it ended, for `WITHDRAW_NS` at most (the live gateway's `_withdraw`). Its final
+        report comes down the stream, or, for an order whose placing failed (`cause`), the
+        desk gets that error once it is gone; past the deadline, `HedgeOrderOpen`."""
+        if answered_desk[0] and cause is None:
+            return
+
+        def answered(answer: Answer) -> None:
+            if not isinstance(answer, VenueError) or isinstance(answer, UnknownOrder):
+                if cause is not None:  # gone (or never placed): the error, as live
+                    deliver(cause)
+                return
+            if self.loop.now - since_ns >= WITHDRAW_NS:
+                deliver(HedgeOrderOpen(cmd.client_order_id, cmd.symbol, WITHDRAW_NS / NS))
+                return
+            again = min(2 * pause_ns, WITHDRAW_PAUSE_MAX_NS)
+            self.loop.after(
+                pause_ns, self._withdraw, cmd, answered_desk, deliver, since_ns, cause, again
+            )
+
+        self.venue.cancel(cmd.symbol, cmd.client_order_id, answered)
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         self.venue.positions(then)

@@ -9,11 +9,18 @@ decides the rest:
   nothing) and on a timer while a basket is in the netting (`RECHECK_NS`), in bounded
   rounds (`HEDGE_ROUNDS`) while newer snapshots keep arriving, one order at a time, with
   the activation, hysteresis and decision rule of the most sensitive basket in the
-  netting, and only a trade that earns its cost (`HedgeRule`): the risk it removes over
-  the expected catch-up time against fees, half the spread and impact;
+  netting, and only a trade that earns its cost (`HedgeRule`): what the risk it removes
+  over the expected catch-up time adds to what the hedge removed for those baskets
+  already, against fees, half the spread and impact;
+- **how to trade**: through the mid at once, or, when the catch-up time allows and it pays
+  better, resting post-only at the touch for `rest_ns` first and crossing what remains
+  then; the share of a resting order that fills is learnt from the desk's own;
 - **the expected catch-up time** of each basket: a held basket's is a day (an operator
-  must act); one the basket reports (`ExposureReport.catchup_s`); else how long its
-  imbalance has lasted (an imbalance that has lasted t is expected to last about t more);
+  must act); else how long its imbalance has lasted at about its present size (since its
+  variance was last below half the present one: an imbalance that has lasted t is expected
+  to last about t more, and one that has just jumped is new); at most what the basket
+  reports (`ExposureReport.catchup_s`, a figure from its plan: a funding timeout, the
+  horizon left and the grace, the schedule's pace, which a stall that clears overstates);
 - **what a trade cost and what it removed**: fees and the spread and impact paid against
   the mid, and ∫ of the variance the hedge took off (`RiskRemoved`), per basket by share;
 - **what an order's failure means**: it may have filled all the same, so the positions are
@@ -43,6 +50,7 @@ from actors.hedge import (
     HedgeCosts,
     HedgeLedger,
     HedgeOrder,
+    HedgeOrderOpen,
     HedgeRule,
     HedgeSizer,
     RiskRemoved,
@@ -55,6 +63,10 @@ from actors.spec import HedgeSpec
 from venues.model import Instrument
 
 HEDGE_ROUNDS = 20  # re-evaluations per trading burst, while newer exposures keep arriving
+# What the desk expects of a resting hedge order before it has rested any: half of it filled.
+# Each order it rests counts as one more observation (the prior weighs two).
+PRIOR_REST_FILL = 0.5
+PRIOR_REST_ORDERS = 2.0
 CLOSE_TIMEOUT_NS = 15_000_000_000  # how long closing a basket waits for the trades it causes
 # How often the desk looks again while a basket is in the netting and nothing is reported:
 # a catch-up time reckoned from the imbalance's age grows without any new exposure.
@@ -93,6 +105,11 @@ class BasketHedge(msgspec.Struct, kw_only=True):
     trading_cost_usd: float = 0.0  # its share of fees, spread and impact against the mid
     catchup_s: float | None = None  # as its newest report gave it
     since_ns: int | None = None  # when its current imbalance began (it entered the netting)
+    # Its imbalance's variance (USD² a year) since its last report, and the earlier levels
+    # as (when each ended, its variance), only those below every later one: the newest
+    # below half the present variance ends the time the imbalance has been at its size.
+    variance: float = 0.0
+    levels: list[tuple[int, float]] = []
 
 
 class DeskRunner:
@@ -116,6 +133,8 @@ class DeskRunner:
         self.last_trade_ns: int | None = None
         self._ticks = {i.symbol: float(i.tick) for i in instruments}
         self._slip: dict[str, tuple[float, float]] = {}  # symbol → (USD paid vs mid, notional)
+        self._rested: list[float] = []  # the share of each resting order that filled
+        self._sent_qty = 0.0  # the position when the newest order left
         self._recheck_ns: int | None = None  # the pending re-evaluation
         self.trading = False
         self._dirty = False
@@ -139,7 +158,12 @@ class DeskRunner:
         if not self.book.has(r.basket_id):
             stats.since_ns = None
         elif stats.since_ns is None:
-            stats.since_ns = now
+            stats.since_ns, stats.levels = now, []
+        else:  # the level the report ends
+            while stats.levels and stats.levels[-1][1] >= stats.variance:
+                stats.levels.pop()
+            stats.levels.append((now, stats.variance))
+        stats.variance = self.book.variance(r.basket_id)
         self._measure(now)
         if r.cause_ns is not None and r.cause_ns > stats.seen_cause_ns:
             stats.pending_cause_ns = stats.seen_cause_ns = r.cause_ns
@@ -226,12 +250,14 @@ class DeskRunner:
             enter_ratio=min(s.enter_ratio for s in specs),
             exit_ratio=min(s.exit_ratio for s in specs),
             min_hold_ns=int(min(s.min_hold_s for s in specs) * 1e9),
+            rest_ns=int(min(s.rest_s for s in specs) * 1e9),
         )
 
     def costs(self) -> HedgeCosts:
-        """The cost model: the highest fee and impact the baskets state, and half the spread
+        """The cost model: the highest fees and impact the baskets state, half the spread
         per instrument: one tick at the mid (DESIGN §10: perps trade a tick wide), or what
-        the desk's own fills paid against the mid on average, if more."""
+        the desk's crossing fills paid against the mid on average, if more; and the share of
+        a resting order that fills, from the desk's own (`PRIOR_REST_FILL` before any)."""
         specs = [s.spec for s in self.baskets.values() if s.spec is not None]
         half: dict[str, float] = {}
         for symbol, tick in self._ticks.items():
@@ -241,10 +267,15 @@ class DeskRunner:
             if notional > 0:
                 bps = max(bps, paid / notional * 10_000)
             half[symbol] = bps
+        fill = (sum(self._rested) + PRIOR_REST_FILL * PRIOR_REST_ORDERS) / (
+            len(self._rested) + PRIOR_REST_ORDERS
+        )
         return HedgeCosts(
             fee_bps=max((s.fee_bps for s in specs), default=0.0),
             impact_bps_per_musd=max((s.impact_bps_per_musd for s in specs), default=0.0),
             half_spread_bps=half,
+            maker_fee_bps=max((s.maker_fee_bps for s in specs), default=0.0),
+            passive_fill=fill,
         )
 
     def catchup_s(self, now_ns: int) -> float:
@@ -253,10 +284,15 @@ class DeskRunner:
         for b, stats in self.baskets.items():
             if stats.held:
                 seconds[b] = RISK_HORIZON_S
-            elif stats.catchup_s is not None:
-                seconds[b] = stats.catchup_s
             elif stats.since_ns is not None:
-                seconds[b] = max(0.0, (now_ns - stats.since_ns) / 1e9)
+                began = stats.since_ns
+                for ended, variance in reversed(stats.levels):
+                    if variance < stats.variance / 2:
+                        began = ended
+                        break
+                lasted = max(0.0, (now_ns - began) / 1e9)
+                bound = math.inf if stats.catchup_s is None else stats.catchup_s
+                seconds[b] = min(lasted, bound)
         return self.book.catchup_s(seconds)
 
     def quantity(self, order: HedgeOrder) -> Decimal | None:
@@ -283,6 +319,7 @@ class DeskRunner:
         self._dirty = False
         activation, hysteresis = self.limits()
         now = self.port.now_ns()
+        self.removed.accrue(now)
         orders = self.book.decide(
             self.ledger.positions_usd(),
             now,
@@ -292,6 +329,7 @@ class DeskRunner:
             costs=self.costs(),
             catchup_s=self.catchup_s(now),
             last_trade_ns=self.last_trade_ns,
+            removed_usd2=self.removed.by_basket,
         )
         self._next(orders, k)
 
@@ -346,29 +384,76 @@ class DeskRunner:
         self._idle.append(once)
         self.port.call_at(deadline_ns, once)
 
-    def _execute(self, order: HedgeOrder, rest: list[HedgeOrder], k: int) -> None:
+    def _execute(self, order: HedgeOrder, later: list[HedgeOrder], k: int) -> None:
+        qty = self.quantity(order)
+        if order.rest_ns > 0 and qty is not None and qty > 0:
+
+            def rested(known: bool) -> None:
+                # Positions that could not be read back say nothing of what the resting
+                # order did: crossing its size again could double it. The next round sees.
+                if known:
+                    self._cross_rest(order, qty, later, k)
+                else:
+                    self._next(later, k)
+
+            self._send(order, qty, order.rest_ns, rested)
+        else:
+            self._send(order, qty, 0, lambda _known: self._next(later, k))
+
+    def _cross_rest(self, order: HedgeOrder, qty: Decimal, later: list[HedgeOrder], k: int) -> None:
+        """A resting order ended (filled, cancelled or failed, the ledger then resynced
+        from the venue): cross what it left of `qty` at once."""
+        symbol = order.symbol
+        if order.target_usd == 0.0:
+            left = self.quantity(order)  # to flat exactly, whatever filled
+        else:
+            moved = order.side.sign * (self.ledger.qty[symbol] - self._sent_qty)
+            left = qty - Decimal(repr(max(0.0, moved))).quantize(self._lot[symbol])
+        if left is None or left < self._lot[symbol]:
+            self._next(later, k)
+            return
+        cross = msgspec.structs.replace(order, rest_ns=0)
+        self._send(cross, left, 0, lambda _known: self._next(later, k))
+
+    def _send(
+        self,
+        order: HedgeOrder,
+        qty: Decimal | None,
+        rest_ns: int,
+        then: Callable[[bool], None],
+    ) -> None:
+        """Send one hedge order of `qty` (resting `rest_ns` first), book its fill, then
+        `then(known)`; after an error, the venue's positions first (`known`: the ledger
+        holds what the venue does)."""
         coid = f"lgh-{self.tag}-{self.n}"
         self.n += 1
         involved = self.active()
         # The fills this order answers are those known before it leaves, not any that a
         # report brings while it is on its way.
         causes = {b: self.baskets[b].pending_cause_ns for b in involved}
+        self._sent_qty = self.ledger.qty[order.symbol]
 
         def answered(fill: HedgeFill | Exception | None) -> None:
             if isinstance(fill, Exception):
                 # It may have filled all the same: the venue's positions before going on.
-                self.port.positions(lambda held: self._resynced(held, rest, k))
+                # A resting order that may still rest (`HedgeOrderOpen`) may fill later:
+                # positions read now say nothing of what it will leave, so nothing is known.
+                still_open = isinstance(fill, HedgeOrderOpen)
+                self.port.positions(
+                    lambda held: self._resynced(held, lambda known: then(known and not still_open))
+                )
                 return
             if fill is not None:
-                self._filled(order, fill, involved, causes)
-            self._next(rest, k)
+                self._filled(order, fill, involved, causes, rest_ns > 0)
+            then(True)
 
         cmd = PlaceHedge(
             client_order_id=coid,
             symbol=order.symbol,
             side=order.side,
-            qty=self.quantity(order),
+            qty=qty,
             notional_usd=order.notional_usd,
+            rest_ns=rest_ns,
         )
         self.port.hedge(cmd, answered)
 
@@ -378,18 +463,22 @@ class DeskRunner:
         fill: HedgeFill,
         involved: list[str],
         causes: dict[str, int | None],
+        rested: bool,
     ) -> None:
         r = fill.report
         qty = float(r.cum_filled)
         fee = float(r.cum_fee)
         paid = fee
+        if rested and r.quantity > 0:
+            self._rested.append(min(1.0, qty / float(r.quantity)))
         if qty > 0 and r.avg_price is not None:
             price = float(r.avg_price)
             self.ledger.fill(order.symbol, order.side, qty, price, fee)
             size = self.ledger.contract_sizes[order.symbol]
             slip = order.side.sign * (price - fill.mid) * qty * size
-            before = self._slip.get(order.symbol, (0.0, 0.0))
-            self._slip[order.symbol] = (before[0] + slip, before[1] + fill.mid * qty * size)
+            if not rested:  # what crossing pays against the mid (`costs`)
+                before = self._slip.get(order.symbol, (0.0, 0.0))
+                self._slip[order.symbol] = (before[0] + slip, before[1] + fill.mid * qty * size)
             paid += slip
             self.last_trade_ns = self.port.now_ns()
         self.ledger.mark({order.symbol: fill.mid})
@@ -410,12 +499,11 @@ class DeskRunner:
                 if stats.pending_cause_ns == cause:
                     stats.pending_cause_ns = None
 
-    def _resynced(
-        self, held: dict[str, Decimal] | Exception, rest: list[HedgeOrder], k: int
-    ) -> None:
-        if not isinstance(held, Exception):
+    def _resynced(self, held: dict[str, Decimal] | Exception, then: Callable[[bool], None]) -> None:
+        known = not isinstance(held, Exception)
+        if known:
             for i in self.instruments:
                 self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
             self.last_trade_ns = self.port.now_ns()
             self._measure(self.port.now_ns())
-        self._next(rest, k)
+        then(known)

@@ -59,7 +59,13 @@ class Trader(Protocol):
     node) or `_ViaVenueActor` (a Ray call to the venue's actor)."""
 
     async def hedge(
-        self, client_order_id: str, symbol: str, side: Side, qty: Decimal | None, notional: float
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        qty: Decimal | None,
+        notional: float,
+        rest_ns: int = 0,
     ) -> HedgeFill | None: ...
 
     async def positions(self) -> dict[str, Decimal]: ...
@@ -72,10 +78,16 @@ class _ViaVenueActor:
         self.actor = actor
 
     async def hedge(
-        self, client_order_id: str, symbol: str, side: Side, qty: Decimal | None, notional: float
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        qty: Decimal | None,
+        notional: float,
+        rest_ns: int = 0,
     ) -> HedgeFill | None:
         fill: HedgeFill | None = await self.actor.hedge.remote(
-            client_order_id, symbol, side, qty, notional
+            client_order_id, symbol, side, qty, notional, rest_ns
         )
         return fill
 
@@ -178,7 +190,10 @@ class _Desk:
                 )
 
         self._call(
-            self.trader.hedge(c.client_order_id, c.symbol, c.side, c.qty, c.notional_usd), answered
+            self.trader.hedge(
+                c.client_order_id, c.symbol, c.side, c.qty, c.notional_usd, c.rest_ns
+            ),
+            answered,
         )
 
     def _record(self, record: Record) -> None:

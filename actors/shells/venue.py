@@ -11,6 +11,7 @@ reach it as they would reach a real venue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors.hedge import hedge_limit_order
+from actors.hedge import HedgeOrderOpen, hedge_limit_order, hedge_resting_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
@@ -29,7 +30,7 @@ from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.clients import build_client, build_sim_client
 from venues.config import SimVenueConfig, VenueConfig, build_sim_venue, sim_credentials
-from venues.errors import VenueError
+from venues.errors import RateLimited, UnknownOrder, VenueError, VenueUnavailable
 from venues.model import (
     AccountSnapshot,
     BookTicker,
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FINAL_TIMEOUT_S = 5.0
+# A resting hedge order whose time is up (or whose placing failed) is cancelled, through
+# errors, for this long, pausing from the first figure doubling to the second between tries.
+_WITHDRAW_S = 30.0
+_WITHDRAW_PAUSE_S = 0.25
+_WITHDRAW_PAUSE_MAX_S = 4.0
 
 
 def client_for(endpoint: VenueEndpoint, **options: object) -> VenueClient:
@@ -178,30 +184,86 @@ class VenueGateway:
         side: Side,
         qty: Decimal | None,
         notional_usd: float,
+        rest_ns: int = 0,
     ) -> HedgeFill | None:
         """Trade `qty` of `symbol` now (or, without it, about `notional_usd` at the newest
-        mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid. Waits for the final state
-        (fills arrive on the stream at an ACCEPTED venue). None when the size rounds to
-        nothing or under the venue's minimum."""
+        mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid; with `rest_ns` > 0 (and a
+        `qty`), post-only at the touch, cancelled after `rest_ns` unless it ended before.
+        Waits for the final state (fills arrive on the stream at an ACCEPTED venue). None
+        when the size rounds to nothing or under the venue's minimum."""
         inst = self.instruments[symbol]
         top = (await self.quotes([symbol]))[symbol]
         mid = (top.bid + top.ask) / 2
-        order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
+        resting = rest_ns > 0 and qty is not None
+        if resting and qty is not None:
+            order = hedge_resting_order(client_order_id, inst, side, qty, top.bid, top.ask)
+        else:
+            order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
         if order is None:
             return None
         done = self._final.setdefault(client_order_id, asyncio.Event())
         sent_ns = time.time_ns()
-        report = await self.client.place(order)
-        self._remember(report)
-        final = self._reports[client_order_id]
-        if not final.status.is_terminal:
+        try:
             try:
-                await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
-            except TimeoutError:
-                self._remember(await self.client.query(symbol, client_order_id))
+                report = await self.client.place(order)
+            except (VenueUnavailable, RateLimited) as e:
+                if resting:  # it may rest at the venue all the same: see it gone first
+                    await self._withdraw(symbol, client_order_id, done, e)
+                raise
+            self._remember(report)
+            ended = self._reports[client_order_id].status.is_terminal
+            if resting and not ended and not await self._rested(done, rest_ns / 1e9):
+                await self._withdraw(symbol, client_order_id, done, None)
             final = self._reports[client_order_id]
-        self._final.pop(client_order_id, None)
+            if not final.status.is_terminal:
+                try:
+                    await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
+                except TimeoutError:
+                    self._remember(await self.client.query(symbol, client_order_id))
+                final = self._reports[client_order_id]
+        finally:
+            self._final.pop(client_order_id, None)
         return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
+
+    @staticmethod
+    async def _rested(done: asyncio.Event, seconds: float) -> bool:
+        """Let a resting hedge order work `seconds`: whether it ended by then."""
+        try:
+            await asyncio.wait_for(done.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _withdraw(
+        self, symbol: str, client_order_id: str, done: asyncio.Event, cause: Exception | None
+    ) -> None:
+        """Cancel a resting hedge order, asking again through errors (an outage) for up to
+        `_WITHDRAW_S`, until the venue has it ended: cancelled, ended on its own (`done`, or
+        `UnknownOrder`: gone, or never placed). Until then it may still fill, and the desk,
+        which crosses what a resting order left, could double the hedge: past the deadline
+        `HedgeOrderOpen` says so, and the desk crosses nothing on a guess."""
+        deadline = time.monotonic() + _WITHDRAW_S
+        pause = _WITHDRAW_PAUSE_S
+        while not done.is_set():
+            try:
+                self._remember(await self.client.cancel(symbol, client_order_id))
+                return
+            except UnknownOrder:
+                return
+            except VenueError as e:
+                cause = e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error(
+                    "hedge order %s (%s) could not be cancelled in %.0f s: it may still rest",
+                    client_order_id,
+                    symbol,
+                    _WITHDRAW_S,
+                )
+                raise HedgeOrderOpen(client_order_id, symbol, _WITHDRAW_S) from cause
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), min(pause, left))
+            pause = min(pause * 2, _WITHDRAW_PAUSE_MAX_S)
 
 
 class VenueActor:
@@ -380,6 +442,7 @@ class VenueActor:
         side: Side,
         qty: Decimal | None,
         notional_usd: float,
+        rest_ns: int = 0,
     ) -> HedgeFill | None:
         """`VenueGateway.hedge`, for a hedge desk on another node."""
-        return await self.gateway.hedge(client_order_id, symbol, side, qty, notional_usd)
+        return await self.gateway.hedge(client_order_id, symbol, side, qty, notional_usd, rest_ns)

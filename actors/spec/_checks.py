@@ -116,6 +116,8 @@ _HEDGE_FIGURES: dict[str, tuple[float, float, bool, str]] = {
     "min_hold_s": (0.0, 86_400.0, True, "seconds"),
     "fee_bps": (0.0, 1_000.0, True, "basis points"),
     "impact_bps_per_musd": (0.0, 10_000.0, True, "basis points per $1M"),
+    "maker_fee_bps": (-1_000.0, 1_000.0, True, "basis points (negative: a rebate)"),
+    "rest_s": (0.0, 3_600.0, True, "seconds"),
 }
 
 

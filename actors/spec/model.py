@@ -149,13 +149,17 @@ class HedgeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     Σ|N_i|σ_i, `hysteresis_share` of its gross notional Σ|N_i|); a share, when given, sets
     the figure and the dollar field is then left out. Validation turns shares into dollars.
 
-    The decision rule. Past the activation, the desk trades only when the risk a trade
-    removes over the expected catch-up time T is worth more than the trade costs:
-    `risk_price × sqrt(ΔV × T / 1 year) ≥ enter_ratio × cost`, where ΔV is the residual
-    variance the trade takes off (USD² a year) and cost the round trip in and out (fees at
-    `fee_bps`, half the spread, impact at `impact_bps_per_musd` per $1M traded). It keeps a
-    hedge while the same ratio for the position held stays above `exit_ratio`, and holds any
-    position at least `min_hold_s` before trading it again (unless no basket is left).
+    The decision rule. Past the activation, the desk trades only when what the risk a trade
+    removes over the expected catch-up time T adds to the hedge's value,
+    `risk_price × sqrt(∫ ΔV dt / 1 year)` with what it removed already, is at least
+    `enter_ratio` × what the trade costs in and out (fees at `fee_bps`, half the spread,
+    impact at `impact_bps_per_musd` per $1M traded), ΔV the residual variance it takes off
+    (USD² a year); it aims at the share of the minimum-variance hedge that earns most. It
+    keeps a hedge while `risk_price × sqrt(ΔV_held × T / 1 year)` stays above `exit_ratio`
+    round trips, and holds any position at least `min_hold_s` before trading it again
+    (unless no basket is left). A trade may rest post-only at the touch for `rest_s` first
+    (paying `maker_fee_bps` on what fills there) and cross what remains, when T allows and
+    that is expected to earn more.
     """
 
     venue: str
@@ -171,6 +175,8 @@ class HedgeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     min_hold_s: float = 10.0
     fee_bps: float = 5.0  # the hedge venue's taker fee (DESIGN §10)
     impact_bps_per_musd: float = 1.0  # linear impact per $1M of a hedge trade
+    maker_fee_bps: float = 2.0  # the hedge venue's maker fee: what a resting order pays
+    rest_s: float = 5.0  # rest post-only this long before crossing, time allowing (0: never)
 
     def with_thresholds(self, activation_usd: float, hysteresis_usd: float) -> HedgeSpec:
         """This hedge with its thresholds in dollars, its shares resolved away."""

@@ -82,6 +82,8 @@ def test_a_hysteresis_beyond_the_whole_basket_is_a_warning() -> None:
         ("enter_ratio", math.inf, "a value / cost ratio"),
         ("min_hold_s", -1.0, "seconds"),
         ("fee_bps", math.nan, "basis points"),
+        ("maker_fee_bps", -2_000.0, "a rebate"),
+        ("rest_s", -1.0, "0 <= rest_s <= 3600"),
     ],
 )
 def test_a_decision_figure_out_of_range_names_the_field_and_the_range(
