@@ -8,7 +8,7 @@ with the fees' part apart, legging risk, peak and peak-beta imbalance, completio
 the hedge's orders, cost and the risk it removed; then each of the issue's targets, met or
 not, from the figures of this run.
 
-    python -m bench.bench_styles [--seeds 20]
+    python -m bench.bench_styles [--seeds 20] [--jobs 2]
 
 Writes bench/results/styles.json and styles.md.
 """
@@ -75,7 +75,9 @@ COLUMNS = (
 )
 
 
-def run(basket: Path, venues: Path, modes: str, seeds: int, overrides: list[str]) -> dict[str, Any]:
+def run(
+    basket: Path, venues: Path, modes: str, seeds: int, overrides: list[str], jobs: int = 1
+) -> dict[str, Any]:
     cluster = load_cluster(venues)
     spec = load_basket_with_overrides(basket, overrides)
     if spec.hedge is None and cluster.hedge is not None:
@@ -88,6 +90,7 @@ def run(basket: Path, venues: Path, modes: str, seeds: int, overrides: list[str]
         seeds,
         risk=cluster.risk,
         routing=cluster.collateral.rules(),
+        jobs=jobs,
     )
     print(f"  {basket.relative_to(ROOT)}: {time.monotonic() - t:.0f} s", flush=True)
     return doc
@@ -146,6 +149,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each in a process (same figures)"
+    )
+    parser.add_argument(
         "--only", metavar="NAMES", help=f"comma-separated scenarios of {', '.join(CASES)}"
     )
     args = parser.parse_args()
@@ -156,7 +162,9 @@ def main() -> int:
     if "spot_perp_replay" in names and not DATA.is_dir():
         print(f"  no recorded data at {DATA}: the replay scenario is left out")
         names.remove("spot_perp_replay")
-    scenarios = {name: run(*CASES[name], args.seeds, OVERRIDES.get(name, [])) for name in names}
+    scenarios = {
+        name: run(*CASES[name], args.seeds, OVERRIDES.get(name, []), args.jobs) for name in names
+    }
     blocks = []
     for name, doc in scenarios.items():
         rows = [

@@ -312,6 +312,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             risk=cluster.risk,
             progress=progress,
             routing=cluster.collateral.rules(),
+            jobs=args.jobs,
         )
     except (SpecError, BacktestError) as e:
         raise UserError(str(e)) from None
@@ -843,6 +844,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="execution modes, comma-separated, each optionally with a child style as "
         "mode:style, e.g. coordinated:twap,coordinated:passive (a row per entry; a bare mode "
         "runs the basket's own style; default coordinated,independent,sequential)",
+    )
+    backtest.add_argument(
+        "--jobs",
+        type=_positive(int),
+        default=1,
+        help="runs at once, each in a process of its own (default 1); the figures are the "
+        "same, the lines per run come as runs end",
     )
     backtest.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
     backtest.add_argument("--quiet", action="store_true", help="no line per run")

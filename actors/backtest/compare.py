@@ -7,7 +7,9 @@ the basket's own style. Each is one row of the table, named as given."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, NamedTuple
 
 import msgspec
@@ -77,25 +79,43 @@ def compare(
     settings: BacktestSettings | None = None,
     progress: Callable[[RunResult], None] | None = None,
     routing: RoutingRules | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Every mode (or mode and child style, `Variant`) over seeds 0..seeds−1: the JSON
-    document of `legato backtest`."""
+    document of `legato backtest`. `jobs` > 1 runs that many at once, each in a process of
+    its own: every run depends on its seed alone, so the document is the same (`progress`
+    then sees the runs as they end, in no set order)."""
     if seeds < 1:
         raise BacktestError(f"seeds: {seeds}; at least 1")
+    if jobs < 1:
+        raise BacktestError(f"jobs: {jobs}; at least 1")
     if not modes:
         raise BacktestError("compare: no mode; give one or more of " + _mode_names())
     runs: dict[Run, list[RunResult]] = {m: [] for m in modes}
     specs = {m: _styled(spec, m) for m in modes}
-    for seed in range(seeds):
-        for run in modes:
-            mode = run if isinstance(run, ExecutionMode) else run.mode
-            r = run_once(
-                specs[run], config, mode, seed, risk=risk, settings=settings, routing=routing
-            )
-            r.variant = run.value
-            runs[run].append(r)
-            if progress is not None:
-                progress(r)
+    work = [(seed, run) for seed in range(seeds) for run in modes]
+
+    options: dict[str, Any] = {"risk": risk, "settings": settings, "routing": routing}
+
+    def mode_of(run: Run) -> ExecutionMode:
+        return run if isinstance(run, ExecutionMode) else run.mode
+
+    if jobs == 1 or len(work) == 1:
+        for seed, run in work:
+            r = run_once(specs[run], config, mode_of(run), seed, **options)
+            _ran(runs, run, r, progress)
+    else:
+        # Processes started afresh (not forked): a caller may hold threads, or Ray.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(work)), mp_context=context) as pool:
+            futures = {
+                pool.submit(run_once, specs[run], config, mode_of(run), seed, **options): run
+                for seed, run in work
+            }
+            for future in as_completed(futures):
+                _ran(runs, futures[future], future.result(), progress)
+        for rs in runs.values():
+            rs.sort(key=lambda r: r.seed)
     all_runs = [r for rs in runs.values() for r in rs]
     events = sum(r.market_events for r in all_runs)
     wall = sum(r.wall_s for r in all_runs)
@@ -115,6 +135,18 @@ def compare(
     out["wall_s"] = wall
     out["events_per_s"] = events / wall if wall > 0 else None
     return out
+
+
+def _ran(
+    runs: dict[Run, list[RunResult]],
+    run: Run,
+    r: RunResult,
+    progress: Callable[[RunResult], None] | None,
+) -> None:
+    r.variant = run.value
+    runs[run].append(r)
+    if progress is not None:
+        progress(r)
 
 
 def parse_modes(text: str) -> list[Run]:

@@ -119,6 +119,29 @@ def test_the_comparison_document_has_every_figure_per_mode(laggard) -> None:
     assert doc["events_per_s"] > 0
 
 
+def test_runs_spread_over_processes_give_the_same_document(laggard) -> None:
+    spec, venues, risk = laggard
+    modes = [ExecutionMode.COORDINATED, ExecutionMode.INDEPENDENT]
+    seen: list[tuple[str, int]] = []
+    alone = compare(spec, venues, modes, 2, risk=risk)
+    spread = compare(
+        spec,
+        venues,
+        modes,
+        2,
+        risk=risk,
+        jobs=2,
+        progress=lambda r: seen.append((r.variant, r.seed)),
+    )
+    assert sorted(seen) == sorted((m.value, s) for m in modes for s in range(2))
+    # The same figures; only what the runs cost differs (each process its own clock).
+    for doc in (alone, spread):
+        for key in ("wall_s", "events_per_s"):
+            doc.pop(key)
+    assert spread == alone
+    assert alone["modes"]["coordinated"]["runs"] == 2
+
+
 def test_a_hedged_basket_hedges_only_when_coordinated() -> None:
     cluster = load_cluster(ROOT / "examples" / "venues.toml")
     spec = load_basket(ROOT / "examples" / "synthetic_eth_quick.toml")
