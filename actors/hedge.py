@@ -27,6 +27,7 @@ from venues.sim.calibration import SECONDS_PER_YEAR
 
 # Exposures below this many dollars on every factor count as flat.
 _DUST_USD = 1e-9
+HEDGE_ORDER_PREFIX = "lgh-"  # the client order ids of hedge orders: lgh-<desk tag>-<n>
 HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.

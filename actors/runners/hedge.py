@@ -46,6 +46,7 @@ import msgspec
 import numpy as np
 
 from actors.hedge import (
+    HEDGE_ORDER_PREFIX,
     HedgeBook,
     HedgeCosts,
     HedgeLedger,
@@ -425,7 +426,7 @@ class DeskRunner:
         """Send one hedge order of `qty` (resting `rest_ns` first), book its fill, then
         `then(known)`; after an error, the venue's positions first (`known`: the ledger
         holds what the venue does)."""
-        coid = f"lgh-{self.tag}-{self.n}"
+        coid = f"{HEDGE_ORDER_PREFIX}{self.tag}-{self.n}"
         self.n += 1
         involved = self.active()
         # The fills this order answers are those known before it leaves, not any that a

@@ -24,6 +24,7 @@ import msgspec
 import ray
 from ray.exceptions import ActorDiedError
 
+from actors.hedge import HEDGE_ORDER_PREFIX
 from actors.journal.records import HedgeOrderReported, HedgeOrderSent, HedgePosition, Record
 from actors.protocol import (
     AuditSettings,
@@ -70,6 +71,8 @@ class Trader(Protocol):
 
     async def positions(self) -> dict[str, Decimal]: ...
 
+    async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]: ...
+
     async def stop(self) -> None: ...
 
 
@@ -94,6 +97,10 @@ class _ViaVenueActor:
     async def positions(self) -> dict[str, Decimal]:
         held: dict[str, Decimal] = await self.actor.positions.remote()
         return held
+
+    async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
+        cancelled: list[str] = await self.actor.withdraw_stale.remote(symbols, own_prefix)
+        return cancelled
 
     async def stop(self) -> None:
         pass
@@ -308,6 +315,21 @@ class HedgeActor:
                 desk_id=f"{key[0]}-{tag}",
                 journal=self.journal,
             )
+            # Resting orders a lost hedge actor's desk left at the venue could still fill
+            # beside this one's: cancelled before the positions are read.
+            symbols = [i.symbol for i in instruments]
+            try:
+                stale = await trader.withdraw_stale(symbols, HEDGE_ORDER_PREFIX + self._tag)
+            except Exception as e:
+                log.error("hedge desk %s: resting orders left by an earlier desk: %s", key[0], e)
+            else:
+                if stale:
+                    log.warning(
+                        "hedge desk %s: cancelled %d resting order(s) an earlier desk left: %s",
+                        key[0],
+                        len(stale),
+                        ", ".join(stale),
+                    )
             # What the venue's account holds in the desk's instruments is the desk's: a
             # restarted hedge actor's desks carry on what the lost one's held.
             try:

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors.hedge import HedgeOrderOpen, hedge_limit_order, hedge_resting_order
+from actors.hedge import (
+    HEDGE_ORDER_PREFIX,
+    HedgeOrderOpen,
+    hedge_limit_order,
+    hedge_resting_order,
+)
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
@@ -225,6 +230,26 @@ class VenueGateway:
             self._final.pop(client_order_id, None)
         return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
 
+    async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
+        """Cancel the hedge orders (client order ids `HEDGE_ORDER_PREFIX`…) still open in
+        `symbols` that are not `own_prefix`'s: resting orders a hedge desk that is gone (a
+        hedge actor that died, or was restarted) left at the venue, which could still fill
+        beside the new desk's. Each is cancelled as `_withdraw` does; the ids cancelled.
+        Raises `HedgeOrderOpen` for one that cannot be."""
+        stale: list[tuple[str, str]] = []
+        for symbol in symbols:
+            for report in await self.client.open_orders(symbol):
+                coid = report.client_order_id
+                if coid.startswith(HEDGE_ORDER_PREFIX) and not coid.startswith(own_prefix):
+                    stale.append((symbol, coid))
+        for symbol, coid in stale:
+            done = self._final.setdefault(coid, asyncio.Event())
+            try:
+                await self._withdraw(symbol, coid, done, None)
+            finally:
+                self._final.pop(coid, None)
+        return [coid for _, coid in stale]
+
     @staticmethod
     async def _rested(done: asyncio.Event, seconds: float) -> bool:
         """Let a resting hedge order work `seconds`: whether it ended by then."""
@@ -361,6 +386,10 @@ class VenueActor:
 
     async def positions(self) -> dict[str, Decimal]:
         return await self.gateway.positions()
+
+    async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
+        """`VenueGateway.withdraw_stale`, for a hedge desk on another node."""
+        return await self.gateway.withdraw_stale(symbols, own_prefix)
 
     # -- the wallets (collateral routing) ----------------------------------------------------
     def can_transfer(self) -> tuple[bool, bool]:

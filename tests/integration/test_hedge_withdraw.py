@@ -18,7 +18,7 @@ from actors.risk import RiskSettings
 from actors.shells.venue import VenueGateway
 from venues.config import parse_venues
 from venues.errors import OutcomeUnknown, VenueUnavailable
-from venues.model import ExecutionReport, NewOrder, OrderStatus, Side
+from venues.model import ExecutionReport, NewOrder, OrderStatus, OrderType, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
 from venues.sim.host import SimVenue, SimVenueClient
@@ -128,3 +128,33 @@ async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting
     assert 2 <= client.cancels <= 5
     (still,) = await open_orders(venue)
     assert still.client_order_id == "h-3"
+
+
+async def test_resting_orders_a_lost_desk_left_are_cancelled_and_no_others(
+    venue: SimVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hedge actor that died left a resting hedge order; the new one's desk, opening, finds
+    # it beside one of its own and a leg's order, on the same account.
+    other = venue.client("desk")
+    for coid in ("lgh-dead01-4", "lgh-live0-1", "lg-b1-eth-7"):
+        await other.place(
+            NewOrder(
+                client_order_id=coid,
+                symbol="BTCUSDT",
+                side=Side.BUY,
+                type=OrderType.LIMIT,
+                quantity=D("0.01"),
+                price=D("59000.0"),
+                time_in_force=TimeInForce.GTC,
+            )
+        )
+    g, client = await gateway(venue, monkeypatch, cancels_failing=1)
+    try:
+        assert await g.withdraw_stale(["BTCUSDT"], "lgh-live") == ["lgh-dead01-4"]
+    finally:
+        await g.stop()
+    assert client.cancels == 2  # the first refused by the outage, asked again
+    assert sorted(r.client_order_id for r in await open_orders(venue)) == [
+        "lg-b1-eth-7",
+        "lgh-live0-1",
+    ]
