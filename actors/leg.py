@@ -152,6 +152,11 @@ class LegLedger:
         # snapshot, and adding up every child order each time was a tenth of a backtest.
         # Every change to an order goes through a method here, which empties it first.
         self._totals: dict[str, Decimal | None] = {}
+        # `passive`: how long its quotes have rested (leg clock), the quotes that ended
+        # added up and the working ones by when they were first known to work.
+        self._rested_ns = 0
+        self._resting_since: dict[str, int] = {}
+        self.maker_fills = 0  # fills of its quotes, as reported (one report: one fill)
 
     # -- recording ---------------------------------------------------------------------------
     def sent(
@@ -225,6 +230,8 @@ class LegLedger:
             at = report.last_fill.ts_ns if report.last_fill is not None else report.venue_ts_ns
             if at:
                 child.fill_marks.append((at, report.cum_filled))
+            if child.post_only:
+                self.maker_fills += 1
         child.fee = max(child.fee, report.cum_fee)
         fill = report.last_fill
         child.fee_asset = report.fee_asset or (fill.fee_asset if fill else "") or child.fee_asset
@@ -236,7 +243,19 @@ class LegLedger:
             reason = report.reject_reason.value if report.reject_reason else "REJECTED"
             child.reject = f"{reason}: {report.reject_message or 'refused by the venue'}"
         child.unknown = False
+        if child.post_only:
+            self._rests(child, now_ns)
         return (child.status, child.filled_qty, child.fee) != before
+
+    def _rests(self, quote: ChildOrder, now_ns: int) -> None:
+        """A quote rests from the first report of it working to the first that ends it."""
+        since = self._resting_since.get(quote.client_order_id)
+        if not quote.status.is_terminal:
+            if since is None:
+                self._resting_since[quote.client_order_id] = now_ns
+        elif since is not None:
+            self._rested_ns += max(now_ns - since, 0)
+            del self._resting_since[quote.client_order_id]
 
     def refused(
         self, client_order_id: str, reason: str, now_ns: int, *, turned_away: bool = False
@@ -250,6 +269,8 @@ class LegLedger:
         child.reject = reason
         child.turned_away = turned_away
         child.unknown = False
+        if child.post_only:
+            self._rests(child, now_ns)
 
     def unknown(self, client_order_id: str) -> None:
         """The placement's outcome could not be learned: it may or may not be working."""
@@ -277,6 +298,11 @@ class LegLedger:
             (c.filled_qty for c in self.orders.values() if c.purpose == "slice"),
             _ZERO,
         )
+
+    def quoted_ns(self, now_ns: int) -> int:
+        """How long the leg's quotes have rested on the book, up to `now_ns` (leg clock):
+        from the first report of each working to the first that ended it."""
+        return self._rested_ns + sum(max(now_ns - t, 0) for t in self._resting_since.values())
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -407,6 +433,8 @@ class LegLedger:
             blocked=blocked,
             reason=reason,
             fee_qty=self.fee_qty(base) if base else _ZERO,
+            maker_fills=self.maker_fills,
+            quoted_ns=self.quoted_ns(now_ns),
         )
 
     # -- reconciliation ----------------------------------------------------------------------

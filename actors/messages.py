@@ -47,6 +47,10 @@ class LegProgress(msgspec.Struct, frozen=True, kw_only=True):
     # Fees taken in the leg's own asset, along its side (a spot buy's commission in the bought
     # asset): the leg holds `filled_qty - fee_qty` (`held_qty`).
     fee_qty: Decimal = Decimal(0)
+    # `passive`: the fills of its post-only quotes, and how long they have rested (ns, leg
+    # clock), both cumulative: how often its quotes fill (`actors.basket.resting_steps`).
+    maker_fills: int = 0
+    quoted_ns: int = 0
 
     @property
     def held_qty(self) -> Decimal:

@@ -191,6 +191,30 @@ def test_a_quote_refused_after_a_receipt_with_no_reason_is_priced_again_within_a
     assert reason is not None and "quotes in a row refused with no reason" in reason
 
 
+def test_quotes_count_their_fills_and_the_time_they_rested() -> None:
+    # What the basket widens a passive leg's step by (`actors.basket.resting_steps`).
+    lg = ledger()
+    q = quote(1)
+    lg.sent(q, 1, 100)
+    assert lg.quoted_ns(150) == 0  # on its way: not resting yet
+    lg.acked(report(q, OrderStatus.NEW, ack_kind=AckKind.ACCEPTED), 200)
+    assert lg.quoted_ns(260) == 60
+    lg.on_report(report(q, OrderStatus.PARTIALLY_FILLED, "0.5", "2600"), 300)
+    lg.on_report(report(q, OrderStatus.PARTIALLY_FILLED, "0.5", "2600"), 310)  # again: no fill
+    lg.on_report(report(q, OrderStatus.CANCELED, "0.5", "2600"), 400)
+    assert lg.quoted_ns(1_000) == 200  # from its ack to its cancel
+    # An IOC's fill is no quote's, and it rests for no time.
+    filled(lg, 2, "1", "2601")
+    p = lg.progress(LegStatus.WORKING, 1_000, None)
+    assert (p.maker_fills, p.quoted_ns) == (1, 200)
+    # A second quote, refused at once, never rested; a third is resting now.
+    for n, answer in ((3, OrderStatus.REJECTED), (4, OrderStatus.NEW)):
+        q = quote(n)
+        lg.sent(q, n, 2_000)
+        lg.acked(report(q, answer, ack_kind=AckKind.ACCEPTED), 2_100)
+    assert lg.quoted_ns(2_500) == 600
+
+
 def test_an_ioc_or_a_quote_acked_otherwise_refused_with_no_reason_is_a_refusal() -> None:
     ioc = ledger()
     o = order(0)
