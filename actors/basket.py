@@ -9,6 +9,7 @@ object; neither sleeps, reads a clock nor does I/O in it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 import msgspec
@@ -62,28 +63,59 @@ BasketEffect = (
     AdjustLeg | BasketShrunk | BasketRestored | Launched | LegFailed | ExposureChanged | AllDone
 )
 
-# A resting leg's step (`Synchronizer`'s **Resting legs**), in regular slices of progress:
-# less than its largest quote (`SYNCHRONIZED_QUOTE_SLICES`, half a slice), so that a quote
-# filled whole is followed at once. Measured on the 200 ms laggard pair (bench_styles):
-# quotes of two slices and a step of one left a whole slice naked until the next interval.
+# A resting leg's step (`Synchronizer`'s **Resting legs**, `resting_steps`), in regular
+# slices of progress. The base is less than its largest quote (`SYNCHRONIZED_QUOTE_SLICES`,
+# half a slice), so that a quote filled whole is followed at once: measured on the 200 ms
+# laggard pair (bench_styles), quotes of two slices and a step of one left a whole slice
+# naked until the next interval. A leg whose quotes fill `RESTING_FILLS_BASE` times a slice
+# or less keeps it; from there the step widens to the ceiling, reached at
+# `RESTING_FILLS_MAX` fills a slice (bench_styles, seeds 1 and 2: the synthetic ETH legs'
+# quotes fill 11 to 24 times a slice, the laggard pair's 1 to 2.4 times).
 RESTING_STEP_SLICES = 0.3
+RESTING_STEP_MAX_SLICES = 1.5
+RESTING_FILLS_BASE = 3.0
+RESTING_FILLS_MAX = 9.0
 _FINISHED = frozenset({LegStatus.DONE, LegStatus.RECONCILED, LegStatus.FAILED})
 
 
-def resting_steps(basket: ResolvedBasket) -> dict[str, float]:
-    """The step of each leg whose child orders rest (`passive`): `RESTING_STEP_SLICES`
-    regular slices of its progress (slice_s / horizon_s), at most half the band."""
+def resting_steps(
+    basket: ResolvedBasket, legs: Mapping[str, LegProgress] | None = None
+) -> dict[str, float]:
+    """The step of each leg whose child orders rest (`passive`), as a completion share (a
+    regular slice is slice_s / horizon_s of it): from `RESTING_STEP_SLICES` slices up to
+    `RESTING_STEP_MAX_SLICES` by how often the leg's own quotes have filled so far (its
+    snapshot in `legs`; without one, the base), and never more than half the band.
+
+    Crossing a gap costs the taker fee and the spread on it whatever its size; waiting for
+    the quote costs the gap's risk until the quote fills, and a quote that fills often
+    closes a gap soon, in pieces. So the step follows n, the quote's fills per slice it
+    rested: n = maker_fills / (quoted_s / slice_s + 1) (the snapshot's `maker_fills` and
+    `quoted_ns`; the slice added so that a leg that has hardly quoted counts as slow), and
+
+        step = base + (ceiling − base) × clamp((n − n0) / (n1 − n0), 0, 1) slices,
+
+    with n0 = `RESTING_FILLS_BASE` and n1 = `RESTING_FILLS_MAX`. A quote filled three times a
+    slice or less leaves a gap standing a third of a slice or more between its fills, and a
+    gap beyond the base is crossed at once; one filled nine times a slice or more lets a gap
+    of the ceiling wait for it."""
     params = basket.params
-    step = RESTING_STEP_SLICES * params.slice_s / params.horizon_s
+    slice_share = params.slice_s / params.horizon_s
     band = params.completion_band
-    if band is not None:
-        step = min(step, band / 2)
-    step = min(max(step, 1e-6), 0.5)
-    return {
-        leg.leg_id: step
-        for leg in basket.legs
-        if basket.styled(leg).child_style is ChildStyle.PASSIVE
-    }
+    out: dict[str, float] = {}
+    for leg in basket.legs:
+        if basket.styled(leg).child_style is not ChildStyle.PASSIVE:
+            continue
+        slices = RESTING_STEP_SLICES
+        p = (legs or {}).get(leg.leg_id)
+        if p is not None and p.maker_fills > 0:
+            often = p.maker_fills / (p.quoted_ns / NS_PER_S / params.slice_s + 1)
+            share = (often - RESTING_FILLS_BASE) / (RESTING_FILLS_MAX - RESTING_FILLS_BASE)
+            slices += (RESTING_STEP_MAX_SLICES - RESTING_STEP_SLICES) * min(max(share, 0.0), 1.0)
+        step = slices * slice_share
+        if band is not None:
+            step = min(step, band / 2)
+        out[leg.leg_id] = min(max(step, 1e-6), 0.5)
+    return out
 
 
 class BasketCoordinator:
@@ -177,6 +209,8 @@ class BasketCoordinator:
         """The periodic step: synchronize, re-measure the imbalance, check completion."""
         effects: list[BasketEffect] = []
         if self.synchronizing and not self.failed:
+            if self.sync.resting:
+                self.sync.set_steps(resting_steps(self.basket, self.legs))
             blocked = {leg: p.blocked for leg, p in self.legs.items()}
             for effect in self.sync.evaluate(
                 self.legs, self.schedule_progress(now_ns), now_ns, blocked, self.deferred

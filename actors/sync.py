@@ -52,14 +52,17 @@ horizon (plus the grace a newly blocked leg is given): never early because it wa
 **Resting legs.** A leg whose child orders rest on the book (`passive`) fills when the market
 trades into its quote, at a moment none of its partners chose, so the band alone would let a
 whole quote's fill stand naked until the partners' own quotes happen to fill. Each such leg
-has a *step* s (`resting`; the basket gives 0.3 of a regular slice of progress, within b/2):
-- a resting leg ahead of the slowest leg by more than s pauses (its quote is pulled) until
-  within s/2;
-- a resting leg behind the leader by more than s goes to `CATCH_UP` until within s/2, and is
-  told the leader's progress as a quantity (`AdjustLeg.reach_qty`: the leader's completion ×
-  its own target, on the lot grid, re-sent as the leader fills more). It crosses to that at
-  once, rather than to its schedule once an interval, and keeps its quote resting beside
-  the IOC (never more than its target between them).
+has a *step* s (`resting`), the gap it lets stand waiting for its own quote rather than
+cross: the basket gives from 0.3 to 1.5 regular slices of progress by how often the leg's
+quotes fill, within b/2 (`actors.basket.resting_steps`), and changes it as the leg's
+snapshots come (`set_steps`). A gap is the trailing leg's to close, so its step holds it:
+- a resting leg ahead of the slowest leg by more than the slowest's step (its own, when the
+  slowest does not rest) pauses (its quote is pulled) until within half that;
+- a resting leg behind the leader by more than its own step goes to `CATCH_UP` until within
+  s/2, and is told the leader's progress as a quantity (`AdjustLeg.reach_qty`: the leader's
+  completion × its own target, on the lot grid, re-sent as the leader fills more). It
+  crosses to that at once, rather than to its schedule once an interval, and keeps its
+  quote resting beside the IOC (never more than its target between them).
 Before these, the band's own pause applies; after them, the schedule's catch-up. A leg that
 does not rest keeps the band's rules, whatever its partners do.
 
@@ -189,11 +192,7 @@ class Synchronizer:
                 raise ValueError("risk_of: the risk band needs a function for the imbalance risk")
         if grace_ns < 0:
             raise ValueError(f"grace_ns: {grace_ns} must be 0 or more")
-        for leg, tol in (resting or {}).items():
-            if leg not in targets:
-                raise ValueError(f"resting: {leg!r} is not a leg of the basket")
-            if not 0 < tol < 1:
-                raise ValueError(f"resting[{leg!r}]: {tol} is outside (0, 1); a completion share")
+        _check_steps(resting or {}, targets, "a leg of the basket")
         self.band = band
         self.grace_ns = grace_ns
         self.start_ns = start_ns
@@ -220,6 +219,11 @@ class Synchronizer:
         self.limiting: dict[str, _Trouble] = {}  # stuck past the grace period
         self._stuck: dict[str, _Trouble] = {}  # stuck, within the grace period
         self._last_down = True  # the basket's size last moved down (or never moved)
+
+    def set_steps(self, steps: Mapping[str, float]) -> None:
+        """Change resting legs' steps (`resting`: the legs given at construction only)."""
+        _check_steps(steps, self.resting, "a resting leg")
+        self.resting.update(steps)
 
     # -- the control step ------------------------------------------------------------------
     def evaluate(
@@ -370,12 +374,16 @@ class Synchronizer:
         self, leg: str, current: Mode, lead: float, gap: float, slowest: str, leader: str
     ) -> tuple[Mode, str] | None:
         """A resting leg's mode by its partners' fills (**Resting legs**), or None to go by
-        the schedule: its quote pulled while it leads the slowest leg by more than its step,
-        and crossing while the leader leads it by more than its step, each left at `RESUME`
-        × the step."""
+        the schedule: its quote pulled while it leads the slowest leg by more than the
+        slowest leg's step (its own, when the slowest does not rest), and crossing while the
+        leader leads it by more than its own step, each left at `RESUME` × the step."""
+        held = self.resting.get(slowest, self.resting[leg])
+        if lead > held or (current is Mode.PAUSE and lead > held * RESUME):
+            return (
+                Mode.PAUSE,
+                f"quote pulled: ahead of {slowest} by {lead:.4f} (step {held:.4f})",
+            )
         tol = self.resting[leg]
-        if lead > tol or (current is Mode.PAUSE and lead > tol * RESUME):
-            return (Mode.PAUSE, f"quote pulled: ahead of {slowest} by {lead:.4f} (step {tol:.4f})")
         if gap > tol or (current is Mode.CATCH_UP and gap > tol * RESUME):
             return (Mode.CATCH_UP, f"crossing: {leader} ahead by {gap:.4f} (step {tol:.4f})")
         return None
@@ -599,6 +607,14 @@ class Synchronizer:
             else:
                 parts.append(f"{leg} {t.why} {since}, on pace for {_pct(reach[leg])}")
         return "; ".join(parts)
+
+
+def _check_steps(steps: Mapping[str, float], legs: Collection[str], what: str) -> None:
+    for leg, tol in steps.items():
+        if leg not in legs:
+            raise ValueError(f"resting: {leg!r} is not {what}")
+        if not 0 < tol < 1:
+            raise ValueError(f"resting[{leg!r}]: {tol} is outside (0, 1); a completion share")
 
 
 def _carry_on(t: _Trouble, blocked: bool, why: str, filled: Decimal, s: float, now: int) -> None:

@@ -10,17 +10,29 @@ import pytest
 
 from actors.basket import (
     HEDGE_MIN_CHANGE_USD,
+    RESTING_FILLS_BASE,
+    RESTING_FILLS_MAX,
+    RESTING_STEP_MAX_SLICES,
+    RESTING_STEP_SLICES,
     AllDone,
     BasketCoordinator,
     BasketEffect,
     ExposureChanged,
     Launched,
     LegFailed,
+    resting_steps,
 )
 from actors.messages import LegProgress, LegStatus
 from actors.risk import RiskModel
 from actors.schedule import Mode
-from actors.spec import BasketSpec, ExecutionParams, LegSpec, ResolvedBasket, validate
+from actors.spec import (
+    BasketSpec,
+    ChildStyle,
+    ExecutionParams,
+    LegSpec,
+    ResolvedBasket,
+    validate,
+)
 from actors.sync import AdjustLeg
 from venues.model import Side
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
@@ -38,8 +50,8 @@ PRICES = {(v, s): MIDS[s] for v, listed in INSTRUMENTS.items() for s in listed}
 BAND = 0.1
 
 
-def resolved(band: float = BAND) -> ResolvedBasket:
-    """Long 10 ETH on alpha against short 0.4 BTC on beta, over 300 s."""
+def resolved(band: float = BAND, style: ChildStyle = ChildStyle.TWAP) -> ResolvedBasket:
+    """Long 10 ETH on alpha against short 0.4 BTC on beta, over 300 s in slices of 10 s."""
     spec = BasketSpec(
         basket_id="b1",
         legs=[
@@ -48,7 +60,7 @@ def resolved(band: float = BAND) -> ResolvedBasket:
                 leg_id="btc", venue="beta", symbol="BTCUSDT", side=Side.SELL, quantity=D("0.4")
             ),
         ],
-        params=ExecutionParams(horizon_s=300, band=band, grace_s=30),
+        params=ExecutionParams(horizon_s=300, band=band, grace_s=30, child_style=style),
     )
     return validate(spec, INSTRUMENTS, prices=PRICES)
 
@@ -108,13 +120,15 @@ def of(kind: type, effects: list[BasketEffect]) -> list:
     return [e for e in effects if isinstance(e, kind)]
 
 
-def coordinator(**kw: object) -> tuple[BasketCoordinator, FakeClock, Legs]:
+def coordinator(
+    basket: ResolvedBasket = BASKET, **kw: object
+) -> tuple[BasketCoordinator, FakeClock, Legs]:
     clock = FakeClock()
-    return BasketCoordinator(BASKET, START, RISK, **kw), clock, Legs()  # type: ignore[arg-type]
+    return BasketCoordinator(basket, START, RISK, **kw), clock, Legs()  # type: ignore[arg-type]
 
 
-def launched() -> tuple[BasketCoordinator, FakeClock, Legs]:
-    c, clock, legs = coordinator()
+def launched(basket: ResolvedBasket = BASKET) -> tuple[BasketCoordinator, FakeClock, Legs]:
+    c, clock, legs = coordinator(basket)
     for leg in LEGS:
         c.on_progress(legs(leg, first_ack=True), clock.advance())
     assert c.launched_ns is not None
@@ -223,6 +237,61 @@ def test_a_failed_leg_stops_the_synchronizer() -> None:
     c, clock, legs = launched()
     c.on_progress(legs("btc", status=LegStatus.FAILED), clock.advance())
     assert of(AdjustLeg, c.on_progress(legs("eth", "8"), clock.advance())) == []
+
+
+# -- resting legs (passive) ------------------------------------------------------------------
+
+PASSIVE = resolved(style=ChildStyle.PASSIVE)
+SLICE = 10 / 300  # one regular slice of progress
+SECOND = 1_000_000_000
+
+
+def quoting(fills: int, slices: float) -> dict[str, object]:
+    """A passive leg's snapshot fields: `fills` of its quotes over `slices` of quoting."""
+    return {"maker_fills": fills, "quoted_ns": int(slices * 10 * SECOND)}
+
+
+def test_a_resting_leg_starts_at_the_base_step_and_widens_as_its_quotes_fill_often() -> None:
+    legs = Legs()
+    base = RESTING_STEP_SLICES * SLICE
+    assert resting_steps(PASSIVE) == {"eth": pytest.approx(base), "btc": pytest.approx(base)}
+    assert resting_steps(BASKET) == {}  # twap legs do not rest
+    # 20 fills over 19 slices quoted (a slice added: a leg that hardly quoted counts as
+    # slow): once a slice, too seldom to widen.
+    slow = legs("eth", **quoting(20, 19))
+    # 60 fills over 9 slices: 6 a slice, halfway from the base's fills to the ceiling's.
+    fast = legs("btc", **quoting(60, 9))
+    assert (RESTING_FILLS_BASE + RESTING_FILLS_MAX) / 2 == 6
+    steps = resting_steps(PASSIVE, {"eth": slow, "btc": fast})
+    wide = (RESTING_STEP_SLICES + RESTING_STEP_MAX_SLICES) / 2
+    assert steps == {"eth": pytest.approx(base), "btc": pytest.approx(wide * SLICE)}
+    # Never past the ceiling, nor half the band.
+    steady = legs("btc", **quoting(200, 9))
+    assert resting_steps(PASSIVE, {"btc": steady})["btc"] == pytest.approx(
+        RESTING_STEP_MAX_SLICES * SLICE
+    )
+    assert resting_steps(resolved(band=0.04, style=ChildStyle.PASSIVE), {"btc": steady}) == {
+        "eth": pytest.approx(base),
+        "btc": pytest.approx(0.02),
+    }
+
+
+@pytest.mark.parametrize(("fills", "crosses"), [(20, True), (200, False)])
+def test_a_leg_whose_quotes_fill_often_waits_for_them_where_a_slow_one_crosses(
+    fills: int, crosses: bool
+) -> None:
+    # btc leads eth by 0.6 of a slice: past the base step, inside a fast quote's step.
+    c, clock, legs = launched(PASSIVE)
+    c.on_progress(legs("btc", "0.08", first_ack=True), clock.advance())
+    c.on_progress(legs("eth", "2", first_ack=True, **quoting(fills, 19)), clock.advance())
+    assert c.sync.modes == {"eth": Mode.NORMAL, "btc": Mode.NORMAL}  # both at 20 %
+    effects = c.on_progress(legs("btc", "0.088", first_ack=True), clock.advance())
+    modes = {a.leg_id: (a.mode, a.reach_qty) for a in of(AdjustLeg, effects)}
+    if crosses:
+        # eth crosses to btc's 22 %; btc's quote is pulled meanwhile (eth's step holds it).
+        assert modes == {"eth": (Mode.CATCH_UP, D("2.2")), "btc": (Mode.PAUSE, None)}
+    else:
+        assert modes == {}
 
 
 # -- exposure ---------------------------------------------------------------------------------

@@ -158,6 +158,30 @@ def test_a_leg_that_does_not_rest_keeps_the_bands_rules() -> None:
     ]
 
 
+def test_a_gap_is_held_to_the_step_of_the_leg_behind() -> None:
+    # eth's quotes fill fast (a wide step), btc's slowly (a tight one): whichever leads by
+    # 0.02, the gap is btc's to close while btc trails, and eth's while eth does.
+    s = sync(band=0.1, resting={"eth": 0.03, "btc": 0.01})
+    modes = adjustments(s.evaluate(progress(eth=0.42, btc=0.40), 0.4, 0))
+    assert modes["eth"].mode is Mode.PAUSE and "(step 0.0100)" in modes["eth"].reason
+    assert modes["btc"].mode is Mode.CATCH_UP and modes["btc"].reach_qty == D("0.42")
+    s = sync(band=0.1, resting={"eth": 0.03, "btc": 0.01})
+    assert s.evaluate(progress(eth=0.40, btc=0.42), 0.4, 0) == []  # eth waits for its quote
+
+
+def test_a_resting_legs_step_can_change() -> None:
+    s = sync(band=0.1, resting={"eth": 0.02, "btc": 0.02})
+    assert adjustments(s.evaluate(progress(eth=0.40, btc=0.43), 0.4, 0))["eth"].reach_qty
+    # Wide enough that the 0.03 gap is within half the step (the hysteresis of a crossing).
+    s.set_steps({"eth": 0.07, "btc": 0.07})
+    modes = adjustments(s.evaluate(progress(eth=0.40, btc=0.43), 0.4, 1))
+    assert modes["eth"].mode is Mode.NORMAL and modes["eth"].reach_qty is None
+    with pytest.raises(ValueError, match="'steth' is not a resting leg"):
+        s.set_steps({"steth": 0.02})
+    with pytest.raises(ValueError, match=r"resting\['eth'\]: 1.5 is outside"):
+        s.set_steps({"eth": 1.5})
+
+
 @pytest.mark.parametrize(
     ("resting", "field"),
     [({"sol": 0.02}, "'sol' is not a leg"), ({"eth": 0.0}, "outside (0, 1)")],
