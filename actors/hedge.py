@@ -28,6 +28,12 @@ from venues.sim.calibration import SECONDS_PER_YEAR
 # Exposures below this many dollars on every factor count as flat.
 _DUST_USD = 1e-9
 HEDGE_ORDER_PREFIX = "lgh-"  # the client order ids of hedge orders: lgh-<desk tag>-<n>
+# A resting hedge order whose time is up (or whose placing failed) is cancelled, through an
+# outage, for this long, pausing from the first figure doubling to the second between tries;
+# then `HedgeOrderOpen`. Live (`VenueGateway`) and in the backtest alike.
+HEDGE_WITHDRAW_S = 30.0
+HEDGE_WITHDRAW_PAUSE_S = 0.25
+HEDGE_WITHDRAW_PAUSE_MAX_S = 4.0
 HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.

@@ -19,7 +19,14 @@ from actors.backtest.collateral import BacktestCollateral
 from actors.backtest.loop import Loop
 from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
-from actors.hedge import HedgeOrderOpen, hedge_limit_order, hedge_resting_order
+from actors.hedge import (
+    HEDGE_WITHDRAW_PAUSE_MAX_S,
+    HEDGE_WITHDRAW_PAUSE_S,
+    HEDGE_WITHDRAW_S,
+    HedgeOrderOpen,
+    hedge_limit_order,
+    hedge_resting_order,
+)
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import Refused, Reserved
@@ -200,12 +207,10 @@ class _LegPort:
         self._venue.cancel(symbol, client_order_id, then)
 
 
-# A resting hedge order whose time is up (or whose placing failed) is cancelled, through
-# an outage, for this long, pausing from the first figure doubling to the second between
-# tries: the live gateway's `_WITHDRAW_S` and pauses.
-WITHDRAW_NS = 30 * NS
-WITHDRAW_PAUSE_NS = NS // 4
-WITHDRAW_PAUSE_MAX_NS = 4 * NS
+# A resting hedge order's withdrawal, as live (`HEDGE_WITHDRAW_S` and its pauses), in ns.
+WITHDRAW_NS = int(HEDGE_WITHDRAW_S * NS)
+WITHDRAW_PAUSE_NS = int(HEDGE_WITHDRAW_PAUSE_S * NS)
+WITHDRAW_PAUSE_MAX_NS = int(HEDGE_WITHDRAW_PAUSE_MAX_S * NS)
 
 
 class _DeskPort:

@@ -23,6 +23,9 @@ import msgspec
 
 from actors.hedge import (
     HEDGE_ORDER_PREFIX,
+    HEDGE_WITHDRAW_PAUSE_MAX_S,
+    HEDGE_WITHDRAW_PAUSE_S,
+    HEDGE_WITHDRAW_S,
     HedgeOrderOpen,
     hedge_limit_order,
     hedge_resting_order,
@@ -54,11 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FINAL_TIMEOUT_S = 5.0
-# A resting hedge order whose time is up (or whose placing failed) is cancelled, through
-# errors, for this long, pausing from the first figure doubling to the second between tries.
-_WITHDRAW_S = 30.0
-_WITHDRAW_PAUSE_S = 0.25
-_WITHDRAW_PAUSE_MAX_S = 4.0
 
 
 def client_for(endpoint: VenueEndpoint, **options: object) -> VenueClient:
@@ -263,12 +261,12 @@ class VenueGateway:
         self, symbol: str, client_order_id: str, done: asyncio.Event, cause: Exception | None
     ) -> None:
         """Cancel a resting hedge order, asking again through errors (an outage) for up to
-        `_WITHDRAW_S`, until the venue has it ended: cancelled, ended on its own (`done`, or
+        `HEDGE_WITHDRAW_S`, until the venue has it ended: cancelled, ended on its own (`done`, or
         `UnknownOrder`: gone, or never placed). Until then it may still fill, and the desk,
         which crosses what a resting order left, could double the hedge: past the deadline
         `HedgeOrderOpen` says so, and the desk crosses nothing on a guess."""
-        deadline = time.monotonic() + _WITHDRAW_S
-        pause = _WITHDRAW_PAUSE_S
+        deadline = time.monotonic() + HEDGE_WITHDRAW_S
+        pause = HEDGE_WITHDRAW_PAUSE_S
         while not done.is_set():
             try:
                 self._remember(await self.client.cancel(symbol, client_order_id))
@@ -283,12 +281,12 @@ class VenueGateway:
                     "hedge order %s (%s) could not be cancelled in %.0f s: it may still rest",
                     client_order_id,
                     symbol,
-                    _WITHDRAW_S,
+                    HEDGE_WITHDRAW_S,
                 )
-                raise HedgeOrderOpen(client_order_id, symbol, _WITHDRAW_S) from cause
+                raise HedgeOrderOpen(client_order_id, symbol, HEDGE_WITHDRAW_S) from cause
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), min(pause, left))
-            pause = min(pause * 2, _WITHDRAW_PAUSE_MAX_S)
+            pause = min(pause * 2, HEDGE_WITHDRAW_PAUSE_MAX_S)
 
 
 class VenueActor:

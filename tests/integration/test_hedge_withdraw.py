@@ -117,7 +117,7 @@ async def test_a_resting_order_whose_placing_went_unanswered_is_withdrawn_before
 async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting(
     venue: SimVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(venue_shell, "_WITHDRAW_S", 0.6)
+    monkeypatch.setattr(venue_shell, "HEDGE_WITHDRAW_S", 0.6)
     g, client = await gateway(venue, monkeypatch, cancels_failing=-1)
     try:
         with pytest.raises(HedgeOrderOpen, match=r"h-3 on BTCUSDT .* may still rest"):
