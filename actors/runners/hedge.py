@@ -135,7 +135,6 @@ class DeskRunner:
         self._ticks = {i.symbol: float(i.tick) for i in instruments}
         self._slip: dict[str, tuple[float, float]] = {}  # symbol → (USD paid vs mid, notional)
         self._rested: list[float] = []  # the share of each resting order that filled
-        self._sent_qty = 0.0  # the position when the newest order left
         self._recheck_ns: int | None = None  # the pending re-evaluation
         self.trading = False
         self._dirty = False
@@ -388,12 +387,13 @@ class DeskRunner:
     def _execute(self, order: HedgeOrder, later: list[HedgeOrder], k: int) -> None:
         qty = self.quantity(order)
         if order.rest_ns > 0 and qty is not None and qty > 0:
+            before = self.ledger.qty[order.symbol]  # the position as the resting order leaves
 
             def rested(known: bool) -> None:
                 # Positions that could not be read back say nothing of what the resting
                 # order did: crossing its size again could double it. The next round sees.
                 if known:
-                    self._cross_rest(order, qty, later, k)
+                    self._cross_rest(order, qty, before, later, k)
                 else:
                     self._next(later, k)
 
@@ -401,14 +401,16 @@ class DeskRunner:
         else:
             self._send(order, qty, 0, lambda _known: self._next(later, k))
 
-    def _cross_rest(self, order: HedgeOrder, qty: Decimal, later: list[HedgeOrder], k: int) -> None:
-        """A resting order ended (filled, cancelled or failed, the ledger then resynced
-        from the venue): cross what it left of `qty` at once."""
+    def _cross_rest(
+        self, order: HedgeOrder, qty: Decimal, before: float, later: list[HedgeOrder], k: int
+    ) -> None:
+        """A resting order of `qty` ended (filled, cancelled or failed, the ledger then
+        resynced from the venue), the position `before` it left: cross what it left."""
         symbol = order.symbol
         if order.target_usd == 0.0:
             left = self.quantity(order)  # to flat exactly, whatever filled
         else:
-            moved = order.side.sign * (self.ledger.qty[symbol] - self._sent_qty)
+            moved = order.side.sign * (self.ledger.qty[symbol] - before)
             left = qty - Decimal(repr(max(0.0, moved))).quantize(self._lot[symbol])
         if left is None or left < self._lot[symbol]:
             self._next(later, k)
@@ -432,7 +434,6 @@ class DeskRunner:
         # The fills this order answers are those known before it leaves, not any that a
         # report brings while it is on its way.
         causes = {b: self.baskets[b].pending_cause_ns for b in involved}
-        self._sent_qty = self.ledger.qty[order.symbol]
 
         def answered(fill: HedgeFill | Exception | None) -> None:
             if isinstance(fill, Exception):
