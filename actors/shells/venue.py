@@ -248,6 +248,19 @@ class VenueGateway:
                 self._final.pop(coid, None)
         return [coid for _, coid in stale]
 
+    async def settle(self, symbol: str, client_order_id: str) -> bool:
+        """One try at cancelling a hedge order that may still rest (`HedgeOrderOpen`): True
+        once the venue has it ended (`_cancel`); raises the `VenueError` when it could not
+        tell."""
+        await self._cancel(symbol, client_order_id)
+        return True
+
+    async def _cancel(self, symbol: str, client_order_id: str) -> None:
+        """Cancel an order once: returns when the venue has it ended (the cancel accepted, or
+        `UnknownOrder`: gone, or never placed); raises the `VenueError` otherwise."""
+        with contextlib.suppress(UnknownOrder):
+            self._remember(await self.client.cancel(symbol, client_order_id))
+
     @staticmethod
     async def _rested(done: asyncio.Event, seconds: float) -> bool:
         """Let a resting hedge order work `seconds`: whether it ended by then."""
@@ -269,9 +282,7 @@ class VenueGateway:
         pause = HEDGE_WITHDRAW_PAUSE_S
         while not done.is_set():
             try:
-                self._remember(await self.client.cancel(symbol, client_order_id))
-                return
-            except UnknownOrder:
+                await self._cancel(symbol, client_order_id)
                 return
             except VenueError as e:
                 cause = e
@@ -388,6 +399,10 @@ class VenueActor:
     async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
         """`VenueGateway.withdraw_stale`, for a hedge desk on another node."""
         return await self.gateway.withdraw_stale(symbols, own_prefix)
+
+    async def settle(self, symbol: str, client_order_id: str) -> bool:
+        """`VenueGateway.settle`, for a hedge desk on another node."""
+        return await self.gateway.settle(symbol, client_order_id)
 
     # -- the wallets (collateral routing) ----------------------------------------------------
     def can_transfer(self) -> tuple[bool, bool]:

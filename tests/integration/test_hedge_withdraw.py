@@ -1,8 +1,9 @@
 """A resting hedge order is seen ended before the desk is answered (`VenueGateway.hedge`):
 its cancel is asked again through an outage, an order whose placing went unanswered is
 withdrawn too, and one that cannot be cancelled is reported as possibly still resting
-(`HedgeOrderOpen`) rather than taken for ended. The venue is the in-process simulator in
-real time; its cancels and placings fail as a venue's would during an outage."""
+(`HedgeOrderOpen`) rather than taken for ended, and settled later by one cancel at a time
+(`VenueGateway.settle`). The venue is the in-process simulator in real time; its cancels and
+placings fail as a venue's would during an outage."""
 
 from __future__ import annotations
 
@@ -128,6 +129,33 @@ async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting
     assert 2 <= client.cancels <= 5
     (still,) = await open_orders(venue)
     assert still.client_order_id == "h-3"
+
+
+async def test_an_order_that_may_still_rest_is_settled_once_the_venue_answers_again(
+    venue: SimVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(venue_shell, "HEDGE_WITHDRAW_S", 0.3)
+    g, client = await gateway(venue, monkeypatch, cancels_failing=-1)
+    try:
+        with pytest.raises(HedgeOrderOpen):
+            await g.hedge("h-4", "BTCUSDT", Side.BUY, D("0.01"), 600.0, rest_ns=REST_NS)
+        # The venue still down: one try, its error, and the order rests on.
+        tried = client.cancels
+        with pytest.raises(VenueUnavailable):
+            await g.settle("BTCUSDT", "h-4")
+        assert client.cancels == tried + 1
+        assert [r.client_order_id for r in await open_orders(venue)] == ["h-4"]
+        # Back: the order is cancelled, and ended it stays ended; one never placed is too.
+        client.cancels_failing = 0
+        assert await g.settle("BTCUSDT", "h-4") is True
+        assert await open_orders(venue) == []
+        assert await g.settle("BTCUSDT", "h-4") is True
+        assert await g.settle("BTCUSDT", "h-never") is True
+        assert client.cancels == tried + 4
+    finally:
+        await g.stop()
+    report = await venue.client("desk").query("BTCUSDT", "h-4")
+    assert report.status is OrderStatus.CANCELED and report.cum_filled == 0
 
 
 async def test_resting_orders_a_lost_desk_left_are_cancelled_and_no_others(
