@@ -34,6 +34,11 @@ HEDGE_ORDER_PREFIX = "lgh-"  # the client order ids of hedge orders: lgh-<desk t
 HEDGE_WITHDRAW_S = 30.0
 HEDGE_WITHDRAW_PAUSE_S = 0.25
 HEDGE_WITHDRAW_PAUSE_MAX_S = 4.0
+# One answered `HedgeOrderOpen` is then cancelled again by its desk (`DeskPort.settle`), one
+# try at a time, pausing from the first figure doubling to the second between tries, until
+# the venue has it ended: its symbol is not traded until then (`DeskRunner`).
+HEDGE_SETTLE_PAUSE_S = 1.0
+HEDGE_SETTLE_PAUSE_MAX_S = 30.0
 HEDGE_PROTECTION_BPS = Decimal(50)  # a hedge is an IOC limit this far through the mid
 # Netted hedgeable risk this small next to the baskets' own (σ ratio 1e-6) splits nothing:
 # the shares would be ratios of rounding errors.
@@ -49,7 +54,8 @@ FLAT_USD = 1.0
 
 class HedgeOrderOpen(Exception):
     """A resting hedge order that could not be cancelled: it may still rest, and fill, at
-    the venue. What it left must not be crossed on a guess (`DeskRunner`)."""
+    the venue. What it left must not be crossed on a guess, nor its symbol traded until it
+    is seen ended (`DeskRunner`)."""
 
     def __init__(self, client_order_id: str, symbol: str, seconds: float) -> None:
         super().__init__(

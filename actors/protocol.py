@@ -163,6 +163,9 @@ class HedgeStatement(msgspec.Struct, frozen=True, kw_only=True):
     trading_cost_usd: float = 0.0
     risk_removed_usd2: float = 0.0
     risk_value_usd: float = 0.0
+    # The desk's hedge orders that may still rest at the venue and fill (`HedgeOrderOpen`, not
+    # yet seen ended), by client order id: while there are any, `flat` is not claimed.
+    unsettled: list[str] = []
 
 
 class BasketOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -315,6 +315,19 @@ class _DeskPort:
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         self.venue.positions(then)
 
+    def settle(
+        self, symbol: str, client_order_id: str, then: Callable[[bool | Exception], None]
+    ) -> None:
+        """One try at cancelling an order that may still rest, as the live gateway's
+        `settle`: a Ray call to the venue's actor, one cancel, the answer back."""
+        back = self.run.ray_ns
+
+        def answered(answer: Answer) -> None:
+            ended = not isinstance(answer, VenueError) or isinstance(answer, UnknownOrder)
+            self.loop.after(back(), then, True if ended else answer)
+
+        self.loop.after(self.run.ray_ns(), self.venue.cancel, symbol, client_order_id, answered)
+
 
 # -- one run -------------------------------------------------------------------------------
 class _Run:

@@ -24,7 +24,10 @@ decides the rest:
 - **what a trade cost and what it removed**: fees and the spread and impact paid against
   the mid, and ∫ of the variance the hedge took off (`RiskRemoved`), per basket by share;
 - **what an order's failure means**: it may have filled all the same, so the positions are
-  read back from the venue before the desk goes on;
+  read back from the venue before the desk goes on; a resting order that could not be
+  cancelled (`HedgeOrderOpen`) may yet fill, so its symbol is held, traded no more, while
+  the desk tries to see it ended (`DeskPort.settle`, paced `HEDGE_SETTLE_PAUSE_S` doubling
+  to `HEDGE_SETTLE_PAUSE_MAX_S`), then reads that position back and trades it again;
 - **who an order served**: every basket in the netting (or just closed) shares its fees by
   its share of the risk, and the newest fill behind a basket's exposure times the
   reaction (fill seen → hedge order sent);
@@ -32,13 +35,13 @@ decides the rest:
   what that changes, and the basket's `HedgeStatement` waits for that (bounded by
   `CLOSE_TIMEOUT_NS`).
 
-Its port gives the time, timers, and the hedge venue as two callbacks (`DeskPort`).
+Its port gives the time, timers, and the hedge venue as three callbacks (`DeskPort`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Protocol
 
@@ -47,6 +50,8 @@ import numpy as np
 
 from actors.hedge import (
     HEDGE_ORDER_PREFIX,
+    HEDGE_SETTLE_PAUSE_MAX_S,
+    HEDGE_SETTLE_PAUSE_S,
     HedgeBook,
     HedgeCosts,
     HedgeLedger,
@@ -59,7 +64,7 @@ from actors.hedge import (
 )
 from actors.protocol import ExposureReport, HedgeFill, HedgeStatement, PlaceHedge
 from actors.risk import RISK_HORIZON_S, RiskSettings
-from actors.runners.port import Clock
+from actors.runners.port import Clock, Timer
 from actors.spec import HedgeSpec
 from venues.model import Instrument
 
@@ -72,6 +77,9 @@ CLOSE_TIMEOUT_NS = 15_000_000_000  # how long closing a basket waits for the tra
 # How often the desk looks again while a basket is in the netting and nothing is reported:
 # a catch-up time reckoned from the imbalance's age grows without any new exposure.
 RECHECK_NS = 1_000_000_000
+# The pauses between tries at settling an order that may still rest (`HedgeOrderOpen`).
+SETTLE_PAUSE_NS = int(HEDGE_SETTLE_PAUSE_S * 1e9)
+SETTLE_PAUSE_MAX_NS = int(HEDGE_SETTLE_PAUSE_MAX_S * 1e9)
 
 
 class DeskPort(Clock, Protocol):
@@ -84,6 +92,14 @@ class DeskPort(Clock, Protocol):
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         """The venue's positions of the desk's account, by symbol."""
+        ...
+
+    def settle(
+        self, symbol: str, client_order_id: str, then: Callable[[bool | Exception], None]
+    ) -> None:
+        """One try at cancelling a hedge order that may still rest (`HedgeOrderOpen`), by
+        its client order id: `then(True)` once the venue has it ended (the cancel accepted,
+        or `UnknownOrder`: gone, or never placed), else the error (it could not tell)."""
         ...
 
 
@@ -139,6 +155,11 @@ class DeskRunner:
         self.trading = False
         self._dirty = False
         self._idle: list[Callable[[], None]] = []  # waiting for the trading to stop
+        # Orders answered `HedgeOrderOpen` (client order id → symbol): they may still rest
+        # and fill, so their symbols are not traded until each is settled (`_settle`).
+        self.unsettled: dict[str, str] = {}
+        self._settling: dict[str, Timer] = {}  # the next try at settling each
+        self.stopped = False
 
     # -- inputs ------------------------------------------------------------------------------
     def mark(self, mids: dict[str, float]) -> None:
@@ -219,6 +240,7 @@ class DeskRunner:
             trading_cost_usd=stats.trading_cost_usd,
             risk_removed_usd2=removed,
             risk_value_usd=price * math.sqrt(max(removed, 0.0)),
+            unsettled=list(self.unsettled),
         )
 
     def held(self) -> list[str]:
@@ -226,7 +248,17 @@ class DeskRunner:
         return [b for b, stats in self.baskets.items() if stats.held and b in self.book.baskets]
 
     def flat(self) -> bool:
-        return all(abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items())
+        """No position, and no order that may still fill (`unsettled`)."""
+        return not self.unsettled and all(
+            abs(q) < self.lots[s] / 2 for s, q in self.ledger.qty.items()
+        )
+
+    def stop(self) -> None:
+        """The desk is closed: no more tries at settling its orders (they stay `unsettled`)."""
+        self.stopped = True
+        for timer in self._settling.values():
+            timer.cancel()
+        self._settling.clear()
 
     def active(self) -> list[str]:
         """The baskets a trade now serves: those in the netting, and those just closed."""
@@ -357,6 +389,9 @@ class DeskRunner:
         self.port.call_at(at, again)
 
     def _next(self, orders: list[HedgeOrder], k: int) -> None:
+        if self.unsettled:  # a symbol whose order may still fill waits for it (`_settle`)
+            held = set(self.unsettled.values())
+            orders = [o for o in orders if o.symbol not in held]
         if orders:
             self._execute(orders[0], orders[1:], k)
             return
@@ -439,11 +474,18 @@ class DeskRunner:
             if isinstance(fill, Exception):
                 # It may have filled all the same: the venue's positions before going on.
                 # A resting order that may still rest (`HedgeOrderOpen`) may fill later:
-                # positions read now say nothing of what it will leave, so nothing is known.
+                # positions read now say nothing of what it will leave, so nothing is known,
+                # and its symbol waits until it is seen ended.
                 still_open = isinstance(fill, HedgeOrderOpen)
-                self.port.positions(
-                    lambda held: self._resynced(held, lambda known: then(known and not still_open))
-                )
+                if still_open:
+                    self.unsettled[coid] = order.symbol
+
+                def resynced(known: bool) -> None:
+                    if still_open:  # after this read-back, whose answer could be the older
+                        self._settle_later(coid, SETTLE_PAUSE_NS)
+                    then(known and not still_open)
+
+                self.port.positions(lambda held: self._resynced(held, resynced))
                 return
             if fill is not None:
                 self._filled(order, fill, involved, causes, rest_ns > 0)
@@ -501,11 +543,55 @@ class DeskRunner:
                 if stats.pending_cause_ns == cause:
                     stats.pending_cause_ns = None
 
-    def _resynced(self, held: dict[str, Decimal] | Exception, then: Callable[[bool], None]) -> None:
+    def _settle_later(self, coid: str, pause_ns: int) -> None:
+        if not self.stopped:
+            at = self.port.now_ns() + pause_ns
+            self._settling[coid] = self.port.call_at(at, lambda: self._settle(coid, pause_ns))
+
+    def _settle(self, coid: str, pause_ns: int) -> None:
+        """One try at seeing an order that may still rest ended (`DeskPort.settle`). Once it
+        is, the venue's position in its symbol is read back and booked (what the order
+        filled meanwhile), and only then is the symbol traded again; until then, tried again
+        after a pause that doubles up to `SETTLE_PAUSE_MAX_NS`."""
+        self._settling.pop(coid, None)
+        symbol = self.unsettled.get(coid)
+        if self.stopped or symbol is None:
+            return
+        again = min(2 * pause_ns, SETTLE_PAUSE_MAX_NS)
+
+        def booked(known: bool) -> None:
+            if self.stopped:
+                return
+            if not known:  # ended, but its fills not read: cancelling again says ended again
+                self._settle_later(coid, again)
+                return
+            del self.unsettled[coid]
+            self._kick()
+
+        def ended(answer: bool | Exception) -> None:
+            if self.stopped:
+                return
+            if answer is not True:
+                self._settle_later(coid, again)
+                return
+            # Only its own symbol: another order may be on its way, its fill not booked yet.
+            self.port.positions(lambda held: self._resynced(held, booked, (symbol,)))
+
+        self.port.settle(symbol, coid, ended)
+
+    def _resynced(
+        self,
+        held: dict[str, Decimal] | Exception,
+        then: Callable[[bool], None],
+        symbols: Collection[str] | None = None,
+    ) -> None:
+        """Take the venue's positions (in `symbols` only, when given) as the ledger's, then
+        `then(known)`."""
         known = not isinstance(held, Exception)
         if known:
             for i in self.instruments:
-                self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
+                if symbols is None or i.symbol in symbols:
+                    self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
             self.last_trade_ns = self.port.now_ns()
             self._measure(self.port.now_ns())
         then(known)

@@ -73,6 +73,8 @@ class Trader(Protocol):
 
     async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]: ...
 
+    async def settle(self, symbol: str, client_order_id: str) -> bool: ...
+
     async def stop(self) -> None: ...
 
 
@@ -101,6 +103,10 @@ class _ViaVenueActor:
     async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
         cancelled: list[str] = await self.actor.withdraw_stale.remote(symbols, own_prefix)
         return cancelled
+
+    async def settle(self, symbol: str, client_order_id: str) -> bool:
+        ended: bool = await self.actor.settle.remote(symbol, client_order_id)
+        return ended
 
     async def stop(self) -> None:
         pass
@@ -229,6 +235,22 @@ class _Desk:
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         self._call(self.trader.positions(), then)
+
+    def settle(
+        self, symbol: str, client_order_id: str, then: Callable[[bool | Exception], None]
+    ) -> None:
+        def answered(answer: bool | Exception) -> None:
+            if answer is True:  # its `HedgeOrderOpen` was logged as an error: so is its end
+                log.warning(
+                    "hedge desk %s: hedge order %s (%s) is ended at the venue; its position "
+                    "is read back",
+                    self.key[0],
+                    client_order_id,
+                    symbol,
+                )
+            then(answer)
+
+        self._call(self.trader.settle(symbol, client_order_id), answered)
 
     def _call(self, call: Awaitable[T], then: Callable[[T | Exception], None]) -> None:
         async def go() -> None:
@@ -383,6 +405,7 @@ class HedgeActor:
                 else:
                     log.info("hedge desk %s: its venue actor is gone; desk closed", desk.key[0])
                 self._desks.pop(desk.key, None)
+                desk.runner.stop()
                 await desk.trader.stop()
                 return
             except Exception as e:  # the venue actor is busy or failing: keep the last marks

@@ -1,8 +1,10 @@
 """The hedge desk's runner on a fake clock and a scripted hedge venue: the catch-up time it
-expects, resting orders and what they leave crossed, and a ledger that stays the venue's."""
+expects, resting orders and what they leave crossed, orders that may still rest settled
+before their symbol trades again, and a ledger that stays the venue's."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -18,6 +20,7 @@ from tests.unit.fake_port import FakeClock, FakeTimer
 from venues.errors import OutcomeUnknown, VenueUnavailable
 from venues.model import (
     ExecutionReport,
+    Instrument,
     OrderStatus,
     OrderType,
     Side,
@@ -55,16 +58,30 @@ class Rest(msgspec.Struct, frozen=True):
 class Venue:
     """The desk's port: the fake clock and a hedge venue one `trip_ns` away each way. A
     crossing order fills in full at the mid ± half a tick; a resting one as its `Rest` of
-    `rests` says (in turn, the last repeating). The venue's positions are the truth;
-    `readable`: whether positions can be read back."""
+    `rests` says (in turn, the last repeating); one left `still_open` rests on (`resting`)
+    until `fill_resting` fills the rest of it or a `settle` cancels it. The venue's positions
+    (`holding`) are the truth; `readable`: whether positions can be read back;
+    `cancellable`: whether a `settle` gets through (else the venue is down to it)."""
 
     def __init__(self, clock: FakeClock, rests: list[Rest] | None = None) -> None:
         self.clock = clock
         self.rests = rests or [Rest()]
         self.sent: list[tuple[int, PlaceHedge]] = []
-        self.held = D(0)
+        self.holding: dict[str, Decimal] = {}
         self.readable = True
+        self.cancellable = True
+        self.resting: dict[str, tuple[PlaceHedge, Decimal]] = {}  # client order id → left
+        self.settles: list[tuple[int, str]] = []
         self.trip_ns = 10 * MS
+
+    @property
+    def held(self) -> Decimal:
+        return self.holding.get("IDXUSDT", D(0))
+
+    def fill_resting(self, client_order_id: str) -> None:
+        """The rest of an order still resting fills."""
+        cmd, left = self.resting.pop(client_order_id)
+        self.holding[cmd.symbol] = self.holding.get(cmd.symbol, D(0)) + cmd.side.sign * left
 
     def now_ns(self) -> int:
         return self.clock.now_ns()
@@ -89,8 +106,10 @@ class Venue:
             tif, done_ns = TimeInForce.IOC, sent + self.trip_ns
 
         def done() -> None:
-            self.held += cmd.side.sign * filled
+            self.holding[cmd.symbol] = self.holding.get(cmd.symbol, D(0)) + cmd.side.sign * filled
             if cmd.rest_ns > 0 and rest.still_open:
+                assert cmd.qty is not None
+                self.resting[cmd.client_order_id] = (cmd, cmd.qty - filled)
                 then(HedgeOrderOpen(cmd.client_order_id, cmd.symbol, 30.0))
                 return
             if cmd.rest_ns > 0 and rest.error:
@@ -117,18 +136,35 @@ class Venue:
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         answer: dict[str, Decimal] | Exception = (
-            {"IDXUSDT": self.held}
+            dict(self.holding)
             if self.readable
             else VenueUnavailable("service unavailable", venue="alpha", code=503)
         )
         self.clock.call_at(self.clock.now_ns() + 2 * self.trip_ns, lambda: then(answer))
 
+    def settle(
+        self, symbol: str, client_order_id: str, then: Callable[[bool | Exception], None]
+    ) -> None:
+        self.settles.append((self.clock.now_ns(), client_order_id))
 
-def desk(rests: list[Rest] | None = None) -> tuple[FakeClock, Venue, DeskRunner]:
+        def cancel() -> None:
+            if not self.cancellable:
+                then(VenueUnavailable("service unavailable", venue="alpha", code=503))
+                return
+            self.resting.pop(client_order_id, None)  # cancelled, or already gone
+            then(True)
+
+        self.clock.call_at(self.clock.now_ns() + 2 * self.trip_ns, cancel)
+
+
+def desk(
+    rests: list[Rest] | None = None, instruments: list[Instrument] | None = None
+) -> tuple[FakeClock, Venue, DeskRunner]:
     clock = FakeClock(START)
     venue = Venue(clock, rests)
-    runner = DeskRunner(venue, [IDX], "t", RiskSettings())
-    runner.mark({"IDXUSDT": MID})
+    instruments = instruments or [IDX]
+    runner = DeskRunner(venue, instruments, "t", RiskSettings())
+    runner.mark({i.symbol: MID for i in instruments})
     return clock, venue, runner
 
 
@@ -138,6 +174,7 @@ def report(
     btc_usd: float,
     catchup_s: float | None = 3_600.0,
     spec: HedgeSpec = SPEC,
+    eth_usd: float = 0.0,
 ) -> None:
     runner.on_exposure(
         ExposureReport(
@@ -145,7 +182,7 @@ def report(
             seq=seq,
             hedge=spec,
             venue_epoch="",
-            exposure={"BTC": btc_usd},
+            exposure={"BTC": btc_usd, "ETH": eth_usd} if eth_usd else {"BTC": btc_usd},
             cause_ns=None,
             ts_ns=runner.port.now_ns(),
             catchup_s=catchup_s,
@@ -287,3 +324,74 @@ def test_an_eager_desk_crosses_at_once() -> None:
     report(runner, 1, 200_000.0, spec=msgspec.structs.replace(SPEC, risk_price=1e6))
     clock.run_until(lambda: bool(venue.sent), limit_ns=at(5))
     assert venue.sent[0][1].rest_ns == 0
+
+
+def test_an_order_that_may_still_rest_holds_its_symbol_until_it_is_settled_and_booked() -> None:
+    clock, venue, runner = lasting([Rest(share=0.3, still_open=True), Rest(share=1.0)])
+    venue.cancellable = False  # the outage goes on
+    sent_ns, rested = venue.sent[0]
+    assert rested.qty is not None
+    coid = rested.client_order_id
+    clock.run_until(lambda: bool(runner.unsettled), limit_ns=sent_ns + 6 * SECOND)
+    open_ns = clock.now_ns()
+    assert runner.unsettled == {coid: "IDXUSDT"}
+    statement = runner.statement("b", held=False)
+    assert statement.unsettled == [coid] and not statement.flat
+    # It fills in full at the venue meanwhile; and a larger imbalance would be hedged more.
+    venue.fill_resting(coid)
+    assert venue.held == -rested.qty
+    report(runner, 2, 400_000.0, spec=msgspec.structs.replace(SPEC, risk_price=0.3))
+    # Tried again and again, one try at a time: the first a second after the positions were
+    # read back, then pausing 2, 4, 8, 16 s and at most 30 s (each try's answer a round
+    # trip away); and not one order in the symbol meanwhile.
+    clock.run_until(lambda: len(venue.settles) == 7, limit_ns=open_ns + 130 * SECOND)
+    times = [t for t, _ in venue.settles]
+    assert {c for _, c in venue.settles} == {coid}
+    trip = 2 * venue.trip_ns
+    assert times[0] == open_ns + trip + SECOND
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [trip + p * SECOND for p in (2, 4, 8, 16, 30, 30)]
+    assert len(venue.sent) == 1
+    # What it had filled when answered; not what it filled since.
+    assert runner.ledger.qty["IDXUSDT"] == float(-IDX.snap_qty(rested.qty * D("0.3")))
+    # The venue answers again: the order is ended, what it filled booked, and only then is
+    # the symbol traded again.
+    venue.cancellable = True
+    clock.run_until(lambda: not runner.unsettled, limit_ns=clock.now_ns() + 31 * SECOND)
+    settled_ns = clock.now_ns()
+    assert runner.ledger.qty["IDXUSDT"] == pytest.approx(float(venue.held))
+    assert runner.statement("b", held=False).unsettled == []
+    clock.run_until(lambda: len(venue.sent) == 2, limit_ns=settled_ns + 600 * SECOND)
+    again_ns, again = venue.sent[1]
+    assert again.symbol == "IDXUSDT" and again.side is Side.SELL and again_ns >= settled_ns
+    tries = len(venue.settles)
+    clock.run_until(lambda: not runner.trading, limit_ns=again_ns + 10 * SECOND)
+    assert len(venue.settles) == tries  # settled: no more tries
+    assert runner.ledger.qty["IDXUSDT"] == pytest.approx(float(venue.held))
+
+
+def test_a_symbol_held_for_an_unsettled_order_leaves_the_others_traded() -> None:
+    btc, eth = SYNTHETIC_INSTRUMENTS["BTCUSDT"], SYNTHETIC_INSTRUMENTS["ETHUSDT"]
+    clock, venue, runner = desk([Rest(share=0.3, still_open=True), Rest(share=1.0)], [btc, eth])
+    venue.cancellable = False
+    spec = msgspec.structs.replace(SPEC, risk_price=0.3)
+    report(runner, 1, 200_000.0, spec=spec, eth_usd=150_000.0)
+    clock.run_until(lambda: len(venue.sent) == 2, limit_ns=at(200))
+    assert [c.symbol for _, c in venue.sent] == ["BTCUSDT", "ETHUSDT"]
+    assert list(runner.unsettled.values()) == ["BTCUSDT"]
+    # Both imbalances grow: the desk hedges more ETH, and no BTC while its order may fill.
+    report(runner, 2, 400_000.0, spec=spec, eth_usd=300_000.0)
+    clock.run_until(lambda: len(venue.sent) == 3, limit_ns=clock.now_ns() + 300 * SECOND)
+    clock.run_until(clock.now_ns() + 300 * SECOND)
+    assert [c.symbol for _, c in venue.sent[2:]] == ["ETHUSDT"]
+    assert runner.ledger.qty["ETHUSDT"] == pytest.approx(float(venue.holding["ETHUSDT"]))
+
+
+def test_a_closed_desk_tries_no_more_to_settle() -> None:
+    clock, venue, runner = lasting([Rest(share=0.3, still_open=True)])
+    venue.cancellable = False
+    clock.run_until(lambda: len(venue.settles) == 2, limit_ns=at(300))
+    runner.stop()
+    clock.run_until(clock.now_ns() + 120 * SECOND)
+    assert len(venue.settles) == 2
+    assert list(runner.unsettled) == [venue.sent[0][1].client_order_id]
