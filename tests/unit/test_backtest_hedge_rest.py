@@ -1,7 +1,8 @@
 """The backtest's hedge venue port rests a hedge order and withdraws it as the live gateway
 does (tests/integration/test_hedge_withdraw.py): a cancel refused by an outage is asked
 again until the order is gone, and one that cannot be cancelled within the deadline is
-answered `HedgeOrderOpen`, the order still resting. Simulated time, a scripted book."""
+answered `HedgeOrderOpen`, the order still resting; the desk then settles it once the venue
+answers again, and books what it filled meanwhile. Simulated time, a scripted book."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from actors.backtest.loop import Loop
 from actors.backtest.run import NS, WITHDRAW_NS, _DeskPort
 from actors.backtest.venue import Venue
 from actors.hedge import HedgeOrderOpen
-from actors.protocol import HedgeFill, PlaceHedge
+from actors.protocol import ExposureReport, HedgeFill, PlaceHedge
+from actors.risk import RiskSettings
+from actors.runners.hedge import DeskRunner
+from actors.spec import HedgeSpec
 from venues.model import OrderStatus, Side
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
-from venues.sim.market import DepthUpdate, ScriptedMarket
+from venues.sim.market import DepthUpdate, ScriptedMarket, TradePrint
 from venues.sim.profile import Latency, Outage, VenueConditions, VenueProfile
 
 D = Decimal
@@ -26,11 +30,13 @@ REST_NS = NS
 TRIP = Latency(median_ms=1.0, p99_ms=1.0)
 
 
-def port(outage_s: float) -> tuple[Loop, SimExchange, _DeskPort]:
-    """A hedge venue that refuses every request for `outage_s` from 0.9 s after its start,
-    just before a resting order sent at its start is to be cancelled."""
+def port(
+    outage_s: float, from_s: float = 0.9, market: ScriptedMarket | None = None
+) -> tuple[Loop, SimExchange, _DeskPort]:
+    """A hedge venue that refuses every request for `outage_s` from `from_s` after its
+    start (by default just before a resting order sent at its start is to be cancelled)."""
     loop = Loop(START)
-    market = ScriptedMarket([BTC])
+    market = market or ScriptedMarket([BTC])
     market.push(DepthUpdate(START - NS, "BTCUSDT", [(599_990, 1000)], [(600_010, 1000)]))
     exchange = SimExchange("alpha", market, start_ns=START)
     exchange.open_account(AccountSpec(account_id="desk", balances={"USDT": D(1_000_000)}))
@@ -39,7 +45,7 @@ def port(outage_s: float) -> tuple[Loop, SimExchange, _DeskPort]:
         processing=TRIP,
         response=TRIP,
         stream_lag=TRIP,
-        outages=[Outage(start_s=0.9, duration_s=outage_s)],
+        outages=[Outage(start_s=from_s, duration_s=outage_s)],
     )
     venue = Venue(loop, "alpha", exchange, VenueConditions(profile, 1, START), "desk", 5_000_000)
     venue.start({"BTCUSDT"})
@@ -80,3 +86,53 @@ def test_an_order_that_cannot_be_cancelled_is_answered_as_possibly_resting() -> 
     assert START + REST_NS + WITHDRAW_NS <= t < START + REST_NS + WITHDRAW_NS + 5 * NS
     (still,) = exchange.open_orders("desk", "BTCUSDT")
     assert still.client_order_id == "h-1"
+
+
+def test_a_desk_settles_an_order_left_resting_by_an_outage_and_books_what_it_filled() -> None:
+    # The desk rests a sell 10 s in (its imbalance has lasted long enough); the venue is
+    # down from just before its cancel for 40 s, longer than the withdrawal's deadline; a
+    # buyer takes the ask, the desk's order with it, while it is still down.
+    market = ScriptedMarket([BTC])
+    market.push(
+        TradePrint(START + 45 * NS, "BTCUSDT", Side.BUY, 600_010, 5_000),
+        DepthUpdate(START + 46 * NS, "BTCUSDT", [], [(600_010, 1000)]),
+    )
+    loop, exchange, desk = port(outage_s=40.0, from_s=10.5, market=market)
+    runner = DeskRunner(desk, [BTC], "bt", RiskSettings())
+    runner.mark({"BTCUSDT": 60_000.0})
+    spec = HedgeSpec(
+        venue="alpha",
+        instruments=["BTCUSDT"],
+        activation_usd=0.0,
+        hysteresis_usd=100.0,
+        min_hold_s=0.0,
+        rest_s=1.0,
+        risk_price=1.0,
+    )
+    runner.on_exposure(
+        ExposureReport(
+            basket_id="b",
+            seq=1,
+            hedge=spec,
+            venue_epoch="",
+            exposure={"BTC": 20_000.0},
+            cause_ns=None,
+            ts_ns=loop.now,
+            catchup_s=3_600.0,
+        )
+    )
+    loop.run(lambda: bool(runner.unsettled), START + 60 * NS)
+    (coid,) = runner.unsettled
+    assert START + 40 * NS < loop.now < START + 45 * NS  # answered `HedgeOrderOpen`
+    (resting,) = exchange.open_orders("desk", "BTCUSDT")
+    assert resting.client_order_id == coid and resting.side is Side.SELL
+    assert runner.ledger.qty["BTCUSDT"] == 0.0
+    loop.run(lambda: not runner.unsettled, START + 120 * NS)
+    # Settled by the first try after the outage: the fourth, the tries 1, 2, 4 and 8 s apart.
+    assert START + 50.5 * NS < loop.now < START + 59 * NS
+    (held,) = exchange.positions("desk", loop.now)
+    assert held.quantity == -resting.quantity
+    assert runner.ledger.qty["BTCUSDT"] == float(held.quantity)
+    # The hedge it wanted is what the order left: not sent a second time.
+    loop.run(lambda: False, START + 120 * NS)
+    assert runner.n == 1 and runner.statement("b", held=False).unsettled == []
