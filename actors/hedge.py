@@ -594,6 +594,19 @@ class HedgeLedger:
         self.cash_usd -= side.sign * qty * price * size + fee_usd
         self.fees_usd += fee_usd
 
+    def resync(self, symbol: str, qty: float) -> None:
+        """The venue holds `qty` of `symbol` (read back after an error). The difference
+        from the ledger's is fills the desk never saw answered (an order whose answer was
+        lost, one that filled after it could not be cancelled): their prices are unknown, so
+        they are booked at the latest mid, and the P&L does not jump by their whole value.
+        Without a mid they are booked at no cost (the position's value counts from the first
+        mark)."""
+        delta = qty - self.qty[symbol]
+        self.qty[symbol] = qty
+        mid = self.mids.get(symbol)
+        if delta and mid is not None:
+            self.cash_usd -= delta * mid * self.contract_sizes[symbol]
+
     def mark(self, mids: Mapping[str, float]) -> None:
         self.mids.update(mids)
 

@@ -591,7 +591,7 @@ class DeskRunner:
         if known:
             for i in self.instruments:
                 if symbols is None or i.symbol in symbols:
-                    self.ledger.qty[i.symbol] = float(held.get(i.symbol, 0))
+                    self.ledger.resync(i.symbol, float(held.get(i.symbol, 0)))
             self.last_trade_ns = self.port.now_ns()
             self._measure(self.port.now_ns())
         then(known)

@@ -37,6 +37,34 @@ def test_a_bought_position_is_marked_at_the_mid_less_fees() -> None:
     assert book.fees_usd == pytest.approx(0.5)
 
 
+def test_a_position_read_back_is_booked_at_the_mid_so_the_pnl_does_not_jump() -> None:
+    # 2 bought at 100, then the venue holds 5 (an order filled whose answer was lost): the 3
+    # more are priced at the latest mid, 120 (a contract of 10), so the P&L at that instant
+    # stays what it was; it moves with the price from then on.
+    book = HedgeLedger({"ETHUSD_PERP": 10.0})
+    book.fill("ETHUSD_PERP", Side.BUY, 2.0, 100.0, fee_usd=1.0)
+    book.mark({"ETHUSD_PERP": 120.0})
+    before = book.pnl_usd()
+    assert before == pytest.approx(2 * 20 * 10 - 1.0)
+    book.resync("ETHUSD_PERP", 5.0)
+    assert book.qty == {"ETHUSD_PERP": 5.0}
+    assert book.pnl_usd() == pytest.approx(before)
+    book.mark({"ETHUSD_PERP": 121.0})
+    assert book.pnl_usd() == pytest.approx(before + 5 * 1.0 * 10)
+    # Sold back to 1 at the venue: the 4 leave at the mid too.
+    book.resync("ETHUSD_PERP", 1.0)
+    assert book.pnl_usd() == pytest.approx(before + 5 * 1.0 * 10)
+
+
+def test_a_position_read_back_before_any_mark_costs_nothing() -> None:
+    book = HedgeLedger({"BTCUSDT": 1.0})
+    book.resync("BTCUSDT", 0.5)
+    assert book.qty == {"BTCUSDT": 0.5}
+    assert book.cash_usd == 0.0
+    book.mark({"BTCUSDT": 100.0})
+    assert book.pnl_usd() == pytest.approx(50.0)
+
+
 def test_a_short_gains_when_the_price_falls() -> None:
     book = HedgeLedger({"ETHUSDT": 1.0, "BTCUSDT": 1.0})
     book.fill("ETHUSDT", Side.SELL, 3.0, 2000.0, fee_usd=1.0)
