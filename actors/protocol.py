@@ -51,6 +51,11 @@ class VenueEndpoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 AUDIT_LEVELS = ("orders", "fills", "off")
+# How long after sending an order the venue may still apply it: an order the venue does not
+# know within this window may yet appear; past it, it never will (Binance: the request's 5 s
+# receive window, and a second for the clocks). Legs (`ArmLeg.order_window_ns`) and hedge
+# orders whose placing went unanswered both wait it out before "unknown" means "never".
+ORDER_WINDOW_NS = 6_000_000_000
 
 
 class AuditSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -82,10 +87,8 @@ class ArmLeg(msgspec.Struct, frozen=True, kw_only=True):
     synchronized: bool = False
     # The basket's inbox for this leg's progress, when it takes events by a direct stream.
     progress_inbox: InboxAddress | None = None
-    # How long after sending an order the venue may still apply it: an order the venue does
-    # not know within this window may yet appear; past it, it never will (Binance: the
-    # request's 5 s receive window, and a second for the clocks).
-    order_window_ns: int = 6_000_000_000
+    # How long after sending an order the venue may still apply it (`ORDER_WINDOW_NS`).
+    order_window_ns: int = ORDER_WINDOW_NS
     # The run's client order id prefix (`actors.spec.order_prefix`); "" : the basket id.
     order_prefix: str = ""
     # The run's identity in the journal ("" : not journaled, as in the backtest), and where

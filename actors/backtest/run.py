@@ -32,6 +32,7 @@ from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import Refused, Reserved
 from actors.messages import LegProgress
 from actors.protocol import (
+    ORDER_WINDOW_NS,
     ArmLeg,
     ExposureReport,
     HedgeFill,
@@ -57,7 +58,13 @@ from venues.config import (
     build_market,
     profile_from,
 )
-from venues.errors import RateLimited, UnknownOrder, VenueError, VenueUnavailable
+from venues.errors import (
+    OutcomeUnknown,
+    RateLimited,
+    UnknownOrder,
+    VenueError,
+    VenueUnavailable,
+)
 from venues.model import (
     AckKind,
     ExecutionReport,
@@ -267,9 +274,18 @@ class _DeskPort:
                 deliver(HedgeFill(report=report, sent_ns=sent, mid=float(mid)))
 
         def answered(answer: Answer) -> None:
-            if isinstance(answer, VenueUnavailable | RateLimited) and resting:
-                # It may rest at the venue all the same: seen gone first, as live.
-                self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer)
+            if not isinstance(answer, VenueError) and answer.ack_kind is AckKind.UNKNOWN:
+                answer = OutcomeUnknown(  # the answer lost: what the live gateway makes of it
+                    f"hedge order {cmd.client_order_id}: its answer was lost",
+                    venue=self.venue.name,
+                    client_order_id=cmd.client_order_id,
+                )
+            unanswered = isinstance(answer, VenueUnavailable)
+            if unanswered or (isinstance(answer, RateLimited) and resting):
+                # It may rest at the venue all the same, or fill when the venue applies it
+                # late: seen ended first, as live (`VenueGateway.hedge`).
+                window = sent + ORDER_WINDOW_NS if unanswered else None
+                self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer, window)
             elif isinstance(answer, VenueError):
                 deliver(answer)
             elif answer.status.is_terminal and answer.ack_kind is AckKind.RESULT:
@@ -288,17 +304,23 @@ class _DeskPort:
         deliver: Callable[[HedgeFill | Exception], None],
         since_ns: int,
         cause: Exception | None = None,
+        unknown_until: int | None = None,
         pause_ns: int = WITHDRAW_PAUSE_NS,
     ) -> None:
-        """Cancel a resting hedge order, asking again through an outage until the venue has
-        it ended, for `WITHDRAW_NS` at most (the live gateway's `_withdraw`). Its final
-        report comes down the stream, or, for an order whose placing failed (`cause`), the
-        desk gets that error once it is gone; past the deadline, `HedgeOrderOpen`."""
-        if answered_desk[0] and cause is None:
+        """Cancel a hedge order, asking again through an outage until the venue has it
+        ended, for `WITHDRAW_NS` at most (the live gateway's `_withdraw`). Its final report
+        comes down the stream, or, for an order whose placing failed (`cause`), the desk gets
+        that error once it is gone; past the deadline, `HedgeOrderOpen`. `unknown_until`:
+        for an order whose placing went unanswered, the end of the venue's order window,
+        before which a venue that does not know the order may still apply it."""
+        if answered_desk[0]:  # its final report came (or, without a cause, its answer)
             return
 
         def answered(answer: Answer) -> None:
-            if not isinstance(answer, VenueError) or isinstance(answer, UnknownOrder):
+            ended = not isinstance(answer, VenueError) or isinstance(answer, UnknownOrder)
+            if isinstance(answer, UnknownOrder) and unknown_until is not None:
+                ended = self.loop.now >= unknown_until  # before, it may yet be applied
+            if ended:
                 if cause is not None:  # gone (or never placed): the error, as live
                     deliver(cause)
                 return
@@ -307,7 +329,15 @@ class _DeskPort:
                 return
             again = min(2 * pause_ns, WITHDRAW_PAUSE_MAX_NS)
             self.loop.after(
-                pause_ns, self._withdraw, cmd, answered_desk, deliver, since_ns, cause, again
+                pause_ns,
+                self._withdraw,
+                cmd,
+                answered_desk,
+                deliver,
+                since_ns,
+                cause,
+                unknown_until,
+                again,
             )
 
         self.venue.cancel(cmd.symbol, cmd.client_order_id, answered)

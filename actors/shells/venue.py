@@ -30,7 +30,7 @@ from actors.hedge import (
     hedge_limit_order,
     hedge_resting_order,
 )
-from actors.protocol import HedgeFill, Placement, VenueEndpoint
+from actors.protocol import ORDER_WINDOW_NS, HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
 from actors.shells.metrics import PUBLISH_EVERY_S, ClientCounters
@@ -38,9 +38,16 @@ from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.clients import build_client, build_sim_client
 from venues.config import SimVenueConfig, VenueConfig, build_sim_venue, sim_credentials
-from venues.errors import RateLimited, UnknownOrder, VenueError, VenueUnavailable
+from venues.errors import (
+    OutcomeUnknown,
+    RateLimited,
+    UnknownOrder,
+    VenueError,
+    VenueUnavailable,
+)
 from venues.model import (
     AccountSnapshot,
+    AckKind,
     BookTicker,
     ExecutionReport,
     Instrument,
@@ -206,13 +213,33 @@ class VenueGateway:
             return None
         done = self._final.setdefault(client_order_id, asyncio.Event())
         sent_ns = time.time_ns()
+        sent = time.monotonic()
         try:
+            failed: VenueError | None = None
             try:
                 report = await self.client.place(order)
             except (VenueUnavailable, RateLimited) as e:
-                if resting:  # it may rest at the venue all the same: see it gone first
-                    await self._withdraw(symbol, client_order_id, done, e)
-                raise
+                failed = e
+            else:
+                if report.ack_kind is AckKind.UNKNOWN:  # lost, and the client's queries too
+                    failed = OutcomeUnknown(
+                        f"hedge order {client_order_id}: its answer was lost",
+                        venue=self.name,
+                        client_order_id=client_order_id,
+                    )
+            if failed is not None:
+                # Unanswered, it may have reached the venue all the same: a resting order may
+                # rest there, and any order the venue applies late (up to its order window
+                # after the send) fills then, after a read-back of the positions would have
+                # looked. Seen ended first; one that ended meanwhile is answered as such.
+                unanswered = isinstance(failed, VenueUnavailable)
+                if resting or unanswered:
+                    window = sent + ORDER_WINDOW_NS / 1e9 if unanswered else None
+                    await self._withdraw(symbol, client_order_id, done, failed, window)
+                    ended = self._reports.get(client_order_id)
+                    if ended is not None and ended.status.is_terminal:
+                        return HedgeFill(report=ended, sent_ns=sent_ns, mid=float(mid))
+                raise failed
             self._remember(report)
             ended = self._reports[client_order_id].status.is_terminal
             if resting and not ended and not await self._rested(done, rest_ns / 1e9):
@@ -250,16 +277,12 @@ class VenueGateway:
 
     async def settle(self, symbol: str, client_order_id: str) -> bool:
         """One try at cancelling a hedge order that may still rest (`HedgeOrderOpen`): True
-        once the venue has it ended (`_cancel`); raises the `VenueError` when it could not
-        tell."""
-        await self._cancel(symbol, client_order_id)
-        return True
-
-    async def _cancel(self, symbol: str, client_order_id: str) -> None:
-        """Cancel an order once: returns when the venue has it ended (the cancel accepted, or
-        `UnknownOrder`: gone, or never placed); raises the `VenueError` otherwise."""
+        once the venue has it ended (the cancel accepted, or `UnknownOrder`: gone, or never
+        placed; such an order was sent longer ago than the venue's order window); raises the
+        `VenueError` when it could not tell."""
         with contextlib.suppress(UnknownOrder):
             self._remember(await self.client.cancel(symbol, client_order_id))
+        return True
 
     @staticmethod
     async def _rested(done: asyncio.Event, seconds: float) -> bool:
@@ -271,19 +294,30 @@ class VenueGateway:
         return True
 
     async def _withdraw(
-        self, symbol: str, client_order_id: str, done: asyncio.Event, cause: Exception | None
+        self,
+        symbol: str,
+        client_order_id: str,
+        done: asyncio.Event,
+        cause: Exception | None,
+        unknown_until: float | None = None,
     ) -> None:
-        """Cancel a resting hedge order, asking again through errors (an outage) for up to
+        """Cancel a hedge order, asking again through errors (an outage) for up to
         `HEDGE_WITHDRAW_S`, until the venue has it ended: cancelled, ended on its own (`done`, or
         `UnknownOrder`: gone, or never placed). Until then it may still fill, and the desk,
         which crosses what a resting order left, could double the hedge: past the deadline
-        `HedgeOrderOpen` says so, and the desk crosses nothing on a guess."""
+        `HedgeOrderOpen` says so, and the desk crosses nothing on a guess. `unknown_until`
+        (`time.monotonic`): for an order whose placing went unanswered, the end of the venue's
+        order window; before it, a venue that does not know the order may still apply it,
+        and is asked again."""
         deadline = time.monotonic() + HEDGE_WITHDRAW_S
         pause = HEDGE_WITHDRAW_PAUSE_S
         while not done.is_set():
             try:
-                await self._cancel(symbol, client_order_id)
+                self._remember(await self.client.cancel(symbol, client_order_id))
                 return
+            except UnknownOrder:
+                if unknown_until is None or time.monotonic() >= unknown_until:
+                    return
             except VenueError as e:
                 cause = e
             left = deadline - time.monotonic()

@@ -1,12 +1,16 @@
 """A resting hedge order is seen ended before the desk is answered (`VenueGateway.hedge`):
 its cancel is asked again through an outage, an order whose placing went unanswered is
-withdrawn too, and one that cannot be cancelled is reported as possibly still resting
-(`HedgeOrderOpen`) rather than taken for ended, and settled later by one cancel at a time
-(`VenueGateway.settle`). The venue is the in-process simulator in real time; its cancels and
-placings fail as a venue's would during an outage."""
+withdrawn too (and not believed gone before the venue's order window has passed: the venue
+may apply it late, and its fill is then the answer), and one that cannot be cancelled is
+reported as possibly still resting (`HedgeOrderOpen`) rather than taken for ended, and
+settled later by one cancel at a time (`VenueGateway.settle`). The venue is the in-process
+simulator in real time; its cancels and placings fail as a venue's would during an outage."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -38,19 +42,38 @@ CONFIG = parse_venues(
 
 class Outage(SimVenueClient):
     """The account's client, its first `cancels_failing` cancels (every one: -1) and its
-    placings (`place_unanswered`: applied, the answer lost) failing as in an outage."""
+    placings (`place_unanswered`: applied, the answer lost) failing as in an outage.
+    `applied_after_s`: a placing's answer is lost at once and the venue applies the order
+    that much later, as Binance may within its receive window (-1007); `inf`: never."""
 
-    def __init__(self, venue: SimVenue, cancels_failing: int, place_unanswered: bool) -> None:
+    def __init__(
+        self,
+        venue: SimVenue,
+        cancels_failing: int,
+        place_unanswered: bool,
+        applied_after_s: float | None = None,
+    ) -> None:
         super().__init__(venue, "desk")
         self.cancels_failing = cancels_failing
         self.place_unanswered = place_unanswered
+        self.applied_after_s = applied_after_s
         self.cancels = 0
+        self.late: list[asyncio.Task[ExecutionReport]] = []
 
     async def place(self, order: NewOrder) -> ExecutionReport:
+        if self.applied_after_s is not None:
+            if math.isfinite(self.applied_after_s):
+                self.late.append(asyncio.create_task(self._apply_later(order)))
+            raise OutcomeUnknown("the answer was lost", venue="simx")
         report = await super().place(order)
         if self.place_unanswered:
             raise OutcomeUnknown("the answer was lost", venue="simx")
         return report
+
+    async def _apply_later(self, order: NewOrder) -> ExecutionReport:
+        assert self.applied_after_s is not None
+        await asyncio.sleep(self.applied_after_s)  # the venue's own delay, not the test's
+        return await super().place(order)
 
     async def cancel(self, symbol: str, client_order_id: str) -> ExecutionReport:
         self.cancels += 1
@@ -73,9 +96,14 @@ async def venue() -> AsyncIterator[SimVenue]:
 
 
 async def gateway(
-    venue: SimVenue, monkeypatch: pytest.MonkeyPatch, *, cancels_failing: int = 0, lost=False
+    venue: SimVenue,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    cancels_failing: int = 0,
+    lost: bool = False,
+    applied_after_s: float | None = None,
 ) -> tuple[VenueGateway, Outage]:
-    client = Outage(venue, cancels_failing, lost)
+    client = Outage(venue, cancels_failing, lost, applied_after_s)
     monkeypatch.setattr(venue_shell, "client_for", lambda endpoint, **options: client)
     g = VenueGateway(VenueEndpoint(venue="simx", config=CONFIG), RiskSettings())
     await g.start(["BTCUSDT"])
@@ -101,18 +129,60 @@ async def test_a_cancel_refused_by_an_outage_is_asked_again_until_the_order_is_g
     assert await open_orders(venue) == []
 
 
-async def test_a_resting_order_whose_placing_went_unanswered_is_withdrawn_before_the_error(
+async def test_a_resting_order_whose_placing_went_unanswered_is_withdrawn_before_the_answer(
     venue: SimVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     g, client = await gateway(venue, monkeypatch, lost=True)
     try:
-        with pytest.raises(OutcomeUnknown):
-            await g.hedge("h-2", "BTCUSDT", Side.SELL, D("0.01"), 600.0, rest_ns=REST_NS)
+        fill = await g.hedge("h-2", "BTCUSDT", Side.SELL, D("0.01"), 600.0, rest_ns=REST_NS)
     finally:
         await g.stop()
-    # It had reached the venue and rested there: cancelled before the desk hears of it.
+    # It had reached the venue and rested there: cancelled before the desk hears of it, and
+    # the desk hears what the venue says of it (nothing filled), not the lost answer.
+    assert fill is not None
+    assert fill.report.status is OrderStatus.CANCELED and fill.report.cum_filled == 0
     assert client.cancels == 1
     assert await open_orders(venue) == []
+
+
+WINDOW_NS = 1_000_000_000  # the venue's order window, shortened for the test
+
+
+async def test_an_order_the_venue_applies_after_losing_its_answer_is_answered_with_its_fill(
+    venue: SimVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An IOC buy, its answer lost, placed 0.3 s later: a read-back of the positions when the
+    # answer was lost would have found nothing, and its fill would have gone unbooked.
+    monkeypatch.setattr(venue_shell, "ORDER_WINDOW_NS", WINDOW_NS)
+    g, client = await gateway(venue, monkeypatch, applied_after_s=0.3)
+    sent = time.monotonic()
+    try:
+        fill = await g.hedge("h-5", "BTCUSDT", Side.BUY, D("0.01"), 600.0)
+    finally:
+        await g.stop()
+    assert fill is not None
+    assert fill.report.status is OrderStatus.FILLED and fill.report.cum_filled == D("0.01")
+    assert time.monotonic() - sent >= 0.3
+    assert client.cancels >= 1  # asked while the venue did not know it yet
+    (position,) = await venue.client("desk").positions()
+    assert position.quantity == D("0.01")
+
+
+async def test_an_unanswered_order_the_venue_never_places_is_reported_after_its_window(
+    venue: SimVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(venue_shell, "ORDER_WINDOW_NS", WINDOW_NS)
+    g, client = await gateway(venue, monkeypatch, applied_after_s=math.inf)
+    sent = time.monotonic()
+    try:
+        with pytest.raises(OutcomeUnknown):
+            await g.hedge("h-6", "BTCUSDT", Side.BUY, D("0.01"), 600.0)
+    finally:
+        await g.stop()
+    # "Unknown" from the first cancel on, believed only once the window had passed.
+    assert time.monotonic() - sent >= WINDOW_NS / 1e9
+    assert client.cancels >= 2
+    assert await venue.client("desk").positions() == []
 
 
 async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting(

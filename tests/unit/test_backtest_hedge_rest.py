@@ -2,21 +2,26 @@
 does (tests/integration/test_hedge_withdraw.py): a cancel refused by an outage is asked
 again until the order is gone, and one that cannot be cancelled within the deadline is
 answered `HedgeOrderOpen`, the order still resting; the desk then settles it once the venue
-answers again, and books what it filled meanwhile. Simulated time, a scripted book."""
+answers again, and books what it filled meanwhile. An order whose placing went unanswered is
+seen ended, past the venue's order window, before the desk hears of it: one the venue applied
+late is answered with its fill. Simulated time, a scripted book."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from types import SimpleNamespace
 
+import msgspec
+
 from actors.backtest.loop import Loop
 from actors.backtest.run import NS, WITHDRAW_NS, _DeskPort
 from actors.backtest.venue import Venue
 from actors.hedge import HedgeOrderOpen
-from actors.protocol import ExposureReport, HedgeFill, PlaceHedge
+from actors.protocol import ORDER_WINDOW_NS, ExposureReport, HedgeFill, PlaceHedge
 from actors.risk import RiskSettings
 from actors.runners.hedge import DeskRunner
 from actors.spec import HedgeSpec
+from venues.errors import OutcomeUnknown
 from venues.model import OrderStatus, Side
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import AccountSpec, SimExchange
@@ -31,10 +36,15 @@ TRIP = Latency(median_ms=1.0, p99_ms=1.0)
 
 
 def port(
-    outage_s: float, from_s: float = 0.9, market: ScriptedMarket | None = None
+    outage_s: float,
+    from_s: float = 0.9,
+    market: ScriptedMarket | None = None,
+    *,
+    lost: VenueProfile | None = None,
 ) -> tuple[Loop, SimExchange, _DeskPort]:
     """A hedge venue that refuses every request for `outage_s` from `from_s` after its
-    start (by default just before a resting order sent at its start is to be cancelled)."""
+    start (by default just before a resting order sent at its start is to be cancelled).
+    `lost`: a profile whose fields `unknown_*` replace the venue's (answers lost)."""
     loop = Loop(START)
     market = market or ScriptedMarket([BTC])
     market.push(DepthUpdate(START - NS, "BTCUSDT", [(599_990, 1000)], [(600_010, 1000)]))
@@ -47,6 +57,13 @@ def port(
         stream_lag=TRIP,
         outages=[Outage(start_s=from_s, duration_s=outage_s)],
     )
+    if lost is not None:
+        profile = msgspec.structs.replace(
+            profile,
+            unknown_rate=lost.unknown_rate,
+            unknown_applied=lost.unknown_applied,
+            unknown_apply_delay=lost.unknown_apply_delay,
+        )
     venue = Venue(loop, "alpha", exchange, VenueConditions(profile, 1, START), "desk", 5_000_000)
     venue.start({"BTCUSDT"})
     run = SimpleNamespace(loop=loop, ray_ns=lambda: 1_000_000)  # a Ray call: 1 ms
@@ -136,3 +153,47 @@ def test_a_desk_settles_an_order_left_resting_by_an_outage_and_books_what_it_fil
     # The hedge it wanted is what the order left: not sent a second time.
     loop.run(lambda: False, START + 120 * NS)
     assert runner.n == 1 and runner.statement("b", held=False).unsettled == []
+
+
+def cross_unanswered(applied: bool) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
+    """An IOC hedge buy whose answer the venue loses; `applied`: it places the order all
+    the same, 2 s after receipt (Binance's -1007, the order applied within its window)."""
+    lost = VenueProfile(
+        request=TRIP,
+        processing=TRIP,
+        response=TRIP,
+        stream_lag=TRIP,
+        unknown_rate=1.0,
+        unknown_applied=1.0 if applied else 0.0,
+        unknown_apply_delay=Latency(median_ms=2_000.0, p99_ms=2_000.0),
+    )
+    loop, exchange, desk = port(0.0, lost=lost)
+    answers: list[tuple[int, object]] = []
+    cmd = PlaceHedge(
+        client_order_id="h-1", symbol="BTCUSDT", side=Side.BUY, qty=D("0.01"), notional_usd=600.0
+    )
+    desk.hedge(cmd, lambda a: answers.append((loop.now, a)))
+    loop.run(lambda: bool(answers), START + 60 * NS)
+    return loop, exchange, answers
+
+
+def test_an_unanswered_order_applied_late_is_answered_with_its_fill() -> None:
+    _, exchange, answers = cross_unanswered(applied=True)
+    ((t, fill),) = answers
+    # Not the lost answer: the desk gets the fill, which a read-back of the positions made
+    # when the answer was lost would have missed (the order was placed 2 s later).
+    assert isinstance(fill, HedgeFill)
+    assert fill.report.status is OrderStatus.FILLED and fill.report.cum_filled == D("0.01")
+    assert START + 2 * NS < t < START + 3 * NS
+    (held,) = exchange.positions("desk", t)
+    assert held.quantity == D("0.01")
+
+
+def test_an_unanswered_order_the_venue_never_placed_is_reported_once_its_window_passed() -> None:
+    _, exchange, answers = cross_unanswered(applied=False)
+    ((t, error),) = answers
+    # Unknown to the venue from the first cancel on, but only past the order window does
+    # that say it never will be placed: the desk reads the positions back after it.
+    assert isinstance(error, OutcomeUnknown)
+    assert START + ORDER_WINDOW_NS <= t < START + ORDER_WINDOW_NS + 5 * NS
+    assert exchange.positions("desk", t) == []
