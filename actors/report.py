@@ -78,6 +78,10 @@ class HedgeReport(msgspec.Struct, kw_only=True):
     fees_usd: float = 0.0  # the basket's attributed share of the hedge's fees
     held: bool = False  # the basket still has exposure in the netting (hedge_and_hold)
     flat_at_end: bool = True  # the hedge book was flat when the basket closed
+    # Hedge orders that could not be cancelled and may still fill (`HedgeOrderOpen`), by
+    # client order id, as the basket closed: the desk trades their symbols again only once
+    # it has seen them ended and read its position back (docs/basket.md, "Hedge").
+    unsettled: list[str] = []
     reaction_ns: list[int] = []  # fill seen by a leg → hedge order sent, per hedge order
     # The hedge's cost beside the risk it removed (docs/basket.md, "Hedge"), the basket's
     # attributed share of each: fees with the spread and impact paid against the mid, and

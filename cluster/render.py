@@ -320,6 +320,8 @@ def _hedge(report: BasketReport, tca: dict[str, Any]) -> Section:
     rows.append(("reaction", f"p50 {p50}, p99 {p99} (n={n}; fill seen by a leg → hedge sent)"))
     if h is not None:
         end = "held for an operator" if h.held else "flat" if h.flat_at_end else "NOT flat"
+        if h.unsettled:
+            end += f"; orders that may still fill: {', '.join(h.unsettled)}"
         rows.append(("at the end", end))
     return Section("hedge", [pairs(rows)])
 

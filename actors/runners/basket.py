@@ -791,6 +791,7 @@ class BasketRunner:
                 hedge.fees_usd = st.fees_usd
                 hedge.held = st.held
                 hedge.flat_at_end = st.flat
+                hedge.unsettled = list(st.unsettled)
                 hedge.reaction_ns = list(st.reaction_ns)
                 hedge.trading_cost_usd = st.trading_cost_usd
                 hedge.risk_removed_usd2 = st.risk_removed_usd2

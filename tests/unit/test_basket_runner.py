@@ -298,6 +298,7 @@ class FakeBasketPort:
         self.schedules: dict[str, int | None] = {}  # leg → the schedule start it was given
         self.samples = 0
         self._runner: BasketRunner | None = None
+        self.unsettled: list[str] = []  # hedge orders that may still fill, as the desk says
 
     @property
     def runner(self) -> BasketRunner:
@@ -414,8 +415,9 @@ class FakeBasketPort:
             pnl_usd=-2.5,
             fees_usd=0.75,
             held=hold,
-            flat=not hold,
+            flat=not hold and not self.unsettled,
             reaction_ns=[4 * MS, 6 * MS],
+            unsettled=list(self.unsettled),
         )
         self._answer("close_hedge", "", 2 * MS, lambda: statement, then)
 
@@ -524,6 +526,16 @@ def test_every_leg_done_and_reconciled_completes_with_the_hedge_closed() -> None
     assert report.completed_ns == run.ended[0]
     assert report.tca is not None
     assert not any("TCA" in note for note in report.notes)
+
+
+def test_a_hedge_order_that_may_still_fill_is_in_the_report() -> None:
+    run = Run(done_legs())
+    run.port.unsettled = ["lgh-d1-4"]
+    run.until(lambda: bool(run.port.calls("reconcile")), 10)
+    run.finish()
+    report = run.report()
+    assert report.hedge is not None
+    assert (report.hedge.flat_at_end, report.hedge.unsettled) == (False, ["lgh-d1-4"])
 
 
 def test_the_hedge_hears_of_an_exposure_before_the_legs_are_adjusted() -> None:

@@ -287,6 +287,17 @@ def test_summary_shows_the_reports_figures() -> None:
     assert re.search(r"note +btc shrunk", text)
 
 
+def test_a_hedge_left_with_orders_that_may_still_fill_says_which() -> None:
+    report = completed_report()
+    assert report.hedge is not None
+    line = next(x for x in render.summary(report).splitlines() if "at the end" in x)
+    assert line.split("at the end")[1].strip() == "flat"
+    report.hedge.flat_at_end = False
+    report.hedge.unsettled = ["lgh-d1-4", "lgh-d1-7"]
+    line = next(x for x in render.summary(report).splitlines() if "at the end" in x)
+    assert "NOT flat; orders that may still fill: lgh-d1-4, lgh-d1-7" in line
+
+
 def test_summary_survives_a_json_round_trip(tmp_path: Path) -> None:
     report = completed_report()
     path = tmp_path / "report.json"
