@@ -6,6 +6,7 @@ import math
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -206,6 +207,7 @@ class _Book:
     trade_median: float  # lots
     spread: int
     bid: int | None = None
+    mid: float = math.nan  # at the last step (`_trades` reads it)
     dirty: bool = False
     shown: dict[Side, dict[int, int]] = field(default_factory=lambda: {Side.BUY: {}, Side.SELL: {}})
     slots: dict[Side, list[int]] = field(default_factory=lambda: {Side.BUY: [], Side.SELL: []})
@@ -242,6 +244,9 @@ class _Book:
                 bottom = -(-(touch + lo) // g) * g
                 out.extend(range(bottom, bottom + n * g, g))
         return out
+
+
+_ts_ns = attrgetter("ts_ns")
 
 
 def _diff(shown: dict[int, int], target: dict[int, int]) -> list[tuple[int, int]]:
@@ -415,7 +420,8 @@ class SyntheticMarket:
         return step
 
     def _step(self, book: _Book, t: int) -> DepthUpdate | None:
-        bid = math.floor(self._value(book.col, t) / book.tick - book.spread / 2 + 0.5)
+        book.mid = mid = self._value(book.col, t)
+        bid = math.floor(mid / book.tick - book.spread / 2 + 0.5)
         if bid == book.bid and not book.dirty:
             return None
         book.bid = bid
@@ -447,22 +453,30 @@ class SyntheticMarket:
         """The rest of the market's trades inside step n, (t, t + step_ns), at the touch."""
         c, i = divmod(n, _TRADE_CHUNK)
         out: list[TradePrint] = []
+        books = 0  # that have trades in the step
+        buy, sell = Side.BUY, Side.SELL
         for book in self._books.values():
-            if book.trades is None or book.trades[0] != c:
-                book.trades = (c, self._trade_chunk(book, c))
-            starts, offs, sizes, sides = book.trades[1]
+            trades = book.trades
+            if trades is None or trades[0] != c:
+                trades = book.trades = (c, self._trade_chunk(book, c))
+            starts, offs, sizes, sides = trades[1]
             a, b = starts[i], starts[i + 1]
             if a == b:
                 continue
-            # Takers lean towards the way the mid goes over the step.
-            move = self._value(book.col, t + self.step_ns) - self._value(book.col, t)
+            books += 1
+            # Takers lean towards the way the mid goes over the step (`_step` left it at t).
+            move = self._value(book.col, t + self.step_ns) - book.mid
             p_buy = 0.5 + _AGGRESSOR_BIAS * ((move > 0) - (move < 0))
-            assert book.bid is not None
+            symbol, bid = book.symbol, book.bid
+            assert bid is not None
+            ask = bid + book.spread
             for off, q, u in zip(offs[a:b], sizes[a:b], sides[a:b], strict=True):
-                side = Side.BUY if u < p_buy else Side.SELL
-                price = book.bid + book.spread if side is Side.BUY else book.bid
-                out.append(TradePrint(t + off, book.symbol, side, price, q))
-        out.sort(key=lambda tp: tp.ts_ns)
+                if u < p_buy:
+                    out.append(TradePrint(t + off, symbol, buy, ask, q))
+                else:
+                    out.append(TradePrint(t + off, symbol, sell, bid, q))
+        if books > 1:  # each book's are in time order already; ties stay in book order
+            out.sort(key=_ts_ns)
         return out
 
     def _trade_chunk(self, book: _Book, c: int) -> tuple[list[int], ...]:
