@@ -307,6 +307,7 @@ class SyntheticMarket:
         self._decay = 0.5 ** (step_ns / NS_PER_S / cal.refill_half_life_s)
         start = origin_ns if start_ns is None else start_ns
         self._next = -(-(start - origin_ns) // step_ns)  # first grid step at or after start
+        self._next_ns = origin_ns + self._next * step_ns  # and its time
         self._pending: list[TradePrint] = []
         self._pi = 0
 
@@ -402,7 +403,7 @@ class SyntheticMarket:
                 hit = self._books[tp.symbol]
                 self._consume(hit, tp.aggressor.opposite, tp.price, tp.qty)
                 yield tp
-            t = self.origin_ns + self._next * self.step_ns
+            t = self._next_ns
             if t > until_ns:
                 return
             for book in self._books.values():
@@ -411,13 +412,13 @@ class SyntheticMarket:
                     yield update
             self._pending, self._pi = self._trades(self._next, t), 0
             self._next += 1
+            self._next_ns = t + self.step_ns
 
     def next_ns(self) -> int | None:
         """The next trade print's or grid step's time (a step's ladder may not move)."""
-        step = self.origin_ns + self._next * self.step_ns
         if self._pi < len(self._pending):
-            return min(self._pending[self._pi].ts_ns, step)
-        return step
+            return min(self._pending[self._pi].ts_ns, self._next_ns)
+        return self._next_ns
 
     def _step(self, book: _Book, t: int) -> DepthUpdate | None:
         book.mid = mid = self._value(book.col, t)
