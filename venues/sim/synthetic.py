@@ -434,11 +434,12 @@ class SyntheticMarket:
             shown = book.shown[side]
             dep = book.depleted.get(side)
             if dep is not None:
-                dep[:] = [x * self._decay if x * self._decay >= 0.5 else 0.0 for x in dep]
+                decay = self._decay
+                dep[:] = [y if (y := x * decay) >= 0.5 else 0.0 for x in dep]
                 if any(dep):
                     book.dirty = True  # keep refilling next step
-                    qty = [round(q - x) for q, x in zip(book.profile, dep, strict=True)]
-                    target = {p: q for p, q in zip(prices, qty, strict=True) if q >= 1}
+                    levels = zip(prices, book.profile, dep, strict=True)
+                    target = {p: q for p, full_q, x in levels if (q := round(full_q - x)) >= 1}
                     out.append(_diff(shown, target))
                     book.shown[side], book.base[side] = target, None
                     continue
