@@ -81,6 +81,9 @@ def backtests(cases: list[tuple[Path, Path]], seeds: int) -> dict[str, float]:
 def synthetic_baseline() -> dict[str, float]:
     """The quick demo venues' synthetic markets alone, stepped as the backtest steps them."""
     _, config, _ = _load(*SYNTHETIC["quick_demo"])
+    for cfg in config.venues.values():  # untimed: what a first market imports (numpy.random)
+        assert isinstance(cfg, SimVenueConfig)
+        build_market(cfg, 0, origin_ns=0)
     events, cpu = 0, 0.0
     for cfg in config.venues.values():
         assert isinstance(cfg, SimVenueConfig) and isinstance(cfg.market, SyntheticMarketConfig)
