@@ -264,14 +264,16 @@ class _DeskPort:
         resting = new.time_in_force is TimeInForce.POST_ONLY
         answered_desk = [False]
 
-        def deliver(answer: HedgeFill | Exception) -> None:
+        def deliver(answer: ExecutionReport | Exception) -> None:
+            """The desk's answer: the order's final report (one not final is no answer yet),
+            or an error; the first only."""
+            if isinstance(answer, ExecutionReport):
+                if not answer.status.is_terminal:
+                    return
+                answer = HedgeFill(report=answer, sent_ns=sent, mid=float(mid))
             if not answered_desk[0]:
                 answered_desk[0] = True
                 self.loop.after(back(), then, answer)
-
-        def final(report: ExecutionReport) -> None:
-            if report.status.is_terminal:
-                deliver(HedgeFill(report=report, sent_ns=sent, mid=float(mid)))
 
         def answered(answer: Answer) -> None:
             if not isinstance(answer, VenueError) and answer.ack_kind is AckKind.UNKNOWN:
@@ -288,10 +290,10 @@ class _DeskPort:
                 self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer, window)
             elif isinstance(answer, VenueError):
                 deliver(answer)
-            elif answer.status.is_terminal and answer.ack_kind is AckKind.RESULT:
-                final(answer)
+            elif answer.ack_kind is AckKind.RESULT:
+                deliver(answer)  # final after the match, or not yet (then the stream's)
 
-        self.venue.submit(new, answered, final)
+        self.venue.submit(new, answered, deliver)  # the stream's reports of the order
         if resting:
             self.loop.after(
                 cmd.rest_ns, lambda: self._withdraw(cmd, answered_desk, deliver, self.loop.now)
@@ -301,7 +303,7 @@ class _DeskPort:
         self,
         cmd: PlaceHedge,
         answered_desk: list[bool],
-        deliver: Callable[[HedgeFill | Exception], None],
+        deliver: Callable[[ExecutionReport | Exception], None],
         since_ns: int,
         cause: Exception | None = None,
         unknown_until: int | None = None,
@@ -321,7 +323,9 @@ class _DeskPort:
             if isinstance(answer, UnknownOrder) and unknown_until is not None:
                 ended = self.loop.now >= unknown_until  # before, it may yet be applied
             if ended:
-                if cause is not None:  # gone (or never placed): the error, as live
+                if cause is not None:  # its end as the venue reports it, else the error, as live
+                    if not isinstance(answer, VenueError):
+                        deliver(answer)
                     deliver(cause)
                 return
             if self.loop.now - since_ns >= WITHDRAW_NS:

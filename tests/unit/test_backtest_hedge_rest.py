@@ -155,9 +155,15 @@ def test_a_desk_settles_an_order_left_resting_by_an_outage_and_books_what_it_fil
     assert runner.n == 1 and runner.statement("b", held=False).unsettled == []
 
 
-def cross_unanswered(applied: bool) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
-    """An IOC hedge buy whose answer the venue loses; `applied`: it places the order all
-    the same, 2 s after receipt (Binance's -1007, the order applied within its window)."""
+LATE = Latency(median_ms=2_000.0, p99_ms=2_000.0)  # a lost order applied 2 s after receipt
+
+
+def cross_unanswered(
+    applied: bool, rest_ns: int = 0, delay: Latency | None = LATE
+) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
+    """A hedge buy (IOC, or resting `rest_ns`) whose answer the venue loses; `applied`: it
+    places the order all the same, `delay` after receipt (Binance's -1007, the order applied
+    within its window; None: at once)."""
     lost = VenueProfile(
         request=TRIP,
         processing=TRIP,
@@ -165,12 +171,17 @@ def cross_unanswered(applied: bool) -> tuple[Loop, SimExchange, list[tuple[int, 
         stream_lag=TRIP,
         unknown_rate=1.0,
         unknown_applied=1.0 if applied else 0.0,
-        unknown_apply_delay=Latency(median_ms=2_000.0, p99_ms=2_000.0),
+        unknown_apply_delay=delay,
     )
     loop, exchange, desk = port(0.0, lost=lost)
     answers: list[tuple[int, object]] = []
     cmd = PlaceHedge(
-        client_order_id="h-1", symbol="BTCUSDT", side=Side.BUY, qty=D("0.01"), notional_usd=600.0
+        client_order_id="h-1",
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        qty=D("0.01"),
+        notional_usd=600.0,
+        rest_ns=rest_ns,
     )
     desk.hedge(cmd, lambda a: answers.append((loop.now, a)))
     loop.run(lambda: bool(answers), START + 60 * NS)
@@ -197,3 +208,14 @@ def test_an_unanswered_order_the_venue_never_placed_is_reported_once_its_window_
     assert isinstance(error, OutcomeUnknown)
     assert START + ORDER_WINDOW_NS <= t < START + ORDER_WINDOW_NS + 5 * NS
     assert exchange.positions("desk", t) == []
+
+
+def test_a_resting_order_whose_answer_was_lost_is_cancelled_and_answered_with_its_end() -> None:
+    # Placed at once, its answer lost: it rests at the bid. Cancelled before the desk hears of
+    # it, which hears what the venue says of it (nothing filled), as live.
+    _, exchange, answers = cross_unanswered(applied=True, rest_ns=REST_NS, delay=None)
+    ((t, fill),) = answers
+    assert isinstance(fill, HedgeFill)
+    assert fill.report.status is OrderStatus.CANCELED and fill.report.cum_filled == 0
+    assert t < START + NS  # the first cancel ended it, long before its rest was over
+    assert exchange.open_orders("desk", "BTCUSDT") == []
