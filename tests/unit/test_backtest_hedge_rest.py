@@ -39,12 +39,11 @@ def port(
     outage_s: float,
     from_s: float = 0.9,
     market: ScriptedMarket | None = None,
-    *,
-    lost: VenueProfile | None = None,
+    **lost: object,
 ) -> tuple[Loop, SimExchange, _DeskPort]:
     """A hedge venue that refuses every request for `outage_s` from `from_s` after its
     start (by default just before a resting order sent at its start is to be cancelled).
-    `lost`: a profile whose fields `unknown_*` replace the venue's (answers lost)."""
+    `lost`: its profile's `unknown_*` fields (answers lost)."""
     loop = Loop(START)
     market = market or ScriptedMarket([BTC])
     market.push(DepthUpdate(START - NS, "BTCUSDT", [(599_990, 1000)], [(600_010, 1000)]))
@@ -57,21 +56,16 @@ def port(
         stream_lag=TRIP,
         outages=[Outage(start_s=from_s, duration_s=outage_s)],
     )
-    if lost is not None:
-        profile = msgspec.structs.replace(
-            profile,
-            unknown_rate=lost.unknown_rate,
-            unknown_applied=lost.unknown_applied,
-            unknown_apply_delay=lost.unknown_apply_delay,
-        )
+    profile = msgspec.structs.replace(profile, **lost)
     venue = Venue(loop, "alpha", exchange, VenueConditions(profile, 1, START), "desk", 5_000_000)
     venue.start({"BTCUSDT"})
     run = SimpleNamespace(loop=loop, ray_ns=lambda: 1_000_000)  # a Ray call: 1 ms
     return loop, exchange, _DeskPort(run, venue, [BTC])  # type: ignore[arg-type]
 
 
-def rest(outage_s: float) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
-    loop, exchange, desk = port(outage_s)
+def buy(loop: Loop, desk: _DeskPort, rest_ns: int) -> list[tuple[int, object]]:
+    """A hedge buy of 0.01 BTC sent now (resting `rest_ns`; 0: IOC): its answer, with when
+    it came, once it has come (within a minute)."""
     answers: list[tuple[int, object]] = []
     cmd = PlaceHedge(
         client_order_id="h-1",
@@ -79,11 +73,16 @@ def rest(outage_s: float) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
         side=Side.BUY,
         qty=D("0.01"),
         notional_usd=600.0,
-        rest_ns=REST_NS,
+        rest_ns=rest_ns,
     )
     desk.hedge(cmd, lambda a: answers.append((loop.now, a)))
     loop.run(lambda: bool(answers), START + 60 * NS)
-    return loop, exchange, answers
+    return answers
+
+
+def rest(outage_s: float) -> tuple[Loop, SimExchange, list[tuple[int, object]]]:
+    loop, exchange, desk = port(outage_s)
+    return loop, exchange, buy(loop, desk, REST_NS)
 
 
 def test_a_cancel_refused_by_an_outage_is_asked_again_until_the_order_is_gone() -> None:
@@ -164,28 +163,13 @@ def cross_unanswered(
     """A hedge buy (IOC, or resting `rest_ns`) whose answer the venue loses; `applied`: it
     places the order all the same, `delay` after receipt (Binance's -1007, the order applied
     within its window; None: at once)."""
-    lost = VenueProfile(
-        request=TRIP,
-        processing=TRIP,
-        response=TRIP,
-        stream_lag=TRIP,
+    loop, exchange, desk = port(
+        0.0,
         unknown_rate=1.0,
         unknown_applied=1.0 if applied else 0.0,
         unknown_apply_delay=delay,
     )
-    loop, exchange, desk = port(0.0, lost=lost)
-    answers: list[tuple[int, object]] = []
-    cmd = PlaceHedge(
-        client_order_id="h-1",
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        qty=D("0.01"),
-        notional_usd=600.0,
-        rest_ns=rest_ns,
-    )
-    desk.hedge(cmd, lambda a: answers.append((loop.now, a)))
-    loop.run(lambda: bool(answers), START + 60 * NS)
-    return loop, exchange, answers
+    return loop, exchange, buy(loop, desk, rest_ns)
 
 
 def test_an_unanswered_order_applied_late_is_answered_with_its_fill() -> None:
