@@ -21,7 +21,9 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 
+from actors.protocol import ORDER_WINDOW_NS
 from actors.risk import NS_PER_YEAR, RISK_HORIZON_S, Exposure, RiskModel
+from venues.errors import OutcomeUnknown, RateLimited, VenueError, VenueUnavailable
 from venues.model import Instrument, NewOrder, OrderType, Side, TimeInForce
 from venues.sim.calibration import SECONDS_PER_YEAR
 
@@ -68,6 +70,29 @@ class HedgeOrderOpen(Exception):
 
     def __reduce__(self) -> tuple[type, tuple[str, str, float]]:
         return (HedgeOrderOpen, (self.client_order_id, self.symbol, self.seconds))
+
+
+def answer_lost(venue: str, client_order_id: str) -> OutcomeUnknown:
+    """What a hedge order's UNKNOWN answer (lost, and not found by the client's queries)
+    is to its desk: an unanswered placing."""
+    return OutcomeUnknown(
+        f"hedge order {client_order_id}: its answer was lost",
+        venue=venue,
+        client_order_id=client_order_id,
+    )
+
+
+def withdrawal(failed: VenueError, resting: bool) -> tuple[bool, int | None]:
+    """How a hedge order whose placing failed with `failed` is seen ended before its desk
+    hears of it: (whether it is cancelled until the venue has it ended, and how long after
+    its send, in ns, "unknown order" is believed; None: at once). Unanswered
+    (`VenueUnavailable`, -1007 included), any order may rest at the venue or be applied late,
+    up to the order window after the send; refused by a rate limit, a resting one is
+    cancelled all the same; any other error is the desk's answer as it is. The live gateway
+    and the backtest's port both follow it."""
+    if isinstance(failed, VenueUnavailable):
+        return True, ORDER_WINDOW_NS
+    return resting and isinstance(failed, RateLimited), None
 
 
 class HedgeReason(enum.StrEnum):

@@ -24,15 +24,16 @@ from actors.hedge import (
     HEDGE_WITHDRAW_PAUSE_S,
     HEDGE_WITHDRAW_S,
     HedgeOrderOpen,
+    answer_lost,
     hedge_limit_order,
     hedge_resting_order,
+    withdrawal,
 )
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import Refused, Reserved
 from actors.messages import LegProgress
 from actors.protocol import (
-    ORDER_WINDOW_NS,
     ArmLeg,
     ExposureReport,
     HedgeFill,
@@ -59,11 +60,8 @@ from venues.config import (
     profile_from,
 )
 from venues.errors import (
-    OutcomeUnknown,
-    RateLimited,
     UnknownOrder,
     VenueError,
-    VenueUnavailable,
 )
 from venues.model import (
     AckKind,
@@ -277,19 +275,15 @@ class _DeskPort:
 
         def answered(answer: Answer) -> None:
             if not isinstance(answer, VenueError) and answer.ack_kind is AckKind.UNKNOWN:
-                answer = OutcomeUnknown(  # the answer lost: what the live gateway makes of it
-                    f"hedge order {cmd.client_order_id}: its answer was lost",
-                    venue=self.venue.name,
-                    client_order_id=cmd.client_order_id,
-                )
-            unanswered = isinstance(answer, VenueUnavailable)
-            if unanswered or (isinstance(answer, RateLimited) and resting):
-                # It may rest at the venue all the same, or fill when the venue applies it
-                # late: seen ended first, as live (`VenueGateway.hedge`).
-                window = sent + ORDER_WINDOW_NS if unanswered else None
+                answer = answer_lost(self.venue.name, cmd.client_order_id)
+            if isinstance(answer, VenueError):
+                # Seen ended first, as live (`VenueGateway.hedge`), or the desk's answer.
+                withdraw, window_ns = withdrawal(answer, resting)
+                if not withdraw:
+                    deliver(answer)
+                    return
+                window = None if window_ns is None else sent + window_ns
                 self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer, window)
-            elif isinstance(answer, VenueError):
-                deliver(answer)
             elif answer.ack_kind is AckKind.RESULT:
                 deliver(answer)  # final after the match, or not yet (then the stream's)
 

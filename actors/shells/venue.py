@@ -27,10 +27,12 @@ from actors.hedge import (
     HEDGE_WITHDRAW_PAUSE_S,
     HEDGE_WITHDRAW_S,
     HedgeOrderOpen,
+    answer_lost,
     hedge_limit_order,
     hedge_resting_order,
+    withdrawal,
 )
-from actors.protocol import ORDER_WINDOW_NS, HedgeFill, Placement, VenueEndpoint
+from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
 from actors.shells import here
 from actors.shells.metrics import PUBLISH_EVERY_S, ClientCounters
@@ -39,7 +41,6 @@ from venues.client import VenueClient
 from venues.clients import build_client, build_sim_client
 from venues.config import SimVenueConfig, VenueConfig, build_sim_venue, sim_credentials
 from venues.errors import (
-    OutcomeUnknown,
     RateLimited,
     UnknownOrder,
     VenueError,
@@ -221,20 +222,15 @@ class VenueGateway:
             except (VenueUnavailable, RateLimited) as e:
                 failed = e
             else:
-                if report.ack_kind is AckKind.UNKNOWN:  # lost, and the client's queries too
-                    failed = OutcomeUnknown(
-                        f"hedge order {client_order_id}: its answer was lost",
-                        venue=self.name,
-                        client_order_id=client_order_id,
-                    )
+                if report.ack_kind is AckKind.UNKNOWN:
+                    failed = answer_lost(self.name, client_order_id)
             if failed is not None:
-                # Unanswered, it may have reached the venue all the same: a resting order may
-                # rest there, and any order the venue applies late (up to its order window
-                # after the send) fills then, after a read-back of the positions would have
-                # looked. Seen ended first; one that ended meanwhile is answered as such.
-                unanswered = isinstance(failed, VenueUnavailable)
-                if resting or unanswered:
-                    window = sent + ORDER_WINDOW_NS / 1e9 if unanswered else None
+                # It may have reached the venue all the same, and rest there or fill when the
+                # venue applies it late, after a read-back of the positions would have looked.
+                # Seen ended first (`withdrawal`); one that ended meanwhile is answered as such.
+                withdraw, window_ns = withdrawal(failed, resting)
+                if withdraw:
+                    window = None if window_ns is None else sent + window_ns / 1e9
                     await self._withdraw(symbol, client_order_id, done, failed, window)
                     ended = self._reports.get(client_order_id)
                     if ended is not None and ended.status.is_terminal:

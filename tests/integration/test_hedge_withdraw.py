@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 
+import actors.hedge as hedge_rules
 import actors.shells.venue as venue_shell
 from actors.hedge import HedgeOrderOpen
 from actors.protocol import VenueEndpoint
@@ -145,7 +146,7 @@ async def test_a_resting_order_whose_placing_went_unanswered_is_withdrawn_before
     assert await open_orders(venue) == []
 
 
-WINDOW_NS = 1_000_000_000  # the venue's order window, shortened for the test
+WINDOW_NS = 1_000_000_000  # the venue's order window (`actors.hedge.withdrawal`), shortened
 
 
 async def test_an_order_the_venue_applies_after_losing_its_answer_is_answered_with_its_fill(
@@ -153,7 +154,7 @@ async def test_an_order_the_venue_applies_after_losing_its_answer_is_answered_wi
 ) -> None:
     # An IOC buy, its answer lost, placed 0.3 s later: a read-back of the positions when the
     # answer was lost would have found nothing, and its fill would have gone unbooked.
-    monkeypatch.setattr(venue_shell, "ORDER_WINDOW_NS", WINDOW_NS)
+    monkeypatch.setattr(hedge_rules, "ORDER_WINDOW_NS", WINDOW_NS)
     g, client = await gateway(venue, monkeypatch, applied_after_s=0.3)
     sent = time.monotonic()
     try:
@@ -171,7 +172,7 @@ async def test_an_order_the_venue_applies_after_losing_its_answer_is_answered_wi
 async def test_an_unanswered_order_the_venue_never_places_is_reported_after_its_window(
     venue: SimVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(venue_shell, "ORDER_WINDOW_NS", WINDOW_NS)
+    monkeypatch.setattr(hedge_rules, "ORDER_WINDOW_NS", WINDOW_NS)
     g, client = await gateway(venue, monkeypatch, applied_after_s=math.inf)
     sent = time.monotonic()
     try:
