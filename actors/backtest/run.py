@@ -19,16 +19,7 @@ from actors.backtest.collateral import BacktestCollateral
 from actors.backtest.loop import Loop
 from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
-from actors.hedge import (
-    HEDGE_WITHDRAW_PAUSE_MAX_S,
-    HEDGE_WITHDRAW_PAUSE_S,
-    HEDGE_WITHDRAW_S,
-    HedgeOrderOpen,
-    answer_lost,
-    hedge_limit_order,
-    hedge_resting_order,
-    withdrawal,
-)
+from actors.hedge import hedge_limit_order, hedge_resting_order
 from actors.leg import Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.margin import Refused, Reserved
@@ -48,6 +39,7 @@ from actors.runners.basket import BasketRunner, RunSettings
 from actors.runners.collateral import CollateralRunner, margin_needs
 from actors.runners.funding import Funding, FundingAsk, funding_story
 from actors.runners.hedge import DeskRunner
+from actors.runners.hedge_order import HedgeOrderAnswer, HedgeOrderRunner
 from actors.runners.leg import LegRunner, Unwound
 from actors.spec import BasketSpec, OnUnfunded, RebalanceSpec, ResolvedBasket, validate
 from actors.sync import AdjustLeg
@@ -64,7 +56,6 @@ from venues.errors import (
     VenueError,
 )
 from venues.model import (
-    AckKind,
     ExecutionReport,
     Instrument,
     NewOrder,
@@ -212,17 +203,29 @@ class _LegPort:
         self._venue.cancel(symbol, client_order_id, then)
 
 
-# A resting hedge order's withdrawal, as live (`HEDGE_WITHDRAW_S` and its pauses), in ns.
-WITHDRAW_NS = int(HEDGE_WITHDRAW_S * NS)
-WITHDRAW_PAUSE_NS = int(HEDGE_WITHDRAW_PAUSE_S * NS)
-WITHDRAW_PAUSE_MAX_NS = int(HEDGE_WITHDRAW_PAUSE_MAX_S * NS)
+class _StreamedCalls:
+    """A venue's calls (`VenueCalls`) for one order's runner, the reports its account's
+    stream gives of the order to `on_stream`."""
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+        self.on_stream: Callable[[ExecutionReport], None] = lambda report: None
+
+    def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
+        self._venue.submit(order, then, self.on_stream)
+
+    def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        self._venue.query(symbol, client_order_id, then)
+
+    def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
+        self._venue.cancel(symbol, client_order_id, then)
 
 
 class _DeskPort:
     """A `DeskPort` on simulated time: the hedge actor asks the hedge venue's actor to
     trade (one Ray call), which sends an IOC through the mid (or rests a post-only order at
-    the touch, cancelling it after `PlaceHedge.rest_ns`) and hands the final fill back
-    (another)."""
+    the touch, cancelling it after `PlaceHedge.rest_ns`), sees it to its end as live (the
+    same `HedgeOrderRunner`) and hands the final fill back (another)."""
 
     def __init__(self, run: _Run, venue: Venue, instruments: list[Instrument]) -> None:
         self.run = run
@@ -259,86 +262,19 @@ class _DeskPort:
             self.loop.after(back(), then, None)
             return
         sent = self.loop.now
-        resting = new.time_in_force is TimeInForce.POST_ONLY
-        answered_desk = [False]
 
-        def deliver(answer: ExecutionReport | Exception) -> None:
-            """The desk's answer: the order's final report (one not final is no answer yet),
-            or an error; the first only."""
+        def answered(answer: HedgeOrderAnswer) -> None:
+            """The desk's answer, a Ray call back: the order's final report as a fill."""
             if isinstance(answer, ExecutionReport):
-                if not answer.status.is_terminal:
-                    return
                 answer = HedgeFill(report=answer, sent_ns=sent, mid=float(mid))
-            if not answered_desk[0]:
-                answered_desk[0] = True
-                self.loop.after(back(), then, answer)
+            self.loop.after(back(), then, answer)
 
-        def answered(answer: Answer) -> None:
-            if not isinstance(answer, VenueError) and answer.ack_kind is AckKind.UNKNOWN:
-                answer = answer_lost(self.venue.name, cmd.client_order_id)
-            if isinstance(answer, VenueError):
-                # Seen ended first, as live (`VenueGateway.hedge`), or the desk's answer.
-                withdraw, window_ns = withdrawal(answer, resting)
-                if not withdraw:
-                    deliver(answer)
-                    return
-                window = None if window_ns is None else sent + window_ns
-                self._withdraw(cmd, answered_desk, deliver, self.loop.now, answer, window)
-            elif answer.ack_kind is AckKind.RESULT:
-                deliver(answer)  # final after the match, or not yet (then the stream's)
-
-        self.venue.submit(new, answered, deliver)  # the stream's reports of the order
-        if resting:
-            self.loop.after(
-                cmd.rest_ns, lambda: self._withdraw(cmd, answered_desk, deliver, self.loop.now)
-            )
-
-    def _withdraw(
-        self,
-        cmd: PlaceHedge,
-        answered_desk: list[bool],
-        deliver: Callable[[ExecutionReport | Exception], None],
-        since_ns: int,
-        cause: Exception | None = None,
-        unknown_until: int | None = None,
-        pause_ns: int = WITHDRAW_PAUSE_NS,
-    ) -> None:
-        """Cancel a hedge order, asking again through an outage until the venue has it
-        ended, for `WITHDRAW_NS` at most (the live gateway's `_withdraw`). Its final report
-        comes down the stream, or, for an order whose placing failed (`cause`), the desk gets
-        that error once it is gone; past the deadline, `HedgeOrderOpen`. `unknown_until`:
-        for an order whose placing went unanswered, the end of the venue's order window,
-        before which a venue that does not know the order may still apply it."""
-        if answered_desk[0]:  # its final report came (or, without a cause, its answer)
-            return
-
-        def answered(answer: Answer) -> None:
-            ended = not isinstance(answer, VenueError) or isinstance(answer, UnknownOrder)
-            if isinstance(answer, UnknownOrder) and unknown_until is not None:
-                ended = self.loop.now >= unknown_until  # before, it may yet be applied
-            if ended:
-                if cause is not None:  # its end as the venue reports it, else the error, as live
-                    if not isinstance(answer, VenueError):
-                        deliver(answer)
-                    deliver(cause)
-                return
-            if self.loop.now - since_ns >= WITHDRAW_NS:
-                deliver(HedgeOrderOpen(cmd.client_order_id, cmd.symbol, WITHDRAW_NS / NS))
-                return
-            again = min(2 * pause_ns, WITHDRAW_PAUSE_MAX_NS)
-            self.loop.after(
-                pause_ns,
-                self._withdraw,
-                cmd,
-                answered_desk,
-                deliver,
-                since_ns,
-                cause,
-                unknown_until,
-                again,
-            )
-
-        self.venue.cancel(cmd.symbol, cmd.client_order_id, answered)
+        calls = _StreamedCalls(self.venue)
+        runner = HedgeOrderRunner(
+            self.loop, calls, self.venue.name, cmd.symbol, cmd.client_order_id, answered
+        )
+        calls.on_stream = runner.on_report
+        runner.place(new, cmd.rest_ns if new.time_in_force is TimeInForce.POST_ONLY else 0)
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
         self.venue.positions(then)

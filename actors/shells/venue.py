@@ -16,39 +16,29 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors.hedge import (
-    HEDGE_ORDER_PREFIX,
-    HEDGE_WITHDRAW_PAUSE_MAX_S,
-    HEDGE_WITHDRAW_PAUSE_S,
-    HEDGE_WITHDRAW_S,
-    HedgeOrderOpen,
-    answer_lost,
-    hedge_limit_order,
-    hedge_resting_order,
-    withdrawal,
-)
+from actors.hedge import HEDGE_ORDER_PREFIX, hedge_limit_order, hedge_resting_order
 from actors.protocol import HedgeFill, Placement, VenueEndpoint
 from actors.risk import RiskSettings, with_risk_betas
+from actors.runners.hedge_order import HedgeOrderAnswer, HedgeOrderRunner
 from actors.shells import here
+from actors.shells.drive import ClientCalls, LiveClock
 from actors.shells.metrics import PUBLISH_EVERY_S, ClientCounters
 from actors.shells.tasks import BackgroundTasks
 from venues.client import VenueClient
 from venues.clients import build_client, build_sim_client
 from venues.config import SimVenueConfig, VenueConfig, build_sim_venue, sim_credentials
 from venues.errors import (
-    RateLimited,
     UnknownOrder,
     VenueError,
-    VenueUnavailable,
 )
 from venues.model import (
     AccountSnapshot,
-    AckKind,
     BookTicker,
     ExecutionReport,
     Instrument,
@@ -63,8 +53,6 @@ if TYPE_CHECKING:
     from venues.sim.server import BinanceServer
 
 log = logging.getLogger(__name__)
-
-_FINAL_TIMEOUT_S = 5.0
 
 
 def client_for(endpoint: VenueEndpoint, **options: object) -> VenueClient:
@@ -96,8 +84,8 @@ class VenueGateway:
         self.instruments: dict[str, Instrument] = {}
         self._client: VenueClient | None = None
         self._tops: dict[str, BookTicker] = {}
-        self._reports: dict[str, ExecutionReport] = {}
-        self._final: dict[str, asyncio.Event] = {}
+        # The hedge orders being seen through, by client order id (`_see_through`).
+        self._orders: dict[str, tuple[HedgeOrderRunner, LiveClock]] = {}
         self._tasks = BackgroundTasks(f"venue {self.name}")
         self._counters = ClientCounters(self.name)
 
@@ -150,11 +138,11 @@ class VenueGateway:
                 self._tops[event.symbol] = event
 
     def _remember(self, report: ExecutionReport) -> None:
-        old = self._reports.get(report.client_order_id)
-        if old is None or report.cum_filled >= old.cum_filled:
-            self._reports[report.client_order_id] = report
-        if report.status.is_terminal and report.client_order_id in self._final:
-            self._final[report.client_order_id].set()
+        """A report of one of the account's orders: to its runner, when one follows it."""
+        following = self._orders.get(report.client_order_id)
+        if following is not None:
+            runner, clock = following
+            clock.run(lambda: runner.on_report(report))
 
     @property
     def client(self) -> VenueClient:
@@ -199,9 +187,10 @@ class VenueGateway:
     ) -> HedgeFill | None:
         """Trade `qty` of `symbol` now (or, without it, about `notional_usd` at the newest
         mid): an IOC limit `HEDGE_PROTECTION_BPS` through the mid; with `rest_ns` > 0 (and a
-        `qty`), post-only at the touch, cancelled after `rest_ns` unless it ended before.
-        Waits for the final state (fills arrive on the stream at an ACCEPTED venue). None
-        when the size rounds to nothing or under the venue's minimum."""
+        `qty`), post-only at the touch, withdrawn after `rest_ns` unless it ended before.
+        Answers once the order has ended (`HedgeOrderRunner`: its final report as a fill, or
+        the error; `HedgeOrderOpen` when it may still rest). None when the size rounds to
+        nothing or under the venue's minimum."""
         inst = self.instruments[symbol]
         top = (await self.quotes([symbol]))[symbol]
         mid = (top.bid + top.ask) / 2
@@ -212,51 +201,21 @@ class VenueGateway:
             order = hedge_limit_order(client_order_id, inst, side, qty, notional_usd, mid)
         if order is None:
             return None
-        done = self._final.setdefault(client_order_id, asyncio.Event())
         sent_ns = time.time_ns()
-        sent = time.monotonic()
-        try:
-            failed: VenueError | None = None
-            try:
-                report = await self.client.place(order)
-            except (VenueUnavailable, RateLimited) as e:
-                failed = e
-            else:
-                if report.ack_kind is AckKind.UNKNOWN:
-                    failed = answer_lost(self.name, client_order_id)
-            if failed is not None:
-                # It may have reached the venue all the same, and rest there or fill when the
-                # venue applies it late, after a read-back of the positions would have looked.
-                # Seen ended first (`withdrawal`); one that ended meanwhile is answered as such.
-                withdraw, window_ns = withdrawal(failed, resting)
-                if withdraw:
-                    window = None if window_ns is None else sent + window_ns / 1e9
-                    await self._withdraw(symbol, client_order_id, done, failed, window)
-                    ended = self._reports.get(client_order_id)
-                    if ended is not None and ended.status.is_terminal:
-                        return HedgeFill(report=ended, sent_ns=sent_ns, mid=float(mid))
-                raise failed
-            self._remember(report)
-            ended = self._reports[client_order_id].status.is_terminal
-            if resting and not ended and not await self._rested(done, rest_ns / 1e9):
-                await self._withdraw(symbol, client_order_id, done, None)
-            final = self._reports[client_order_id]
-            if not final.status.is_terminal:
-                try:
-                    await asyncio.wait_for(done.wait(), _FINAL_TIMEOUT_S)
-                except TimeoutError:
-                    self._remember(await self.client.query(symbol, client_order_id))
-                final = self._reports[client_order_id]
-        finally:
-            self._final.pop(client_order_id, None)
-        return HedgeFill(report=final, sent_ns=sent_ns, mid=float(mid))
+        answer = await self._see_through(
+            symbol, client_order_id, lambda runner: runner.place(order, rest_ns if resting else 0)
+        )
+        if isinstance(answer, Exception):
+            raise answer
+        assert answer is not None  # a placed order's answer is a report or an error
+        return HedgeFill(report=answer, sent_ns=sent_ns, mid=float(mid))
 
     async def withdraw_stale(self, symbols: list[str], own_prefix: str) -> list[str]:
         """Cancel the hedge orders (client order ids `HEDGE_ORDER_PREFIX`…) still open in
         `symbols` that are not `own_prefix`'s: resting orders a hedge desk that is gone (a
         hedge actor that died, or was restarted) left at the venue, which could still fill
-        beside the new desk's. Each is cancelled as `_withdraw` does; the ids cancelled.
-        Raises `HedgeOrderOpen` for one that cannot be."""
+        beside the new desk's. Each is withdrawn as a hedge order is (`HedgeOrderRunner`);
+        the ids cancelled. Raises `HedgeOrderOpen` for one that cannot be."""
         stale: list[tuple[str, str]] = []
         for symbol in symbols:
             for report in await self.client.open_orders(symbol):
@@ -264,12 +223,41 @@ class VenueGateway:
                 if coid.startswith(HEDGE_ORDER_PREFIX) and not coid.startswith(own_prefix):
                     stale.append((symbol, coid))
         for symbol, coid in stale:
-            done = self._final.setdefault(coid, asyncio.Event())
-            try:
-                await self._withdraw(symbol, coid, done, None)
-            finally:
-                self._final.pop(coid, None)
+            answer = await self._see_through(symbol, coid, HedgeOrderRunner.withdraw)
+            if isinstance(answer, Exception):
+                raise answer
         return [coid for _, coid in stale]
+
+    async def _see_through(
+        self,
+        symbol: str,
+        client_order_id: str,
+        start: Callable[[HedgeOrderRunner], None],
+    ) -> HedgeOrderAnswer:
+        """Run one hedge order's `HedgeOrderRunner` (`start` sets it going) on this loop,
+        the account stream's reports of it passed on, until it answers."""
+        answered: asyncio.Future[HedgeOrderAnswer] = asyncio.get_running_loop().create_future()
+
+        def then(answer: HedgeOrderAnswer) -> None:
+            if not answered.done():
+                answered.set_result(answer)
+
+        clock = LiveClock(self._tasks, time.monotonic_ns, then)  # a bug's error: the answer
+        runner = HedgeOrderRunner(
+            clock,
+            ClientCalls(self.client, clock, self._tasks),
+            self.name,
+            symbol,
+            client_order_id,
+            then,
+        )
+        self._orders[client_order_id] = (runner, clock)
+        try:
+            clock.run(lambda: start(runner))
+            return await answered
+        finally:
+            runner.stop()
+            self._orders.pop(client_order_id, None)
 
     async def settle(self, symbol: str, client_order_id: str) -> bool:
         """One try at cancelling a hedge order that may still rest (`HedgeOrderOpen`): True
@@ -279,55 +267,6 @@ class VenueGateway:
         with contextlib.suppress(UnknownOrder):
             self._remember(await self.client.cancel(symbol, client_order_id))
         return True
-
-    @staticmethod
-    async def _rested(done: asyncio.Event, seconds: float) -> bool:
-        """Let a resting hedge order work `seconds`: whether it ended by then."""
-        try:
-            await asyncio.wait_for(done.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _withdraw(
-        self,
-        symbol: str,
-        client_order_id: str,
-        done: asyncio.Event,
-        cause: Exception | None,
-        unknown_until: float | None = None,
-    ) -> None:
-        """Cancel a hedge order, asking again through errors (an outage) for up to
-        `HEDGE_WITHDRAW_S`, until the venue has it ended: cancelled, ended on its own (`done`, or
-        `UnknownOrder`: gone, or never placed). Until then it may still fill, and the desk,
-        which crosses what a resting order left, could double the hedge: past the deadline
-        `HedgeOrderOpen` says so, and the desk crosses nothing on a guess. `unknown_until`
-        (`time.monotonic`): for an order whose placing went unanswered, the end of the venue's
-        order window; before it, a venue that does not know the order may still apply it,
-        and is asked again."""
-        deadline = time.monotonic() + HEDGE_WITHDRAW_S
-        pause = HEDGE_WITHDRAW_PAUSE_S
-        while not done.is_set():
-            try:
-                self._remember(await self.client.cancel(symbol, client_order_id))
-                return
-            except UnknownOrder:
-                if unknown_until is None or time.monotonic() >= unknown_until:
-                    return
-            except VenueError as e:
-                cause = e
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.error(
-                    "hedge order %s (%s) could not be cancelled in %.0f s: it may still rest",
-                    client_order_id,
-                    symbol,
-                    HEDGE_WITHDRAW_S,
-                )
-                raise HedgeOrderOpen(client_order_id, symbol, HEDGE_WITHDRAW_S) from cause
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), min(pause, left))
-            pause = min(pause * 2, HEDGE_WITHDRAW_PAUSE_MAX_S)
 
 
 class VenueActor:

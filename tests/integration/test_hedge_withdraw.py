@@ -21,6 +21,7 @@ import actors.shells.venue as venue_shell
 from actors.hedge import HedgeOrderOpen
 from actors.protocol import VenueEndpoint
 from actors.risk import RiskSettings
+from actors.runners import hedge_order
 from actors.shells.venue import VenueGateway
 from venues.config import parse_venues
 from venues.errors import OutcomeUnknown, VenueUnavailable
@@ -189,7 +190,7 @@ async def test_an_unanswered_order_the_venue_never_places_is_reported_after_its_
 async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting(
     venue: SimVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(venue_shell, "HEDGE_WITHDRAW_S", 0.6)
+    monkeypatch.setattr(hedge_order, "WITHDRAW_NS", 600_000_000)
     g, client = await gateway(venue, monkeypatch, cancels_failing=-1)
     try:
         with pytest.raises(HedgeOrderOpen, match=r"h-3 on BTCUSDT .* may still rest"):
@@ -205,7 +206,7 @@ async def test_an_order_that_cannot_be_cancelled_is_reported_as_possibly_resting
 async def test_an_order_that_may_still_rest_is_settled_once_the_venue_answers_again(
     venue: SimVenue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(venue_shell, "HEDGE_WITHDRAW_S", 0.3)
+    monkeypatch.setattr(hedge_order, "WITHDRAW_NS", 300_000_000)
     g, client = await gateway(venue, monkeypatch, cancels_failing=-1)
     try:
         with pytest.raises(HedgeOrderOpen):

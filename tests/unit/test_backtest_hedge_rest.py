@@ -14,12 +14,13 @@ from types import SimpleNamespace
 import msgspec
 
 from actors.backtest.loop import Loop
-from actors.backtest.run import NS, WITHDRAW_NS, _DeskPort
+from actors.backtest.run import NS, _DeskPort
 from actors.backtest.venue import Venue
 from actors.hedge import HedgeOrderOpen
 from actors.protocol import ORDER_WINDOW_NS, ExposureReport, HedgeFill, PlaceHedge
 from actors.risk import RiskSettings
 from actors.runners.hedge import DeskRunner
+from actors.runners.hedge_order import WITHDRAW_NS
 from actors.spec import HedgeSpec
 from venues.errors import OutcomeUnknown
 from venues.model import OrderStatus, Side
