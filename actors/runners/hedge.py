@@ -421,7 +421,10 @@ class DeskRunner:
 
     def _execute(self, order: HedgeOrder, later: list[HedgeOrder], k: int) -> None:
         qty = self.quantity(order)
-        if order.rest_ns > 0 and qty is not None and qty > 0:
+        if qty is not None and qty <= 0:  # under half a lot at the mid: nothing to send
+            self._next(later, k)
+            return
+        if order.rest_ns > 0 and qty is not None:
             before = self.ledger.qty[order.symbol]  # the position as the resting order leaves
 
             def rested(known: bool) -> None:

@@ -395,3 +395,20 @@ def test_a_closed_desk_tries_no_more_to_settle() -> None:
     clock.run_until(clock.now_ns() + 120 * SECOND)
     assert len(venue.settles) == 2
     assert list(runner.unsettled) == [venue.sent[0][1].client_order_id]
+
+
+def test_a_hedge_under_half_a_lot_is_not_sent() -> None:
+    # With no hysteresis, an imbalance of a few dimes calls for a hedge that rounds to no
+    # lot at all: nothing goes to the venue, round after round (no round trip for nothing).
+    clock, venue, runner = desk()
+    eager = msgspec.structs.replace(SPEC, risk_price=1e6)
+    lot_usd = float(IDX.lot) * MID
+    report(runner, 1, 0.4 * lot_usd, spec=eager)
+    clock.run_until(at(60))
+    assert venue.sent == []
+    assert not runner.trading and runner.baskets["b"].orders == 0
+    # Grown to a few lots' worth, it is hedged.
+    report(runner, 2, 2 * lot_usd, spec=eager)
+    clock.run_until(lambda: bool(venue.sent), limit_ns=at(65))
+    (_, cmd), *_ = venue.sent
+    assert cmd.qty is not None and cmd.qty >= IDX.lot
