@@ -234,7 +234,13 @@ class _Desk:
             self._record_position(i.symbol)
 
     def positions(self, then: Callable[[dict[str, Decimal] | Exception], None]) -> None:
-        self._call(self.trader.positions(), then)
+        def answered(held: dict[str, Decimal] | Exception) -> None:
+            then(held)  # the runner books it first: the positions recorded are the new ones
+            if not isinstance(held, Exception):  # a read-back after an error, or a settle
+                for i in self.runner.instruments:
+                    self._record_position(i.symbol)
+
+        self._call(self.trader.positions(), answered)
 
     def settle(
         self, symbol: str, client_order_id: str, then: Callable[[bool | Exception], None]
