@@ -3,7 +3,8 @@ its cancel is asked again through an outage, an order whose placing went unanswe
 withdrawn too (and not believed gone before the venue's order window has passed: the venue
 may apply it late, and its fill is then the answer), and one that cannot be cancelled is
 reported as possibly still resting (`HedgeOrderOpen`) rather than taken for ended, and
-settled later by one cancel at a time (`VenueGateway.settle`). The venue is the in-process
+settled later by one cancel at a time (`VenueGateway.settle`); an order acknowledged before
+its match whose result never comes down the stream is asked for. The venue is the in-process
 simulator in real time; its cancels and placings fail as a venue's would during an outage."""
 
 from __future__ import annotations
@@ -60,7 +61,19 @@ class Outage(SimVenueClient):
         self.place_unanswered = place_unanswered
         self.applied_after_s = applied_after_s
         self.cancels = 0
+        self.queries = 0
+        self.silent_stream = False  # the account stream delivers nothing
         self.late: list[asyncio.Task[ExecutionReport]] = []
+
+    async def execution_reports(self) -> AsyncIterator[ExecutionReport]:
+        if self.silent_stream:
+            await asyncio.Event().wait()  # connected, and never a report
+        async for report in super().execution_reports():
+            yield report
+
+    async def query(self, symbol: str, client_order_id: str) -> ExecutionReport:
+        self.queries += 1
+        return await super().query(symbol, client_order_id)
 
     async def place(self, order: NewOrder) -> ExecutionReport:
         if self.applied_after_s is not None:
@@ -104,8 +117,10 @@ async def gateway(
     cancels_failing: int = 0,
     lost: bool = False,
     applied_after_s: float | None = None,
+    silent_stream: bool = False,
 ) -> tuple[VenueGateway, Outage]:
     client = Outage(venue, cancels_failing, lost, applied_after_s)
+    client.silent_stream = silent_stream
     monkeypatch.setattr(venue_shell, "client_for", lambda endpoint, **options: client)
     g = VenueGateway(VenueEndpoint(venue="simx", config=CONFIG), RiskSettings())
     await g.start(["BTCUSDT"])
@@ -145,6 +160,24 @@ async def test_a_resting_order_whose_placing_went_unanswered_is_withdrawn_before
     assert fill.report.status is OrderStatus.CANCELED and fill.report.cum_filled == 0
     assert client.cancels == 1
     assert await open_orders(venue) == []
+
+
+async def test_an_accepted_order_whose_result_never_streams_is_asked_for_after_the_wait(
+    venue: SimVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The venue acknowledges the IOC before matching it (ACCEPTED: the answer says NEW); its
+    # fill would come down the account stream, which is silent: the venue is asked.
+    monkeypatch.setattr(hedge_order, "FINAL_WAIT_NS", 200_000_000)
+    g, client = await gateway(venue, monkeypatch, silent_stream=True)
+    sent = time.monotonic()
+    try:
+        fill = await asyncio.wait_for(g.hedge("h-7", "BTCUSDT", Side.BUY, D("0.01"), 600.0), 10)
+    finally:
+        await g.stop()
+    assert fill is not None
+    assert fill.report.status is OrderStatus.FILLED and fill.report.cum_filled == D("0.01")
+    assert time.monotonic() - sent >= 0.2
+    assert client.queries == 1 and client.cancels == 0
 
 
 WINDOW_NS = 1_000_000_000  # the venue's order window (`actors.hedge.withdrawal`), shortened
