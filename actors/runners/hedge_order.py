@@ -14,7 +14,8 @@ known to have ended, or with `HedgeOrderOpen` when it may still rest:
 - an order whose placing failed is withdrawn when `actors.hedge.withdrawal` says so (an
   unanswered placing; a resting order refused by a rate limit), and the desk then hears the
   error, or the venue's final report of an order that ended meanwhile (one the venue
-  applied late, say); any other error is the answer at once;
+  applied late, say; one the stream showed live is asked for its end); any other error is
+  the answer at once;
 - withdrawing: one cancel at a time, until the venue has the order ended (the cancel's
   report, or "unknown order": gone, or never placed), pausing `WITHDRAW_PAUSE_NS` between
   tries, doubling up to `WITHDRAW_PAUSE_MAX_NS`, for `WITHDRAW_NS` at most: past it, the
@@ -208,18 +209,18 @@ class HedgeOrderRunner:
         return self._unknown_until is None or self.clock.now_ns() >= self._unknown_until
 
     def _ended(self) -> None:
-        """The venue has the order ended: its final report is the answer, else the placing's
-        error; with neither (it ended on its own, its report not yet here), the venue is
-        asked once more after the wait for the stream."""
+        """The venue has the order ended: its final report is the answer. Without it, an
+        order the venue reported live (its answer was not final, or its placing went
+        unanswered and the stream showed it) ended on its own, its final report not yet
+        here: the venue is asked for it after the wait for the stream. One never seen is
+        answered with its placing's error, or None when it was only withdrawn."""
         report = self.report
         if report is not None and report.status.is_terminal:
             self._finish(report)
-        elif self._cause is not None:
-            self._finish(self._cause)
-        elif report is None:
-            self._finish(None)  # withdrawn, never seen: nothing of it is known to have filled
-        else:
+        elif report is not None:
             self._timer = self.clock.call_at(self.clock.now_ns() + FINAL_WAIT_NS, self._last)
+        else:
+            self._finish(self._cause)  # None: withdrawn, never seen, nothing known to fill
 
     def _last(self) -> None:
         self._timer = None
@@ -227,11 +228,15 @@ class HedgeOrderRunner:
             self.venue.query(self.symbol, self.client_order_id, self._final_query)
 
     def _final_query(self, answer: VenueAnswer) -> None:
+        """The last word: the venue's report of the order, else the placing's error (or the
+        query's, when the placing was answered)."""
         if self.done:
             return
         if isinstance(answer, ExecutionReport):
             self._remember(answer)
-        self._finish(self.report if isinstance(answer, ExecutionReport) else answer)
+            self._finish(self.report)
+        else:
+            self._finish(self._cause or answer)
 
     # -- common -----------------------------------------------------------------------------
     def _remember(self, report: ExecutionReport) -> None:

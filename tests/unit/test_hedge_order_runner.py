@@ -409,6 +409,31 @@ def test_an_unknown_ack_from_the_placing_counts_as_unanswered(
     assert rig.clock.pending() == 0
 
 
+@pytest.mark.parametrize(
+    ("queried", "answered"),
+    [(report(OrderStatus.FILLED, "0.5"), "report"), (unavailable(), "placing")],
+    ids=["query-answered", "query-failed"],
+)
+def test_an_unanswered_placing_the_stream_showed_live_is_asked_for_its_end(
+    rig: Rig, window: Callable[[int], None], queried: VenueAnswer, answered: str
+) -> None:
+    # Its placing went unanswered, but the stream showed it resting; later the cancel finds
+    # it unknown (it filled, and that report was lost): its end is asked for, not guessed.
+    window(500 * MS)
+    lost = outcome_unknown()
+    rig.venue.script("place", lost)
+    rig.venue.always("cancel", unknown_order)
+    rig.venue.script("query", queried)
+    rig.stream(at(5), report(OrderStatus.NEW, ack=None))
+    rig.runner.place(order(TimeInForce.GTC), rest_ns=REST_NS)
+    rig.run()
+    assert rig.cancels() == [at(10), at(270), at(780)]
+    assert rig.queries() == [at(790 + FINAL_WAIT_NS / MS)]
+    expected = queried if answered == "report" else lost
+    assert rig.answers == [(at(800 + FINAL_WAIT_NS / MS), expected)]
+    assert rig.clock.pending() == 0
+
+
 def test_unknown_order_is_not_believed_while_the_placing_is_unanswered(rig: Rig) -> None:
     # The rest ends (1 s) before the placing's answer comes (1.1 s): the first cancel's
     # "unknown order" may mean the order is still on its way, so it is asked again.
