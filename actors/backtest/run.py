@@ -175,50 +175,35 @@ METRICS = (  # the columns of `legato backtest`'s table, in its order
 
 
 # -- the runners' ports ---------------------------------------------------------------------
-class _LegPort:
-    """A `LegPort` on simulated time: the leg's venue one trip away, its basket one Ray
-    call away (`_Run.to_basket`). Set `runner` before the first order."""
-
-    def __init__(self, run: _Run, venue: Venue) -> None:
-        self.loop = run.loop
-        self.now_ns = run.loop.now_ns
-        self.call_at = run.loop.call_at
-        self.send = run.to_basket
-        self._venue = venue
-        self.runner: LegRunner | None = None
-
-    @property
-    def venue(self) -> _LegPort:
-        return self
-
-    def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
-        runner = self.runner
-        assert runner is not None
-        self._venue.submit(order, then, runner.on_report)
-
-    def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        self._venue.query(symbol, client_order_id, then)
-
-    def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        self._venue.cancel(symbol, client_order_id, then)
-
-
 class _StreamedCalls:
-    """A venue's calls (`VenueCalls`) for one order's runner, the reports its account's
-    stream gives of the order to `on_stream`."""
+    """A simulated venue's calls (`VenueCalls`) for one runner, the reports its account's
+    stream gives of the runner's orders to `on_stream` (set it before the first order)."""
 
     def __init__(self, venue: Venue) -> None:
         self._venue = venue
-        self.on_stream: Callable[[ExecutionReport], None] = lambda report: None
+        self.on_stream: Callable[[ExecutionReport], None] | None = None
 
     def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
-        self._venue.submit(order, then, self.on_stream)
+        on_stream = self.on_stream
+        assert on_stream is not None
+        self._venue.submit(order, then, on_stream)
 
     def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
         self._venue.query(symbol, client_order_id, then)
 
     def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
         self._venue.cancel(symbol, client_order_id, then)
+
+
+class _LegPort:
+    """A `LegPort` on simulated time: the leg's venue one trip away, its basket one Ray
+    call away (`_Run.to_basket`). Set `venue.on_stream` before the first order."""
+
+    def __init__(self, run: _Run, venue: Venue) -> None:
+        self.now_ns = run.loop.now_ns
+        self.call_at = run.loop.call_at
+        self.send = run.to_basket
+        self.venue = _StreamedCalls(venue)
 
 
 class _DeskPort:
@@ -365,7 +350,8 @@ class _Run:
             # Armed as a leg actor is: with the book read from the venue, its stream's first
             # ticker a stream delivery away (from a distant venue, after the fire time).
             book = venue.exchange.book_snapshot(leg.symbol, 1, loop.now).top()
-            runner = port.runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
+            runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
+            port.venue.on_stream = runner.on_report
             venue.listen(leg.symbol, runner)
             self.legs[leg.leg_id] = runner
             # What a leg actor measures: the venue's median round trip, and how late its
