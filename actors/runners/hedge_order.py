@@ -100,7 +100,6 @@ class HedgeOrderRunner:
 
     def withdraw(self) -> None:
         """Withdraw an order placed before (one a desk that is gone left resting)."""
-        self._resting = True
         self._start_withdrawal()
 
     def on_report(self, report: ExecutionReport) -> None:
