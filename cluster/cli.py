@@ -115,17 +115,19 @@ def _run_basket(
     """Submit one basket, show its progress, print its report; 0 if it completed. With
     `web`, the web view is served while it runs (and, on a terminal, after it, until
     Ctrl-C)."""
-    from actors.lifecycle import BasketState
     from actors.spec import SpecError
     from actors.spec.overrides import load_basket_with_overrides
-    from cluster import present
-    from cluster.engine import Engine, EngineError
 
     try:
         spec = load_basket_with_overrides(Path(basket), overrides)
     except SpecError as e:
         raise UserError(str(e)) from None
     _show_overrides(overrides)
+    # Ray is imported (a second or two) only for a basket that passed its checks.
+    from actors.lifecycle import BasketState
+    from cluster import present
+    from cluster.engine import Engine, EngineError
+
     try:
         engine = Engine.start(venues, address=address)
     except EngineError as e:

@@ -82,6 +82,28 @@ def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message:
     assert "Traceback" not in done.stderr
 
 
+def test_a_basket_that_fails_its_checks_is_refused_before_ray_is_loaded(tmp_path: Path) -> None:
+    """`legato run` checks the basket first: a mistake costs no Ray import (seconds)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "examples" / "synthetic_eth_quick.toml").read_text() + "\nbogus = 1\n")
+    probe = (
+        "import sys\n"
+        "from cluster.cli import main\n"
+        f"code = main(['run', {str(bad)!r}, '--no-progress'])\n"
+        "print(code, 'ray' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "bogus" in done.stderr
+
+
 def test_report_has_help_and_run_and_demo_offer_the_chart() -> None:
     done = legato("report", "--help")
     assert done.returncode == 0, done.stderr
