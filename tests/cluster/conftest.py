@@ -31,18 +31,15 @@ def ray_session() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_basket_outlives_its_test() -> Iterator[None]:
     yield
-    if not ray.is_initialized():
-        return
-    if not _runs_at_work():
+    runs = _runs_at_work() if ray.is_initialized() else []
+    if not runs:
         return
     from cluster.engine import running_baskets  # noqa: PLC0415
 
-    left = running_baskets(NAMESPACE)
     warnings.warn(
-        f"runs still at work when their test ended, cancelled: {', '.join(_runs_at_work())}",
-        stacklevel=1,
+        f"runs still at work when their test ended, cancelled: {', '.join(runs)}", stacklevel=1
     )
-    for actor in left.values():
+    for actor in running_baskets(NAMESPACE).values():
         try:  # a basket that has ended answers with its state and does nothing
             ray.get(actor.cancel.remote("the test that started it ended"), timeout=10)
         except Exception:  # it ended between the lookup and the call
