@@ -231,7 +231,11 @@ def test_a_basket_whose_actor_is_killed_under_policy_complete_carries_on_and_com
     # used once.
     for leg in report.legs:
         residue = leg.target_qty - leg.filled_qty
-        assert leg.avg_price is not None and D(0) <= residue * leg.avg_price < 5, leg
+        why = (leg.leg_id, leg.original_qty, leg.target_qty, leg.filled_qty, leg.reason)
+        assert leg.avg_price is not None and D(0) <= residue * leg.avg_price < 5, (
+            *why,
+            report.reason,
+        )
     sent = [r.client_order_id for r in records if isinstance(r, ChildOrderSent)]
     assert len({o.order.client_order_id for o in orders}) == len(orders)
     assert set(sent) == {o.order.client_order_id for o in orders}
