@@ -355,12 +355,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _connect(address: str | None) -> None:
-    import ray
+    """Join the cluster at `address` (else $RAY_ADDRESS). The address is checked before Ray
+    is imported: a mistake in it is told in a moment, not after Ray's 2 s import."""
+    from cluster.address import AddressError, check_reachable
 
-    from cluster.engine import EngineError, check_reachable
-
-    if ray.is_initialized():  # a process already connected (a driver script, a test) asks it
-        return
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
+        return  # a process already connected (a driver script, a test) asks its cluster
     where = address or os.environ.get("RAY_ADDRESS")
     if not where:
         raise UserError(
@@ -369,8 +370,10 @@ def _connect(address: str | None) -> None:
         )
     try:
         check_reachable(where)
-    except EngineError as e:
+    except AddressError as e:
         raise UserError(str(e)) from None
+    import ray
+
     try:
         ray.init(address=where, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError) as e:
@@ -378,6 +381,7 @@ def _connect(address: str | None) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    _connect(args.address)  # before the imports: they load Ray
     import ray
 
     from actors.journal import JournalError
@@ -387,7 +391,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cluster.engine import running_baskets
     from cluster.journal_cli import JournalLookupError, history_text, recent_runs, where
 
-    _connect(args.address)
     # The registry knows every live basket, those on unnamed warm-pool actors included.
     live = running_baskets(args.namespace)
     admission: dict[str, list[str]] = {"arming": [], "running": [], "waiting": []}
@@ -459,11 +462,11 @@ def _cluster_journal(namespace: str) -> str | None:
 
 def cmd_release_hedge(args: argparse.Namespace) -> int:
     """Trade away the hedge a finished basket holds (policy `hedge_and_hold`)."""
+    _connect(args.address)  # before the imports: they load Ray
     import ray
 
     from actors.shells.remote import HEDGE_NAME
 
-    _connect(args.address)
     try:
         hedger = ray.get_actor(HEDGE_NAME, namespace=args.namespace)
     except ValueError:
@@ -602,13 +605,13 @@ def _show_checked(checked: object, source: str, venues: str) -> None:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     """Follow a basket run by another driver (one that died too) to its end."""
+    _connect(args.address)  # before the imports: they load Ray
     import ray
 
     from actors.lifecycle import BasketState
     from actors.shells.remote import REGISTRY_NAME, basket_actor_name
     from cluster import present
 
-    _connect(args.address)
     try:
         supervisor = ray.get_actor(REGISTRY_NAME, namespace=args.namespace)
     except ValueError:
@@ -680,11 +683,11 @@ def _remote_cause(e: BaseException) -> str:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    _connect(args.address)  # before the imports: they load Ray
     import ray
 
     from cluster.engine import running_baskets
 
-    _connect(args.address)
     actor = running_baskets(args.namespace).get(args.basket_id)
     if actor is None:
         raise UserError(

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,6 +62,7 @@ from actors.spec import (
     dump_basket,
     load_basket,
 )
+from cluster.address import AddressError, check_reachable
 from cluster.config import ClusterConfig, check_pool, journal_location, load_cluster
 from cluster.pool import BASKET, WarmPool, pooled_options
 from venues.config import VenuesConfig
@@ -83,27 +83,6 @@ _Collateral = remote(CollateralActor)
 _Hedge = remote(HedgeActor)
 _Registry = remote(BasketRegistry)
 _Accounts = remote(AccountClaims)
-
-
-def check_reachable(address: str, timeout_s: float = 3.0) -> None:
-    """Fail at once, saying so, when nothing listens at a cluster address (`host:port` or
-    `ray://host:port`); Ray itself would keep retrying for minutes. "auto" is left to Ray."""
-    if address == "auto":
-        return
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise EngineError(
-            f"address: {address!r} is not a Ray cluster address; accepted: host:port, "
-            "ray://host:port or auto"
-        )
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise EngineError(
-            f"cannot connect to the Ray cluster at {address}: nothing answers there "
-            f"({e.strerror or e}); is `ray start --head` running?"
-        ) from None
 
 
 def _selector(label: str) -> dict[str, str]:
@@ -344,7 +323,10 @@ class Engine:
             # Inside a Ray job (or with RAY_ADDRESS set) ray.init joins that cluster.
             joining = address is not None or bool(os.environ.get("RAY_ADDRESS"))
             if address is not None:
-                check_reachable(address)
+                try:
+                    check_reachable(address)
+                except AddressError as e:
+                    raise EngineError(str(e)) from None
             try:
                 ray.init(
                     address=address,

@@ -20,10 +20,9 @@ class _Refused(Exception):
 
 
 def _connect(address: str | None) -> None:
-    """Join the Ray cluster at `address` (else $RAY_ADDRESS), as `legato status` does."""
-    import ray  # noqa: PLC0415
-
-    from cluster.engine import EngineError, check_reachable  # noqa: PLC0415
+    """Join the Ray cluster at `address` (else $RAY_ADDRESS), as `legato status` does: the
+    address checked before Ray is imported."""
+    from cluster.address import AddressError, check_reachable  # noqa: PLC0415
 
     where = address or os.environ.get("RAY_ADDRESS")
     if not where:
@@ -33,8 +32,10 @@ def _connect(address: str | None) -> None:
         )
     try:
         check_reachable(where)
-    except EngineError as e:
+    except AddressError as e:
         raise _Refused(str(e)) from None
+    import ray  # noqa: PLC0415
+
     try:
         ray.init(address=where, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError) as e:

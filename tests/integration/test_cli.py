@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,14 +83,13 @@ def test_mistakes_give_one_line_and_no_traceback(args: tuple[str, ...], message:
     assert "Traceback" not in done.stderr
 
 
-def test_a_basket_that_fails_its_checks_is_refused_before_ray_is_loaded(tmp_path: Path) -> None:
-    """`legato run` checks the basket first: a mistake costs no Ray import (seconds)."""
-    bad = tmp_path / "bad.toml"
-    bad.write_text((ROOT / "examples" / "synthetic_eth_quick.toml").read_text() + "\nbogus = 1\n")
+def _refused_before_ray(*args: str) -> tuple[list[str], str]:
+    """`legato ARGS` in a fresh interpreter: its exit status and whether Ray was imported
+    (printed), and what it said on stderr."""
     probe = (
         "import sys\n"
         "from cluster.cli import main\n"
-        f"code = main(['run', {str(bad)!r}, '--no-progress'])\n"
+        f"code = main({list(args)!r})\n"
         "print(code, 'ray' in sys.modules)\n"
     )
     done = subprocess.run(
@@ -99,9 +99,38 @@ def test_a_basket_that_fails_its_checks_is_refused_before_ray_is_loaded(tmp_path
         text=True,
         timeout=120,
         check=False,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
     )
-    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
-    assert "bogus" in done.stderr
+    return done.stdout.split(), done.stderr
+
+
+def test_a_basket_that_fails_its_checks_is_refused_before_ray_is_loaded(tmp_path: Path) -> None:
+    """`legato run` checks the basket first: a mistake costs no Ray import (seconds)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "examples" / "synthetic_eth_quick.toml").read_text() + "\nbogus = 1\n")
+    out, err = _refused_before_ray("run", str(bad), "--no-progress")
+    assert out == ["2", "False"], (out, err)
+    assert "bogus" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("status", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("status",), "no cluster to ask"),
+        (("cancel", "b1", "--address", "nowhere"), "not a Ray cluster address"),
+        (("attach", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("release-hedge", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("web", "--address", "127.0.0.1:1"), "nothing answers there"),
+    ],
+)
+def test_a_cluster_command_refuses_a_bad_address_before_ray_is_loaded(
+    args: tuple[str, ...], message: str
+) -> None:
+    """The commands that ask a cluster check its address first: a typo costs no Ray import."""
+    out, err = _refused_before_ray(*args)
+    assert out == ["2", "False"], (out, err)
+    assert message in err and "Traceback" not in err
 
 
 def test_report_has_help_and_run_and_demo_offer_the_chart() -> None:
