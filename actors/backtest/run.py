@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from actors.backtest.collateral import BacktestCollateral
-from actors.backtest.loop import Loop
+from actors.backtest.loop import Loop, LoopTimer
 from actors.backtest.venue import Answer, Venue
 from actors.basket import BasketCoordinator, ExposureChanged
 from actors.hedge import hedge_limit_order, hedge_resting_order
@@ -101,6 +101,12 @@ class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The simulated books' queue model (`venues.sim.book`): None, cautious (cancels from the
     # back); n, the power-law position estimate with that exponent.
     queue_power: float | None = None
+    # A lost basket actor (`run_once(lose_basket_at_ns=...)`): its successor takes over this
+    # long after (the supervisor hears of the loss, a fresh actor reads the journal), and
+    # each leg's fresh actor is up this long after it is asked for (created near its venue,
+    # connected, its venue clock measured), before it asks the venue for its orders.
+    takeover_ms: float = 3_000.0
+    leg_start_ms: float = 1_000.0
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -177,22 +183,35 @@ METRICS = (  # the columns of `legato backtest`'s table, in its order
 # -- the runners' ports ---------------------------------------------------------------------
 class _StreamedCalls:
     """A simulated venue's calls (`VenueCalls`) for one runner, the reports its account's
-    stream gives of the runner's orders to `on_stream` (set it before the first order)."""
+    stream gives of the runner's orders to `on_stream` (set it before the first order).
+    With `run`, the runner's actor can be lost (`_Run.lose_basket`): from then on its calls
+    go nowhere and their answers reach nobody."""
 
-    def __init__(self, venue: Venue) -> None:
+    def __init__(self, venue: Venue, run: _Run | None = None) -> None:
         self._venue = venue
         self.on_stream: Callable[[ExecutionReport], None] | None = None
+        self._run = run
+        self._generation = 0 if run is None else run.generation
+
+    def _lost(self) -> bool:
+        return self._run is not None and self._run.generation != self._generation
+
+    def _gate(self, fn: Callable[..., None]) -> Callable[..., None]:
+        return fn if self._run is None else self._run.gate(fn)
 
     def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
         on_stream = self.on_stream
         assert on_stream is not None
-        self._venue.submit(order, then, on_stream)
+        if not self._lost():
+            self._venue.submit(order, self._gate(then), self._gate(on_stream))
 
     def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        self._venue.query(symbol, client_order_id, then)
+        if not self._lost():
+            self._venue.query(symbol, client_order_id, self._gate(then))
 
     def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        self._venue.cancel(symbol, client_order_id, then)
+        if not self._lost():
+            self._venue.cancel(symbol, client_order_id, self._gate(then))
 
 
 class _LegPort:
@@ -201,9 +220,14 @@ class _LegPort:
 
     def __init__(self, run: _Run, venue: Venue) -> None:
         self.now_ns = run.loop.now_ns
-        self.call_at = run.loop.call_at
-        self.send = run.to_basket
-        self.venue = _StreamedCalls(venue)
+        self.call_at = run.call_at
+        self._run = run
+        self._generation = run.generation
+        self.venue = _StreamedCalls(venue, run if run.losable else None)
+
+    def send(self, p: LegProgress) -> None:
+        if self._run.generation == self._generation:  # a lost leg's actor sends nothing
+            self._run.to_basket(p)
 
 
 class _DeskPort:
@@ -278,6 +302,10 @@ class _DeskPort:
         self.loop.after(self.run.ray_ns(), self.venue.cancel, symbol, client_order_id, answered)
 
 
+def _gone(leg_id: str) -> str:
+    return f"leg {leg_id}: its actor died with the basket's"
+
+
 # -- one run -------------------------------------------------------------------------------
 class _Run:
     """One basket, one mode, one seed, from acceptance to its report: the driver of its
@@ -296,14 +324,21 @@ class _Run:
         lifecycle: BasketLifecycle | None = None,
         deferred: Collection[str] = (),
         collateral: CollateralReport | None = None,
+        losable: bool = False,
     ) -> None:
         """`lifecycle`: the basket's, when it was checked before (its collateral waited
-        for); `deferred`: legs that wait for their funding (`BasketRunner.fund`)."""
+        for); `deferred`: legs that wait for their funding (`BasketRunner.fund`);
+        `losable`: the basket's actor may be lost (`lose_basket`)."""
         self.basket = basket
         self.venues = venues
         self.loop = loop
         self.now_ns = loop.now_ns
-        self.call_at = loop.call_at
+        # The actors' generation: a lost basket actor takes its legs' with it, and what any
+        # of them had under way (timers, calls, answers, messages) comes to nothing.
+        self.losable = losable
+        self.generation = 0
+        self._gone: set[str] = set()  # legs whose actors were lost and not brought up again
+        self.call_at = self._gated_call_at if losable else loop.call_at
         self.mode = mode
         self.risk_settings = risk_settings
         self.settings = settings
@@ -328,9 +363,10 @@ class _Run:
         self.legs: dict[str, LegRunner] = {}
         self._rtt: dict[str, int] = {}
         self._delivery: dict[str, int] = {}
+        self._arm: dict[str, ArmLeg] = {}
         for leg in basket.legs:
             venue = venues[leg.venue]
-            cmd = ArmLeg(
+            self._arm[leg.leg_id] = ArmLeg(
                 basket_id=basket.basket_id,
                 leg=basket.styled(leg),
                 endpoint=VenueEndpoint(venue=leg.venue, config=configs[leg.venue]),
@@ -346,14 +382,7 @@ class _Run:
                 vol_annual=risk.volatility(leg.instrument),
                 synchronized=coordinated,
             )
-            port = _LegPort(self, venue)
-            # Armed as a leg actor is: with the book read from the venue, its stream's first
-            # ticker a stream delivery away (from a distant venue, after the fire time).
-            book = venue.exchange.book_snapshot(leg.symbol, 1, loop.now).top()
-            runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
-            port.venue.on_stream = runner.on_report
-            venue.listen(leg.symbol, runner)
-            self.legs[leg.leg_id] = runner
+            self.legs[leg.leg_id] = self._new_leg(leg.leg_id)
             # What a leg actor measures: the venue's median round trip, and how late its
             # book arrives (the venue's stream lag, then the trip back).
             self._rtt[leg.leg_id] = venue.typical_rtt_ns
@@ -387,7 +416,7 @@ class _Run:
         self._hedges = {i.symbol: i for i in hedges}
         m = risk.factors[0]
         self.market_vol_1d = risk.dollar_risk({m: 1.0})  # per dollar of market exposure
-        self.runner = BasketRunner(
+        self._new_runner = lambda lifecycle: BasketRunner(
             basket,
             lifecycle,
             self,
@@ -398,14 +427,121 @@ class _Run:
             sequential=mode is ExecutionMode.SEQUENTIAL,
             deferred=deferred,
         )
+        self.runner = self._new_runner(lifecycle)
         # The basket's fire call reaches each leg well inside the lead; a leg whose venue is
         # far sends one one-way trip early when it is kept in step.
         rtts = list(self._rtt.values()) if coordinated else []
         self.lead_ns = BasketRunner.fire_lead_ns(int(settings.fire_lead_ms * MS), 0, rtts)
         self.fire_ns = loop.now + self.lead_ns
 
+    def _new_leg(self, leg_id: str) -> LegRunner:
+        """A leg's runner, armed as a leg actor is: with the book read from the venue, its
+        stream's first ticker a stream delivery away (from a distant venue, after the fire
+        time), listening to its symbol's market data."""
+        cmd = self._arm[leg_id]
+        leg = cmd.leg
+        venue = self.venues[leg.venue]
+        port = _LegPort(self, venue)
+        book = venue.exchange.book_snapshot(leg.symbol, 1, self.loop.now).top()
+        runner = LegRunner(cmd, port, book=book, ack_kind=venue.profile.ack)
+        port.venue.on_stream = runner.on_report
+        venue.listen(leg.symbol, runner)
+        return runner
+
     def ray_ns(self) -> int:
         return self.settings.ray_call.sample_ns(self._rng)
+
+    # -- a lost basket actor ---------------------------------------------------------------
+    def gate(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """`fn`, to run only if the actors of this generation still live when it comes due
+        (any call: a lost actor neither acts nor hears)."""
+        if not self.losable:
+            return fn
+        generation = self.generation
+
+        def gated(*args: Any) -> None:
+            if self.generation == generation:
+                fn(*args)
+
+        return gated
+
+    def _leg(self, leg_id: str, then: Callable[[Any], None]) -> LegRunner | None:
+        """The leg's runner; None when its actor was lost, and `then` gets the error a call
+        to a dead actor gets, one Ray call later."""
+        if leg_id not in self._gone:
+            return self.legs[leg_id]
+        self.loop.after(self.ray_ns(), self.gate(then), RuntimeError(_gone(leg_id)))
+        return None
+
+    def _gated_call_at(
+        self, t_ns: int, fn: Callable[[], None], *, precise: bool = False
+    ) -> LoopTimer:
+        return self.loop.call_at(t_ns, self.gate(fn))
+
+    def lose_basket(self, at_ns: int) -> None:
+        """The basket's actor dies at `at_ns`, and its legs' actors with it (Ray kills the
+        actors an actor owns); the supervisor has a successor take the run over
+        (`BasketRunner.take_over`), as live (DESIGN §9): each leg is brought up afresh from
+        its venue's records and, under policy `complete`, carries on its schedule."""
+        if not self.losable:
+            raise BacktestError("lose_basket: the run was not built to lose its basket actor")
+        self.loop.at(at_ns, self._lose)
+
+    def _lose(self) -> None:
+        runner = self.runner
+        if runner.finished:
+            return
+        self.generation += 1
+        self._gone = set(self.legs)
+        lost = set(map(id, self.legs.values()))
+        for venue in self.venues.values():
+            for listening in venue.listeners.values():
+                listening[:] = [leg for leg in listening if id(leg) not in lost]
+        history = list(runner.lifecycle.history)
+        lost_in = runner.lifecycle.state.value
+        takeover = int(self.settings.takeover_ms * MS)
+        self.loop.after(takeover, self._take_over, history, lost_in)
+
+    def _take_over(self, history: list[Any], lost_in: str) -> None:
+        now = self.loop.now
+        lifecycle = BasketLifecycle(self.basket.basket_id, self.accepted_ns)
+        why = f"taken over after the basket actor was lost in {lost_in}"
+        lifecycle.take_over(history, now, why)
+        self.runner = self._new_runner(lifecycle)
+        fired = [c.ts_ns for c in history if c.state is BasketState.RUNNING]
+        reason = f"the basket actor was lost (in {lost_in}); taken over from the journal"
+        self.runner.take_over(fired[0] if fired else None, reason)
+
+    def _bring_up(
+        self, leg_id: str, elapsed_ns: int | None, then: Callable[[Exception | None], None]
+    ) -> None:
+        """A fresh leg actor for a lost one, rebuilt from its venue's records of the leg's
+        client order ids (`LegRunner.recover`); with `elapsed_ns`, one that then carries on
+        the schedule that began that long before it was asked for."""
+        if not self.losable:
+            then(RuntimeError("a simulated leg is never lost"))
+            return
+        asked = self.loop.now
+        answer = self.gate(then)
+
+        def up() -> None:
+            runner = self.legs[leg_id] = self._new_leg(leg_id)
+            self._gone.discard(leg_id)
+            deadline = self.loop.now + int(self.runner.settings.reconcile_deadline_s * NS)
+
+            def recovered(error: Exception | None) -> None:
+                # The account's stream now tells this leg of the orders it adopted (one
+                # still resting fills on), as a fresh leg actor's own stream would.
+                stream = self.venues[runner.leg.venue].stream
+                for client_order_id in runner.ledger.orders:
+                    stream[client_order_id] = self.gate(runner.on_report)
+                if error is None and elapsed_ns is not None:
+                    runner.resume(asked - elapsed_ns, self._rtt[leg_id], self._delivery[leg_id])
+                self.loop.after(self.ray_ns(), answer, error)
+
+            runner.recover(deadline, recovered, resume=elapsed_ns is not None)
+
+        self.loop.after(self.ray_ns() + int(self.settings.leg_start_ms * MS), self.gate(up))
 
     @property
     def finished(self) -> bool:
@@ -415,45 +551,53 @@ class _Run:
         self.runner.fire(self.fire_ns)
 
     def to_basket(self, p: LegProgress) -> None:
-        self.loop.after(self.ray_ns(), self.runner.on_progress, p)
+        self.loop.after(self.ray_ns(), self.gate(self.runner.on_progress), p)
 
     # -- the `BasketPort` ------------------------------------------------------------------
     def fire(self, leg_id: str, at_ns: int, schedule_ns: int | None = None) -> None:
-        self.legs[leg_id].fire(at_ns, self._rtt[leg_id], self._delivery[leg_id], schedule_ns)
+        if leg_id not in self._gone:
+            self.legs[leg_id].fire(at_ns, self._rtt[leg_id], self._delivery[leg_id], schedule_ns)
 
     def adjust(self, adj: AdjustLeg) -> None:
-        self.loop.after(self.ray_ns(), self.legs[adj.leg_id].adjust, adj)
+        if adj.leg_id not in self._gone:
+            self.loop.after(self.ray_ns(), self.gate(self.legs[adj.leg_id].adjust), adj)
 
     def exposure(self, e: ExposureChanged) -> None:
-        self.loop.after(self.ray_ns(), self._to_desk, e)
+        self.loop.after(self.ray_ns(), self.gate(self._to_desk), e)
 
     def stop(self, leg_id: str, reason: str, then: Callable[[LegProgress | Exception], None]):
-        self.legs[leg_id].stop(reason, then)
+        if (leg := self._leg(leg_id, then)) is not None:
+            leg.stop(reason, then)
 
     def unwind(self, leg_id: str, within_ns: int, then: Callable[[Unwound | Exception], None]):
-        self.legs[leg_id].unwind(self.loop.now + within_ns, then)
+        if (leg := self._leg(leg_id, then)) is not None:
+            leg.unwind(self.loop.now + within_ns, then)
 
     def reconcile(
         self, leg_id: str, within_ns: int, then: Callable[[Reconciliation | Exception], None]
     ) -> None:
-        self.legs[leg_id].reconcile(self.loop.now + within_ns, then)
+        if (leg := self._leg(leg_id, then)) is not None:
+            leg.reconcile(self.loop.now + within_ns, then)
 
     def recover(self, leg_id: str, then: Callable[[Exception | None], None]) -> None:
-        then(RuntimeError("a simulated leg is never lost"))
+        self._bring_up(leg_id, None, then)
 
     def resume(
         self, leg_id: str, elapsed_ns: int, then: Callable[[Exception | None], None]
     ) -> None:
-        then(RuntimeError("a simulated leg is never lost"))
+        self._bring_up(leg_id, elapsed_ns, then)
 
     def ping(self, leg_id: str, within_ns: int, then: Callable[[str | None], None]) -> None:
-        then(None)
+        if leg_id in self._gone:
+            self.loop.after(self.ray_ns(), self.gate(then), _gone(leg_id))
+        else:
+            then(None)
 
     def close_hedge(self, hold: bool, then: Callable[[HedgeStatement | Exception], None]):
         desk, port, hedge = self.desk, self._desk_port, self.basket.hedge
         assert desk is not None and port is not None and hedge is not None
         desk.mark(port.mids())
-        desk.close(self.basket.basket_id, hedge, self.risk_settings, hold, then)
+        desk.close(self.basket.basket_id, hedge, self.risk_settings, hold, self.gate(then))
 
     def hedge_gross_usd(self) -> float:
         return self.desk.ledger.gross_usd() if self.desk is not None else 0.0
@@ -748,6 +892,26 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _run_to_end(loop: Loop, run: _Run) -> None:
+    """The loop until the basket ends or its time limit passes, for a run that may lose its
+    basket actor: a successor that carries the basket on has a later deadline
+    (`BasketRunner.take_over`), and the loop runs on to it; one that fails it has none of
+    its own, and the first one's stands."""
+    first = run.runner.deadline_ns
+
+    def limit() -> int:
+        return max(first, run.runner.deadline_ns) + END_LIMIT_NS
+
+    def ended_or_moved(until: int) -> Callable[[], bool]:
+        return lambda: run.finished or limit() != until
+
+    while True:
+        until = limit()
+        loop.run(ended_or_moved(until), until)
+        if run.finished or loop.now >= until or limit() == until:
+            return
+
+
 @_collector_paused()
 def run_once(
     spec: BasketSpec | RebalanceSpec,
@@ -760,6 +924,7 @@ def run_once(
     start_ns: int | None = None,
     arrive_ns: int | None = None,
     cancel_at_ns: int | None = None,
+    lose_basket_at_ns: int | None = None,
     routing: RoutingRules | None = None,
 ) -> RunResult:
     """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
@@ -768,6 +933,9 @@ def run_once(
     is accepted (default: the seed's instant after the warm-up): together with a synthetic
     market of fixed origin they replay a live run's market exactly. `cancel_at_ns`: the user
     cancels the basket at that instant (simulated time), as `legato cancel` would live.
+    `lose_basket_at_ns`: the basket's actor dies then, its legs' with it, and a successor
+    takes the run over (`_Run.lose_basket`; `BacktestSettings.takeover_ms`), as the
+    supervisor has one do live.
     `routing`: the configuration's `[collateral]` rules; the basket's collateral is reserved
     as live, on the simulated accounts, and a shortfall routed (`_Funds`).
 
@@ -818,12 +986,17 @@ def run_once(
         lifecycle=funds.lifecycle,
         deferred=funds.deferred,
         collateral=funds.report,
+        losable=lose_basket_at_ns is not None,
     )
     funds.follow(run)
     run.start()
     if cancel_at_ns is not None:
-        loop.at(cancel_at_ns, run.runner.cancel, "cancelled by the user")
-    loop.run(lambda: run.finished, run.runner.deadline_ns + END_LIMIT_NS)
+        loop.at(cancel_at_ns, lambda: run.runner.cancel("cancelled by the user"))
+    if lose_basket_at_ns is not None:
+        run.lose_basket(lose_basket_at_ns)
+        _run_to_end(loop, run)
+    else:
+        loop.run(lambda: run.finished, run.runner.deadline_ns + END_LIMIT_NS)
     events = sum(v.exchange.updates_applied for v in venues.values())
     funds.finish()
     report = run.report()
