@@ -466,6 +466,16 @@ class LegRunner:
         self.ledger.acked(report, self.port.now_ns())
         if purpose == "slice" and self.arrival is None:
             self.arrival = report.avg_price
+        if not report.status.is_terminal:
+            # Still open at the venue: a passive leg's quote, left resting by the lost actor.
+            # It is this leg's quote from now on (pulled on a stop, a failure or before
+            # reconciling; replaced as the book moves once the leg carries on); any other
+            # open order is cancelled. Left alone, it would rest past the basket's end and
+            # hold up its unwind and its reconciliation.
+            if self._quote is None and report.time_in_force is TimeInForce.POST_ONLY:
+                self._quote = report.client_order_id
+            else:
+                self._pull(report.client_order_id)
 
     # -- the run loop ------------------------------------------------------------------------
     def _go(self) -> None:

@@ -16,7 +16,7 @@ from actors.lifecycle import BasketState
 from actors.report import BasketReport
 from actors.spec import load_basket
 from cluster.config import load_cluster
-from venues.model import Side
+from venues.model import OrderStatus, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import SimExchange
 
@@ -202,3 +202,41 @@ def test_a_run_that_loses_nothing_is_the_run_without_the_loss_machinery(
     assert [leg.child_orders for leg in late.report.legs] == [
         leg.child_orders for leg in plain.report.legs
     ]
+
+
+@pytest.mark.parametrize("policy", ["complete", "unwind"])
+@pytest.mark.parametrize(("seed", "lost_after_s"), [(9, 1.5), (4, 4.0)])
+def test_a_quote_the_lost_actor_left_resting_is_pulled_by_its_successor(
+    venues: tuple[Any, Any], policy: str, seed: int, lost_after_s: float
+) -> None:
+    """A passive leg's quote rests at the venue when its actor is lost: the successor's leg
+    takes it as its own quote and pulls it (a stop, an unwind, before reconciling) or
+    replaces it (carrying on). Left resting, it held up the unwind ("unwind incomplete")
+    and a leg carrying on never finished, and it outlived the basket at the venue."""
+    report, lost_ns, exchanges = lost_run(venues, policy, seed, lost_after_s, style="passive")
+    taken_over = lost_ns + int(SETTINGS.takeover_ms * 1e6)
+    pulled = []
+    for leg in report.legs:
+        ex = exchanges[leg.venue]
+        (account,) = ex._accounts
+        assert ex.open_orders(account, leg.symbol) == [], f"{leg.leg_id}: left resting"
+        pulled += [
+            o.client_order_id
+            for o in venue_orders(ex, leg.symbol)
+            if o.time_in_force is TimeInForce.POST_ONLY
+            and o.venue_receive_ns < lost_ns
+            and o.status is OrderStatus.CANCELED
+            and o.venue_ts_ns > taken_over
+        ]
+        held = venue_net(ex, leg.symbol, leg.side)
+        assert held == leg.filled_qty, leg.leg_id
+        if policy == "complete":
+            assert held_within_minimum(leg, held), (leg.leg_id, leg.target_qty, held)
+        else:
+            assert abs(held) * (leg.avg_price or D(0)) < (
+                SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional
+            ), (leg.leg_id, held)
+    assert pulled, "no quote rested at the loss: the case does not test the successor's pull"
+    want = BasketState.COMPLETED if policy == "complete" else BasketState.FAILED
+    assert report.status is want, report.reason
+    assert "incomplete" not in report.reason, report.reason
