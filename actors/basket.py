@@ -129,10 +129,13 @@ class BasketCoordinator:
         *,
         hedge: bool = True,
         synchronize: bool = True,
+        exposure_seq_from: int = 0,
     ) -> None:
         """`hedge`: report exposure changes; `synchronize`: run the synchronizer (without it
         every leg keeps its own pace, as the backtest's `independent` and `sequential` modes
-        execute)."""
+        execute); `exposure_seq_from`: the exposure reports are numbered after it (a
+        successor's must outrank every one its lost predecessor sent: the hedge desk drops
+        a report numbered at or below the last it took)."""
         params = basket.params
         self.basket = basket
         self.start_ns = start_ns
@@ -176,7 +179,7 @@ class BasketCoordinator:
         # Legs not started yet: their collateral is being routed (`params.on_unfunded =
         # "hedge"`); the hedge holds the exposure they would offset until they start.
         self.deferred: set[str] = set()
-        self._exposure_seq = 0
+        self._exposure_seq = exposure_seq_from
         self._last_exposure: np.ndarray | None = None
 
     # -- inputs ------------------------------------------------------------------------------

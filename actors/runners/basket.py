@@ -288,8 +288,16 @@ class BasketRunner:
         basket = self.basket
         fire_at = fire_at_ns if fire_at_ns is not None else self.port.now_ns()
         self.fire_ns = fire_at
+        # Its exposure reports are numbered from the take-over instant (ns): past every one
+        # the lost actor sent (a count), and those of an earlier successor, so the hedge
+        # desk takes them rather than dropping them as stale.
         self.core = BasketCoordinator(
-            basket, fire_at, self.risk, hedge=self.hedged, synchronize=self.synchronize
+            basket,
+            fire_at,
+            self.risk,
+            hedge=self.hedged,
+            synchronize=self.synchronize,
+            exposure_seq_from=self.port.now_ns(),
         )
         self.timeline.start(self.core)
         params = basket.params

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from actors.basket import BasketCoordinator, ExposureChanged
+from actors.hedge import HedgeBook, HedgeSizer
 from actors.leg import Mismatch, Reconciliation
 from actors.lifecycle import BasketLifecycle, BasketState
 from actors.messages import LegProgress, LegStatus
@@ -1022,6 +1023,21 @@ def test_a_basket_taken_over_under_policy_complete_carries_on_and_completes() ->
     assert run.state is S.COMPLETED, run.runner.reason
     assert sorted(port.legs_called("reconcile")) == ["btc", "eth"]
     assert any("carries on" in note for note in run.report().notes)
+
+
+def test_a_successors_exposure_reports_outrank_every_one_the_lost_actor_sent() -> None:
+    """The hedge desk keeps the highest report number per basket and drops the rest as
+    stale: a successor numbering its reports from 1 again went unheard for as long as its
+    predecessor had reported, the desk hedging the lost actor's last exposure meanwhile."""
+    run = taken_over(done_legs(eth_ms=4_000, btc_ms=6_000), Policy.COMPLETE, lost_at_ms=2_500)
+    run.finish()
+    sent = [e.detail for e in run.port.calls("exposure")]
+    assert sent, "the successor reported no exposure"
+    book = HedgeBook(HedgeSizer(RISK, run.basket.hedge_instruments))
+    basket_id = run.basket.basket_id
+    # The lost actor's last report: a long run of them (10 a second for almost 3 hours).
+    assert book.report(basket_id, 100_000, sent[0].exposure, 0)
+    assert [book.report(basket_id, e.seq, e.exposure, 0) for e in sent] == [True] * len(sent)
 
 
 def test_a_leg_that_cannot_carry_on_after_a_take_over_is_lost_and_the_others_go_on() -> None:
