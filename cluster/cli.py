@@ -49,6 +49,16 @@ class UserError(Exception):
     """A mistake of the user's: printed as one line, never as a traceback."""
 
 
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         try:
@@ -306,6 +316,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             flush=True,
         )
         _show_overrides(overrides)
+        if args.lose_basket_after is not None:
+            print(
+                f"  the basket actor is lost {args.lose_basket_after:g} s after the legs fire, "
+                "and taken over (docs/backtest.md)",
+                flush=True,
+            )
         doc = compare(
             spec,
             config,
@@ -315,6 +331,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             progress=progress,
             routing=cluster.collateral.rules(),
             jobs=args.jobs,
+            lose_basket_after_s=args.lose_basket_after,
         )
     except (SpecError, BacktestError) as e:
         raise UserError(str(e)) from None
@@ -856,6 +873,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="runs at once, each in a process of its own (default 1); the figures are the "
         "same, the lines per run come as runs end",
+    )
+    backtest.add_argument(
+        "--lose-basket-after",
+        metavar="SECONDS",
+        type=_not_negative,
+        default=None,
+        help="every run loses its basket actor (and its legs' actors) this long after the "
+        "legs fire; a successor takes the run over, as the supervisor has one do live, and "
+        "the basket ends under its policy (docs/backtest.md, 'A lost basket actor')",
     )
     backtest.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
     backtest.add_argument("--quiet", action="store_true", help="no line per run")

@@ -80,11 +80,13 @@ def compare(
     progress: Callable[[RunResult], None] | None = None,
     routing: RoutingRules | None = None,
     jobs: int = 1,
+    lose_basket_after_s: float | None = None,
 ) -> dict[str, Any]:
     """Every mode (or mode and child style, `Variant`) over seeds 0..seeds−1: the JSON
     document of `legato backtest`. `jobs` > 1 runs that many at once, each in a process of
     its own: every run depends on its seed alone, so the document is the same (`progress`
-    then sees the runs as they end, in no set order)."""
+    then sees the runs as they end, in no set order). `lose_basket_after_s`: every run loses
+    its basket actor that long after the legs fire (`run_once`)."""
     if seeds < 1:
         raise BacktestError(f"seeds: {seeds}; at least 1")
     if jobs < 1:
@@ -95,7 +97,12 @@ def compare(
     specs = {m: _styled(spec, m) for m in modes}
     work = [(seed, run) for seed in range(seeds) for run in modes]
 
-    options: dict[str, Any] = {"risk": risk, "settings": settings, "routing": routing}
+    options: dict[str, Any] = {
+        "risk": risk,
+        "settings": settings,
+        "routing": routing,
+        "lose_basket_after_s": lose_basket_after_s,
+    }
 
     def mode_of(run: Run) -> ExecutionMode:
         return run if isinstance(run, ExecutionMode) else run.mode

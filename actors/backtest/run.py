@@ -101,7 +101,7 @@ class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The simulated books' queue model (`venues.sim.book`): None, cautious (cancels from the
     # back); n, the power-law position estimate with that exponent.
     queue_power: float | None = None
-    # A lost basket actor (`run_once(lose_basket_at_ns=...)`): its successor takes over this
+    # A lost basket actor (`run_once(lose_basket_after_s=...)`): its successor takes over this
     # long after (the supervisor hears of the loss, a fresh actor reads the journal), and
     # each leg's fresh actor is up this long after it is asked for (created near its venue,
     # connected, its venue clock measured), before it asks the venue for its orders.
@@ -924,7 +924,7 @@ def run_once(
     start_ns: int | None = None,
     arrive_ns: int | None = None,
     cancel_at_ns: int | None = None,
-    lose_basket_at_ns: int | None = None,
+    lose_basket_after_s: float | None = None,
     routing: RoutingRules | None = None,
 ) -> RunResult:
     """Run `spec` once on `config`'s simulated venues (see `check_venues`) in `mode`.
@@ -933,9 +933,9 @@ def run_once(
     is accepted (default: the seed's instant after the warm-up): together with a synthetic
     market of fixed origin they replay a live run's market exactly. `cancel_at_ns`: the user
     cancels the basket at that instant (simulated time), as `legato cancel` would live.
-    `lose_basket_at_ns`: the basket's actor dies then, its legs' with it, and a successor
-    takes the run over (`_Run.lose_basket`; `BacktestSettings.takeover_ms`), as the
-    supervisor has one do live.
+    `lose_basket_after_s`: the basket's actor dies that long after the legs fire, its legs'
+    with it, and a successor takes the run over (`_Run.lose_basket`;
+    `BacktestSettings.takeover_ms`), as the supervisor has one do live.
     `routing`: the configuration's `[collateral]` rules; the basket's collateral is reserved
     as live, on the simulated accounts, and a shortfall routed (`_Funds`).
 
@@ -944,6 +944,10 @@ def run_once(
     """
     settings = settings or BacktestSettings()
     risk = risk or RiskSettings()
+    if lose_basket_after_s is not None and not lose_basket_after_s >= 0:
+        raise BacktestError(
+            f"lose_basket_after_s: {lose_basket_after_s}; seconds after the legs fire, 0 or more"
+        )
     wall = time.perf_counter()
     loop = Loop(SIM_EPOCH_NS if start_ns is None else start_ns)
     horizon_s = getattr(spec.params, "horizon_s", 0.0)
@@ -986,14 +990,14 @@ def run_once(
         lifecycle=funds.lifecycle,
         deferred=funds.deferred,
         collateral=funds.report,
-        losable=lose_basket_at_ns is not None,
+        losable=lose_basket_after_s is not None,
     )
     funds.follow(run)
     run.start()
     if cancel_at_ns is not None:
         loop.at(cancel_at_ns, lambda: run.runner.cancel("cancelled by the user"))
-    if lose_basket_at_ns is not None:
-        run.lose_basket(lose_basket_at_ns)
+    if lose_basket_after_s is not None:
+        run.lose_basket(run.fire_ns + int(lose_basket_after_s * NS))
         _run_to_end(loop, run)
     else:
         loop.run(lambda: run.finished, run.runner.deadline_ns + END_LIMIT_NS)

@@ -15,6 +15,7 @@ from actors.backtest import run as backtest_run
 from actors.lifecycle import BasketState
 from actors.report import BasketReport
 from actors.spec import load_basket
+from cluster.cli import main
 from cluster.config import load_cluster
 from venues.model import OrderStatus, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
@@ -90,8 +91,6 @@ def lost_run(
     instant of the loss, and the venues' exchanges by name."""
     config, risk = venues
     spec = load_basket(SPEC.format(policy=policy, style=style))
-    fire_ns = run_once(spec, config, ExecutionMode.COORDINATED, seed, risk=risk).fire_ns
-    lost_ns = fire_ns + int(lost_after_s * NS)
     _RecordingExchange.made = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(backtest_run, "SimExchange", _RecordingExchange)
@@ -102,9 +101,9 @@ def lost_run(
             seed,
             risk=risk,
             settings=SETTINGS,
-            lose_basket_at_ns=lost_ns,
+            lose_basket_after_s=lost_after_s,
         )
-    assert result.fire_ns == fire_ns
+    lost_ns = result.fire_ns + int(lost_after_s * NS)
     return result.report, lost_ns, {ex.venue: ex for ex in _RecordingExchange.made}
 
 
@@ -196,7 +195,7 @@ def test_a_run_that_loses_nothing_is_the_run_without_the_loss_machinery(
         ExecutionMode.COORDINATED,
         4,
         risk=risk,
-        lose_basket_at_ns=plain.report.completed_ns + 3_600 * NS,
+        lose_basket_after_s=3_600.0,
     )
     assert late.report.status is plain.report.status
     assert [leg.child_orders for leg in late.report.legs] == [
@@ -240,3 +239,31 @@ def test_a_quote_the_lost_actor_left_resting_is_pulled_by_its_successor(
     want = BasketState.COMPLETED if policy == "complete" else BasketState.FAILED
     assert report.status is want, report.reason
     assert "incomplete" not in report.reason, report.reason
+
+
+QUICK = ROOT / "examples" / "synthetic_eth_quick.toml"  # policy hedge_and_hold, hedged
+ONE_RUN = ("--seeds", "1", "--compare", "coordinated", "--quiet")
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "ends"), [("hedge_and_hold", 1, "FAILED"), ("complete", 0, None)]
+)
+def test_legato_backtest_loses_the_basket_actor_when_asked(
+    policy: str, code: int, ends: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["backtest", str(QUICK), *ONE_RUN, "--lose-basket-after", "3", "--set"]
+    assert main([*args, f"policy={policy}"]) == code
+    out = capsys.readouterr().out
+    assert "the basket actor is lost 3 s after the legs fire" in out
+    if ends is None:
+        assert "did not complete" not in out
+    else:  # the loss is the basket's failure under any policy but complete
+        assert f"seed 0 coordinated: {ends}: the basket actor was lost (in RUNNING)" in out
+
+
+def test_a_negative_loss_instant_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["backtest", str(QUICK), *ONE_RUN, "--lose-basket-after", "-1"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "--lose-basket-after: must be 0 or more, got -1" in err and "Traceback" not in err
