@@ -1,5 +1,6 @@
-"""What several test modules share: where the recorded market data is, when to skip, and
-how to wait for a condition."""
+"""What several test modules share: where the recorded market data is, when to skip, how to
+wait for a condition, the example venues without injected rejects, the synthetic ETH basket,
+and what counts as a leg filled to what its venue accepts."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import inspect
 import os
 import time
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cluster.cli import default_data_dir
+from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 
 DATA = default_data_dir()
 
@@ -49,3 +53,63 @@ def eventually(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def without_injected_rejects(example: str, directory: Path) -> Path:
+    """`examples/<example>` written into `directory` but for gamma's 1 % injected rejects:
+    a refused first order fails a basket, and a test about something else must not hang
+    on that draw."""
+    text = (EXAMPLES / example).read_text()
+    assert "reject_rate = 0.01" in text, f"examples/{example} no longer injects rejects"
+    path = directory / example
+    path.write_text(text.replace("reject_rate = 0.01", "reject_rate = 0.0"))
+    return path
+
+
+# The synthetic ETH basket without a hedge (every order a venue receives is a child order),
+# on venues alpha (ETHUSDT), beta (STETHUSDT) and gamma (BTCUSDT), as the example venues and
+# the cluster tests' name them.
+SYNTHETIC_ETH_BASKET = """
+kind = "basket"
+basket_id = "{basket_id}"
+policy = "{policy}"
+[params]
+horizon_s = {horizon_s}
+max_slippage_bps = 25
+participation_cap = 1.0
+band = 0.05
+slice_s = 0.5
+grace_s = 20
+child_style = "{child_style}"
+[[legs]]
+leg_id = "eth"
+venue = "alpha"
+symbol = "ETHUSDT"
+side = "BUY"
+notional_usd = 9000
+[[legs]]
+leg_id = "steth"
+venue = "beta"
+symbol = "STETHUSDT"
+side = "BUY"
+notional_usd = 1000
+max_slippage_bps = 40
+[[legs]]
+leg_id = "btc"
+venue = "gamma"
+symbol = "BTCUSDT"
+side = "SELL"
+notional_usd = 10400
+"""
+
+
+def filled_to_minimum(leg: Any, held: Decimal) -> bool:
+    """Whether `held` is what the leg's target asks, to within what its venue accepts: a
+    residue under the instrument's minimum notional cannot be sent (20 USD for ETHUSDT, 100
+    for BTCUSDT; 1 % over it for a last limit up to 40 bp off the average price)."""
+    residue = leg.target_qty - held
+    minimum = SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional * Decimal("1.01")
+    return leg.avg_price is not None and Decimal(0) <= residue * leg.avg_price < minimum

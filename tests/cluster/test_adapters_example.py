@@ -12,6 +12,7 @@ from actors.lifecycle import BasketState
 from actors.messages import LegStatus
 from cluster.engine import Engine
 from tests.cluster.conftest import NAMESPACE
+from tests.support import without_injected_rejects
 from venues.ccxt import CcxtClient
 from venues.clients import build_sim_client
 from venues.config import SimVenueConfig, load_venues
@@ -41,10 +42,7 @@ def test_the_example_reaches_beta_and_gamma_through_ccxt() -> None:
 
 
 def test_the_seeds_basket_completes_on_three_adapter_kinds(tmp_path: Path) -> None:
-    # The example as it is, but for gamma's 1 % injected rejects (a refused first order
-    # fails a basket, and this test is about the adapters).
-    venues = tmp_path / "venues_adapters.toml"
-    venues.write_text(EXAMPLE.read_text().replace("reject_rate = 0.01", "reject_rate = 0.0"))
+    venues = without_injected_rejects("venues_adapters.toml", tmp_path)
     with Engine.start(venues, namespace=NAMESPACE) as engine:
         report = engine.submit(BASKET).result(timeout=240)
     assert report.status is BasketState.COMPLETED, report.reason

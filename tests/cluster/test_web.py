@@ -21,6 +21,7 @@ from actors.spec.overrides import load_basket_with_overrides
 from cluster.engine import Engine
 from cluster.web import RunningWeb, serve_in_thread
 from tests.cluster.conftest import NAMESPACE as SESSION_NAMESPACE
+from tests.support import without_injected_rejects
 
 # A namespace of its own: no venue or basket another test left running can be in it.
 NAMESPACE = f"{SESSION_NAMESPACE}-web"
@@ -79,12 +80,7 @@ def basket_in(state: dict[str, Any], basket_id: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    # The example venues but for gamma's 1 % injected rejects: a refused first order fails
-    # a basket, and these tests are about the web view.
-    venues = tmp_path_factory.mktemp("web") / "venues.toml"
-    text = (EXAMPLES / "venues.toml").read_text()
-    assert "reject_rate = 0.01" in text, "examples/venues.toml no longer injects rejects"
-    venues.write_text(text.replace("reject_rate = 0.01", "reject_rate = 0.0"))
+    venues = without_injected_rejects("venues.toml", tmp_path_factory.mktemp("web"))
     with Engine.start(venues, namespace=NAMESPACE) as engine:
         yield engine
 

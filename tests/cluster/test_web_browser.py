@@ -19,7 +19,8 @@ from actors.lifecycle import BasketState
 from cluster.engine import Engine
 from cluster.web import serve_in_thread
 from tests.cluster.conftest import NAMESPACE as SESSION_NAMESPACE
-from tests.cluster.test_web import EXAMPLES, quick
+from tests.cluster.test_web import quick
+from tests.support import without_injected_rejects
 
 # A namespace of its own: no venue or basket another test left running can be in it.
 NAMESPACE = f"{SESSION_NAMESPACE}-web-browser"
@@ -53,12 +54,9 @@ def chromium() -> Path:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    # The example venues but for gamma's 1 % injected rejects: a refused first order fails
-    # a basket, and this test is about the page.
-    venues = tmp_path / "venues.toml"
-    text = (EXAMPLES / "venues.toml").read_text()
-    venues.write_text(text.replace("reject_rate = 0.01", "reject_rate = 0.0"))
-    with Engine.start(venues, namespace=NAMESPACE) as engine:
+    with Engine.start(
+        without_injected_rejects("venues.toml", tmp_path), namespace=NAMESPACE
+    ) as engine:
         yield engine
 
 

@@ -17,6 +17,7 @@ from actors.report import BasketReport
 from actors.spec import load_basket
 from cluster.cli import main
 from cluster.config import load_cluster
+from tests.support import SYNTHETIC_ETH_BASKET, filled_to_minimum, without_injected_rejects
 from venues.model import OrderStatus, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import SimExchange
@@ -25,41 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000
 D = Decimal
 SETTINGS = BacktestSettings(takeover_ms=3_000.0, leg_start_ms=1_000.0)
-
-# The synthetic ETH basket without a hedge (every order a venue receives is a child order),
-# over 8 s: the basket of the live take-over tests.
-SPEC = """
-kind = "basket"
-basket_id = "bt-lost"
-policy = "{policy}"
-[params]
-horizon_s = 8
-max_slippage_bps = 25
-participation_cap = 1.0
-band = 0.05
-slice_s = 0.5
-grace_s = 20
-child_style = "{style}"
-[[legs]]
-leg_id = "eth"
-venue = "alpha"
-symbol = "ETHUSDT"
-side = "BUY"
-notional_usd = 9000
-[[legs]]
-leg_id = "steth"
-venue = "beta"
-symbol = "STETHUSDT"
-side = "BUY"
-notional_usd = 1000
-max_slippage_bps = 40
-[[legs]]
-leg_id = "btc"
-venue = "gamma"
-symbol = "BTCUSDT"
-side = "SELL"
-notional_usd = 10400
-"""
 
 
 class _RecordingExchange(SimExchange):
@@ -74,14 +40,22 @@ class _RecordingExchange(SimExchange):
 
 @pytest.fixture(scope="module")
 def venues(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    # The example venues but for gamma's 1 % injected rejects: a refused first order fails
-    # a basket, and these tests are about the take-over.
-    text = (ROOT / "examples" / "venues.toml").read_text()
-    assert "reject_rate = 0.01" in text
-    path = tmp_path_factory.mktemp("takeover") / "venues.toml"
-    path.write_text(text.replace("reject_rate = 0.01", "reject_rate = 0.0"))
+    path = without_injected_rejects("venues.toml", tmp_path_factory.mktemp("takeover"))
     cluster = load_cluster(path)
     return check_venues(cluster.venues), cluster.risk
+
+
+def flat_to_minimum(leg: Any, held: Decimal) -> bool:
+    """Whether the venue's trades leave the leg flat, but for what is too small to send."""
+    price = leg.avg_price or D(0)
+    return abs(held) * price < SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional
+
+
+def basket(policy: str, style: str) -> str:
+    """The basket of the live take-over tests, over 8 s."""
+    return SYNTHETIC_ETH_BASKET.format(
+        basket_id="bt-lost", policy=policy, horizon_s=8, child_style=style
+    )
 
 
 def lost_run(
@@ -90,7 +64,7 @@ def lost_run(
     """The basket's report when its actor is lost `lost_after_s` after its legs fire, the
     instant of the loss, and the venues' exchanges by name."""
     config, risk = venues
-    spec = load_basket(SPEC.format(policy=policy, style=style))
+    spec = load_basket(basket(policy, style))
     _RecordingExchange.made = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(backtest_run, "SimExchange", _RecordingExchange)
@@ -119,15 +93,6 @@ def venue_net(ex: SimExchange, symbol: str, side: Side) -> Decimal:
     return sum((t.fill.quantity if t.side is side else -t.fill.quantity for t in trades), D(0))
 
 
-def held_within_minimum(leg: Any, held: Decimal) -> bool:
-    """Whether `held` is what the leg's target asks, to within what its venue accepts: a
-    residue under the instrument's minimum notional cannot be sent (1 % over it for a last
-    limit off the average price)."""
-    residue = leg.target_qty - held
-    minimum = SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional * D("1.01")
-    return leg.avg_price is not None and D(0) <= residue * leg.avg_price < minimum
-
-
 @pytest.mark.parametrize(("seed", "lost_after_s"), [(0, 1.0), (1, 3.0), (2, 5.5)])
 def test_a_lost_basket_under_policy_complete_carries_on_and_fills_every_leg(
     venues: tuple[Any, Any], seed: int, lost_after_s: float
@@ -153,7 +118,7 @@ def test_a_lost_basket_under_policy_complete_carries_on_and_fills_every_leg(
         quiet = range(lost_ns + NS, lost_ns + int(SETTINGS.takeover_ms * 1e6))
         assert not [o for o in orders if o.venue_receive_ns in quiet], leg.leg_id
         # The whole target, to what the venue accepts.
-        assert held_within_minimum(leg, leg.filled_qty), (
+        assert filled_to_minimum(leg, leg.filled_qty), (
             leg.leg_id,
             leg.target_qty,
             leg.filled_qty,
@@ -173,12 +138,7 @@ def test_a_lost_basket_under_policy_unwind_fails_and_trades_every_leg_back(
         ids = [o.client_order_id for o in venue_orders(ex, leg.symbol)]
         assert set(ids) == {o.client_order_id for o in leg.child_orders}, leg.leg_id
         assert any(o.purpose == "unwind" for o in leg.child_orders), leg.leg_id
-        # Back to flat by the venue's trades, but for what is too small to send.
-        price = leg.avg_price or D(0)
-        assert abs(held) * price < SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional, (
-            leg.leg_id,
-            held,
-        )
+        assert flat_to_minimum(leg, held), (leg.leg_id, held)
 
 
 def test_a_run_that_loses_nothing_is_the_run_without_the_loss_machinery(
@@ -186,7 +146,7 @@ def test_a_run_that_loses_nothing_is_the_run_without_the_loss_machinery(
 ) -> None:
     """A loss scheduled after the basket ended changes nothing of the run."""
     config, risk = venues
-    spec = load_basket(SPEC.format(policy="complete", style="twap"))
+    spec = load_basket(basket("complete", "twap"))
     plain = run_once(spec, config, ExecutionMode.COORDINATED, 4, risk=risk)
     assert plain.done_ns is not None
     late = run_once(
@@ -230,11 +190,9 @@ def test_a_quote_the_lost_actor_left_resting_is_pulled_by_its_successor(
         held = venue_net(ex, leg.symbol, leg.side)
         assert held == leg.filled_qty, leg.leg_id
         if policy == "complete":
-            assert held_within_minimum(leg, held), (leg.leg_id, leg.target_qty, held)
+            assert filled_to_minimum(leg, held), (leg.leg_id, leg.target_qty, held)
         else:
-            assert abs(held) * (leg.avg_price or D(0)) < (
-                SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional
-            ), (leg.leg_id, held)
+            assert flat_to_minimum(leg, held), (leg.leg_id, held)
     assert pulled, "no quote rested at the loss: the case does not test the successor's pull"
     want = BasketState.COMPLETED if policy == "complete" else BasketState.FAILED
     assert report.status is want, report.reason
