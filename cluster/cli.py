@@ -372,29 +372,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _connect(address: str | None) -> None:
-    """Join the cluster at `address` (else $RAY_ADDRESS). The address is checked before Ray
-    is imported: a mistake in it is told in a moment, not after Ray's 2 s import."""
-    from cluster.address import AddressError, check_reachable
+    """Join the cluster at `address` (else $RAY_ADDRESS), the address checked before Ray is
+    imported (`cluster.address.join`)."""
+    from cluster.address import AddressError, join
 
-    loaded = sys.modules.get("ray")
-    if loaded is not None and loaded.is_initialized():
-        return  # a process already connected (a driver script, a test) asks its cluster
-    where = address or os.environ.get("RAY_ADDRESS")
-    if not where:
-        raise UserError(
-            "no cluster to ask: give --address (e.g. 127.0.0.1:6379) or set RAY_ADDRESS; "
-            "a basket run by `legato run` without a cluster lives only in that process"
-        )
     try:
-        check_reachable(where)
+        join(
+            address,
+            none_given="no cluster to ask: give --address (e.g. 127.0.0.1:6379) or set "
+            "RAY_ADDRESS; a basket run by `legato run` without a cluster lives only in that "
+            "process",
+        )
     except AddressError as e:
         raise UserError(str(e)) from None
-    import ray
-
-    try:
-        ray.init(address=where, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, ValueError) as e:
-        raise UserError(f"cannot connect to the Ray cluster at {where}: {e}") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -20,26 +20,18 @@ class _Refused(Exception):
 
 
 def _connect(address: str | None) -> None:
-    """Join the Ray cluster at `address` (else $RAY_ADDRESS), as `legato status` does: the
-    address checked before Ray is imported."""
-    from cluster.address import AddressError, check_reachable  # noqa: PLC0415
+    """Join the Ray cluster at `address` (else $RAY_ADDRESS), as `legato status` does
+    (`cluster.address.join`)."""
+    from cluster.address import AddressError, join  # noqa: PLC0415
 
-    where = address or os.environ.get("RAY_ADDRESS")
-    if not where:
-        raise _Refused(
-            "no cluster to show: give --address (e.g. 127.0.0.1:6379) or set RAY_ADDRESS; "
-            "for the demo's own cluster use `legato demo --web`"
-        )
     try:
-        check_reachable(where)
+        join(
+            address,
+            none_given="no cluster to show: give --address (e.g. 127.0.0.1:6379) or set "
+            "RAY_ADDRESS; for the demo's own cluster use `legato demo --web`",
+        )
     except AddressError as e:
         raise _Refused(str(e)) from None
-    import ray  # noqa: PLC0415
-
-    try:
-        ray.init(address=where, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, ValueError) as e:
-        raise _Refused(f"cannot connect to the Ray cluster at {where}: {e}") from None
 
 
 def _port(text: str) -> int:

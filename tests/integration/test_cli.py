@@ -122,6 +122,7 @@ def test_a_basket_that_fails_its_checks_is_refused_before_ray_is_loaded(tmp_path
         (("attach", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
         (("release-hedge", "b1", "--address", "127.0.0.1:1"), "nothing answers there"),
         (("web", "--address", "127.0.0.1:1"), "nothing answers there"),
+        (("web",), "no cluster to show"),
     ],
 )
 def test_a_cluster_command_refuses_a_bad_address_before_ray_is_loaded(
