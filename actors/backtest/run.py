@@ -193,7 +193,9 @@ class _StreamedCalls:
         self._run = run
         self._generation = 0 if run is None else run.generation
 
-    def _lost(self) -> bool:
+    @property
+    def lost(self) -> bool:
+        """Whether the runner's actor was lost (its calls go nowhere)."""
         return self._run is not None and self._run.generation != self._generation
 
     def _gate(self, fn: Callable[..., None]) -> Callable[..., None]:
@@ -202,15 +204,15 @@ class _StreamedCalls:
     def place(self, order: NewOrder, then: Callable[[Answer], None]) -> None:
         on_stream = self.on_stream
         assert on_stream is not None
-        if not self._lost():
+        if not self.lost:
             self._venue.submit(order, self._gate(then), self._gate(on_stream))
 
     def query(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        if not self._lost():
+        if not self.lost:
             self._venue.query(symbol, client_order_id, self._gate(then))
 
     def cancel(self, symbol: str, client_order_id: str, then: Callable[[Answer], None]) -> None:
-        if not self._lost():
+        if not self.lost:
             self._venue.cancel(symbol, client_order_id, self._gate(then))
 
 
@@ -221,13 +223,12 @@ class _LegPort:
     def __init__(self, run: _Run, venue: Venue) -> None:
         self.now_ns = run.loop.now_ns
         self.call_at = run.call_at
-        self._run = run
-        self._generation = run.generation
+        self._to_basket = run.to_basket
         self.venue = _StreamedCalls(venue, run if run.losable else None)
 
     def send(self, p: LegProgress) -> None:
-        if self._run.generation == self._generation:  # a lost leg's actor sends nothing
-            self._run.to_basket(p)
+        if not self.venue.lost:  # a lost leg's actor sends nothing
+            self._to_basket(p)
 
 
 class _DeskPort:
@@ -493,10 +494,10 @@ class _Run:
             return
         self.generation += 1
         self._gone = set(self.legs)
-        lost = set(map(id, self.legs.values()))
+        lost = list(self.legs.values())
         for venue in self.venues.values():
             for listening in venue.listeners.values():
-                listening[:] = [leg for leg in listening if id(leg) not in lost]
+                listening[:] = [leg for leg in listening if leg not in lost]
         history = list(runner.lifecycle.history)
         lost_in = runner.lifecycle.state.value
         takeover = int(self.settings.takeover_ms * MS)
