@@ -1,14 +1,15 @@
 """What several test modules share: where the recorded market data is, when to skip, how to
 wait for a condition, the example venues without injected rejects, the synthetic ETH basket,
-and what counts as a leg filled to what its venue accepts."""
+what counts as a leg filled to what its venue accepts, and the backtest's exchanges recorded."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from cluster.cli import default_data_dir
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
+from venues.sim.exchange import SimExchange
 
 DATA = default_data_dir()
 
@@ -113,3 +115,21 @@ def filled_to_minimum(leg: Any, held: Decimal) -> bool:
     residue = leg.target_qty - held
     minimum = SYNTHETIC_INSTRUMENTS[leg.symbol].min_notional * Decimal("1.01")
     return leg.avg_price is not None and Decimal(0) <= residue * leg.avg_price < minimum
+
+
+@contextlib.contextmanager
+def recording_exchanges() -> Iterator[list[SimExchange]]:
+    """Every exchange the backtest makes inside the block, in the list it yields, so that
+    their own records (orders, trades) can be read after the run."""
+    import actors.backtest.run as backtest_run  # noqa: PLC0415
+
+    made: list[SimExchange] = []
+
+    class Recording(SimExchange):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backtest_run, "SimExchange", Recording)
+        yield made

@@ -21,15 +21,15 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 import pytest
 
-import actors.backtest.run as backtest_run
 from actors.backtest import ExecutionMode, RunResult, check_venues, run_once
 from actors.spec.overrides import load_basket_with_overrides
 from cluster.config import load_cluster
+from tests.support import recording_exchanges
 from venues.sim.exchange import SimExchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,16 +91,6 @@ CASES: dict[str, tuple[Path, Path, range, bool, tuple[str, ...]]] = {
         ("params.child_style=passive",),
     ),
 }
-
-
-class _RecordingExchange(SimExchange):
-    """A `SimExchange` that remembers itself, so its fills can be read after the run."""
-
-    made: ClassVar[list[SimExchange]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _RecordingExchange.made.append(self)
 
 
 _CHILD = (
@@ -214,9 +204,7 @@ def run_case(name: str, seed: int, mode: ExecutionMode) -> dict[str, Any]:
     spec = load_basket_with_overrides(basket, overrides)
     if getattr(spec, "hedge", None) is None and cluster.hedge is not None:
         spec = msgspec.structs.replace(spec, hedge=cluster.hedge)
-    _RecordingExchange.made = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(backtest_run, "SimExchange", _RecordingExchange)
+    with recording_exchanges() as made:
         result = run_once(
             spec,
             check_venues(cluster.venues),
@@ -225,7 +213,7 @@ def run_case(name: str, seed: int, mode: ExecutionMode) -> dict[str, Any]:
             risk=cluster.risk,
             routing=cluster.collateral.rules() if routed else None,
         )
-    return _digest(result, _fills(_RecordingExchange.made))
+    return _digest(result, _fills(made))
 
 
 def _runs() -> list[tuple[str, int, ExecutionMode]]:

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from actors.backtest import BacktestSettings, ExecutionMode, check_venues, run_once
-from actors.backtest import run as backtest_run
 from actors.lifecycle import BasketState
 from actors.report import BasketReport
 from actors.spec import load_basket
 from cluster.cli import main
 from cluster.config import load_cluster
-from tests.support import SYNTHETIC_ETH_BASKET, filled_to_minimum, without_injected_rejects
+from tests.support import (
+    SYNTHETIC_ETH_BASKET,
+    filled_to_minimum,
+    recording_exchanges,
+    without_injected_rejects,
+)
 from venues.model import OrderStatus, Side, TimeInForce
 from venues.sim.calibration import SYNTHETIC_INSTRUMENTS
 from venues.sim.exchange import SimExchange
@@ -26,16 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000
 D = Decimal
 SETTINGS = BacktestSettings(takeover_ms=3_000.0, leg_start_ms=1_000.0)
-
-
-class _RecordingExchange(SimExchange):
-    """A `SimExchange` that remembers itself, so its records can be read after the run."""
-
-    made: ClassVar[list[SimExchange]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _RecordingExchange.made.append(self)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +59,7 @@ def lost_run(
     instant of the loss, and the venues' exchanges by name."""
     config, risk = venues
     spec = load_basket(basket(policy, style))
-    _RecordingExchange.made = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(backtest_run, "SimExchange", _RecordingExchange)
+    with recording_exchanges() as made:
         result = run_once(
             spec,
             config,
@@ -78,7 +70,7 @@ def lost_run(
             lose_basket_after_s=lost_after_s,
         )
     lost_ns = result.fire_ns + int(lost_after_s * NS)
-    return result.report, lost_ns, {ex.venue: ex for ex in _RecordingExchange.made}
+    return result.report, lost_ns, {ex.venue: ex for ex in made}
 
 
 def venue_orders(ex: SimExchange, symbol: str) -> list[Any]:
